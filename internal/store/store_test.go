@@ -1,0 +1,265 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/exchange/replaytest"
+)
+
+func TestReplayCacheConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			replaytest.Run(t, func(t *testing.T, clock *replaytest.Clock) exchange.ReplayCache {
+				return openTest(t, b.newURL(t), clock.Now)
+			})
+		})
+	}
+}
+
+func TestSweepReplay(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := replaytest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			s := openTest(t, b.newURL(t), clock.Now)
+			for i, ttl := range []time.Duration{time.Minute, time.Minute, time.Hour} {
+				if err := s.Claim(ctx, string(rune('a'+i)), clock.Now().Add(ttl)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, err := s.SweepReplay(ctx); err != nil || n != 0 {
+				t.Fatalf("SweepReplay before expiry = %d, %v; want 0, nil", n, err)
+			}
+			clock.Advance(2 * time.Minute)
+			if n, err := s.SweepReplay(ctx); err != nil || n != 2 {
+				t.Fatalf("SweepReplay = %d, %v; want 2, nil", n, err)
+			}
+			var left int
+			if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM replay_keys`).Scan(&left); err != nil || left != 1 {
+				t.Fatalf("rows left = %d, %v; want 1", left, err)
+			}
+			if err := s.Claim(ctx, "c", clock.Now().Add(time.Minute)); !errors.Is(err, exchange.ErrReplayed) {
+				t.Fatalf("unexpired key after sweep: Claim = %v, want ErrReplayed", err)
+			}
+		})
+	}
+}
+
+func TestReplayKeysAreHashed(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openTest(t, b.newURL(t), time.Now)
+			const secret = "eyJhbGciOiJFUzI1NiJ9.canary"
+			if err := s.Claim(ctx, secret, time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			var stored string
+			if err := s.db.QueryRowContext(ctx, `SELECT key_hash FROM replay_keys`).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(stored, "canary") || len(stored) != 64 {
+				t.Fatalf("stored key %q: want a 64-hex-digit hash", stored)
+			}
+		})
+	}
+}
+
+func TestJanitorSweeps(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clock := replaytest.NewClock(time.Now())
+	s := openTest(t, "sqlite:"+filepath.Join(t.TempDir(), "j.db"), clock.Now)
+	if err := s.Claim(ctx, "k", clock.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	done := make(chan struct{})
+	go func() { s.RunJanitor(ctx, time.Millisecond, discardLogger()); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM replay_keys`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("janitor did not sweep the expired key within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+func TestMigrations(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			u := b.newURL(t)
+
+			t.Run("concurrent starts", func(t *testing.T) {
+				const n = 4
+				var wg sync.WaitGroup
+				errs := make([]error, n)
+				for i := range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						s, err := Open(ctx, u)
+						if err == nil {
+							s.Close()
+						}
+						errs[i] = err
+					}()
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("Open #%d: %v", i, err)
+					}
+				}
+			})
+
+			s := openTest(t, u, time.Now)
+			want, _ := migrationsFor(migrationFiles, s.dialect)
+			got, err := s.SchemaVersion(ctx)
+			if err != nil || got != want[len(want)-1].version {
+				t.Fatalf("SchemaVersion = %d, %v; want %d", got, err, want[len(want)-1].version)
+			}
+			var rows int
+			if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(want) {
+				t.Fatalf("schema_migrations rows = %d, %v; want %d (each migration applied once)", rows, err, len(want))
+			}
+
+			t.Run("reopen is idempotent", func(t *testing.T) {
+				openTest(t, u, time.Now)
+			})
+
+			t.Run("newer schema is refused", func(t *testing.T) {
+				if _, err := s.db.ExecContext(ctx, s.dialect.rebind(
+					`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`), 9999, "future", 0); err != nil {
+					t.Fatal(err)
+				}
+				_, err := Open(ctx, u)
+				if err == nil || !strings.Contains(err.Error(), "schema version 9999 is newer") {
+					t.Fatalf("Open = %v, want a newer-schema error", err)
+				}
+			})
+		})
+	}
+}
+
+func TestMigrationFailureRollsBack(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			u := b.newURL(t)
+			s := openTest(t, u, time.Now)
+			broken := fstest.MapFS{
+				"migrations/0001_replay_keys.sql": {Data: []byte("SELECT 1")},
+				"migrations/0002_good.sql":        {Data: []byte("CREATE TABLE good (id INTEGER)")},
+				"migrations/0003_bad.sql":         {Data: []byte("CREATE TABLE oops (")},
+			}
+			err := s.migrate(ctx, broken)
+			if err == nil || !strings.Contains(err.Error(), "migration 0003_bad") {
+				t.Fatalf("migrate = %v, want an error naming 0003_bad", err)
+			}
+			if _, err := s.db.ExecContext(ctx, `SELECT * FROM good`); err == nil {
+				t.Fatal("table of migration 0002 exists after the batch failed: migrations are not atomic")
+			}
+		})
+	}
+}
+
+func TestMigrationFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		fs      fstest.MapFS
+		want    []int
+		wantErr string
+	}{
+		{"dialect files", fstest.MapFS{
+			"migrations/0001_a.sql":          {},
+			"migrations/0002_b.postgres.sql": {},
+			"migrations/0003_c.sqlite.sql":   {},
+		}, []int{1, 3}, ""},
+		{"bad name", fstest.MapFS{"migrations/1_a.sql": {}}, nil, `"1_a.sql" is not named`},
+		{"duplicate version", fstest.MapFS{
+			"migrations/0001_a.sql": {},
+			"migrations/0001_b.sql": {},
+		}, nil, "share version 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := migrationsFor(tt.fs, sqliteDialect)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var versions []int
+			for _, m := range got {
+				versions = append(versions, m.version)
+			}
+			if len(versions) != len(tt.want) || versions[0] != tt.want[0] || versions[len(versions)-1] != tt.want[len(tt.want)-1] {
+				t.Fatalf("versions = %v, want %v", versions, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, url, wantErr string
+	}{
+		{"no scheme", "mcpsts.db", "is not a store URL"},
+		{"unknown scheme", "mysql://root@localhost/x", `unsupported store scheme "mysql"`},
+		{"sqlite no path", "sqlite:", "no file path"},
+		{"sqlite missing dir", "sqlite:" + filepath.Join(dir, "nope", "x.db"), "no such file or directory"},
+		{"sqlite parent is a file", "sqlite:" + filepath.Join(file, "x.db"), "is not a directory"},
+		{"sqlite query chars", "sqlite:" + dir + "/x.db?mode=ro", "may not contain"},
+		{"postgres refused", "postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", "cannot connect to postgres://u:xxxxx@127.0.0.1:1/x"},
+		{"postgres bad url", "postgres://u:hunter2@[::1/x", "invalid PostgreSQL URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(context.Background(), tt.url)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Open(%q) = %v, want error containing %q", tt.url, err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestRebind(t *testing.T) {
+	if got := postgresDialect.rebind("a = ? AND b = ?"); got != "a = $1 AND b = $2" {
+		t.Fatalf("postgres rebind = %q", got)
+	}
+	if got := sqliteDialect.rebind("a = ?"); got != "a = ?" {
+		t.Fatalf("sqlite rebind = %q", got)
+	}
+}
