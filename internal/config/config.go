@@ -1,0 +1,157 @@
+// Package config reads the mcpsts server configuration: one YAML file,
+// parsed strictly (unknown and repeated keys are errors), overridden by a
+// documented set of environment variables, and validated in full so that
+// every problem is reported at once with its field path.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mcpsts/mcpsts/internal/tlsserver"
+)
+
+// Config is the server configuration. The YAML keys are the field tags.
+type Config struct {
+	// Issuer is the authorization server's issuer identifier: an https URL
+	// without query or fragment, identical to what clients are told.
+	Issuer string `yaml:"issuer"`
+	// Listen is the HTTPS listen address, host:port.
+	Listen string `yaml:"listen"`
+	// DataDir holds the default SQLite database and local state.
+	DataDir string `yaml:"data_dir"`
+	// Store is "sqlite:PATH" or a postgres:// URL. Empty means
+	// sqlite:<data_dir>/mcpsts.db.
+	Store  string `yaml:"store"`
+	TLS    TLS    `yaml:"tls"`
+	Server Server `yaml:"server"`
+	Log    Log    `yaml:"log"`
+}
+
+// TLS configures the server certificate.
+type TLS struct {
+	CertFile        string `yaml:"cert_file"`
+	KeyFile         string `yaml:"key_file"`
+	MinVersion      string `yaml:"min_version"`
+	AllowSelfSigned bool   `yaml:"allow_self_signed"`
+}
+
+// Server bounds what clients can make the server hold.
+type Server struct {
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+}
+
+// Log configures the server log on standard error.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// Defaults returns the configuration every file starts from.
+func Defaults() Config {
+	l := tlsserver.DefaultLimits()
+	return Config{
+		Listen:  "127.0.0.1:8443",
+		DataDir: ".mcpsts",
+		TLS:     TLS{MinVersion: "1.2"},
+		Server: Server{
+			ReadHeaderTimeout: l.ReadHeaderTimeout,
+			ReadTimeout:       l.ReadTimeout,
+			WriteTimeout:      l.WriteTimeout,
+			IdleTimeout:       l.IdleTimeout,
+			ShutdownTimeout:   l.ShutdownTimeout,
+			MaxHeaderBytes:    l.MaxHeaderBytes,
+			MaxBodyBytes:      l.MaxBodyBytes,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// StoreURL is the store to open: Store, or the SQLite file in DataDir.
+func (c *Config) StoreURL() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return "sqlite:" + filepath.Join(c.DataDir, "mcpsts.db")
+}
+
+// Limits converts the server section for tlsserver.
+func (c *Config) Limits() tlsserver.Limits {
+	s := c.Server
+	return tlsserver.Limits{
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		ReadTimeout:       s.ReadTimeout,
+		WriteTimeout:      s.WriteTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		ShutdownTimeout:   s.ShutdownTimeout,
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		MaxBodyBytes:      s.MaxBodyBytes,
+	}
+}
+
+// FieldError is one problem with one field of the configuration.
+type FieldError struct {
+	File string // the configuration file
+	Line int    // 0 when unknown (a default, an environment variable)
+	Path string // dotted field path, e.g. tls.cert_file
+	Env  string // the environment variable that set the value, if any
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		if e.Env != "" {
+			b.WriteString(" (from " + e.Env + ")")
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads file, applies the environment overrides found through getenv
+// and validates the result at now. All problems come back at once, joined,
+// each a *FieldError.
+func Load(file string, getenv func(string) string, now time.Time) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &FieldError{File: file, Msg: "cannot read configuration: " + pathErrorReason(err)}
+	}
+	cfg, lines, err := Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	from := applyEnv(cfg, getenv)
+	if err := cfg.validate(file, lines, from, now); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// pathErrorReason is the reason of a file error without the path, which the
+// caller names itself.
+func pathErrorReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,250 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/internal/devpki"
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// testFiles makes a CA-issued server certificate (the dev CA's) and returns
+// its paths.
+func testFiles(t *testing.T) (cert, key string) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := devpki.Ensure(dir, now); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+}
+
+func write(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mcpsts.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func noEnv(string) string { return "" }
+
+func TestLoadValid(t *testing.T) {
+	cert, key := testFiles(t)
+	file := write(t, `
+issuer: https://sts.example.com/tenant1
+listen: 0.0.0.0:9443
+data_dir: `+t.TempDir()+`
+store: postgres://mcpsts@db.internal:5432/mcpsts
+tls:
+  cert_file: `+cert+`
+  key_file: `+key+`
+  min_version: 1.3
+server:
+  read_timeout: 20s
+  max_body_bytes: 65536
+log:
+  level: debug
+  format: json
+`)
+	cfg, err := Load(file, noEnv, now)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Defaults()
+	if cfg.Issuer != "https://sts.example.com/tenant1" || cfg.Listen != "0.0.0.0:9443" ||
+		cfg.TLS.MinVersion != "1.3" || cfg.Server.ReadTimeout != 20*time.Second ||
+		cfg.Server.MaxBodyBytes != 65536 || cfg.Log.Level != "debug" || cfg.Log.Format != "json" {
+		t.Errorf("values not read: %+v", cfg)
+	}
+	if cfg.Server.WriteTimeout != want.Server.WriteTimeout || cfg.Server.MaxHeaderBytes != want.Server.MaxHeaderBytes {
+		t.Errorf("unset fields lost their defaults: %+v", cfg.Server)
+	}
+	if cfg.StoreURL() != "postgres://mcpsts@db.internal:5432/mcpsts" {
+		t.Errorf("StoreURL = %q", cfg.StoreURL())
+	}
+}
+
+func TestLoadEnvOverrides(t *testing.T) {
+	cert, key := testFiles(t)
+	dir := t.TempDir()
+	file := write(t, "issuer: https://file.example\ntls: {cert_file: /nope, key_file: /nope}\n")
+	env := map[string]string{
+		"MCPSTS_ISSUER":        "https://env.example",
+		"MCPSTS_DATA_DIR":      dir,
+		"MCPSTS_TLS_CERT_FILE": cert,
+		"MCPSTS_TLS_KEY_FILE":  key,
+		"MCPSTS_LOG_LEVEL":     "warn",
+	}
+	cfg, err := Load(file, func(k string) string { return env[k] }, now)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Issuer != "https://env.example" || cfg.Log.Level != "warn" || cfg.TLS.CertFile != cert {
+		t.Errorf("environment did not override: %+v", cfg)
+	}
+	if cfg.StoreURL() != "sqlite:"+filepath.Join(dir, "mcpsts.db") {
+		t.Errorf("default StoreURL = %q", cfg.StoreURL())
+	}
+
+	env["MCPSTS_LISTEN"] = "no-port"
+	_, err = Load(file, func(k string) string { return env[k] }, now)
+	if err == nil || !strings.Contains(err.Error(), `listen (from MCPSTS_LISTEN): "no-port" is not host:port`) {
+		t.Fatalf("bad MCPSTS_LISTEN: err = %v", err)
+	}
+	if len(EnvVars()) != len(envOverrides) || EnvVars()[3] != "MCPSTS_STORE" {
+		t.Errorf("EnvVars = %v", EnvVars())
+	}
+}
+
+// TestLoadErrors covers every class of configuration error; each case
+// asserts the exact messages, which must name the file, line and path.
+func TestLoadErrors(t *testing.T) {
+	cert, key := testFiles(t)
+	good := "issuer: https://sts.example\ntls:\n  cert_file: " + cert + "\n  key_file: " + key + "\n"
+	notDir := write(t, "x")
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear; len(want) is the number of problems
+	}{
+		{"not YAML", "issuer: [unclosed", []string{"mcpsts.yaml: not valid YAML: "}},
+		{"two documents", good + "---\nlisten: x\n", []string{"mcpsts.yaml:5: holds more than one YAML document"}},
+		{"root is a list", "- a\n- b\n", []string{"mcpsts.yaml:1: the file must be a mapping of keys to values, got a list"}},
+		{"section is a value", good + "server: fast\n", []string{"mcpsts.yaml:5: server: a section must be a mapping of keys to values, got a single value"}},
+		{"empty file", "", []string{
+			"mcpsts.yaml: issuer: required",
+			"mcpsts.yaml: tls.cert_file: required",
+			"mcpsts.yaml: tls.key_file: required",
+		}},
+		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
+			"mcpsts.yaml:5: lissen: unknown field (known: data_dir, issuer, listen, log, server, store, tls)",
+			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
+		}},
+		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
+		{"wrong types", good + "listen: [a, b]\nserver:\n  read_timeout: soon\n  max_body_bytes: lots\n  idle_timeout: 10\ntls2: x\n", []string{
+			"mcpsts.yaml:5: listen: want a string, got a list",
+			`mcpsts.yaml:7: server.read_timeout: want a duration such as 30s or 5m, got "soon"`,
+			`mcpsts.yaml:8: server.max_body_bytes: want a whole number, got "lots"`,
+			`mcpsts.yaml:9: server.idle_timeout: want a duration such as 30s or 5m, got "10"`,
+			"mcpsts.yaml:10: tls2: unknown field",
+		}},
+		{"bool for string", good + "log:\n  level: true\n", []string{"mcpsts.yaml:6: log.level: want a string, got true (quote it)"}},
+		{"bad bool", "issuer: https://sts.example\ntls:\n  cert_file: " + cert + "\n  key_file: " + key + "\n  allow_self_signed: maybe\n", []string{
+			`mcpsts.yaml:5: tls.allow_self_signed: want true or false, got "maybe"`,
+		}},
+		{"issuer http", "issuer: http://sts.example\ntls: {cert_file: " + cert + ", key_file: " + key + "}\n", []string{`mcpsts.yaml:1: issuer: "http://sts.example" must use https`}},
+		{"issuer query", "issuer: https://sts.example/?t=1\ntls: {cert_file: " + cert + ", key_file: " + key + "}\n", []string{"may not have a query"}},
+		{"issuer fragment", "issuer: https://sts.example/#x\ntls: {cert_file: " + cert + ", key_file: " + key + "}\n", []string{"may not have a fragment"}},
+		{"issuer no host", "issuer: https:///path\ntls: {cert_file: " + cert + ", key_file: " + key + "}\n", []string{"has no host"}},
+		{"issuer userinfo", "issuer: https://me@sts.example\ntls: {cert_file: " + cert + ", key_file: " + key + "}\n", []string{"may not hold user information"}},
+		{"listen", good + "listen: 127.0.0.1:99999\n", []string{`mcpsts.yaml:5: listen: port "99999" is not a number from 0 to 65535`}},
+		{"listen host", good + "listen: example.com:443\n", []string{`listen: host "example.com" must be an IP address or localhost`}},
+		{"data_dir is a file", good + "data_dir: " + notDir + "\n", []string{"mcpsts.yaml:5: data_dir: " + notDir + " is not a directory"}},
+		{"store scheme", good + "store: mysql://x\n", []string{"mcpsts.yaml:5: store: want sqlite:PATH or a postgres:// URL"}},
+		{"store sqlite no path", good + "store: 'sqlite:'\n", []string{"store: sqlite: needs a file path"}},
+		{"tls files missing", "issuer: https://sts.example\ntls:\n  cert_file: /no/cert.pem\n  key_file: /no/key.pem\n", []string{
+			"mcpsts.yaml:3: tls.cert_file: no such file or directory (/no/cert.pem)",
+			"mcpsts.yaml:4: tls.key_file: no such file or directory (/no/key.pem)",
+		}},
+		{"tls min version", good + "  min_version: '1.1'\n", []string{`mcpsts.yaml:5: tls.min_version: "1.1" is not allowed (want "1.2" or "1.3")`}},
+		{"limits", good + "server:\n  read_header_timeout: 0s\n  shutdown_timeout: 1h\n  max_header_bytes: 10\n  max_body_bytes: 1073741824\n", []string{
+			"server.read_header_timeout: 0s is out of range (want more than 0, at most 1m0s)",
+			"server.shutdown_timeout: 1h0m0s is out of range (want more than 0, at most 10m0s)",
+			"server.max_header_bytes: 10 is out of range (want 1024 to 1048576)",
+			"server.max_body_bytes: 1073741824 is out of range (want 1024 to 67108864)",
+		}},
+		{"log", good + "log: {level: loud, format: xml}\n", []string{
+			`mcpsts.yaml:5: log.level: "loud" is not one of debug, info, warn, error`,
+			`log.format: "xml" is not one of text, json`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := write(t, tt.yaml)
+			_, err := Load(file, noEnv, now)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			msgs := fieldErrors(t, err)
+			if len(msgs) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%s", len(msgs), len(tt.want), err)
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(msgs[i], w) {
+					t.Errorf("problem %d = %q, want it to contain %q", i, msgs[i], w)
+				}
+				if !strings.HasPrefix(msgs[i], file) {
+					t.Errorf("problem %d = %q does not start with the file name", i, msgs[i])
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCertificateProblems(t *testing.T) {
+	cert, key := testFiles(t)
+	file := write(t, "issuer: https://sts.example\ntls:\n  cert_file: "+cert+"\n  key_file: "+key+"\n")
+	_, err := Load(file, noEnv, now.Add(100*24*time.Hour))
+	if err == nil || !strings.Contains(err.Error(), `mcpsts.yaml:3: tls.cert_file: certificate "localhost" expired at`) {
+		t.Fatalf("expired certificate: err = %v", err)
+	}
+	_, err = Load(file, noEnv, now)
+	if err != nil {
+		t.Fatalf("valid certificate: %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "none.yaml")
+	_, err := Load(p, noEnv, now)
+	if err == nil || err.Error() != p+": cannot read configuration: no such file or directory" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// fieldErrors returns the messages of the joined FieldErrors in err.
+func fieldErrors(t *testing.T, err error) []string {
+	t.Helper()
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	out := make([]string, len(list))
+	for i, e := range list {
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			t.Fatalf("problem %d is a %T, not a *FieldError: %v", i, e, e)
+		}
+		out[i] = fe.Error()
+	}
+	return out
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("issuer: https://sts.example\nlisten: 127.0.0.1:8443\ntls: {cert_file: a, key_file: b}\n"))
+	f.Add([]byte("server:\n  read_timeout: 5s\n  max_body_bytes: 1024\nlog: {level: info}\n"))
+	f.Add([]byte("a: &x {b: *x}\n"))
+	f.Add([]byte("- 1\n- [2, {3: 4}]\n"))
+	f.Add([]byte("issuer: !!binary aGVsbG8=\n"))
+	f.Add([]byte("---\n---\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, _, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			fieldErrors(t, err)
+			return
+		}
+		if cfg == nil {
+			t.Fatal("nil config without an error")
+		}
+		_ = cfg.validate("fuzz.yaml", nil, nil, now)
+	})
+}
