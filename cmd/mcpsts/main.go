@@ -1,0 +1,42 @@
+// Command mcpsts is the mcpsts security token service: the server, and the
+// tools that agents and operators run against it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// env is what the commands take from the process, so that tests can give
+// their own.
+type env struct {
+	getenv func(string) string
+	now    func() time.Time
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCommand(env{getenv: os.Getenv, now: time.Now})
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "mcpsts:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand(e env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "mcpsts",
+		Short:         "A security token service for MCP: short-lived, audience-bound tokens for workloads, without static secrets",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCommand(e), newVersionCommand())
+	return root
+}

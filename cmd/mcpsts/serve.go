@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	"github.com/mcpsts/mcpsts/internal/health"
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/internal/telemetry"
+	"github.com/mcpsts/mcpsts/internal/tlsserver"
+)
+
+type serveFlags struct {
+	dev    bool
+	config string
+	check  bool
+	data   string
+	listen string
+}
+
+func newServeCommand(e env) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve (--dev | --config FILE [--check])",
+		Short: "Run the mcpsts server over HTTPS",
+		Long: `Run the mcpsts server.
+
+--dev runs on embedded defaults: a data directory (--data) holding a SQLite
+database, a local CA and a server certificate for localhost and 127.0.0.1,
+listening on --listen. Restarting reuses them.
+
+--config FILE runs from a YAML configuration; --check only validates it.
+These environment variables override the file: ` + strings.Join(config.EnvVars(), ", ") + `.
+Tracing is configured by the standard OTEL_* variables (OTEL_TRACES_EXPORTER=otlp|console|none).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.validate(cmd); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), f, e, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&f.dev, "dev", false, "run on embedded defaults (SQLite, generated local CA and keys)")
+	fl.StringVar(&f.config, "config", "", "YAML configuration `file`")
+	fl.BoolVar(&f.check, "check", false, "validate the --config file and exit")
+	fl.StringVar(&f.data, "data", ".mcpsts", "with --dev: data `directory`")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8443", "with --dev: HTTPS listen `address` (port 0 picks a free port)")
+	cmd.MarkFlagsMutuallyExclusive("dev", "config")
+	return cmd
+}
+
+func (f serveFlags) validate(cmd *cobra.Command) error {
+	switch {
+	case !f.dev && f.config == "":
+		return errors.New("serve needs --dev or --config FILE")
+	case f.check && f.config == "":
+		return errors.New("--check validates a --config file")
+	case f.config != "" && (cmd.Flags().Changed("data") || cmd.Flags().Changed("listen")):
+		return errors.New("--data and --listen go with --dev; with --config set data_dir and listen in the file (or MCPSTS_DATA_DIR, MCPSTS_LISTEN)")
+	case f.dev:
+		if p := config.ListenProblem(f.listen); p != "" {
+			return fmt.Errorf("--listen: %s", p)
+		}
+		if f.data == "" {
+			return errors.New("--data: required")
+		}
+	}
+	return nil
+}
+
+// settings is what serve runs with, from --dev or from a configuration file.
+type settings struct {
+	cfg  *config.Config
+	dev  bool
+	cert tls.Certificate
+	// caPath is the dev CA to trust; empty outside --dev.
+	caPath string
+}
+
+func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer) (err error) {
+	var cfg *config.Config
+	if f.dev {
+		c := config.Defaults()
+		c.DataDir, c.Listen = f.data, f.listen
+		cfg = &c
+	} else {
+		if cfg, err = config.Load(f.config, e.getenv, e.now()); err != nil {
+			return fmt.Errorf("invalid configuration:\n%w", err)
+		}
+		if f.check {
+			fmt.Fprintf(stdout, "%s: configuration is valid\n", f.config)
+			return nil
+		}
+	}
+	log := newLogger(stderr, cfg.Log)
+	s := settings{cfg: cfg, dev: f.dev}
+
+	// Nothing half-created: a data directory this run made is removed again
+	// if start-up fails.
+	if f.dev || cfg.Store == "" {
+		var created bool
+		if created, err = ensureDataDir(cfg.DataDir); err != nil {
+			return err
+		}
+		if created {
+			defer func() {
+				if err != nil { // the named result: whatever failed later
+					os.RemoveAll(cfg.DataDir)
+				}
+			}()
+		}
+	}
+	if f.dev {
+		pki, err := devpki.Ensure(cfg.DataDir, e.now())
+		if err != nil {
+			return err
+		}
+		s.cert, s.caPath = pki.Certificate, pki.CAPath
+	} else {
+		cert, selfSigned, err := tlsserver.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, e.now(), cfg.TLS.AllowSelfSigned)
+		if err != nil {
+			return err
+		}
+		if selfSigned {
+			log.Warn("serving a self-signed certificate (tls.allow_self_signed: true): clients must pin it", "cert_file", cfg.TLS.CertFile)
+		}
+		s.cert = cert
+	}
+
+	st, err := store.Open(ctx, cfg.StoreURL())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	tp, err := telemetry.New(ctx, telemetry.Options{ServiceVersion: version(), InstanceID: instanceID(), Getenv: e.getenv})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(ctx); err != nil {
+			log.Warn("telemetry shutdown", "error", err)
+		}
+	}()
+
+	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
+	srv, err := tlsserver.Listen(tlsserver.Config{
+		Addr:    cfg.Listen,
+		TLS:     tlsserver.TLSConfig(s.cert, minVersion),
+		Handler: routes(st, log),
+		Limits:  cfg.Limits(),
+		Log:     log,
+	})
+	if err != nil {
+		return err
+	}
+	issuer := cfg.Issuer
+	if f.dev {
+		issuer = devIssuer(srv.Addr())
+		printDevBanner(stdout, issuer, srv.Addr(), s.caPath, cfg.DataDir)
+	}
+	log.Info("mcpsts serving", "addr", srv.Addr().String(), "issuer", issuer, "store", st.Dialect(),
+		"tracing", tp.Exporter, "version", version())
+
+	go st.RunJanitor(ctx, time.Minute, log)
+	if err := srv.Serve(ctx); err != nil {
+		return err
+	}
+	log.Info("mcpsts stopped")
+	return nil
+}
+
+// routes mounts every handler of the server.
+func routes(st *store.Store, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", health.Live())
+	mux.Handle("GET /readyz", health.Ready(2*time.Second, log, health.Check{Name: "store", Check: st.Ping}))
+	return mux
+}
+
+// ensureDataDir creates dir (0700) if it is missing and checks that it can
+// be written. created reports whether this call made it.
+func ensureDataDir(dir string) (created bool, err error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("data directory %s: cannot create: %w", dir, unwrapPath(err))
+		}
+		created = true
+	case err != nil:
+		return false, fmt.Errorf("data directory %s: %w", dir, unwrapPath(err))
+	case !fi.IsDir():
+		return false, fmt.Errorf("data directory %s: not a directory", dir)
+	}
+	probe, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		if created {
+			os.RemoveAll(dir)
+		}
+		return false, fmt.Errorf("data directory %s: not writable: %w", dir, unwrapPath(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return created, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// devIssuer is the issuer URL of a dev server bound to addr: its own
+// address, or localhost when it listens on every interface.
+func devIssuer(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+func printDevBanner(w io.Writer, issuer string, addr net.Addr, caPath, dataDir string) {
+	absCA, err := filepath.Abs(caPath)
+	if err != nil {
+		absCA = caPath
+	}
+	absData, err := filepath.Abs(dataDir)
+	if err != nil {
+		absData = dataDir
+	}
+	fmt.Fprintf(w, `mcpsts is serving in development mode (embedded SQLite, local CA)
+  issuer:    %s
+  listening: %s
+  trust CA:  %s
+  data:      %s
+  try:       curl --cacert %s %s/healthz
+`, issuer, addr, absCA, absData, absCA, issuer)
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated; "" is info
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// instanceID names this process for tracing: the host name and a random
+// suffix, so that replicas on one host differ.
+func instanceID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
