@@ -165,11 +165,10 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 
 	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
 	srv, err := tlsserver.Listen(tlsserver.Config{
-		Addr:    cfg.Listen,
-		TLS:     tlsserver.TLSConfig(s.cert, minVersion),
-		Handler: routes(st, log),
-		Limits:  cfg.Limits(),
-		Log:     log,
+		Addr:   cfg.Listen,
+		TLS:    tlsserver.TLSConfig(s.cert, minVersion),
+		Limits: cfg.Limits(),
+		Log:    log,
 	})
 	if err != nil {
 		return err
@@ -183,7 +182,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		"tracing", tp.Exporter, "version", version())
 
 	go st.RunJanitor(ctx, time.Minute, log)
-	if err := srv.Serve(ctx); err != nil {
+	if err := srv.Serve(ctx, routes(st, log)); err != nil {
 		return err
 	}
 	log.Info("mcpsts stopped")

@@ -43,11 +43,10 @@ const HSTS = "max-age=63072000; includeSubDomains"
 
 // Config describes one listener.
 type Config struct {
-	Addr    string      // host:port; port 0 picks a free port
-	TLS     *tls.Config // from TLSConfig
-	Handler http.Handler
-	Limits  Limits
-	Log     *slog.Logger
+	Addr   string      // host:port; port 0 picks a free port
+	TLS    *tls.Config // from TLSConfig
+	Limits Limits
+	Log    *slog.Logger
 }
 
 // Server is an HTTPS server bound to its address.
@@ -55,10 +54,11 @@ type Server struct {
 	srv             *http.Server
 	ln              net.Listener
 	shutdownTimeout time.Duration
-	log             *slog.Logger
+	maxBody         int64
 }
 
-// Listen binds cfg.Addr. Serve then serves on it.
+// Listen binds cfg.Addr. Serve then serves on it; in between, Addr tells
+// the bound address (what a handler may need to know, such as its own URL).
 func Listen(cfg Config) (*Server, error) {
 	if cfg.TLS == nil || len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
 		return nil, ErrNoCertificate
@@ -73,7 +73,6 @@ func Listen(cfg Config) (*Server, error) {
 	l := cfg.Limits
 	return &Server{
 		srv: &http.Server{
-			Handler:           Secure(cfg.Handler, l.MaxBodyBytes),
 			TLSConfig:         cfg.TLS.Clone(),
 			ReadHeaderTimeout: l.ReadHeaderTimeout,
 			ReadTimeout:       l.ReadTimeout,
@@ -85,19 +84,20 @@ func Listen(cfg Config) (*Server, error) {
 		},
 		ln:              ln,
 		shutdownTimeout: l.ShutdownTimeout,
-		log:             cfg.Log,
+		maxBody:         l.MaxBodyBytes,
 	}, nil
 }
 
 // Addr is the bound address (with the chosen port when 0 was asked for).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Serve serves HTTPS until ctx is done, then shuts down gracefully: it stops
+// Serve serves h over HTTPS, wrapped by Secure, until ctx is done, then shuts down gracefully: it stops
 // accepting, lets in-flight requests finish within the shutdown timeout,
 // then closes what is left and reports that it had to. A plain HTTP request
 // to the port gets 400 from net/http and the connection is closed; nothing
 // is ever redirected.
-func (s *Server) Serve(ctx context.Context) error {
+func (s *Server) Serve(ctx context.Context, h http.Handler) error {
+	s.srv.Handler = Secure(h, s.maxBody)
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.ServeTLS(s.ln, "", "") }()
 	select {

@@ -52,7 +52,7 @@ func startServer(t *testing.T, h http.Handler, limits Limits) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Listen(Config{Addr: "127.0.0.1:0", TLS: TLSConfig(pki.Certificate, tls.VersionTLS12), Handler: h, Limits: limits})
+	s, err := Listen(Config{Addr: "127.0.0.1:0", TLS: TLSConfig(pki.Certificate, tls.VersionTLS12), Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func startServer(t *testing.T, h http.Handler, limits Limits) *testServer {
 		roots: x509.NewCertPool(), cancel: cancel, done: make(chan error, 1),
 	}
 	ts.roots.AddCert(pki.CA)
-	go func() { ts.done <- s.Serve(ctx) }()
+	go func() { ts.done <- s.Serve(ctx, h) }()
 	t.Cleanup(func() { ts.stop() })
 	return ts
 }
