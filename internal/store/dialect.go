@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"strconv"
 	"strings"
 )
@@ -9,11 +11,11 @@ import (
 // written once, with ? placeholders, in the subset both engines accept.
 type dialect struct {
 	name string
-	// migrationLock is run first in the migration transaction so that two
-	// processes starting at once apply migrations one after the other.
-	// SQLite needs none: the transaction begins IMMEDIATE, which takes the
-	// database's write lock.
-	migrationLock string
+	// txLock, run first in a transaction with a lock key as its argument,
+	// excludes every other transaction that takes the same key until
+	// commit, across processes. SQLite needs none: its transactions begin
+	// IMMEDIATE, which takes the database's write lock.
+	txLock string
 	// numbered placeholders ($1, $2…) instead of ?.
 	numbered bool
 }
@@ -21,12 +23,27 @@ type dialect struct {
 var (
 	sqliteDialect   = dialect{name: "sqlite"}
 	postgresDialect = dialect{
-		name: "postgres",
-		// An arbitrary constant key for the advisory lock, released at commit.
-		migrationLock: "SELECT pg_advisory_xact_lock(7262018840353211913)",
-		numbered:      true,
+		name:     "postgres",
+		txLock:   "SELECT pg_advisory_xact_lock($1)",
+		numbered: true,
 	}
 )
+
+// Lock keys of the transactions that must run one at a time (arbitrary,
+// distinct constants).
+const (
+	lockMigrations int64 = 7262018840353211913
+	lockKeys       int64 = 7262018840353211914
+)
+
+// lock takes the dialect's transaction lock for key, if it has one.
+func (d dialect) lock(ctx context.Context, tx *sql.Tx, key int64) error {
+	if d.txLock == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, d.txLock, key)
+	return err
+}
 
 // rebind rewrites ? placeholders for the dialect. Our queries hold no ? in
 // string literals, so a plain scan is enough.

@@ -70,10 +70,8 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
 		return fmt.Errorf("store: begin migration: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if s.dialect.migrationLock != "" {
-		if _, err := tx.ExecContext(ctx, s.dialect.migrationLock); err != nil {
-			return fmt.Errorf("store: lock for migration: %w", err)
-		}
+	if err := s.dialect.lock(ctx, tx, lockMigrations); err != nil {
+		return fmt.Errorf("store: lock for migration: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,

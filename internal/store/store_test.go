@@ -13,13 +13,15 @@ import (
 
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/replaytest"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 )
 
 func TestReplayCacheConformance(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			replaytest.Run(t, func(t *testing.T, clock *replaytest.Clock) exchange.ReplayCache {
-				return openTest(t, b.newURL(t), clock.Now)
+				return openTest(t, b.NewURL(t), clock.Now)
 			})
 		})
 	}
@@ -27,10 +29,10 @@ func TestReplayCacheConformance(t *testing.T) {
 
 func TestSweepReplay(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			clock := replaytest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-			s := openTest(t, b.newURL(t), clock.Now)
+			s := openTest(t, b.NewURL(t), clock.Now)
 			for i, ttl := range []time.Duration{time.Minute, time.Minute, time.Hour} {
 				if err := s.Claim(ctx, string(rune('a'+i)), clock.Now().Add(ttl)); err != nil {
 					t.Fatal(err)
@@ -56,9 +58,9 @@ func TestSweepReplay(t *testing.T) {
 
 func TestReplayKeysAreHashed(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			s := openTest(t, b.newURL(t), time.Now)
+			s := openTest(t, b.NewURL(t), time.Now)
 			const secret = "eyJhbGciOiJFUzI1NiJ9.canary"
 			if err := s.Claim(ctx, secret, time.Now().Add(time.Minute)); err != nil {
 				t.Fatal(err)
@@ -105,9 +107,9 @@ func TestJanitorSweeps(t *testing.T) {
 
 func TestMigrations(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			u := b.newURL(t)
+			u := b.NewURL(t)
 
 			t.Run("concurrent starts", func(t *testing.T) {
 				const n = 4
@@ -163,9 +165,9 @@ func TestMigrations(t *testing.T) {
 
 func TestMigrationFailureRollsBack(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
-			u := b.newURL(t)
+			u := b.NewURL(t)
 			s := openTest(t, u, time.Now)
 			broken := fstest.MapFS{
 				"migrations/0001_replay_keys.sql": {Data: []byte("SELECT 1")},
@@ -261,5 +263,15 @@ func TestRebind(t *testing.T) {
 	}
 	if got := sqliteDialect.rebind("a = ?"); got != "a = ?" {
 		t.Fatalf("sqlite rebind = %q", got)
+	}
+}
+
+func TestKeyStoreConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			keystoretest.Run(t, func(t *testing.T) issuer.KeyStore {
+				return openTest(t, b.NewURL(t), time.Now)
+			})
+		})
 	}
 }

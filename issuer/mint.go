@@ -1,0 +1,313 @@
+package issuer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// SubjectType says whose identity a token's sub names.
+type SubjectType int
+
+const (
+	// Workload subjects (agents, servers, tools) are put in their own
+	// namespace, WorkloadSubjectPrefix, so that no workload can take a
+	// user's sub (RFC 9068 §5).
+	Workload SubjectType = iota
+	// User subjects are delegated user identities, never in the workload
+	// namespace.
+	User
+)
+
+// WorkloadSubjectPrefix starts the sub of every workload token.
+const WorkloadSubjectPrefix = "workload:"
+
+// Grant is what a token is minted for, as decided by the trust maps.
+type Grant struct {
+	Subject     string
+	SubjectType SubjectType
+	// Audience is the canonical resource URI of the one MCP server the
+	// token is for.
+	Audience string
+	ClientID string
+	Scopes   []string
+	// TTL is the token lifetime; 0 means the issuer's default.
+	TTL time.Duration
+	// Actor is the delegation chain (RFC 8693 act), if any.
+	Actor *Actor
+	// Confirmation binds the token to a key (RFC 8705, RFC 9449), if set.
+	Confirmation *Confirmation
+	// Claims are extra claims; reserved claims may not be among them.
+	Claims map[string]any
+}
+
+// Actor is one link of an RFC 8693 delegation chain: the current actor, and
+// in Actor the one before it.
+type Actor struct {
+	Subject  string `json:"sub"`
+	Issuer   string `json:"iss,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	Actor    *Actor `json:"act,omitempty"`
+}
+
+// Confirmation is the cnf claim: exactly one of its members.
+type Confirmation struct {
+	// X5TS256 is the base64url SHA-256 thumbprint of a client certificate
+	// (RFC 8705 §3.1).
+	X5TS256 string `json:"x5t#S256,omitempty"`
+	// JKT is the base64url RFC 7638 thumbprint of a DPoP key (RFC 9449 §6.1).
+	JKT string `json:"jkt,omitempty"`
+}
+
+// Token is a minted access token.
+type Token struct {
+	Raw       string // the compact JWS; never log it
+	ID        string // jti
+	KeyID     string
+	Subject   string
+	Audience  string
+	ClientID  string
+	Scopes    []string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// ReservedClaims may not be set through Grant.Claims.
+var reservedClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
+	"client_id": true, "scope": true, "act": true, "may_act": true, "cnf": true,
+	"auth_time": true, "acr": true, "amr": true, "azp": true, "typ": true, "nonce": true, "sid": true,
+}
+
+// IsReservedClaim reports whether name is a claim the issuer sets itself.
+func IsReservedClaim(name string) bool { return reservedClaims[name] }
+
+// ErrInvalidGrant wraps every reason Mint refuses a grant.
+var ErrInvalidGrant = errors.New("issuer: invalid grant")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidGrant, fmt.Sprintf(format, args...))
+}
+
+// Mint signs an access token for g. It refuses (with ErrInvalidGrant) any
+// grant outside the issuer's limits, and returns ErrNoSigningKey when no key
+// can sign.
+func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
+	now := i.now()
+	sub, ttl, err := i.check(g)
+	if err != nil {
+		return Token{}, err
+	}
+	signer, err := i.keys.Load().signer(now)
+	if err != nil {
+		return Token{}, err
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return Token{}, fmt.Errorf("issuer: jti: %w", err)
+	}
+	iat := now.Truncate(time.Second)
+	c := &accessClaims{
+		Issuer:    i.cfg.Issuer,
+		Subject:   sub,
+		Audience:  g.Audience,
+		ClientID:  g.ClientID,
+		Scope:     strings.Join(g.Scopes, " "),
+		IssuedAt:  iat.Unix(),
+		NotBefore: iat.Unix(),
+		Expiry:    iat.Add(ttl).Unix(),
+		ID:        base64.RawURLEncoding.EncodeToString(id[:]),
+		Actor:     g.Actor,
+		Cnf:       g.Confirmation,
+		extra:     g.Claims,
+	}
+	tok := jwt.NewWithClaims(signingMethod(signer.Algorithm()), c)
+	tok.Header["typ"] = "at+jwt"
+	tok.Header["kid"] = signer.KeyID()
+	input, err := tok.SigningString()
+	if err != nil {
+		return Token{}, fmt.Errorf("issuer: encode token: %w", err)
+	}
+	sig, err := signer.Sign(ctx, []byte(input))
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{
+		Raw:       input + "." + tok.EncodeSegment(sig),
+		ID:        c.ID,
+		KeyID:     signer.KeyID(),
+		Subject:   sub,
+		Audience:  g.Audience,
+		ClientID:  g.ClientID,
+		Scopes:    g.Scopes,
+		IssuedAt:  iat,
+		ExpiresAt: iat.Add(ttl),
+	}, nil
+}
+
+// check applies the issuer's own limits to g and returns the sub and
+// lifetime to use.
+func (i *Issuer) check(g Grant) (sub string, ttl time.Duration, err error) {
+	switch {
+	case g.Subject == "":
+		return "", 0, invalid("empty subject")
+	case strings.ContainsFunc(g.Subject, isControl):
+		return "", 0, invalid("subject holds control characters")
+	}
+	switch g.SubjectType {
+	case Workload:
+		sub = WorkloadSubjectPrefix + g.Subject
+	case User:
+		if strings.HasPrefix(g.Subject, WorkloadSubjectPrefix) {
+			return "", 0, invalid("user subject in the workload namespace %q", WorkloadSubjectPrefix)
+		}
+		sub = g.Subject
+	default:
+		return "", 0, invalid("unknown subject type %d", g.SubjectType)
+	}
+	if p := audienceProblem(g.Audience); p != "" {
+		return "", 0, invalid("audience %s", p)
+	}
+	if g.ClientID == "" || strings.ContainsFunc(g.ClientID, isControl) {
+		return "", 0, invalid("client_id is empty or holds control characters")
+	}
+	seen := make(map[string]bool, len(g.Scopes))
+	for _, s := range g.Scopes {
+		if !validScopeToken(s) {
+			return "", 0, invalid("scope %q is not a valid scope token", s)
+		}
+		if seen[s] {
+			return "", 0, invalid("scope %q repeated", s)
+		}
+		seen[s] = true
+	}
+	ttl = g.TTL
+	if ttl == 0 {
+		ttl = i.cfg.DefaultTTL
+	}
+	if ttl < MinTokenLifetime || ttl > i.cfg.MaxTTL {
+		return "", 0, invalid("lifetime %s is outside [%s, %s]", ttl, MinTokenLifetime, i.cfg.MaxTTL)
+	}
+	for name := range g.Claims {
+		if reservedClaims[name] {
+			return "", 0, invalid("claim %q is reserved", name)
+		}
+		if name == "" {
+			return "", 0, invalid("empty claim name")
+		}
+	}
+	if err := checkActor(g.Actor, 0); err != nil {
+		return "", 0, err
+	}
+	if c := g.Confirmation; c != nil {
+		if (c.X5TS256 == "") == (c.JKT == "") {
+			return "", 0, invalid("cnf needs exactly one of x5t#S256 and jkt")
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(c.X5TS256 + c.JKT); err != nil || len(b) != 32 {
+			return "", 0, invalid("cnf thumbprint is not base64url of a SHA-256 digest")
+		}
+	}
+	return sub, ttl, nil
+}
+
+// maxActorDepth bounds delegation chains.
+const maxActorDepth = 8
+
+func checkActor(a *Actor, depth int) error {
+	if a == nil {
+		return nil
+	}
+	if depth >= maxActorDepth {
+		return invalid("delegation chain longer than %d", maxActorDepth)
+	}
+	if a.Subject == "" {
+		return invalid("actor without a subject")
+	}
+	return checkActor(a.Actor, depth+1)
+}
+
+// audienceProblem says why aud is not an absolute URI without fragment.
+func audienceProblem(aud string) string {
+	u, err := url.Parse(aud)
+	switch {
+	case aud == "":
+		return "is empty"
+	case err != nil || !u.IsAbs() || u.Host == "":
+		return fmt.Sprintf("%q is not an absolute URI with a host", aud)
+	case u.Fragment != "" || strings.Contains(aud, "#"):
+		return fmt.Sprintf("%q has a fragment", aud)
+	case strings.ContainsAny(aud, " \t\r\n"):
+		return fmt.Sprintf("%q holds white space", aud)
+	}
+	return ""
+}
+
+// validScopeToken follows RFC 6749 §3.3: 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
+			return false
+		}
+	}
+	return true
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// accessClaims is the RFC 9068 claim set. Extra claims follow the fixed
+// ones in the JSON object.
+type accessClaims struct {
+	Issuer    string        `json:"iss"`
+	Subject   string        `json:"sub"`
+	Audience  string        `json:"aud"`
+	ClientID  string        `json:"client_id"`
+	Scope     string        `json:"scope,omitempty"`
+	IssuedAt  int64         `json:"iat"`
+	NotBefore int64         `json:"nbf"`
+	Expiry    int64         `json:"exp"`
+	ID        string        `json:"jti"`
+	Actor     *Actor        `json:"act,omitempty"`
+	Cnf       *Confirmation `json:"cnf,omitempty"`
+	extra     map[string]any
+}
+
+func (c *accessClaims) MarshalJSON() ([]byte, error) {
+	type fixed accessClaims // no methods: no recursion
+	b, err := json.Marshal((*fixed)(c))
+	if err != nil || len(c.extra) == 0 {
+		return b, err
+	}
+	x, err := json.Marshal(c.extra)
+	if err != nil {
+		return nil, fmt.Errorf("%w: extra claims: %v", ErrInvalidGrant, err)
+	}
+	return append(append(b[:len(b)-1], ','), x[1:]...), nil
+}
+
+// The jwt.Claims interface, so that golang-jwt encodes the token.
+func (c *accessClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.Expiry, 0)), nil
+}
+func (c *accessClaims) GetIssuedAt() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.IssuedAt, 0)), nil
+}
+func (c *accessClaims) GetNotBefore() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.NotBefore, 0)), nil
+}
+func (c *accessClaims) GetIssuer() (string, error)  { return c.Issuer, nil }
+func (c *accessClaims) GetSubject() (string, error) { return c.Subject, nil }
+func (c *accessClaims) GetAudience() (jwt.ClaimStrings, error) {
+	return jwt.ClaimStrings{c.Audience}, nil
+}
