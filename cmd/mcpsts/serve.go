@@ -19,12 +19,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/health"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
+	"github.com/mcpsts/mcpsts/issuer"
 )
 
 type serveFlags struct {
@@ -86,21 +88,10 @@ func (f serveFlags) validate(cmd *cobra.Command) error {
 	return nil
 }
 
-// settings is what serve runs with, from --dev or from a configuration file.
-type settings struct {
-	cfg  *config.Config
-	dev  bool
-	cert tls.Certificate
-	// caPath is the dev CA to trust; empty outside --dev.
-	caPath string
-}
-
 func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer) (err error) {
 	var cfg *config.Config
 	if f.dev {
-		c := config.Defaults()
-		c.DataDir, c.Listen = f.data, f.listen
-		cfg = &c
+		cfg = devConfig(f.data, f.listen)
 	} else {
 		if cfg, err = config.Load(f.config, e.getenv, e.now()); err != nil {
 			return fmt.Errorf("invalid configuration:\n%w", err)
@@ -111,7 +102,6 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		}
 	}
 	log := newLogger(stderr, cfg.Log)
-	s := settings{cfg: cfg, dev: f.dev}
 
 	// Nothing half-created: a data directory this run made is removed again
 	// if start-up fails.
@@ -128,21 +118,23 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			}()
 		}
 	}
+	var cert tls.Certificate
+	var caPath string
 	if f.dev {
 		pki, err := devpki.Ensure(cfg.DataDir, e.now())
 		if err != nil {
 			return err
 		}
-		s.cert, s.caPath = pki.Certificate, pki.CAPath
+		cert, caPath = pki.Certificate, pki.CAPath
 	} else {
-		cert, selfSigned, err := tlsserver.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, e.now(), cfg.TLS.AllowSelfSigned)
+		var selfSigned bool
+		cert, selfSigned, err = tlsserver.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, e.now(), cfg.TLS.AllowSelfSigned)
 		if err != nil {
 			return err
 		}
 		if selfSigned {
 			log.Warn("serving a self-signed certificate (tls.allow_self_signed: true): clients must pin it", "cert_file", cfg.TLS.CertFile)
 		}
-		s.cert = cert
 	}
 
 	st, err := store.Open(ctx, cfg.StoreURL())
@@ -166,35 +158,67 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
 	srv, err := tlsserver.Listen(tlsserver.Config{
 		Addr:   cfg.Listen,
-		TLS:    tlsserver.TLSConfig(s.cert, minVersion),
+		TLS:    tlsserver.TLSConfig(cert, minVersion),
 		Limits: cfg.Limits(),
 		Log:    log,
 	})
 	if err != nil {
 		return err
 	}
-	issuer := cfg.Issuer
+	issuerURL := cfg.Issuer
 	if f.dev {
-		issuer = devIssuer(srv.Addr())
-		printDevBanner(stdout, issuer, srv.Addr(), s.caPath, cfg.DataDir)
+		issuerURL = devIssuer(srv.Addr())
 	}
-	log.Info("mcpsts serving", "addr", srv.Addr().String(), "issuer", issuer, "store", st.Dialect(),
+	iss, err := newIssuer(ctx, cfg, f.dev, issuerURL, st, e, log)
+	if err == nil {
+		err = iss.Start(ctx)
+	}
+	var h http.Handler
+	if err == nil {
+		h, err = routes(issuerURL, st, iss, log)
+	}
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if f.dev {
+		printDevBanner(stdout, issuerURL, srv.Addr(), caPath, cfg.DataDir)
+	}
+	log.Info("mcpsts serving", "addr", srv.Addr().String(), "issuer", issuerURL, "store", st.Dialect(),
 		"tracing", tp.Exporter, "version", version())
 
 	go st.RunJanitor(ctx, time.Minute, log)
-	if err := srv.Serve(ctx, routes(st, log)); err != nil {
+	go iss.Run(ctx)
+	if err := srv.Serve(ctx, h); err != nil {
 		return err
 	}
 	log.Info("mcpsts stopped")
 	return nil
 }
 
-// routes mounts every handler of the server.
-func routes(st *store.Store, log *slog.Logger) http.Handler {
+// routes mounts every handler of the server under the issuer's paths.
+func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, log *slog.Logger) (http.Handler, error) {
+	paths, err := exchange.PathsFor(issuerURL)
+	if err != nil {
+		return nil, err
+	}
+	metadata, err := exchange.MetadataHandler(exchange.Metadata{
+		Issuer:  issuerURL,
+		JWKSURI: paths.Origin + paths.JWKS,
+	})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", health.Ready(2*time.Second, log, health.Check{Name: "store", Check: st.Ping}))
-	return mux
+	mux.Handle("GET /readyz", health.Ready(2*time.Second, log,
+		health.Check{Name: "store", Check: st.Ping},
+		health.Check{Name: "signing_keys", Check: iss.Ready},
+	))
+	mux.Handle("GET "+paths.JWKS, iss.JWKSHandler())
+	mux.Handle("GET "+paths.OAuth, metadata)
+	mux.Handle("GET "+paths.OIDC, metadata)
+	return mux, nil
 }
 
 // ensureDataDir creates dir (0700) if it is missing and checks that it can
@@ -256,7 +280,7 @@ func printDevBanner(w io.Writer, issuer string, addr net.Addr, caPath, dataDir s
   listening: %s
   trust CA:  %s
   data:      %s
-  try:       curl --cacert %s %s/healthz
+  try:       curl --cacert %s %s/.well-known/oauth-authorization-server
 `, issuer, addr, absCA, absData, absCA, issuer)
 }
 

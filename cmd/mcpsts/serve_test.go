@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -42,8 +44,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testKEK is a key-encryption key for configured (non-dev) servers.
+const testKEK = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+// testEnv is an environment holding vars and, unless vars says otherwise,
+// MCPSTS_KEK.
 func testEnv(vars map[string]string) env {
-	return env{getenv: func(k string) string { return vars[k] }, now: time.Now}
+	return env{getenv: func(k string) string {
+		if v, ok := vars[k]; ok || k != "MCPSTS_KEK" {
+			return v
+		}
+		return testKEK
+	}, now: time.Now}
 }
 
 // run runs mcpsts with args to completion.
@@ -59,6 +71,9 @@ func run(t *testing.T, e env, args ...string) (stdout, stderr string, err error)
 	err = root.ExecuteContext(ctx)
 	return out.String(), errOut.String(), err
 }
+
+// devEnv is an empty environment: --dev makes its own key-encryption key.
+var devEnv = testEnv(map[string]string{"MCPSTS_KEK": ""})
 
 // server is an mcpsts serve running in this process.
 type server struct {
@@ -83,20 +98,17 @@ func startServe(t *testing.T, e env, args ...string) *server {
 	root.SetOut(s.stdout)
 	root.SetErr(s.stderr)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	var once sync.Once
-	var stopErr error
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = root.ExecuteContext(ctx); close(done) }()
 	s.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-done:
-			case <-time.After(30 * time.Second):
-				stopErr = fmt.Errorf("serve did not stop within 30s")
-			}
-		})
-		return stopErr
+		cancel()
+		select {
+		case <-done:
+			return runErr
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("serve did not stop within 30s")
+		}
 	}
 	t.Cleanup(func() { s.stop() })
 	deadline := time.Now().Add(30 * time.Second)
@@ -110,8 +122,8 @@ func startServe(t *testing.T, e env, args ...string) *server {
 			break
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("serve exited before listening: %v\nstderr: %s", err, s.stderr)
+		case <-done:
+			t.Fatalf("serve exited before listening: %v\nstderr: %s", runErr, s.stderr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -156,7 +168,7 @@ func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 
 func TestServeDev(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	s := startServe(t, testEnv(nil), "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	s := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
 
 	out := s.stdout.String()
 	wantCA := filepath.Join(data, "ca.pem")
@@ -166,7 +178,7 @@ func TestServeDev(t *testing.T) {
 	if s.issuer != "https://"+s.addr {
 		t.Errorf("printed issuer %q, want https://%s", s.issuer, s.addr)
 	}
-	tryCmd := "curl --cacert " + wantCA + " https://" + s.addr + "/healthz"
+	tryCmd := "curl --cacert " + wantCA + " https://" + s.addr + "/.well-known/oauth-authorization-server"
 	if !strings.Contains(out, "try:       "+tryCmd+"\n") {
 		t.Errorf("banner lacks the ready-to-paste command %q:\n%s", tryCmd, out)
 	}
@@ -203,6 +215,10 @@ func TestServeDev(t *testing.T) {
 		}
 	}
 
+	if fi, err := os.Stat(filepath.Join(data, "kek")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key-encryption key: %v; want a 0600 file in the data directory", err)
+	}
+	kidsBefore := jwksKids(t, c, s.issuer)
 	caBefore, _ := os.ReadFile(wantCA)
 	certBefore, _ := os.ReadFile(filepath.Join(data, "server.pem"))
 	if err := s.stop(); err != nil {
@@ -210,15 +226,44 @@ func TestServeDev(t *testing.T) {
 	}
 
 	// Restart: same CA, keys and database.
-	s2 := startServe(t, testEnv(nil), "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	s2 := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
 	caAfter, _ := os.ReadFile(wantCA)
 	certAfter, _ := os.ReadFile(filepath.Join(data, "server.pem"))
 	if !bytes.Equal(caBefore, caAfter) || !bytes.Equal(certBefore, certAfter) {
 		t.Fatal("restart replaced the CA or the server certificate")
 	}
-	if resp, _ := get(t, clientTrusting(t, s2.caPath), "https://"+s2.addr+"/readyz"); resp.StatusCode != 200 {
+	c2 := clientTrusting(t, s2.caPath)
+	if resp, _ := get(t, c2, "https://"+s2.addr+"/readyz"); resp.StatusCode != 200 {
 		t.Fatalf("restarted server /readyz = %d", resp.StatusCode)
 	}
+	if after := jwksKids(t, c2, s2.issuer); fmt.Sprint(after) != fmt.Sprint(kidsBefore) {
+		t.Fatalf("restart changed the signing keys: %v, then %v", kidsBefore, after)
+	}
+}
+
+// jwksKids follows the issuer's metadata to its JWKS and returns the kids.
+func jwksKids(t *testing.T, c *http.Client, issuer string) []string {
+	t.Helper()
+	resp, body := get(t, c, issuer+"/.well-known/oauth-authorization-server")
+	if resp.StatusCode != 200 {
+		t.Fatalf("metadata: %d", resp.StatusCode)
+	}
+	var md struct{ JWKSURI string `json:"jwks_uri"` }
+	json.Unmarshal([]byte(body), &md)
+	resp, body = get(t, c, md.JWKSURI)
+	if resp.StatusCode != 200 {
+		t.Fatalf("JWKS: %d", resp.StatusCode)
+	}
+	var set struct{ Keys []struct{ Kid string } }
+	json.Unmarshal([]byte(body), &set)
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	if len(kids) == 0 {
+		t.Fatal("no keys published")
+	}
+	return kids
 }
 
 // productionFiles writes a CA-issued certificate and returns its paths.
@@ -426,3 +471,5 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Errorf("no clean-stop log line: %s", stderr.String())
 	}
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -29,9 +29,44 @@ type Config struct {
 	// sqlite:<data_dir>/mcpsts.db.
 	Store  string `yaml:"store"`
 	TLS    TLS    `yaml:"tls"`
+	Keys   Keys   `yaml:"keys"`
+	Tokens Tokens `yaml:"tokens"`
 	Server Server `yaml:"server"`
 	Log    Log    `yaml:"log"`
+
+	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
+	kekInEnv bool
 }
+
+// Keys configures the token signing keys.
+type Keys struct {
+	// Algorithm of new local keys: ES256, EdDSA or RS256.
+	Algorithm string `yaml:"algorithm"`
+	// RotationPeriod is how long a local key is the newest before its
+	// successor is made.
+	RotationPeriod time.Duration `yaml:"rotation_period"`
+	// RSABits is the size of new RS256 keys.
+	RSABits int `yaml:"rsa_bits"`
+	// KEKFile holds the base64 key-encryption key that seals local private
+	// keys at rest; MCPSTS_KEK may hold it instead.
+	KEKFile string `yaml:"kek_file"`
+	AWSKMS  AWSKMS `yaml:"aws_kms"`
+}
+
+// AWSKMS selects a KMS key to sign with instead of local keys.
+type AWSKMS struct {
+	KeyID  string `yaml:"key_id"` // key ID, ARN or alias ARN
+	Region string `yaml:"region"` // default: the SDK's (AWS_REGION…)
+}
+
+// Tokens bounds access token lifetimes.
+type Tokens struct {
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	MaxTTL     time.Duration `yaml:"max_ttl"`
+}
+
+// KEKEnv is the environment variable that may hold the key-encryption key.
+const KEKEnv = "MCPSTS_KEK"
 
 // TLS configures the server certificate.
 type TLS struct {
@@ -65,6 +100,8 @@ func Defaults() Config {
 		Listen:  "127.0.0.1:8443",
 		DataDir: ".mcpsts",
 		TLS:     TLS{MinVersion: "1.2"},
+		Keys:    Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RSABits: 2048},
+		Tokens:  Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
 		Server: Server{
 			ReadHeaderTimeout: l.ReadHeaderTimeout,
 			ReadTimeout:       l.ReadTimeout,
@@ -140,6 +177,7 @@ func Load(file string, getenv func(string) string, now time.Time) (*Config, erro
 		return nil, err
 	}
 	from := applyEnv(cfg, getenv)
+	cfg.kekInEnv = getenv(KEKEnv) != ""
 	if err := cfg.validate(file, lines, from, now); err != nil {
 		return nil, err
 	}

@@ -33,7 +33,13 @@ func write(t *testing.T, content string) string {
 	return p
 }
 
-func noEnv(string) string { return "" }
+// noEnv is an environment with only a key-encryption key in it.
+func noEnv(k string) string {
+	if k == KEKEnv {
+		return "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	}
+	return ""
+}
 
 func TestLoadValid(t *testing.T) {
 	cert, key := testFiles(t)
@@ -76,6 +82,7 @@ func TestLoadEnvOverrides(t *testing.T) {
 	dir := t.TempDir()
 	file := write(t, "issuer: https://file.example\ntls: {cert_file: /nope, key_file: /nope}\n")
 	env := map[string]string{
+		KEKEnv:                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 		"MCPSTS_ISSUER":        "https://env.example",
 		"MCPSTS_DATA_DIR":      dir,
 		"MCPSTS_TLS_CERT_FILE": cert,
@@ -124,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: data_dir, issuer, listen, log, server, store, tls)",
+			"mcpsts.yaml:5: lissen: unknown field (known: data_dir, issuer, keys, listen, log, server, store, tls, tokens)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -159,6 +166,22 @@ func TestLoadErrors(t *testing.T) {
 			"server.shutdown_timeout: 1h0m0s is out of range (want more than 0, at most 10m0s)",
 			"server.max_header_bytes: 10 is out of range (want 1024 to 1048576)",
 			"server.max_body_bytes: 1073741824 is out of range (want 1024 to 67108864)",
+		}},
+		{"keys", good + "keys:\n  algorithm: HS256\n  rotation_period: 1h\n  rsa_bits: 1024\n  kek_file: /no/kek\n", []string{
+			`mcpsts.yaml:6: keys.algorithm: "HS256" is not one of ES256, EdDSA, RS256`,
+			"mcpsts.yaml:7: keys.rotation_period: 1h0m0s is out of range (want 3h to 2160h)",
+			"mcpsts.yaml:8: keys.rsa_bits: 1024 is not allowed",
+			"mcpsts.yaml:9: keys.kek_file: no such file or directory (/no/kek)",
+		}},
+		{"kms needs ES256", good + "keys:\n  algorithm: RS256\n  aws_kms: {key_id: alias/mcpsts}\n", []string{
+			"mcpsts.yaml:6: keys.algorithm: AWS KMS keys sign with ES256",
+		}},
+		{"tokens", good + "tokens:\n  default_ttl: 2h\n  max_ttl: 30s\n", []string{
+			"mcpsts.yaml:6: tokens.default_ttl: 2h0m0s is out of range (want 1m to 1h)",
+			"mcpsts.yaml:7: tokens.max_ttl: 30s is out of range (want 1m to 1h)",
+		}},
+		{"default above max", good + "tokens:\n  default_ttl: 30m\n  max_ttl: 10m\n", []string{
+			"mcpsts.yaml:6: tokens.default_ttl: 30m0s exceeds tokens.max_ttl (10m0s)",
 		}},
 		{"log", good + "log: {level: loud, format: xml}\n", []string{
 			`mcpsts.yaml:5: log.level: "loud" is not one of debug, info, warn, error`,
@@ -198,6 +221,25 @@ func TestLoadCertificateProblems(t *testing.T) {
 	_, err = Load(file, noEnv, now)
 	if err != nil {
 		t.Fatalf("valid certificate: %v", err)
+	}
+}
+
+func TestLoadKEKRequired(t *testing.T) {
+	cert, key := testFiles(t)
+	file := write(t, "issuer: https://sts.example\ntls: {cert_file: "+cert+", key_file: "+key+"}\n")
+	_, err := Load(file, func(string) string { return "" }, now)
+	if err == nil || !strings.HasSuffix(err.Error(), ": keys.kek_file: required: the key-encryption key that seals signing keys at rest (or set MCPSTS_KEK, or keys.aws_kms.key_id)") {
+		t.Fatalf("err = %v", err)
+	}
+	kek := filepath.Join(t.TempDir(), "kek")
+	os.WriteFile(kek, []byte("x"), 0o600)
+	file = write(t, "issuer: https://sts.example\ntls: {cert_file: "+cert+", key_file: "+key+"}\nkeys: {kek_file: "+kek+"}\n")
+	if _, err := Load(file, func(string) string { return "" }, now); err != nil {
+		t.Fatalf("with kek_file: %v", err)
+	}
+	file = write(t, "issuer: https://sts.example\ntls: {cert_file: "+cert+", key_file: "+key+"}\nkeys: {aws_kms: {key_id: alias/x}}\n")
+	if _, err := Load(file, func(string) string { return "" }, now); err != nil {
+		t.Fatalf("with aws_kms: %v", err)
 	}
 }
 

@@ -96,7 +96,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 	}
 	fields := map[string]int{}
 	for i := range v.NumField() {
-		fields[v.Type().Field(i).Tag.Get("yaml")] = i
+		if f := v.Type().Field(i); f.IsExported() && f.Tag.Get("yaml") != "" {
+			fields[f.Tag.Get("yaml")] = i
+		}
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {

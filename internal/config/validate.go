@@ -64,6 +64,48 @@ var checks = []check{
 		}
 		return ""
 	}},
+	{"keys.algorithm", func(c *Config, _ time.Time) string {
+		if p := oneOf(c.Keys.Algorithm, "ES256", "EdDSA", "RS256"); p != "" {
+			return p
+		}
+		if c.Keys.AWSKMS.KeyID != "" && c.Keys.Algorithm != "ES256" {
+			return "AWS KMS keys sign with ES256"
+		}
+		return ""
+	}},
+	{"keys.rotation_period", func(c *Config, _ time.Time) string {
+		// A key is published an hour and five minutes before it signs and
+		// after it retires; a shorter period would overlap those.
+		if d := c.Keys.RotationPeriod; d < 3*time.Hour || d > 90*24*time.Hour {
+			return fmt.Sprintf("%s is out of range (want 3h to 2160h)", d)
+		}
+		return ""
+	}},
+	{"keys.rsa_bits", func(c *Config, _ time.Time) string {
+		if b := c.Keys.RSABits; b < 2048 || b > 8192 || b%1024 != 0 {
+			return fmt.Sprintf("%d is not allowed (want 2048, 3072 or 4096 …, at most 8192)", b)
+		}
+		return ""
+	}},
+	{"keys.kek_file", func(c *Config, _ time.Time) string {
+		switch {
+		case c.Keys.KEKFile != "":
+			return fileProblem(c.Keys.KEKFile)
+		case c.kekInEnv || c.Keys.AWSKMS.KeyID != "":
+			return ""
+		}
+		return "required: the key-encryption key that seals signing keys at rest (or set " + KEKEnv + ", or keys.aws_kms.key_id)"
+	}},
+	{"tokens.default_ttl", func(c *Config, _ time.Time) string {
+		if p := ttlProblem(c.Tokens.DefaultTTL); p != "" {
+			return p
+		}
+		if c.Tokens.DefaultTTL > c.Tokens.MaxTTL {
+			return fmt.Sprintf("%s exceeds tokens.max_ttl (%s)", c.Tokens.DefaultTTL, c.Tokens.MaxTTL)
+		}
+		return ""
+	}},
+	{"tokens.max_ttl", func(c *Config, _ time.Time) string { return ttlProblem(c.Tokens.MaxTTL) }},
 	{"server.read_header_timeout", durationRule(func(c *Config) time.Duration { return c.Server.ReadHeaderTimeout }, time.Minute)},
 	{"server.read_timeout", durationRule(func(c *Config) time.Duration { return c.Server.ReadTimeout }, time.Hour)},
 	{"server.write_timeout", durationRule(func(c *Config) time.Duration { return c.Server.WriteTimeout }, time.Hour)},
@@ -157,6 +199,13 @@ func durationRule(get func(*Config) time.Duration, max time.Duration) func(*Conf
 		}
 		return ""
 	}
+}
+
+func ttlProblem(d time.Duration) string {
+	if d < time.Minute || d > time.Hour {
+		return fmt.Sprintf("%s is out of range (want 1m to 1h)", d)
+	}
+	return ""
 }
 
 func rangeProblem(n, min, max int64) string {

@@ -1,7 +1,8 @@
-// Package devpki makes and keeps the local certificate authority and server
-// certificate that `mcpsts serve --dev` listens with. The CA is name
-// constrained to loopback names, so trusting it on a workstation cannot
-// vouch for any other host.
+// Package devpki makes and keeps the local secrets of `mcpsts serve --dev`:
+// the certificate authority and server certificate it listens with, and the
+// key-encryption key that seals its signing keys. The CA is name constrained
+// to loopback names, so trusting it on a workstation cannot vouch for any
+// other host.
 package devpki
 
 import (
@@ -28,6 +29,8 @@ const (
 	caKeyFile     = "ca-key.pem"
 	serverFile    = "server.pem"
 	serverKeyFile = "server-key.pem"
+	// KEKFile holds the base64 key-encryption key.
+	KEKFile = "kek"
 )
 
 const (
@@ -80,6 +83,26 @@ func Ensure(dir string, now time.Time) (*PKI, error) {
 			Leaf:        leaf,
 		},
 	}, nil
+}
+
+// EnsureKEK returns the key-encryption key kept in dir, creating it (mode
+// 0600) with generate when there is none.
+func EnsureKEK(dir string, generate func() ([]byte, error)) ([]byte, error) {
+	path := filepath.Join(dir, KEKFile)
+	text, err := os.ReadFile(path)
+	if err == nil {
+		return text, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("devpki: %w", err)
+	}
+	if text, err = generate(); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(path, text, 0o600); err != nil {
+		return nil, err
+	}
+	return text, nil
 }
 
 func needsRenewal(leaf, ca *x509.Certificate, now time.Time) bool {

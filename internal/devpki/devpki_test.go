@@ -132,3 +132,21 @@ func TestEnsureErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestEnsureKEK(t *testing.T) {
+	dir := t.TempDir()
+	calls := 0
+	gen := func() ([]byte, error) { calls++; return []byte("secret-kek\n"), nil }
+	a, err := EnsureKEK(dir, gen)
+	if err != nil || string(a) != "secret-kek\n" {
+		t.Fatalf("EnsureKEK = %q, %v", a, err)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, KEKFile))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("kek mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, err := EnsureKEK(dir, gen)
+	if err != nil || string(b) != string(a) || calls != 1 {
+		t.Fatalf("second EnsureKEK = %q, %v after %d generations; want the same key, generated once", b, err, calls)
+	}
+}

@@ -88,6 +88,9 @@ func Listen(cfg Config) (*Server, error) {
 	}, nil
 }
 
+// Close releases the listener of a server that will not Serve.
+func (s *Server) Close() error { return s.ln.Close() }
+
 // Addr is the bound address (with the chosen port when 0 was asked for).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 

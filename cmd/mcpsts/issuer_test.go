@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/issuer"
+)
+
+// TestMetadataAdvertisesOnlyImplemented fetches both discovery documents
+// from a running server: they agree, name the issuer exactly, hold nothing
+// but what is implemented, and every URL they advertise answers.
+func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
+	s := startServe(t, devEnv, "--dev", "--data", filepath.Join(t.TempDir(), "d"), "--listen", "127.0.0.1:0")
+	c := clientTrusting(t, s.caPath)
+	_, oauth := get(t, c, s.issuer+"/.well-known/oauth-authorization-server")
+	resp, oidc := get(t, c, s.issuer+"/.well-known/openid-configuration")
+	if oauth != oidc {
+		t.Fatalf("RFC 8414 and OIDC documents differ:\n%s\n%s", oauth, oidc)
+	}
+	if resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("Content-Type = %q", resp.Header.Get("Content-Type"))
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(oauth), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["issuer"] != s.issuer {
+		t.Fatalf("issuer %v, want exactly %s", doc["issuer"], s.issuer)
+	}
+	// Only what is implemented today; issues that add endpoints add here.
+	implemented := map[string]bool{"issuer": true, "jwks_uri": true}
+	for k, v := range doc {
+		if !implemented[k] {
+			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)
+		}
+		if u, ok := v.(string); ok && strings.HasPrefix(u, "https://") && k != "issuer" {
+			if r, _ := get(t, c, u); r.StatusCode != 200 {
+				t.Errorf("%s %s answers %d", k, u, r.StatusCode)
+			}
+		}
+	}
+	resp, body := get(t, c, "https://"+s.addr+"/readyz")
+	if resp.StatusCode != 200 || !strings.Contains(body, "ok") {
+		t.Fatalf("/readyz = %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestRoutesWithIssuerPath checks the well-known paths of an issuer with a
+// path component (RFC 8414 §3.1 insertion, OIDC appending).
+func TestRoutesWithIssuerPath(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	kek, _ := issuer.GenerateKEK()
+	k, _ := issuer.ParseKEK(kek)
+	const issuerURL = "https://sts.example.com/tenant1"
+	iss, err := issuer.New(issuer.Config{Issuer: issuerURL, Store: st, Local: &issuer.LocalKeys{KEK: k, Algorithm: issuer.ES256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := iss.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, err := routes(issuerURL, st, iss, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/.well-known/oauth-authorization-server/tenant1", "/tenant1/.well-known/openid-configuration"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		var doc map[string]string
+		json.Unmarshal(rec.Body.Bytes(), &doc)
+		if rec.Code != 200 || doc["issuer"] != issuerURL || doc["jwks_uri"] != issuerURL+"/.well-known/jwks.json" {
+			t.Errorf("GET %s = %d %v", path, rec.Code, doc)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/tenant1/.well-known/jwks.json", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"kid"`) {
+		t.Errorf("JWKS = %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-authorization-server", nil))
+	if rec.Code != 404 {
+		t.Errorf("metadata at the root for a path issuer = %d, want 404", rec.Code)
+	}
+}
+
+func TestKeysCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	s := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile(`(?m)^(\S{43})\s+ES256\s+local\s+(\w+)\s`)
+
+	out, _, err := run(t, devEnv, "keys", "list", "--data", data)
+	if m := row.FindAllStringSubmatch(out, -1); err != nil || len(m) != 1 || m[0][2] != "active" {
+		t.Fatalf("keys list = %q, %v; want one active key", out, err)
+	}
+	out, _, err = run(t, devEnv, "keys", "rotate", "--data", data)
+	added := regexp.MustCompile(`^added key (\S{43}): published now, signs from \S+Z\n$`).FindStringSubmatch(out)
+	if err != nil || added == nil {
+		t.Fatalf("keys rotate = %q, %v", out, err)
+	}
+	out, _, _ = run(t, devEnv, "keys", "rotate", "--data", data)
+	if out != "key "+added[1]+" is already pending; no new key made\n" {
+		t.Fatalf("second rotate = %q", out)
+	}
+	out, _, _ = run(t, devEnv, "keys", "list", "--data", data)
+	m := row.FindAllStringSubmatch(out, -1)
+	if len(m) != 2 || m[0][2] != "active" || m[1][1] != added[1] || m[1][2] != "pending" {
+		t.Fatalf("keys list after rotate = %q", out)
+	}
+
+	// The pending key is published at once by a server started afterwards.
+	s2 := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	if kids := jwksKids(t, clientTrusting(t, s2.caPath), s2.issuer); len(kids) != 2 {
+		t.Fatalf("JWKS after rotate = %v, want the active and the pending key", kids)
+	}
+
+	_, _, err = run(t, devEnv, "keys", "list", "--data", filepath.Join(t.TempDir(), "none"))
+	if err == nil || !strings.Contains(err.Error(), "does not exist: start mcpsts serve --dev first") {
+		t.Fatalf("keys list on a missing data dir: %v", err)
+	}
+}
+
+// TestWrongKEKStopsStartup: signing keys sealed under one key-encryption key
+// do not load under another, and start-up says so.
+func TestWrongKEKStopsStartup(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	s := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := issuer.GenerateKEK()
+	if err := os.WriteFile(filepath.Join(data, "kek"), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root := newRootCommand(devEnv)
+	root.SetArgs([]string{"serve", "--dev", "--data", data, "--listen", "127.0.0.1:0"})
+	var out syncBuffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	err := root.ExecuteContext(ctx)
+	if err == nil || !strings.Contains(err.Error(), "cannot decrypt the private key: wrong key-encryption key or tampered data") {
+		t.Fatalf("serve with another KEK = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "mcpsts.db")); err != nil {
+		t.Fatal("a failed start removed an existing data directory's database")
+	}
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/issuer"
+)
+
+type keysFlags struct {
+	config string
+	data   string
+}
+
+func newKeysCommand(e env) *cobra.Command {
+	var f keysFlags
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "List and rotate the token signing keys",
+		Long: `List and rotate the token signing keys in the store of a --config file, or
+of the --dev data directory (--data). Running servers pick changes up within
+30 seconds.`,
+	}
+	cmd.PersistentFlags().StringVar(&f.config, "config", "", "YAML configuration `file` (else the --dev data directory)")
+	cmd.PersistentFlags().StringVar(&f.data, "data", ".mcpsts", "data `directory` of mcpsts serve --dev")
+	cmd.MarkFlagsMutuallyExclusive("config", "data")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the signing keys and their lifecycle",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withKeys(cmd.Context(), f, e, cmd.ErrOrStderr(), func(iss *issuer.Issuer) error {
+				keys, err := iss.Keys(cmd.Context())
+				if err != nil {
+					return err
+				}
+				printKeys(cmd.OutOrStdout(), keys)
+				return nil
+			})
+		},
+	}, &cobra.Command{
+		Use:   "rotate",
+		Short: "Make a new signing key now; it signs after the publication lead",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withKeys(cmd.Context(), f, e, cmd.ErrOrStderr(), func(iss *issuer.Issuer) error {
+				res, err := iss.Rotate(cmd.Context(), true)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if res.Added != "" {
+					fmt.Fprintf(out, "added key %s: published now, signs from %s\n", res.Added, res.ActivatesAt.UTC().Format(time.RFC3339))
+				} else {
+					fmt.Fprintf(out, "key %s is already pending; no new key made\n", res.Pending)
+				}
+				for _, kid := range res.Removed {
+					fmt.Fprintf(out, "removed expired key %s\n", kid)
+				}
+				return nil
+			})
+		},
+	})
+	return cmd
+}
+
+// withKeys opens the store and an issuer over it (not started) and runs fn.
+func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func(*issuer.Issuer) error) error {
+	dev := f.config == ""
+	var cfg *config.Config
+	if dev {
+		if _, err := os.Stat(f.data); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("data directory %s does not exist: start mcpsts serve --dev first, or pass --data or --config", f.data)
+		}
+		cfg = devConfig(f.data, "127.0.0.1:0")
+	} else {
+		var err error
+		if cfg, err = config.Load(f.config, e.getenv, e.now()); err != nil {
+			return fmt.Errorf("invalid configuration:\n%w", err)
+		}
+	}
+	st, err := store.Open(ctx, cfg.StoreURL())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	issuerURL := cfg.Issuer
+	if dev {
+		issuerURL = "https://localhost" // not used: keys are the same for any issuer
+	}
+	iss, err := newIssuer(ctx, cfg, dev, issuerURL, st, e, newLogger(stderr, cfg.Log))
+	if err != nil {
+		return err
+	}
+	return fn(iss)
+}
+
+func printKeys(w io.Writer, keys []issuer.KeyStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tBACKEND\tSTATE\tCREATED\tSIGNS FROM\tRETIRED\tREMOVED AFTER")
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.Backend, k.State,
+			ts(k.CreatedAt), ts(k.ActivateAt), ts(k.RetiredAt), ts(k.RemoveAt))
+	}
+	tw.Flush()
+}

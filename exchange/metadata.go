@@ -1,0 +1,86 @@
+package exchange
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Metadata is the authorization server metadata (RFC 8414), also served as
+// the OpenID Connect discovery document so that both agree (RFC 9068 §4).
+// A field is set only when this server implements what it advertises;
+// empty fields are left out of the document.
+type Metadata struct {
+	Issuer                                     string   `json:"issuer"`
+	AuthorizationEndpoint                      string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint                              string   `json:"token_endpoint,omitempty"`
+	JWKSURI                                    string   `json:"jwks_uri,omitempty"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
+	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported                     []string `json:"response_types_supported,omitempty"`
+	GrantTypesSupported                        []string `json:"grant_types_supported,omitempty"`
+	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint,omitempty"`
+	IntrospectionEndpoint                      string   `json:"introspection_endpoint,omitempty"`
+	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported,omitempty"`
+	TLSClientCertificateBoundAccessTokens      bool     `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+	DPoPSigningAlgValuesSupported              []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	AuthorizationResponseISSParameterSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
+	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
+}
+
+// Paths are where an issuer's well-known documents live on its host.
+type Paths struct {
+	// OAuth is the RFC 8414 document: the well-known name inserted between
+	// host and path (§3.1).
+	OAuth string
+	// OIDC is the OpenID Connect discovery document: appended to the path.
+	OIDC string
+	// JWKS is where the signing keys are published, under the issuer path.
+	JWKS string
+	// Base is the issuer's path without a trailing slash ("" at the root).
+	Base string
+	// Origin is the issuer's scheme and host: Origin + a path is a URL.
+	Origin string
+}
+
+// PathsFor derives the well-known paths of issuer, an https URL without
+// query or fragment.
+func PathsFor(issuer string) (Paths, error) {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return Paths{}, fmt.Errorf("exchange: issuer %q is not an https URL without query or fragment", issuer)
+	}
+	if strings.ContainsAny(u.Path, "{}") {
+		return Paths{}, fmt.Errorf("exchange: issuer path %q may not hold braces", u.Path)
+	}
+	base := strings.TrimSuffix(u.EscapedPath(), "/")
+	return Paths{
+		OAuth: "/.well-known/oauth-authorization-server" + base,
+		OIDC:  base + "/.well-known/openid-configuration",
+		JWKS:  base + "/.well-known/jwks.json",
+		Base:   base,
+		Origin: u.Scheme + "://" + u.Host,
+	}, nil
+}
+
+// MetadataHandler serves m as JSON. The document is built once; m.Issuer
+// must be the issuer the serving paths were derived from.
+func MetadataHandler(m Metadata) (http.Handler, error) {
+	if m.Issuer == "" {
+		return nil, fmt.Errorf("exchange: metadata without an issuer")
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("exchange: marshal metadata: %w", err)
+	}
+	body = append(body, '\n')
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(body)
+	}), nil
+}
