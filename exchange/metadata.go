@@ -59,9 +59,9 @@ func PathsFor(issuer string) (Paths, error) {
 	}
 	base := strings.TrimSuffix(u.EscapedPath(), "/")
 	return Paths{
-		OAuth: "/.well-known/oauth-authorization-server" + base,
-		OIDC:  base + "/.well-known/openid-configuration",
-		JWKS:  base + "/.well-known/jwks.json",
+		OAuth:  "/.well-known/oauth-authorization-server" + base,
+		OIDC:   base + "/.well-known/openid-configuration",
+		JWKS:   base + "/.well-known/jwks.json",
 		Base:   base,
 		Origin: u.Scheme + "://" + u.Host,
 	}, nil

@@ -248,7 +248,9 @@ func jwksKids(t *testing.T, c *http.Client, issuer string) []string {
 	if resp.StatusCode != 200 {
 		t.Fatalf("metadata: %d", resp.StatusCode)
 	}
-	var md struct{ JWKSURI string `json:"jwks_uri"` }
+	var md struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
 	json.Unmarshal([]byte(body), &md)
 	resp, body = get(t, c, md.JWKSURI)
 	if resp.StatusCode != 200 {
