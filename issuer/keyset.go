@@ -25,6 +25,21 @@ type keySet struct {
 type signingKey struct {
 	activateAt time.Time
 	signer     Signer
+	// header is the encoded JWS protected header of the key's tokens,
+	// computed once: alg, kid and typ at+jwt (RFC 9068 §2.1).
+	header string
+}
+
+func encodeHeader(s Signer) (string, error) {
+	h, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{string(s.Algorithm()), s.KeyID(), "at+jwt"})
+	if err != nil {
+		return "", fmt.Errorf("issuer: encode header: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(h), nil
 }
 
 func newKeySet(statuses []KeyStatus, signers map[string]Signer, now time.Time) (*keySet, error) {
@@ -40,7 +55,11 @@ func newKeySet(statuses []KeyStatus, signers map[string]Signer, now time.Time) (
 		}
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: pub, KeyID: st.ID, Algorithm: string(st.Algorithm), Use: "sig"})
 		if s, ok := signers[st.ID]; ok {
-			ks.signing = append(ks.signing, signingKey{activateAt: st.ActivateAt, signer: s})
+			header, err := encodeHeader(s)
+			if err != nil {
+				return nil, err
+			}
+			ks.signing = append(ks.signing, signingKey{activateAt: st.ActivateAt, signer: s, header: header})
 		}
 	}
 	if set.Keys == nil {
@@ -57,13 +76,13 @@ func newKeySet(statuses []KeyStatus, signers map[string]Signer, now time.Time) (
 }
 
 // signer returns the key that signs at now: the last one activated.
-func (ks *keySet) signer(now time.Time) (Signer, error) {
+func (ks *keySet) signer(now time.Time) (*signingKey, error) {
 	if ks == nil || now.Sub(ks.loadedAt) > MaxStaleness {
 		return nil, ErrNoSigningKey
 	}
 	for j := len(ks.signing) - 1; j >= 0; j-- {
 		if !ks.signing[j].activateAt.After(now) {
-			return ks.signing[j].signer, nil
+			return &ks.signing[j], nil
 		}
 	}
 	return nil, ErrNoSigningKey

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // SubjectType says whose identity a token's sub names.
@@ -106,7 +105,7 @@ func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	signer, err := i.keys.Load().signer(now)
+	key, err := i.keys.Load().signer(now)
 	if err != nil {
 		return Token{}, err
 	}
@@ -129,21 +128,25 @@ func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
 		Cnf:       g.Confirmation,
 		extra:     g.Claims,
 	}
-	tok := jwt.NewWithClaims(signingMethod(signer.Algorithm()), c)
-	tok.Header["typ"] = "at+jwt"
-	tok.Header["kid"] = signer.KeyID()
-	input, err := tok.SigningString()
-	if err != nil {
-		return Token{}, fmt.Errorf("issuer: encode token: %w", err)
-	}
-	sig, err := signer.Sign(ctx, []byte(input))
+	payload, err := c.marshal()
 	if err != nil {
 		return Token{}, err
 	}
+	// header.payload, then the signature: RFC 7515 compact serialization.
+	b64 := base64.RawURLEncoding
+	input := make([]byte, 0, len(key.header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(512))
+	input = append(input, key.header...)
+	input = append(input, '.')
+	input = b64.AppendEncode(input, payload)
+	sig, err := key.signer.Sign(ctx, input)
+	if err != nil {
+		return Token{}, err
+	}
+	raw := b64.AppendEncode(append(input, '.'), sig)
 	return Token{
-		Raw:       input + "." + tok.EncodeSegment(sig),
+		Raw:       string(raw),
 		ID:        c.ID,
-		KeyID:     signer.KeyID(),
+		KeyID:     key.signer.KeyID(),
 		Subject:   sub,
 		Audience:  g.Audience,
 		ClientID:  g.ClientID,
@@ -283,9 +286,10 @@ type accessClaims struct {
 	extra     map[string]any
 }
 
-func (c *accessClaims) MarshalJSON() ([]byte, error) {
-	type fixed accessClaims // no methods: no recursion
-	b, err := json.Marshal((*fixed)(c))
+// marshal encodes the claims as one JSON object. (Not a MarshalJSON
+// method: encoding/json re-scans what those return, a cost on every mint.)
+func (c *accessClaims) marshal() ([]byte, error) {
+	b, err := json.Marshal(c)
 	if err != nil || len(c.extra) == 0 {
 		return b, err
 	}
@@ -294,20 +298,4 @@ func (c *accessClaims) MarshalJSON() ([]byte, error) {
 		return nil, fmt.Errorf("%w: extra claims: %v", ErrInvalidGrant, err)
 	}
 	return append(append(b[:len(b)-1], ','), x[1:]...), nil
-}
-
-// The jwt.Claims interface, so that golang-jwt encodes the token.
-func (c *accessClaims) GetExpirationTime() (*jwt.NumericDate, error) {
-	return jwt.NewNumericDate(time.Unix(c.Expiry, 0)), nil
-}
-func (c *accessClaims) GetIssuedAt() (*jwt.NumericDate, error) {
-	return jwt.NewNumericDate(time.Unix(c.IssuedAt, 0)), nil
-}
-func (c *accessClaims) GetNotBefore() (*jwt.NumericDate, error) {
-	return jwt.NewNumericDate(time.Unix(c.NotBefore, 0)), nil
-}
-func (c *accessClaims) GetIssuer() (string, error)  { return c.Issuer, nil }
-func (c *accessClaims) GetSubject() (string, error) { return c.Subject, nil }
-func (c *accessClaims) GetAudience() (jwt.ClaimStrings, error) {
-	return jwt.ClaimStrings{c.Audience}, nil
 }
