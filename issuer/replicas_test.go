@@ -94,3 +94,56 @@ func TestReplicasRotateOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicaPicksUpNewKeys: a running replica (Run) publishes a key that
+// another replica added within its refresh interval.
+func TestReplicaPicksUpNewKeys(t *testing.T) {
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			url := b.NewURL(t)
+			kek := newKEK(t)
+			replicas := make([]*issuer.Issuer, 2)
+			for i := range replicas {
+				st, err := store.Open(ctx, url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				replicas[i], err = issuer.New(issuer.Config{
+					Issuer: iss, Store: st, RefreshInterval: 20 * time.Millisecond,
+					Local: &issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := replicas[i].Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan struct{})
+			go func() { replicas[1].Run(ctx); close(done) }()
+			res, err := replicas[0].Rotate(ctx, true)
+			if err != nil || res.Added == "" {
+				t.Fatalf("Rotate = %+v, %v", res, err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				set := jwks(t, replicas[1])
+				if len(set.Key(res.Added)) == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the running replica did not publish the new key within 10s (refresh every 20ms)")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if tok, err := replicas[1].Mint(ctx, grant()); err != nil || tok.KeyID == res.Added {
+				t.Fatalf("Mint = %v, %v: the new key is pending and must not sign", tok.KeyID, err)
+			}
+			cancel()
+			<-done
+		})
+	}
+}
