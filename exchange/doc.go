@@ -1,7 +1,4 @@
-// Package exchange is the OAuth HTTP surface of mcpsts: the token endpoint and
-// its grants, authorization server metadata, and the mapping of internal
-// errors to OAuth error codes.
-//
-// It declares the small interfaces it needs from storage where it uses them;
-// internal/store implements them.
+// Package exchange is the OAuth HTTP surface of mcpsts: authorization
+// server metadata, the token endpoint and its grants, and the mapping of
+// internal errors to OAuth error codes.
 package exchange

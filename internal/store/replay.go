@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/attest"
 )
 
-var _ exchange.ReplayCache = (*Store)(nil)
+var _ attest.ReplayCache = (*Store)(nil)
 
-// Claim implements exchange.ReplayCache. Keys are stored as SHA-256 hashes,
+// Claim implements attest.ReplayCache. Keys are stored as SHA-256 hashes,
 // never in clear. An expired claim that the janitor has not yet swept is
 // taken over in the same statement.
 func (s *Store) Claim(ctx context.Context, key string, until time.Time) error {
@@ -39,7 +39,7 @@ func (s *Store) Claim(ctx context.Context, key string, until time.Time) error {
 		return fmt.Errorf("store: replay claim: %w", err)
 	}
 	if n == 0 {
-		return exchange.ErrReplayed
+		return attest.ErrReplayed
 	}
 	return nil
 }

@@ -11,8 +11,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/mcpsts/mcpsts/exchange"
-	"github.com/mcpsts/mcpsts/exchange/replaytest"
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/replaytest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 )
@@ -20,7 +20,7 @@ import (
 func TestReplayCacheConformance(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			replaytest.Run(t, func(t *testing.T, clock *replaytest.Clock) exchange.ReplayCache {
+			replaytest.Run(t, func(t *testing.T, clock *replaytest.Clock) attest.ReplayCache {
 				return openTest(t, b.NewURL(t), clock.Now)
 			})
 		})
@@ -49,7 +49,7 @@ func TestSweepReplay(t *testing.T) {
 			if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM replay_keys`).Scan(&left); err != nil || left != 1 {
 				t.Fatalf("rows left = %d, %v; want 1", left, err)
 			}
-			if err := s.Claim(ctx, "c", clock.Now().Add(time.Minute)); !errors.Is(err, exchange.ErrReplayed) {
+			if err := s.Claim(ctx, "c", clock.Now().Add(time.Minute)); !errors.Is(err, attest.ErrReplayed) {
 				t.Fatalf("unexpired key after sweep: Claim = %v, want ErrReplayed", err)
 			}
 		})
