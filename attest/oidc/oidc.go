@@ -1,0 +1,305 @@
+// Package oidc verifies JWTs from the OIDC issuers an operator trusts
+// (Kubernetes service-account tokens, GitHub Actions and GitLab CI ID
+// tokens, any OIDC provider) and turns them into attest.Identity values.
+package oidc
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/federation"
+)
+
+// Kind is the attest.Identity.Kind of identities from this package.
+const Kind = "oidc"
+
+// MaxTokenSize is the largest token accepted, in bytes.
+const MaxTokenSize = 16 << 10
+
+// ProviderConfig says how to accept the tokens of one trusted issuer.
+type ProviderConfig struct {
+	Keys *federation.Provider
+	// Audiences lists the aud values that address this broker; a token
+	// must carry at least one. A token addressed to another service is
+	// refused: it was not meant for us, and using it would be passthrough.
+	Audiences []string
+	// Leeway absorbs clock differences in exp, nbf and iat (default 60s).
+	Leeway time.Duration
+	// MaxTokenAge refuses tokens issued longer ago (default 24h); tokens
+	// must then carry iat.
+	MaxTokenAge time.Duration
+	// RequiredClaims must be present (beyond iss, sub, aud, exp).
+	RequiredClaims []string
+	// Typ, when set, is the header typ a token must have.
+	Typ string
+	// Preset parses a platform's claim shape into named attributes.
+	Preset Preset
+	// SingleUse makes each token usable once (attest.SingleUse claims the
+	// identity's ReplayKey, the jti or the token's hash, until exp).
+	SingleUse bool
+}
+
+// Verifier verifies tokens from several trusted issuers, each routed by its
+// exact iss. It is safe for concurrent use.
+type Verifier struct {
+	byIssuer map[string]*provider
+	parser   *jwt.Parser
+	now      func() time.Time
+}
+
+type provider struct {
+	ProviderConfig
+	validator *jwt.Validator
+}
+
+// New returns a Verifier for providers. Every problem is reported at once.
+func New(now func() time.Time, providers ...ProviderConfig) (*Verifier, error) {
+	if now == nil {
+		now = time.Now
+	}
+	v := &Verifier{byIssuer: map[string]*provider{}, now: now}
+	var errs []error
+	for i, pc := range providers {
+		if pc.Keys == nil {
+			errs = append(errs, fmt.Errorf("oidc: provider %d: no keys", i))
+			continue
+		}
+		name := pc.Keys.Name()
+		if _, dup := v.byIssuer[pc.Keys.Issuer()]; dup {
+			errs = append(errs, fmt.Errorf("oidc: provider %s: issuer %s is trusted twice", name, pc.Keys.Issuer()))
+		}
+		if len(pc.Audiences) == 0 {
+			errs = append(errs, fmt.Errorf("oidc: provider %s: audiences: at least one is required", name))
+		}
+		if pc.Leeway == 0 {
+			pc.Leeway = 60 * time.Second
+		}
+		if pc.MaxTokenAge == 0 {
+			pc.MaxTokenAge = 24 * time.Hour
+		}
+		if pc.Leeway < 0 || pc.Leeway > 5*time.Minute {
+			errs = append(errs, fmt.Errorf("oidc: provider %s: leeway %s is out of range (0 to 5m)", name, pc.Leeway))
+		}
+		if pc.Preset == "" {
+			pc.Preset = Generic
+		}
+		preset, ok := presets[pc.Preset]
+		if !ok {
+			errs = append(errs, fmt.Errorf("oidc: provider %s: unknown preset %q", name, pc.Preset))
+		}
+		pc.RequiredClaims = append(append([]string(nil), preset.required...), pc.RequiredClaims...)
+		v.byIssuer[pc.Keys.Issuer()] = &provider{
+			ProviderConfig: pc,
+			validator: jwt.NewValidator(
+				jwt.WithIssuer(pc.Keys.Issuer()),
+				jwt.WithAudience(pc.Audiences...),
+				jwt.WithExpirationRequired(),
+				jwt.WithIssuedAt(),
+				jwt.WithLeeway(pc.Leeway),
+				jwt.WithTimeFunc(now),
+			),
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// Signatures only: claims are validated per provider once the signature
+	// holds. No HMAC and no none, whatever a provider allows.
+	v.parser = jwt.NewParser(jwt.WithValidMethods(federation.SupportedAlgorithms()), jwt.WithoutClaimsValidation())
+	return v, nil
+}
+
+// Issuers lists the trusted issuers.
+func (v *Verifier) Issuers() []string {
+	out := make([]string, 0, len(v.byIssuer))
+	for iss := range v.byIssuer {
+		out = append(out, iss)
+	}
+	return out
+}
+
+// Trusts reports whether iss is a trusted issuer (exactly).
+func (v *Verifier) Trusts(iss string) bool { return v.byIssuer[iss] != nil }
+
+var errUntrusted = errors.New("untrusted issuer")
+
+// Attest implements attest.Attestor.
+func (v *Verifier) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
+	raw := string(ev.Token)
+	if len(raw) > MaxTokenSize {
+		return attest.Identity{}, attest.Invalid("token_too_large", fmt.Sprintf("%d bytes, at most %d", len(raw), MaxTokenSize))
+	}
+	hdr, err := checkHeader(raw)
+	if err != nil {
+		return attest.Identity{}, err
+	}
+	var p *provider
+	claims := jwt.MapClaims{}
+	_, err = v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		iss, _ := claims["iss"].(string)
+		if p = v.byIssuer[iss]; p == nil {
+			return nil, errUntrusted
+		}
+		kid, _ := t.Header["kid"].(string)
+		return p.Keys.Key(ctx, kid, t.Method.Alg())
+	})
+	if err != nil {
+		return attest.Identity{}, parseError(err, claims)
+	}
+	if err := p.validator.Validate(claims); err != nil {
+		return attest.Identity{}, claimsError(err)
+	}
+	return p.identity(raw, hdr, claims, v.now())
+}
+
+// header is what we read of the JOSE header ourselves.
+type header struct {
+	Typ string `json:"typ"`
+}
+
+// checkHeader refuses headers golang-jwt would accept but we must not: a
+// repeated member (JSON parsers disagree on which wins) and crit (we
+// understand no extension). jku, x5u, x5c and jwk are never read.
+func checkHeader(raw string) (header, error) {
+	seg, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return header{}, attest.Invalid("malformed_token", "not a compact JWS")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return header{}, attest.Invalid("malformed_token", "header is not base64url")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return header{}, attest.Invalid("malformed_token", "header is not a JSON object")
+	}
+	seen := map[string]bool{}
+	var h header
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return header{}, attest.Invalid("malformed_token", "header is not a JSON object")
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return header{}, attest.Invalid("malformed_token", fmt.Sprintf("header member %q repeated", name))
+		}
+		seen[name] = true
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return header{}, attest.Invalid("malformed_token", "header is not a JSON object")
+		}
+		switch name {
+		case "crit":
+			return header{}, attest.Invalid("unsupported_token", "header has crit extensions")
+		case "typ":
+			if json.Unmarshal(val, &h.Typ) != nil {
+				return header{}, attest.Invalid("malformed_token", "header typ is not a string")
+			}
+		}
+	}
+	return h, nil
+}
+
+func parseError(err error, claims jwt.MapClaims) error {
+	switch {
+	case errors.Is(err, errUntrusted):
+		iss, _ := claims["iss"].(string)
+		return attest.Invalid("untrusted_issuer", fmt.Sprintf("issuer %q is not configured", truncate(iss)))
+	case errors.Is(err, federation.ErrNotReady):
+		return &attest.Error{Kind: attest.ErrUnavailable, Reason: "issuer_keys_unavailable", Detail: err.Error()}
+	case errors.Is(err, federation.ErrUnknownKey):
+		return attest.Invalid("unknown_key", err.Error())
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return attest.Invalid("malformed_token", "")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		if strings.Contains(err.Error(), "signing method") {
+			return attest.Invalid("algorithm_not_allowed", "")
+		}
+		return attest.Invalid("bad_signature", "")
+	}
+	return attest.Invalid("bad_signature", "")
+}
+
+func claimsError(err error) error {
+	for _, c := range []struct {
+		err    error
+		reason string
+	}{
+		{jwt.ErrTokenRequiredClaimMissing, "missing_claim"},
+		{jwt.ErrTokenInvalidIssuer, "untrusted_issuer"},
+		{jwt.ErrTokenInvalidAudience, "wrong_audience"},
+		{jwt.ErrTokenExpired, "token_expired"},
+		{jwt.ErrTokenNotValidYet, "token_not_yet_valid"},
+		{jwt.ErrTokenUsedBeforeIssued, "token_issued_in_future"},
+		{jwt.ErrTokenInvalidClaims, "invalid_claims"},
+	} {
+		if errors.Is(err, c.err) {
+			return attest.Invalid(c.reason, err.Error())
+		}
+	}
+	return attest.Invalid("invalid_claims", err.Error())
+}
+
+func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now time.Time) (attest.Identity, error) {
+	if p.Typ != "" && !strings.EqualFold(strings.TrimPrefix(hdr.Typ, "application/"), p.Typ) {
+		return attest.Identity{}, attest.Invalid("wrong_token_type", fmt.Sprintf("typ %q, want %q", truncate(hdr.Typ), p.Typ))
+	}
+	sub, _ := claims["sub"].(string)
+	if sub == "" {
+		return attest.Identity{}, attest.Invalid("missing_claim", "sub")
+	}
+	iat, err := claims.GetIssuedAt()
+	switch {
+	case err != nil || iat == nil:
+		return attest.Identity{}, attest.Invalid("missing_claim", "iat")
+	case now.Sub(iat.Time) > p.MaxTokenAge+p.Leeway:
+		return attest.Identity{}, attest.Invalid("token_too_old", fmt.Sprintf("issued %s, more than %s ago", iat.UTC().Format(time.RFC3339), p.MaxTokenAge))
+	}
+	for _, c := range p.RequiredClaims {
+		if _, ok := claims[c]; !ok {
+			return attest.Identity{}, attest.Invalid("missing_claim", c)
+		}
+	}
+	exp, _ := claims.GetExpirationTime() // required by the validator
+	attrs := map[string]any(claims)
+	if err := presets[p.Preset].parse(sub, attrs); err != nil {
+		return attest.Identity{}, err
+	}
+	id := attest.Identity{
+		Kind:       Kind,
+		Provider:   p.Keys.Name(),
+		Issuer:     p.Keys.Issuer(),
+		Subject:    sub,
+		Attributes: attrs,
+		Expiry:     exp.Time,
+	}
+	if p.SingleUse {
+		if jti, _ := claims["jti"].(string); jti != "" {
+			id.ReplayKey = "oidc:" + id.Provider + ":jti:" + jti
+		} else {
+			sum := sha256.Sum256([]byte(raw))
+			id.ReplayKey = "oidc:" + id.Provider + ":sha256:" + hex.EncodeToString(sum[:])
+		}
+	}
+	return id, nil
+}
+
+// truncate keeps attacker-chosen strings short in messages.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,96 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Fetcher GETs the documents of trusted issuers: over HTTPS only, with a
+// time limit and a size cap, following at most a few redirects and only
+// within the same host. It is safe for concurrent use.
+type Fetcher struct {
+	client   *http.Client
+	maxBytes int64
+}
+
+// FetcherOptions configure a Fetcher.
+type FetcherOptions struct {
+	// Transport carries the requests; nil means http.DefaultTransport.
+	// Tests give one that trusts their issuer's CA.
+	Transport http.RoundTripper
+	Timeout   time.Duration // whole request; 0 means 10s
+	MaxBytes  int64         // response body cap; 0 means 1 MiB
+}
+
+const maxRedirects = 3
+
+// NewFetcher returns a Fetcher.
+func NewFetcher(o FetcherOptions) *Fetcher {
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = 1 << 20
+	}
+	return &Fetcher{
+		maxBytes: o.MaxBytes,
+		client: &http.Client{
+			Transport: o.Transport,
+			Timeout:   o.Timeout,
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= maxRedirects {
+					return fmt.Errorf("more than %d redirects", maxRedirects)
+				}
+				if req.URL.Scheme != "https" || req.URL.Host != via[0].URL.Host {
+					return fmt.Errorf("redirect from %s to another host or scheme (%s://%s) refused", via[0].URL.Host, req.URL.Scheme, req.URL.Host)
+				}
+				return nil
+			},
+		},
+	}
+}
+
+// Response is a fetched document.
+type Response struct {
+	Body   []byte
+	Header http.Header
+}
+
+// ErrFetch wraps every fetch failure.
+var ErrFetch = errors.New("federation: fetch failed")
+
+// Get fetches rawURL, which must be https, and returns its body when the
+// status is 200 and the body is within the cap.
+func (f *Fetcher) Get(ctx context.Context, rawURL string) (*Response, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("%w: %q is not an https URL", ErrFetch, rawURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %v", ErrFetch, rawURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, f.maxBytes))
+		return nil, fmt.Errorf("%w: GET %s: status %d", ErrFetch, rawURL, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %v", ErrFetch, rawURL, err)
+	}
+	if int64(len(body)) > f.maxBytes {
+		return nil, fmt.Errorf("%w: GET %s: response larger than %d bytes", ErrFetch, rawURL, f.maxBytes)
+	}
+	return &Response{Body: body, Header: resp.Header}, nil
+}
