@@ -93,7 +93,7 @@ func TestDiscoveryAndKeyLookup(t *testing.T) {
 	if err := f.p.Ready(); !errors.Is(err, federation.ErrNotReady) {
 		t.Fatalf("Ready before any load = %v", err)
 	}
-	k, err := f.p.Key(ctx, "key-1", "RS256")
+	k, err := f.p.Key(ctx, f.is.KeyID(), "RS256")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestDiscoveryAndKeyLookup(t *testing.T) {
 		t.Fatalf("requests: discovery %d, jwks %d; want 1 and 1", f.is.Requests("discovery"), f.is.Requests("jwks"))
 	}
 	for range 100 {
-		if _, err := f.p.Key(ctx, "key-1", "RS256"); err != nil {
+		if _, err := f.p.Key(ctx, f.is.KeyID(), "RS256"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,10 +114,10 @@ func TestDiscoveryAndKeyLookup(t *testing.T) {
 	if err := f.p.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.p.Key(ctx, "key-1", "ES256"); !errors.Is(err, federation.ErrUnknownKey) {
+	if _, err := f.p.Key(ctx, f.is.KeyID(), "ES256"); !errors.Is(err, federation.ErrUnknownKey) {
 		t.Fatalf("RSA key for ES256 = %v, want ErrUnknownKey", err)
 	}
-	if _, err := f.p.Key(ctx, "key-1", "PS256"); !errors.Is(err, federation.ErrUnknownKey) || !strings.Contains(err.Error(), `algorithm "PS256" is not allowed`) {
+	if _, err := f.p.Key(ctx, f.is.KeyID(), "PS256"); !errors.Is(err, federation.ErrUnknownKey) || !strings.Contains(err.Error(), `algorithm "PS256" is not allowed`) {
 		t.Fatalf("algorithm not allowed = %v", err)
 	}
 	if _, err := f.p.Key(ctx, "", "RS256"); err != nil {
@@ -150,12 +150,12 @@ func TestCacheControlBounds(t *testing.T) {
 			}
 			f.clock.Add(tt.wantNext - time.Second)
 			f.is.SetDown(true) // any fetch now would fail
-			f.p.Key(ctx, "key-1", "RS256")
+			f.p.Key(ctx, f.is.KeyID(), "RS256")
 			if got := f.counter(t, "mcpsts.federation.jwks.stale_lookups", nil); got != 0 {
 				t.Fatalf("key set stale before %v", tt.wantNext)
 			}
 			f.clock.Add(2 * time.Second)
-			f.p.Key(ctx, "key-1", "RS256")
+			f.p.Key(ctx, f.is.KeyID(), "RS256")
 			if got := f.counter(t, "mcpsts.federation.jwks.stale_lookups", nil); got != 1 {
 				t.Fatalf("key set not stale after %v (stale lookups %d)", tt.wantNext, got)
 			}
@@ -207,7 +207,7 @@ func TestStaleIfError(t *testing.T) {
 	if err := f.p.Refresh(ctx); !errors.Is(err, federation.ErrFetch) {
 		t.Fatalf("Refresh with the issuer down = %v", err)
 	}
-	if _, err := f.p.Key(ctx, "key-1", "RS256"); err != nil {
+	if _, err := f.p.Key(ctx, f.is.KeyID(), "RS256"); err != nil {
 		t.Fatalf("stale key set not served while the issuer is down: %v", err)
 	}
 	if f.p.Ready() != nil {
@@ -220,7 +220,7 @@ func TestStaleIfError(t *testing.T) {
 		t.Fatalf("failed-fetch metric = %d, want 1", got)
 	}
 	f.clock.Add(2 * time.Hour)
-	if _, err := f.p.Key(ctx, "key-1", "RS256"); !errors.Is(err, federation.ErrNotReady) || !strings.Contains(err.Error(), "stale beyond 2h0m0s") {
+	if _, err := f.p.Key(ctx, f.is.KeyID(), "RS256"); !errors.Is(err, federation.ErrNotReady) || !strings.Contains(err.Error(), "stale beyond 2h0m0s") {
 		t.Fatalf("beyond the stale bound = %v, want ErrNotReady", err)
 	}
 	if !errors.Is(f.p.Ready(), federation.ErrNotReady) {
@@ -230,7 +230,7 @@ func TestStaleIfError(t *testing.T) {
 	if err := f.p.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.p.Key(ctx, "key-1", "RS256"); err != nil {
+	if _, err := f.p.Key(ctx, f.is.KeyID(), "RS256"); err != nil {
 		t.Fatalf("after the issuer came back: %v", err)
 	}
 }
@@ -273,7 +273,7 @@ func TestPinnedJWKS(t *testing.T) {
 	if err := p.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Key(context.Background(), "key-1", "RS256"); err != nil {
+	if _, err := p.Key(context.Background(), is.KeyID(), "RS256"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Key(context.Background(), "other", "RS256"); !errors.Is(err, federation.ErrUnknownKey) {

@@ -9,6 +9,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -80,7 +81,9 @@ func (is *Issuer) AddKey(alg string) string {
 	}
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	kid := fmt.Sprintf("key-%d", len(is.keys)+1)
+	var r [6]byte
+	rand.Read(r[:])
+	kid := fmt.Sprintf("key-%d-%x", len(is.keys)+1, r)
 	is.keys = append([]signingKey{{kid: kid, alg: alg, key: k}}, is.keys...)
 	return kid
 }
@@ -140,6 +143,27 @@ func (is *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// KeyID is the kid of the key that signs now.
+func (is *Issuer) KeyID() string {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.keys[0].kid
+}
+
+// SignRaw signs exactly the given header and payload bytes (base64url
+// encoding them) with the current key, for tokens no library would make.
+func (is *Issuer) SignRaw(header, payload []byte) string {
+	is.mu.Lock()
+	k := is.keys[0]
+	is.mu.Unlock()
+	input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sig, err := jwt.GetSigningMethod(k.alg).Sign(input, k.key)
+	if err != nil {
+		panic(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // JWKS returns the published key set as JSON (for pinning).
