@@ -31,6 +31,11 @@ type Config struct {
 	TLS    TLS    `yaml:"tls"`
 	Keys   Keys   `yaml:"keys"`
 	Tokens Tokens `yaml:"tokens"`
+	// Audiences are the aud values by which workloads address tokens to
+	// this broker; empty means the issuer URL alone.
+	Audiences []string `yaml:"audiences"`
+	// Providers are the external issuers whose tokens are trusted.
+	Providers []Provider `yaml:"providers"`
 	Server Server `yaml:"server"`
 	Log    Log    `yaml:"log"`
 
@@ -57,6 +62,45 @@ type Keys struct {
 type AWSKMS struct {
 	KeyID  string `yaml:"key_id"` // key ID, ARN or alias ARN
 	Region string `yaml:"region"` // default: the SDK's (AWS_REGION…)
+}
+
+// Provider is one trusted issuer of workload tokens.
+type Provider struct {
+	Name   string `yaml:"name"`
+	Issuer string `yaml:"issuer"`
+	// Exactly one key source.
+	Discovery bool   `yaml:"discovery"`
+	JWKSURI   string `yaml:"jwks_uri"`
+	JWKS      string `yaml:"jwks"`      // the key set itself, inline
+	JWKSFile  string `yaml:"jwks_file"` // the key set in a file
+	// CAFile, when set, is the only CA trusted for the issuer's HTTPS
+	// (a cluster's own API server, say).
+	CAFile         string        `yaml:"ca_file"`
+	Algorithms     []string      `yaml:"algorithms"`
+	Audiences      []string      `yaml:"audiences"`
+	Preset         string        `yaml:"preset"`
+	Leeway         time.Duration `yaml:"leeway"`
+	MaxTokenAge    time.Duration `yaml:"max_token_age"`
+	RequiredClaims []string      `yaml:"required_claims"`
+	Typ            string        `yaml:"typ"`
+	SingleUse      bool          `yaml:"single_use"`
+	Refresh        Refresh       `yaml:"refresh"`
+}
+
+// Refresh bounds a provider's key-set cache.
+type Refresh struct {
+	Min                time.Duration `yaml:"min"`
+	Max                time.Duration `yaml:"max"`
+	UnknownKidInterval time.Duration `yaml:"unknown_kid_interval"`
+	StaleBound         time.Duration `yaml:"stale_bound"`
+}
+
+// BrokerAudiences are the audiences tokens must carry to address us.
+func (c *Config) BrokerAudiences() []string {
+	if len(c.Audiences) > 0 {
+		return c.Audiences
+	}
+	return []string{c.Issuer}
 }
 
 // Tokens bounds access token lifetimes.

@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: data_dir, issuer, keys, listen, log, server, store, tls, tokens)",
+			"mcpsts.yaml:5: lissen: unknown field (known: audiences, data_dir, issuer, keys, listen, log, providers, server, store, tls, tokens)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -182,6 +182,54 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"default above max", good + "tokens:\n  default_ttl: 30m\n  max_ttl: 10m\n", []string{
 			"mcpsts.yaml:6: tokens.default_ttl: 30m0s exceeds tokens.max_ttl (10m0s)",
+		}},
+		{"providers", good + `audiences: ["https://sts.example", "not a uri"]
+providers:
+  - name: k8s
+    issuer: https://kubernetes.default.svc
+    discovery: true
+    jwks_uri: https://kubernetes.default.svc/keys
+    algorithms: [RS256, HS256]
+    preset: openshift
+    leeway: 10m
+    refresh: {min: 2h, max: 1h}
+  - name: k8s
+    issuer: http://gh.example
+    jwks_file: /no/jwks.json
+  - issuer: https://kubernetes.default.svc
+    jwks: '{"keys":[]}'
+    single_use: maybe
+`, []string{
+			"mcpsts.yaml:20: providers[2].single_use: want true or false, got \"maybe\"",
+		}},
+		{"provider values", good + `providers:
+  - name: k8s
+    issuer: https://kubernetes.default.svc
+    discovery: true
+    jwks_uri: https://kubernetes.default.svc/keys
+    algorithms: [RS256, HS256]
+    preset: openshift
+    leeway: 10m
+    refresh: {min: 2h, max: 1h}
+  - name: k8s
+    issuer: http://gh.example
+    jwks_file: /no/jwks.json
+  - issuer: https://kubernetes.default.svc
+    jwks: '{"keys":[]}'
+`, []string{
+			`mcpsts.yaml:10: providers[0].algorithms[1]: "HS256" is not allowed`,
+			"mcpsts.yaml:8: providers[0].discovery: want exactly one key source of discovery: true, jwks_uri, jwks and jwks_file; got 2",
+			"mcpsts.yaml:12: providers[0].leeway: 10m0s is out of range (want 0 for the default, at most 5m0s)",
+			`mcpsts.yaml:11: providers[0].preset: "openshift" is not one of generic, kubernetes, github-actions, gitlab`,
+			"mcpsts.yaml:13: providers[0].refresh.min: 2h0m0s exceeds refresh.max (1h0m0s)",
+			`mcpsts.yaml:15: providers[1].issuer: "http://gh.example" must use https`,
+			"mcpsts.yaml:16: providers[1].jwks_file: no such file or directory (/no/jwks.json)",
+			`mcpsts.yaml:14: providers[1].name: "k8s" is also the name of providers[0]`,
+			"mcpsts.yaml:17: providers[2].name: required",
+			`mcpsts.yaml:17: providers[2].issuer: "https://kubernetes.default.svc" is also the issuer of providers[0]`,
+		}},
+		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
+			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,
 		}},
 		{"log", good + "log: {level: loud, format: xml}\n", []string{
 			`mcpsts.yaml:5: log.level: "loud" is not one of debug, info, warn, error`,

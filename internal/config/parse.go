@@ -62,6 +62,10 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		d.mapping(n, path, v)
 		return
 	}
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.Uint8 {
+		d.sequence(n, path, v)
+		return
+	}
 	if n.Kind != yaml.ScalarNode {
 		d.fail(n, path, "want %s, got a %s", describe(v.Type()), kindName(n.Kind))
 		return
@@ -80,6 +84,22 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		d.fail(n, path, "want %s, got %q", describe(v.Type()), n.Value)
 	}
+}
+
+// sequence decodes a YAML list into a slice, naming items path[i].
+func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.fail(n, path, "want a list, got a %s", kindName(n.Kind))
+		return
+	}
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		d.value(item, fmt.Sprintf("%s[%d]", path, i), out.Index(i))
+	}
+	v.Set(out)
 }
 
 func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
@@ -133,6 +153,8 @@ func describe(t reflect.Type) string {
 		return "true or false"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		return "a whole number"
+	case t.Kind() == reflect.Slice:
+		return "a list"
 	default:
 		return "a string"
 	}

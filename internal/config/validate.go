@@ -6,10 +6,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mcpsts/mcpsts/attest/oidc"
+	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 )
 
@@ -126,16 +129,132 @@ var checks = []check{
 // validate runs every check and joins every problem.
 func (c *Config) validate(file string, lines map[string]int, from map[string]string, now time.Time) error {
 	var errs []error
+	add := func(path, msg string) {
+		fe := &FieldError{File: file, Path: path, Env: from[path], Msg: msg}
+		if fe.Env == "" {
+			fe.Line = lineOf(lines, path)
+		}
+		errs = append(errs, fe)
+	}
 	for _, ch := range checks {
 		if msg := ch.rule(c, now); msg != "" {
-			fe := &FieldError{File: file, Path: ch.path, Env: from[ch.path], Msg: msg}
-			if fe.Env == "" {
-				fe.Line = lines[ch.path]
+			if from[ch.path] == "" && lines[ch.path] == 0 {
+				// a default or a missing field: no line to point at
+				errs = append(errs, &FieldError{File: file, Path: ch.path, Msg: msg})
+				continue
 			}
-			errs = append(errs, fe)
+			add(ch.path, msg)
 		}
 	}
+	for i, a := range c.Audiences {
+		if p := absoluteURIProblem(a); p != "" {
+			add(fmt.Sprintf("audiences[%d]", i), p)
+		}
+	}
+	names := map[string]int{}
+	issuers := map[string]int{}
+	for i, p := range c.Providers {
+		for _, problem := range p.problems() {
+			add(fmt.Sprintf("providers[%d].%s", i, problem.field), problem.msg)
+		}
+		if j, dup := names[p.Name]; dup && p.Name != "" {
+			add(fmt.Sprintf("providers[%d].name", i), fmt.Sprintf("%q is also the name of providers[%d]", p.Name, j))
+		}
+		if j, dup := issuers[p.Issuer]; dup && p.Issuer != "" {
+			add(fmt.Sprintf("providers[%d].issuer", i), fmt.Sprintf("%q is also the issuer of providers[%d]", p.Issuer, j))
+		}
+		names[p.Name], issuers[p.Issuer] = i, i
+	}
 	return errors.Join(errs...)
+}
+
+// lineOf is the line of path, or of its nearest enclosing field that the
+// file set (a missing providers[2].name points at providers[2]).
+func lineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+type problem struct{ field, msg string }
+
+// problems checks one provider; the provider's own constructors check the
+// same again when the server builds it.
+func (p *Provider) problems() []problem {
+	var out []problem
+	if p.Name == "" {
+		out = append(out, problem{"name", "required"})
+	}
+	if msg := IssuerProblem(p.Issuer); msg != "" {
+		out = append(out, problem{"issuer", msg})
+	}
+	sources := 0
+	for _, set := range []bool{p.Discovery, p.JWKSURI != "", p.JWKS != "", p.JWKSFile != ""} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		out = append(out, problem{"discovery", fmt.Sprintf("want exactly one key source of discovery: true, jwks_uri, jwks and jwks_file; got %d", sources)})
+	}
+	if p.JWKSURI != "" {
+		if u, err := url.Parse(p.JWKSURI); err != nil || u.Scheme != "https" || u.Host == "" {
+			out = append(out, problem{"jwks_uri", fmt.Sprintf("%q is not an https URL", p.JWKSURI)})
+		}
+	}
+	for field, f := range map[string]string{"jwks_file": p.JWKSFile, "ca_file": p.CAFile} {
+		if f != "" {
+			if msg := fileProblem(f); msg != "" {
+				out = append(out, problem{field, msg})
+			}
+		}
+	}
+	for i, a := range p.Algorithms {
+		if !slices.Contains(federation.SupportedAlgorithms(), a) {
+			out = append(out, problem{fmt.Sprintf("algorithms[%d]", i), fmt.Sprintf("%q is not allowed (want some of %s)", a, strings.Join(federation.SupportedAlgorithms(), ", "))})
+		}
+	}
+	for i, a := range p.Audiences {
+		if a == "" {
+			out = append(out, problem{fmt.Sprintf("audiences[%d]", i), "empty"})
+		}
+	}
+	if p.Preset != "" && !slices.Contains(oidc.Presets(), oidc.Preset(p.Preset)) {
+		out = append(out, problem{"preset", fmt.Sprintf("%q is not one of generic, kubernetes, github-actions, gitlab", p.Preset)})
+	}
+	for field, d := range map[string]struct{ v, max time.Duration }{
+		"leeway":                       {p.Leeway, 5 * time.Minute},
+		"max_token_age":                {p.MaxTokenAge, 366 * 24 * time.Hour},
+		"refresh.min":                  {p.Refresh.Min, 24 * time.Hour},
+		"refresh.max":                  {p.Refresh.Max, 7 * 24 * time.Hour},
+		"refresh.unknown_kid_interval": {p.Refresh.UnknownKidInterval, time.Hour},
+		"refresh.stale_bound":          {p.Refresh.StaleBound, 7 * 24 * time.Hour},
+	} {
+		if d.v < 0 || d.v > d.max {
+			out = append(out, problem{field, fmt.Sprintf("%s is out of range (want 0 for the default, at most %s)", d.v, d.max)})
+		}
+	}
+	if p.Refresh.Min > 0 && p.Refresh.Max > 0 && p.Refresh.Min > p.Refresh.Max {
+		out = append(out, problem{"refresh.min", fmt.Sprintf("%s exceeds refresh.max (%s)", p.Refresh.Min, p.Refresh.Max)})
+	}
+	slices.SortFunc(out, func(a, b problem) int { return strings.Compare(a.field, b.field) })
+	return out
+}
+
+func absoluteURIProblem(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" {
+		return fmt.Sprintf("%q is not an absolute URI without fragment", s)
+	}
+	return ""
 }
 
 // IssuerProblem says why s is not a valid issuer identifier (RFC 8414 §2:
