@@ -155,6 +155,14 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		}
 	}()
 
+	// Trusted issuers: a provider whose keys cannot load now is retried in
+	// the background and does not stop the server. (The token endpoint, when
+	// it lands, takes the verifier returned here.)
+	_, providers, err := newOIDC(cfg, st, e.now, log, tp.Meters.Meter("mcpsts"))
+	if err != nil {
+		return err
+	}
+
 	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
 	srv, err := tlsserver.Listen(tlsserver.Config{
 		Addr:   cfg.Listen,
@@ -189,6 +197,10 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 
 	go st.RunJanitor(ctx, time.Minute, log)
 	go iss.Run(ctx)
+	for _, p := range providers {
+		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())
+		go p.Run(ctx)
+	}
 	if err := srv.Serve(ctx, h); err != nil {
 		return err
 	}

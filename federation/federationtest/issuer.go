@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -55,6 +56,11 @@ func NewIssuer(t testing.TB) *Issuer {
 	is.URL = is.srv.URL
 	is.AddKey("RS256")
 	return is
+}
+
+// CAPEM is the PEM certificate to trust for the issuer's TLS.
+func (is *Issuer) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw})
 }
 
 // Transport trusts the issuer's TLS certificate.

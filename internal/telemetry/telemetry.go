@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
@@ -25,12 +26,21 @@ type Options struct {
 	Getenv func(string) string
 }
 
-// Provider is a configured tracer provider and the exporter it sends to.
+// Provider is a configured tracer provider and meter provider, and the
+// exporters they send to.
 type Provider struct {
 	*sdktrace.TracerProvider
+	Meters *sdkmetric.MeterProvider
 	// Exporter names what OTEL_TRACES_EXPORTER selected: otlp (with its
 	// protocol), console or none.
 	Exporter string
+	// MetricsExporter names what OTEL_METRICS_EXPORTER selected.
+	MetricsExporter string
+}
+
+// Shutdown flushes and stops both providers.
+func (p *Provider) Shutdown(ctx context.Context) error {
+	return errors.Join(p.TracerProvider.Shutdown(ctx), p.Meters.Shutdown(ctx))
 }
 
 // New builds a tracer provider. The exporter is chosen by
@@ -77,11 +87,34 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+	metrics := strings.TrimSpace(getenv("OTEL_METRICS_EXPORTER"))
+	if metrics == "" || strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		metrics = "none"
+	}
+	switch metrics {
+	case "none":
+	case "otlp", "console":
+		reader, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%s: %w", metrics, err)
+		}
+		mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
+	case "prometheus":
+		return nil, errors.New("telemetry: OTEL_METRICS_EXPORTER=prometheus would open a plaintext listener; mcpsts only listens over HTTPS: use otlp")
+	default:
+		return nil, fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q is not supported (want otlp, console or none)", metrics)
+	}
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if exp != nil {
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
-	return &Provider{TracerProvider: sdktrace.NewTracerProvider(tpOpts...), Exporter: name}, nil
+	return &Provider{
+		TracerProvider:  sdktrace.NewTracerProvider(tpOpts...),
+		Meters:          sdkmetric.NewMeterProvider(mpOpts...),
+		Exporter:        name,
+		MetricsExporter: metrics,
+	}, nil
 }
 
 func protocol(getenv func(string) string) string {

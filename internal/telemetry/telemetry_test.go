@@ -83,6 +83,7 @@ func TestOTLPHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_METRICS_EXPORTER", "otlp")
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
 
@@ -90,16 +91,18 @@ func TestOTLPHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Exporter != "otlp (http/protobuf)" {
-		t.Errorf("Exporter = %q", p.Exporter)
+	if p.Exporter != "otlp (http/protobuf)" || p.MetricsExporter != "otlp" {
+		t.Errorf("Exporter = %q, MetricsExporter = %q", p.Exporter, p.MetricsExporter)
 	}
+	counter, _ := p.Meters.Meter("test").Int64Counter("mcpsts.test.counter")
+	counter.Add(context.Background(), 3)
 	emit(t, p, "token-exchange")
 	mu.Lock()
 	defer mu.Unlock()
-	if len(paths) == 0 || paths[0] != "/v1/traces" {
-		t.Fatalf("collector got %v, want a POST to /v1/traces", paths)
+	if strings.Join(paths, ",") != "/v1/traces,/v1/metrics" && strings.Join(paths, ",") != "/v1/metrics,/v1/traces" {
+		t.Fatalf("collector got %v, want a POST to /v1/traces and one to /v1/metrics", paths)
 	}
-	for _, want := range []string{"token-exchange", "mcpsts", "v9.9.9", "replica-1"} {
+	for _, want := range []string{"token-exchange", "mcpsts", "v9.9.9", "replica-1", "mcpsts.test.counter"} {
 		if !strings.Contains(string(bodies), want) {
 			t.Errorf("exported spans lack %q", want)
 		}
@@ -152,6 +155,9 @@ func TestExporterSelection(t *testing.T) {
 		{"sdk disabled", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, "none", ""},
 		{"unknown exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, "", `OTEL_TRACES_EXPORTER="zipkin" is not supported`},
 		{"unknown protocol", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, "", "OTEL_TRACES_EXPORTER=otlp"},
+		{"prometheus metrics refused", map[string]string{"OTEL_METRICS_EXPORTER": "prometheus"}, "", "would open a plaintext listener"},
+		{"unknown metrics exporter", map[string]string{"OTEL_METRICS_EXPORTER": "statsd"}, "", `OTEL_METRICS_EXPORTER="statsd" is not supported`},
+		{"console metrics", map[string]string{"OTEL_METRICS_EXPORTER": "console"}, "none", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/oidc"
+	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/config"
+)
+
+// newOIDC builds the trusted providers of the configuration and the
+// verifier of their tokens; single-use providers claim their tokens in
+// replay. Remote key sets load when the providers Run.
+func newOIDC(cfg *config.Config, replay attest.ReplayCache, now func() time.Time, log *slog.Logger, meter metric.Meter) (attest.Attestor, []*federation.Provider, error) {
+	var providers []*federation.Provider
+	var pcs []oidc.ProviderConfig
+	for i, pc := range cfg.Providers {
+		where := fmt.Sprintf("providers[%d] (%s)", i, pc.Name)
+		fetcher, err := providerFetcher(pc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", where, err)
+		}
+		fc := federation.ProviderConfig{
+			Name: pc.Name, Issuer: pc.Issuer, Discovery: pc.Discovery, JWKSURI: pc.JWKSURI,
+			Algorithms: pc.Algorithms, MinRefresh: pc.Refresh.Min, MaxRefresh: pc.Refresh.Max,
+			UnknownKidInterval: pc.Refresh.UnknownKidInterval, StaleBound: pc.Refresh.StaleBound,
+			Fetcher: fetcher, Clock: now, Log: log, Meter: meter,
+		}
+		switch {
+		case pc.JWKS != "":
+			fc.JWKS = []byte(pc.JWKS)
+		case pc.JWKSFile != "":
+			if fc.JWKS, err = os.ReadFile(pc.JWKSFile); err != nil {
+				return nil, nil, fmt.Errorf("%s: jwks_file: %w", where, err)
+			}
+		}
+		p, err := federation.NewProvider(fc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", where, err)
+		}
+		audiences := pc.Audiences
+		if len(audiences) == 0 {
+			audiences = cfg.BrokerAudiences()
+		}
+		providers = append(providers, p)
+		pcs = append(pcs, oidc.ProviderConfig{
+			Keys: p, Audiences: audiences, Leeway: pc.Leeway, MaxTokenAge: pc.MaxTokenAge,
+			RequiredClaims: pc.RequiredClaims, Typ: pc.Typ, Preset: oidc.Preset(pc.Preset), SingleUse: pc.SingleUse,
+		})
+	}
+	v, err := oidc.New(now, pcs...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return attest.SingleUse(v, replay), providers, nil
+}
+
+// providerFetcher is the hardened fetcher of one provider, trusting only
+// its ca_file when it has one.
+func providerFetcher(pc config.Provider) (*federation.Fetcher, error) {
+	if pc.CAFile == "" {
+		return federation.NewFetcher(federation.FetcherOptions{}), nil
+	}
+	pem, err := os.ReadFile(pc.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("ca_file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca_file %s: no PEM certificates", pc.CAFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return federation.NewFetcher(federation.FetcherOptions{Transport: t}), nil
+}
