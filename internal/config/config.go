@@ -36,8 +36,8 @@ type Config struct {
 	Audiences []string `yaml:"audiences"`
 	// Providers are the external issuers whose tokens are trusted.
 	Providers []Provider `yaml:"providers"`
-	Server Server `yaml:"server"`
-	Log    Log    `yaml:"log"`
+	Server    Server     `yaml:"server"`
+	Log       Log        `yaml:"log"`
 
 	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
 	kekInEnv bool
