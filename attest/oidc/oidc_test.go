@@ -140,8 +140,8 @@ func TestAttestBadInput(t *testing.T) {
 		{"kid of another trusted issuer", func() string {
 			return e.other.Sign(e.claims(), nil) // iss is e.is, key and kid are other's
 		}, "unknown_key", attest.ErrInvalidEvidence},
-		{"jku, x5u and jwk point at a trap", func() string {
-			return attacker.Sign(e.claims(), map[string]any{"jku": trap + "/jwks", "x5u": trap + "/cert", "jwk": json.RawMessage(attackerJWK)})
+		{"jku, x5u, x5c and jwk name the attacker's key", func() string {
+			return attacker.Sign(e.claims(), map[string]any{"jku": trap + "/jwks", "x5u": trap + "/cert", "jwk": json.RawMessage(attackerJWK), "x5c": []string{base64.StdEncoding.EncodeToString([]byte("attacker certificate"))}})
 		}, "unknown_key", attest.ErrInvalidEvidence},
 		{"expired", func() string {
 			return e.is.Sign(with(func(c map[string]any) { c["exp"] = n - 120 }), nil)
