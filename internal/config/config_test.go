@@ -123,7 +123,7 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"not YAML", "issuer: [unclosed", []string{"mcpsts.yaml: not valid YAML: "}},
 		{"two documents", good + "---\nlisten: x\n", []string{"mcpsts.yaml:5: holds more than one YAML document"}},
-		{"root is a list", "- a\n- b\n", []string{"mcpsts.yaml:1: the file must be a mapping of keys to values, got a list"}},
+		{"root is a list", "- a\n- b\n", []string{"mcpsts.yaml:1: the document must be a mapping of keys to values, got a list"}},
 		{"section is a value", good + "server: fast\n", []string{"mcpsts.yaml:5: server: a section must be a mapping of keys to values, got a single value"}},
 		{"empty file", "", []string{
 			"mcpsts.yaml: issuer: required",
