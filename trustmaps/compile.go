@@ -1,0 +1,290 @@
+package trustmaps
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/mcpsts/mcpsts/internal/strictyaml"
+)
+
+// reservedClaims are set by the issuer alone; a map cannot set them. The
+// issuer refuses them again (a test in cmd/mcpsts keeps both lists equal).
+var reservedClaims = []string{
+	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "act", "may_act", "cnf",
+	"auth_time", "acr", "amr", "azp", "typ", "nonce", "sid",
+}
+
+// ReservedClaims lists the claims a map cannot set.
+func ReservedClaims() []string { return slices.Clone(reservedClaims) }
+
+// Problem is one thing wrong with a map.
+type Problem struct {
+	Document string // the document's name
+	Line     int
+	MapID    string // "" when the map has no usable id
+	Path     string // field path within the map
+	Msg      string
+}
+
+func (p *Problem) Error() string {
+	var b strings.Builder
+	b.WriteString("trustmaps: " + p.Document)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	if p.MapID != "" {
+		fmt.Fprintf(&b, ": map %q", p.MapID)
+	}
+	if p.Path != "" {
+		b.WriteString(": " + p.Path)
+	}
+	b.WriteString(": " + p.Msg)
+	return b.String()
+}
+
+var (
+	idPattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+	clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:/@-]{1,256}$`)
+)
+
+// compiled is a checked map, ready to evaluate.
+type compiled struct {
+	Map
+	subject    *regexp.Regexp // nil for an exact subject
+	conditions []cel.Program
+	clientID   cel.Program // nil for a literal client_id
+	actors     []actorRule
+	audiences  map[string]bool
+	scopes     map[string]bool
+}
+
+type actorRule struct {
+	provider, subject string
+	pattern           *regexp.Regexp
+}
+
+// Compile checks every map of docs and builds an engine. All problems come
+// back at once, joined, each a *Problem naming the document, line, map id
+// and field path.
+func Compile(docs ...Document) (*Engine, error) {
+	env, err := newCELEnv()
+	if err != nil {
+		return nil, err
+	}
+	c := compiler{env: env, ids: map[string]string{}, programs: map[string]cel.Program{}}
+	var maps []*compiled
+	for _, d := range docs {
+		maps = append(maps, c.document(d)...)
+	}
+	if err := errors.Join(c.problems...); err != nil {
+		return nil, err
+	}
+	return newEngine(env, maps), nil
+}
+
+type compiler struct {
+	env      *celEnv
+	ids      map[string]string      // map id → document
+	programs map[string]cel.Program // by expression: maps often share them
+	problems []error
+}
+
+func (c *compiler) document(d Document) []*compiled {
+	nodes, err := strictyaml.Documents(d.Data)
+	if err != nil {
+		var p strictyaml.Problem
+		errors.As(err, &p)
+		c.problems = append(c.problems, &Problem{Document: d.Name, Msg: p.Msg})
+		return nil
+	}
+	var out []*compiled
+	for _, n := range nodes {
+		var m Map
+		lines, problems := strictyaml.Decode(n, "", &m)
+		id := m.ID
+		if !idPattern.MatchString(id) {
+			id = ""
+		}
+		fail := func(path, format string, args ...any) {
+			line := lines[path]
+			if line == 0 {
+				line = n.Line
+				if len(n.Content) > 0 {
+					line = n.Content[0].Line
+				}
+			}
+			c.problems = append(c.problems, &Problem{Document: d.Name, Line: line, MapID: id, Path: path, Msg: fmt.Sprintf(format, args...)})
+		}
+		for _, p := range problems {
+			c.problems = append(c.problems, &Problem{Document: d.Name, Line: p.Line, MapID: id, Path: p.Path, Msg: p.Msg})
+		}
+		if len(problems) > 0 {
+			continue
+		}
+		if cm := c.check(m, fail); cm != nil {
+			if prev, dup := c.ids[m.ID]; dup {
+				fail("id", "%q is also the id of a map in %s", m.ID, prev)
+				continue
+			}
+			c.ids[m.ID] = d.Name
+			out = append(out, cm)
+		}
+	}
+	return out
+}
+
+// check validates one decoded map; it returns nil after reporting problems.
+func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *compiled {
+	before := len(c.problems)
+	cm := &compiled{Map: m, audiences: map[string]bool{}, scopes: map[string]bool{}}
+	if !idPattern.MatchString(m.ID) {
+		fail("id", "%q is not an id (lower-case letters, digits, '.', '_', '-'; at most 128)", m.ID)
+	}
+	if m.Priority < 0 {
+		fail("priority", "%d is negative", m.Priority)
+	}
+	if m.Match.Provider == "" {
+		fail("match.provider", "required")
+	}
+	switch {
+	case (m.Match.Subject == "") == (m.Match.SubjectPattern == ""):
+		fail("match", "want exactly one of subject and subject_pattern")
+	case m.Match.SubjectPattern != "":
+		re, err := regexp.Compile(`^(?:` + m.Match.SubjectPattern + `)$`)
+		if err != nil {
+			fail("match.subject_pattern", "does not compile: %v", err)
+		}
+		cm.subject = re
+	}
+	for i, expr := range m.Match.Conditions {
+		prg, err := c.program(expr, cel.BoolType)
+		if err != nil {
+			fail(fmt.Sprintf("match.conditions[%d]", i), "%v", err)
+		}
+		cm.conditions = append(cm.conditions, prg)
+	}
+	g := m.Grant
+	switch {
+	case (g.ClientID == "") == (g.ClientIDExpr == ""):
+		fail("grant", "want exactly one of client_id and client_id_expr")
+	case g.ClientID != "" && !clientIDPattern.MatchString(g.ClientID):
+		fail("grant.client_id", "%q is not a client id (letters, digits and ._:/@-)", g.ClientID)
+	case g.ClientIDExpr != "":
+		prg, err := c.program(g.ClientIDExpr, cel.StringType)
+		if err != nil {
+			fail("grant.client_id_expr", "%v", err)
+		}
+		cm.clientID = prg
+	}
+	if len(g.Audiences) == 0 {
+		fail("grant.audiences", "at least one is required")
+	}
+	for i, a := range g.Audiences {
+		if p := audienceProblem(a); p != "" {
+			fail(fmt.Sprintf("grant.audiences[%d]", i), "%s", p)
+		} else if cm.audiences[a] {
+			fail(fmt.Sprintf("grant.audiences[%d]", i), "%q repeated", a)
+		}
+		cm.audiences[a] = true
+	}
+	for i, s := range g.Scopes {
+		if !validScope(s) {
+			fail(fmt.Sprintf("grant.scopes[%d]", i), "%q is not a scope token", s)
+		} else if cm.scopes[s] {
+			fail(fmt.Sprintf("grant.scopes[%d]", i), "%q repeated", s)
+		}
+		cm.scopes[s] = true
+	}
+	for i, s := range g.DefaultScopes {
+		if !cm.scopes[s] {
+			fail(fmt.Sprintf("grant.default_scopes[%d]", i), "%q is not among the grant's scopes", s)
+		}
+	}
+	if g.MaxTTL != 0 && (g.MaxTTL < time.Minute || g.MaxTTL > time.Hour) {
+		fail("grant.max_ttl", "%s is out of range (want 1m to 60m, or none for the issuer's default)", g.MaxTTL)
+	}
+	names := make([]string, 0, len(g.Claims))
+	for name := range g.Claims {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if slices.Contains(reservedClaims, name) || name == "" {
+			fail("grant.claims."+name, "reserved: the issuer sets it")
+		}
+	}
+	switch g.RequireBinding {
+	case "", "none", "mtls", "dpop":
+	default:
+		fail("grant.require_binding", "%q is not one of none, mtls, dpop", g.RequireBinding)
+	}
+	for i, a := range g.MayAct {
+		path := fmt.Sprintf("grant.may_act[%d]", i)
+		rule := actorRule{provider: a.Provider, subject: a.Subject}
+		if a.Provider == "" {
+			fail(path+".provider", "required")
+		}
+		switch {
+		case (a.Subject == "") == (a.SubjectPattern == ""):
+			fail(path, "want exactly one of subject and subject_pattern")
+		case a.SubjectPattern != "":
+			re, err := regexp.Compile(`^(?:` + a.SubjectPattern + `)$`)
+			if err != nil {
+				fail(path+".subject_pattern", "does not compile: %v", err)
+			}
+			rule.pattern = re
+		}
+		cm.actors = append(cm.actors, rule)
+	}
+	if len(c.problems) > before {
+		return nil
+	}
+	return cm
+}
+
+func (c *compiler) program(expr string, want *cel.Type) (cel.Program, error) {
+	key := want.String() + "\x00" + expr
+	if prg, ok := c.programs[key]; ok {
+		return prg, nil
+	}
+	prg, err := c.env.compile(expr, want)
+	if err != nil {
+		return nil, err
+	}
+	c.programs[key] = prg
+	return prg, nil
+}
+
+// audienceProblem: an audience is the canonical resource URI of an MCP
+// server: absolute https, with a host, without fragment.
+func audienceProblem(a string) string {
+	u, err := url.Parse(a)
+	switch {
+	case err != nil || u.Scheme != "https" || u.Host == "":
+		return fmt.Sprintf("%q is not an absolute https URI", a)
+	case u.Fragment != "" || strings.Contains(a, "#"):
+		return fmt.Sprintf("%q has a fragment", a)
+	}
+	return ""
+}
+
+// validScope follows RFC 6749 §3.3.
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,357 @@
+package trustmaps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/common/types"
+
+	"github.com/mcpsts/mcpsts/attest"
+)
+
+// Request is what an identity asks for.
+type Request struct {
+	// Audience is the canonical resource URI of the MCP server the token is
+	// for.
+	Audience string
+	// Scopes requested; none means the map's default scopes.
+	Scopes    []string
+	GrantType string
+	SourceIP  string
+	// MTLS reports whether the client proved a certificate over TLS.
+	MTLS bool
+	Time time.Time
+	// Context holds posture attributes (from attestors or a posture source).
+	Context map[string]any
+}
+
+// Decision is a grant: what the token minted for the request holds.
+type Decision struct {
+	MapID    string
+	ClientID string
+	Audience string
+	Scopes   []string
+	TTL      time.Duration // 0: the issuer's default
+	Claims   map[string]any
+	Binding  string // "", mtls or dpop
+}
+
+// Denial kinds; at the HTTP edge ErrInvalidScope is invalid_scope,
+// ErrInvalidTarget is invalid_target and ErrDenied is the grant's refusal.
+var (
+	ErrDenied        = errors.New("trustmaps: denied")
+	ErrInvalidScope  = errors.New("trustmaps: scope not granted")
+	ErrInvalidTarget = errors.New("trustmaps: audience not granted")
+)
+
+// Denial explains a refusal. Reason is a short public code; Detail is for
+// operators (audit spans), never for the client.
+type Denial struct {
+	Kind   error
+	Reason string
+	Detail string
+}
+
+func (d *Denial) Error() string { return d.Kind.Error() + ": " + d.Reason + ": " + d.Detail }
+func (d *Denial) Unwrap() error { return d.Kind }
+
+// Engine decides requests against a compiled set of maps. It is immutable
+// and safe for concurrent use; replace it to change policy.
+type Engine struct {
+	env        *celEnv
+	maps       []*compiled                       // by (priority, id)
+	byProvider map[string][]*compiled            // every map of a provider, ordered
+	exact      map[string]map[string][]*compiled // provider → subject → maps, ordered
+	patterns   map[string][]*compiled            // provider → maps with a subject pattern, ordered
+}
+
+func less(a, b *compiled) int {
+	if a.Priority != b.Priority {
+		return a.Priority - b.Priority
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func newEngine(env *celEnv, maps []*compiled) *Engine {
+	slices.SortFunc(maps, less)
+	e := &Engine{env: env, maps: maps, byProvider: map[string][]*compiled{},
+		exact: map[string]map[string][]*compiled{}, patterns: map[string][]*compiled{}}
+	for _, m := range maps {
+		p := m.Match.Provider
+		e.byProvider[p] = append(e.byProvider[p], m)
+		if m.subject != nil {
+			e.patterns[p] = append(e.patterns[p], m)
+			continue
+		}
+		if e.exact[p] == nil {
+			e.exact[p] = map[string][]*compiled{}
+		}
+		e.exact[p][m.Match.Subject] = append(e.exact[p][m.Match.Subject], m)
+	}
+	return e
+}
+
+// Len is the number of maps.
+func (e *Engine) Len() int { return len(e.maps) }
+
+// Maps returns the maps in evaluation order.
+func (e *Engine) Maps() []Map {
+	out := make([]Map, len(e.maps))
+	for i, m := range e.maps {
+		out[i] = m.Map
+	}
+	return out
+}
+
+// candidates are the maps whose provider and subject match id, ordered;
+// no CEL runs for any other map.
+func (e *Engine) candidates(id attest.Identity) []*compiled {
+	exact := e.exact[id.Provider][id.Subject]
+	var matched []*compiled
+	for _, m := range e.patterns[id.Provider] {
+		if m.subject.MatchString(id.Subject) {
+			matched = append(matched, m)
+		}
+	}
+	if len(matched) == 0 {
+		return exact
+	}
+	out := make([]*compiled, 0, len(exact)+len(matched))
+	out = append(append(out, exact...), matched...)
+	slices.SortFunc(out, less)
+	return out
+}
+
+// activation is what expressions see.
+func activation(id attest.Identity, r Request) map[string]any {
+	attrs := id.Attributes
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	scopes := r.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	ctx := r.Context
+	if ctx == nil {
+		ctx = map[string]any{}
+	}
+	return map[string]any{
+		"identity": map[string]any{
+			"kind": id.Kind, "provider": id.Provider, "issuer": id.Issuer, "subject": id.Subject, "attributes": attrs,
+		},
+		"request": map[string]any{
+			"audience": r.Audience, "scopes": scopes, "grant_type": r.GrantType,
+			"source_ip": r.SourceIP, "mtls": r.MTLS, "time": r.Time,
+		},
+		"context": ctx,
+	}
+}
+
+// outcome of one map for one request.
+type outcome struct {
+	decision   *Decision
+	conditions []ConditionTrace
+	reason     string // why the map did not decide
+	kind       error  // ErrDenied, ErrInvalidTarget or ErrInvalidScope
+}
+
+// evaluate applies one map. With all, every condition is evaluated (for
+// Explain); otherwise evaluation stops at the first that does not hold.
+func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, all bool) outcome {
+	var o outcome
+	holds := true
+	for i, prg := range m.conditions {
+		if !holds && !all {
+			break
+		}
+		v, _, err := prg.ContextEval(ctx, act)
+		ct := ConditionTrace{Expr: m.Match.Conditions[i]}
+		switch {
+		case err != nil:
+			ct.Value = "error: " + err.Error()
+			if holds {
+				o.reason = fmt.Sprintf("condition %d failed: %v", i+1, err)
+			}
+			holds = false
+		case v == types.True:
+			ct.Value = "true"
+		case v != types.False:
+			ct.Value = fmt.Sprintf("error: gives %v, not a bool", v.Type())
+			if holds {
+				o.reason = fmt.Sprintf("condition %d failed: gives %v, not a bool", i+1, v.Type())
+			}
+			holds = false
+		default:
+			ct.Value = "false"
+			if holds {
+				o.reason = fmt.Sprintf("condition %d is false", i+1)
+			}
+			holds = false
+		}
+		o.conditions = append(o.conditions, ct)
+	}
+	if !holds {
+		o.kind = ErrDenied
+		return o
+	}
+	if !m.audiences[r.Audience] {
+		o.reason, o.kind = fmt.Sprintf("audience %q not granted", r.Audience), ErrInvalidTarget
+		return o
+	}
+	scopes := r.Scopes
+	if len(scopes) == 0 {
+		scopes = m.Grant.DefaultScopes
+	}
+	for _, s := range scopes {
+		if !m.scopes[s] {
+			o.reason, o.kind = fmt.Sprintf("scope %q not granted", s), ErrInvalidScope
+			return o
+		}
+	}
+	clientID := m.Grant.ClientID
+	if m.clientID != nil {
+		v, _, err := m.clientID.ContextEval(ctx, act)
+		s, ok := v.(types.String)
+		if err != nil || !ok || !clientIDPattern.MatchString(string(s)) {
+			o.reason, o.kind = fmt.Sprintf("client_id_expr did not give a client id (%v)", errOr(err, v)), ErrDenied
+			return o
+		}
+		clientID = string(s)
+	}
+	binding := m.Grant.RequireBinding
+	if binding == "none" {
+		binding = ""
+	}
+	o.decision = &Decision{
+		MapID: m.ID, ClientID: clientID, Audience: r.Audience, Scopes: slices.Clone(scopes),
+		TTL: m.Grant.MaxTTL, Claims: m.Grant.Claims, Binding: binding,
+	}
+	return o
+}
+
+func errOr(err error, v any) any {
+	if err != nil {
+		return err
+	}
+	return v
+}
+
+// Decide returns the decision of the first map, in priority order, whose
+// match and conditions hold and whose grant covers the requested audience
+// and scopes. Otherwise it returns a *Denial: ErrInvalidTarget when maps
+// matched but none granted the audience, ErrInvalidScope when one granted
+// the audience but not the scopes, ErrDenied when no map matched.
+func (e *Engine) Decide(ctx context.Context, id attest.Identity, r Request) (Decision, error) {
+	if r.Audience == "" {
+		return Decision{}, &Denial{Kind: ErrInvalidTarget, Reason: "no_audience", Detail: "the request names no audience"}
+	}
+	cands := e.candidates(id)
+	if len(cands) == 0 {
+		return Decision{}, &Denial{Kind: ErrDenied, Reason: "no_matching_map", Detail: fmt.Sprintf("no map for provider %q and this subject", id.Provider)}
+	}
+	act := activation(id, r)
+	var target, scope *outcome
+	for _, m := range cands {
+		o := m.evaluate(ctx, act, r, false)
+		switch {
+		case o.decision != nil:
+			return *o.decision, nil
+		case o.kind == ErrInvalidScope && scope == nil:
+			scope = &o
+		case o.kind == ErrInvalidTarget && target == nil:
+			target = &o
+		}
+	}
+	switch {
+	case scope != nil:
+		return Decision{}, &Denial{Kind: ErrInvalidScope, Reason: "scope_not_granted", Detail: scope.reason}
+	case target != nil:
+		return Decision{}, &Denial{Kind: ErrInvalidTarget, Reason: "audience_not_granted", Detail: target.reason}
+	}
+	return Decision{}, &Denial{Kind: ErrDenied, Reason: "no_matching_map", Detail: "no map's conditions hold"}
+}
+
+// Trace explains a decision: every map of the identity's provider, in
+// order, with its conditions' values and why it did or did not decide.
+type Trace struct {
+	Provider string     `json:"provider"`
+	Subject  string     `json:"subject"`
+	Maps     []MapTrace `json:"maps"`
+	Decision *Decision  `json:"decision,omitempty"`
+	// Denial is the reason code when nothing was granted.
+	Denial string `json:"denial,omitempty"`
+}
+
+// MapTrace is one map's part of a Trace.
+type MapTrace struct {
+	ID         string           `json:"id"`
+	Priority   int              `json:"priority"`
+	Conditions []ConditionTrace `json:"conditions,omitempty"`
+	// Outcome is "decided", or why the map did not decide.
+	Outcome string `json:"outcome"`
+}
+
+// ConditionTrace is a condition and its value: true, false or error: ….
+type ConditionTrace struct {
+	Expr  string `json:"expr"`
+	Value string `json:"value"`
+}
+
+// maxTraceMaps bounds a trace's size.
+const maxTraceMaps = 200
+
+// Explain evaluates the request like Decide and says why, map by map.
+func (e *Engine) Explain(ctx context.Context, id attest.Identity, r Request) Trace {
+	t := Trace{Provider: id.Provider, Subject: id.Subject}
+	_, err := e.Decide(ctx, id, r)
+	if d := (*Denial)(nil); errors.As(err, &d) {
+		t.Denial = d.Reason
+	}
+	act := activation(id, r)
+	decided := false
+	for _, m := range e.byProvider[id.Provider] {
+		if len(t.Maps) == maxTraceMaps {
+			t.Maps = append(t.Maps, MapTrace{ID: "…", Outcome: fmt.Sprintf("%d more maps not shown", len(e.byProvider[id.Provider])-maxTraceMaps)})
+			break
+		}
+		mt := MapTrace{ID: m.ID, Priority: m.Priority}
+		switch {
+		case m.subject == nil && m.Match.Subject != id.Subject, m.subject != nil && !m.subject.MatchString(id.Subject):
+			mt.Outcome = "subject does not match"
+		case decided:
+			mt.Outcome = "not reached: an earlier map decided"
+		default:
+			o := m.evaluate(ctx, act, r, true)
+			mt.Conditions = o.conditions
+			if o.decision != nil {
+				mt.Outcome, decided, t.Decision = "decided", true, o.decision
+			} else {
+				mt.Outcome = o.reason
+			}
+		}
+		t.Maps = append(t.Maps, mt)
+	}
+	return t
+}
+
+// MayAct reports whether actor may act for identities granted by map
+// mapID (its may_act rules).
+func (e *Engine) MayAct(mapID string, actor attest.Identity) bool {
+	for _, m := range e.maps {
+		if m.ID != mapID {
+			continue
+		}
+		for _, a := range m.actors {
+			if a.provider == actor.Provider && (a.pattern == nil && a.subject == actor.Subject || a.pattern != nil && a.pattern.MatchString(actor.Subject)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
