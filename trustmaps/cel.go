@@ -100,7 +100,15 @@ func newCELEnv() (*celEnv, error) {
 func (c *celEnv) compile(expr string, want *cel.Type) (cel.Program, error) {
 	ast, iss := c.env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("%s", strings.TrimSpace(strings.ReplaceAll(iss.Err().Error(), "ERROR: <input>:", "")))
+		// One line per issue, "line:column: message", without the source
+		// excerpt CEL draws under it.
+		var msgs []string
+		for _, l := range strings.Split(iss.Err().Error(), "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "ERROR: <input>:") {
+				msgs = append(msgs, strings.TrimPrefix(l, "ERROR: <input>:"))
+			}
+		}
+		return nil, fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	// dyn is checked when evaluated (attributes are dynamic by nature).
 	if out := ast.OutputType(); !out.IsExactType(want) && !out.IsExactType(cel.DynType) {

@@ -114,7 +114,7 @@ func (c *compiler) document(d Document) []*compiled {
 			id = ""
 		}
 		fail := func(path, format string, args ...any) {
-			line := lines[path]
+			line := strictyaml.LineOf(lines, path)
 			if line == 0 {
 				line = n.Line
 				if len(n.Content) > 0 {

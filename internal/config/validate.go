@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 )
 
@@ -132,7 +133,7 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	add := func(path, msg string) {
 		fe := &FieldError{File: file, Path: path, Env: from[path], Msg: msg}
 		if fe.Env == "" {
-			fe.Line = lineOf(lines, path)
+			fe.Line = strictyaml.LineOf(lines, path)
 		}
 		errs = append(errs, fe)
 	}
@@ -166,22 +167,6 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 		names[p.Name], issuers[p.Issuer] = i, i
 	}
 	return errors.Join(errs...)
-}
-
-// lineOf is the line of path, or of its nearest enclosing field that the
-// file set (a missing providers[2].name points at providers[2]).
-func lineOf(lines map[string]int, path string) int {
-	for path != "" {
-		if l, ok := lines[path]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
-	}
-	return 0
 }
 
 type problem struct{ field, msg string }

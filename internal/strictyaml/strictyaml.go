@@ -214,3 +214,19 @@ func known(fields map[string]int) string {
 	slices.Sort(names)
 	return strings.Join(names, ", ")
 }
+
+// LineOf is the line of path, or of its nearest enclosing field that the
+// document set (a missing providers[2].name points at providers[2]).
+func LineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
