@@ -26,20 +26,20 @@ type Evidence struct {
 
 // Identity is a verified workload identity.
 type Identity struct {
-	Kind     string // the attestor's kind: "oidc", …
-	Provider string // the configured provider that vouched for it
-	Issuer   string
-	Subject  string
+	Kind     string `json:"kind,omitempty"`   // the attestor's kind: "oidc", …
+	Provider string `json:"provider"`         // the configured provider that vouched for it
+	Issuer   string `json:"issuer,omitempty"` //
+	Subject  string `json:"subject"`          //
 	// Attributes are the claims or platform facts (namespace, repository,
 	// account…), nested where the source nests them.
-	Attributes map[string]any
+	Attributes map[string]any `json:"attributes,omitempty"`
 	// Expiry is when the evidence stops being valid.
-	Expiry time.Time
+	Expiry time.Time `json:"expiry,omitzero"`
 	// ReplayKey is non-empty when the evidence must be used only once: it is
 	// claimed until Expiry (see SingleUse).
-	ReplayKey string
+	ReplayKey string `json:"-"`
 	// CertThumbprint is the x5t#S256 of a certificate proven over mTLS.
-	CertThumbprint string
+	CertThumbprint string `json:"cert_thumbprint,omitempty"`
 }
 
 // Attestor verifies one kind of evidence. Implementations must be safe for

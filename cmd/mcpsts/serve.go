@@ -23,10 +23,12 @@ import (
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/health"
+	"github.com/mcpsts/mcpsts/internal/mapfiles"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
 type serveFlags struct {
@@ -163,6 +165,21 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		return err
 	}
 
+	// Trust maps: the first version must compile; later ones replace it
+	// only when they do. --dev reads <data>/trustmaps.
+	mapPaths := cfg.TrustMaps.Paths
+	if f.dev {
+		dir := filepath.Join(cfg.DataDir, "trustmaps")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+		}
+		mapPaths = []string{dir}
+	}
+	policy, err := trustmaps.NewPolicy(ctx, mapfiles.Files(mapPaths), log, tp.Meters.Meter("mcpsts"))
+	if err != nil {
+		return err
+	}
+
 	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
 	srv, err := tlsserver.Listen(tlsserver.Config{
 		Addr:   cfg.Listen,
@@ -196,6 +213,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		"tracing", tp.Exporter, "version", version())
 
 	go st.RunJanitor(ctx, time.Minute, log)
+	go policy.Run(ctx, cfg.TrustMaps.ReloadInterval)
 	go iss.Run(ctx)
 	for _, p := range providers {
 		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())

@@ -36,6 +36,8 @@ type Config struct {
 	Audiences []string `yaml:"audiences"`
 	// Providers are the external issuers whose tokens are trusted.
 	Providers []Provider `yaml:"providers"`
+	// TrustMaps are the policy files.
+	TrustMaps TrustMaps `yaml:"trust_maps"`
 	Server    Server     `yaml:"server"`
 	Log       Log        `yaml:"log"`
 
@@ -85,6 +87,14 @@ type Provider struct {
 	Typ            string        `yaml:"typ"`
 	SingleUse      bool          `yaml:"single_use"`
 	Refresh        Refresh       `yaml:"refresh"`
+}
+
+// TrustMaps says where the trust maps are and how often to look for
+// changes.
+type TrustMaps struct {
+	// Paths are files or directories of *.yaml, *.yml and *.json maps.
+	Paths          []string      `yaml:"paths"`
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
 // Refresh bounds a provider's key-set cache.
@@ -145,7 +155,8 @@ func Defaults() Config {
 		DataDir: ".mcpsts",
 		TLS:     TLS{MinVersion: "1.2"},
 		Keys:    Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RSABits: 2048},
-		Tokens:  Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
+		Tokens:    Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
+		TrustMaps: TrustMaps{ReloadInterval: 5 * time.Second},
 		Server: Server{
 			ReadHeaderTimeout: l.ReadHeaderTimeout,
 			ReadTimeout:       l.ReadTimeout,

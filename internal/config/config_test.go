@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: audiences, data_dir, issuer, keys, listen, log, providers, server, store, tls, tokens)",
+			"mcpsts.yaml:5: lissen: unknown field (known: audiences, data_dir, issuer, keys, listen, log, providers, server, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -227,6 +227,10 @@ providers:
 			`mcpsts.yaml:14: providers[1].name: "k8s" is also the name of providers[0]`,
 			"mcpsts.yaml:17: providers[2].name: required",
 			`mcpsts.yaml:17: providers[2].issuer: "https://kubernetes.default.svc" is also the issuer of providers[0]`,
+		}},
+		{"trust maps", good + "trust_maps: {paths: [/no/maps], reload_interval: 100ms}\n", []string{
+			"mcpsts.yaml:5: trust_maps.paths[0]: no such file or directory (/no/maps)",
+			"mcpsts.yaml:5: trust_maps.reload_interval: 100ms is out of range (want 1s to 1h)",
 		}},
 		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
 			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,

@@ -147,6 +147,14 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			add(ch.path, msg)
 		}
 	}
+	for i, path := range c.TrustMaps.Paths {
+		if _, err := os.Stat(path); err != nil {
+			add(fmt.Sprintf("trust_maps.paths[%d]", i), pathErrorReason(err)+" ("+path+")")
+		}
+	}
+	if d := c.TrustMaps.ReloadInterval; d < time.Second || d > time.Hour {
+		add("trust_maps.reload_interval", fmt.Sprintf("%s is out of range (want 1s to 1h)", d))
+	}
 	for i, a := range c.Audiences {
 		if p := absoluteURIProblem(a); p != "" {
 			add(fmt.Sprintf("audiences[%d]", i), p)

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/internal/mapfiles"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+func newTrustmapCommand(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "trustmap",
+		Short: "Check trust maps and explain their decisions, offline",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE|DIR…",
+		Short: "Compile trust maps and report every problem",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := compileFiles(cmd, args)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d trust maps compile\n", eng.Len())
+			return nil
+		},
+	})
+	var identityFile, audience, sourceIP, at, grantType string
+	var scopes []string
+	var mtls bool
+	explain := &cobra.Command{
+		Use:   "explain FILE|DIR… --identity FILE --audience URI [--scope S…]",
+		Short: "Say which map grants a request, or why none does",
+		Long: `Evaluate a request against trust maps and print the trace as JSON: every map
+of the identity's provider, each condition's value, and why a map did or did
+not decide. The identity file is JSON: {"provider": …, "subject": …,
+"issuer": …, "kind": …, "attributes": {…}}. The exit status is 0 for a grant,
+1 for a denial.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := compileFiles(cmd, args)
+			if err != nil {
+				return err
+			}
+			raw, err := os.ReadFile(identityFile)
+			if err != nil {
+				return fmt.Errorf("--identity: %w", err)
+			}
+			var id attest.Identity
+			if err := json.Unmarshal(raw, &id); err != nil {
+				return fmt.Errorf("--identity %s: %v", identityFile, err)
+			}
+			if sourceIP != "" {
+				if _, err := netip.ParseAddr(sourceIP); err != nil {
+					return fmt.Errorf("--source-ip: %v", err)
+				}
+			}
+			when := e.now()
+			if at != "" {
+				if when, err = time.Parse(time.RFC3339, at); err != nil {
+					return fmt.Errorf("--time: want RFC 3339, e.g. 2026-11-23T10:00:00+01:00")
+				}
+			}
+			tr := eng.Explain(cmd.Context(), id, trustmaps.Request{
+				Audience: audience, Scopes: scopes, GrantType: grantType, SourceIP: sourceIP, MTLS: mtls, Time: when,
+			})
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			enc.Encode(tr)
+			if tr.Decision == nil {
+				return errDenied
+			}
+			return nil
+		},
+	}
+	fl := explain.Flags()
+	fl.StringVar(&identityFile, "identity", "", "JSON `file` of the verified identity")
+	fl.StringVar(&audience, "audience", "", "requested audience (MCP server resource URI)")
+	fl.StringArrayVar(&scopes, "scope", nil, "requested scope (repeatable; none: the map's defaults)")
+	fl.StringVar(&sourceIP, "source-ip", "", "the client's IP address")
+	fl.StringVar(&at, "time", "", "the request time, RFC 3339 (default now)")
+	fl.StringVar(&grantType, "grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "the grant type")
+	fl.BoolVar(&mtls, "mtls", false, "the client proved a certificate over TLS")
+	explain.MarkFlagRequired("identity")
+	explain.MarkFlagRequired("audience")
+	cmd.AddCommand(explain)
+	return cmd
+}
+
+// errDenied is explain's non-zero exit for a denial, after the trace.
+var errDenied = errors.New("denied")
+
+func compileFiles(cmd *cobra.Command, paths []string) (*trustmaps.Engine, error) {
+	docs, err := mapfiles.Files(paths).Documents(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	eng, err := trustmaps.Compile(docs...)
+	if err != nil {
+		return nil, err
+	}
+	return eng, nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+const cliMaps = `id: billing
+match:
+  provider: k8s-prod
+  subject: "system:serviceaccount:billing:agent"
+  conditions: ['identity.attributes.namespace == "billing"', 'request.time.within("Mon-Fri 07:00-19:00", "Europe/Berlin")']
+grant:
+  client_id: billing-agent
+  audiences: ["https://payments.example.com/mcp"]
+  scopes: [payments:read]
+  default_scopes: [payments:read]
+`
+
+func TestTrustmapCheck(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(cliMaps), 0o600)
+	out, _, err := run(t, testEnv(nil), "trustmap", "check", dir)
+	if err != nil || out != "1 trust maps compile\n" {
+		t.Fatalf("check = %q, %v", out, err)
+	}
+	bad := filepath.Join(dir, "b.yaml")
+	os.WriteFile(bad, []byte("id: x\nmatch: {provider: p, subject: s, conditions: ['1 +']}\ngrant: {client_id: c, audiences: [http://x]}\n"), 0o600)
+	_, _, err = run(t, testEnv(nil), "trustmap", "check", dir)
+	for _, want := range []string{
+		bad + `:2: map "x": match.conditions[0]: 1:4: Syntax error`,
+		bad + `:3: map "x": grant.audiences[0]: "http://x" is not an absolute https URI`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("check of a bad file: %v\nlacks %q", err, want)
+		}
+	}
+}
+
+func TestTrustmapExplain(t *testing.T) {
+	dir := t.TempDir()
+	maps := filepath.Join(dir, "maps.yaml")
+	os.WriteFile(maps, []byte(cliMaps), 0o600)
+	idFile := filepath.Join(dir, "id.json")
+	os.WriteFile(idFile, []byte(`{"provider":"k8s-prod","subject":"system:serviceaccount:billing:agent","attributes":{"namespace":"billing"}}`), 0o600)
+	args := []string{"trustmap", "explain", maps, "--identity", idFile, "--audience", "https://payments.example.com/mcp"}
+
+	out, _, err := run(t, testEnv(nil), append(args, "--time", "2026-11-23T10:00:00+01:00")...)
+	var tr trustmaps.Trace
+	if jerr := json.Unmarshal([]byte(out), &tr); err != nil || jerr != nil || tr.Decision == nil || tr.Decision.ClientID != "billing-agent" {
+		t.Fatalf("explain of a grant = %s, %v", out, err)
+	}
+
+	out, _, err = run(t, testEnv(nil), append(args, "--time", "2026-11-28T10:00:00+01:00", "--scope", "payments:read")...)
+	tr = trustmaps.Trace{}
+	json.Unmarshal([]byte(out), &tr)
+	if err == nil || tr.Decision != nil || tr.Denial != "no_matching_map" || tr.Maps[0].Outcome != "condition 2 is false" ||
+		fmt.Sprint(tr.Maps[0].Conditions) != `[{identity.attributes.namespace == "billing" true} {request.time.within("Mon-Fri 07:00-19:00", "Europe/Berlin") false}]` {
+		t.Fatalf("explain on a Saturday = %s, %v", out, err)
+	}
+	if _, _, err := run(t, testEnv(nil), "trustmap", "explain", maps, "--audience", "x"); err == nil || !strings.Contains(err.Error(), `"identity" not set`) {
+		t.Fatalf("explain without --identity: %v", err)
+	}
+}
+
+// The issuer and the trust maps each refuse reserved claims; they must
+// agree on which.
+func TestReservedClaimsAgree(t *testing.T) {
+	for _, c := range trustmaps.ReservedClaims() {
+		if !issuer.IsReservedClaim(c) {
+			t.Errorf("trust maps reserve %q, the issuer does not", c)
+		}
+	}
+	for _, c := range []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "act", "may_act", "cnf", "auth_time", "acr", "amr", "azp", "typ", "nonce", "sid"} {
+		if !slices.Contains(trustmaps.ReservedClaims(), c) || !issuer.IsReservedClaim(c) {
+			t.Errorf("%q is not reserved by both", c)
+		}
+	}
+}

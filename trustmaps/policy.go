@@ -1,0 +1,110 @@
+package trustmaps
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// Source yields the documents that hold the maps (files, a store). It must
+// be safe for concurrent use.
+type Source interface {
+	Documents(ctx context.Context) ([]Document, error)
+}
+
+// Policy holds the engine in force and replaces it when its source changes.
+// A new version that does not compile leaves the old one in force: the
+// problems are logged and counted (mcpsts.trustmaps.reload_failures). Safe
+// for concurrent use.
+type Policy struct {
+	src      Source
+	log      *slog.Logger
+	failures metric.Int64Counter
+
+	engine atomic.Pointer[Engine]
+	mu     sync.Mutex // serializes reloads
+	digest [32]byte   // of the documents in force; under mu
+}
+
+// NewPolicy loads and compiles the source once; that first version must
+// compile. meter may be nil.
+func NewPolicy(ctx context.Context, src Source, log *slog.Logger, meter metric.Meter) (*Policy, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if meter == nil {
+		meter = noop.Meter{}
+	}
+	p := &Policy{src: src, log: log}
+	p.failures, _ = meter.Int64Counter("mcpsts.trustmaps.reload_failures",
+		metric.WithDescription("trust map versions that did not compile and were not put in force"))
+	if _, err := p.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Engine is the engine in force.
+func (p *Policy) Engine() *Engine { return p.engine.Load() }
+
+// Reload reads the source and, when it changed, compiles it and puts it in
+// force. changed reports whether a new version went into force; on error
+// the old version stays.
+func (p *Policy) Reload(ctx context.Context) (changed bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	docs, err := p.src.Documents(ctx)
+	if err != nil {
+		return false, fmt.Errorf("trustmaps: read maps: %w", err)
+	}
+	h := sha256.New()
+	for _, d := range docs {
+		fmt.Fprintf(h, "%d:%s\x00%d:", len(d.Name), d.Name, len(d.Data))
+		h.Write(d.Data)
+	}
+	var digest [32]byte
+	h.Sum(digest[:0])
+	if p.engine.Load() != nil && digest == p.digest {
+		return false, nil
+	}
+	e, err := Compile(docs...)
+	if err != nil {
+		if p.engine.Load() != nil {
+			p.failures.Add(ctx, 1)
+			p.log.Error("trust maps did not compile: the previous version stays in force", "error", err)
+			p.digest = digest // do not retry the same broken version
+		}
+		return false, err
+	}
+	p.engine.Store(e)
+	p.digest = digest
+	p.log.Info("trust maps in force", "maps", e.Len())
+	return true, nil
+}
+
+// Run reloads every interval until ctx is done.
+func (p *Policy) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := p.Reload(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				var prob *Problem
+				if !errors.As(err, &prob) { // compile problems were logged by Reload
+					p.log.Warn("trust maps not reloaded", "error", err)
+				}
+			}
+		}
+	}
+}
