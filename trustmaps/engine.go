@@ -354,4 +354,3 @@ func (e *Engine) MayAct(mapID string, actor attest.Identity) bool {
 	}
 	return false
 }
-

@@ -38,8 +38,8 @@ type Config struct {
 	Providers []Provider `yaml:"providers"`
 	// TrustMaps are the policy files.
 	TrustMaps TrustMaps `yaml:"trust_maps"`
-	Server    Server     `yaml:"server"`
-	Log       Log        `yaml:"log"`
+	Server    Server    `yaml:"server"`
+	Log       Log       `yaml:"log"`
 
 	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
 	kekInEnv bool
@@ -151,10 +151,10 @@ type Log struct {
 func Defaults() Config {
 	l := tlsserver.DefaultLimits()
 	return Config{
-		Listen:  "127.0.0.1:8443",
-		DataDir: ".mcpsts",
-		TLS:     TLS{MinVersion: "1.2"},
-		Keys:    Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RSABits: 2048},
+		Listen:    "127.0.0.1:8443",
+		DataDir:   ".mcpsts",
+		TLS:       TLS{MinVersion: "1.2"},
+		Keys:      Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RSABits: 2048},
 		Tokens:    Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
 		TrustMaps: TrustMaps{ReloadInterval: 5 * time.Second},
 		Server: Server{
