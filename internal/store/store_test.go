@@ -15,6 +15,8 @@ import (
 	"github.com/mcpsts/mcpsts/attest/replaytest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
+	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/repotest"
 )
 
 func TestReplayCacheConformance(t *testing.T) {
@@ -171,15 +173,15 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 			s := openTest(t, u, time.Now)
 			broken := fstest.MapFS{
 				"migrations/0001_replay_keys.sql": {Data: []byte("SELECT 1")},
-				"migrations/0002_good.sql":        {Data: []byte("CREATE TABLE good (id INTEGER)")},
-				"migrations/0003_bad.sql":         {Data: []byte("CREATE TABLE oops (")},
+				"migrations/9001_good.sql":        {Data: []byte("CREATE TABLE good (id INTEGER)")},
+				"migrations/9002_bad.sql":         {Data: []byte("CREATE TABLE oops (")},
 			}
 			err := s.migrate(ctx, broken)
-			if err == nil || !strings.Contains(err.Error(), "migration 0003_bad") {
-				t.Fatalf("migrate = %v, want an error naming 0003_bad", err)
+			if err == nil || !strings.Contains(err.Error(), "migration 9002_bad") {
+				t.Fatalf("migrate = %v, want an error naming 9002_bad", err)
 			}
 			if _, err := s.db.ExecContext(ctx, `SELECT * FROM good`); err == nil {
-				t.Fatal("table of migration 0002 exists after the batch failed: migrations are not atomic")
+				t.Fatal("table of migration 9001 exists after the batch failed: migrations are not atomic")
 			}
 		})
 	}
@@ -270,6 +272,16 @@ func TestKeyStoreConformance(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			keystoretest.Run(t, func(t *testing.T) issuer.KeyStore {
+				return openTest(t, b.NewURL(t), time.Now)
+			})
+		})
+	}
+}
+
+func TestTrustMapRepositoryConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			repotest.Run(t, func(t *testing.T) trustmaps.Repository {
 				return openTest(t, b.NewURL(t), time.Now)
 			})
 		})
