@@ -515,3 +515,38 @@ func TestRSAKeySize(t *testing.T) {
 		t.Fatalf("1024-bit RSA key: err = %v", err)
 	}
 }
+
+func TestVerify(t *testing.T) {
+	f := newIssuer(t, issuer.ES256, nil)
+	g := grant()
+	g.Audience = iss + "/admin"
+	g.Scopes = []string{"mcpsts:admin"}
+	tok, err := f.iss.Mint(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.iss.Verify(tok.Raw, iss+"/admin")
+	if err != nil || !v.HasScope("mcpsts:admin") || v.ClientID != "billing-agent" || v.Subject != tok.Subject {
+		t.Fatalf("Verify = %+v, %v", v, err)
+	}
+	other := newIssuer(t, issuer.ES256, nil) // same issuer URL, other keys
+	forged, _ := other.iss.Mint(context.Background(), g)
+	for name, c := range map[string]struct{ raw, aud string }{
+		"wrong audience":       {tok.Raw, iss + "/other"},
+		"unpublished key":      {forged.Raw, iss + "/admin"},
+		"tampered":             {tok.Raw[:len(tok.Raw)-4] + "AAAA", iss + "/admin"},
+		"not a JWT":            {"x.y.z", iss + "/admin"},
+		"id token, not AT+JWT": {strings.Replace(tok.Raw, strings.Split(tok.Raw, ".")[0], b64url(`{"alg":"ES256","kid":"`+tok.KeyID+`","typ":"JWT"}`), 1), iss + "/admin"},
+	} {
+		if _, err := f.iss.Verify(c.raw, c.aud); !errors.Is(err, issuer.ErrInvalidToken) {
+			t.Errorf("%s: Verify = %v, want ErrInvalidToken", name, err)
+		}
+	}
+	f.clock.Advance(16 * time.Minute)
+	f.iss.Refresh(context.Background())
+	if _, err := f.iss.Verify(tok.Raw, iss+"/admin"); !errors.Is(err, issuer.ErrInvalidToken) {
+		t.Errorf("expired token: %v", err)
+	}
+}
+
+func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +21,13 @@ type keySet struct {
 	signing []signingKey
 	jwks    []byte
 	etag    string
+	// published are the public keys in the JWKS, by kid, for Verify.
+	published map[string]publishedKey
+}
+
+type publishedKey struct {
+	alg Algorithm
+	pub crypto.PublicKey
 }
 
 type signingKey struct {
@@ -43,7 +51,7 @@ func encodeHeader(s Signer) (string, error) {
 }
 
 func newKeySet(statuses []KeyStatus, signers map[string]Signer, now time.Time) (*keySet, error) {
-	ks := &keySet{loadedAt: now}
+	ks := &keySet{loadedAt: now, published: map[string]publishedKey{}}
 	var set jose.JSONWebKeySet
 	for _, st := range statuses { // ordered by activation
 		if st.State == StateExpired {
@@ -54,6 +62,7 @@ func newKeySet(statuses []KeyStatus, signers map[string]Signer, now time.Time) (
 			return nil, err
 		}
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: pub, KeyID: st.ID, Algorithm: string(st.Algorithm), Use: "sig"})
+		ks.published[st.ID] = publishedKey{alg: st.Algorithm, pub: pub}
 		if s, ok := signers[st.ID]; ok {
 			header, err := encodeHeader(s)
 			if err != nil {

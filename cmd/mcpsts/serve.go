@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/health"
@@ -175,7 +177,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		}
 		mapPaths = []string{dir}
 	}
-	policy, err := trustmaps.NewPolicy(ctx, mapfiles.Files(mapPaths), log, tp.Meters.Meter("mcpsts"))
+	// Maps come from the files and from the store (the admin API's).
+	mapSource := trustmaps.Sources{mapfiles.Files(mapPaths), trustmaps.RepositorySource{Repo: st}}
+	policy, err := trustmaps.NewPolicy(ctx, mapSource, log, tp.Meters.Meter("mcpsts"))
 	if err != nil {
 		return err
 	}
@@ -198,9 +202,16 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if err == nil {
 		err = iss.Start(ctx)
 	}
+	var adminAuth admin.Authorizer
+	if err == nil {
+		adminAuth, err = adminAuthorizer(cfg, issuerURL, iss)
+	}
 	var h http.Handler
 	if err == nil {
 		h, err = routes(issuerURL, st, iss, log)
+	}
+	if err == nil {
+		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Auth: adminAuth, Log: log, Clock: e.now}))
 	}
 	if err != nil {
 		srv.Close()
@@ -249,6 +260,36 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, log *slog.Log
 	mux.Handle("GET "+paths.OAuth, metadata)
 	mux.Handle("GET "+paths.OIDC, metadata)
 	return mux, nil
+}
+
+// adminAuthorizer accepts broker tokens for the admin audience with the
+// admin scope and, when configured, administrators' client certificates.
+func adminAuthorizer(cfg *config.Config, issuerURL string, iss *issuer.Issuer) (admin.Authorizer, error) {
+	audience := cfg.Admin.Audience
+	if audience == "" {
+		audience = strings.TrimSuffix(issuerURL, "/") + "/admin"
+	}
+	auth := admin.AnyOf{admin.TokenAuth{Verifier: iss, Audience: audience}}
+	if f := cfg.Admin.ClientCAFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("admin.client_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("admin.client_ca_file %s: no PEM certificates", f)
+		}
+		auth = append(auth, admin.CertAuth{Roots: roots, Names: cfg.Admin.ClientNames})
+	}
+	return auth, nil
+}
+
+// withAdmin sends /admin/v1/ to the admin API and the rest to h.
+func withAdmin(h, adminAPI http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/admin/v1/", adminAPI)
+	mux.Handle("/", h)
+	return mux
 }
 
 // ensureDataDir creates dir (0700) if it is missing and checks that it can

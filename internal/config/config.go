@@ -38,6 +38,7 @@ type Config struct {
 	Providers []Provider `yaml:"providers"`
 	// TrustMaps are the policy files.
 	TrustMaps TrustMaps `yaml:"trust_maps"`
+	Admin     Admin     `yaml:"admin"`
 	Server    Server    `yaml:"server"`
 	Log       Log       `yaml:"log"`
 
@@ -95,6 +96,15 @@ type TrustMaps struct {
 	// Paths are files or directories of *.yaml, *.yml and *.json maps.
 	Paths          []string      `yaml:"paths"`
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Admin configures who may use the admin API: holders of a broker token
+// for Audience with the admin scope, and, with ClientCAFile, clients whose
+// certificate chains to it and names one of ClientNames.
+type Admin struct {
+	Audience     string   `yaml:"audience"` // default: <issuer>/admin
+	ClientCAFile string   `yaml:"client_ca_file"`
+	ClientNames  []string `yaml:"client_names"` // URI SAN (a SPIFFE ID) or common name
 }
 
 // Refresh bounds a provider's key-set cache.

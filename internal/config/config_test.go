@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: audiences, data_dir, issuer, keys, listen, log, providers, server, store, tls, tokens, trust_maps)",
+			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, data_dir, issuer, keys, listen, log, providers, server, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -231,6 +231,13 @@ providers:
 		{"trust maps", good + "trust_maps: {paths: [/no/maps], reload_interval: 100ms}\n", []string{
 			"mcpsts.yaml:5: trust_maps.paths[0]: no such file or directory (/no/maps)",
 			"mcpsts.yaml:5: trust_maps.reload_interval: 100ms is out of range (want 1s to 1h)",
+		}},
+		{"admin", good + "admin: {audience: http://sts.example/admin, client_names: [ops]}\n", []string{
+			`mcpsts.yaml:5: admin.audience: "http://sts.example/admin" is not an absolute https URI`,
+			"mcpsts.yaml:5: admin.client_ca_file: required with client_names",
+		}},
+		{"admin CA without names", good + "admin: {client_ca_file: " + cert + "}\n", []string{
+			"mcpsts.yaml:5: admin.client_names: required with client_ca_file",
 		}},
 		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
 			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,

@@ -155,6 +155,22 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	if d := c.TrustMaps.ReloadInterval; d < time.Second || d > time.Hour {
 		add("trust_maps.reload_interval", fmt.Sprintf("%s is out of range (want 1s to 1h)", d))
 	}
+	if a := c.Admin.Audience; a != "" {
+		if u, err := url.Parse(a); err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "" {
+			add("admin.audience", fmt.Sprintf("%q is not an absolute https URI", a))
+		}
+	}
+	switch {
+	case c.Admin.ClientCAFile != "":
+		if msg := fileProblem(c.Admin.ClientCAFile); msg != "" {
+			add("admin.client_ca_file", msg)
+		}
+		if len(c.Admin.ClientNames) == 0 {
+			add("admin.client_names", "required with client_ca_file: the certificate names that are administrators")
+		}
+	case len(c.Admin.ClientNames) > 0:
+		add("admin.client_ca_file", "required with client_names")
+	}
 	for i, a := range c.Audiences {
 		if p := absoluteURIProblem(a); p != "" {
 			add(fmt.Sprintf("audiences[%d]", i), p)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/issuer"
+)
+
+// TestAdminAPI: the running server's admin API accepts a broker token with
+// the admin scope, stores a map, and puts it in force.
+func TestAdminAPI(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	s := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	c := clientTrusting(t, s.caPath)
+
+	// Mint an admin token with the server's own keys, as the token
+	// endpoint will for a trust map that grants the admin scope.
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(data, "mcpsts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	text, _ := os.ReadFile(filepath.Join(data, "kek"))
+	kek, _ := issuer.ParseKEK(text)
+	minter, _ := issuer.New(issuer.Config{Issuer: s.issuer, Store: st, Backends: []issuer.Backend{&issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256}}})
+	if err := minter.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := minter.Mint(ctx, issuer.Grant{Subject: "ops", Audience: s.issuer + "/admin", ClientID: "terraform", Scopes: []string{"mcpsts:admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	send := func(method, path, body string, h map[string]string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, "https://"+s.addr+path, bytes.NewReader([]byte(body)))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		json.Unmarshal(raw, &out)
+		if resp.Header.Get("Strict-Transport-Security") == "" {
+			t.Errorf("%s %s: no HSTS", method, path)
+		}
+		return resp.StatusCode, out
+	}
+	if status, _ := send("GET", "/admin/v1/trust-maps", "", nil); status != 401 {
+		t.Fatalf("admin API without a token = %d", status)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + tok.Raw, "If-None-Match": "*"}
+	doc := `{"id":"ops","match":{"provider":"github","subject":"repo:ops/infra"},"grant":{"client_id":"deployer","audiences":["https://deploy.example.com/mcp"]}}`
+	if status, body := send("PUT", "/admin/v1/trust-maps/ops", doc, auth); status != 201 {
+		t.Fatalf("create = %d %v", status, body)
+	}
+	status, body := send("POST", "/admin/v1/explain", `{"identity":{"provider":"github","subject":"repo:ops/infra"},"request":{"audience":"https://deploy.example.com/mcp"}}`, auth)
+	if status != 200 || body["decision"] == nil {
+		t.Fatalf("explain after create = %d %v", status, body)
+	}
+}

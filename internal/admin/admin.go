@@ -1,0 +1,280 @@
+// Package admin is the admin API, under /admin/v1/: trust maps kept in the
+// store (list, read, create, replace, delete, with versions for optimistic
+// concurrency) and the explain endpoint. Every request must be authorized
+// (a broker token with the admin scope, or an administrator's client
+// certificate); there is no static shared secret.
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+// Config wires the admin API.
+type Config struct {
+	Repo trustmaps.Repository
+	// Policy is the policy in force; it is reloaded after every write.
+	Policy *trustmaps.Policy
+	// Source is every map's source (files and the store): a write is
+	// refused unless all maps, with the change, compile.
+	Source trustmaps.Source
+	Auth   Authorizer
+	Log    *slog.Logger
+	Clock  func() time.Time
+}
+
+// maxBody bounds a request body.
+const maxBody = 1 << 20
+
+// Handler serves the admin API; mount it at /admin/v1/.
+func Handler(cfg Config) http.Handler {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	a := &api{cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/v1/trust-maps", a.list)
+	mux.HandleFunc("GET /admin/v1/trust-maps/{id}", a.get)
+	mux.HandleFunc("PUT /admin/v1/trust-maps/{id}", a.put)
+	mux.HandleFunc("DELETE /admin/v1/trust-maps/{id}", a.delete)
+	mux.HandleFunc("POST /admin/v1/explain", a.explain)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		principal, err := cfg.Auth.Authorize(r)
+		switch {
+		case errors.Is(err, ErrForbidden):
+			a.fail(w, http.StatusForbidden, "forbidden", "the caller is not an administrator")
+			return
+		case err != nil:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpsts-admin", scope="`+Scope+`"`)
+			a.fail(w, http.StatusUnauthorized, "unauthenticated", "a token with the admin scope or an administrator's client certificate is required")
+			return
+		}
+		cfg.Log.Info("admin request", "principal", principal, "method", r.Method, "path", r.URL.Path)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+type api struct{ cfg Config }
+
+// mapView is a stored map as the API shows it.
+type mapView struct {
+	ID        string          `json:"id"`
+	Version   int64           `json:"version"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	Map       json.RawMessage `json:"map"`
+}
+
+func view(r trustmaps.Record) mapView {
+	return mapView{ID: r.ID, Version: r.Version, UpdatedAt: r.UpdatedAt, Map: json.RawMessage(r.Document)}
+}
+
+func (a *api) fail(w http.ResponseWriter, status int, code, msg string, problems ...string) {
+	body := map[string]any{"error": code, "error_description": msg}
+	if len(problems) > 0 {
+		body["problems"] = problems
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	recs, err := a.cfg.Repo.Records(r.Context())
+	if err != nil {
+		a.internal(w, err)
+		return
+	}
+	out := make([]mapView, len(recs))
+	for i, rec := range recs {
+		out[i] = view(rec)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"trust_maps": out})
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.cfg.Repo.Record(r.Context(), r.PathValue("id"))
+	if errors.Is(err, trustmaps.ErrNotFound) {
+		a.fail(w, http.StatusNotFound, "not_found", "no trust map "+strconv.Quote(r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		a.internal(w, err)
+		return
+	}
+	w.Header().Set("ETag", etag(rec.Version))
+	writeJSON(w, http.StatusOK, view(rec))
+}
+
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+// version reads the precondition: If-Match "N" replaces version N,
+// If-None-Match * creates. One of them is required, so that no write is
+// blind.
+func version(r *http.Request) (int64, error) {
+	if r.Header.Get("If-None-Match") == "*" {
+		return 0, nil
+	}
+	m := strings.Trim(r.Header.Get("If-Match"), `"`)
+	v, err := strconv.ParseInt(m, 10, 64)
+	if err != nil || v < 1 {
+		return 0, errors.New(`send If-Match: "<version>" to replace, or If-None-Match: * to create`)
+	}
+	return v, nil
+}
+
+func (a *api) put(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ver, err := version(r)
+	if err != nil {
+		a.fail(w, http.StatusPreconditionRequired, "precondition_required", err.Error())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		a.fail(w, http.StatusRequestEntityTooLarge, "too_large", "the map is larger than 1 MiB")
+		return
+	}
+	var m struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_trust_map", "the body is not a trust map in JSON: "+err.Error())
+		return
+	}
+	if m.ID != id {
+		a.fail(w, http.StatusBadRequest, "invalid_trust_map", fmt.Sprintf("the map's id %q is not the id in the path %q", m.ID, id))
+		return
+	}
+	if problems := a.validate(r, id, body); problems != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_trust_map", "the trust maps would not compile with this change", problems...)
+		return
+	}
+	rec, err := a.cfg.Repo.PutRecord(r.Context(), id, body, ver)
+	switch {
+	case errors.Is(err, trustmaps.ErrConflict):
+		a.fail(w, http.StatusPreconditionFailed, "version_conflict", "the map changed since that version, or exists already")
+		return
+	case errors.Is(err, trustmaps.ErrNotFound):
+		a.fail(w, http.StatusNotFound, "not_found", "no trust map "+strconv.Quote(id))
+		return
+	case err != nil:
+		a.internal(w, err)
+		return
+	}
+	a.reload(r)
+	w.Header().Set("ETag", etag(rec.Version))
+	status := http.StatusOK
+	if ver == 0 {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, view(rec))
+}
+
+// validate compiles every map with id's document replaced by doc (or
+// removed when doc is nil) and returns the problems, or nil.
+func (a *api) validate(r *http.Request, id string, doc []byte) []string {
+	docs, err := a.cfg.Source.Documents(r.Context())
+	if err != nil {
+		return []string{"cannot read the current maps: " + err.Error()}
+	}
+	name := "store:" + id
+	next := make([]trustmaps.Document, 0, len(docs)+1)
+	for _, d := range docs {
+		if d.Name != name {
+			next = append(next, d)
+		}
+	}
+	if doc != nil {
+		next = append(next, trustmaps.Document{Name: name, Data: doc})
+	}
+	if _, err := trustmaps.Compile(next...); err != nil {
+		return strings.Split(err.Error(), "\n")
+	}
+	return nil
+}
+
+func (a *api) reload(r *http.Request) {
+	if _, err := a.cfg.Policy.Reload(r.Context()); err != nil {
+		a.cfg.Log.Error("trust maps written but not reloaded", "error", err)
+	}
+}
+
+func (a *api) delete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ver, err := version(r)
+	if err != nil || ver == 0 {
+		a.fail(w, http.StatusPreconditionRequired, "precondition_required", `send If-Match: "<version>" to delete`)
+		return
+	}
+	if problems := a.validate(r, id, nil); problems != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_trust_map", "the trust maps would not compile without this map", problems...)
+		return
+	}
+	switch err := a.cfg.Repo.DeleteRecord(r.Context(), id, ver); {
+	case errors.Is(err, trustmaps.ErrConflict):
+		a.fail(w, http.StatusPreconditionFailed, "version_conflict", "the map changed since that version")
+		return
+	case errors.Is(err, trustmaps.ErrNotFound):
+		a.fail(w, http.StatusNotFound, "not_found", "no trust map "+strconv.Quote(id))
+		return
+	case err != nil:
+		a.internal(w, err)
+		return
+	}
+	a.reload(r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// explainRequest is the body of POST /admin/v1/explain.
+type explainRequest struct {
+	Identity attest.Identity `json:"identity"`
+	Request  struct {
+		Audience  string         `json:"audience"`
+		Scopes    []string       `json:"scopes"`
+		GrantType string         `json:"grant_type"`
+		SourceIP  string         `json:"source_ip"`
+		MTLS      bool           `json:"mtls"`
+		Time      time.Time      `json:"time"`
+		Context   map[string]any `json:"context"`
+	} `json:"request"`
+}
+
+func (a *api) explain(w http.ResponseWriter, r *http.Request) {
+	var req explainRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_request", "the body is not an explain request: "+err.Error())
+		return
+	}
+	when := req.Request.Time
+	if when.IsZero() {
+		when = a.cfg.Clock()
+	}
+	tr := a.cfg.Policy.Engine().Explain(r.Context(), req.Identity, trustmaps.Request{
+		Audience: req.Request.Audience, Scopes: req.Request.Scopes, GrantType: req.Request.GrantType,
+		SourceIP: req.Request.SourceIP, MTLS: req.Request.MTLS, Time: when, Context: req.Request.Context,
+	})
+	writeJSON(w, http.StatusOK, tr)
+}
+
+// internal answers 500 without internals; the error goes to the log.
+func (a *api) internal(w http.ResponseWriter, err error) {
+	a.cfg.Log.Error("admin API", "error", err)
+	a.fail(w, http.StatusInternalServerError, "server_error", "internal error")
+}

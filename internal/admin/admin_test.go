@@ -1,0 +1,272 @@
+package admin_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/internal/admin"
+	"github.com/mcpsts/mcpsts/internal/mapfiles"
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+const iss = "https://sts.example.com"
+
+type env struct {
+	srv    *httptest.Server
+	iss    *issuer.Issuer
+	policy *trustmaps.Policy
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	text, _ := issuer.GenerateKEK()
+	kek, _ := issuer.ParseKEK(text)
+	is, err := issuer.New(issuer.Config{Issuer: iss, Store: st, Local: &issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := is.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "file.yaml"), []byte("id: from-file\nmatch: {provider: p, subject: f}\ngrant: {client_id: f, audiences: [\"https://a.example/mcp\"]}\n"), 0o600)
+	src := trustmaps.Sources{mapfiles.Files{dir}, trustmaps.RepositorySource{Repo: st}}
+	policy, err := trustmaps.NewPolicy(ctx, src, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{iss: is, policy: policy}
+	e.caKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &e.caKey.PublicKey, e.caKey)
+	e.ca, _ = x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca)
+	h := admin.Handler(admin.Config{
+		Repo: st, Policy: policy, Source: src,
+		Auth: admin.AnyOf{
+			admin.TokenAuth{Verifier: is, Audience: iss + "/admin"},
+			admin.CertAuth{Roots: roots, Names: []string{"spiffe://example.org/ops/terraform"}},
+		},
+		Log: slog.New(slog.DiscardHandler),
+	})
+	e.srv = httptest.NewUnstartedServer(h)
+	e.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	e.srv.StartTLS()
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) token(t *testing.T, audience string, scopes ...string) string {
+	t.Helper()
+	tok, err := e.iss.Mint(context.Background(), issuer.Grant{Subject: "github/repo:ops/infra", Audience: audience, ClientID: "terraform", Scopes: scopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Raw
+}
+
+// clientCert makes a client certificate for uri, signed by the admin CA
+// (or by a CA of its own when foreign).
+func (e *env) clientCert(t *testing.T, uri string, foreign bool) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	u, _ := url.Parse(uri)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), URIs: []*url.URL{u}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	parent, parentKey := e.ca, e.caKey
+	if foreign {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+type call struct {
+	method, path, body string
+	header             map[string]string
+	cert               *tls.Certificate
+}
+
+func (e *env) do(t *testing.T, c call) (int, http.Header, map[string]any) {
+	t.Helper()
+	tr := e.srv.Client().Transport.(*http.Transport).Clone()
+	if c.cert != nil {
+		tr.TLSClientConfig.Certificates = []tls.Certificate{*c.cert}
+	}
+	req, _ := http.NewRequest(c.method, e.srv.URL+c.path, bytes.NewReader([]byte(c.body)))
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body map[string]any
+	json.Unmarshal(raw, &body)
+	return resp.StatusCode, resp.Header, body
+}
+
+const storedMap = `{"id":"ops","match":{"provider":"github","subject":"repo:ops/infra:ref:refs/heads/main"},"grant":{"client_id":"deployer","audiences":["https://deploy.example.com/mcp"],"scopes":["deploy:write"],"max_ttl":"10m"}}`
+
+func TestAuthorization(t *testing.T) {
+	e := newEnv(t)
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	good := e.clientCert(t, "spiffe://example.org/ops/terraform", false)
+	other := e.clientCert(t, "spiffe://example.org/ops/intern", false)
+	foreign := e.clientCert(t, "spiffe://example.org/ops/terraform", true)
+	tests := []struct {
+		name string
+		c    call
+		want int
+	}{
+		{"no credentials", call{method: "GET", path: "/admin/v1/trust-maps"}, 401},
+		{"garbage token", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer("x.y.z")}, 401},
+		{"token for another audience", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(e.token(t, "https://payments.example.com/mcp", admin.Scope))}, 401},
+		{"token without the admin scope", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(e.token(t, iss+"/admin", "read"))}, 403},
+		{"admin token", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(e.token(t, iss+"/admin", admin.Scope))}, 200},
+		{"token in the query string is not read", call{method: "GET", path: "/admin/v1/trust-maps?access_token=" + e.token(t, iss+"/admin", admin.Scope)}, 401},
+		{"admin certificate", call{method: "GET", path: "/admin/v1/trust-maps", cert: &good}, 200},
+		{"certificate of a non-admin", call{method: "GET", path: "/admin/v1/trust-maps", cert: &other}, 403},
+		{"certificate from another CA", call{method: "GET", path: "/admin/v1/trust-maps", cert: &foreign}, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, h, body := e.do(t, tt.c)
+			if status != tt.want {
+				t.Fatalf("status %d %v, want %d", status, body, tt.want)
+			}
+			if status == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), `Bearer realm="mcpsts-admin"`) {
+				t.Errorf("401 without a Bearer challenge: %q", h.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+func TestTrustMapLifecycle(t *testing.T) {
+	e := newEnv(t)
+	auth := map[string]string{"Authorization": "Bearer " + e.token(t, iss+"/admin", admin.Scope)}
+	with := func(extra map[string]string) map[string]string {
+		h := map[string]string{}
+		for k, v := range auth {
+			h[k] = v
+		}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	decide := func() error {
+		_, err := e.policy.Engine().Decide(context.Background(), attest.Identity{Provider: "github", Subject: "repo:ops/infra:ref:refs/heads/main"},
+			trustmaps.Request{Audience: "https://deploy.example.com/mcp", Scopes: []string{"deploy:write"}})
+		return err
+	}
+
+	if status, _, _ := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/ops", body: storedMap, header: auth}); status != 428 {
+		t.Fatalf("blind PUT = %d, want 428", status)
+	}
+	status, h, body := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/ops", body: storedMap, header: with(map[string]string{"If-None-Match": "*"})})
+	if status != 201 || h.Get("ETag") != `"1"` || body["version"] != 1.0 {
+		t.Fatalf("create = %d %v", status, body)
+	}
+	if err := decide(); err != nil {
+		t.Fatalf("created map not in force on this replica: %v", err)
+	}
+	if status, _, _ := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/ops", body: storedMap, header: with(map[string]string{"If-None-Match": "*"})}); status != 412 {
+		t.Fatalf("second create = %d, want 412", status)
+	}
+	status, _, body = e.do(t, call{method: "GET", path: "/admin/v1/trust-maps/ops", header: auth})
+	if status != 200 || body["map"].(map[string]any)["id"] != "ops" {
+		t.Fatalf("GET = %d %v", status, body)
+	}
+
+	invalid := strings.Replace(storedMap, `"https://deploy.example.com/mcp"`, `"http://deploy.example.com/mcp"`, 1)
+	status, _, body = e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/ops", body: invalid, header: with(map[string]string{"If-Match": `"1"`})})
+	if status != 400 || body["error"] != "invalid_trust_map" || !strings.Contains(body["problems"].([]any)[0].(string), `store:ops:1: map "ops": grant.audiences[0]: "http://deploy.example.com/mcp" is not an absolute https URI`) {
+		t.Fatalf("invalid PUT = %d %v", status, body)
+	}
+	clash := strings.Replace(storedMap, `"id":"ops"`, `"id":"from-file"`, 1)
+	status, _, body = e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/from-file", body: clash, header: with(map[string]string{"If-None-Match": "*"})})
+	if status != 400 || !strings.Contains(strings.Join(toStrings(body["problems"]), "\n"), `"from-file" is also the id of a map in`) {
+		t.Fatalf("map clashing with a file map = %d %v", status, body)
+	}
+	if status, _, _ := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/other", body: storedMap, header: with(map[string]string{"If-None-Match": "*"})}); status != 400 {
+		t.Fatalf("id mismatch = %d, want 400", status)
+	}
+
+	narrowed := strings.Replace(storedMap, `"scopes":["deploy:write"]`, `"scopes":["deploy:read"]`, 1)
+	if status, _, _ := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/ops", body: narrowed, header: with(map[string]string{"If-Match": `"7"`})}); status != 412 {
+		t.Fatalf("stale If-Match = %d, want 412", status)
+	}
+	status, h, _ = e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/ops", body: narrowed, header: with(map[string]string{"If-Match": `"1"`})})
+	if status != 200 || h.Get("ETag") != `"2"` {
+		t.Fatalf("replace = %d", status)
+	}
+	if err := decide(); err == nil {
+		t.Fatal("the replaced map still grants deploy:write")
+	}
+
+	status, _, body = e.do(t, call{method: "POST", path: "/admin/v1/explain", header: auth, body: `{"identity":{"provider":"github","subject":"repo:ops/infra:ref:refs/heads/main"},"request":{"audience":"https://deploy.example.com/mcp","scopes":["deploy:write"]}}`})
+	if status != 200 || body["denial"] != "scope_not_granted" || body["maps"].([]any)[0].(map[string]any)["outcome"] != `scope "deploy:write" not granted` {
+		t.Fatalf("explain = %d %v", status, body)
+	}
+	if status, _, _ := e.do(t, call{method: "POST", path: "/admin/v1/explain", header: auth, body: `{"identity":{},"bogus":1}`}); status != 400 {
+		t.Fatalf("explain with unknown fields = %d", status)
+	}
+
+	if status, _, _ := e.do(t, call{method: "DELETE", path: "/admin/v1/trust-maps/ops", header: with(map[string]string{"If-Match": `"1"`})}); status != 412 {
+		t.Fatalf("stale DELETE = %d", status)
+	}
+	if status, _, _ := e.do(t, call{method: "DELETE", path: "/admin/v1/trust-maps/ops", header: with(map[string]string{"If-Match": `"2"`})}); status != 204 {
+		t.Fatalf("DELETE = %d", status)
+	}
+	if status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/trust-maps/ops", header: auth}); status != 404 {
+		t.Fatalf("GET after DELETE = %d", status)
+	}
+	if n := e.policy.Engine().Len(); n != 1 {
+		t.Fatalf("%d maps in force after the delete, want the file's one", n)
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}

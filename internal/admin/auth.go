@@ -1,0 +1,109 @@
+package admin
+
+import (
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/mcpsts/mcpsts/issuer"
+)
+
+// Scope is the scope an access token needs for the admin API.
+const Scope = "mcpsts:admin"
+
+// Authorizer decides whether a request may use the admin API. It returns
+// the principal (for logs and audit), ErrUnauthenticated when the request
+// proves no identity this authorizer accepts, or ErrForbidden when it does
+// but that identity is not an administrator.
+type Authorizer interface {
+	Authorize(r *http.Request) (principal string, err error)
+}
+
+// Errors of Authorize.
+var (
+	ErrUnauthenticated = errors.New("admin: unauthenticated")
+	ErrForbidden       = errors.New("admin: not an administrator")
+)
+
+// Verifier checks the broker's own access tokens; *issuer.Issuer is one.
+type Verifier interface {
+	Verify(raw, audience string) (issuer.VerifiedToken, error)
+}
+
+// TokenAuth accepts access tokens minted by this broker for Audience that
+// carry the admin scope: an operator's CI gets one through a trust map that
+// grants it, never through a shared secret.
+type TokenAuth struct {
+	Verifier Verifier
+	Audience string
+}
+
+// Authorize implements Authorizer.
+func (a TokenAuth) Authorize(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	scheme, raw, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" {
+		return "", ErrUnauthenticated
+	}
+	v, err := a.Verifier.Verify(strings.TrimSpace(raw), a.Audience)
+	if err != nil {
+		return "", ErrUnauthenticated
+	}
+	if !v.HasScope(Scope) {
+		return "", ErrForbidden
+	}
+	return "token:" + v.ClientID + ":" + v.Subject, nil
+}
+
+// CertAuth accepts TLS client certificates that chain to Roots, naming
+// (by a URI SAN such as a SPIFFE ID, or by common name) one of Names.
+type CertAuth struct {
+	Roots *x509.CertPool
+	Names []string
+}
+
+// Authorize implements Authorizer.
+func (a CertAuth) Authorize(r *http.Request) (string, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || a.Roots == nil {
+		return "", ErrUnauthenticated
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return "", ErrUnauthenticated
+	}
+	names := []string{leaf.Subject.CommonName}
+	for _, u := range leaf.URIs {
+		names = append([]string{u.String()}, names...)
+	}
+	for _, n := range names {
+		if n != "" && slices.Contains(a.Names, n) {
+			return "cert:" + n, nil
+		}
+	}
+	return "", ErrForbidden
+}
+
+// AnyOf accepts a request that one of its authorizers accepts; it is
+// forbidden if one recognised the caller but refused it.
+type AnyOf []Authorizer
+
+// Authorize implements Authorizer.
+func (as AnyOf) Authorize(r *http.Request) (string, error) {
+	err := ErrUnauthenticated
+	for _, a := range as {
+		p, e := a.Authorize(r)
+		if e == nil {
+			return p, nil
+		}
+		if errors.Is(e, ErrForbidden) {
+			err = e
+		}
+	}
+	return "", err
+}

@@ -1,0 +1,72 @@
+package issuer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// VerifiedToken is an access token of this issuer, verified.
+type VerifiedToken struct {
+	ID        string
+	Subject   string
+	Audience  string
+	ClientID  string
+	Scopes    []string
+	ExpiresAt time.Time
+}
+
+// ErrInvalidToken wraps every reason Verify refuses a token.
+var ErrInvalidToken = errors.New("issuer: invalid access token")
+
+// Verify checks that raw is an access token this issuer signed with a key
+// it publishes, of type at+jwt, unexpired, and addressed to audience. It is
+// for the broker's own endpoints (the admin API); MCP servers verify with
+// the resource package against the JWKS.
+func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
+	ks := i.keys.Load()
+	if ks == nil {
+		return VerifiedToken{}, ErrNoSigningKey
+	}
+	var c struct {
+		jwt.RegisteredClaims
+		ClientID string `json:"client_id"`
+		Scope    string `json:"scope"`
+	}
+	tok, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt") {
+			return nil, errors.New("not an access token (typ)")
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, ok := ks.published[kid]
+		if !ok || string(k.alg) != t.Method.Alg() {
+			return nil, errors.New("not signed by a published key")
+		}
+		return k.pub, nil
+	},
+		jwt.WithValidMethods([]string{string(ES256), string(EdDSA), string(RS256)}),
+		jwt.WithIssuer(i.cfg.Issuer),
+		jwt.WithAudience(audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(i.now),
+		jwt.WithLeeway(30*time.Second),
+	)
+	if err != nil || !tok.Valid {
+		return VerifiedToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if len(c.Audience) != 1 {
+		return VerifiedToken{}, fmt.Errorf("%w: more than one audience", ErrInvalidToken)
+	}
+	v := VerifiedToken{ID: c.ID, Subject: c.Subject, Audience: c.Audience[0], ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time}
+	if c.Scope != "" {
+		v.Scopes = strings.Fields(c.Scope)
+	}
+	return v, nil
+}
+
+// HasScope reports whether the token grants scope.
+func (v VerifiedToken) HasScope(scope string) bool { return slices.Contains(v.Scopes, scope) }
