@@ -282,6 +282,9 @@ func TestHelpers(t *testing.T) {
 		{`has(identity.attributes.team) && identity.attributes.team == "x"`, map[string]any{"team": "x"}, trustmaps.Request{}, true},
 		{`identity.attributes.nested.deep.value == 3`, map[string]any{"nested": map[string]any{"deep": map[string]any{"value": 3}}}, trustmaps.Request{}, true},
 		{`request.mtls`, nil, trustmaps.Request{MTLS: true}, true},
+		{`identity.attributes.items.map(x, identity.attributes.items.map(y, x + y)).size() > 0`, map[string]any{"items": make([]int, 1000)}, trustmaps.Request{}, false}, // over the cost limit: denies
+		{`identity.attributes.items.map(x, x).size() > 0`, map[string]any{"items": make([]int, 10)}, trustmaps.Request{}, true},
+		{`identity.attributes.count`, map[string]any{"count": 3}, trustmaps.Request{}, false}, // not a bool: denies
 		{`"payments:read" in request.scopes`, nil, trustmaps.Request{Scopes: []string{"payments:read"}}, false}, // c's grant has no scopes
 		{`[1,2,3].map(x, [1,2,3,4,5,6,7,8,9,10].map(y, [1,2,3,4,5,6,7,8,9,10].map(z, x*y*z))).size() > 0`, nil, trustmaps.Request{}, true},
 	}
