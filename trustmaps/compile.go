@@ -3,7 +3,6 @@ package trustmaps
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -188,12 +187,15 @@ func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *co
 		fail("grant.audiences", "at least one is required")
 	}
 	for i, a := range g.Audiences {
-		if p := audienceProblem(a); p != "" {
-			fail(fmt.Sprintf("grant.audiences[%d]", i), "%s", p)
-		} else if cm.audiences[a] {
+		canon, err := CanonicalResource(a)
+		switch {
+		case err != nil:
+			fail(fmt.Sprintf("grant.audiences[%d]", i), "%v", err)
+		case cm.audiences[canon]:
 			fail(fmt.Sprintf("grant.audiences[%d]", i), "%q repeated", a)
 		}
-		cm.audiences[a] = true
+		cm.audiences[canon] = true
+		cm.Grant.Audiences[i] = canon
 	}
 	for i, s := range g.Scopes {
 		if !validScope(s) {
@@ -261,19 +263,6 @@ func (c *compiler) program(expr string, want *cel.Type) (cel.Program, error) {
 	}
 	c.programs[key] = prg
 	return prg, nil
-}
-
-// audienceProblem: an audience is the canonical resource URI of an MCP
-// server: absolute https, with a host, without fragment.
-func audienceProblem(a string) string {
-	u, err := url.Parse(a)
-	switch {
-	case err != nil || u.Scheme != "https" || u.Host == "":
-		return fmt.Sprintf("%q is not an absolute https URI", a)
-	case u.Fragment != "" || strings.Contains(a, "#"):
-		return fmt.Sprintf("%q has a fragment", a)
-	}
-	return ""
 }
 
 // validScope follows RFC 6749 §3.3.

@@ -199,8 +199,15 @@ func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, 
 		o.kind = ErrDenied
 		return o
 	}
-	if !m.audiences[r.Audience] {
-		o.reason, o.kind = fmt.Sprintf("audience %q not granted", r.Audience), ErrInvalidTarget
+	audience := r.Audience
+	switch {
+	case audience == "" && len(m.Grant.Audiences) == 1:
+		audience = m.Grant.Audiences[0] // the map's single default
+	case audience == "":
+		o.reason, o.kind = "no audience requested and the map grants several", ErrInvalidTarget
+		return o
+	case !m.audiences[audience]:
+		o.reason, o.kind = fmt.Sprintf("audience %q not granted", audience), ErrInvalidTarget
 		return o
 	}
 	scopes := r.Scopes
@@ -228,7 +235,7 @@ func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, 
 		binding = ""
 	}
 	o.decision = &Decision{
-		MapID: m.ID, ClientID: clientID, Audience: r.Audience, Scopes: slices.Clone(scopes),
+		MapID: m.ID, ClientID: clientID, Audience: audience, Scopes: slices.Clone(scopes),
 		TTL: m.Grant.MaxTTL, Claims: m.Grant.Claims, Binding: binding,
 	}
 	return o
@@ -243,12 +250,17 @@ func errOr(err error, v any) any {
 
 // Decide returns the decision of the first map, in priority order, whose
 // match and conditions hold and whose grant covers the requested audience
-// and scopes. Otherwise it returns a *Denial: ErrInvalidTarget when maps
+// (compared in canonical form; none requested means the map's audience when
+// it grants exactly one) and scopes. Otherwise it returns a *Denial: ErrInvalidTarget when maps
 // matched but none granted the audience, ErrInvalidScope when one granted
 // the audience but not the scopes, ErrDenied when no map matched.
 func (e *Engine) Decide(ctx context.Context, id attest.Identity, r Request) (Decision, error) {
-	if r.Audience == "" {
-		return Decision{}, &Denial{Kind: ErrInvalidTarget, Reason: "no_audience", Detail: "the request names no audience"}
+	if r.Audience != "" {
+		canon, err := CanonicalResource(r.Audience)
+		if err != nil {
+			return Decision{}, &Denial{Kind: ErrInvalidTarget, Reason: "invalid_audience", Detail: err.Error()}
+		}
+		r.Audience = canon
 	}
 	cands := e.candidates(id)
 	if len(cands) == 0 {

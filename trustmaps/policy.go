@@ -12,6 +12,8 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/mcpsts/mcpsts/attest"
 )
 
 // Source yields the documents that hold the maps (files, a store). It must
@@ -50,6 +52,11 @@ func NewPolicy(ctx context.Context, src Source, log *slog.Logger, meter metric.M
 		return nil, err
 	}
 	return p, nil
+}
+
+// Decide decides with the engine in force.
+func (p *Policy) Decide(ctx context.Context, id attest.Identity, r Request) (Decision, error) {
+	return p.engine.Load().Decide(ctx, id, r)
 }
 
 // Engine is the engine in force.

@@ -138,7 +138,24 @@ func TestDecide(t *testing.T) {
 			r.Audience = "https://payments.example.com/mcp/"
 			return r
 		}, nil, trustmaps.ErrInvalidTarget, "audience_not_granted"},
-		{"no audience", billingAgent, func() trustmaps.Request { r := officeRequest(); r.Audience = ""; return r }, nil, trustmaps.ErrInvalidTarget, "no_audience"},
+		{"no audience: the map's only one", billingAgent, func() trustmaps.Request { r := officeRequest(); r.Audience = ""; return r }, &trustmaps.Decision{
+			MapID: "billing-agent-prod", ClientID: "billing-agent", Audience: "https://payments.example.com/mcp",
+			Scopes: []string{"payments:read"}, TTL: 10 * time.Minute, Claims: map[string]any{"team": "billing"}, Binding: "mtls",
+		}, nil, ""},
+		{"no audience and several granted", func() attest.Identity {
+			id := billingAgent()
+			id.Subject = "system:serviceaccount:billing:other"
+			return id
+		}, func() trustmaps.Request { r := officeRequest(); r.Audience = ""; return r }, nil, trustmaps.ErrInvalidTarget, "audience_not_granted"},
+		{"audience in another spelling of its canonical form", billingAgent, func() trustmaps.Request {
+			r := officeRequest()
+			r.Audience = "HTTPS://Payments.Example.COM:443/mcp"
+			return r
+		}, &trustmaps.Decision{
+			MapID: "billing-agent-prod", ClientID: "billing-agent", Audience: "https://payments.example.com/mcp",
+			Scopes: []string{"payments:read"}, TTL: 10 * time.Minute, Claims: map[string]any{"team": "billing"}, Binding: "mtls",
+		}, nil, ""},
+		{"audience not a URI", billingAgent, func() trustmaps.Request { r := officeRequest(); r.Audience = "payments"; return r }, nil, trustmaps.ErrInvalidTarget, "invalid_audience"},
 		{"unknown provider", func() attest.Identity { id := billingAgent(); id.Provider = "k8s-dev"; return id }, officeRequest, nil, trustmaps.ErrDenied, "no_matching_map"},
 		{"subject matches no map", func() attest.Identity { id := billingAgent(); id.Subject = "system:serviceaccount:hr:agent"; return id }, officeRequest, nil, trustmaps.ErrDenied, "no_matching_map"},
 		{"priority tie broken by id", func() attest.Identity {
@@ -284,7 +301,7 @@ func TestHelpers(t *testing.T) {
 		{`request.mtls`, nil, trustmaps.Request{MTLS: true}, true},
 		{`identity.attributes.items.map(x, identity.attributes.items.map(y, x + y)).size() > 0`, map[string]any{"items": make([]int, 1000)}, trustmaps.Request{}, false}, // over the cost limit: denies
 		{`identity.attributes.items.map(x, x).size() > 0`, map[string]any{"items": make([]int, 10)}, trustmaps.Request{}, true},
-		{`identity.attributes.count`, map[string]any{"count": 3}, trustmaps.Request{}, false}, // not a bool: denies
+		{`identity.attributes.count`, map[string]any{"count": 3}, trustmaps.Request{}, false},                   // not a bool: denies
 		{`"payments:read" in request.scopes`, nil, trustmaps.Request{Scopes: []string{"payments:read"}}, false}, // c's grant has no scopes
 		{`[1,2,3].map(x, [1,2,3,4,5,6,7,8,9,10].map(y, [1,2,3,4,5,6,7,8,9,10].map(z, x*y*z))).size() > 0`, nil, trustmaps.Request{}, true},
 	}
@@ -317,5 +334,36 @@ func TestMayAct(t *testing.T) {
 	}
 	if e.MayAct("billing-agent-prod", attest.Identity{Provider: "k8s-prod", Subject: "system:serviceaccount:gateway:proxy"}) {
 		t.Error("a map without may_act lets an actor act")
+	}
+}
+
+func TestCanonicalResource(t *testing.T) {
+	tests := []struct{ in, want, wantErr string }{
+		{"https://mcp.example.com", "https://mcp.example.com", ""},
+		{"https://mcp.example.com/", "https://mcp.example.com", ""},
+		{"HTTPS://MCP.Example.com:443/", "https://mcp.example.com", ""},
+		{"https://mcp.example.com:8443/mcp", "https://mcp.example.com:8443/mcp", ""},
+		{"https://mcp.example.com/mcp/", "https://mcp.example.com/mcp/", ""},
+		{"https://mcp.example.com/MCP", "https://mcp.example.com/MCP", ""},
+		{"https://[::1]:443/mcp", "https://[::1]/mcp", ""},
+		{"https://[::1]:8443/mcp", "https://[::1]:8443/mcp", ""},
+		{"https://mcp.example.com/mcp?tenant=a", "https://mcp.example.com/mcp?tenant=a", ""},
+		{"http://mcp.example.com", "", "not an absolute https URI"},
+		{"mcp.example.com/mcp", "", "not an absolute https URI"},
+		{"https://mcp.example.com/mcp#x", "", "has a fragment"},
+		{"https://user@mcp.example.com", "", "user information"},
+		{"urn:example:mcp", "", "not an absolute https URI"},
+	}
+	for _, tt := range tests {
+		got, err := trustmaps.CanonicalResource(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("CanonicalResource(%q) = %q, %v; want error %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("CanonicalResource(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
 	}
 }
