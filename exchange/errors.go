@@ -1,0 +1,61 @@
+package exchange
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// OAuth error codes of the token endpoint (RFC 6749 §5.2, RFC 8707 §2,
+// RFC 8693 §2.2.2).
+const (
+	errInvalidRequest       = "invalid_request"
+	errInvalidClient        = "invalid_client"
+	errInvalidGrant         = "invalid_grant"
+	errUnauthorizedClient   = "unauthorized_client"
+	errUnsupportedGrantType = "unsupported_grant_type"
+	errInvalidScope         = "invalid_scope"
+	errInvalidTarget        = "invalid_target"
+	errServerError          = "server_error"
+	errUnavailable          = "temporarily_unavailable"
+)
+
+// oauthError is an error answer. Description is public: it helps the
+// client and names no internals; detail is for the operator's log only.
+type oauthError struct {
+	status      int
+	code        string
+	description string
+	detail      string
+	// basic: the client authenticated with HTTP Basic, so a 401 carries
+	// WWW-Authenticate: Basic (RFC 6749 §5.2).
+	basic bool
+}
+
+func (e *oauthError) Error() string { return e.code + ": " + e.description }
+
+func fail(status int, code, description string) *oauthError {
+	return &oauthError{status: status, code: code, description: description}
+}
+
+// noStore marks a response as not cacheable: every token endpoint answer.
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+func writeError(w http.ResponseWriter, e *oauthError, traceID string) {
+	noStore(w)
+	if e.status == http.StatusUnauthorized && e.basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mcpsts"`)
+	}
+	body := map[string]string{"error": e.code}
+	if e.description != "" {
+		body["error_description"] = e.description
+	}
+	if traceID != "" {
+		body["trace_id"] = traceID
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,393 @@
+package exchange
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+// Grant types and token types.
+const (
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	GrantJWTBearer     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
+	TokenTypeIDToken     = "urn:ietf:params:oauth:token-type:id_token"
+)
+
+// Decider decides what an identity gets; *trustmaps.Policy is one.
+type Decider interface {
+	Decide(ctx context.Context, id attest.Identity, r trustmaps.Request) (trustmaps.Decision, error)
+}
+
+// Minter signs access tokens; *issuer.Issuer is one.
+type Minter interface {
+	Mint(ctx context.Context, g issuer.Grant) (issuer.Token, error)
+}
+
+// Config wires the token endpoint.
+type Config struct {
+	// Attestors verify subject tokens by subject_token_type, and JWT bearer
+	// assertions under GrantJWTBearer.
+	Attestors map[string]attest.Attestor
+	Decider   Decider
+	Minter    Minter
+	Tracer    trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
+	Log       *slog.Logger
+	Clock     func() time.Time
+}
+
+// MaxBody bounds a token request.
+const MaxBody = 64 << 10
+
+// NewHandler returns the token endpoint (POST only).
+func NewHandler(cfg Config) http.Handler {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &tokenEndpoint{cfg}
+}
+
+type tokenEndpoint struct{ cfg Config }
+
+var propagator = propagation.TraceContext{}
+
+func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := t.cfg.Tracer.Start(ctx, "token", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	traceID := ""
+	if sc := span.SpanContext(); sc.HasTraceID() {
+		traceID = sc.TraceID().String()
+	}
+	resp, oerr := t.serve(ctx, r)
+	if oerr != nil {
+		t.cfg.Log.Info("token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
+		writeError(w, oerr, traceID)
+		return
+	}
+	noStore(w)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// tokenResponse is the success answer (RFC 6749 §5.1, RFC 8693 §2.2.1).
+type tokenResponse struct {
+	AccessToken     string `json:"access_token"`
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Scope           string `json:"scope,omitempty"`
+}
+
+// form is the parsed request body: each parameter once, except those that
+// may repeat; empty values count as absent.
+type form map[string][]string
+
+func (f form) get(name string) string {
+	if v := f[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// repeatable parameters (RFC 8707 §2, RFC 8693 §2.1).
+var repeatable = map[string]bool{"resource": true, "audience": true}
+
+func (t *tokenEndpoint) parse(r *http.Request) (form, *oauthError) {
+	if r.Method != http.MethodPost {
+		return nil, fail(http.StatusMethodNotAllowed, errInvalidRequest, "the token endpoint takes POST")
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the body must be application/x-www-form-urlencoded")
+	}
+	if r.URL.RawQuery != "" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "parameters go in the body, not the query string")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fail(http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("the request is larger than %d bytes", MaxBody))
+		}
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the body could not be read")
+	}
+	if len(body) > MaxBody {
+		return nil, fail(http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("the request is larger than %d bytes", MaxBody))
+	}
+	values, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the body is not valid form encoding")
+	}
+	f := form{}
+	for name, vs := range values {
+		var kept []string
+		for _, v := range vs {
+			if v != "" {
+				kept = append(kept, v)
+			}
+		}
+		if len(kept) == 0 {
+			continue
+		}
+		if len(kept) > 1 && !repeatable[name] {
+			return nil, fail(http.StatusBadRequest, errInvalidRequest, fmt.Sprintf("parameter %s is repeated", name))
+		}
+		f[name] = kept
+	}
+	return f, nil
+}
+
+// clientAuth refuses client authentication this endpoint does not offer
+// yet, and more than one method in a request (RFC 6749 §2.3).
+func clientAuth(r *http.Request, f form) *oauthError {
+	methods := 0
+	_, _, basic := r.BasicAuth()
+	if basic {
+		methods++
+	}
+	if f.get("client_assertion") != "" || f.get("client_assertion_type") != "" {
+		methods++
+	}
+	if f.get("client_secret") != "" {
+		methods++
+	}
+	switch {
+	case methods > 1:
+		e := fail(http.StatusBadRequest, errInvalidRequest, "use one client authentication method per request")
+		return e
+	case basic:
+		e := fail(http.StatusUnauthorized, errInvalidClient, "mcpsts issues no client secrets: authenticate with the workload's own credential (subject_token or assertion)")
+		e.basic = true
+		return e
+	case methods == 1:
+		return fail(http.StatusUnauthorized, errInvalidClient, "this client authentication method is not supported")
+	}
+	return nil
+}
+
+func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request) (*tokenResponse, *oauthError) {
+	f, oerr := t.parse(r)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if oerr := clientAuth(r, f); oerr != nil {
+		return nil, oerr
+	}
+	switch gt := f.get("grant_type"); gt {
+	case GrantTokenExchange:
+		return t.tokenExchange(ctx, r, f)
+	case GrantJWTBearer:
+		return t.jwtBearer(ctx, r, f)
+	case "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "grant_type is required")
+	default:
+		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "supported grant types: "+GrantTokenExchange+", "+GrantJWTBearer)
+	}
+}
+
+func (t *tokenEndpoint) tokenExchange(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
+	subject, subjectType := f.get("subject_token"), f.get("subject_token_type")
+	switch {
+	case subject == "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "subject_token is required")
+	case subjectType == "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "subject_token_type is required")
+	case (f.get("actor_token") == "") != (f.get("actor_token_type") == ""):
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "actor_token and actor_token_type go together")
+	case f.get("actor_token") != "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation with an actor_token is not supported yet")
+	}
+	issued, oerr := requestedType(f.get("requested_token_type"))
+	if oerr != nil {
+		return nil, oerr
+	}
+	att, ok := t.cfg.Attestors[subjectType]
+	if !ok {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported subject_token_type "+truncate(subjectType))
+	}
+	id, err := att.Attest(ctx, attest.Evidence{Type: subjectType, Token: []byte(subject), PeerCertificates: peer(r)})
+	if err != nil {
+		// RFC 8693 §2.2.2: an invalid or unacceptable subject token is
+		// invalid_request, not invalid_grant.
+		return nil, attestError(err, errInvalidRequest)
+	}
+	return t.grant(ctx, r, f, id, GrantTokenExchange, issued)
+}
+
+func (t *tokenEndpoint) jwtBearer(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
+	assertion := f.get("assertion")
+	if assertion == "" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "assertion is required")
+	}
+	att, ok := t.cfg.Attestors[GrantJWTBearer]
+	if !ok {
+		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the JWT bearer grant is not enabled")
+	}
+	id, err := att.Attest(ctx, attest.Evidence{Type: GrantJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
+	if err != nil {
+		return nil, attestError(err, errInvalidGrant) // RFC 7523 §3.1
+	}
+	return t.grant(ctx, r, f, id, GrantJWTBearer, TokenTypeAccessToken)
+}
+
+func requestedType(rt string) (string, *oauthError) {
+	switch rt {
+	case "", TokenTypeAccessToken:
+		return TokenTypeAccessToken, nil
+	case TokenTypeJWT:
+		return TokenTypeJWT, nil
+	}
+	return "", fail(http.StatusBadRequest, errInvalidRequest, "requested_token_type must be "+TokenTypeAccessToken+" or "+TokenTypeJWT)
+}
+
+func attestError(err error, code string) *oauthError {
+	reason := attest.ReasonOf(err)
+	switch {
+	case errors.Is(err, attest.ErrUnavailable):
+		e := fail(http.StatusServiceUnavailable, errUnavailable, "the credential cannot be verified now; retry later")
+		e.detail = err.Error()
+		return e
+	case errors.Is(err, attest.ErrReplayed):
+		e := fail(http.StatusBadRequest, code, "the credential was already used")
+		e.detail = err.Error()
+		return e
+	case errors.Is(err, attest.ErrInvalidEvidence):
+		e := fail(http.StatusBadRequest, code, "the credential was refused: "+reason)
+		e.detail = err.Error()
+		return e
+	}
+	e := fail(http.StatusInternalServerError, errServerError, "internal error")
+	e.detail = err.Error()
+	return e
+}
+
+// targets reads resource and audience: every value must name the same MCP
+// server once canonicalised (one token, one server).
+func targets(f form) (string, *oauthError) {
+	var target string
+	for _, name := range []string{"resource", "audience"} {
+		for _, v := range f[name] {
+			canon, err := trustmaps.CanonicalResource(v)
+			if err != nil {
+				return "", fail(http.StatusBadRequest, errInvalidTarget, name+" "+err.Error())
+			}
+			if target != "" && canon != target {
+				return "", fail(http.StatusBadRequest, errInvalidTarget, "a token is for exactly one MCP server: the request names several")
+			}
+			target = canon
+		}
+	}
+	return target, nil
+}
+
+func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id attest.Identity, grantType, issuedType string) (*tokenResponse, *oauthError) {
+	target, oerr := targets(f)
+	if oerr != nil {
+		return nil, oerr
+	}
+	scopes := strings.Fields(f.get("scope"))
+	req := trustmaps.Request{
+		Audience: target, Scopes: scopes, GrantType: grantType,
+		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
+	}
+	d, err := t.cfg.Decider.Decide(ctx, id, req)
+	if err != nil {
+		var den *trustmaps.Denial
+		switch {
+		case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
+			return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
+		case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):
+			return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
+		case errors.As(err, &den):
+			code := errInvalidRequest // RFC 8693 §2.2.2: unacceptable by policy
+			if grantType == GrantJWTBearer {
+				code = errInvalidGrant
+			}
+			return nil, &oauthError{status: http.StatusBadRequest, code: code, description: "no trust map grants this identity a token (" + den.Reason + ")", detail: den.Detail}
+		}
+		return nil, &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
+	}
+	g := issuer.Grant{
+		Subject: id.Provider + "/" + id.Subject, SubjectType: issuer.Workload,
+		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims,
+	}
+	switch d.Binding {
+	case "mtls":
+		certs := peer(r)
+		if len(certs) == 0 {
+			return nil, fail(http.StatusBadRequest, errInvalidRequest, "the trust map requires a certificate-bound token: present a client certificate")
+		}
+		sum := sha256.Sum256(certs[0].Raw)
+		g.Confirmation = &issuer.Confirmation{X5TS256: base64.RawURLEncoding.EncodeToString(sum[:])}
+	case "dpop":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the trust map requires a DPoP-bound token, which is not supported yet")
+	}
+	tok, err := t.cfg.Minter.Mint(ctx, g)
+	if err != nil {
+		if errors.Is(err, issuer.ErrNoSigningKey) {
+			return nil, &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "no signing key is available; retry later", detail: err.Error()}
+		}
+		return nil, &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
+	}
+	resp := &tokenResponse{
+		AccessToken: tok.Raw, IssuedTokenType: issuedType, TokenType: "Bearer",
+		ExpiresIn: int64(tok.ExpiresAt.Sub(t.cfg.Clock()).Round(time.Second) / time.Second),
+	}
+	if resp.ExpiresIn < 1 {
+		resp.ExpiresIn = 1
+	}
+	if granted := strings.Join(d.Scopes, " "); granted != strings.Join(scopes, " ") {
+		resp.Scope = granted
+	}
+	return resp, nil
+}
+
+func peer(r *http.Request) []*x509.Certificate {
+	if r.TLS == nil {
+		return nil
+	}
+	return r.TLS.PeerCertificates
+}
+
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+func truncate(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "…"
+	}
+	return s
+}
