@@ -41,6 +41,8 @@ type Paths struct {
 	OIDC string
 	// JWKS is where the signing keys are published, under the issuer path.
 	JWKS string
+	// Token is the token endpoint.
+	Token string
 	// Base is the issuer's path without a trailing slash ("" at the root).
 	Base string
 	// Origin is the issuer's scheme and host: Origin + a path is a URL.
@@ -62,6 +64,7 @@ func PathsFor(issuer string) (Paths, error) {
 		OAuth:  "/.well-known/oauth-authorization-server" + base,
 		OIDC:   base + "/.well-known/openid-configuration",
 		JWKS:   base + "/.well-known/jwks.json",
+		Token:  base + "/token",
 		Base:   base,
 		Origin: u.Scheme + "://" + u.Host,
 	}, nil

@@ -14,15 +14,15 @@ func TestPathsFor(t *testing.T) {
 	}{
 		{"https://sts.example.com", Paths{
 			OAuth: "/.well-known/oauth-authorization-server", OIDC: "/.well-known/openid-configuration",
-			JWKS: "/.well-known/jwks.json", Base: "", Origin: "https://sts.example.com",
+			JWKS: "/.well-known/jwks.json", Token: "/token", Base: "", Origin: "https://sts.example.com",
 		}, false},
 		{"https://sts.example.com/", Paths{
 			OAuth: "/.well-known/oauth-authorization-server", OIDC: "/.well-known/openid-configuration",
-			JWKS: "/.well-known/jwks.json", Base: "", Origin: "https://sts.example.com",
+			JWKS: "/.well-known/jwks.json", Token: "/token", Base: "", Origin: "https://sts.example.com",
 		}, false},
 		{"https://sts.example.com/tenant/1", Paths{
 			OAuth: "/.well-known/oauth-authorization-server/tenant/1", OIDC: "/tenant/1/.well-known/openid-configuration",
-			JWKS: "/tenant/1/.well-known/jwks.json", Base: "/tenant/1", Origin: "https://sts.example.com",
+			JWKS: "/tenant/1/.well-known/jwks.json", Token: "/tenant/1/token", Base: "/tenant/1", Origin: "https://sts.example.com",
 		}, false},
 		{"http://sts.example.com", Paths{}, true},
 		{"https://sts.example.com/?q", Paths{}, true},

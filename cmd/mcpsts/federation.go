@@ -18,9 +18,9 @@ import (
 )
 
 // newOIDC builds the trusted providers of the configuration and the
-// verifier of their tokens; single-use providers claim their tokens in
-// replay. Remote key sets load when the providers Run.
-func newOIDC(cfg *config.Config, replay attest.ReplayCache, now func() time.Time, log *slog.Logger, meter metric.Meter) (attest.Attestor, []*federation.Provider, error) {
+// verifier of their tokens, which must name one of brokerAudiences unless a
+// provider sets its own; single-use providers claim their tokens in replay. Remote key sets load when the providers Run.
+func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayCache, now func() time.Time, log *slog.Logger, meter metric.Meter) (attest.Attestor, []*federation.Provider, error) {
 	var providers []*federation.Provider
 	var pcs []oidc.ProviderConfig
 	for i, pc := range cfg.Providers {
@@ -49,7 +49,7 @@ func newOIDC(cfg *config.Config, replay attest.ReplayCache, now func() time.Time
 		}
 		audiences := pc.Audiences
 		if len(audiences) == 0 {
-			audiences = cfg.BrokerAudiences()
+			audiences = brokerAudiences
 		}
 		providers = append(providers, p)
 		pcs = append(pcs, oidc.ProviderConfig{

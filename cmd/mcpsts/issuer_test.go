@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,16 +40,28 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 		t.Fatalf("issuer %v, want exactly %s", doc["issuer"], s.issuer)
 	}
 	// Only what is implemented today; issues that add endpoints add here.
-	implemented := map[string]bool{"issuer": true, "jwks_uri": true}
+	implemented := map[string]bool{"issuer": true, "jwks_uri": true, "token_endpoint": true,
+		"grant_types_supported": true, "token_endpoint_auth_methods_supported": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)
 		}
-		if u, ok := v.(string); ok && strings.HasPrefix(u, "https://") && k != "issuer" {
-			if r, _ := get(t, c, u); r.StatusCode != 200 {
-				t.Errorf("%s %s answers %d", k, u, r.StatusCode)
-			}
-		}
+	}
+	if r, _ := get(t, c, doc["jwks_uri"].(string)); r.StatusCode != 200 {
+		t.Errorf("jwks_uri answers %d", r.StatusCode)
+	}
+	resp, err := c.PostForm(doc["token_endpoint"].(string), url.Values{"grant_type": {"password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokenErr map[string]string
+	json.NewDecoder(resp.Body).Decode(&tokenErr)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || tokenErr["error"] != "unsupported_grant_type" {
+		t.Errorf("token_endpoint answers %d %v", resp.StatusCode, tokenErr)
+	}
+	if fmt.Sprint(doc["grant_types_supported"]) != "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer]" {
+		t.Errorf("grant_types_supported = %v", doc["grant_types_supported"])
 	}
 	resp, body := get(t, c, "https://"+s.addr+"/readyz")
 	if resp.StatusCode != 200 || !strings.Contains(body, "ok") {
@@ -73,7 +88,7 @@ func TestRoutesWithIssuerPath(t *testing.T) {
 	if err := iss.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := routes(issuerURL, st, iss, discardLog())
+	h, err := routes(issuerURL, st, iss, http.NotFoundHandler(), discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

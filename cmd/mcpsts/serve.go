@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/config"
@@ -159,14 +160,6 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		}
 	}()
 
-	// Trusted issuers: a provider whose keys cannot load now is retried in
-	// the background and does not stop the server. (The token endpoint, when
-	// it lands, takes the verifier returned here.)
-	_, providers, err := newOIDC(cfg, st, e.now, log, tp.Meters.Meter("mcpsts"))
-	if err != nil {
-		return err
-	}
-
 	// Trust maps: the first version must compile; later ones replace it
 	// only when they do. --dev reads <data>/trustmaps.
 	mapPaths := cfg.TrustMaps.Paths
@@ -198,6 +191,23 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if f.dev {
 		issuerURL = devIssuer(srv.Addr())
 	}
+	paths, err := exchange.PathsFor(issuerURL)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	// Trusted issuers: a provider whose keys cannot load now is retried in
+	// the background and does not stop the server. Workload tokens must be
+	// addressed to this broker: its issuer or token endpoint by default.
+	audiences := cfg.Audiences
+	if len(audiences) == 0 {
+		audiences = []string{issuerURL, paths.Origin + paths.Token}
+	}
+	verifier, providers, err := newOIDC(cfg, audiences, st, e.now, log, tp.Meters.Meter("mcpsts"))
+	if err != nil {
+		srv.Close()
+		return err
+	}
 	iss, err := newIssuer(ctx, cfg, f.dev, issuerURL, st, e, log)
 	if err == nil {
 		err = iss.Start(ctx)
@@ -208,7 +218,13 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	}
 	var h http.Handler
 	if err == nil {
-		h, err = routes(issuerURL, st, iss, log)
+		token := exchange.NewHandler(exchange.Config{
+			Attestors: map[string]attest.Attestor{
+				exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
+			},
+			Decider: policy, Minter: iss, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+		})
+		h, err = routes(issuerURL, st, iss, token, log)
 	}
 	if err == nil {
 		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Auth: adminAuth, Log: log, Clock: e.now}))
@@ -238,14 +254,17 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 }
 
 // routes mounts every handler of the server under the issuer's paths.
-func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, log *slog.Logger) (http.Handler, error) {
+func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Handler, log *slog.Logger) (http.Handler, error) {
 	paths, err := exchange.PathsFor(issuerURL)
 	if err != nil {
 		return nil, err
 	}
 	metadata, err := exchange.MetadataHandler(exchange.Metadata{
-		Issuer:  issuerURL,
-		JWKSURI: paths.Origin + paths.JWKS,
+		Issuer:                            issuerURL,
+		JWKSURI:                           paths.Origin + paths.JWKS,
+		TokenEndpoint:                     paths.Origin + paths.Token,
+		GrantTypesSupported:               []string{exchange.GrantTokenExchange, exchange.GrantJWTBearer},
+		TokenEndpointAuthMethodsSupported: []string{"none"},
 	})
 	if err != nil {
 		return nil, err
@@ -257,6 +276,7 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, log *slog.Log
 		health.Check{Name: "signing_keys", Check: iss.Ready},
 	))
 	mux.Handle("GET "+paths.JWKS, iss.JWKSHandler())
+	mux.Handle(paths.Token, token) // every method: others get a JSON 405
 	mux.Handle("GET "+paths.OAuth, metadata)
 	mux.Handle("GET "+paths.OIDC, metadata)
 	return mux, nil

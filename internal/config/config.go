@@ -32,7 +32,7 @@ type Config struct {
 	Keys   Keys   `yaml:"keys"`
 	Tokens Tokens `yaml:"tokens"`
 	// Audiences are the aud values by which workloads address tokens to
-	// this broker; empty means the issuer URL alone.
+	// this broker; empty means the issuer URL and the token endpoint URL.
 	Audiences []string `yaml:"audiences"`
 	// Providers are the external issuers whose tokens are trusted.
 	Providers []Provider `yaml:"providers"`
@@ -113,14 +113,6 @@ type Refresh struct {
 	Max                time.Duration `yaml:"max"`
 	UnknownKidInterval time.Duration `yaml:"unknown_kid_interval"`
 	StaleBound         time.Duration `yaml:"stale_bound"`
-}
-
-// BrokerAudiences are the audiences tokens must carry to address us.
-func (c *Config) BrokerAudiences() []string {
-	if len(c.Audiences) > 0 {
-		return c.Audiences
-	}
-	return []string{c.Issuer}
 }
 
 // Tokens bounds access token lifetimes.
