@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,6 +49,10 @@ type Minter interface {
 
 // Config wires the token endpoint.
 type Config struct {
+	// Self are the identifiers of this authorization server (its issuer):
+	// an audience parameter naming it names no target (MCP clients following
+	// SEP-990 send the authorization server's issuer there).
+	Self []string
 	// Attestors verify subject tokens by subject_token_type, and JWT bearer
 	// assertions under GrantJWTBearer.
 	Attestors map[string]attest.Attestor
@@ -291,10 +296,13 @@ func attestError(err error, code string) *oauthError {
 
 // targets reads resource and audience: every value must name the same MCP
 // server once canonicalised (one token, one server).
-func targets(f form) (string, *oauthError) {
+func (t *tokenEndpoint) targets(f form) (string, *oauthError) {
 	var target string
 	for _, name := range []string{"resource", "audience"} {
 		for _, v := range f[name] {
+			if name == "audience" && slices.Contains(t.cfg.Self, strings.TrimSuffix(v, "/")) {
+				continue
+			}
 			canon, err := trustmaps.CanonicalResource(v)
 			if err != nil {
 				return "", fail(http.StatusBadRequest, errInvalidTarget, name+" "+err.Error())
@@ -309,7 +317,7 @@ func targets(f form) (string, *oauthError) {
 }
 
 func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id attest.Identity, grantType, issuedType string) (*tokenResponse, *oauthError) {
-	target, oerr := targets(f)
+	target, oerr := t.targets(f)
 	if oerr != nil {
 		return nil, oerr
 	}

@@ -110,6 +110,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	h := exchange.NewHandler(exchange.Config{
+		Self:      []string{broker},
 		Attestors: map[string]attest.Attestor{exchange.TokenTypeJWT: att, exchange.TokenTypeIDToken: att, exchange.GrantJWTBearer: att},
 		Decider:   eng, Minter: e.iss, Clock: clock,
 		Tracer: sdktrace.NewTracerProvider().Tracer("test"),

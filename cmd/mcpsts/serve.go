@@ -219,6 +219,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	var h http.Handler
 	if err == nil {
 		token := exchange.NewHandler(exchange.Config{
+			Self: []string{strings.TrimSuffix(issuerURL, "/")},
 			Attestors: map[string]attest.Attestor{
 				exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
 			},
