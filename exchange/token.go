@@ -37,9 +37,11 @@ const (
 	TokenTypeIDToken     = "urn:ietf:params:oauth:token-type:id_token"
 )
 
-// Decider decides what an identity gets; *trustmaps.Policy is one.
+// Decider decides what an identity gets, and who may act for it;
+// *trustmaps.Policy is one.
 type Decider interface {
 	Decide(ctx context.Context, id attest.Identity, r trustmaps.Request) (trustmaps.Decision, error)
+	MayAct(mapID string, actor attest.Identity) bool
 }
 
 // Minter signs access tokens; *issuer.Issuer is one.
@@ -58,9 +60,14 @@ type Config struct {
 	Attestors map[string]attest.Attestor
 	Decider   Decider
 	Minter    Minter
-	Tracer    trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
-	Log       *slog.Logger
-	Clock     func() time.Time
+	// Tokens verifies our own tokens presented for delegation; nil
+	// disables delegation.
+	Tokens TokenInspector
+	// MaxChain bounds delegation chains (0: DefaultMaxChain).
+	MaxChain int
+	Tracer   trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
+	Log      *slog.Logger
+	Clock    func() time.Time
 }
 
 // MaxBody bounds a token request.
@@ -76,6 +83,9 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.MaxChain == 0 {
+		cfg.MaxChain = DefaultMaxChain
 	}
 	return &tokenEndpoint{cfg}
 }
@@ -227,12 +237,16 @@ func (t *tokenEndpoint) tokenExchange(ctx context.Context, r *http.Request, f fo
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "subject_token_type is required")
 	case (f.get("actor_token") == "") != (f.get("actor_token_type") == ""):
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "actor_token and actor_token_type go together")
-	case f.get("actor_token") != "":
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation with an actor_token is not supported yet")
 	}
 	issued, oerr := requestedType(f.get("requested_token_type"))
 	if oerr != nil {
 		return nil, oerr
+	}
+	if subjectType == TokenTypeAccessToken {
+		return t.delegate(ctx, r, f, issued)
+	}
+	if f.get("actor_token") != "" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an actor_token goes with a subject_token of type "+TokenTypeAccessToken+" (delegation)")
 	}
 	att, ok := t.cfg.Attestors[subjectType]
 	if !ok {
@@ -328,26 +342,37 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	}
 	d, err := t.cfg.Decider.Decide(ctx, id, req)
 	if err != nil {
-		var den *trustmaps.Denial
-		switch {
-		case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
-			return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
-		case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):
-			return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
-		case errors.As(err, &den):
-			code := errInvalidRequest // RFC 8693 §2.2.2: unacceptable by policy
-			if grantType == GrantJWTBearer {
-				code = errInvalidGrant
-			}
-			return nil, &oauthError{status: http.StatusBadRequest, code: code, description: "no trust map grants this identity a token (" + den.Reason + ")", detail: den.Detail}
-		}
-		return nil, &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
+		return nil, decisionError(err, grantType)
 	}
 	g := issuer.Grant{
 		Subject: id.Provider + "/" + id.Subject, SubjectType: issuer.Workload,
 		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims,
 	}
-	switch d.Binding {
+	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
+}
+
+// decisionError maps a trust-map refusal to its OAuth error.
+func decisionError(err error, grantType string) *oauthError {
+	var den *trustmaps.Denial
+	switch {
+	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
+		return &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
+	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):
+		return &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
+	case errors.As(err, &den):
+		code := errInvalidRequest // RFC 8693 §2.2.2: unacceptable by policy
+		if grantType == GrantJWTBearer {
+			code = errInvalidGrant
+		}
+		return &oauthError{status: http.StatusBadRequest, code: code, description: "no trust map grants this identity a token (" + den.Reason + ")", detail: den.Detail}
+	}
+	return &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
+}
+
+// mint binds the grant as the map requires, signs it and builds the
+// answer; requested are the scopes the client asked for.
+func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Grant, binding string, requested []string, issuedType string) (*tokenResponse, *oauthError) {
+	switch binding {
 	case "mtls":
 		certs := peer(r)
 		if len(certs) == 0 {
@@ -372,7 +397,7 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	if resp.ExpiresIn < 1 {
 		resp.ExpiresIn = 1
 	}
-	if granted := strings.Join(d.Scopes, " "); granted != strings.Join(scopes, " ") {
+	if granted := strings.Join(g.Scopes, " "); granted != strings.Join(requested, " ") {
 		resp.Scope = granted
 	}
 	return resp, nil

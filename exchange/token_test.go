@@ -50,6 +50,17 @@ grant:
   default_scopes: ["payments:read"]
   claims: {team: payments}
 ---
+id: ci-ledger
+match:
+  provider: ci
+  subject: "repo:example-org/payments:ref:refs/heads/main"
+grant:
+  client_id: payments-ci
+  audiences: ["https://ledger.example.com/mcp"]
+  scopes: ["payments:read", "ledger:read"]
+  may_act:
+    - {provider: ci, subject: "repo:example-org/payments-server:ref:refs/heads/main"}
+---
 id: ci-bound
 match:
   provider: ci
@@ -81,6 +92,18 @@ type env struct {
 	iss  *issuer.Issuer
 	logs *bytes.Buffer
 	now  time.Time
+	cfg  exchange.Config
+}
+
+// restart serves the endpoint again with cfg changed by mut.
+func (e *env) restart(t *testing.T, mut func(*exchange.Config)) {
+	e.srv.Close()
+	cfg := e.cfg
+	mut(&cfg)
+	e.srv = httptest.NewUnstartedServer(exchange.NewHandler(cfg))
+	e.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	e.srv.StartTLS()
+	t.Cleanup(e.srv.Close)
 }
 
 func newEnv(t *testing.T) *env {
@@ -109,14 +132,14 @@ func newEnv(t *testing.T) *env {
 	if err := e.iss.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	h := exchange.NewHandler(exchange.Config{
+	e.cfg = exchange.Config{
 		Self:      []string{broker},
 		Attestors: map[string]attest.Attestor{exchange.TokenTypeJWT: att, exchange.TokenTypeIDToken: att, exchange.GrantJWTBearer: att},
-		Decider:   eng, Minter: e.iss, Clock: clock,
+		Decider:   eng, Minter: e.iss, Tokens: e.iss, Clock: clock,
 		Tracer: sdktrace.NewTracerProvider().Tracer("test"),
 		Log:    slog.New(slog.NewTextHandler(e.logs, nil)),
-	})
-	e.srv = httptest.NewUnstartedServer(h)
+	}
+	e.srv = httptest.NewUnstartedServer(exchange.NewHandler(e.cfg))
 	e.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
@@ -211,7 +234,8 @@ func TestTokenExchangeSuccess(t *testing.T) {
 	}
 	f.Del("audience")
 	f.Set("subject_token", e.subjectToken(mainSub, nil))
-	if res = e.post(t, f, nil); res.status != 200 || verify(t, e, res.body["access_token"].(string))["aud"] != "https://payments.example.com/mcp" {
+	// (the first map in order, ci-ledger, grants a single audience)
+	if res = e.post(t, f, nil); res.status != 200 || verify(t, e, res.body["access_token"].(string))["aud"] != "https://ledger.example.com/mcp" {
 		t.Fatalf("no target: %d %v", res.status, res.body)
 	}
 }

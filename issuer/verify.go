@@ -18,6 +18,7 @@ type VerifiedToken struct {
 	ClientID  string
 	Scopes    []string
 	ExpiresAt time.Time
+	Actor     *Actor // the delegation chain, if any
 }
 
 // ErrInvalidToken wraps every reason Verify refuses a token.
@@ -28,6 +29,21 @@ var ErrInvalidToken = errors.New("issuer: invalid access token")
 // for the broker's own endpoints (the admin API); MCP servers verify with
 // the resource package against the JWKS.
 func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
+	v, err := i.Inspect(raw)
+	if err != nil {
+		return VerifiedToken{}, err
+	}
+	if v.Audience != audience {
+		return VerifiedToken{}, fmt.Errorf("%w: addressed to another audience", ErrInvalidToken)
+	}
+	return v, nil
+}
+
+// Inspect verifies raw like Verify but accepts any audience, which it
+// returns for the caller to judge: the token endpoint uses it for
+// delegation, where the incoming token is addressed to the service that
+// now acts for its subject.
+func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 	ks := i.keys.Load()
 	if ks == nil {
 		return VerifiedToken{}, ErrNoSigningKey
@@ -36,6 +52,7 @@ func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
 		jwt.RegisteredClaims
 		ClientID string `json:"client_id"`
 		Scope    string `json:"scope"`
+		Act      *Actor `json:"act"`
 	}
 	tok, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt") {
@@ -50,7 +67,6 @@ func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
 	},
 		jwt.WithValidMethods([]string{string(ES256), string(EdDSA), string(RS256)}),
 		jwt.WithIssuer(i.cfg.Issuer),
-		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(i.now),
 		jwt.WithLeeway(30*time.Second),
@@ -61,7 +77,7 @@ func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
 	if len(c.Audience) != 1 {
 		return VerifiedToken{}, fmt.Errorf("%w: more than one audience", ErrInvalidToken)
 	}
-	v := VerifiedToken{ID: c.ID, Subject: c.Subject, Audience: c.Audience[0], ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time}
+	v := VerifiedToken{ID: c.ID, Subject: c.Subject, Audience: c.Audience[0], ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time, Actor: c.Act}
 	if c.Scope != "" {
 		v.Scopes = strings.Fields(c.Scope)
 	}

@@ -59,6 +59,12 @@ func (p *Policy) Decide(ctx context.Context, id attest.Identity, r Request) (Dec
 	return p.engine.Load().Decide(ctx, id, r)
 }
 
+// MayAct asks the engine in force whether actor may act for identities
+// granted by map mapID.
+func (p *Policy) MayAct(mapID string, actor attest.Identity) bool {
+	return p.engine.Load().MayAct(mapID, actor)
+}
+
 // Engine is the engine in force.
 func (p *Policy) Engine() *Engine { return p.engine.Load() }
 

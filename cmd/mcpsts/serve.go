@@ -223,7 +223,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			Attestors: map[string]attest.Attestor{
 				exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
 			},
-			Decider: policy, Minter: iss, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+			Decider: policy, Minter: iss, Tokens: iss, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
 		})
 		h, err = routes(issuerURL, st, iss, token, log)
 	}

@@ -1,0 +1,107 @@
+package exchange
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+// TokenInspector verifies this broker's own access tokens whatever their
+// audience; *issuer.Issuer is one.
+type TokenInspector interface {
+	Inspect(raw string) (issuer.VerifiedToken, error)
+}
+
+// DefaultMaxChain is how many actors a delegation chain may hold.
+const DefaultMaxChain = 3
+
+// delegate handles a token exchange whose subject is one of our own access
+// tokens: an MCP server that must call another one on behalf of its caller.
+// It never forwards the incoming token: it mints a new one for the
+// downstream server, for the same subject, recording the acting service in
+// act, with no wider scopes and no longer life than the incoming token.
+func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, issuedType string) (*tokenResponse, *oauthError) {
+	if t.cfg.Tokens == nil {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation is not enabled")
+	}
+	actorToken, actorType := f.get("actor_token"), f.get("actor_token_type")
+	if actorToken == "" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation needs the acting service's own credential in actor_token")
+	}
+	in, err := t.cfg.Tokens.Inspect(f.get("subject_token"))
+	if err != nil {
+		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest, description: "the subject token is not a valid access token of this broker", detail: err.Error()}
+	}
+	provider, subject, ok := strings.Cut(strings.TrimPrefix(in.Subject, issuer.WorkloadSubjectPrefix), "/")
+	if !strings.HasPrefix(in.Subject, issuer.WorkloadSubjectPrefix) || !ok {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "only workload tokens can be delegated")
+	}
+	att, ok := t.cfg.Attestors[actorType]
+	if !ok {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported actor_token_type "+truncate(actorType))
+	}
+	actor, err := att.Attest(ctx, attest.Evidence{Type: actorType, Token: []byte(actorToken), PeerCertificates: peer(r)})
+	if err != nil {
+		return nil, attestError(err, errInvalidRequest)
+	}
+	depth := 0
+	for a := in.Actor; a != nil; a = a.Actor {
+		depth++
+	}
+	if depth+1 > t.cfg.MaxChain {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, fmt.Sprintf("the delegation chain would exceed %d actors", t.cfg.MaxChain))
+	}
+	target, oerr := t.targets(f)
+	switch {
+	case oerr != nil:
+		return nil, oerr
+	case target == "":
+		return nil, fail(http.StatusBadRequest, errInvalidTarget, "delegation needs the downstream server in resource")
+	case target == in.Audience:
+		return nil, fail(http.StatusBadRequest, errInvalidTarget, "a token cannot be exchanged for its own audience")
+	}
+	scopes := strings.Fields(f.get("scope"))
+	if len(scopes) == 0 {
+		scopes = in.Scopes
+	}
+	for _, s := range scopes {
+		if !slices.Contains(in.Scopes, s) {
+			return nil, fail(http.StatusBadRequest, errInvalidScope, "a delegated token cannot hold a scope the incoming token lacks")
+		}
+	}
+	original := attest.Identity{Kind: "delegated", Provider: provider, Subject: subject}
+	d, err := t.cfg.Decider.Decide(ctx, original, trustmaps.Request{
+		Audience: target, Scopes: scopes, GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
+	})
+	if err != nil {
+		return nil, decisionError(err, GrantTokenExchange)
+	}
+	if !t.cfg.Decider.MayAct(d.MapID, actor) {
+		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest,
+			description: "the acting service may not act for this subject at this server (may_act)",
+			detail:      fmt.Sprintf("map %s, actor %s/%s", d.MapID, actor.Provider, actor.Subject)}
+	}
+	ttl := d.TTL
+	if ttl == 0 {
+		ttl = 15 * time.Minute
+	}
+	if left := in.ExpiresAt.Sub(t.cfg.Clock()).Truncate(time.Second); left < ttl {
+		ttl = left
+	}
+	if ttl < issuer.MinTokenLifetime {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the subject token expires too soon to be delegated")
+	}
+	g := issuer.Grant{
+		Subject: provider + "/" + subject, SubjectType: issuer.Workload,
+		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: ttl, Claims: d.Claims,
+		Actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: in.ClientID, Actor: in.Actor},
+	}
+	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
+}
