@@ -76,6 +76,9 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 			return nil, fail(http.StatusBadRequest, errInvalidScope, "a delegated token cannot hold a scope the incoming token lacks")
 		}
 	}
+	if ok, wait := t.perIdentity.allow(actor.Provider + "\x00" + actor.Subject); !ok {
+		return nil, limited("identity", wait)
+	}
 	original := attest.Identity{Kind: "delegated", Provider: provider, Subject: subject}
 	d, err := t.cfg.Decider.Decide(ctx, original, trustmaps.Request{
 		Audience: target, Scopes: scopes, GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),

@@ -2,7 +2,10 @@ package exchange
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // OAuth error codes of the token endpoint (RFC 6749 §5.2, RFC 8707 §2,
@@ -29,6 +32,9 @@ type oauthError struct {
 	// basic: the client authenticated with HTTP Basic, so a 401 carries
 	// WWW-Authenticate: Basic (RFC 6749 §5.2).
 	basic bool
+	// retryAfter, when set, goes out as Retry-After (whole seconds, at
+	// least 1).
+	retryAfter time.Duration
 }
 
 func (e *oauthError) Error() string { return e.code + ": " + e.description }
@@ -47,6 +53,9 @@ func writeError(w http.ResponseWriter, e *oauthError, traceID string) {
 	noStore(w)
 	if e.status == http.StatusUnauthorized && e.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcpsts"`)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.retryAfter.Seconds()))))
 	}
 	body := map[string]string{"error": e.code}
 	if e.description != "" {

@@ -65,9 +65,13 @@ type Config struct {
 	Tokens TokenInspector
 	// MaxChain bounds delegation chains (0: DefaultMaxChain).
 	MaxChain int
-	Tracer   trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
-	Log      *slog.Logger
-	Clock    func() time.Time
+	// PerIdentity and PerClient limit how often one verified identity, and
+	// one MCP client, get tokens; past them the answer is 429 with
+	// Retry-After.
+	PerIdentity, PerClient RateLimit
+	Tracer                 trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
+	Log                    *slog.Logger
+	Clock                  func() time.Time
 }
 
 // MaxBody bounds a token request.
@@ -87,10 +91,20 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.MaxChain == 0 {
 		cfg.MaxChain = DefaultMaxChain
 	}
-	return &tokenEndpoint{cfg}
+	return &tokenEndpoint{cfg: cfg, perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
 }
 
-type tokenEndpoint struct{ cfg Config }
+type tokenEndpoint struct {
+	cfg                    Config
+	perIdentity, perClient *keyedLimiter
+}
+
+// limited is the 429 answer of a rate limit.
+func limited(what string, wait time.Duration) *oauthError {
+	e := fail(http.StatusTooManyRequests, "slow_down", "too many token requests for this "+what+"; retry later")
+	e.retryAfter = wait
+	return e
+}
 
 var propagator = propagation.TraceContext{}
 
@@ -340,9 +354,15 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 		Audience: target, Scopes: scopes, GrantType: grantType,
 		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
 	}
+	if ok, wait := t.perIdentity.allow(id.Provider + "\x00" + id.Subject); !ok {
+		return nil, limited("identity", wait)
+	}
 	d, err := t.cfg.Decider.Decide(ctx, id, req)
 	if err != nil {
 		return nil, decisionError(err, grantType)
+	}
+	if ok, wait := t.perClient.allow(d.ClientID); !ok {
+		return nil, limited("client", wait)
 	}
 	g := issuer.Grant{
 		Subject: id.Provider + "/" + id.Subject, SubjectType: issuer.Workload,

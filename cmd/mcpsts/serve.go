@@ -181,7 +181,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	srv, err := tlsserver.Listen(tlsserver.Config{
 		Addr:   cfg.Listen,
 		TLS:    tlsserver.TLSConfig(cert, minVersion),
-		Limits: cfg.Limits(),
+		Limits: cfg.ServerLimits(),
 		Log:    log,
 	})
 	if err != nil {
@@ -224,6 +224,8 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 				exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
 			},
 			Decider: policy, Minter: iss, Tokens: iss, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
+			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
 		h, err = routes(issuerURL, st, iss, token, log)
 	}

@@ -39,6 +39,7 @@ type Config struct {
 	// TrustMaps are the policy files.
 	TrustMaps TrustMaps `yaml:"trust_maps"`
 	Admin     Admin     `yaml:"admin"`
+	Limits    Limits    `yaml:"limits"`
 	Server    Server    `yaml:"server"`
 	Log       Log       `yaml:"log"`
 
@@ -107,6 +108,19 @@ type Admin struct {
 	ClientNames  []string `yaml:"client_names"` // URI SAN (a SPIFFE ID) or common name
 }
 
+// Limits are the token endpoint's rate limits.
+type Limits struct {
+	PerIdentity RateLimit `yaml:"per_identity"`
+	PerClient   RateLimit `yaml:"per_client"`
+}
+
+// RateLimit is a token bucket: Rate requests per second, Burst at once;
+// rate 0 turns it off.
+type RateLimit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
 // Refresh bounds a provider's key-set cache.
 type Refresh struct {
 	Min                time.Duration `yaml:"min"`
@@ -159,6 +173,10 @@ func Defaults() Config {
 		Keys:      Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RSABits: 2048},
 		Tokens:    Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
 		TrustMaps: TrustMaps{ReloadInterval: 5 * time.Second},
+		Limits: Limits{
+			PerIdentity: RateLimit{Rate: 10, Burst: 20},
+			PerClient:   RateLimit{Rate: 100, Burst: 200},
+		},
 		Server: Server{
 			ReadHeaderTimeout: l.ReadHeaderTimeout,
 			ReadTimeout:       l.ReadTimeout,
@@ -180,8 +198,8 @@ func (c *Config) StoreURL() string {
 	return "sqlite:" + filepath.Join(c.DataDir, "mcpsts.db")
 }
 
-// Limits converts the server section for tlsserver.
-func (c *Config) Limits() tlsserver.Limits {
+// ServerLimits converts the server section for tlsserver.
+func (c *Config) ServerLimits() tlsserver.Limits {
 	s := c.Server
 	return tlsserver.Limits{
 		ReadHeaderTimeout: s.ReadHeaderTimeout,

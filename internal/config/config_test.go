@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, data_dir, issuer, keys, listen, log, providers, server, store, tls, tokens, trust_maps)",
+			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, data_dir, issuer, keys, limits, listen, log, providers, server, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -238,6 +238,10 @@ providers:
 		}},
 		{"admin CA without names", good + "admin: {client_ca_file: " + cert + "}\n", []string{
 			"mcpsts.yaml:5: admin.client_names: required with client_ca_file",
+		}},
+		{"limits", good + "limits:\n  per_identity: {rate: -1}\n  per_client: {rate: 5, burst: 0}\n", []string{
+			"mcpsts.yaml:6: limits.per_identity.rate: -1 is out of range",
+			"mcpsts.yaml:7: limits.per_client.burst: 0 is out of range (1 to 1e6)",
 		}},
 		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
 			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,

@@ -171,6 +171,18 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	case len(c.Admin.ClientNames) > 0:
 		add("admin.client_ca_file", "required with client_names")
 	}
+	for _, lim := range []struct {
+		path string
+		l    RateLimit
+	}{{"limits.per_identity", c.Limits.PerIdentity}, {"limits.per_client", c.Limits.PerClient}} {
+		path, l := lim.path, lim.l
+		if l.Rate < 0 || l.Rate > 1e6 {
+			add(path+".rate", fmt.Sprintf("%g is out of range (0 turns the limit off; at most 1e6)", l.Rate))
+		}
+		if l.Rate > 0 && (l.Burst < 1 || l.Burst > 1e6) {
+			add(path+".burst", fmt.Sprintf("%d is out of range (1 to 1e6)", l.Burst))
+		}
+	}
 	for i, a := range c.Audiences {
 		if p := absoluteURIProblem(a); p != "" {
 			add(fmt.Sprintf("audiences[%d]", i), p)
