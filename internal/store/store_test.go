@@ -16,6 +16,8 @@ import (
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
+	"github.com/mcpsts/mcpsts/trustmaps/consent/consenttest"
 	"github.com/mcpsts/mcpsts/trustmaps/repotest"
 )
 
@@ -283,6 +285,16 @@ func TestTrustMapRepositoryConformance(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			repotest.Run(t, func(t *testing.T) trustmaps.Repository {
 				return openTest(t, b.NewURL(t), time.Now)
+			})
+		})
+	}
+}
+
+func TestConsentStoreConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			consenttest.Run(t, func(t *testing.T, now func() time.Time) consent.Store {
+				return openTest(t, b.NewURL(t), now)
 			})
 		})
 	}
