@@ -22,6 +22,21 @@ type TokenInspector interface {
 // DefaultMaxChain is how many actors a delegation chain may hold.
 const DefaultMaxChain = 3
 
+// capTTL bounds a token's lifetime (ttl, 0 meaning the default) by the
+// expiry of the credential it derives from.
+func (t *tokenEndpoint) capTTL(ttl time.Duration, until time.Time) (time.Duration, *oauthError) {
+	if ttl == 0 {
+		ttl = t.cfg.DefaultTTL
+	}
+	if left := until.Sub(t.cfg.Clock()).Truncate(time.Second); left < ttl {
+		ttl = left
+	}
+	if ttl < issuer.MinTokenLifetime {
+		return 0, fail(http.StatusBadRequest, errInvalidRequest, "the subject token expires too soon")
+	}
+	return ttl, nil
+}
+
 // delegate handles a token exchange whose subject is one of our own access
 // tokens: an MCP server that must call another one on behalf of its caller.
 // It never forwards the incoming token: it mints a new one for the
@@ -91,15 +106,9 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 			description: "the acting service may not act for this subject at this server (may_act)",
 			detail:      fmt.Sprintf("map %s, actor %s/%s", d.MapID, actor.Provider, actor.Subject)}
 	}
-	ttl := d.TTL
-	if ttl == 0 {
-		ttl = 15 * time.Minute
-	}
-	if left := in.ExpiresAt.Sub(t.cfg.Clock()).Truncate(time.Second); left < ttl {
-		ttl = left
-	}
-	if ttl < issuer.MinTokenLifetime {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the subject token expires too soon to be delegated")
+	ttl, oerr := t.capTTL(d.TTL, in.ExpiresAt)
+	if oerr != nil {
+		return nil, oerr
 	}
 	g := issuer.Grant{
 		Subject: provider + "/" + subject, SubjectType: issuer.Workload,

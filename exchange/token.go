@@ -23,8 +23,10 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
 // Grant types and token types.
@@ -65,6 +67,12 @@ type Config struct {
 	Tokens TokenInspector
 	// MaxChain bounds delegation chains (0: DefaultMaxChain).
 	MaxChain int
+	// DefaultTTL is the issuer's default token lifetime (0: 15m), which
+	// derived tokens are capped from.
+	DefaultTTL time.Duration
+	// Consents is the per-client consent registry checked on every
+	// user-delegated exchange; nil refuses them all.
+	Consents consent.Store
 	// PerIdentity and PerClient limit how often one verified identity, and
 	// one MCP client, get tokens; past them the answer is 429 with
 	// Retry-After.
@@ -90,6 +98,9 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	if cfg.MaxChain == 0 {
 		cfg.MaxChain = DefaultMaxChain
+	}
+	if cfg.DefaultTTL == 0 {
+		cfg.DefaultTTL = 15 * time.Minute
 	}
 	return &tokenEndpoint{cfg: cfg, perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
 }
@@ -259,9 +270,6 @@ func (t *tokenEndpoint) tokenExchange(ctx context.Context, r *http.Request, f fo
 	if subjectType == TokenTypeAccessToken {
 		return t.delegate(ctx, r, f, issued)
 	}
-	if f.get("actor_token") != "" {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an actor_token goes with a subject_token of type "+TokenTypeAccessToken+" (delegation)")
-	}
 	att, ok := t.cfg.Attestors[subjectType]
 	if !ok {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported subject_token_type "+truncate(subjectType))
@@ -271,6 +279,12 @@ func (t *tokenEndpoint) tokenExchange(ctx context.Context, r *http.Request, f fo
 		// RFC 8693 §2.2.2: an invalid or unacceptable subject token is
 		// invalid_request, not invalid_grant.
 		return nil, attestError(err, errInvalidRequest)
+	}
+	if id.Kind == oidc.UserKind {
+		return t.onBehalfOfUser(ctx, r, f, id, issued)
+	}
+	if f.get("actor_token") != "" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an actor_token goes with a user's subject_token, or with one of our access tokens (delegation)")
 	}
 	return t.grant(ctx, r, f, id, GrantTokenExchange, issued)
 }
@@ -287,6 +301,9 @@ func (t *tokenEndpoint) jwtBearer(ctx context.Context, r *http.Request, f form) 
 	id, err := att.Attest(ctx, attest.Evidence{Type: GrantJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
 	if err != nil {
 		return nil, attestError(err, errInvalidGrant) // RFC 7523 §3.1
+	}
+	if id.Kind == oidc.UserKind {
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "a user's assertion gets a token only through a token exchange with the acting workload and the user's consent")
 	}
 	return t.grant(ctx, r, f, id, GrantJWTBearer, TokenTypeAccessToken)
 }

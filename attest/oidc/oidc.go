@@ -21,8 +21,12 @@ import (
 	"github.com/mcpsts/mcpsts/federation"
 )
 
-// Kind is the attest.Identity.Kind of identities from this package.
-const Kind = "oidc"
+// Kinds of the identities from this package: workloads, and users of a
+// provider marked as a user provider (the corporate IdP).
+const (
+	Kind     = "oidc"
+	UserKind = "user"
+)
 
 // MaxTokenSize is the largest token accepted, in bytes.
 const MaxTokenSize = 16 << 10
@@ -48,6 +52,10 @@ type ProviderConfig struct {
 	// SingleUse makes each token usable once (attest.SingleUse claims the
 	// identity's ReplayKey, the jti or the token's hash, until exp).
 	SingleUse bool
+	// Users marks a provider of user identities: its identities have Kind
+	// UserKind, and get tokens only through a workload acting for them with
+	// the user's consent.
+	Users bool
 }
 
 // Verifier verifies tokens from several trusted issuers, each routed by its
@@ -277,8 +285,12 @@ func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now ti
 	if err := presets[p.Preset].parse(sub, attrs); err != nil {
 		return attest.Identity{}, err
 	}
+	kind := Kind
+	if p.Users {
+		kind = UserKind
+	}
 	id := attest.Identity{
-		Kind:       Kind,
+		Kind:       kind,
 		Provider:   p.Keys.Name(),
 		Issuer:     p.Keys.Issuer(),
 		Subject:    sub,

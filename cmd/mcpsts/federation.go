@@ -55,6 +55,7 @@ func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayC
 		pcs = append(pcs, oidc.ProviderConfig{
 			Keys: p, Audiences: audiences, Leeway: pc.Leeway, MaxTokenAge: pc.MaxTokenAge,
 			RequiredClaims: pc.RequiredClaims, Typ: pc.Typ, Preset: oidc.Preset(pc.Preset), SingleUse: pc.SingleUse,
+			Users: pc.Kind == "user",
 		})
 	}
 	v, err := oidc.New(now, pcs...)

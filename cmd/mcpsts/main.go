@@ -37,6 +37,6 @@ func newRootCommand(e env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(e), newKeysCommand(e), newTrustmapCommand(e), newVersionCommand())
+	root.AddCommand(newServeCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newVersionCommand())
 	return root
 }

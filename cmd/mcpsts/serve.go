@@ -223,14 +223,15 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			Attestors: map[string]attest.Attestor{
 				exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
 			},
-			Decider: policy, Minter: iss, Tokens: iss, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+			Decider: policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+			DefaultTTL:  cfg.Tokens.DefaultTTL,
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
 		h, err = routes(issuerURL, st, iss, token, log)
 	}
 	if err == nil {
-		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Auth: adminAuth, Log: log, Clock: e.now}))
+		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Log: log, Clock: e.now}))
 	}
 	if err != nil {
 		srv.Close()

@@ -1,6 +1,7 @@
 // Package admin is the admin API, under /admin/v1/: trust maps kept in the
 // store (list, read, create, replace, delete, with versions for optimistic
-// concurrency) and the explain endpoint. Every request must be authorized
+// concurrency), the explain endpoint, and the per-client consent registry
+// (list, grant, revoke). Every request must be authorized
 // (a broker token with the admin scope, or an administrator's client
 // certificate); there is no static shared secret.
 package admin
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
 // Config wires the admin API.
@@ -28,9 +30,11 @@ type Config struct {
 	// Source is every map's source (files and the store): a write is
 	// refused unless all maps, with the change, compile.
 	Source trustmaps.Source
-	Auth   Authorizer
-	Log    *slog.Logger
-	Clock  func() time.Time
+	// Consents is the per-client consent registry.
+	Consents consent.Store
+	Auth     Authorizer
+	Log      *slog.Logger
+	Clock    func() time.Time
 }
 
 // maxBody bounds a request body.
@@ -48,6 +52,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("PUT /admin/v1/trust-maps/{id}", a.put)
 	mux.HandleFunc("DELETE /admin/v1/trust-maps/{id}", a.delete)
 	mux.HandleFunc("POST /admin/v1/explain", a.explain)
+	mux.HandleFunc("GET /admin/v1/consents", a.listConsents)
+	mux.HandleFunc("POST /admin/v1/consents", a.grantConsent)
+	mux.HandleFunc("DELETE /admin/v1/consents/{id}", a.revokeConsent)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		principal, err := cfg.Auth.Authorize(r)
@@ -271,6 +278,58 @@ func (a *api) explain(w http.ResponseWriter, r *http.Request) {
 		SourceIP: req.Request.SourceIP, MTLS: req.Request.MTLS, Time: when, Context: req.Request.Context,
 	})
 	writeJSON(w, http.StatusOK, tr)
+}
+
+func (a *api) listConsents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	cs, err := a.cfg.Consents.Consents(r.Context(), q.Get("provider"), q.Get("user"), q.Get("client_id"))
+	if err != nil {
+		a.internal(w, err)
+		return
+	}
+	if cs == nil {
+		cs = []consent.Consent{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"consents": cs})
+}
+
+func (a *api) grantConsent(w http.ResponseWriter, r *http.Request) {
+	var c consent.Consent
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_consent", "the body is not a consent: "+err.Error())
+		return
+	}
+	for i, res := range c.Resources {
+		canon, err := trustmaps.CanonicalResource(res)
+		if err != nil {
+			a.fail(w, http.StatusBadRequest, "invalid_consent", fmt.Sprintf("resources[%d]: %v", i, err))
+			return
+		}
+		c.Resources[i] = canon
+	}
+	if err := consent.Validate(c, a.cfg.Clock()); err != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_consent", "the consent is not valid", strings.Split(err.Error(), "\n")...)
+		return
+	}
+	c, err := a.cfg.Consents.GrantConsent(r.Context(), c)
+	if err != nil {
+		a.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, c)
+}
+
+func (a *api) revokeConsent(w http.ResponseWriter, r *http.Request) {
+	switch err := a.cfg.Consents.RevokeConsent(r.Context(), r.PathValue("id")); {
+	case errors.Is(err, consent.ErrNotFound):
+		a.fail(w, http.StatusNotFound, "not_found", "no consent "+strconv.Quote(r.PathValue("id")))
+	case err != nil:
+		a.internal(w, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // internal answers 500 without internals; the error goes to the log.

@@ -73,7 +73,7 @@ func newEnv(t *testing.T) *env {
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca)
 	h := admin.Handler(admin.Config{
-		Repo: st, Policy: policy, Source: src,
+		Repo: st, Policy: policy, Source: src, Consents: st,
 		Auth: admin.AnyOf{
 			admin.TokenAuth{Verifier: is, Audience: iss + "/admin"},
 			admin.CertAuth{Roots: roots, Names: []string{"spiffe://example.org/ops/terraform"}},
@@ -269,4 +269,37 @@ func toStrings(v any) []string {
 		out = append(out, x.(string))
 	}
 	return out
+}
+
+func TestConsents(t *testing.T) {
+	e := newEnv(t)
+	auth := map[string]string{"Authorization": "Bearer " + e.token(t, iss+"/admin", admin.Scope)}
+	exp := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	status, _, body := e.do(t, call{method: "POST", path: "/admin/v1/consents", header: auth,
+		body: `{"user":"alice","provider":"corp","client_id":"mail-agent","scopes":["mail:read"],"resources":["HTTPS://Mail.example.com/"],"expires_at":"` + exp + `"}`})
+	if status != 201 || body["id"] == "" || body["resources"].([]any)[0] != "https://mail.example.com" {
+		t.Fatalf("grant = %d %v", status, body)
+	}
+	id := body["id"].(string)
+	status, _, body = e.do(t, call{method: "GET", path: "/admin/v1/consents?user=alice", header: auth})
+	if status != 200 || len(body["consents"].([]any)) != 1 {
+		t.Fatalf("list = %d %v", status, body)
+	}
+	status, _, body = e.do(t, call{method: "POST", path: "/admin/v1/consents", header: auth, body: `{"user":"","client_id":"c","expires_at":"2000-01-01T00:00:00Z"}`})
+	if status != 400 || body["error"] != "invalid_consent" || len(body["problems"].([]any)) < 3 {
+		t.Fatalf("invalid consent = %d %v", status, body)
+	}
+	if status, _, _ := e.do(t, call{method: "DELETE", path: "/admin/v1/consents/" + id, header: auth}); status != 204 {
+		t.Fatalf("revoke = %d", status)
+	}
+	_, _, body = e.do(t, call{method: "GET", path: "/admin/v1/consents?user=alice&client_id=mail-agent", header: auth})
+	if rev := body["consents"].([]any)[0].(map[string]any)["revoked_at"]; rev == nil || rev == "" {
+		t.Fatalf("revoked consent = %v", body)
+	}
+	if status, _, _ := e.do(t, call{method: "DELETE", path: "/admin/v1/consents/none", header: auth}); status != 404 {
+		t.Fatalf("revoke unknown = %d", status)
+	}
+	if status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/consents"}); status != 401 {
+		t.Fatalf("consents without a token = %d", status)
+	}
 }

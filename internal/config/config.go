@@ -72,6 +72,9 @@ type AWSKMS struct {
 type Provider struct {
 	Name   string `yaml:"name"`
 	Issuer string `yaml:"issuer"`
+	// Kind is workload (the default) or user: a user provider's tokens get
+	// tokens only through a workload acting for the user, with consent.
+	Kind string `yaml:"kind"`
 	// Exactly one key source.
 	Discovery bool   `yaml:"discovery"`
 	JWKSURI   string `yaml:"jwks_uri"`

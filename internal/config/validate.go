@@ -248,6 +248,9 @@ func (p *Provider) problems() []problem {
 			out = append(out, problem{fmt.Sprintf("audiences[%d]", i), "empty"})
 		}
 	}
+	if p.Kind != "" && p.Kind != "workload" && p.Kind != "user" {
+		out = append(out, problem{"kind", fmt.Sprintf("%q is not workload or user", p.Kind)})
+	}
 	if p.Preset != "" && !slices.Contains(oidc.Presets(), oidc.Preset(p.Preset)) {
 		out = append(out, problem{"preset", fmt.Sprintf("%q is not one of generic, kubernetes, github-actions, gitlab", p.Preset)})
 	}

@@ -1,0 +1,70 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
+)
+
+// onBehalfOfUser handles a user's token as the subject: a workload (the
+// actor) acts for the user. The trust maps decide what the workload may
+// get; the user's consent to exactly that client must cover it. The token
+// names the user in sub and the workload in act.
+func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f form, user attest.Identity, issuedType string) (*tokenResponse, *oauthError) {
+	actorToken, actorType := f.get("actor_token"), f.get("actor_token_type")
+	if actorToken == "" {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "a user's token needs the acting workload's credential in actor_token: a login never implies consent for a client")
+	}
+	att, ok := t.cfg.Attestors[actorType]
+	if !ok {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported actor_token_type "+truncate(actorType))
+	}
+	actor, err := att.Attest(ctx, attest.Evidence{Type: actorType, Token: []byte(actorToken), PeerCertificates: peer(r)})
+	if err != nil {
+		return nil, attestError(err, errInvalidRequest)
+	}
+	if actor.Kind == user.Kind {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the actor must be a workload, not a user")
+	}
+	if ok, wait := t.perIdentity.allow(actor.Provider + "\x00" + actor.Subject); !ok {
+		return nil, limited("identity", wait)
+	}
+	target, oerr := t.targets(f)
+	if oerr != nil {
+		return nil, oerr
+	}
+	scopes := strings.Fields(f.get("scope"))
+	d, err := t.cfg.Decider.Decide(ctx, actor, trustmaps.Request{
+		Audience: target, Scopes: scopes, GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
+	})
+	if err != nil {
+		return nil, decisionError(err, GrantTokenExchange)
+	}
+	if t.cfg.Consents == nil {
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "user-delegated tokens need the consent registry, which is not enabled")
+	}
+	switch err := consent.Check(ctx, t.cfg.Consents, user.Provider, user.Subject, d.ClientID, d.Scopes, d.Audience, t.cfg.Clock()); {
+	case errors.Is(err, consent.ErrNoConsent):
+		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidGrant,
+			description: fmt.Sprintf("the user has not consented to client %q for these scopes at this resource", d.ClientID),
+			detail:      "no active consent"}
+	case err != nil:
+		return nil, &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "consent cannot be checked now; retry later", detail: err.Error()}
+	}
+	g := issuer.Grant{
+		Subject: user.Subject, SubjectType: issuer.User,
+		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims,
+		Actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: d.ClientID},
+	}
+	if g.TTL, oerr = t.capTTL(d.TTL, user.Expiry); oerr != nil {
+		return nil, oerr
+	}
+	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
+}
