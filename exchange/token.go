@@ -33,6 +33,10 @@ import (
 const (
 	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 	GrantJWTBearer     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantClientCreds   = "client_credentials"
+	// AssertionJWTBearer is the client_assertion_type of private_key_jwt
+	// client authentication (RFC 7523 §2.2).
+	AssertionJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
@@ -205,15 +209,18 @@ func (t *tokenEndpoint) parse(r *http.Request) (form, *oauthError) {
 	return f, nil
 }
 
-// clientAuth refuses client authentication this endpoint does not offer
-// yet, and more than one method in a request (RFC 6749 §2.3).
+// clientAuth checks that a request uses at most one client authentication
+// method (RFC 6749 §2.3) and refuses those mcpsts does not offer: no
+// client secrets are ever issued. The one it offers, a federated workload
+// JWT as client_assertion, is verified by the client credentials grant.
 func clientAuth(r *http.Request, f form) *oauthError {
 	methods := 0
 	_, _, basic := r.BasicAuth()
 	if basic {
 		methods++
 	}
-	if f.get("client_assertion") != "" || f.get("client_assertion_type") != "" {
+	assertion := f.get("client_assertion") != "" || f.get("client_assertion_type") != ""
+	if assertion {
 		methods++
 	}
 	if f.get("client_secret") != "" {
@@ -221,13 +228,14 @@ func clientAuth(r *http.Request, f form) *oauthError {
 	}
 	switch {
 	case methods > 1:
-		e := fail(http.StatusBadRequest, errInvalidRequest, "use one client authentication method per request")
-		return e
+		return fail(http.StatusBadRequest, errInvalidRequest, "use one client authentication method per request")
 	case basic:
-		e := fail(http.StatusUnauthorized, errInvalidClient, "mcpsts issues no client secrets: authenticate with the workload's own credential (subject_token or assertion)")
+		e := fail(http.StatusUnauthorized, errInvalidClient, "mcpsts issues no client secrets: authenticate with the workload's own credential (subject_token, assertion or client_assertion)")
 		e.basic = true
 		return e
-	case methods == 1:
+	case assertion && (f.get("client_assertion_type") != AssertionJWTBearer || f.get("client_assertion") == ""):
+		return fail(http.StatusUnauthorized, errInvalidClient, "client_assertion_type must be "+AssertionJWTBearer+", with a client_assertion")
+	case methods == 1 && !assertion:
 		return fail(http.StatusUnauthorized, errInvalidClient, "this client authentication method is not supported")
 	}
 	return nil
@@ -241,15 +249,21 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request) (*tokenRespo
 	if oerr := clientAuth(r, f); oerr != nil {
 		return nil, oerr
 	}
-	switch gt := f.get("grant_type"); gt {
+	gt := f.get("grant_type")
+	if f.get("client_assertion") != "" && gt != GrantClientCreds {
+		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
+	}
+	switch gt {
 	case GrantTokenExchange:
 		return t.tokenExchange(ctx, r, f)
 	case GrantJWTBearer:
 		return t.jwtBearer(ctx, r, f)
+	case GrantClientCreds:
+		return t.clientCredentials(ctx, r, f)
 	case "":
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "grant_type is required")
 	default:
-		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "supported grant types: "+GrantTokenExchange+", "+GrantJWTBearer)
+		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "supported grant types: "+GrantTokenExchange+", "+GrantJWTBearer+", "+GrantClientCreds)
 	}
 }
 
@@ -306,6 +320,37 @@ func (t *tokenEndpoint) jwtBearer(ctx context.Context, r *http.Request, f form) 
 		return nil, fail(http.StatusBadRequest, errInvalidGrant, "a user's assertion gets a token only through a token exchange with the acting workload and the user's consent")
 	}
 	return t.grant(ctx, r, f, id, GrantJWTBearer, TokenTypeAccessToken)
+}
+
+// clientCredentials is the client credentials grant with a federated
+// workload JWT as the client's authentication (RFC 7523 §2.2, the MCP
+// client-credentials extension): the trust maps decide which client the
+// workload is; a client_id sent along must be that one.
+func (t *tokenEndpoint) clientCredentials(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
+	assertion := f.get("client_assertion")
+	if assertion == "" {
+		return nil, fail(http.StatusUnauthorized, errInvalidClient, "the client credentials grant needs client_assertion (a workload JWT, "+AssertionJWTBearer+")")
+	}
+	att, ok := t.cfg.Attestors[GrantJWTBearer]
+	if !ok {
+		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the client credentials grant is not enabled")
+	}
+	id, err := att.Attest(ctx, attest.Evidence{Type: AssertionJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
+	if err != nil {
+		e := attestError(err, errInvalidClient) // RFC 7523 §3.2
+		if e.code == errInvalidClient {
+			e.status = http.StatusUnauthorized
+		}
+		return nil, e
+	}
+	if id.Kind == oidc.UserKind {
+		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a user's token is not a client credential")
+	}
+	resp, oerr := t.grant(ctx, r, f, id, GrantClientCreds, TokenTypeAccessToken)
+	if oerr != nil {
+		return nil, oerr
+	}
+	return resp, nil
 }
 
 func requestedType(rt string) (string, *oauthError) {
@@ -378,6 +423,9 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	if err != nil {
 		return nil, decisionError(err, grantType)
 	}
+	if c := f.get("client_id"); grantType == GrantClientCreds && c != "" && c != d.ClientID {
+		return nil, &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client_id is not the client this workload is", detail: "map " + d.MapID}
+	}
 	if ok, wait := t.perClient.allow(d.ClientID); !ok {
 		return nil, limited("client", wait)
 	}
@@ -398,8 +446,11 @@ func decisionError(err error, grantType string) *oauthError {
 		return &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
 	case errors.As(err, &den):
 		code := errInvalidRequest // RFC 8693 §2.2.2: unacceptable by policy
-		if grantType == GrantJWTBearer {
+		switch grantType {
+		case GrantJWTBearer:
 			code = errInvalidGrant
+		case GrantClientCreds:
+			code = errUnauthorizedClient
 		}
 		return &oauthError{status: http.StatusBadRequest, code: code, description: "no trust map grants this identity a token (" + den.Reason + ")", detail: den.Detail}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 // TestServeTrustsProviders: configured providers load their keys in the
 // background; one whose issuer is down does not stop the server.
 func TestServeTrustsProviders(t *testing.T) {
-	cert, key, _ := productionFiles(t)
+	cert, key, caFile := productionFiles(t)
 	is := federationtest.NewIssuer(t)
 	ca := filepath.Join(t.TempDir(), "issuer-ca.pem")
 	os.WriteFile(ca, is.CAPEM(), 0o600)
@@ -52,6 +53,13 @@ providers:
 			t.Fatalf("no log line for the unreachable provider:\n%s", s.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	md := map[string]any{}
+	resp, body := get(t, clientTrusting(t, caFile), "https://"+s.addr+"/.well-known/oauth-authorization-server")
+	json.Unmarshal([]byte(body), &md)
+	if resp.StatusCode != 200 || fmt.Sprint(md["token_endpoint_auth_methods_supported"]) != "[none private_key_jwt]" ||
+		fmt.Sprint(md["token_endpoint_auth_signing_alg_values_supported"]) != "[RS256 ES256]" {
+		t.Errorf("metadata with providers: %v", md)
 	}
 	for _, name := range []string{"ci", "cluster", "down"} {
 		if !strings.Contains(s.stderr.String(), `msg="trusting provider" provider=`+name) {

@@ -41,7 +41,8 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	}
 	// Only what is implemented today; issues that add endpoints add here.
 	implemented := map[string]bool{"issuer": true, "jwks_uri": true, "token_endpoint": true,
-		"grant_types_supported": true, "token_endpoint_auth_methods_supported": true}
+		"grant_types_supported": true, "token_endpoint_auth_methods_supported": true,
+		"token_endpoint_auth_signing_alg_values_supported": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)
@@ -60,7 +61,7 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	if resp.StatusCode != 400 || tokenErr["error"] != "unsupported_grant_type" {
 		t.Errorf("token_endpoint answers %d %v", resp.StatusCode, tokenErr)
 	}
-	if fmt.Sprint(doc["grant_types_supported"]) != "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer]" {
+	if fmt.Sprint(doc["grant_types_supported"]) != "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer client_credentials]" {
 		t.Errorf("grant_types_supported = %v", doc["grant_types_supported"])
 	}
 	resp, body := get(t, c, "https://"+s.addr+"/readyz")
@@ -88,7 +89,7 @@ func TestRoutesWithIssuerPath(t *testing.T) {
 	if err := iss.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := routes(issuerURL, st, iss, http.NotFoundHandler(), discardLog())
+	h, err := routes(issuerURL, st, iss, http.NotFoundHandler(), nil, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
@@ -228,7 +229,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
-		h, err = routes(issuerURL, st, iss, token, log)
+		h, err = routes(issuerURL, st, iss, token, providerAlgorithms(providers), log)
 	}
 	if err == nil {
 		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Log: log, Clock: e.now}))
@@ -258,17 +259,23 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 }
 
 // routes mounts every handler of the server under the issuer's paths.
-func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Handler, log *slog.Logger) (http.Handler, error) {
+func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Handler, signingAlgs []string, log *slog.Logger) (http.Handler, error) {
 	paths, err := exchange.PathsFor(issuerURL)
 	if err != nil {
 		return nil, err
+	}
+	authMethods := []string{"none"}
+	if len(signingAlgs) > 0 { // RFC 8414: private_key_jwt comes with its algorithms
+		authMethods = append(authMethods, "private_key_jwt")
 	}
 	metadata, err := exchange.MetadataHandler(exchange.Metadata{
 		Issuer:                            issuerURL,
 		JWKSURI:                           paths.Origin + paths.JWKS,
 		TokenEndpoint:                     paths.Origin + paths.Token,
-		GrantTypesSupported:               []string{exchange.GrantTokenExchange, exchange.GrantJWTBearer},
-		TokenEndpointAuthMethodsSupported: []string{"none"},
+		GrantTypesSupported:               []string{exchange.GrantTokenExchange, exchange.GrantJWTBearer, exchange.GrantClientCreds},
+		TokenEndpointAuthMethodsSupported: authMethods,
+		// private_key_jwt assertions are provider-signed workload JWTs.
+		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
 	})
 	if err != nil {
 		return nil, err
@@ -284,6 +291,24 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 	mux.Handle("GET "+paths.OAuth, metadata)
 	mux.Handle("GET "+paths.OIDC, metadata)
 	return mux, nil
+}
+
+// providerAlgorithms lists the algorithms the trusted providers sign with,
+// in a fixed order: those accepted for client assertions.
+func providerAlgorithms(providers []*federation.Provider) []string {
+	seen := map[string]bool{}
+	for _, p := range providers {
+		for _, a := range p.Algorithms() {
+			seen[a] = true
+		}
+	}
+	var out []string
+	for _, a := range federation.SupportedAlgorithms() {
+		if seen[a] {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // adminAuthorizer accepts broker tokens for the admin audience with the
