@@ -411,6 +411,21 @@ func discover(ctx context.Context, f *Fetcher, issuer string) (string, error) {
 	return doc.JWKSURI, nil
 }
 
+// Has reports whether the key set in use still holds kid, without
+// fetching: a cached verification is dropped once its key rotates away.
+func (p *Provider) Has(kid string) bool {
+	st := p.state.Load()
+	if st == nil || p.cfg.Clock().After(st.refreshAt.Add(p.cfg.StaleBound)) {
+		return false
+	}
+	for _, k := range st.keys {
+		if k.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
 // Ready reports whether the provider has a key set it may verify with.
 func (p *Provider) Ready() error {
 	st := p.state.Load()

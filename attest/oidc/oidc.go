@@ -64,6 +64,19 @@ type Verifier struct {
 	byIssuer map[string]*provider
 	parser   *jwt.Parser
 	now      func() time.Time
+	cache    *verifiedCache // nil: no cache
+}
+
+// Options configure a Verifier.
+type Options struct {
+	Now func() time.Time // nil means time.Now
+	// CacheEntries bounds a cache of verified tokens, keyed by their
+	// SHA-256, so that a workload reusing its platform token (Kubernetes
+	// tokens live up to an hour) is not verified again on every request.
+	// A cached token is re-checked for time (exp, nbf, max age) on every
+	// use and dropped once its key leaves the provider's key set; tokens of
+	// single-use providers are never cached. 0 disables the cache.
+	CacheEntries int
 }
 
 type provider struct {
@@ -71,12 +84,23 @@ type provider struct {
 	validator *jwt.Validator
 }
 
-// New returns a Verifier for providers. Every problem is reported at once.
+// New returns a Verifier for providers, without a cache. Every problem is
+// reported at once.
 func New(now func() time.Time, providers ...ProviderConfig) (*Verifier, error) {
+	return NewVerifier(Options{Now: now}, providers...)
+}
+
+// NewVerifier returns a Verifier for providers. Every problem is reported
+// at once.
+func NewVerifier(o Options, providers ...ProviderConfig) (*Verifier, error) {
+	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
 	v := &Verifier{byIssuer: map[string]*provider{}, now: now}
+	if o.CacheEntries > 0 {
+		v.cache = newVerifiedCache(o.CacheEntries)
+	}
 	var errs []error
 	for i, pc := range providers {
 		if pc.Keys == nil {
@@ -152,14 +176,22 @@ func (v *Verifier) Attest(ctx context.Context, ev attest.Evidence) (attest.Ident
 	if err != nil {
 		return attest.Identity{}, err
 	}
+	var sum [32]byte
+	if v.cache != nil {
+		sum = sha256.Sum256(ev.Token)
+		if id, ok := v.cache.get(sum, v.now()); ok {
+			return id, nil
+		}
+	}
 	var p *provider
+	var kid string
 	claims := jwt.MapClaims{}
 	_, err = v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		iss, _ := claims["iss"].(string)
 		if p = v.byIssuer[iss]; p == nil {
 			return nil, errUntrusted
 		}
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		return p.Keys.Key(ctx, kid, t.Method.Alg())
 	})
 	if err != nil {
@@ -168,7 +200,11 @@ func (v *Verifier) Attest(ctx context.Context, ev attest.Evidence) (attest.Ident
 	if err := p.validator.Validate(claims); err != nil {
 		return attest.Identity{}, claimsError(err)
 	}
-	return p.identity(raw, hdr, claims, v.now())
+	id, err := p.identity(raw, hdr, claims, v.now())
+	if err == nil && v.cache != nil && !p.SingleUse && kid != "" {
+		v.cache.put(sum, cached{id: id, p: p, kid: kid, claims: claims})
+	}
+	return id, err
 }
 
 // header is what we read of the JOSE header ourselves.

@@ -58,7 +58,9 @@ func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayC
 			Users: pc.Kind == "user",
 		})
 	}
-	v, err := oidc.New(now, pcs...)
+	// Workloads reuse their platform tokens (Kubernetes: up to an hour):
+	// keep what was verified, re-checked for time and key on every use.
+	v, err := oidc.NewVerifier(oidc.Options{Now: now, CacheEntries: 10_000}, pcs...)
 	if err != nil {
 		return nil, nil, err
 	}
