@@ -1,0 +1,202 @@
+// Command tokenload measures the token endpoint over real HTTPS on
+// loopback. It starts a fake OIDC issuer, re-runs itself as a server on one
+// core (GOMAXPROCS=1) serving the full endpoint (ES256 subject tokens in,
+// ES256 tokens out, trust map, spans on, replay cache off) and a baseline
+// that only verifies the subject token and signs, then drives both with
+// keep-alive connections for a bounded time and reports throughput and
+// p50/p99 latency:
+//
+//	go run ./bench/tokenload -duration 5s -workers 8
+//
+// Every loop is bounded in time and count and stops by itself; all traffic
+// stays on 127.0.0.1.
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	if os.Getenv("TOKENLOAD_ROLE") == "server" {
+		runServer()
+		return
+	}
+	duration := flag.Duration("duration", 5*time.Second, "how long each run drives load (at most 60s)")
+	workers := flag.Int("workers", 8, "concurrent keep-alive connections")
+	maxRequests := flag.Int("max-requests", 200_000, "upper bound of requests per run")
+	flag.Parse()
+	if *duration > time.Minute {
+		*duration = time.Minute
+	}
+	if err := drive(*duration, *workers, *maxRequests); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func drive(duration time.Duration, workers, maxRequests int) error {
+	idp := newIdP()
+	defer idp.close()
+	fmt.Printf("signing %d distinct ES256 subject tokens…\n", maxRequests)
+	tokens := idp.tokens(maxRequests)
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	srv := exec.Command(self)
+	srv.Env = append(os.Environ(), "TOKENLOAD_ROLE=server", "GOMAXPROCS=1",
+		"TOKENLOAD_IDP="+idp.url, "TOKENLOAD_IDP_CA="+idp.caFile)
+	srv.Stderr = os.Stderr
+	out, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer func() { srv.Process.Signal(os.Interrupt); srv.Wait() }()
+	var addr, caFile string
+	sc := bufio.NewScanner(out)
+	for (addr == "" || caFile == "") && sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+			addr = v
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "CA "); ok {
+			caFile = v
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("the server did not start")
+	}
+	go io.Copy(io.Discard, out)
+	client, err := newClient(caFile, workers)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server on https://%s, GOMAXPROCS=1; %d workers, %s per run, GOMAXPROCS=%d here\n\n", addr, workers, duration, runtime.GOMAXPROCS(0))
+
+	run := func(name, path string, distinct bool, rate float64) result {
+		// Warm up: connections, key sets, caches.
+		load(client, "https://"+addr+path, tokens[:1], workers, time.Second, 2000, 0, false)
+		r := load(client, "https://"+addr+path, tokens, workers, duration, maxRequests, rate, distinct)
+		r.name = name
+		fmt.Println(r)
+		return r
+	}
+	base := run("baseline (verify + sign), distinct tokens", "/baseline", true, 0)
+	full := run("full endpoint, distinct tokens", "/token", true, 0)
+	repeated := run("full endpoint, one repeated token", "/token", false, 0)
+	half := run("full endpoint, distinct tokens, at half its peak", "/token", true, full.throughput/2)
+	fmt.Printf("\nfull/baseline, distinct tokens: %.2f (target >= 0.80)\n", full.throughput/base.throughput)
+	fmt.Printf("full/baseline, repeated token:  %.2f (target >= 1.30)\n", repeated.throughput/base.throughput)
+	fmt.Printf("p99 at half of peak:            %s (target < 5ms)\n", half.p99)
+	return nil
+}
+
+type result struct {
+	name          string
+	n, errs       int
+	throughput    float64
+	p50, p99, max time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%-50s %7.0f req/s  p50 %-10s p99 %-10s (%d requests, %d errors)", r.name, r.throughput,
+		r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.n, r.errs)
+}
+
+// load sends token exchanges from workers for at most d and at most max
+// requests, paced at rate per second when rate > 0.
+func load(c *http.Client, target string, tokens []string, workers int, d time.Duration, max int, rate float64, distinct bool) result {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int64
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) / rate)
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1024)
+			for {
+				i := next.Add(1) - 1
+				if int(i) >= max || time.Now().After(deadline) {
+					break
+				}
+				if interval > 0 {
+					if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
+				tok := tokens[0]
+				if distinct {
+					tok = tokens[int(i)%len(tokens)]
+				}
+				t0 := time.Now()
+				resp, err := c.PostForm(target, url.Values{
+					"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {tok},
+					"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://mcp.example.com/mcp"},
+				})
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	r := result{n: len(lat), errs: int(errs.Load()), throughput: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	}
+	return r
+}
+
+func newClient(caFile string, workers int) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: roots},
+			MaxIdleConnsPerHost: workers,
+			MaxConnsPerHost:     workers,
+		},
+	}, nil
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/oidc"
+	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	"github.com/mcpsts/mcpsts/internal/tlsserver"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/issuer/keystoretest"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+const loadMap = `id: load
+match: {provider: idp, subject: "system:serviceaccount:load:agent"}
+grant: {client_id: load-agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read], default_scopes: [read]}
+`
+
+// runServer serves /token (the full endpoint) and /baseline until
+// interrupted.
+func runServer() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	pem, err := os.ReadFile(os.Getenv("TOKENLOAD_IDP_CA"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+	prov, err := federation.NewProvider(federation.ProviderConfig{Name: "idp", Issuer: os.Getenv("TOKENLOAD_IDP"), Discovery: true,
+		Fetcher: federation.NewFetcher(federation.FetcherOptions{Transport: tr})})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := prov.Refresh(ctx); err != nil {
+		log.Fatal(err)
+	}
+	verifier, err := oidc.NewVerifier(oidc.Options{CacheEntries: 10_000}, oidc.ProviderConfig{Keys: prov, Audiences: []string{"https://sts.example.com"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	policy, err := trustmaps.Compile(trustmaps.Document{Name: "load.yaml", Data: []byte(loadMap)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	text, _ := issuer.GenerateKEK()
+	kek, _ := issuer.ParseKEK(text)
+	iss, err := issuer.New(issuer.Config{Issuer: "https://sts.example.com", Store: keystoretest.NewMemory(), Local: &issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256}})
+	if err != nil || iss.Start(ctx) != nil {
+		log.Fatal("issuer: ", err)
+	}
+	// Spans on: a batching provider exporting to nowhere costs what a real
+	// exporter costs the request path.
+	exp, _ := stdouttrace.New(stdouttrace.WithWriter(io.Discard))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+	defer tp.Shutdown(context.Background())
+
+	mux := http.NewServeMux()
+	mux.Handle("/token", exchange.NewHandler(exchange.Config{
+		Self:      []string{"https://sts.example.com"},
+		Attestors: map[string]attest.Attestor{exchange.TokenTypeJWT: verifier},
+		Decider:   policy, Minter: iss, Tracer: tp.Tracer("mcpsts"),
+	}))
+	mux.Handle("/baseline", baseline(prov, iss))
+
+	dir, _ := os.MkdirTemp("", "tokenload-server")
+	defer os.RemoveAll(dir)
+	pki, err := devpki.Ensure(dir, time.Now())
+	if err != nil {
+		log.Fatal(err)
+	}
+	limits := tlsserver.DefaultLimits()
+	srv, err := tlsserver.Listen(tlsserver.Config{Addr: "127.0.0.1:0", TLS: tlsserver.TLSConfig(pki.Certificate, tls.VersionTLS12), Limits: limits})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("ADDR %s\nCA %s\n", srv.Addr(), pki.CAPath)
+	if err := srv.Serve(ctx, mux); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// baseline verifies the subject token with the issuer's key and signs a
+// token: no policy, no store, no spans.
+func baseline(prov *federation.Provider, iss *issuer.Issuer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", 400)
+			return
+		}
+		claims := jwt.MapClaims{}
+		_, err := jwt.ParseWithClaims(r.PostForm.Get("subject_token"), claims, func(t *jwt.Token) (any, error) {
+			kid, _ := t.Header["kid"].(string)
+			return prov.Key(r.Context(), kid, t.Method.Alg())
+		}, jwt.WithValidMethods([]string{"ES256"}))
+		if err != nil {
+			http.Error(w, "bad token", 400)
+			return
+		}
+		sub, _ := claims["sub"].(string)
+		tok, err := iss.Mint(r.Context(), issuer.Grant{Subject: "idp/" + sub, Audience: r.PostForm.Get("resource"), ClientID: "load-agent", Scopes: strings.Fields("read")})
+		if err != nil {
+			http.Error(w, "mint", 500)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": tok.Raw, "token_type": "Bearer", "expires_in": 900})
+	})
+}
