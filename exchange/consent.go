@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
@@ -17,24 +18,35 @@ import (
 // actor) acts for the user. The trust maps decide what the workload may
 // get; the user's consent to exactly that client must cover it. The token
 // names the user in sub and the workload in act.
-func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f form, user attest.Identity, issuedType string) (*tokenResponse, *oauthError) {
+// attestActor verifies the actor_token: the acting workload's own
+// credential (never a user's), counted against its rate limit. missing is
+// the description when there is no actor_token.
+func (t *tokenEndpoint) attestActor(ctx context.Context, r *http.Request, f form, missing string) (attest.Identity, *oauthError) {
 	actorToken, actorType := f.get("actor_token"), f.get("actor_token_type")
 	if actorToken == "" {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "a user's token needs the acting workload's credential in actor_token: a login never implies consent for a client")
+		return attest.Identity{}, fail(http.StatusBadRequest, errInvalidRequest, missing)
 	}
 	att, ok := t.cfg.Attestors[actorType]
 	if !ok {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported actor_token_type "+truncate(actorType))
+		return attest.Identity{}, fail(http.StatusBadRequest, errInvalidRequest, "unsupported actor_token_type "+truncate(actorType))
 	}
 	actor, err := att.Attest(ctx, attest.Evidence{Type: actorType, Token: []byte(actorToken), PeerCertificates: peer(r)})
 	if err != nil {
-		return nil, attestError(err, errInvalidRequest)
+		return attest.Identity{}, attestError(err, errInvalidRequest)
 	}
-	if actor.Kind == user.Kind {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the actor must be a workload, not a user")
+	if actor.Kind == oidc.UserKind {
+		return attest.Identity{}, fail(http.StatusBadRequest, errInvalidRequest, "the actor must be a workload, not a user")
 	}
 	if ok, wait := t.perIdentity.allow(actor.Provider + "\x00" + actor.Subject); !ok {
-		return nil, limited("identity", wait)
+		return attest.Identity{}, limited("identity", wait)
+	}
+	return actor, nil
+}
+
+func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f form, user attest.Identity, issuedType string) (*tokenResponse, *oauthError) {
+	actor, oerr := t.attestActor(ctx, r, f, "a user's token needs the acting workload's credential in actor_token: a login never implies consent for a client")
+	if oerr != nil {
+		return nil, oerr
 	}
 	target, oerr := t.targets(f)
 	if oerr != nil {

@@ -46,8 +46,7 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	if t.cfg.Tokens == nil {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation is not enabled")
 	}
-	actorToken, actorType := f.get("actor_token"), f.get("actor_token_type")
-	if actorToken == "" {
+	if f.get("actor_token") == "" {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation needs the acting service's own credential in actor_token")
 	}
 	in, err := t.cfg.Tokens.Inspect(f.get("subject_token"))
@@ -58,13 +57,9 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	if !strings.HasPrefix(in.Subject, issuer.WorkloadSubjectPrefix) || !ok {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "only workload tokens can be delegated")
 	}
-	att, ok := t.cfg.Attestors[actorType]
-	if !ok {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported actor_token_type "+truncate(actorType))
-	}
-	actor, err := att.Attest(ctx, attest.Evidence{Type: actorType, Token: []byte(actorToken), PeerCertificates: peer(r)})
-	if err != nil {
-		return nil, attestError(err, errInvalidRequest)
+	actor, oerr := t.attestActor(ctx, r, f, "delegation needs the acting service's own credential in actor_token")
+	if oerr != nil {
+		return nil, oerr
 	}
 	depth := 0
 	for a := in.Actor; a != nil; a = a.Actor {
@@ -90,9 +85,6 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 		if !slices.Contains(in.Scopes, s) {
 			return nil, fail(http.StatusBadRequest, errInvalidScope, "a delegated token cannot hold a scope the incoming token lacks")
 		}
-	}
-	if ok, wait := t.perIdentity.allow(actor.Provider + "\x00" + actor.Subject); !ok {
-		return nil, limited("identity", wait)
 	}
 	original := attest.Identity{Kind: "delegated", Provider: provider, Subject: subject}
 	d, err := t.cfg.Decider.Decide(ctx, original, trustmaps.Request{

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcpsts/mcpsts/internal/config"
-	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
@@ -117,20 +112,7 @@ token request.`,
 
 // withConsents opens the store of the configuration or dev data directory.
 func withConsents(ctx context.Context, f keysFlags, e env, fn func(consent.Store) error) error {
-	var url string
-	if f.config == "" {
-		if _, err := os.Stat(f.data); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("data directory %s does not exist: start mcpsts serve --dev first, or pass --data or --config", f.data)
-		}
-		url = devConfig(f.data, "127.0.0.1:0").StoreURL()
-	} else {
-		cfg, err := config.Load(f.config, e.getenv, e.now())
-		if err != nil {
-			return fmt.Errorf("invalid configuration:\n%w", err)
-		}
-		url = cfg.StoreURL()
-	}
-	st, err := store.Open(ctx, url)
+	_, _, st, err := openStore(ctx, f, e)
 	if err != nil {
 		return err
 	}

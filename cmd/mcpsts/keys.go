@@ -76,20 +76,7 @@ of the --dev data directory (--data). Running servers pick changes up within
 
 // withKeys opens the store and an issuer over it (not started) and runs fn.
 func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func(*issuer.Issuer) error) error {
-	dev := f.config == ""
-	var cfg *config.Config
-	if dev {
-		if _, err := os.Stat(f.data); errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("data directory %s does not exist: start mcpsts serve --dev first, or pass --data or --config", f.data)
-		}
-		cfg = devConfig(f.data, "127.0.0.1:0")
-	} else {
-		var err error
-		if cfg, err = config.Load(f.config, e.getenv, e.now()); err != nil {
-			return fmt.Errorf("invalid configuration:\n%w", err)
-		}
-	}
-	st, err := store.Open(ctx, cfg.StoreURL())
+	cfg, dev, st, err := openStore(ctx, f, e)
 	if err != nil {
 		return err
 	}
@@ -103,6 +90,24 @@ func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func
 		return err
 	}
 	return fn(iss)
+}
+
+// openStore opens the store of a --config file, or of the --dev data
+// directory, which must exist; dev reports which.
+func openStore(ctx context.Context, f keysFlags, e env) (cfg *config.Config, dev bool, st *store.Store, err error) {
+	dev = f.config == ""
+	if dev {
+		if _, err := os.Stat(f.data); errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil, fmt.Errorf("data directory %s does not exist: start mcpsts serve --dev first, or pass --data or --config", f.data)
+		}
+		cfg = devConfig(f.data, "127.0.0.1:0")
+	} else if cfg, err = config.Load(f.config, e.getenv, e.now()); err != nil {
+		return nil, false, nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if st, err = store.Open(ctx, cfg.StoreURL()); err != nil {
+		return nil, false, nil, err
+	}
+	return cfg, dev, st, nil
 }
 
 func printKeys(w io.Writer, keys []issuer.KeyStatus) {
