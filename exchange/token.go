@@ -37,6 +37,10 @@ const (
 	// AssertionJWTBearer is the client_assertion_type of private_key_jwt
 	// client authentication (RFC 7523 §2.2).
 	AssertionJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	// EvidenceTLSClient is the Attestors key of the attestor that verifies
+	// TLS client certificates (X.509-SVIDs) for tls_client_auth; it is
+	// attest/spiffe's evidence type.
+	EvidenceTLSClient = "urn:mcpsts:evidence:x509-svid"
 
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
@@ -327,15 +331,25 @@ func (t *tokenEndpoint) jwtBearer(ctx context.Context, r *http.Request, f form) 
 // client-credentials extension): the trust maps decide which client the
 // workload is; a client_id sent along must be that one.
 func (t *tokenEndpoint) clientCredentials(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
-	assertion := f.get("client_assertion")
-	if assertion == "" {
-		return nil, fail(http.StatusUnauthorized, errInvalidClient, "the client credentials grant needs client_assertion (a workload JWT, "+AssertionJWTBearer+")")
+	var id attest.Identity
+	var err error
+	switch assertion := f.get("client_assertion"); {
+	case assertion != "":
+		att, ok := t.cfg.Attestors[GrantJWTBearer]
+		if !ok {
+			return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the client credentials grant is not enabled")
+		}
+		id, err = att.Attest(ctx, attest.Evidence{Type: AssertionJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
+	case len(peer(r)) > 0 && t.cfg.Attestors[EvidenceTLSClient] != nil:
+		// tls_client_auth (RFC 8705 §2.1): the client certificate (an
+		// X.509-SVID) authenticates; client_id is required.
+		if f.get("client_id") == "" {
+			return nil, fail(http.StatusUnauthorized, errInvalidClient, "tls_client_auth needs client_id")
+		}
+		id, err = t.cfg.Attestors[EvidenceTLSClient].Attest(ctx, attest.Evidence{Type: EvidenceTLSClient, PeerCertificates: peer(r)})
+	default:
+		return nil, fail(http.StatusUnauthorized, errInvalidClient, "the client credentials grant needs client_assertion (a workload JWT, "+AssertionJWTBearer+") or a client certificate (tls_client_auth)")
 	}
-	att, ok := t.cfg.Attestors[GrantJWTBearer]
-	if !ok {
-		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the client credentials grant is not enabled")
-	}
-	id, err := att.Attest(ctx, attest.Evidence{Type: AssertionJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
 	if err != nil {
 		e := attestError(err, errInvalidClient) // RFC 7523 §3.2
 		if e.code == errInvalidClient {
@@ -346,11 +360,7 @@ func (t *tokenEndpoint) clientCredentials(ctx context.Context, r *http.Request, 
 	if id.Kind == oidc.UserKind {
 		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a user's token is not a client credential")
 	}
-	resp, oerr := t.grant(ctx, r, f, id, GrantClientCreds, TokenTypeAccessToken)
-	if oerr != nil {
-		return nil, oerr
-	}
-	return resp, nil
+	return t.grant(ctx, r, f, id, GrantClientCreds, TokenTypeAccessToken)
 }
 
 func requestedType(rt string) (string, *oauthError) {
