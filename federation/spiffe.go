@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	spiffefed "github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
 // BundleGetter gives the bundle of one trust domain (a static bundle, a
@@ -221,4 +222,54 @@ func (e *BundleEndpoint) Run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// WorkloadAPISource is the bundles the local SPIFFE Workload API (a SPIRE
+// agent) serves, kept live. It connects in the background: until the first
+// update arrives every lookup answers ErrNotReady, and an agent that is
+// down does not stop the server.
+type WorkloadAPISource struct {
+	src atomic.Pointer[workloadapi.BundleSource]
+}
+
+// NewWorkloadAPISource starts connecting to the Workload API at addr
+// ("unix:///…"; empty means SPIFFE_ENDPOINT_SOCKET) and keeps retrying
+// until ctx is done.
+func NewWorkloadAPISource(ctx context.Context, addr string, log *slog.Logger) *WorkloadAPISource {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &WorkloadAPISource{}
+	go func() {
+		var opts []workloadapi.ClientOption
+		if addr != "" {
+			opts = append(opts, workloadapi.WithAddr(addr))
+		}
+		backoff := time.Second
+		for ctx.Err() == nil {
+			src, err := workloadapi.NewBundleSource(ctx, workloadapi.WithClientOptions(opts...))
+			if err == nil {
+				s.src.Store(src)
+				<-ctx.Done()
+				src.Close()
+				return
+			}
+			log.Warn("SPIFFE Workload API unreachable", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+		}
+	}()
+	return s
+}
+
+// GetBundleForTrustDomain implements BundleGetter.
+func (s *WorkloadAPISource) GetBundleForTrustDomain(td spiffeid.TrustDomain) (*spiffebundle.Bundle, error) {
+	src := s.src.Load()
+	if src == nil {
+		return nil, fmt.Errorf("%w: the SPIFFE Workload API has not answered yet", ErrNotReady)
+	}
+	return src.GetBundleForTrustDomain(td)
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
@@ -153,17 +152,20 @@ func TestWorkloadAPIBundles(t *testing.T) {
 	api := federationtest.NewWorkloadAPI(t, own, partner)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	src, err := workloadapi.NewBundleSource(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(api.Addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := federation.NewWorkloadAPISource(ctx, api.Addr, nil)
 	bundles := federation.NewBundles()
 	bundles.Add(own.TD, src)
 	bundles.Add(partner.TD, src)
 	svid, _ := partner.X509SVID("/svc", federationtest.SVIDOptions{})
-	if _, _, err := x509svid.Verify(svid, bundles); err != nil {
-		t.Fatalf("federated SVID through the Workload API: %v", err)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, _, err := x509svid.Verify(svid, bundles)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("federated SVID through the Workload API: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	tok := own.JWTSVID("/svc", []string{"https://sts.example.com"}, time.Now().Add(time.Minute))
 	if _, err := jwtsvid.ParseAndValidate(tok, bundles, []string{"https://sts.example.com"}); err != nil {
@@ -218,5 +220,15 @@ func TestLoadBundleFile(t *testing.T) {
 	}
 	if err := bundles.Add(td.TD, b); err == nil {
 		t.Fatal("a trust domain configured twice")
+	}
+}
+
+func TestWorkloadAPIDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := federation.NewWorkloadAPISource(ctx, "unix://"+filepath.Join(t.TempDir(), "none.sock"), nil)
+	td := spiffeid.RequireTrustDomainFromString("prod.example.org")
+	if _, err := src.GetBundleForTrustDomain(td); !errors.Is(err, federation.ErrNotReady) {
+		t.Fatalf("no agent: %v, want ErrNotReady", err)
 	}
 }

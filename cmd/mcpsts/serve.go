@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/admin"
@@ -204,10 +205,25 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if len(audiences) == 0 {
 		audiences = []string{issuerURL, paths.Origin + paths.Token}
 	}
-	verifier, providers, err := newOIDC(cfg, audiences, st, e.now, log, tp.Meters.Meter("mcpsts"))
+	oidcVerifier, verifier, providers, err := newOIDC(cfg, audiences, st, e.now, log, tp.Meters.Meter("mcpsts"))
 	if err != nil {
 		srv.Close()
 		return err
+	}
+	svidVerifier, bundleRunners, err := newSPIFFE(ctx, cfg, audiences, e.now, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	attestors := map[string]attest.Attestor{
+		exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
+	}
+	if svidVerifier != nil {
+		// JWTs go to OIDC by issuer, JWT-SVIDs to SPIFFE by trust domain;
+		// single-use OIDC providers keep their replay claim.
+		router := attest.JWTRouter{OIDC: singleUseTruster{verifier, oidcVerifier}, SPIFFE: svidVerifier}
+		attestors[exchange.TokenTypeJWT], attestors[exchange.GrantJWTBearer] = router, router
+		attestors[exchange.EvidenceTLSClient] = svidVerifier
 	}
 	iss, err := newIssuer(ctx, cfg, f.dev, issuerURL, st, e, log)
 	if err == nil {
@@ -220,11 +236,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	var h http.Handler
 	if err == nil {
 		token := exchange.NewHandler(exchange.Config{
-			Self: []string{strings.TrimSuffix(issuerURL, "/")},
-			Attestors: map[string]attest.Attestor{
-				exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
-			},
-			Decider: policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+			Self:      []string{strings.TrimSuffix(issuerURL, "/")},
+			Attestors: attestors,
+			Decider:   policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
 			DefaultTTL:  cfg.Tokens.DefaultTTL,
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
@@ -250,6 +264,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	for _, p := range providers {
 		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())
 		go p.Run(ctx)
+	}
+	for _, run := range bundleRunners {
+		go run(ctx)
 	}
 	if err := srv.Serve(ctx, h); err != nil {
 		return err
@@ -292,6 +309,15 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 	mux.Handle("GET "+paths.OIDC, metadata)
 	return mux, nil
 }
+
+// singleUseTruster is the single-use-wrapped OIDC attestor with its
+// verifier's issuer list, for attest.JWTRouter.
+type singleUseTruster struct {
+	attest.Attestor
+	v *oidc.Verifier
+}
+
+func (s singleUseTruster) Trusts(iss string) bool { return s.v.Trusts(iss) }
 
 // providerAlgorithms lists the algorithms the trusted providers sign with,
 // in a fixed order: those accepted for client assertions.

@@ -38,6 +38,7 @@ type Config struct {
 	Providers []Provider `yaml:"providers"`
 	// TrustMaps are the policy files.
 	TrustMaps TrustMaps `yaml:"trust_maps"`
+	SPIFFE    SPIFFE    `yaml:"spiffe"`
 	Admin     Admin     `yaml:"admin"`
 	Limits    Limits    `yaml:"limits"`
 	Server    Server    `yaml:"server"`
@@ -109,6 +110,35 @@ type Admin struct {
 	Audience     string   `yaml:"audience"` // default: <issuer>/admin
 	ClientCAFile string   `yaml:"client_ca_file"`
 	ClientNames  []string `yaml:"client_names"` // URI SAN (a SPIFFE ID) or common name
+}
+
+// SPIFFE lists the trusted SPIFFE trust domains.
+type SPIFFE struct {
+	TrustDomains []TrustDomain `yaml:"trust_domains"`
+	// WorkloadAPISocket is the agent's socket, unix:///…; empty means
+	// SPIFFE_ENDPOINT_SOCKET.
+	WorkloadAPISocket string `yaml:"workload_api_socket"`
+}
+
+// TrustDomain is one trusted trust domain and the one source of its bundle.
+type TrustDomain struct {
+	Name           string          `yaml:"name"`
+	BundleFile     string          `yaml:"bundle_file"`
+	WorkloadAPI    bool            `yaml:"workload_api"`
+	BundleEndpoint *BundleEndpoint `yaml:"bundle_endpoint"`
+}
+
+// BundleEndpoint is a SPIFFE federation bundle endpoint.
+type BundleEndpoint struct {
+	URL     string `yaml:"url"`
+	Profile string `yaml:"profile"` // https_web or https_spiffe
+	// EndpointSPIFFEID authenticates an https_spiffe endpoint, against the
+	// bundle in InitialBundleFile.
+	EndpointSPIFFEID  string `yaml:"endpoint_spiffe_id"`
+	InitialBundleFile string `yaml:"initial_bundle_file"`
+	// CAFile trusts a private CA for an https_web endpoint (default: the
+	// system roots).
+	CAFile string `yaml:"ca_file"`
 }
 
 // Limits are the token endpoint's rate limits.

@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, data_dir, issuer, keys, limits, listen, log, providers, server, store, tls, tokens, trust_maps)",
+			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, data_dir, issuer, keys, limits, listen, log, providers, server, spiffe, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -242,6 +242,21 @@ providers:
 		{"limits", good + "limits:\n  per_identity: {rate: -1}\n  per_client: {rate: 5, burst: 0}\n", []string{
 			"mcpsts.yaml:6: limits.per_identity.rate: -1 is out of range",
 			"mcpsts.yaml:7: limits.per_client.burst: 0 is out of range (1 to 1e6)",
+		}},
+		{"spiffe", good + `spiffe:
+  trust_domains:
+    - {name: "prod.example.org", bundle_file: /no/bundle, workload_api: true}
+    - {name: "bad/name", bundle_endpoint: {url: "http://x", profile: https_spiffe, endpoint_spiffe_id: "spiffe://other.org/e", initial_bundle_file: /no/b}}
+    - {name: "prod.example.org", bundle_endpoint: {url: "https://x", profile: ftp}}
+`, []string{
+			"spiffe.trust_domains[0]: want exactly one bundle source of bundle_file, workload_api and bundle_endpoint; got 2",
+			"spiffe.trust_domains[0].bundle_file: no such file or directory (/no/bundle)",
+			`spiffe.trust_domains[1].name: "bad/name" is not a trust domain name`,
+			`spiffe.trust_domains[1].bundle_endpoint.url: "http://x" is not an https URL`,
+			`spiffe.trust_domains[1].bundle_endpoint.endpoint_spiffe_id: "spiffe://other.org/e" is not a SPIFFE ID of bad/name`,
+			"spiffe.trust_domains[1].bundle_endpoint.initial_bundle_file: no such file or directory (/no/b)",
+			`spiffe.trust_domains[2].name: "prod.example.org" is also spiffe.trust_domains[0]`,
+			`spiffe.trust_domains[2].bundle_endpoint.profile: "ftp" is not https_web or https_spiffe`,
 		}},
 		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
 			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
@@ -186,6 +188,53 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	for i, a := range c.Audiences {
 		if p := absoluteURIProblem(a); p != "" {
 			add(fmt.Sprintf("audiences[%d]", i), p)
+		}
+	}
+	tds := map[string]int{}
+	for i, td := range c.SPIFFE.TrustDomains {
+		path := fmt.Sprintf("spiffe.trust_domains[%d]", i)
+		if _, err := spiffeid.TrustDomainFromString(td.Name); err != nil || td.Name == "" || strings.Contains(td.Name, "/") {
+			add(path+".name", fmt.Sprintf("%q is not a trust domain name", td.Name))
+		}
+		if j, dup := tds[td.Name]; dup {
+			add(path+".name", fmt.Sprintf("%q is also spiffe.trust_domains[%d]", td.Name, j))
+		}
+		tds[td.Name] = i
+		sources := 0
+		for _, set := range []bool{td.BundleFile != "", td.WorkloadAPI, td.BundleEndpoint != nil} {
+			if set {
+				sources++
+			}
+		}
+		if sources != 1 {
+			add(path, fmt.Sprintf("want exactly one bundle source of bundle_file, workload_api and bundle_endpoint; got %d", sources))
+		}
+		if td.BundleFile != "" {
+			if msg := fileProblem(td.BundleFile); msg != "" {
+				add(path+".bundle_file", msg)
+			}
+		}
+		if ep := td.BundleEndpoint; ep != nil {
+			if !strings.HasPrefix(ep.URL, "https://") {
+				add(path+".bundle_endpoint.url", fmt.Sprintf("%q is not an https URL", ep.URL))
+			}
+			switch ep.Profile {
+			case "https_web":
+				if ep.CAFile != "" {
+					if msg := fileProblem(ep.CAFile); msg != "" {
+						add(path+".bundle_endpoint.ca_file", msg)
+					}
+				}
+			case "https_spiffe":
+				if id, err := spiffeid.FromString(ep.EndpointSPIFFEID); err != nil || id.TrustDomain().Name() != td.Name {
+					add(path+".bundle_endpoint.endpoint_spiffe_id", fmt.Sprintf("%q is not a SPIFFE ID of %s", ep.EndpointSPIFFEID, td.Name))
+				}
+				if msg := fileProblem(ep.InitialBundleFile); msg != "" {
+					add(path+".bundle_endpoint.initial_bundle_file", msg)
+				}
+			default:
+				add(path+".bundle_endpoint.profile", fmt.Sprintf("%q is not https_web or https_spiffe", ep.Profile))
+			}
 		}
 	}
 	names := map[string]int{}

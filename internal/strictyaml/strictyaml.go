@@ -87,6 +87,15 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		d.lines[path] = n.Line
 	}
 	switch {
+	case v.Kind() == reflect.Pointer:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return // absent: stays nil
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.value(n, path, v.Elem())
+		return
 	case v.Kind() == reflect.Struct:
 		d.mapping(n, path, v)
 		return
