@@ -76,6 +76,19 @@ func TestSPIFFEClients(t *testing.T) {
 		})
 	}
 
+	// The X.509-SVID of the connection as the subject of a token exchange.
+	mtlsForm := url.Values{"grant_type": {exchange.GrantTokenExchange}, "subject_token": {"tls"}, "subject_token_type": {exchange.TokenTypeMTLS}, "resource": {"https://payments.example.com/mcp"}}
+	if res := e.post(t, mtlsForm, nil, cert(prod)); res.status != 200 {
+		t.Fatalf("X.509-SVID as the exchange's subject: %d %v", res.status, res.body)
+	}
+	if res := e.post(t, mtlsForm, nil); res.status != 400 || !strings.Contains(res.body["error_description"].(string), "no_certificate") {
+		t.Fatalf("mtls subject without a certificate: %d %v", res.status, res.body)
+	}
+	mtlsForm.Set("subject_token", "x")
+	if res := e.post(t, mtlsForm, nil, cert(prod)); res.status != 400 || !strings.Contains(res.body["error_description"].(string), "literal tls") {
+		t.Fatalf("mtls subject with another token: %d %v", res.status, res.body)
+	}
+
 	svid := prod.JWTSVID("/ns/billing/sa/agent", []string{broker}, time.Now().Add(5*time.Minute))
 	f := url.Values{"grant_type": {exchange.GrantTokenExchange}, "subject_token": {svid}, "subject_token_type": {exchange.TokenTypeJWT}, "resource": {"https://payments.example.com/mcp"}}
 	if res := e.post(t, f, nil); res.status != 200 {

@@ -41,6 +41,10 @@ const (
 	// TLS client certificates (X.509-SVIDs) for tls_client_auth; it is
 	// attest/spiffe's evidence type.
 	EvidenceTLSClient = "urn:mcpsts:evidence:x509-svid"
+	// TokenTypeMTLS names the TLS client certificate of the request as the
+	// subject of a token exchange (an X.509-SVID proven on the connection);
+	// the subject_token itself must be the literal "tls".
+	TokenTypeMTLS = "urn:mcpsts:token-type:mtls"
 
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
@@ -288,11 +292,18 @@ func (t *tokenEndpoint) tokenExchange(ctx context.Context, r *http.Request, f fo
 	if subjectType == TokenTypeAccessToken {
 		return t.delegate(ctx, r, f, issued)
 	}
-	att, ok := t.cfg.Attestors[subjectType]
+	evType := subjectType
+	if subjectType == TokenTypeMTLS {
+		if subject != "tls" {
+			return nil, fail(http.StatusBadRequest, errInvalidRequest, "with subject_token_type "+TokenTypeMTLS+" the subject_token is the literal tls")
+		}
+		evType = EvidenceTLSClient
+	}
+	att, ok := t.cfg.Attestors[evType]
 	if !ok {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported subject_token_type "+truncate(subjectType))
 	}
-	id, err := att.Attest(ctx, attest.Evidence{Type: subjectType, Token: []byte(subject), PeerCertificates: peer(r)})
+	id, err := att.Attest(ctx, attest.Evidence{Type: evType, Token: []byte(subject), PeerCertificates: peer(r)})
 	if err != nil {
 		// RFC 8693 §2.2.2: an invalid or unacceptable subject token is
 		// invalid_request, not invalid_grant.

@@ -42,7 +42,7 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	// Only what is implemented today; issues that add endpoints add here.
 	implemented := map[string]bool{"issuer": true, "jwks_uri": true, "token_endpoint": true,
 		"grant_types_supported": true, "token_endpoint_auth_methods_supported": true,
-		"token_endpoint_auth_signing_alg_values_supported": true}
+		"token_endpoint_auth_signing_alg_values_supported": true, "tls_client_certificate_bound_access_tokens": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)
@@ -89,7 +89,7 @@ func TestRoutesWithIssuerPath(t *testing.T) {
 	if err := iss.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := routes(issuerURL, st, iss, http.NotFoundHandler(), nil, discardLog())
+	h, err := routes(issuerURL, st, iss, http.NotFoundHandler(), nil, false, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -243,7 +243,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
-		h, err = routes(issuerURL, st, iss, token, providerAlgorithms(providers), log)
+		h, err = routes(issuerURL, st, iss, token, providerAlgorithms(providers), svidVerifier != nil, log)
 	}
 	if err == nil {
 		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Log: log, Clock: e.now}))
@@ -276,7 +276,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 }
 
 // routes mounts every handler of the server under the issuer's paths.
-func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Handler, signingAlgs []string, log *slog.Logger) (http.Handler, error) {
+func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Handler, signingAlgs []string, tlsClientAuth bool, log *slog.Logger) (http.Handler, error) {
 	paths, err := exchange.PathsFor(issuerURL)
 	if err != nil {
 		return nil, err
@@ -284,6 +284,9 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 	authMethods := []string{"none"}
 	if len(signingAlgs) > 0 { // RFC 8414: private_key_jwt comes with its algorithms
 		authMethods = append(authMethods, "private_key_jwt")
+	}
+	if tlsClientAuth {
+		authMethods = append(authMethods, "tls_client_auth")
 	}
 	metadata, err := exchange.MetadataHandler(exchange.Metadata{
 		Issuer:                            issuerURL,
@@ -293,6 +296,7 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 		TokenEndpointAuthMethodsSupported: authMethods,
 		// private_key_jwt assertions are provider-signed workload JWTs.
 		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
+		TLSClientCertificateBoundAccessTokens:      true, // require_binding: mtls
 	})
 	if err != nil {
 		return nil, err
