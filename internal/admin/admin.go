@@ -172,15 +172,7 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, err := a.cfg.Repo.PutRecord(r.Context(), id, body, ver)
-	switch {
-	case errors.Is(err, trustmaps.ErrConflict):
-		a.fail(w, http.StatusPreconditionFailed, "version_conflict", "the map changed since that version, or exists already")
-		return
-	case errors.Is(err, trustmaps.ErrNotFound):
-		a.fail(w, http.StatusNotFound, "not_found", "no trust map "+strconv.Quote(id))
-		return
-	case err != nil:
-		a.internal(w, err)
+	if a.repoFailed(w, id, err, "the map changed since that version, or exists already") {
 		return
 	}
 	a.reload(r)
@@ -232,19 +224,27 @@ func (a *api) delete(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, "invalid_trust_map", "the trust maps would not compile without this map", problems...)
 		return
 	}
-	switch err := a.cfg.Repo.DeleteRecord(r.Context(), id, ver); {
-	case errors.Is(err, trustmaps.ErrConflict):
-		a.fail(w, http.StatusPreconditionFailed, "version_conflict", "the map changed since that version")
-		return
-	case errors.Is(err, trustmaps.ErrNotFound):
-		a.fail(w, http.StatusNotFound, "not_found", "no trust map "+strconv.Quote(id))
-		return
-	case err != nil:
-		a.internal(w, err)
+	if a.repoFailed(w, id, a.cfg.Repo.DeleteRecord(r.Context(), id, ver), "the map changed since that version") {
 		return
 	}
 	a.reload(r)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// repoFailed answers a repository write's error, if any, and reports
+// whether it did.
+func (a *api) repoFailed(w http.ResponseWriter, id string, err error, conflict string) bool {
+	switch {
+	case errors.Is(err, trustmaps.ErrConflict):
+		a.fail(w, http.StatusPreconditionFailed, "version_conflict", conflict)
+	case errors.Is(err, trustmaps.ErrNotFound):
+		a.fail(w, http.StatusNotFound, "not_found", "no trust map "+strconv.Quote(id))
+	case err != nil:
+		a.internal(w, err)
+	default:
+		return false
+	}
+	return true
 }
 
 // explainRequest is the body of POST /admin/v1/explain.
