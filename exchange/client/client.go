@@ -1,0 +1,202 @@
+// Package client is what agents embed to get tokens from mcpsts: it
+// discovers the token endpoint from the broker's RFC 8414 metadata, builds
+// evidence with an evidence source (the platform's own credential), and
+// exchanges it (RFC 8693) for an access token for one MCP server. It is
+// the agent side only: it imports nothing of the server.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Evidence is what a source produces: a token and its RFC 8693 type.
+type Evidence struct {
+	Token     string
+	TokenType string
+}
+
+// Source produces evidence for a broker. Implementations must be safe for
+// concurrent use and read their credential afresh on every call (platform
+// tokens rotate under them).
+type Source interface {
+	// Name says which source this is, for diagnostics.
+	Name() string
+	// Evidence returns the workload's credential, addressed to audience
+	// (the broker's issuer).
+	Evidence(ctx context.Context, audience string) (Evidence, error)
+}
+
+// Client talks to one broker. It is safe for concurrent use.
+type Client struct {
+	broker string
+	http   *http.Client
+	source Source
+	now    func() time.Time
+
+	mu            sync.Mutex
+	tokenEndpoint string                  // discovered once
+	sources       map[string]*TokenSource // by audience and scopes
+}
+
+// Options configure a Client.
+type Options struct {
+	// HTTPClient carries the requests; nil means one with a 30s timeout.
+	// Trust a private CA through its transport.
+	HTTPClient *http.Client
+	Clock      func() time.Time
+}
+
+// New returns a client for the broker at issuer URL broker (https only).
+func New(broker string, source Source, o Options) (*Client, error) {
+	u, err := url.Parse(broker)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, &Error{Step: StepConfig, Description: fmt.Sprintf("the broker URL %q is not https (plain http is refused)", broker)}
+	}
+	if source == nil {
+		return nil, &Error{Step: StepConfig, Description: "no evidence source"}
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return &Client{broker: strings.TrimSuffix(broker, "/"), http: o.HTTPClient, source: source, now: o.Clock}, nil
+}
+
+// Steps of an exchange, named in errors.
+const (
+	StepConfig    = "configuration"
+	StepDiscovery = "discovery"
+	StepEvidence  = "evidence"
+	StepExchange  = "exchange"
+)
+
+// Error says which step failed and, for the exchange, the OAuth error the
+// broker gave.
+type Error struct {
+	Step        string
+	Code        string // OAuth error code, when the broker answered with one
+	Description string
+	Status      int // HTTP status, when the broker answered
+	Err         error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Step + " failed")
+	if e.Code != "" {
+		b.WriteString(": " + e.Code)
+	}
+	if e.Description != "" {
+		b.WriteString(": " + e.Description)
+	}
+	if e.Err != nil {
+		b.WriteString(": " + e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Token is an access token from the broker.
+type Token struct {
+	AccessToken     string    `json:"access_token"`
+	IssuedTokenType string    `json:"issued_token_type,omitempty"`
+	TokenType       string    `json:"token_type"`
+	ExpiresIn       int64     `json:"expires_in"`
+	Scope           string    `json:"scope,omitempty"`
+	Expiry          time.Time `json:"expiry"`
+}
+
+func (c *Client) endpoint(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tokenEndpoint != "" {
+		return c.tokenEndpoint, nil
+	}
+	u, _ := url.Parse(c.broker)
+	md := u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + u.EscapedPath()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, md, nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", &Error{Step: StepDiscovery, Description: "the broker is unreachable", Err: err}
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Issuer        string `json:"issuer"`
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc) != nil {
+		return "", &Error{Step: StepDiscovery, Status: resp.StatusCode, Description: "no authorization server metadata at " + md}
+	}
+	if strings.TrimSuffix(doc.Issuer, "/") != c.broker { // RFC 8414 §3.3
+		return "", &Error{Step: StepDiscovery, Description: fmt.Sprintf("the metadata names issuer %q, not %q", doc.Issuer, c.broker)}
+	}
+	if te, err := url.Parse(doc.TokenEndpoint); err != nil || te.Scheme != "https" {
+		return "", &Error{Step: StepDiscovery, Description: "the metadata has no https token_endpoint"}
+	}
+	c.tokenEndpoint = doc.TokenEndpoint
+	return c.tokenEndpoint, nil
+}
+
+// Exchange gets a token for the MCP server audience with scopes (none: the
+// trust map's defaults).
+func (c *Client) Exchange(ctx context.Context, audience string, scopes []string) (*Token, error) {
+	te, err := c.endpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := c.source.Evidence(ctx, c.broker)
+	if err != nil {
+		return nil, &Error{Step: StepEvidence, Description: "source " + c.source.Name(), Err: err}
+	}
+	form := url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":      {ev.Token},
+		"subject_token_type": {ev.TokenType},
+		"resource":           {audience},
+	}
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, te, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	start := c.now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &Error{Step: StepExchange, Description: "the broker is unreachable", Err: err}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		json.Unmarshal(body, &oe)
+		return nil, &Error{Step: StepExchange, Status: resp.StatusCode, Code: oe.Error, Description: oe.Description}
+	}
+	var tok Token
+	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" || tok.ExpiresIn <= 0 {
+		return nil, &Error{Step: StepExchange, Status: resp.StatusCode, Description: "the broker's answer is not a token response"}
+	}
+	tok.Expiry = start.Add(time.Duration(tok.ExpiresIn) * time.Second)
+	return &tok, nil
+}
+
+// IsUnreachable reports whether err means the broker could not be reached.
+func IsUnreachable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == 0 && e.Err != nil && e.Step != StepEvidence
+}
+

@@ -1,0 +1,152 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+// Token types of the evidence.
+const (
+	typeJWT = "urn:ietf:params:oauth:token-type:jwt"
+)
+
+// FileSource reads a JWT from a file on every use (a Kubernetes projected
+// service-account token, which the kubelet rotates in place, or any JWT).
+type FileSource struct {
+	Path  string
+	Label string // name in diagnostics; default "file:<path>"
+}
+
+// Name implements Source.
+func (f FileSource) Name() string {
+	if f.Label != "" {
+		return f.Label
+	}
+	return "file:" + f.Path
+}
+
+// Evidence implements Source.
+func (f FileSource) Evidence(context.Context, string) (Evidence, error) {
+	b, err := os.ReadFile(f.Path)
+	if err != nil {
+		return Evidence{}, err
+	}
+	tok := strings.TrimSpace(string(b))
+	if strings.Count(tok, ".") != 2 {
+		return Evidence{}, fmt.Errorf("%s does not hold a JWT", f.Path)
+	}
+	return Evidence{Token: tok, TokenType: typeJWT}, nil
+}
+
+// DefaultK8sTokenPath is where the k8s source reads the projected
+// service-account token (a volume with audience = the broker's issuer);
+// MCPSTS_K8S_TOKEN_FILE overrides it.
+const DefaultK8sTokenPath = "/var/run/secrets/mcpsts/token"
+
+// GitHubSource asks the GitHub Actions runtime for an OIDC token addressed
+// to the broker (ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN; the job needs
+// `permissions: id-token: write`).
+type GitHubSource struct {
+	Getenv func(string) string
+	HTTP   *http.Client
+}
+
+// Name implements Source.
+func (GitHubSource) Name() string { return "github" }
+
+// Evidence implements Source.
+func (g GitHubSource) Evidence(ctx context.Context, audience string) (Evidence, error) {
+	reqURL, bearer := g.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"), g.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+	if reqURL == "" || bearer == "" {
+		return Evidence{}, errors.New("ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set (permissions: id-token: write)")
+	}
+	u, err := url.Parse(reqURL)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("ACTIONS_ID_TOKEN_REQUEST_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("audience", audience)
+	u.RawQuery = q.Encode()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	c := g.HTTP
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Evidence{}, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Value string `json:"value"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body) != nil || body.Value == "" {
+		return Evidence{}, fmt.Errorf("the Actions token service answered %d without a token", resp.StatusCode)
+	}
+	return Evidence{Token: body.Value, TokenType: typeJWT}, nil
+}
+
+// SPIFFESource fetches a JWT-SVID for the broker from the SPIFFE Workload
+// API (a SPIRE agent).
+type SPIFFESource struct {
+	Addr string // unix:///…; empty: SPIFFE_ENDPOINT_SOCKET
+}
+
+// Name implements Source.
+func (SPIFFESource) Name() string { return "spiffe" }
+
+// Evidence implements Source.
+func (s SPIFFESource) Evidence(ctx context.Context, audience string) (Evidence, error) {
+	var opts []workloadapi.ClientOption
+	if s.Addr != "" {
+		opts = append(opts, workloadapi.WithAddr(s.Addr))
+	}
+	svid, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: audience}, opts...)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("Workload API: %w", err)
+	}
+	return Evidence{Token: svid.Marshal(), TokenType: typeJWT}, nil
+}
+
+// SourceByName builds a source: k8s, github, spiffe, file:PATH, or auto
+// (the first whose environment is present: a k8s token file, the GitHub
+// Actions variables, a SPIFFE socket). It says which one auto chose.
+func SourceByName(name string, getenv func(string) string) (Source, error) {
+	k8sPath := getenv("MCPSTS_K8S_TOKEN_FILE")
+	if k8sPath == "" {
+		k8sPath = DefaultK8sTokenPath
+	}
+	switch {
+	case name == "k8s":
+		return FileSource{Path: k8sPath, Label: "k8s"}, nil
+	case name == "github":
+		return GitHubSource{Getenv: getenv}, nil
+	case name == "spiffe":
+		return SPIFFESource{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
+	case strings.HasPrefix(name, "file:") && len(name) > 5:
+		return FileSource{Path: name[5:]}, nil
+	case name == "auto" || name == "":
+		if _, err := os.Stat(k8sPath); err == nil {
+			return FileSource{Path: k8sPath, Label: "k8s"}, nil
+		}
+		if getenv("ACTIONS_ID_TOKEN_REQUEST_URL") != "" {
+			return GitHubSource{Getenv: getenv}, nil
+		}
+		if getenv("SPIFFE_ENDPOINT_SOCKET") != "" {
+			return SPIFFESource{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
+		}
+		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET)")
+	}
+	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe or file:PATH; aws, gcp and azure arrive with cloud attestation)", name)
+}
