@@ -199,4 +199,3 @@ func IsUnreachable(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Status == 0 && e.Err != nil && e.Step != StepEvidence
 }
-

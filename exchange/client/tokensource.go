@@ -119,4 +119,3 @@ func (s *TokenSource) refresh(f *flight) {
 	s.flight = nil
 	close(f.done)
 }
-
