@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -26,6 +27,10 @@ func main() {
 	root := newRootCommand(env{getenv: os.Getenv, now: time.Now})
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "mcpsts:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -37,6 +42,6 @@ func newRootCommand(e env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newVersionCommand())
+	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newVersionCommand())
 	return root
 }

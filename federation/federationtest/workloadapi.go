@@ -1,6 +1,7 @@
 package federationtest
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
@@ -136,4 +138,15 @@ func (w *WorkloadAPI) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc
 		case <-changed:
 		}
 	}
+}
+
+// FetchJWTSVID implements the Workload API: a JWT-SVID of the own trust
+// domain's workload /mcpsts-agent for the requested audience.
+func (w *WorkloadAPI) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
+	if err := checkHeader(metadata.FromIncomingContext(ctx)); err != nil {
+		return nil, err
+	}
+	const path = "/mcpsts-agent"
+	tok := w.own.JWTSVID(path, req.Audience, time.Now().Add(5*time.Minute))
+	return &workload.JWTSVIDResponse{Svids: []*workload.JWTSVID{{SpiffeId: w.own.TD.IDString() + path, Svid: tok}}}, nil
 }

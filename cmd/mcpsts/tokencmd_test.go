@@ -1,0 +1,144 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+)
+
+// brokerWithProvider serves mcpsts with issuer https://127.0.0.1:PORT, a
+// fake IdP trusted as provider "ci" and a trust map for its workload; it
+// returns the broker URL, its CA and a file holding the workload's token.
+func brokerWithProvider(t *testing.T) (broker, ca, tokenFile string, idp *federationtest.Issuer) {
+	t.Helper()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cert, key, ca := productionFiles(t)
+	idp = federationtest.NewIssuer(t)
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	maps := t.TempDir()
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
+match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
+grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read, write], default_scopes: [read]}
+`), 0o600)
+	broker = "https://" + addr
+	file := writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+trust_maps: {paths: [%s]}
+`, broker, addr, t.TempDir(), cert, key, idp.URL, idpCA, maps))
+	startServe(t, testEnv(nil), "--config", file)
+	n := time.Now().Unix()
+	tokenFile = filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(idp.Sign(map[string]any{"iss": idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": broker, "iat": n, "exp": n + 600}, nil)), 0o600)
+	return broker, ca, tokenFile, idp
+}
+
+func TestTokenCommand(t *testing.T) {
+	broker, ca, tokenFile, _ := brokerWithProvider(t)
+	base := []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}
+
+	out, stderr, err := run(t, testEnv(nil), base...)
+	if err != nil || strings.Count(out, ".") != 2 || strings.Count(out, "\n") != 1 || !strings.Contains(stderr, "evidence source file:") {
+		t.Fatalf("token = %q (stderr %q), %v", out, stderr, err)
+	}
+	out, _, err = run(t, testEnv(nil), append(base, "--json", "--scope", "write")...)
+	if err != nil || !strings.Contains(out, `"token_type": "Bearer"`) || !strings.Contains(out, `"expires_in": 900`) {
+		t.Fatalf("--json = %q, %v", out, err)
+	}
+	outFile := filepath.Join(t.TempDir(), "at")
+	if _, _, err := run(t, testEnv(nil), append(base, "--out", outFile)...); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(outFile); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() < 100 {
+		t.Fatalf("--out file: %v %v", fi, err)
+	}
+
+	// --exec passes the token and the exit code.
+	_, _, err = run(t, testEnv(nil), append(base, "--", "sh", "-c", `test -n "$MCPSTS_TOKEN" && test -s "$MCPSTS_TOKEN_FILE" && exit 7`)...)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 7 {
+		t.Fatalf("--exec exit code: %v", err)
+	}
+	if _, _, err := run(t, testEnv(nil), append(base, "--", "sh", "-c", "exit 0")...); err != nil {
+		t.Fatalf("--exec success: %v", err)
+	}
+
+	// Exit codes, with the failing step and the broker's OAuth error.
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"http broker", []string{"token", "--broker", "http://127.0.0.1:1", "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}, exitConfig, "plain http is refused"},
+		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "aws"), exitConfig, "unknown source"},
+		{"no credential", append(append([]string{}, base[:len(base)-1]...), "file:/no/token"), exitEvidence, "evidence failed"},
+		{"denied", append(append([]string{}, base...), "--scope", "admin"), exitDenied, "exchange failed: invalid_scope"},
+		{"other audience", []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://other.example.com/mcp", "--source", "file:" + tokenFile}, exitDenied, "exchange failed: invalid_target"},
+		{"unreachable", []string{"token", "--broker", "https://127.0.0.1:1", "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}, exitUnreachable, "discovery failed"},
+		{"watch without out", append(append([]string{}, base...), "--watch"), exitConfig, "--watch needs --out"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := run(t, testEnv(nil), tt.args...)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != tt.code || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want exit %d with %q", err, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// TestTokenCommandSPIFFE: the spiffe source gets a JWT-SVID from the
+// Workload API, which the broker also reads its bundles from.
+func TestTokenCommandSPIFFE(t *testing.T) {
+	prod := federationtest.NewTrustDomain("prod.example.org")
+	api := federationtest.NewWorkloadAPI(t, prod)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cert, key, ca := productionFiles(t)
+	maps := t.TempDir()
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
+match: {provider: prod.example.org, subject: "spiffe://prod.example.org/mcpsts-agent"}
+grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"]}
+`), 0o600)
+	broker := "https://" + addr
+	file := writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+spiffe:
+  workload_api_socket: %s
+  trust_domains: [{name: prod.example.org, workload_api: true}]
+trust_maps: {paths: [%s]}
+`, broker, addr, t.TempDir(), cert, key, api.Addr, maps))
+	startServe(t, testEnv(nil), "--config", file)
+	env := testEnv(map[string]string{"SPIFFE_ENDPOINT_SOCKET": api.Addr})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _, err := run(t, env, "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "spiffe")
+		if err == nil && strings.Count(out, ".") == 2 {
+			break
+		}
+		if time.Now().After(deadline) { // the broker's Workload API source connects in the background
+			t.Fatalf("spiffe source: %q %v", out, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
