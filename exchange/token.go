@@ -501,7 +501,7 @@ func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Gran
 	}
 	resp := &tokenResponse{
 		AccessToken: tok.Raw, IssuedTokenType: issuedType, TokenType: "Bearer",
-		ExpiresIn: int64(tok.ExpiresAt.Sub(t.cfg.Clock()).Round(time.Second) / time.Second),
+		ExpiresIn: int64(tok.ExpiresAt.Sub(t.cfg.Clock()) / time.Second), // whole seconds left, never more
 	}
 	if resp.ExpiresIn < 1 {
 		resp.ExpiresIn = 1
