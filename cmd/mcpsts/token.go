@@ -42,6 +42,7 @@ type tokenFlags struct {
 	broker, audience, source, ca, out, envName string
 	scopes                                     []string
 	watch, json                                bool
+	poll                                       time.Duration
 }
 
 func newTokenCommand(e env) *cobra.Command {
@@ -80,6 +81,8 @@ refused, 5 the broker is unreachable.`,
 	fl.BoolVar(&f.watch, "watch", false, "with --out: keep the file fresh until signalled")
 	fl.BoolVar(&f.json, "json", false, "print the whole token response as JSON")
 	fl.StringVar(&f.envName, "env", "MCPSTS_TOKEN", "with --exec: the environment variable that holds the token")
+	fl.DurationVar(&f.poll, "poll", 5*time.Second, "how often a kept-fresh token is checked for renewal")
+	fl.MarkHidden("poll")
 	cmd.MarkFlagRequired("broker")
 	cmd.MarkFlagRequired("audience")
 	return cmd
@@ -136,13 +139,13 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	}
 	switch {
 	case len(args) > 0:
-		return execWithToken(ctx, ts, tok, f.envName, args, stderr)
+		return execWithToken(ctx, ts, tok, f.envName, args, f.poll, stderr)
 	case f.out != "":
 		if err := writeToken(f.out, tok.AccessToken); err != nil {
 			return &exitError{exitConfig, err}
 		}
 		if f.watch {
-			keepFresh(ctx, ts, f.out, tok.AccessToken, stderr)
+			keepFresh(ctx, ts, f.out, tok.AccessToken, f.poll, stderr)
 		}
 		return nil
 	case f.json:
@@ -175,14 +178,11 @@ func writeToken(path, token string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// refreshPoll is how often a kept-fresh token is checked (the
-// TokenSource decides when to exchange).
-const refreshPoll = 5 * time.Second
-
-// keepFresh rewrites path whenever the token source yields a new token,
-// until ctx is done. Failures are reported and retried.
-func keepFresh(ctx context.Context, ts *client.TokenSource, path, current string, stderr io.Writer) {
-	t := time.NewTicker(refreshPoll)
+// keepFresh rewrites path whenever the token source yields a new token
+// (checking every poll; the TokenSource decides when to exchange), until
+// ctx is done. Failures are reported and retried.
+func keepFresh(ctx context.Context, ts *client.TokenSource, path, current string, poll time.Duration, stderr io.Writer) {
+	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
 		select {
@@ -207,7 +207,7 @@ func keepFresh(ctx context.Context, ts *client.TokenSource, path, current string
 // execWithToken runs args with the token in its environment and a token
 // file kept fresh beside it; signals go to the child; its exit code is
 // ours.
-func execWithToken(ctx context.Context, ts *client.TokenSource, tok *client.Token, envName string, args []string, stderr io.Writer) error {
+func execWithToken(ctx context.Context, ts *client.TokenSource, tok *client.Token, envName string, args []string, poll time.Duration, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "mcpsts-token")
 	if err != nil {
 		return &exitError{exitConfig, err}
@@ -228,7 +228,7 @@ func execWithToken(ctx context.Context, ts *client.TokenSource, tok *client.Toke
 	defer signal.Stop(sigs)
 	freshCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
-	go keepFresh(freshCtx, ts, file, tok.AccessToken, stderr)
+	go keepFresh(freshCtx, ts, file, tok.AccessToken, poll, stderr)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	for {

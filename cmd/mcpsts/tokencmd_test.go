@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,5 +144,48 @@ trust_maps: {paths: [%s]}
 			t.Fatalf("spiffe source: %q %v", out, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTokenWatch: --watch rewrites the token file before the token
+// expires (the agent's clock is advanced past 80% of the lifetime).
+func TestTokenWatch(t *testing.T) {
+	broker, ca, tokenFile, _ := brokerWithProvider(t)
+	var mu sync.Mutex
+	now := time.Now()
+	e := testEnv(nil)
+	e.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	out := filepath.Join(t.TempDir(), "at")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	root := newRootCommand(e)
+	root.SetArgs([]string{"token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp",
+		"--source", "file:" + tokenFile, "--out", out, "--watch", "--poll", "20ms"})
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	var first []byte
+	for deadline := time.Now().Add(10 * time.Second); len(first) == 0; time.Sleep(10 * time.Millisecond) {
+		first, _ = os.ReadFile(out)
+		if time.Now().After(deadline) {
+			t.Fatal("no token file")
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // a new second: a new iat, a different token
+	mu.Lock()
+	now = now.Add(13 * time.Minute) // past 80% of 15 minutes
+	mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(out); len(b) > 0 && string(b) != string(first) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("--watch did not refresh the token file")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("--watch ended with %v", err)
 	}
 }
