@@ -52,7 +52,8 @@ func newTokenCommand(e env) *cobra.Command {
 		Short: "Get an access token for an MCP server with this workload's own credential",
 		Long: `Exchange this workload's platform credential for an access token for one MCP
 server. Sources: auto (default), k8s (projected token file, MCPSTS_K8S_TOKEN_FILE),
-github (Actions OIDC), spiffe (JWT-SVID from the Workload API), file:PATH.
+github (Actions OIDC), spiffe (JWT-SVID from the Workload API), spiffe-mtls
+(the X.509-SVID on the connection), file:PATH.
 
 By default the token goes to stdout and nothing else does. --json prints the
 whole token response. --out FILE writes it (mode 0600, atomically); with

@@ -7,6 +7,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,18 @@ type Source interface {
 	// (the broker's issuer).
 	Evidence(ctx context.Context, audience string) (Evidence, error)
 }
+
+// CertificateSource is a source whose evidence is a TLS client certificate
+// (an X.509-SVID) proven on the connection: the client presents it on every
+// handshake with the broker and names it as the subject of the exchange.
+type CertificateSource interface {
+	Source
+	ClientCertificate(ctx context.Context) (*tls.Certificate, error)
+}
+
+// tokenTypeMTLS names the connection's certificate as the exchange's
+// subject (the broker's urn:mcpsts:token-type:mtls).
+const tokenTypeMTLS = "urn:mcpsts:token-type:mtls"
 
 // Client talks to one broker. It is safe for concurrent use.
 type Client struct {
@@ -70,7 +83,37 @@ func New(broker string, source Source, o Options) (*Client, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if cs, ok := source.(CertificateSource); ok {
+		hc, err := withClientCertificate(o.HTTPClient, cs)
+		if err != nil {
+			return nil, err
+		}
+		o.HTTPClient = hc
+	}
 	return &Client{broker: strings.TrimSuffix(broker, "/"), http: o.HTTPClient, source: source, now: o.Clock}, nil
+}
+
+// withClientCertificate returns a copy of hc whose TLS handshakes present
+// the source's current certificate.
+func withClientCertificate(hc *http.Client, cs CertificateSource) (*http.Client, error) {
+	var t *http.Transport
+	switch base := hc.Transport.(type) {
+	case nil:
+		t = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		t = base.Clone()
+	default:
+		return nil, &Error{Step: StepConfig, Description: "a certificate source needs an *http.Transport"}
+	}
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	t.TLSClientConfig.GetClientCertificate = func(info *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return cs.ClientCertificate(info.Context())
+	}
+	out := *hc
+	out.Transport = t
+	return &out, nil
 }
 
 // Steps of an exchange, named in errors.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,6 +120,38 @@ func (s SPIFFESource) Evidence(ctx context.Context, audience string) (Evidence, 
 	return Evidence{Token: svid.Marshal(), TokenType: typeJWT}, nil
 }
 
+// SPIFFEX509Source presents the workload's X.509-SVID from the Workload
+// API on the TLS connection to the broker (mTLS) and names it as the
+// subject of the exchange.
+type SPIFFEX509Source struct {
+	Addr string // unix:///…; empty: SPIFFE_ENDPOINT_SOCKET
+}
+
+// Name implements Source.
+func (SPIFFEX509Source) Name() string { return "spiffe-mtls" }
+
+// Evidence implements Source: the subject is the connection's certificate.
+func (SPIFFEX509Source) Evidence(context.Context, string) (Evidence, error) {
+	return Evidence{Token: "tls", TokenType: tokenTypeMTLS}, nil
+}
+
+// ClientCertificate implements CertificateSource.
+func (s SPIFFEX509Source) ClientCertificate(ctx context.Context) (*tls.Certificate, error) {
+	var opts []workloadapi.ClientOption
+	if s.Addr != "" {
+		opts = append(opts, workloadapi.WithAddr(s.Addr))
+	}
+	svid, err := workloadapi.FetchX509SVID(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("Workload API: %w", err)
+	}
+	cert := &tls.Certificate{PrivateKey: svid.PrivateKey, Leaf: svid.Certificates[0]}
+	for _, c := range svid.Certificates {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert, nil
+}
+
 // SourceByName builds a source: k8s, github, spiffe, file:PATH, or auto
 // (the first whose environment is present: a k8s token file, the GitHub
 // Actions variables, a SPIFFE socket). It says which one auto chose.
@@ -134,6 +167,8 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		return GitHubSource{Getenv: getenv}, nil
 	case name == "spiffe":
 		return SPIFFESource{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
+	case name == "spiffe-mtls":
+		return SPIFFEX509Source{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
 	case strings.HasPrefix(name, "file:") && len(name) > 5:
 		return FileSource{Path: name[5:]}, nil
 	case name == "auto" || name == "":
@@ -148,5 +183,5 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		}
 		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET)")
 	}
-	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe or file:PATH; aws, gcp and azure arrive with cloud attestation)", name)
+	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls or file:PATH; aws, gcp and azure arrive with cloud attestation)", name)
 }
