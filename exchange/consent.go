@@ -34,6 +34,7 @@ func (t *tokenEndpoint) attestActor(ctx context.Context, r *http.Request, f form
 	if err != nil {
 		return attest.Identity{}, attestError(err, errInvalidRequest)
 	}
+	annotateIdentity(ctx, actor, true)
 	if actor.Kind == oidc.UserKind {
 		return attest.Identity{}, fail(http.StatusBadRequest, errInvalidRequest, "the actor must be a workload, not a user")
 	}
@@ -62,6 +63,8 @@ func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f f
 	if t.cfg.Consents == nil {
 		return nil, fail(http.StatusBadRequest, errInvalidGrant, "user-delegated tokens need the consent registry, which is not enabled")
 	}
+	annotateIdentity(ctx, user, false)
+	annotateDecision(ctx, d)
 	switch err := consent.Check(ctx, t.cfg.Consents, user.Provider, user.Subject, d.ClientID, d.Scopes, d.Audience, t.cfg.Clock()); {
 	case errors.Is(err, consent.ErrNoConsent):
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidGrant,

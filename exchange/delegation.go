@@ -93,6 +93,8 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	if err != nil {
 		return nil, decisionError(err, GrantTokenExchange)
 	}
+	annotateIdentity(ctx, original, false)
+	annotateDecision(ctx, d)
 	if !t.cfg.Decider.MayAct(d.MapID, actor) {
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest,
 			description: "the acting service may not act for this subject at this server (may_act)",

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -141,6 +142,7 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, oerr := t.serve(ctx, r)
 	if oerr != nil {
+		annotateRefusal(ctx, oerr)
 		t.cfg.Log.Info("token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
 		writeError(w, oerr, traceID)
 		return
@@ -258,6 +260,7 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request) (*tokenRespo
 		return nil, oerr
 	}
 	gt := f.get("grant_type")
+	annotate(ctx, attribute.String(attrGrantType, gt))
 	if f.get("client_assertion") != "" && gt != GrantClientCreds {
 		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
 	}
@@ -428,11 +431,13 @@ func (t *tokenEndpoint) targets(f form) (string, *oauthError) {
 }
 
 func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id attest.Identity, grantType, issuedType string) (*tokenResponse, *oauthError) {
+	annotateIdentity(ctx, id, false)
 	target, oerr := t.targets(f)
 	if oerr != nil {
 		return nil, oerr
 	}
 	scopes := strings.Fields(f.get("scope"))
+	annotate(ctx, attribute.String(attrRequestAudience, target), attribute.String(attrRequestScopes, strings.Join(scopes, " ")))
 	req := trustmaps.Request{
 		Audience: target, Scopes: scopes, GrantType: grantType,
 		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
@@ -444,6 +449,7 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	if err != nil {
 		return nil, decisionError(err, grantType)
 	}
+	annotateDecision(ctx, d)
 	if c := f.get("client_id"); grantType == GrantClientCreds && c != "" && c != d.ClientID {
 		return nil, &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client_id is not the client this workload is", detail: "map " + d.MapID}
 	}
@@ -499,6 +505,7 @@ func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Gran
 		}
 		return nil, &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
 	}
+	annotateToken(ctx, tok, binding)
 	resp := &tokenResponse{
 		AccessToken: tok.Raw, IssuedTokenType: issuedType, TokenType: "Bearer",
 		ExpiresIn: int64(tok.ExpiresAt.Sub(t.cfg.Clock()) / time.Second), // whole seconds left, never more
