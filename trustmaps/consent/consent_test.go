@@ -1,6 +1,8 @@
 package consent_test
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -21,5 +23,34 @@ func TestValidate(t *testing.T) {
 	}
 	if err := consent.Validate(consent.Consent{User: "u", Provider: "p", ClientID: "c", Resources: []string{"https://a.example"}, ExpiresAt: now.Add(time.Hour)}, now); err != nil {
 		t.Errorf("valid consent: %v", err)
+	}
+}
+
+// everything is a store that ignores the filters: Check must not rely on
+// the store to match the user and the client.
+type everything []consent.Consent
+
+func (e everything) GrantConsent(context.Context, consent.Consent) (consent.Consent, error) {
+	return consent.Consent{}, nil
+}
+func (e everything) Consents(context.Context, string, string, string) ([]consent.Consent, error) {
+	return e, nil
+}
+func (e everything) RevokeConsent(context.Context, string) error { return nil }
+
+func TestCheckMatchesExactly(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s := everything{{User: "alice", Provider: "corp", ClientID: "mail-agent", Scopes: []string{"mail:read"},
+		Resources: []string{"https://mail.example.com/mcp"}, ExpiresAt: now.Add(time.Hour)}}
+	ctx := context.Background()
+	if err := consent.Check(ctx, s, "corp", "alice", "mail-agent", []string{"mail:read"}, "https://mail.example.com/mcp", now); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][3]string{
+		"other client": {"corp", "alice", "drive-agent"}, "other user": {"corp", "bob", "mail-agent"}, "other provider": {"social", "alice", "mail-agent"},
+	} {
+		if err := consent.Check(ctx, s, args[0], args[1], args[2], nil, "https://mail.example.com/mcp", now); !errors.Is(err, consent.ErrNoConsent) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
