@@ -1,14 +1,11 @@
 package awskms_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,10 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/mcpsts/mcpsts/internal/awsfake"
 )
 
 // fakeKMS is a loopback AWS KMS speaking the real wire protocol (JSON 1.1
@@ -138,46 +135,6 @@ func (f *fakeKMS) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// checkSigV4 recomputes the request's signature over the headers it says it
-// signed and compares; it returns why it does not match, or "".
 func (f *fakeKMS) checkSigV4(r *http.Request, body []byte) string {
-	auth := r.Header.Get("Authorization")
-	const prefix = "AWS4-HMAC-SHA256 "
-	if !strings.HasPrefix(auth, prefix) {
-		return "missing SigV4 Authorization"
-	}
-	fields := map[string]string{}
-	for _, part := range strings.Split(strings.TrimPrefix(auth, prefix), ", ") {
-		k, v, _ := strings.Cut(part, "=")
-		fields[k] = v
-	}
-	wantScope := "/" + f.region + "/kms/aws4_request"
-	if !strings.HasPrefix(fields["Credential"], f.creds.AccessKeyID+"/") || !strings.HasSuffix(fields["Credential"], wantScope) {
-		return "credential scope " + fields["Credential"] + " is not for kms in " + f.region
-	}
-	signingTime, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-	if err != nil {
-		return "bad X-Amz-Date"
-	}
-	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
-	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != payloadHash {
-		return "payload hash mismatch"
-	}
-	clone, _ := http.NewRequest(r.Method, "https://"+r.Host+r.URL.RequestURI(), bytes.NewReader(body))
-	clone.ContentLength = int64(len(body))
-	for _, name := range strings.Split(fields["SignedHeaders"], ";") {
-		switch name {
-		case "host", "content-length":
-			continue
-		}
-		clone.Header[http.CanonicalHeaderKey(name)] = r.Header.Values(name)
-	}
-	if err := v4.NewSigner().SignHTTP(context.Background(), f.creds, clone, payloadHash, "kms", f.region, signingTime); err != nil {
-		return err.Error()
-	}
-	if clone.Header.Get("Authorization") != auth {
-		return "The request signature we calculated does not match the signature you provided."
-	}
-	return ""
+	return awsfake.CheckSigV4(r, body, f.creds, "kms", f.region)
 }

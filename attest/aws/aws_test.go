@@ -1,0 +1,121 @@
+package aws_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/aws"
+	"github.com/mcpsts/mcpsts/internal/awsfake"
+)
+
+const (
+	broker = "https://sts.example.com"
+	region = "us-east-1"
+)
+
+var creds = sdkaws.Credentials{AccessKeyID: "AKIDFAKEEXAMPLE01", SecretAccessKey: "fake-secret", Source: "test"}
+
+// fakeSTS answers GetCallerIdentity after checking the real SigV4
+// signature, with the XML shape of AWS's documentation.
+func fakeSTS(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var calls atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if why := awsfake.CheckSigV4(r, nil, creds, "sts", region); why != "" {
+			w.WriteHeader(403)
+			fmt.Fprintf(w, "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>%s</Message></Error></ErrorResponse>", why)
+			return
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprint(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <GetCallerIdentityResult>
+    <Arn>arn:aws:sts::111122223333:assumed-role/token-client-role/i-0fake0example00001</Arn>
+    <UserId>AROAFAKEEXAMPLEROLEID:i-0fake0example00001</UserId>
+    <Account>111122223333</Account>
+  </GetCallerIdentityResult>
+  <ResponseMetadata><RequestId>c0ffee00-1234-4abc-8def-0123456789ab</RequestId></ResponseMetadata>
+</GetCallerIdentityResponse>`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func verifier(srv *httptest.Server) *aws.Verifier {
+	return &aws.Verifier{Audiences: []string{broker}, Hosts: []string{strings.TrimPrefix(srv.URL, "https://")}, HTTP: srv.Client()}
+}
+
+func evidence(t *testing.T, endpoint, audience string, c sdkaws.Credentials, at time.Time) string {
+	t.Helper()
+	ev, err := aws.BuildEvidence(context.Background(), credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken), region, endpoint, audience, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestAttestAWS(t *testing.T) {
+	srv, _ := fakeSTS(t)
+	v := verifier(srv)
+	id, err := v.Attest(context.Background(), attest.Evidence{Type: aws.TokenType, Token: []byte(evidence(t, srv.URL, broker, creds, time.Now()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"account": "111122223333", "role_name": "token-client-role", "session_name": "i-0fake0example00001",
+		"role_arn": "arn:aws:iam::111122223333:role/token-client-role", "partition": "aws", "user_id": "AROAFAKEEXAMPLEROLEID:i-0fake0example00001"}
+	for k, w := range want {
+		if id.Attributes[k] != w {
+			t.Errorf("attribute %s = %v, want %v", k, id.Attributes[k], w)
+		}
+	}
+	if id.Subject != "arn:aws:iam::111122223333:role/token-client-role" || id.Provider != "aws" || !strings.HasPrefix(id.ReplayKey, "aws:") {
+		t.Fatalf("identity %+v", id)
+	}
+}
+
+func TestAttestAWSRefusals(t *testing.T) {
+	srv, calls := fakeSTS(t)
+	v := verifier(srv)
+	trap := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("a non-allow-listed endpoint was contacted") }))
+	defer trap.Close()
+	wrongKey := creds
+	wrongKey.SecretAccessKey = "not-the-secret"
+	good := evidence(t, srv.URL, broker, creds, time.Now())
+	raw, _ := url.QueryUnescape(good)
+	tests := []struct {
+		name, token, reason string
+		calls               int64 // STS calls the refusal may make
+	}{
+		{"another broker's evidence", evidence(t, srv.URL, "https://other-broker.example.com", creds, time.Now()), "wrong_audience", 0},
+		{"stale signature", evidence(t, srv.URL, broker, creds, time.Now().Add(-20*time.Minute)), "token_expired", 0},
+		{"endpoint not allow-listed", evidence(t, trap.URL, broker, creds, time.Now()), "untrusted_endpoint", 0},
+		{"bad signature", evidence(t, srv.URL, broker, wrongKey, time.Now()), "sts_refused", 1},
+		{"unsigned target", url.QueryEscape(strings.Replace(raw, ";x-mcpsts-audience", "", 1)), "unsigned_target", 0},
+		{"another action", url.QueryEscape(strings.Replace(raw, "GetCallerIdentity", "AssumeRole", 1)), "malformed_token", 0},
+		{"not URL-escaped JSON", "%zz", "malformed_token", 0},
+		{"unknown fields", url.QueryEscape(`{"url":"x","evil":1}`), "malformed_token", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := calls.Load()
+			_, err := v.Attest(context.Background(), attest.Evidence{Token: []byte(tt.token)})
+			if !errors.Is(err, attest.ErrInvalidEvidence) || attest.ReasonOf(err) != tt.reason {
+				t.Fatalf("Attest = %v (reason %q), want %q", err, attest.ReasonOf(err), tt.reason)
+			}
+			if n := calls.Load() - before; n > tt.calls {
+				t.Fatalf("%d STS calls for a refusal that needs %d", n, tt.calls)
+			}
+		})
+	}
+}
