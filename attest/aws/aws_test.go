@@ -3,7 +3,6 @@ package aws_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -27,29 +26,12 @@ const (
 
 var creds = sdkaws.Credentials{AccessKeyID: "AKIDFAKEEXAMPLE01", SecretAccessKey: "fake-secret", Source: "test"}
 
-// fakeSTS answers GetCallerIdentity after checking the real SigV4
-// signature, with the XML shape of AWS's documentation.
+// fakeSTS is a loopback STS that checks the real SigV4 signature.
 func fakeSTS(t *testing.T) (*httptest.Server, *atomic.Int64) {
-	var calls atomic.Int64
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		if why := awsfake.CheckSigV4(r, nil, creds, "sts", region); why != "" {
-			w.WriteHeader(403)
-			fmt.Fprintf(w, "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>%s</Message></Error></ErrorResponse>", why)
-			return
-		}
-		w.Header().Set("Content-Type", "text/xml")
-		fmt.Fprint(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <GetCallerIdentityResult>
-    <Arn>arn:aws:sts::111122223333:assumed-role/token-client-role/i-0fake0example00001</Arn>
-    <UserId>AROAFAKEEXAMPLEROLEID:i-0fake0example00001</UserId>
-    <Account>111122223333</Account>
-  </GetCallerIdentityResult>
-  <ResponseMetadata><RequestId>c0ffee00-1234-4abc-8def-0123456789ab</RequestId></ResponseMetadata>
-</GetCallerIdentityResponse>`)
-	}))
+	sts := awsfake.AssumedRole(creds, region)
+	srv := httptest.NewTLSServer(sts)
 	t.Cleanup(srv.Close)
-	return srv, &calls
+	return srv, &sts.Calls
 }
 
 func verifier(srv *httptest.Server) *aws.Verifier {

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/attest"
+	awsattest "github.com/mcpsts/mcpsts/attest/aws"
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
@@ -218,6 +219,18 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	attestors := map[string]attest.Attestor{
 		exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
 	}
+	if cfg.AWS.Enabled {
+		stsClient, err := pinnedClient(cfg.AWS.STSCAFile)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("aws.sts_ca_file: %w", err)
+		}
+		var a attest.Attestor = &awsattest.Verifier{Provider: cfg.AWS.Provider, Audiences: audiences, Hosts: cfg.AWS.STSHosts, HTTP: stsClient, Clock: e.now}
+		if cfg.AWS.SingleUse == nil || *cfg.AWS.SingleUse {
+			a = attest.SingleUse(a, st) // a signed request is good for 15 minutes: use it once
+		}
+		attestors[awsattest.TokenType] = a
+	}
 	if svidVerifier != nil {
 		// JWTs go to OIDC by issuer, JWT-SVIDs to SPIFFE by trust domain;
 		// single-use OIDC providers keep their replay claim.
@@ -312,6 +325,25 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 	mux.Handle("GET "+paths.OAuth, metadata)
 	mux.Handle("GET "+paths.OIDC, metadata)
 	return mux, nil
+}
+
+// pinnedClient is an HTTP client that trusts only the CA in caFile, or the
+// system roots when caFile is empty.
+func pinnedClient(caFile string) (*http.Client, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+	}
+	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	return c, nil
 }
 
 // singleUseTruster is the single-use-wrapped OIDC attestor with its

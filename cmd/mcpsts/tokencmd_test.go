@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/awsfake"
 )
 
 // brokerWithProvider serves mcpsts with issuer https://127.0.0.1:PORT, a
@@ -187,5 +192,45 @@ func TestTokenWatch(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("--watch ended with %v", err)
+	}
+}
+
+// TestTokenCommandAWS: the aws source signs GetCallerIdentity with the
+// SDK's credential chain (environment credentials here); the server sends
+// it to the (loopback) STS and grants the role's token.
+func TestTokenCommandAWS(t *testing.T) {
+	creds := sdkaws.Credentials{AccessKeyID: "AKIDFAKEEXAMPLE01", SecretAccessKey: "fake-secret"}
+	sts := httptest.NewTLSServer(awsfake.AssumedRole(creds, "us-east-1"))
+	defer sts.Close()
+	stsCA := filepath.Join(t.TempDir(), "sts.pem")
+	os.WriteFile(stsCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sts.Certificate().Raw}), 0o600)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cert, key, ca := productionFiles(t)
+	maps := t.TempDir()
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: role
+match: {provider: aws, subject: "arn:aws:iam::111122223333:role/token-client-role"}
+grant: {client_id: role-client, audiences: ["https://mcp.example.com/mcp"]}
+`), 0o600)
+	broker := "https://" + addr
+	file := writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}
+trust_maps: {paths: [%s]}
+`, broker, addr, t.TempDir(), cert, key, strings.TrimPrefix(sts.URL, "https://"), stsCA, maps))
+	startServe(t, testEnv(nil), "--config", file)
+	for k, v := range map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": creds.SecretAccessKey,
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"} {
+		t.Setenv(k, v)
+	}
+	env := testEnv(map[string]string{"MCPSTS_AWS_STS_ENDPOINT": sts.URL})
+	args := []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "aws"}
+	out, _, err := run(t, env, args...)
+	if err != nil || strings.Count(out, ".") != 2 {
+		t.Fatalf("aws source: %q %v", out, err)
 	}
 }

@@ -210,7 +210,10 @@ func TestSources(t *testing.T) {
 	if _, err := client.SourceByName("auto", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "no source found") {
 		t.Fatalf("auto with nothing: %v", err)
 	}
-	if _, err := client.SourceByName("aws", getenv); err == nil {
-		t.Fatal("aws source before cloud attestation")
+	if _, err := client.SourceByName("gcp", getenv); err == nil {
+		t.Fatal("gcp source before cloud attestation")
+	}
+	if src, err := client.SourceByName("aws", getenv); err != nil || src.Name() != "aws" {
+		t.Fatalf("aws source: %v %v", src, err)
 	}
 }

@@ -11,9 +11,13 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	awsattest "github.com/mcpsts/mcpsts/attest/aws"
 )
 
 // Token types of the evidence.
@@ -152,6 +156,42 @@ func (s SPIFFEX509Source) ClientCertificate(ctx context.Context) (*tls.Certifica
 	return cert, nil
 }
 
+// AWSSource signs an sts:GetCallerIdentity request naming the broker with
+// the AWS SDK's default credential chain (environment, profile, web
+// identity, ECS, IMDS).
+type AWSSource struct {
+	// Endpoint is the STS endpoint (default https://sts.REGION.amazonaws.com).
+	Endpoint string
+	Now      func() time.Time
+}
+
+// Name implements Source.
+func (AWSSource) Name() string { return "aws" }
+
+// Evidence implements Source.
+func (a AWSSource) Evidence(ctx context.Context, audience string) (Evidence, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("aws: %w", err)
+	}
+	if cfg.Region == "" {
+		return Evidence{}, errors.New("aws: no region (set AWS_REGION)")
+	}
+	endpoint := a.Endpoint
+	if endpoint == "" {
+		endpoint = "https://sts." + cfg.Region + ".amazonaws.com"
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	tok, err := awsattest.BuildEvidence(ctx, cfg.Credentials, cfg.Region, endpoint, audience, now())
+	if err != nil {
+		return Evidence{}, err
+	}
+	return Evidence{Token: tok, TokenType: awsattest.TokenType}, nil
+}
+
 // SourceByName builds a source: k8s, github, spiffe, file:PATH, or auto
 // (the first whose environment is present: a k8s token file, the GitHub
 // Actions variables, a SPIFFE socket). It says which one auto chose.
@@ -167,6 +207,8 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		return GitHubSource{Getenv: getenv}, nil
 	case name == "spiffe":
 		return SPIFFESource{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
+	case name == "aws":
+		return AWSSource{Endpoint: getenv("MCPSTS_AWS_STS_ENDPOINT")}, nil
 	case name == "spiffe-mtls":
 		return SPIFFEX509Source{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
 	case strings.HasPrefix(name, "file:") && len(name) > 5:
@@ -181,7 +223,10 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		if getenv("SPIFFE_ENDPOINT_SOCKET") != "" {
 			return SPIFFESource{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
 		}
-		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET)")
+		if getenv("AWS_ACCESS_KEY_ID") != "" || getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" || getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "" || getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "" {
+			return AWSSource{Endpoint: getenv("MCPSTS_AWS_STS_ENDPOINT")}, nil
+		}
+		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET, no AWS credentials in the environment)")
 	}
-	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls or file:PATH; aws, gcp and azure arrive with cloud attestation)", name)
+	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls, aws or file:PATH; gcp and azure arrive with cloud attestation)", name)
 }

@@ -39,6 +39,7 @@ type Config struct {
 	// TrustMaps are the policy files.
 	TrustMaps TrustMaps `yaml:"trust_maps"`
 	SPIFFE    SPIFFE    `yaml:"spiffe"`
+	AWS       AWS       `yaml:"aws"`
 	Admin     Admin     `yaml:"admin"`
 	Limits    Limits    `yaml:"limits"`
 	Server    Server    `yaml:"server"`
@@ -110,6 +111,21 @@ type Admin struct {
 	Audience     string   `yaml:"audience"` // default: <issuer>/admin
 	ClientCAFile string   `yaml:"client_ca_file"`
 	ClientNames  []string `yaml:"client_names"` // URI SAN (a SPIFFE ID) or common name
+}
+
+// AWS enables AWS IAM attestation (GetCallerIdentity evidence).
+type AWS struct {
+	Enabled bool `yaml:"enabled"`
+	// Provider is the identities' provider name in trust maps (default aws).
+	Provider string `yaml:"provider"`
+	// STSHosts replaces the allow-list of STS endpoints (default: the
+	// global and regional sts.*.amazonaws.com[.cn]).
+	STSHosts []string `yaml:"sts_hosts"`
+	// SingleUse claims each signed request once (default true).
+	SingleUse *bool `yaml:"single_use"`
+	// STSCAFile, when set, is the only CA trusted for the STS endpoints
+	// (a proxy, tests); default: the system roots.
+	STSCAFile string `yaml:"sts_ca_file"`
 }
 
 // SPIFFE lists the trusted SPIFFE trust domains.

@@ -190,6 +190,11 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			add(fmt.Sprintf("audiences[%d]", i), p)
 		}
 	}
+	if f := c.AWS.STSCAFile; f != "" {
+		if msg := fileProblem(f); msg != "" {
+			add("aws.sts_ca_file", msg)
+		}
+	}
 	tds := map[string]int{}
 	for i, td := range c.SPIFFE.TrustDomains {
 		path := fmt.Sprintf("spiffe.trust_domains[%d]", i)
