@@ -94,7 +94,7 @@ func TestTokenCommand(t *testing.T) {
 		want string
 	}{
 		{"http broker", []string{"token", "--broker", "http://127.0.0.1:1", "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}, exitConfig, "plain http is refused"},
-		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "aws"), exitConfig, "unknown source"},
+		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "gcp"), exitConfig, "unknown source"},
 		{"no credential", append(append([]string{}, base[:len(base)-1]...), "file:/no/token"), exitEvidence, "evidence failed"},
 		{"denied", append(append([]string{}, base...), "--scope", "admin"), exitDenied, "exchange failed: invalid_scope"},
 		{"other audience", []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://other.example.com/mcp", "--source", "file:" + tokenFile}, exitDenied, "exchange failed: invalid_target"},
