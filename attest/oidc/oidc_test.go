@@ -452,3 +452,63 @@ func FuzzAttest(f *testing.F) {
 		}
 	})
 }
+
+func TestGooglePreset(t *testing.T) {
+	e := newEnv(t, func(pc *oidc.ProviderConfig) { pc.Preset = oidc.Google })
+	gce := func() map[string]any { return fixture(t, e, "gce-instance-identity.json") }
+	id, err := e.attest(e.is.Sign(gce(), map[string]any{"typ": "JWT"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"email": "123456789012-compute@developer.gserviceaccount.com", "email_verified": true,
+		"sub": "104857600000000000001", "project_id": "example-project-123456", "project_number": "123456789012",
+		"zone": "us-central1-a", "instance_id": "4711000000000000001", "instance_name": "broker-client-1",
+		"instance_creation_timestamp": int64(1768384800),
+	}
+	for k, v := range want {
+		if id.Attributes[k] != v {
+			t.Errorf("attribute %s = %#v, want %#v", k, id.Attributes[k], v)
+		}
+	}
+	sa, err := e.attest(e.is.Sign(fixture(t, e, "google-sa-id-token.json"), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.Attributes["email"] != "token-client@example-project-123456.iam.gserviceaccount.com" || sa.Attributes["project_id"] != nil {
+		t.Fatalf("service-account token attributes = %v", sa.Attributes)
+	}
+
+	ce := func(c map[string]any) map[string]any {
+		return c["google"].(map[string]any)["compute_engine"].(map[string]any)
+	}
+	tests := []struct {
+		name   string
+		mut    func(c map[string]any)
+		reason string
+	}{
+		{"unverified email", func(c map[string]any) { c["email_verified"] = false }, "unverified_email"},
+		{"email without email_verified", func(c map[string]any) { delete(c, "email_verified") }, "unverified_email"},
+		{"email_verified not a bool", func(c map[string]any) { c["email_verified"] = "yes" }, "invalid_claims"},
+		{"google not an object", func(c map[string]any) { c["google"] = "gce" }, "invalid_claims"},
+		{"no compute_engine", func(c map[string]any) { c["google"] = map[string]any{} }, "invalid_claims"},
+		{"no project_id", func(c map[string]any) { delete(ce(c), "project_id") }, "invalid_claims"},
+		{"empty zone", func(c map[string]any) { ce(c)["zone"] = "" }, "invalid_claims"},
+		{"instance_id a number", func(c map[string]any) { ce(c)["instance_id"] = 4711 }, "invalid_claims"},
+		{"project_number a string", func(c map[string]any) { ce(c)["project_number"] = "123" }, "invalid_claims"},
+		{"project_number fractional", func(c map[string]any) { ce(c)["project_number"] = 1.5 }, "invalid_claims"},
+		{"project_number negative", func(c map[string]any) { ce(c)["project_number"] = -1 }, "invalid_claims"},
+		{"no azp", func(c map[string]any) { delete(c, "azp") }, "missing_claim"},
+		{"another audience", func(c map[string]any) { c["aud"] = "https://other-broker.example" }, "wrong_audience"},
+		{"expired", func(c map[string]any) { c["exp"] = e.now().Add(-time.Hour).Unix() }, "token_expired"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := gce()
+			tc.mut(c)
+			if _, err := e.attest(e.is.Sign(c, nil)); attest.ReasonOf(err) != tc.reason {
+				t.Fatalf("err = %v, want reason %s", err, tc.reason)
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package oidc
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/mcpsts/mcpsts/attest"
@@ -28,6 +30,13 @@ const (
 	// environment as they come; ref_protected and environment_protected
 	// become bools.
 	GitLab Preset = "gitlab"
+	// Google ID tokens: service-account ID tokens and Compute Engine
+	// instance identity tokens (format=full). email is kept only with
+	// email_verified true (a token with an unverified email is refused);
+	// the google.compute_engine claim gives project_id, project_number (a
+	// decimal string), zone, instance_id, instance_name and
+	// instance_creation_timestamp, and its fields must all be present.
+	Google Preset = "google"
 )
 
 type preset struct {
@@ -54,10 +63,48 @@ var presets = map[Preset]preset{
 			return boolClaims(a, "ref_protected", "environment_protected")
 		},
 	},
+	Google: {required: []string{"azp"}, parse: parseGoogle},
 }
 
 // Presets lists the preset names.
-func Presets() []Preset { return []Preset{Generic, Kubernetes, GitHubActions, GitLab} }
+func Presets() []Preset { return []Preset{Generic, Kubernetes, GitHubActions, GitLab, Google} }
+
+func parseGoogle(_ string, a map[string]any) error {
+	if err := boolClaims(a, "email_verified"); err != nil {
+		return err
+	}
+	if _, ok := a["email"]; ok && a["email_verified"] != true {
+		return attest.Invalid("unverified_email", "email is present but email_verified is not true")
+	}
+	g, ok := a["google"]
+	if !ok {
+		return nil // a service-account ID token
+	}
+	gm, _ := g.(map[string]any)
+	ce, ok := gm["compute_engine"].(map[string]any)
+	if !ok {
+		return attest.Invalid("invalid_claims", "google.compute_engine is not an object")
+	}
+	for _, f := range []string{"project_id", "zone", "instance_id", "instance_name"} {
+		v, ok := ce[f].(string)
+		if !ok || v == "" {
+			return attest.Invalid("invalid_claims", "google.compute_engine."+f+" is not a non-empty string")
+		}
+		a[f] = v
+	}
+	for _, f := range []string{"project_number", "instance_creation_timestamp"} {
+		n, ok := ce[f].(float64)
+		if !ok || n < 0 || n != math.Trunc(n) || n > 1<<53 {
+			return attest.Invalid("invalid_claims", "google.compute_engine."+f+" is not a whole number")
+		}
+		if f == "project_number" {
+			a[f] = strconv.FormatInt(int64(n), 10)
+		} else {
+			a[f] = int64(n)
+		}
+	}
+	return nil
+}
 
 func parseKubernetes(sub string, a map[string]any) error {
 	parts := strings.Split(sub, ":")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -94,7 +95,7 @@ func TestTokenCommand(t *testing.T) {
 		want string
 	}{
 		{"http broker", []string{"token", "--broker", "http://127.0.0.1:1", "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}, exitConfig, "plain http is refused"},
-		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "gcp"), exitConfig, "unknown source"},
+		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "azure"), exitConfig, "unknown source"},
 		{"no credential", append(append([]string{}, base[:len(base)-1]...), "file:/no/token"), exitEvidence, "evidence failed"},
 		{"denied", append(append([]string{}, base...), "--scope", "admin"), exitDenied, "exchange failed: invalid_scope"},
 		{"other audience", []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://other.example.com/mcp", "--source", "file:" + tokenFile}, exitDenied, "exchange failed: invalid_target"},
@@ -232,5 +233,62 @@ trust_maps: {paths: [%s]}
 	out, _, err := run(t, env, args...)
 	if err != nil || strings.Count(out, ".") != 2 {
 		t.Fatalf("aws source: %q %v", out, err)
+	}
+}
+
+// TestTokenCommandGCP: the gcp source gets an instance identity token from
+// the (loopback) metadata server; the server verifies it against the
+// (loopback) Google issuer with the google preset and grants by project.
+func TestTokenCommandGCP(t *testing.T) {
+	google := federationtest.NewIssuer(t)
+	googleCA := filepath.Join(t.TempDir(), "google-ca.pem")
+	os.WriteFile(googleCA, google.CAPEM(), 0o600)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	broker := "https://" + addr
+	md := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Metadata-Flavor") != "Google" || r.URL.Path != "/computeMetadata/v1/instance/service-accounts/default/identity" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		n := time.Now().Unix()
+		w.Write([]byte(google.Sign(map[string]any{
+			"iss": google.URL, "aud": r.URL.Query().Get("audience"), "azp": "104857600000000000001", "sub": "104857600000000000001",
+			"iat": n, "exp": n + 3600, "email": "123456789012-compute@developer.gserviceaccount.com", "email_verified": true,
+			"google": map[string]any{"compute_engine": map[string]any{
+				"instance_creation_timestamp": 1768384800, "instance_id": "4711000000000000001", "instance_name": "broker-client-1",
+				"project_id": "example-project-123456", "project_number": 123456789012, "zone": "us-central1-a",
+			}},
+		}, nil)))
+	}))
+	defer md.Close()
+	cert, key, ca := productionFiles(t)
+	maps := t.TempDir()
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: gce
+match:
+  provider: google
+  subject: "104857600000000000001"
+  conditions: ['identity.attributes.project_id == "example-project-123456"', 'identity.attributes.zone.startsWith("us-")']
+grant: {client_id: gce-client, audiences: ["https://mcp.example.com/mcp"]}
+`), 0o600)
+	file := writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+providers:
+  - name: google
+    issuer: %s
+    discovery: true
+    ca_file: %s
+    preset: google
+trust_maps: {paths: [%s]}
+`, broker, addr, t.TempDir(), cert, key, google.URL, googleCA, maps))
+	startServe(t, testEnv(nil), "--config", file)
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(md.URL, "http://"))
+	out, stderr, err := run(t, testEnv(nil), "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "gcp", "--json")
+	if err != nil || !strings.Contains(out, `"access_token"`) {
+		t.Fatalf("gcp source: %q %q %v", out, stderr, err)
 	}
 }

@@ -210,8 +210,28 @@ func TestSources(t *testing.T) {
 	if _, err := client.SourceByName("auto", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "no source found") {
 		t.Fatalf("auto with nothing: %v", err)
 	}
-	if _, err := client.SourceByName("gcp", getenv); err == nil {
-		t.Fatal("gcp source before cloud attestation")
+	if _, err := client.SourceByName("azure", getenv); err == nil {
+		t.Fatal("azure source before Azure attestation")
+	}
+	if src, err := client.SourceByName("gcp", getenv); err != nil || src.Name() != "gcp" {
+		t.Fatalf("gcp source: %v %v", src, err)
+	}
+	md := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Metadata-Flavor") != "Google" || r.URL.Query().Get("audience") != "https://sts.example.com" || r.URL.Query().Get("format") != "full" {
+			w.WriteHeader(400)
+			return
+		}
+		w.Write([]byte("gce.identity.token"))
+	}))
+	defer md.Close()
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(md.URL, "http://"))
+	if src, _ := client.SourceByName("auto", func(k string) string {
+		return map[string]string{"GCE_METADATA_HOST": "x", "MCPSTS_K8S_TOKEN_FILE": filepath.Join(dir, "none")}[k]
+	}); src == nil || src.Name() != "gcp" {
+		t.Fatalf("auto with GCE_METADATA_HOST chose %v", src)
+	}
+	if ev, err := (client.GCPSource{HTTP: md.Client()}).Evidence(context.Background(), "https://sts.example.com"); err != nil || ev.Token != "gce.identity.token" || ev.TokenType != "urn:ietf:params:oauth:token-type:jwt" {
+		t.Fatalf("gcp source: %v %v", ev, err)
 	}
 	if src, err := client.SourceByName("aws", getenv); err != nil || src.Name() != "aws" {
 		t.Fatalf("aws source: %v %v", src, err)

@@ -13,11 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"cloud.google.com/go/compute/metadata"
+	iamcredentials "cloud.google.com/go/iam/credentials/apiv1"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	awsattest "github.com/mcpsts/mcpsts/attest/aws"
+	"github.com/mcpsts/mcpsts/attest/gcp"
 )
 
 // Token types of the evidence.
@@ -192,6 +195,38 @@ func (a AWSSource) Evidence(ctx context.Context, audience string) (Evidence, err
 	return Evidence{Token: tok, TokenType: awsattest.TokenType}, nil
 }
 
+// GCPSource gets a Google ID token addressed to the broker: from the
+// metadata server (GCE_METADATA_HOST overrides its address), or, when
+// Impersonate names a service account, from the IAM Credentials API with
+// the application default credentials.
+type GCPSource struct {
+	Impersonate string
+	HTTP        *http.Client // metadata server client; nil means a default one
+}
+
+// Name implements Source.
+func (GCPSource) Name() string { return "gcp" }
+
+// Evidence implements Source.
+func (g GCPSource) Evidence(ctx context.Context, audience string) (Evidence, error) {
+	var tok string
+	var err error
+	if g.Impersonate == "" {
+		tok, err = gcp.MetadataToken(ctx, metadata.NewWithOptions(&metadata.Options{Client: g.HTTP}), audience)
+	} else {
+		var c *iamcredentials.IamCredentialsClient
+		if c, err = iamcredentials.NewIamCredentialsRESTClient(ctx); err != nil {
+			return Evidence{}, fmt.Errorf("gcp: %w", err)
+		}
+		defer c.Close()
+		tok, err = gcp.ImpersonatedToken(ctx, c, g.Impersonate, audience)
+	}
+	if err != nil {
+		return Evidence{}, err
+	}
+	return Evidence{Token: tok, TokenType: typeJWT}, nil
+}
+
 // SourceByName builds a source: k8s, github, spiffe, file:PATH, or auto
 // (the first whose environment is present: a k8s token file, the GitHub
 // Actions variables, a SPIFFE socket). It says which one auto chose.
@@ -209,6 +244,8 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		return SPIFFESource{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
 	case name == "aws":
 		return AWSSource{Endpoint: getenv("MCPSTS_AWS_STS_ENDPOINT")}, nil
+	case name == "gcp":
+		return GCPSource{Impersonate: getenv("MCPSTS_GCP_IMPERSONATE")}, nil
 	case name == "spiffe-mtls":
 		return SPIFFEX509Source{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
 	case strings.HasPrefix(name, "file:") && len(name) > 5:
@@ -226,7 +263,10 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		if getenv("AWS_ACCESS_KEY_ID") != "" || getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" || getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "" || getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "" {
 			return AWSSource{Endpoint: getenv("MCPSTS_AWS_STS_ENDPOINT")}, nil
 		}
-		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET, no AWS credentials in the environment)")
+		if getenv("GCE_METADATA_HOST") != "" || getenv("MCPSTS_GCP_IMPERSONATE") != "" {
+			return GCPSource{Impersonate: getenv("MCPSTS_GCP_IMPERSONATE")}, nil
+		}
+		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET, no AWS credentials, no GCE_METADATA_HOST or MCPSTS_GCP_IMPERSONATE in the environment)")
 	}
-	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls, aws or file:PATH; gcp and azure arrive with cloud attestation)", name)
+	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls, aws, gcp or file:PATH; azure arrives with cloud attestation)", name)
 }

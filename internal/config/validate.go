@@ -306,7 +306,7 @@ func (p *Provider) problems() []problem {
 		out = append(out, problem{"kind", fmt.Sprintf("%q is not workload or user", p.Kind)})
 	}
 	if p.Preset != "" && !slices.Contains(oidc.Presets(), oidc.Preset(p.Preset)) {
-		out = append(out, problem{"preset", fmt.Sprintf("%q is not one of generic, kubernetes, github-actions, gitlab", p.Preset)})
+		out = append(out, problem{"preset", fmt.Sprintf("%q is not one of %s", p.Preset, presetNames())})
 	}
 	for field, d := range map[string]struct{ v, max time.Duration }{
 		"leeway":                       {p.Leeway, 5 * time.Minute},
@@ -419,4 +419,12 @@ func oneOf(s string, allowed ...string) string {
 		}
 	}
 	return fmt.Sprintf("%q is not one of %s", s, strings.Join(allowed, ", "))
+}
+
+func presetNames() string {
+	names := make([]string, 0, len(oidc.Presets()))
+	for _, p := range oidc.Presets() {
+		names = append(names, string(p))
+	}
+	return strings.Join(names, ", ")
 }
