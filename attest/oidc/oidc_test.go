@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -507,6 +508,94 @@ func TestGooglePreset(t *testing.T) {
 			c := gce()
 			tc.mut(c)
 			if _, err := e.attest(e.is.Sign(c, nil)); attest.ReasonOf(err) != tc.reason {
+				t.Fatalf("err = %v, want reason %s", err, tc.reason)
+			}
+		})
+	}
+}
+
+// azureEnv trusts one Entra tenant's v1 and v2 issuers, keyed with e.is's
+// key set pinned, as the fixtures name them.
+func azureEnv(t *testing.T) (*env, *oidc.Verifier) {
+	t.Helper()
+	e := newEnv(t, nil)
+	var pcs []oidc.ProviderConfig
+	for i, iss := range []string{"https://sts.windows.net/" + azureTenant + "/", "https://login.microsoftonline.com/" + azureTenant + "/v2.0"} {
+		p, err := federation.NewProvider(federation.ProviderConfig{Name: fmt.Sprintf("entra-v%d", i+1), Issuer: iss, JWKS: e.is.JWKS(), Clock: e.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pcs = append(pcs, oidc.ProviderConfig{Keys: p, Preset: oidc.Azure, MaxTokenAge: 25 * time.Hour,
+			Audiences: []string{"https://management.azure.com/", "00000000-4444-4555-8666-000000000005"}})
+	}
+	v, err := oidc.New(e.now, pcs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, v
+}
+
+const azureTenant = "00000000-aaaa-4bbb-8ccc-000000000001"
+
+func azureFixture(t *testing.T, name string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct{ Payload map[string]any }
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f.Payload
+}
+
+func TestAzurePreset(t *testing.T) {
+	e, v := azureEnv(t)
+	attestAz := func(c map[string]any) (attest.Identity, error) {
+		return v.Attest(context.Background(), attest.Evidence{Type: "urn:ietf:params:oauth:token-type:jwt", Token: []byte(e.is.Sign(c, nil))})
+	}
+	want := map[string]any{
+		"tid": azureTenant, "oid": "00000000-3333-4444-8555-000000000004", "appid": "00000000-2222-4333-8444-000000000003",
+		"subscription": "00000000-1111-4222-8333-000000000002", "resource_group": "example-rg",
+		"resource_provider": "Microsoft.ManagedIdentity", "resource_type": "userAssignedIdentities", "resource_name": "token-client-mi",
+		"az_resource_provider": "Microsoft.App", "az_resource_type": "containerApps", "az_resource_name": "token-client",
+	}
+	for _, name := range []string{"azure-managed-identity-v1.json", "azure-managed-identity-v2.json"} {
+		id, err := attestAz(azureFixture(t, name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for k, val := range want {
+			if id.Attributes[k] != val {
+				t.Errorf("%s: attribute %s = %#v, want %#v", name, k, id.Attributes[k], val)
+			}
+		}
+	}
+
+	tests := []struct {
+		name   string
+		mut    func(c map[string]any)
+		reason string
+	}{
+		{"another tenant's tid", func(c map[string]any) { c["tid"] = "00000000-aaaa-4bbb-8ccc-000000000099" }, "wrong_tenant"},
+		{"another tenant's issuer", func(c map[string]any) {
+			c["iss"] = "https://login.microsoftonline.com/00000000-aaaa-4bbb-8ccc-000000000099/v2.0"
+		}, "untrusted_issuer"},
+		{"no tid", func(c map[string]any) { delete(c, "tid") }, "missing_claim"},
+		{"no oid", func(c map[string]any) { delete(c, "oid") }, "missing_claim"},
+		{"empty oid", func(c map[string]any) { c["oid"] = "" }, "invalid_claims"},
+		{"appid and azp disagree", func(c map[string]any) { c["appid"] = "00000000-2222-4333-8444-000000000099" }, "invalid_claims"},
+		{"malformed xms_mirid", func(c map[string]any) { c["xms_mirid"] = "/subscriptions/x/providers/y" }, "invalid_claims"},
+		{"xms_mirid not a string", func(c map[string]any) { c["xms_mirid"] = 7 }, "invalid_claims"},
+		{"another audience", func(c map[string]any) { c["aud"] = "https://vault.azure.net" }, "wrong_audience"},
+		{"expired", func(c map[string]any) { c["exp"] = e.now().Add(-time.Hour).Unix() }, "token_expired"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := azureFixture(t, "azure-managed-identity-v2.json")
+			tc.mut(c)
+			if _, err := attestAz(c); attest.ReasonOf(err) != tc.reason {
 				t.Fatalf("err = %v, want reason %s", err, tc.reason)
 			}
 		})

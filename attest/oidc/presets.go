@@ -37,6 +37,13 @@ const (
 	// decimal string), zone, instance_id, instance_name and
 	// instance_creation_timestamp, and its fields must all be present.
 	Google Preset = "google"
+	// Azure (Microsoft Entra ID) access tokens of a managed identity or
+	// workload identity, v1 or v2: tid and oid required; appid is v1's appid
+	// or v2's azp; xms_mirid (and xms_az_rid) give subscription,
+	// resource_group, resource_provider, resource_type and resource_name
+	// (az_* for xms_az_rid). An iss of Microsoft's shape must name the
+	// token's tid.
+	Azure Preset = "azure"
 )
 
 type preset struct {
@@ -64,10 +71,73 @@ var presets = map[Preset]preset{
 		},
 	},
 	Google: {required: []string{"azp"}, parse: parseGoogle},
+	Azure:  {required: []string{"tid", "oid"}, parse: parseAzure},
 }
 
 // Presets lists the preset names.
-func Presets() []Preset { return []Preset{Generic, Kubernetes, GitHubActions, GitLab, Google} }
+func Presets() []Preset { return []Preset{Generic, Kubernetes, GitHubActions, GitLab, Google, Azure} }
+
+func parseAzure(_ string, a map[string]any) error {
+	tid, _ := a["tid"].(string)
+	oid, _ := a["oid"].(string)
+	if tid == "" || oid == "" {
+		return attest.Invalid("invalid_claims", "tid and oid must be non-empty strings")
+	}
+	iss, _ := a["iss"].(string)
+	for _, host := range []string{"https://sts.windows.net/", "https://login.microsoftonline.com/"} {
+		if rest, ok := strings.CutPrefix(iss, host); ok {
+			if tenant, _, _ := strings.Cut(rest, "/"); tenant != tid {
+				return attest.Invalid("wrong_tenant", "tid does not match the issuer's tenant")
+			}
+		}
+	}
+	switch appid, azp := a["appid"], a["azp"]; {
+	case appid != nil && azp != nil && appid != azp:
+		return attest.Invalid("invalid_claims", "appid and azp disagree")
+	case azp != nil:
+		a["appid"] = azp
+	}
+	if v, ok := a["appid"]; ok {
+		if s, _ := v.(string); s == "" {
+			return attest.Invalid("invalid_claims", "appid is not a non-empty string")
+		}
+	}
+	for claim, prefix := range map[string]string{"xms_mirid": "", "xms_az_rid": "az_"} {
+		v, ok := a[claim]
+		if !ok {
+			continue
+		}
+		id, _ := v.(string)
+		parts, err := azureResourceID(id)
+		if err != nil {
+			return attest.Invalid("invalid_claims", claim+": "+err.Error())
+		}
+		for k, val := range parts {
+			a[prefix+k] = val
+		}
+	}
+	return nil
+}
+
+// azureResourceID splits
+// /subscriptions/S/resourcegroups/G/providers/P/T/N (segment names in any
+// case, as Azure writes them both ways).
+func azureResourceID(id string) (map[string]string, error) {
+	seg := strings.Split(id, "/")
+	if len(seg) != 9 || seg[0] != "" || !strings.EqualFold(seg[1], "subscriptions") ||
+		!strings.EqualFold(seg[3], "resourcegroups") || !strings.EqualFold(seg[5], "providers") {
+		return nil, fmt.Errorf("not /subscriptions/…/resourcegroups/…/providers/NAMESPACE/TYPE/NAME")
+	}
+	for _, s := range seg[1:] {
+		if s == "" {
+			return nil, fmt.Errorf("empty segment")
+		}
+	}
+	return map[string]string{
+		"subscription": seg[2], "resource_group": seg[4], "resource_provider": seg[6],
+		"resource_type": seg[7], "resource_name": seg[8],
+	}, nil
+}
 
 func parseGoogle(_ string, a map[string]any) error {
 	if err := boolClaims(a, "email_verified"); err != nil {

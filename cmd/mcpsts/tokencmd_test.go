@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,7 +96,7 @@ func TestTokenCommand(t *testing.T) {
 		want string
 	}{
 		{"http broker", []string{"token", "--broker", "http://127.0.0.1:1", "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}, exitConfig, "plain http is refused"},
-		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "azure"), exitConfig, "unknown source"},
+		{"unknown source", append(append([]string{}, base[:len(base)-1]...), "openstack"), exitConfig, "unknown source"},
 		{"no credential", append(append([]string{}, base[:len(base)-1]...), "file:/no/token"), exitEvidence, "evidence failed"},
 		{"denied", append(append([]string{}, base...), "--scope", "admin"), exitDenied, "exchange failed: invalid_scope"},
 		{"other audience", []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://other.example.com/mcp", "--source", "file:" + tokenFile}, exitDenied, "exchange failed: invalid_target"},
@@ -236,17 +237,45 @@ trust_maps: {paths: [%s]}
 	}
 }
 
+// cloudBroker starts a server trusting idp as provider name with preset
+// and one trust map (audience "" means the broker's issuer), and returns the broker URL and the CA to trust.
+func cloudBroker(t *testing.T, idp *federationtest.Issuer, name, preset, audience, match string) (broker, ca string) {
+	t.Helper()
+	idpCA := filepath.Join(t.TempDir(), "idp-ca.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	broker = "https://" + addr
+	cert, key, ca := productionFiles(t)
+	audiences := "" // the broker's issuer
+	if audience != "" {
+		audiences = fmt.Sprintf("    audiences: [%q]\n", audience)
+	}
+	maps := t.TempDir()
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte("id: cloud\nmatch:\n"+match+"grant: {client_id: cloud-client, audiences: [\"https://mcp.example.com/mcp\"]}\n"), 0o600)
+	file := writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+providers:
+  - name: %s
+    issuer: %s
+    discovery: true
+    ca_file: %s
+    preset: %s
+%strust_maps: {paths: [%s]}
+`, broker, addr, t.TempDir(), cert, key, name, idp.URL, idpCA, preset, audiences, maps))
+	startServe(t, testEnv(nil), "--config", file)
+	return broker, ca
+}
+
 // TestTokenCommandGCP: the gcp source gets an instance identity token from
 // the (loopback) metadata server; the server verifies it against the
 // (loopback) Google issuer with the google preset and grants by project.
 func TestTokenCommandGCP(t *testing.T) {
 	google := federationtest.NewIssuer(t)
-	googleCA := filepath.Join(t.TempDir(), "google-ca.pem")
-	os.WriteFile(googleCA, google.CAPEM(), 0o600)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	broker := "https://" + addr
 	md := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Metadata-Flavor") != "Google" || r.URL.Path != "/computeMetadata/v1/instance/service-accounts/default/identity" {
 			w.WriteHeader(http.StatusForbidden)
@@ -263,32 +292,46 @@ func TestTokenCommandGCP(t *testing.T) {
 		}, nil)))
 	}))
 	defer md.Close()
-	cert, key, ca := productionFiles(t)
-	maps := t.TempDir()
-	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: gce
-match:
-  provider: google
+	broker, ca := cloudBroker(t, google, "google", "google", "", `  provider: google
   subject: "104857600000000000001"
   conditions: ['identity.attributes.project_id == "example-project-123456"', 'identity.attributes.zone.startsWith("us-")']
-grant: {client_id: gce-client, audiences: ["https://mcp.example.com/mcp"]}
-`), 0o600)
-	file := writeConfig(t, fmt.Sprintf(`
-issuer: %s
-listen: %s
-data_dir: %s
-tls: {cert_file: %s, key_file: %s}
-providers:
-  - name: google
-    issuer: %s
-    discovery: true
-    ca_file: %s
-    preset: google
-trust_maps: {paths: [%s]}
-`, broker, addr, t.TempDir(), cert, key, google.URL, googleCA, maps))
-	startServe(t, testEnv(nil), "--config", file)
+`)
 	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(md.URL, "http://"))
 	out, stderr, err := run(t, testEnv(nil), "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "gcp", "--json")
 	if err != nil || !strings.Contains(out, `"access_token"`) {
 		t.Fatalf("gcp source: %q %q %v", out, stderr, err)
+	}
+}
+
+// TestTokenCommandAzure: the azure source gets a managed-identity token
+// for the broker's application from a (loopback) App Service
+// managed-identity endpoint through azidentity; the server verifies it
+// with the azure preset and grants by resource group.
+func TestTokenCommandAzure(t *testing.T) {
+	entra := federationtest.NewIssuer(t)
+	const tid, oid = "00000000-aaaa-4bbb-8ccc-000000000001", "00000000-3333-4444-8555-000000000004"
+	mi := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-IDENTITY-HEADER") != "mi-header" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		n := time.Now().Unix()
+		tok := entra.Sign(map[string]any{
+			"iss": entra.URL, "aud": r.URL.Query().Get("resource"), "iat": n, "nbf": n, "exp": n + 86700,
+			"appid": "00000000-2222-4333-8444-000000000003", "oid": oid, "sub": oid, "tid": tid, "ver": "1.0",
+			"xms_mirid": "/subscriptions/00000000-1111-4222-8333-000000000002/resourcegroups/payments-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent-mi",
+		}, nil)
+		json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "expires_on": n + 86700, "resource": r.URL.Query().Get("resource"), "token_type": "Bearer"})
+	}))
+	defer mi.Close()
+	broker, ca := cloudBroker(t, entra, "entra", "azure", "api://mcpsts", `  provider: entra
+  subject: "`+oid+`"
+  conditions: ['identity.attributes.tid == "`+tid+`"', 'identity.attributes.resource_group == "payments-rg"']
+`)
+	t.Setenv("IDENTITY_ENDPOINT", mi.URL+"/msi/token")
+	t.Setenv("IDENTITY_HEADER", "mi-header")
+	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_AZURE_APP": "api://mcpsts"}), "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "azure", "--json")
+	if err != nil || !strings.Contains(out, `"access_token"`) {
+		t.Fatalf("azure source: %q %q %v", out, stderr, err)
 	}
 }

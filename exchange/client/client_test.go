@@ -210,8 +210,14 @@ func TestSources(t *testing.T) {
 	if _, err := client.SourceByName("auto", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "no source found") {
 		t.Fatalf("auto with nothing: %v", err)
 	}
-	if _, err := client.SourceByName("azure", getenv); err == nil {
-		t.Fatal("azure source before Azure attestation")
+	if _, err := client.SourceByName("openstack", getenv); err == nil {
+		t.Fatal("an unknown source was accepted")
+	}
+	if src, err := client.SourceByName("azure", getenv); err != nil || src.Name() != "azure" {
+		t.Fatalf("azure source: %v %v", src, err)
+	}
+	if src, _ := client.SourceByName("auto", func(k string) string { return map[string]string{"IDENTITY_ENDPOINT": "x", "MCPSTS_K8S_TOKEN_FILE": filepath.Join(dir, "none")}[k] }); src == nil || src.Name() != "azure" {
+		t.Fatalf("auto with IDENTITY_ENDPOINT chose %v", src)
 	}
 	if src, err := client.SourceByName("gcp", getenv); err != nil || src.Name() != "gcp" {
 		t.Fatalf("gcp source: %v %v", src, err)

@@ -15,11 +15,14 @@ import (
 
 	"cloud.google.com/go/compute/metadata"
 	iamcredentials "cloud.google.com/go/iam/credentials/apiv1"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	awsattest "github.com/mcpsts/mcpsts/attest/aws"
+	"github.com/mcpsts/mcpsts/attest/azure"
 	"github.com/mcpsts/mcpsts/attest/gcp"
 )
 
@@ -227,6 +230,48 @@ func (g GCPSource) Evidence(ctx context.Context, audience string) (Evidence, err
 	return Evidence{Token: tok, TokenType: typeJWT}, nil
 }
 
+// AzureSource gets a Microsoft Entra ID access token for the broker's
+// application with azidentity: a workload identity when
+// AZURE_FEDERATED_TOKEN_FILE is set (AKS), else the managed identity
+// (ClientID selects a user-assigned one).
+type AzureSource struct {
+	// App is the broker's application ID URI or client ID; empty means the
+	// broker's audience.
+	App      string
+	ClientID string
+	Getenv   func(string) string
+}
+
+// Name implements Source.
+func (AzureSource) Name() string { return "azure" }
+
+// Evidence implements Source.
+func (a AzureSource) Evidence(ctx context.Context, audience string) (Evidence, error) {
+	var cred azcore.TokenCredential
+	var err error
+	if a.Getenv != nil && a.Getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
+		cred, err = azidentity.NewWorkloadIdentityCredential(nil)
+	} else {
+		o := &azidentity.ManagedIdentityCredentialOptions{}
+		if a.ClientID != "" {
+			o.ID = azidentity.ClientID(a.ClientID)
+		}
+		cred, err = azidentity.NewManagedIdentityCredential(o)
+	}
+	if err != nil {
+		return Evidence{}, fmt.Errorf("azure: %w", err)
+	}
+	app := a.App
+	if app == "" {
+		app = audience
+	}
+	tok, err := azure.Token(ctx, cred, app)
+	if err != nil {
+		return Evidence{}, err
+	}
+	return Evidence{Token: tok, TokenType: typeJWT}, nil
+}
+
 // SourceByName builds a source: k8s, github, spiffe, file:PATH, or auto
 // (the first whose environment is present: a k8s token file, the GitHub
 // Actions variables, a SPIFFE socket). It says which one auto chose.
@@ -246,6 +291,8 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		return AWSSource{Endpoint: getenv("MCPSTS_AWS_STS_ENDPOINT")}, nil
 	case name == "gcp":
 		return GCPSource{Impersonate: getenv("MCPSTS_GCP_IMPERSONATE")}, nil
+	case name == "azure":
+		return AzureSource{App: getenv("MCPSTS_AZURE_APP"), ClientID: getenv("AZURE_CLIENT_ID"), Getenv: getenv}, nil
 	case name == "spiffe-mtls":
 		return SPIFFEX509Source{Addr: getenv("SPIFFE_ENDPOINT_SOCKET")}, nil
 	case strings.HasPrefix(name, "file:") && len(name) > 5:
@@ -266,7 +313,10 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 		if getenv("GCE_METADATA_HOST") != "" || getenv("MCPSTS_GCP_IMPERSONATE") != "" {
 			return GCPSource{Impersonate: getenv("MCPSTS_GCP_IMPERSONATE")}, nil
 		}
-		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET, no AWS credentials, no GCE_METADATA_HOST or MCPSTS_GCP_IMPERSONATE in the environment)")
+		if getenv("IDENTITY_ENDPOINT") != "" || getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
+			return AzureSource{App: getenv("MCPSTS_AZURE_APP"), ClientID: getenv("AZURE_CLIENT_ID"), Getenv: getenv}, nil
+		}
+		return nil, errors.New("auto: no source found (no k8s token file, no GitHub Actions token variables, no SPIFFE_ENDPOINT_SOCKET, no AWS credentials, no GCE_METADATA_HOST or MCPSTS_GCP_IMPERSONATE, no IDENTITY_ENDPOINT or AZURE_FEDERATED_TOKEN_FILE in the environment)")
 	}
-	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls, aws, gcp or file:PATH; azure arrives with cloud attestation)", name)
+	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls, aws, gcp, azure or file:PATH)", name)
 }

@@ -220,7 +220,7 @@ providers:
 			`mcpsts.yaml:10: providers[0].algorithms[1]: "HS256" is not allowed`,
 			"mcpsts.yaml:8: providers[0].discovery: want exactly one key source of discovery: true, jwks_uri, jwks and jwks_file; got 2",
 			"mcpsts.yaml:12: providers[0].leeway: 10m0s is out of range (want 0 for the default, at most 5m0s)",
-			`mcpsts.yaml:11: providers[0].preset: "openshift" is not one of generic, kubernetes, github-actions, gitlab, google`,
+			`mcpsts.yaml:11: providers[0].preset: "openshift" is not one of generic, kubernetes, github-actions, gitlab, google, azure`,
 			"mcpsts.yaml:13: providers[0].refresh.min: 2h0m0s exceeds refresh.max (1h0m0s)",
 			`mcpsts.yaml:15: providers[1].issuer: "http://gh.example" must use https`,
 			"mcpsts.yaml:16: providers[1].jwks_file: no such file or directory (/no/jwks.json)",
