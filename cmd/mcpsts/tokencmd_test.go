@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/pem"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"

@@ -216,7 +216,9 @@ func TestSources(t *testing.T) {
 	if src, err := client.SourceByName("azure", getenv); err != nil || src.Name() != "azure" {
 		t.Fatalf("azure source: %v %v", src, err)
 	}
-	if src, _ := client.SourceByName("auto", func(k string) string { return map[string]string{"IDENTITY_ENDPOINT": "x", "MCPSTS_K8S_TOKEN_FILE": filepath.Join(dir, "none")}[k] }); src == nil || src.Name() != "azure" {
+	if src, _ := client.SourceByName("auto", func(k string) string {
+		return map[string]string{"IDENTITY_ENDPOINT": "x", "MCPSTS_K8S_TOKEN_FILE": filepath.Join(dir, "none")}[k]
+	}); src == nil || src.Name() != "azure" {
 		t.Fatalf("auto with IDENTITY_ENDPOINT chose %v", src)
 	}
 	if src, err := client.SourceByName("gcp", getenv); err != nil || src.Name() != "gcp" {
