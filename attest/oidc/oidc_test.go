@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -600,4 +601,48 @@ func TestAzurePreset(t *testing.T) {
 			}
 		})
 	}
+}
+
+// platformRefusals runs the token-level refusals every cloud preset must
+// show on a valid claim set c: a tampered signature, another issuer's token
+// with jku/x5u naming a trap (never fetched), an oversized token and a
+// malformed one.
+func platformRefusals(t *testing.T, e *env, attestFn func(string) (attest.Identity, error), c map[string]any) {
+	t.Helper()
+	trap, hits := trapListener(t)
+	attacker := federationtest.NewIssuer(t)
+	valid := e.is.Sign(c, nil)
+	forged := maps.Clone(c)
+	forged["iss"] = attacker.URL
+	big := maps.Clone(c)
+	big["padding"] = strings.Repeat("x", oidc.MaxTokenSize)
+	tests := []struct{ name, token, reason string }{
+		{"tampered signature", valid[:len(valid)-4] + map[bool]string{true: "AAAA", false: "BBBB"}[!strings.HasSuffix(valid, "AAAA")], "bad_signature"},
+		{"another issuer", attacker.Sign(forged, map[string]any{"jku": trap, "x5u": trap}), "untrusted_issuer"},
+		{"oversized", e.is.Sign(big, nil), "token_too_large"},
+		{"malformed", "eyJhbGciOiJSUzI1NiJ9.{not json}.sig", "malformed_token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := attestFn(tc.token); attest.ReasonOf(err) != tc.reason {
+				t.Fatalf("err = %v, want reason %s", err, tc.reason)
+			}
+		})
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the trap listener was contacted %d times", hits.Load())
+	}
+}
+
+func TestCloudPresetRefusals(t *testing.T) {
+	t.Run("google", func(t *testing.T) {
+		e := newEnv(t, func(pc *oidc.ProviderConfig) { pc.Preset = oidc.Google })
+		platformRefusals(t, e, e.attest, fixture(t, e, "gce-instance-identity.json"))
+	})
+	t.Run("azure", func(t *testing.T) {
+		e, v := azureEnv(t)
+		platformRefusals(t, e, func(tok string) (attest.Identity, error) {
+			return v.Attest(context.Background(), attest.Evidence{Type: "urn:ietf:params:oauth:token-type:jwt", Token: []byte(tok)})
+		}, azureFixture(t, "azure-managed-identity-v2.json"))
+	})
 }
