@@ -34,6 +34,7 @@ const (
 	attrError           = "mcpsts.error"
 	attrDenyReason      = "mcpsts.deny.reason"
 	attrDenyDetail      = "mcpsts.deny.detail"
+	attrDenyCheck       = "mcpsts.deny.check"
 	attrJTI             = "mcpsts.token.jti"
 	attrExpiry          = "mcpsts.token.exp"
 	attrBinding         = "mcpsts.token.binding"
@@ -68,5 +69,8 @@ func annotateRefusal(ctx context.Context, e *oauthError) {
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.String(attrDecision, "deny"), attribute.String(attrError, e.code),
 		attribute.String(attrDenyReason, e.description), attribute.String(attrDenyDetail, e.detail))
+	if e.check != "" {
+		span.SetAttributes(attribute.String(attrDenyCheck, e.check))
+	}
 	span.SetStatus(codes.Error, e.code)
 }

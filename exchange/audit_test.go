@@ -61,7 +61,7 @@ func TestAuditSpans(t *testing.T) {
 		t.Errorf("grant span without jti/exp: %v", grant)
 	}
 	deny := attrs["1token"]
-	if deny["mcpsts.decision"] != "deny" || deny["mcpsts.error"] != "invalid_request" || !strings.Contains(deny["mcpsts.deny.reason"], "token_expired") {
+	if deny["mcpsts.decision"] != "deny" || deny["mcpsts.error"] != "invalid_request" || deny["mcpsts.deny.reason"] != "the credential was refused" || deny["mcpsts.deny.check"] != "token_expired" {
 		t.Errorf("denial span %v", deny)
 	}
 	if spans[1].Status().Code.String() != "Error" {

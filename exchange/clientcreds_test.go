@@ -40,11 +40,11 @@ func TestClientCredentials(t *testing.T) {
 		desc string
 	}{
 		{"another client_id", func() url.Values { f := form(workload()); f.Set("client_id", "someone-else"); return f }(), "client_id is not the client"},
-		{"bad assertion", form("x.y.z"), "the credential was refused: malformed_token"},
+		{"bad assertion", form("x.y.z"), "the credential was refused [check malformed_token]"},
 		{"no assertion", func() url.Values { f := form(""); f.Del("client_assertion"); return f }(), "client_assertion_type must be"},
 		{"no assertion at all", url.Values{"grant_type": {"client_credentials"}}, "needs client_assertion"},
 		{"wrong assertion type", func() url.Values { f := form(workload()); f.Set("client_assertion_type", "urn:x"); return f }(), "client_assertion_type must be"},
-		{"assertion for another service", form(e.subjectToken(mainSub, func(c map[string]any) { c["aud"] = "https://other.example" })), "wrong_audience"},
+		{"assertion for another service", form(e.subjectToken(mainSub, func(c map[string]any) { c["aud"] = "https://other.example" })), "the credential was refused [check wrong_audience]"},
 		{"assertion with a token exchange", func() url.Values {
 			f := exchangeForm(e.subjectToken(mainSub, nil))
 			f.Set("client_assertion_type", exchange.AssertionJWTBearer)
@@ -55,7 +55,7 @@ func TestClientCredentials(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := e.post(t, tt.form, nil)
-			if res.status != 401 || res.body["error"] != "invalid_client" || !strings.Contains(res.body["error_description"].(string), tt.desc) {
+			if res.status != 401 || res.body["error"] != "invalid_client" || !strings.Contains(res.body["error_description"].(string)+" [check "+e.check()+"]", tt.desc) {
 				t.Fatalf("got %d %v, want 401 invalid_client %q", res.status, res.body, tt.desc)
 			}
 			if res.header.Get("WWW-Authenticate") != "" {

@@ -29,6 +29,9 @@ type oauthError struct {
 	code        string
 	description string
 	detail      string
+	// check names the verification check that refused a credential
+	// (attest.ReasonOf): the audit trail's, never the client's.
+	check string
 	// basic: the client authenticated with HTTP Basic, so a 401 carries
 	// WWW-Authenticate: Basic (RFC 6749 §5.2).
 	basic bool

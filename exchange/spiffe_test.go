@@ -66,11 +66,11 @@ func TestSPIFFEClients(t *testing.T) {
 	}{
 		"no client_id":     {url.Values{"grant_type": {"client_credentials"}, "resource": {"https://payments.example.com/mcp"}}, cert(prod), "tls_client_auth needs client_id"},
 		"another client":   {url.Values{"grant_type": {"client_credentials"}, "client_id": {"other"}, "resource": {"https://payments.example.com/mcp"}}, cert(prod), "client_id is not the client"},
-		"untrusted domain": {cc, cert(stranger), "the credential was refused: invalid_svid"},
+		"untrusted domain": {cc, cert(stranger), "the credential was refused [check invalid_svid]"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := e.post(t, c.form, nil, c.cert)
-			if res.status != 401 || res.body["error"] != "invalid_client" || !strings.Contains(res.body["error_description"].(string), c.desc) {
+			if res.status != 401 || res.body["error"] != "invalid_client" || !strings.Contains(res.body["error_description"].(string)+" [check "+e.check()+"]", c.desc) {
 				t.Fatalf("got %d %v, want 401 invalid_client %q", res.status, res.body, c.desc)
 			}
 		})
@@ -81,7 +81,7 @@ func TestSPIFFEClients(t *testing.T) {
 	if res := e.post(t, mtlsForm, nil, cert(prod)); res.status != 200 {
 		t.Fatalf("X.509-SVID as the exchange's subject: %d %v", res.status, res.body)
 	}
-	if res := e.post(t, mtlsForm, nil); res.status != 400 || !strings.Contains(res.body["error_description"].(string), "no_certificate") {
+	if res := e.post(t, mtlsForm, nil); res.status != 400 || res.body["error_description"] != "the credential was refused" || e.check() != "no_certificate" {
 		t.Fatalf("mtls subject without a certificate: %d %v", res.status, res.body)
 	}
 	mtlsForm.Set("subject_token", "x")
@@ -99,7 +99,7 @@ func TestSPIFFEClients(t *testing.T) {
 	}
 	wrongAud := prod.JWTSVID("/ns/billing/sa/agent", []string{"https://other.example"}, time.Now().Add(5*time.Minute))
 	f.Set("subject_token", wrongAud)
-	if res := e.post(t, f, nil); res.status != 400 || !strings.Contains(res.body["error_description"].(string), "wrong_audience") {
+	if res := e.post(t, f, nil); res.status != 400 || res.body["error_description"] != "the credential was refused" || e.check() != "wrong_audience" {
 		t.Fatalf("JWT-SVID for another audience: %d %v", res.status, res.body)
 	}
 }

@@ -399,8 +399,8 @@ func attestError(err error, code string) *oauthError {
 		e.detail = err.Error()
 		return e
 	case errors.Is(err, attest.ErrInvalidEvidence):
-		e := fail(http.StatusBadRequest, code, "the credential was refused: "+reason)
-		e.detail = err.Error()
+		e := fail(http.StatusBadRequest, code, "the credential was refused")
+		e.check, e.detail = reason, err.Error()
 		return e
 	}
 	e := fail(http.StatusInternalServerError, errServerError, "internal error")

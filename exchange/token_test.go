@@ -25,6 +25,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/oidc"
@@ -93,6 +94,22 @@ type env struct {
 	logs *bytes.Buffer
 	now  time.Time
 	cfg  exchange.Config
+	rec  *tracetest.SpanRecorder
+}
+
+// check is the mcpsts.deny.check of the last finished span: the audit
+// trail's name of the check that refused a credential ("" if none).
+func (e *env) check() string {
+	ended := e.rec.Ended()
+	if len(ended) == 0 {
+		return ""
+	}
+	for _, kv := range ended[len(ended)-1].Attributes() {
+		if kv.Key == "mcpsts.deny.check" {
+			return kv.Value.AsString()
+		}
+	}
+	return ""
 }
 
 // restart serves the endpoint again with cfg changed by mut.
@@ -108,7 +125,7 @@ func (e *env) restart(t *testing.T, mut func(*exchange.Config)) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{idp: federationtest.NewIssuer(t), logs: &bytes.Buffer{}, now: time.Now().Truncate(time.Second)}
+	e := &env{idp: federationtest.NewIssuer(t), logs: &bytes.Buffer{}, now: time.Now().Truncate(time.Second), rec: tracetest.NewSpanRecorder()}
 	clock := func() time.Time { return e.now }
 	prov, err := federation.NewProvider(federation.ProviderConfig{Name: "ci", Issuer: e.idp.URL, Discovery: true, Fetcher: e.idp.Fetcher(), Clock: clock})
 	if err != nil {
@@ -136,7 +153,7 @@ func newEnv(t *testing.T) *env {
 		Self:      []string{broker},
 		Attestors: map[string]attest.Attestor{exchange.TokenTypeJWT: att, exchange.TokenTypeIDToken: att, exchange.GrantJWTBearer: att},
 		Decider:   eng, Minter: e.iss, Tokens: e.iss, Clock: clock,
-		Tracer: sdktrace.NewTracerProvider().Tracer("test"),
+		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(e.rec)).Tracer("test"),
 		Log:    slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
 	e.srv = httptest.NewUnstartedServer(exchange.NewHandler(e.cfg))
@@ -318,8 +335,8 @@ func TestErrors(t *testing.T) {
 		{"unknown subject_token_type", with(good(), "subject_token_type", "urn:example:token"), nil, 400, "invalid_request", "unsupported subject_token_type"},
 		{"actor_token without type", with(good(), "actor_token", "x"), nil, 400, "invalid_request", "go together"},
 		{"requested SAML", with(good(), "requested_token_type", "urn:ietf:params:oauth:token-type:saml2"), nil, 400, "invalid_request", "requested_token_type must be"},
-		{"expired subject token", exchangeForm(e.subjectToken(mainSub, func(c map[string]any) { c["exp"] = e.now.Unix() - 600 })), nil, 400, "invalid_request", "the credential was refused: token_expired"},
-		{"subject token for another service", exchangeForm(e.subjectToken(mainSub, func(c map[string]any) { c["aud"] = "https://other.example" })), nil, 400, "invalid_request", "the credential was refused: wrong_audience"},
+		{"expired subject token", exchangeForm(e.subjectToken(mainSub, func(c map[string]any) { c["exp"] = e.now.Unix() - 600 })), nil, 400, "invalid_request", "the credential was refused [check token_expired]"},
+		{"subject token for another service", exchangeForm(e.subjectToken(mainSub, func(c map[string]any) { c["aud"] = "https://other.example" })), nil, 400, "invalid_request", "the credential was refused [check wrong_audience]"},
 		{"replayed subject token", exchangeForm(replayed), nil, 400, "invalid_request", "already used"},
 		{"scope not granted", with(good(), "scope", "payments:admin"), nil, 400, "invalid_scope", "not granted"},
 		{"resource not granted", with(good(), "resource", "https://hr.example.com/mcp"), nil, 400, "invalid_target", "not granted"},
@@ -332,7 +349,7 @@ func TestErrors(t *testing.T) {
 		{"http resource", with(good(), "resource", "http://payments.example.com/mcp"), nil, 400, "invalid_target", "not an absolute https URI"},
 		{"no map for the subject", exchangeForm(e.subjectToken("repo:example-org/other:ref:refs/heads/main", nil)), nil, 400, "invalid_request", "no trust map grants"},
 		{"jwt-bearer without assertion", url.Values{"grant_type": {exchange.GrantJWTBearer}}, nil, 400, "invalid_request", "assertion is required"},
-		{"jwt-bearer with a bad assertion", url.Values{"grant_type": {exchange.GrantJWTBearer}, "assertion": {"x.y.z"}}, nil, 400, "invalid_grant", "the credential was refused: malformed_token"},
+		{"jwt-bearer with a bad assertion", url.Values{"grant_type": {exchange.GrantJWTBearer}, "assertion": {"x.y.z"}}, nil, 400, "invalid_grant", "the credential was refused [check malformed_token]"},
 		{"jwt-bearer denied by policy", url.Values{"grant_type": {exchange.GrantJWTBearer}, "assertion": {e.subjectToken("repo:x/y:ref:z", nil)}, "resource": {"https://payments.example.com/mcp"}}, nil, 400, "invalid_grant", "no trust map grants"},
 	}
 	for _, tt := range tests {
@@ -341,8 +358,9 @@ func TestErrors(t *testing.T) {
 			if res.status != tt.status || res.body["error"] != tt.code {
 				t.Fatalf("got %d %v, want %d %s", res.status, res.raw, tt.status, tt.code)
 			}
-			if d, _ := res.body["error_description"].(string); !strings.Contains(d, tt.desc) {
-				t.Errorf("error_description %q lacks %q", d, tt.desc)
+			// A refused credential's check is in the audit trail only.
+			if d, _ := res.body["error_description"].(string); !strings.Contains(d+" [check "+e.check()+"]", tt.desc) {
+				t.Errorf("error_description %q [check %s] lacks %q", d, e.check(), tt.desc)
 			}
 			if len(res.body["trace_id"].(string)) != 32 {
 				t.Errorf("no trace id: %v", res.body)
