@@ -27,7 +27,7 @@ const (
 var creds = sdkaws.Credentials{AccessKeyID: "AKIDFAKEEXAMPLE01", SecretAccessKey: "fake-secret", Source: "test"}
 
 // fakeSTS is a loopback STS that checks the real SigV4 signature.
-func fakeSTS(t *testing.T) (*httptest.Server, *atomic.Int64) {
+func fakeSTS(t testing.TB) (*httptest.Server, *atomic.Int64) {
 	sts := awsfake.AssumedRole(creds, region)
 	srv := httptest.NewTLSServer(sts)
 	t.Cleanup(srv.Close)
@@ -38,7 +38,7 @@ func verifier(srv *httptest.Server) *aws.Verifier {
 	return &aws.Verifier{Audiences: []string{broker}, Hosts: []string{strings.TrimPrefix(srv.URL, "https://")}, HTTP: srv.Client()}
 }
 
-func evidence(t *testing.T, endpoint, audience string, c sdkaws.Credentials, at time.Time) string {
+func evidence(t testing.TB, endpoint, audience string, c sdkaws.Credentials, at time.Time) string {
 	t.Helper()
 	ev, err := aws.BuildEvidence(context.Background(), credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken), region, endpoint, audience, at)
 	if err != nil {
@@ -100,4 +100,45 @@ func TestAttestAWSRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostGuard fails the fuzz run if evidence makes the verifier contact any
+// host but the allow-listed one.
+type hostGuard struct {
+	allowed string
+	next    http.RoundTripper
+	strayed atomic.Value
+}
+
+func (g *hostGuard) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != g.allowed {
+		g.strayed.Store(r.URL.Host)
+		return nil, errors.New("not allow-listed")
+	}
+	return g.next.RoundTrip(r)
+}
+
+func FuzzAttestAWS(f *testing.F) {
+	srv, _ := fakeSTS(f)
+	v := verifier(srv)
+	guard := &hostGuard{allowed: strings.TrimPrefix(srv.URL, "https://"), next: srv.Client().Transport}
+	v.HTTP = &http.Client{Transport: guard, Timeout: 5 * time.Second}
+	valid := evidence(f, srv.URL, broker, creds, time.Now())
+	f.Add(valid)
+	f.Add(evidence(f, "https://127.0.0.1:1", broker, creds, time.Now()))
+	f.Add(url.QueryEscape(`{"url":"https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15","method":"POST","headers":[]}`))
+	f.Add("%7B")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, token string) {
+		id, err := v.Attest(context.Background(), attest.Evidence{Type: aws.TokenType, Token: []byte(token)})
+		if err == nil && (id.Subject == "" || id.ReplayKey == "") {
+			t.Fatalf("accepted evidence without subject or replay key: %+v", id)
+		}
+		if err != nil && !errors.Is(err, attest.ErrInvalidEvidence) && !errors.Is(err, attest.ErrUnavailable) {
+			t.Fatalf("error of no known kind: %v", err)
+		}
+		if h := guard.strayed.Load(); h != nil {
+			t.Fatalf("the verifier contacted %v", h)
+		}
+	})
 }
