@@ -299,6 +299,14 @@ func with(c map[string]any, k string, v any) map[string]any { c[k] = v; return c
 // audience and clock of e.
 func fixture(t *testing.T, e *env, name string) map[string]any {
 	t.Helper()
+	c := rawFixture(t, name)
+	c["iss"], c["aud"] = e.is.URL, brokerAud
+	return c
+}
+
+// rawFixture returns the payload of a claims fixture as it is.
+func rawFixture(t *testing.T, name string) map[string]any {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
@@ -307,9 +315,7 @@ func fixture(t *testing.T, e *env, name string) map[string]any {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
-	c := f.Payload
-	c["iss"], c["aud"] = e.is.URL, brokerAud
-	return c
+	return f.Payload
 }
 
 func TestKubernetesPreset(t *testing.T) {
@@ -538,19 +544,6 @@ func azureEnv(t *testing.T) (*env, *oidc.Verifier) {
 
 const azureTenant = "00000000-aaaa-4bbb-8ccc-000000000001"
 
-func azureFixture(t *testing.T, name string) map[string]any {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct{ Payload map[string]any }
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
-	return f.Payload
-}
-
 func TestAzurePreset(t *testing.T) {
 	e, v := azureEnv(t)
 	attestAz := func(c map[string]any) (attest.Identity, error) {
@@ -563,7 +556,7 @@ func TestAzurePreset(t *testing.T) {
 		"az_resource_provider": "Microsoft.App", "az_resource_type": "containerApps", "az_resource_name": "token-client",
 	}
 	for _, name := range []string{"azure-managed-identity-v1.json", "azure-managed-identity-v2.json"} {
-		id, err := attestAz(azureFixture(t, name))
+		id, err := attestAz(rawFixture(t, name))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -594,7 +587,7 @@ func TestAzurePreset(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := azureFixture(t, "azure-managed-identity-v2.json")
+			c := rawFixture(t, "azure-managed-identity-v2.json")
 			tc.mut(c)
 			if _, err := attestAz(c); attest.ReasonOf(err) != tc.reason {
 				t.Fatalf("err = %v, want reason %s", err, tc.reason)
@@ -643,6 +636,6 @@ func TestCloudPresetRefusals(t *testing.T) {
 		e, v := azureEnv(t)
 		platformRefusals(t, e, func(tok string) (attest.Identity, error) {
 			return v.Attest(context.Background(), attest.Evidence{Type: "urn:ietf:params:oauth:token-type:jwt", Token: []byte(tok)})
-		}, azureFixture(t, "azure-managed-identity-v2.json"))
+		}, rawFixture(t, "azure-managed-identity-v2.json"))
 	})
 }
