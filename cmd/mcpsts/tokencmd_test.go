@@ -24,34 +24,44 @@ import (
 	"github.com/mcpsts/mcpsts/internal/awsfake"
 )
 
-// brokerWithProvider serves mcpsts with issuer https://127.0.0.1:PORT, a
-// fake IdP trusted as provider "ci" and a trust map for its workload; it
-// returns the broker URL, its CA and a file holding the workload's token.
-func brokerWithProvider(t *testing.T) (broker, ca, tokenFile string, idp *federationtest.Issuer) {
+// serveBroker serves mcpsts from a production config at
+// https://127.0.0.1:PORT with one trust map document and section (YAML
+// keys beside issuer, listen, data_dir, tls and trust_maps); it returns the
+// broker URL and the CA to trust.
+func serveBroker(t *testing.T, trustMap, section string) (broker, ca string) {
 	t.Helper()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
 	cert, key, ca := productionFiles(t)
-	idp = federationtest.NewIssuer(t)
-	idpCA := filepath.Join(t.TempDir(), "idp.pem")
-	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
 	maps := t.TempDir()
-	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
-match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
-grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read, write], default_scopes: [read]}
-`), 0o600)
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(trustMap), 0o600)
 	broker = "https://" + addr
 	file := writeConfig(t, fmt.Sprintf(`
 issuer: %s
 listen: %s
 data_dir: %s
 tls: {cert_file: %s, key_file: %s}
-providers:
-  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+%s
 trust_maps: {paths: [%s]}
-`, broker, addr, t.TempDir(), cert, key, idp.URL, idpCA, maps))
+`, broker, addr, t.TempDir(), cert, key, section, maps))
 	startServe(t, testEnv(nil), "--config", file)
+	return broker, ca
+}
+
+// brokerWithProvider serves mcpsts with issuer https://127.0.0.1:PORT, a
+// fake IdP trusted as provider "ci" and a trust map for its workload; it
+// returns the broker URL, its CA and a file holding the workload's token.
+func brokerWithProvider(t *testing.T) (broker, ca, tokenFile string, idp *federationtest.Issuer) {
+	t.Helper()
+	idp = federationtest.NewIssuer(t)
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	broker, ca = serveBroker(t, `id: agent
+match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
+grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read, write], default_scopes: [read]}
+`, fmt.Sprintf(`providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA))
 	n := time.Now().Unix()
 	tokenFile = filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte(idp.Sign(map[string]any{"iss": idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": broker, "iat": n, "exp": n + 600}, nil)), 0o600)
@@ -119,27 +129,12 @@ func TestTokenCommand(t *testing.T) {
 func TestTokenCommandSPIFFE(t *testing.T) {
 	prod := federationtest.NewTrustDomain("prod.example.org")
 	api := federationtest.NewWorkloadAPI(t, prod)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	cert, key, ca := productionFiles(t)
-	maps := t.TempDir()
-	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
+	broker, ca := serveBroker(t, `id: agent
 match: {provider: prod.example.org, subject: "spiffe://prod.example.org/mcpsts-agent"}
 grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"]}
-`), 0o600)
-	broker := "https://" + addr
-	file := writeConfig(t, fmt.Sprintf(`
-issuer: %s
-listen: %s
-data_dir: %s
-tls: {cert_file: %s, key_file: %s}
-spiffe:
+`, fmt.Sprintf(`spiffe:
   workload_api_socket: %s
-  trust_domains: [{name: prod.example.org, workload_api: true}]
-trust_maps: {paths: [%s]}
-`, broker, addr, t.TempDir(), cert, key, api.Addr, maps))
-	startServe(t, testEnv(nil), "--config", file)
+  trust_domains: [{name: prod.example.org, workload_api: true}]`, api.Addr))
 	env := testEnv(map[string]string{"SPIFFE_ENDPOINT_SOCKET": api.Addr})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -206,25 +201,10 @@ func TestTokenCommandAWS(t *testing.T) {
 	defer sts.Close()
 	stsCA := filepath.Join(t.TempDir(), "sts.pem")
 	os.WriteFile(stsCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sts.Certificate().Raw}), 0o600)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	cert, key, ca := productionFiles(t)
-	maps := t.TempDir()
-	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: role
+	broker, ca := serveBroker(t, `id: role
 match: {provider: aws, subject: "arn:aws:iam::111122223333:role/token-client-role"}
 grant: {client_id: role-client, audiences: ["https://mcp.example.com/mcp"]}
-`), 0o600)
-	broker := "https://" + addr
-	file := writeConfig(t, fmt.Sprintf(`
-issuer: %s
-listen: %s
-data_dir: %s
-tls: {cert_file: %s, key_file: %s}
-aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}
-trust_maps: {paths: [%s]}
-`, broker, addr, t.TempDir(), cert, key, strings.TrimPrefix(sts.URL, "https://"), stsCA, maps))
-	startServe(t, testEnv(nil), "--config", file)
+`, fmt.Sprintf(`aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}`, strings.TrimPrefix(sts.URL, "https://"), stsCA))
 	for k, v := range map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": creds.SecretAccessKey,
 		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"} {
 		t.Setenv(k, v)
@@ -243,32 +223,17 @@ func cloudBroker(t *testing.T, idp *federationtest.Issuer, name, preset, audienc
 	t.Helper()
 	idpCA := filepath.Join(t.TempDir(), "idp-ca.pem")
 	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	broker = "https://" + addr
-	cert, key, ca := productionFiles(t)
 	audiences := "" // the broker's issuer
 	if audience != "" {
-		audiences = fmt.Sprintf("    audiences: [%q]\n", audience)
+		audiences = fmt.Sprintf("\n    audiences: [%q]", audience)
 	}
-	maps := t.TempDir()
-	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte("id: cloud\nmatch:\n"+match+"grant: {client_id: cloud-client, audiences: [\"https://mcp.example.com/mcp\"]}\n"), 0o600)
-	file := writeConfig(t, fmt.Sprintf(`
-issuer: %s
-listen: %s
-data_dir: %s
-tls: {cert_file: %s, key_file: %s}
-providers:
+	return serveBroker(t, "id: cloud\nmatch:\n"+match+"grant: {client_id: cloud-client, audiences: [\"https://mcp.example.com/mcp\"]}\n",
+		fmt.Sprintf(`providers:
   - name: %s
     issuer: %s
     discovery: true
     ca_file: %s
-    preset: %s
-%strust_maps: {paths: [%s]}
-`, broker, addr, t.TempDir(), cert, key, name, idp.URL, idpCA, preset, audiences, maps))
-	startServe(t, testEnv(nil), "--config", file)
-	return broker, ca
+    preset: %s%s`, name, idp.URL, idpCA, preset, audiences))
 }
 
 // TestTokenCommandGCP: the gcp source gets an instance identity token from
