@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // Evidence is what a source produces: a token and its RFC 8693 type.
@@ -195,20 +197,50 @@ func (c *Client) endpoint(ctx context.Context) (string, error) {
 // Exchange gets a token for the MCP server audience with scopes (none: the
 // trust map's defaults).
 func (c *Client) Exchange(ctx context.Context, audience string, scopes []string) (*Token, error) {
-	te, err := c.endpoint(ctx)
-	if err != nil {
-		return nil, err
-	}
 	ev, err := c.source.Evidence(ctx, c.broker)
 	if err != nil {
 		return nil, &Error{Step: StepEvidence, Description: "source " + c.source.Name(), Err: err}
 	}
-	form := url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+	return c.exchange(ctx, url.Values{
 		"subject_token":      {ev.Token},
 		"subject_token_type": {ev.TokenType},
-		"resource":           {audience},
+	}, audience, scopes)
+}
+
+// tokenTypeAccessToken is RFC 8693's type of an access token.
+const tokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+
+// Delegate exchanges subjectToken, an access token a caller presented to
+// the MCP server embedding this client, for a token for the downstream
+// server audience (RFC 8693 delegation): the client's own evidence is the
+// actor token, so the broker records this server in act. It makes
+// *Client a resource.Delegator.
+func (c *Client) Delegate(ctx context.Context, subjectToken, audience string, scopes []string) (*oauth2.Token, error) {
+	ev, err := c.source.Evidence(ctx, c.broker)
+	if err != nil {
+		return nil, &Error{Step: StepEvidence, Description: "source " + c.source.Name(), Err: err}
 	}
+	tok, err := c.exchange(ctx, url.Values{
+		"subject_token":      {subjectToken},
+		"subject_token_type": {tokenTypeAccessToken},
+		"actor_token":        {ev.Token},
+		"actor_token_type":   {ev.TokenType},
+	}, audience, scopes)
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Expiry: tok.Expiry}, nil
+}
+
+// exchange posts a token-exchange request with the given subject (and
+// actor) parameters for audience.
+func (c *Client) exchange(ctx context.Context, form url.Values, audience string, scopes []string) (*Token, error) {
+	te, err := c.endpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	form.Set("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")
+	form.Set("resource", audience)
 	if len(scopes) > 0 {
 		form.Set("scope", strings.Join(scopes, " "))
 	}

@@ -1,0 +1,105 @@
+package resource
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+)
+
+type sdkMessage struct {
+	Method *string
+	Params *struct{ Name *string }
+}
+
+// sdkTools is what a decoder like the SDK's (encoding/json into structs:
+// member names matched without regard to case, the last duplicate wins)
+// reads as the tools a body calls; ok is false when it refuses the body.
+func sdkTools(body []byte) (tools []string, ok bool) {
+	var msgs []sdkMessage
+	if err := json.Unmarshal(body, &msgs); err != nil {
+		var m sdkMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, false
+		}
+		msgs = []sdkMessage{m}
+	}
+	for _, m := range msgs {
+		if m.Method != nil && *m.Method == "tools/call" && m.Params != nil && m.Params.Name != nil {
+			tools = append(tools, *m.Params.Name)
+		}
+	}
+	return tools, true
+}
+
+func TestToolsCalled(t *testing.T) {
+	tests := []struct {
+		body string
+		want []string
+		err  bool
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read"}}`, []string{"read"}, false},
+		{` [{"method":"tools/call","params":{"name":"a"}},{"method":"tools/list"},{"id":3,"result":{}},{"method":"tools/call","params":{"name":"b"}}]`, []string{"a", "b"}, false},
+		{`{"method":"tools/list","params":{"name":"x","Name":"y"}}`, nil, false},
+		{`{"method":"tools/call","params":{"name":"a","name":"b"}}`, nil, true},
+		{`{"method":"tools/call","params":{"name":"a","NAME":"b"}}`, nil, true},
+		{`{"method":"tools/list","Method":"tools/call","params":{"name":"b"}}`, nil, true},
+		{`{"METHOD":"tools/call","params":{"name":"b"}}`, nil, true},
+		{"{\"method\":\"tools/call\",\"params\":{\"\u212aey\":1,\"name\":\"a\"}}", []string{"a"}, false},
+		{"{\"method\":\"tools/call\",\"params\":{\"\u017fname\":1,\"name\":\"a\"}}", []string{"a"}, false},
+		{"{\"method\":\"tools/call\",\"param\u017f\":{\"name\":\"b\"}}", nil, true},
+		{`{"method":"tools/call","params":{"name":7}}`, nil, true},
+		{`{"method":"tools/call","params":"x"}`, nil, true},
+		{`{"method":"tools/call"} {"method":"tools/call","params":{"name":"b"}}`, nil, true},
+		{"\u00a0{}", nil, false},
+		{``, nil, false},
+		{`[1]`, nil, false},
+		{"\u00a0{\"method\":\"tools/call\",\"params\":{\"name\":\"a\"}}", nil, true},
+		{`{"method":"tools/call","params":{"name":"a"}} x`, nil, true},
+		{`{"method":"tools/call","params":{"name":"a"}}]`, nil, true},
+		{`{"method":"tools/call"}`, nil, true},
+		{`{"method":"tools\/call","params":{"name":"a"}}`, []string{"a"}, false},
+		{`{"params":{"arguments":{"name":"x","method":"y"},"name":"a"},"method":"tools/call"}`, []string{"a"}, false},
+		{`{"method":"tools/call","params":{"name":"a"},"x":{"method":1,"Method":2}}`, []string{"a"}, false},
+	}
+	for _, tc := range tests {
+		got, err := toolsCalled([]byte(tc.body))
+		if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, %v", tc.body, got, err)
+		}
+	}
+}
+
+// FuzzToolsCalled: whenever the middleware accepts a body, it finds the
+// same tool calls an encoding/json struct decoder does, its fast path
+// never skips a call it must check, and it never panics.
+func FuzzToolsCalled(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","arguments":{"a":1}}}`,
+		`[{"method":"tools/call","params":{"name":"a"}},{"method":"ping"}]`,
+		`{"method":"tools/call","params":{"name":"a","Name":"b"}}`,
+		"{\"method\":\"tools/call\",\"param\u017f\":{\"name\":\"b\"}}",
+		`{"method":"tools/call","params":null}`,
+		`{"id":1,"result":{"content":[]}}`,
+		`{"method":"tools/call","params":{"name":"write_fil\u0065"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	s := &Server{tools: []tool{{name: []byte("write_file"), scopes: []string{"files:write"}}}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		// The fast path never lets through a body that calls a tool the
+		// caller lacks a scope for.
+		if !s.mayCallUncovered(body, map[string]bool{"files:read": true}) {
+			if tools, ok := sdkTools(body); ok && slices.Contains(tools, "write_file") {
+				t.Fatalf("fast path passed a call of write_file: %q", body)
+			}
+		}
+		got, err := toolsCalled(body)
+		if err != nil {
+			return
+		}
+		want, ok := sdkTools(body)
+		if ok && !slices.Equal(got, want) {
+			t.Fatalf("middleware reads %q, an encoding/json decoder %q, from %q", got, want, body)
+		}
+	})
+}

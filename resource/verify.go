@@ -1,0 +1,246 @@
+package resource
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcpsts/mcpsts/federation"
+)
+
+// Claims are the verified claims of a caller's access token.
+//
+// Authorize on Subject, ClientID, the scopes and the current Actor's
+// Subject and ClientID only (RFC 8693 §4.1): earlier actors (Actor.Actor)
+// are a record of the delegation path, for logs and audit.
+type Claims struct {
+	Subject   string
+	ClientID  string
+	Scopes    []string // as the token grants them, before Config.Implies
+	Actor     *Actor   // the service acting for Subject, nil when none
+	ID        string   // jti
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// CertThumbprint is the x5t#S256 the token is bound to (and the
+	// connection proved), "" for a plain bearer token.
+	CertThumbprint string
+}
+
+// Actor is one link of an act chain.
+type Actor struct {
+	Subject  string `json:"sub"`
+	ClientID string `json:"client_id,omitempty"`
+	Actor    *Actor `json:"act,omitempty"` // the actor before this one
+}
+
+// Chain lists the actors, the current one first, for logs.
+func (c Claims) Chain() []string {
+	var out []string
+	for a := c.Actor; a != nil; a = a.Actor {
+		out = append(out, a.Subject)
+	}
+	return out
+}
+
+// tokenError is why a token is refused: a public description for the
+// challenge, and whether the fault is ours (keys unavailable) rather than
+// the token's.
+type tokenError struct {
+	description string
+	unavailable bool
+	err         error // private detail, for the server's log; never holds the token
+}
+
+func (e *tokenError) Error() string { return e.description }
+func (e *tokenError) Unwrap() error { return e.err }
+
+func refuse(description string, err error) *tokenError {
+	return &tokenError{description: description, err: err}
+}
+
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	ClientID string         `json:"client_id"`
+	Scope    string         `json:"scope"`
+	Act      *Actor         `json:"act"`
+	Cnf      map[string]any `json:"cnf"`
+}
+
+// maxTokenBytes bounds the work a token may cause before its signature is
+// checked; our tokens are well under 2 KiB.
+const maxTokenBytes = 8 << 10
+
+func (s *Server) parser() *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods(s.validAlgs),
+		jwt.WithIssuer(s.cfg.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(s.cfg.Leeway),
+		jwt.WithTimeFunc(s.cfg.Clock),
+	)
+}
+
+// verified is a token that verified, kept by the SHA-256 of its text.
+type verified struct {
+	claims    Claims
+	kid       string
+	notBefore time.Time // nbf, or iat when later
+	cnf       map[string]any
+}
+
+// keyChecker is a KeySource that can say, without fetching, whether a key
+// is still published; only then are verified tokens cached, so that a
+// token stops verifying from cache once its key rotates away.
+type keyChecker interface{ Has(kid string) bool }
+
+// verify checks raw as an access token for this server and returns its
+// claims. peer is the connection's client certificate chain, if any. A
+// token verified before is taken from the cache when its times still hold
+// and its key is still published; its binding is checked every time.
+func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificate) (Claims, *tokenError) {
+	if len(raw) > maxTokenBytes {
+		return Claims{}, refuse("the token is too large", nil)
+	}
+	var sum [32]byte
+	if s.cache != nil {
+		sum = sha256.Sum256([]byte(raw))
+		if v, ok := s.cache.Get(sum); ok {
+			now := s.cfg.Clock()
+			if now.Before(v.claims.ExpiresAt.Add(s.cfg.Leeway)) && !now.Before(v.notBefore.Add(-s.cfg.Leeway)) && s.keys.(keyChecker).Has(v.kid) {
+				return s.bind(v.claims, v.cnf, peer)
+			}
+			s.cache.Remove(sum)
+		}
+	}
+	var c tokenClaims
+	var keyErr *tokenError
+	var kid string
+	_, err := s.jwtParser.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		keyErr = s.checkHeader(t.Header)
+		if keyErr != nil {
+			return nil, keyErr
+		}
+		kid, _ = t.Header["kid"].(string)
+		k, err := s.keys.Key(ctx, kid, t.Method.Alg())
+		if err != nil {
+			keyErr = refuse("the token is not signed by a key of the authorization server", err)
+			keyErr.unavailable = errors.Is(err, federation.ErrNotReady)
+			return nil, keyErr
+		}
+		return k, nil
+	})
+	switch {
+	case keyErr != nil:
+		return Claims{}, keyErr
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return Claims{}, refuse("the token is not a well-formed JWT", err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return Claims{}, refuse("the token's signature does not verify", err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Claims{}, refuse("the token has expired", err)
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return Claims{}, refuse("the token is not valid yet", err)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return Claims{}, refuse("the token was issued by another authorization server", err)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return Claims{}, refuse("the token has no expiry", err)
+	default:
+		return Claims{}, refuse("the token is not valid", err)
+	}
+	if len(c.Audience) != 1 || c.Audience[0] != s.cfg.Resource {
+		return Claims{}, refuse("the token is not for this server (aud)", nil)
+	}
+	var missing []string
+	for name, v := range map[string]string{"sub": c.Subject, "client_id": c.ClientID, "jti": c.ID} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if c.IssuedAt == nil {
+		missing = append(missing, "iat")
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return Claims{}, refuse("the token lacks "+strings.Join(missing, ", "), nil)
+	}
+	out := Claims{Subject: c.Subject, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope), Actor: c.Act, ID: c.ID,
+		IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time}
+	if c.Act != nil && c.Act.Subject == "" {
+		return Claims{}, refuse("the token's act has no sub", nil)
+	}
+	if s.cache != nil {
+		nb := out.IssuedAt
+		if c.NotBefore != nil && c.NotBefore.After(nb) {
+			nb = c.NotBefore.Time
+		}
+		s.cache.Add(sum, verified{claims: out, kid: kid, notBefore: nb, cnf: c.Cnf})
+	}
+	return s.bind(out, c.Cnf, peer)
+}
+
+// bind enforces a token's cnf, if any, on this request's connection.
+func (s *Server) bind(c Claims, cnf map[string]any, peer []*x509.Certificate) (Claims, *tokenError) {
+	if cnf == nil {
+		return c, nil
+	}
+	tp, terr := bindingCheck(cnf, peer)
+	if terr != nil {
+		return Claims{}, terr
+	}
+	c.CertThumbprint = tp
+	return c, nil
+}
+
+// checkHeader refuses what RFC 9068 §4 and RFC 8725 forbid: another typ,
+// critical extensions we would ignore. Keys are never taken from jku, x5u,
+// x5c or jwk: only from the broker's published set.
+func (s *Server) checkHeader(h map[string]any) *tokenError {
+	typ, _ := h["typ"].(string)
+	if !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+		return refuse("the token is not an access token (typ must be at+jwt)", nil)
+	}
+	if _, ok := h["crit"]; ok {
+		return refuse("the token has critical header parameters this server does not understand", nil)
+	}
+	if kid, ok := h["kid"]; ok {
+		if _, isString := kid.(string); !isString {
+			return refuse("the token's kid is not a string", nil)
+		}
+	}
+	return nil
+}
+
+// bindingCheck enforces cnf (RFC 8705 §3): a certificate-bound token must
+// come over a connection that proved that certificate. A DPoP-bound token
+// (jkt) is refused: this server does not accept DPoP proofs, and a DPoP
+// token presented as a bearer token must not be accepted (RFC 9449 §7.2).
+func bindingCheck(cnf map[string]any, peer []*x509.Certificate) (string, *tokenError) {
+	if len(cnf) != 1 {
+		return "", refuse("the token's cnf must hold exactly one confirmation method", nil)
+	}
+	if _, ok := cnf["jkt"]; ok {
+		return "", refuse("the token is DPoP-bound; this server accepts bearer and certificate-bound tokens only", nil)
+	}
+	want, ok := cnf["x5t#S256"].(string)
+	if !ok {
+		return "", refuse("the token's cnf holds a confirmation method this server does not know", nil)
+	}
+	if len(peer) == 0 {
+		return "", refuse("the token is bound to a client certificate the connection did not present", nil)
+	}
+	sum := sha256.Sum256(peer[0].Raw)
+	if got := base64.RawURLEncoding.EncodeToString(sum[:]); got != want {
+		return "", refuse("the token is bound to another client certificate", fmt.Errorf("x5t#S256 mismatch"))
+	}
+	return want, nil
+}
