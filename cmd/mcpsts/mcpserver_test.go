@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mcpsts/mcpsts/examples/mcp-server/mcpserver"
+	"github.com/mcpsts/mcpsts/exchange/client"
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/resource"
+)
+
+// mcpDeployment is a broker, a fake Kubernetes issuer it trusts as
+// provider "ci", and the example files and audit MCP servers, each on its
+// own loopback TLS listener.
+type mcpDeployment struct {
+	broker, brokerCA string
+	files, audit     string // resource URIs
+	idp              *federationtest.Issuer
+	trust            *http.Client // trusts the broker and the MCP servers
+}
+
+func (d *mcpDeployment) saToken(t *testing.T, name string) string {
+	t.Helper()
+	n := time.Now().Unix()
+	p := filepath.Join(t.TempDir(), name)
+	os.WriteFile(p, []byte(d.idp.Sign(map[string]any{"iss": d.idp.URL, "sub": "system:serviceaccount:apps:" + name, "aud": d.broker, "iat": n, "exp": n + 600}, nil)), 0o600)
+	return p
+}
+
+func startMCPDeployment(t *testing.T) *mcpDeployment {
+	t.Helper()
+	d := &mcpDeployment{idp: federationtest.NewIssuer(t)}
+	lnFiles, _ := net.Listen("tcp", "127.0.0.1:0")
+	lnAudit, _ := net.Listen("tcp", "127.0.0.1:0")
+	d.files = "https://" + lnFiles.Addr().String() + "/mcp"
+	d.audit = "https://" + lnAudit.Addr().String() + "/mcp"
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, d.idp.CAPEM(), 0o600)
+	d.broker, d.brokerCA = serveBroker(t, fmt.Sprintf(`id: agent
+match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
+grant:
+  client_id: agent
+  audiences: [%q, %q]
+  scopes: [files:read, files:write, audit:record]
+  default_scopes: [files:read]
+  may_act: [{provider: ci, subject: "system:serviceaccount:apps:files"}]
+`, d.files, d.audit), fmt.Sprintf(`providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, d.idp.URL, idpCA))
+
+	cert, key, serverCA := productionFiles(t)
+	pool := x509.NewCertPool()
+	for _, f := range []string{d.brokerCA, serverCA} {
+		pem, _ := os.ReadFile(f)
+		pool.AppendCertsFromPEM(pem)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	d.trust = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	serve := func(ln net.Listener, cfg resource.Config, h func(*resource.Server) http.Handler) {
+		cfg.Issuer, cfg.Transport = d.broker, tr
+		rs, err := resource.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go rs.Run(ctx)
+		srv := &http.Server{Handler: h(rs), TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}}
+		go srv.ServeTLS(ln, "", "")
+		t.Cleanup(func() { srv.Close() })
+	}
+	files, err := client.New(d.broker, client.FileSource{Path: d.saToken(t, "files"), Label: "k8s"}, client.Options{HTTPClient: d.trust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(lnFiles, resource.Config{Resource: d.files, ToolScopes: mcpserver.FilesToolScopes, Implies: mcpserver.FilesImplies, Delegator: files},
+		func(rs *resource.Server) http.Handler { return mcpserver.Files(rs, d.audit, d.trust) })
+	serve(lnAudit, resource.Config{Resource: d.audit, ToolScopes: mcpserver.AuditToolScopes}, mcpserver.Audit)
+	return d
+}
+
+// agentToken gets the agent's token with `mcpsts token --source k8s`.
+func (d *mcpDeployment) agentToken(t *testing.T, audience string, scopes ...string) *oauth2.Token {
+	t.Helper()
+	args := []string{"token", "--broker", d.broker, "--ca", d.brokerCA, "--audience", audience, "--source", "k8s"}
+	if len(scopes) > 0 {
+		args = append(args, "--scope", strings.Join(scopes, " "))
+	}
+	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_K8S_TOKEN_FILE": d.saToken(t, "agent")}), args...)
+	if err != nil {
+		t.Fatalf("mcpsts token: %v (%s)", err, stderr)
+	}
+	return &oauth2.Token{AccessToken: strings.TrimSpace(out), TokenType: "Bearer"}
+}
+
+// post sends one JSON-RPC message to an MCP endpoint with tok, outside any
+// SDK, to read the middleware's answer as it is on the wire.
+func (d *mcpDeployment) post(t *testing.T, url string, tok *oauth2.Token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := d.trust.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
+
+// TestMCPServerWithGoSDK: the MCP Go SDK's Streamable HTTP client calls the
+// example server with a token from `mcpsts token`; the middleware refuses
+// a token for another server and asks for the missing scope; the files
+// server reaches the audit server only through delegation, and the audit
+// server sees an act chain naming the files server.
+func TestMCPServerWithGoSDK(t *testing.T) {
+	d := startMCPDeployment(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	filesMeta := strings.Replace(d.files, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1)
+
+	tok := d.agentToken(t, d.files, "files:read", "audit:record")
+	cs, err := mcpserver.Connect(ctx, d.trust, d.files, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 3 {
+		t.Fatalf("tools: %v, %v", tools, err)
+	}
+	got, err := mcpserver.CallTool(ctx, d.trust, d.files, tok, "read_file", map[string]any{"name": "readme.txt"})
+	if err != nil || got != "hello from the files server" {
+		t.Fatalf("read_file = %q, %v", got, err)
+	}
+
+	// Delegation: the audit server sees the agent as subject and the files
+	// server as the (only) actor.
+	got, err = mcpserver.CallTool(ctx, d.trust, d.files, tok, "read_audited", map[string]any{"name": "readme.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec mcpserver.Caller
+	if err := json.Unmarshal([]byte(got), &rec); err != nil {
+		t.Fatalf("%q: %v", got, err)
+	}
+	want := mcpserver.Caller{Subject: "workload:ci/system:serviceaccount:apps:agent", ClientID: "agent",
+		Actors: []string{"workload:ci/system:serviceaccount:apps:files"}, Note: "read readme.txt"}
+	if fmt.Sprint(rec) != fmt.Sprint(want) {
+		t.Fatalf("audit saw %+v, want %+v", rec, want)
+	}
+
+	// Missing scope: 403 insufficient_scope naming every scope the call
+	// needs, on the wire and through the SDK.
+	call := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"write_file","arguments":{"name":"x","content":"y"}}}`
+	status, challenge := d.post(t, d.files, tok, call)
+	wantChallenge := `Bearer error="insufficient_scope", error_description="the token lacks a scope this request needs", scope="files:write", resource_metadata="` + filesMeta + `"`
+	if status != http.StatusForbidden || challenge != wantChallenge {
+		t.Fatalf("write_file without files:write: %d %q", status, challenge)
+	}
+	if _, err := mcpserver.CallTool(ctx, d.trust, d.files, tok, "write_file", map[string]any{"name": "x", "content": "y"}); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Fatalf("SDK write_file without files:write: %v", err)
+	}
+	// Stepping up: a token with files:write writes.
+	if got, err := mcpserver.CallTool(ctx, d.trust, d.files, d.agentToken(t, d.files, "files:write"), "write_file", map[string]any{"name": "x", "content": "y"}); err != nil || got != "written" {
+		t.Fatalf("write_file with files:write: %q, %v", got, err)
+	}
+
+	// A token for the audit server is refused by the files server.
+	other := d.agentToken(t, d.audit, "files:read")
+	status, challenge = d.post(t, d.files, other, `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+	if status != http.StatusUnauthorized || challenge != `Bearer error="invalid_token", error_description="the token is not for this server (aud)", resource_metadata="`+filesMeta+`"` {
+		t.Fatalf("token of another audience: %d %q", status, challenge)
+	}
+	if _, err := mcpserver.Connect(ctx, d.trust, d.files, other); err == nil {
+		t.Fatal("the SDK connected with a token of another audience")
+	}
+}
