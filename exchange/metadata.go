@@ -13,13 +13,15 @@ import (
 // A field is set only when this server implements what it advertises;
 // empty fields are left out of the document.
 type Metadata struct {
-	Issuer                                     string   `json:"issuer"`
-	AuthorizationEndpoint                      string   `json:"authorization_endpoint,omitempty"`
-	TokenEndpoint                              string   `json:"token_endpoint,omitempty"`
-	JWKSURI                                    string   `json:"jwks_uri,omitempty"`
-	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
-	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
-	ResponseTypesSupported                     []string `json:"response_types_supported,omitempty"`
+	Issuer                string   `json:"issuer"`
+	AuthorizationEndpoint string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint         string   `json:"token_endpoint,omitempty"`
+	JWKSURI               string   `json:"jwks_uri,omitempty"`
+	RegistrationEndpoint  string   `json:"registration_endpoint,omitempty"`
+	ScopesSupported       []string `json:"scopes_supported,omitempty"`
+	// ResponseTypesSupported is required by RFC 8414 §2: always present,
+	// empty while the authorization endpoint serves no flow.
+	ResponseTypesSupported                     []string `json:"response_types_supported"`
 	GrantTypesSupported                        []string `json:"grant_types_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
@@ -43,6 +45,8 @@ type Paths struct {
 	JWKS string
 	// Token is the token endpoint.
 	Token string
+	// Authorize is the authorization endpoint.
+	Authorize string
 	// Base is the issuer's path without a trailing slash ("" at the root).
 	Base string
 	// Origin is the issuer's scheme and host: Origin + a path is a URL.
@@ -61,12 +65,13 @@ func PathsFor(issuer string) (Paths, error) {
 	}
 	base := strings.TrimSuffix(u.EscapedPath(), "/")
 	return Paths{
-		OAuth:  "/.well-known/oauth-authorization-server" + base,
-		OIDC:   base + "/.well-known/openid-configuration",
-		JWKS:   base + "/.well-known/jwks.json",
-		Token:  base + "/token",
-		Base:   base,
-		Origin: u.Scheme + "://" + u.Host,
+		OAuth:     "/.well-known/oauth-authorization-server" + base,
+		OIDC:      base + "/.well-known/openid-configuration",
+		JWKS:      base + "/.well-known/jwks.json",
+		Token:     base + "/token",
+		Authorize: base + "/authorize",
+		Base:      base,
+		Origin:    u.Scheme + "://" + u.Host,
 	}, nil
 }
 
@@ -75,6 +80,9 @@ func PathsFor(issuer string) (Paths, error) {
 func MetadataHandler(m Metadata) (http.Handler, error) {
 	if m.Issuer == "" {
 		return nil, fmt.Errorf("exchange: metadata without an issuer")
+	}
+	if m.ResponseTypesSupported == nil {
+		m.ResponseTypesSupported = []string{}
 	}
 	body, err := json.Marshal(m)
 	if err != nil {
@@ -86,4 +94,17 @@ func MetadataHandler(m Metadata) (http.Handler, error) {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Write(body)
 	}), nil
+}
+
+// AuthorizeHandler is the authorization endpoint of a server that has no
+// browser flow yet: every request is refused with unsupported_response_type
+// and never redirected (no client has a registered redirect URI, so none
+// may be redirected to, RFC 6749 §4.1.2.1). Metadata names it, with an
+// empty response_types_supported, because MCP clients (the TypeScript SDK)
+// refuse authorization server metadata without one.
+func AuthorizeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fail(http.StatusBadRequest, "unsupported_response_type",
+			"this authorization server has no browser flow: workloads get tokens with token exchange, JWT bearer or client credentials at the token endpoint"), "")
+	})
 }

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 )
@@ -14,15 +15,15 @@ func TestPathsFor(t *testing.T) {
 	}{
 		{"https://sts.example.com", Paths{
 			OAuth: "/.well-known/oauth-authorization-server", OIDC: "/.well-known/openid-configuration",
-			JWKS: "/.well-known/jwks.json", Token: "/token", Base: "", Origin: "https://sts.example.com",
+			JWKS: "/.well-known/jwks.json", Token: "/token", Authorize: "/authorize", Base: "", Origin: "https://sts.example.com",
 		}, false},
 		{"https://sts.example.com/", Paths{
 			OAuth: "/.well-known/oauth-authorization-server", OIDC: "/.well-known/openid-configuration",
-			JWKS: "/.well-known/jwks.json", Token: "/token", Base: "", Origin: "https://sts.example.com",
+			JWKS: "/.well-known/jwks.json", Token: "/token", Authorize: "/authorize", Base: "", Origin: "https://sts.example.com",
 		}, false},
 		{"https://sts.example.com/tenant/1", Paths{
 			OAuth: "/.well-known/oauth-authorization-server/tenant/1", OIDC: "/tenant/1/.well-known/openid-configuration",
-			JWKS: "/tenant/1/.well-known/jwks.json", Token: "/tenant/1/token", Base: "/tenant/1", Origin: "https://sts.example.com",
+			JWKS: "/tenant/1/.well-known/jwks.json", Token: "/tenant/1/token", Authorize: "/tenant/1/authorize", Base: "/tenant/1", Origin: "https://sts.example.com",
 		}, false},
 		{"http://sts.example.com", Paths{}, true},
 		{"https://sts.example.com/?q", Paths{}, true},
@@ -48,8 +49,9 @@ func TestMetadataHandlerOmitsEmpty(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" || len(doc) != 2 {
-		t.Fatalf("got %d %s %v; want exactly issuer and jwks_uri", rec.Code, rec.Header().Get("Content-Type"), doc)
+	// response_types_supported is REQUIRED by RFC 8414 §2: present, empty.
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" || len(doc) != 3 || fmt.Sprint(doc["response_types_supported"]) != "[]" {
+		t.Fatalf("got %d %s %v; want exactly issuer, jwks_uri and an empty response_types_supported", rec.Code, rec.Header().Get("Content-Type"), doc)
 	}
 	if _, err := MetadataHandler(Metadata{}); err == nil {
 		t.Fatal("metadata without issuer accepted")

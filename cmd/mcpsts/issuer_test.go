@@ -42,7 +42,8 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	// Only what is implemented today; issues that add endpoints add here.
 	implemented := map[string]bool{"issuer": true, "jwks_uri": true, "token_endpoint": true,
 		"grant_types_supported": true, "token_endpoint_auth_methods_supported": true,
-		"token_endpoint_auth_signing_alg_values_supported": true, "tls_client_certificate_bound_access_tokens": true}
+		"token_endpoint_auth_signing_alg_values_supported": true, "tls_client_certificate_bound_access_tokens": true,
+		"authorization_endpoint": true, "response_types_supported": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)
@@ -60,6 +61,22 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 || tokenErr["error"] != "unsupported_grant_type" {
 		t.Errorf("token_endpoint answers %d %v", resp.StatusCode, tokenErr)
+	}
+	// The authorization endpoint exists for clients that require one in
+	// the metadata, serves no flow (no response type) and never redirects.
+	if fmt.Sprint(doc["response_types_supported"]) != "[]" {
+		t.Errorf("response_types_supported = %v", doc["response_types_supported"])
+	}
+	noRedirect := *c
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = noRedirect.Get(doc["authorization_endpoint"].(string) + "?response_type=code&client_id=agent&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&state=abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&tokenErr)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || tokenErr["error"] != "unsupported_response_type" || resp.Header.Get("Location") != "" {
+		t.Errorf("authorization_endpoint answers %d %v, Location %q", resp.StatusCode, tokenErr, resp.Header.Get("Location"))
 	}
 	if fmt.Sprint(doc["grant_types_supported"]) != "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer client_credentials]" {
 		t.Errorf("grant_types_supported = %v", doc["grant_types_supported"])

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ import (
 // own loopback TLS listener.
 type mcpDeployment struct {
 	broker, brokerCA string
+	serverCA         string // signed the MCP servers' certificates
 	files, audit     string // resource URIs
 	idp              *federationtest.Issuer
 	trust            *http.Client // trusts the broker and the MCP servers
@@ -61,6 +63,7 @@ grant:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, d.idp.URL, idpCA))
 
 	cert, key, serverCA := productionFiles(t)
+	d.serverCA = serverCA
 	pool := x509.NewCertPool()
 	for _, f := range []string{d.brokerCA, serverCA} {
 		pem, _ := os.ReadFile(f)
@@ -192,4 +195,53 @@ func TestMCPServerWithGoSDK(t *testing.T) {
 	if _, err := mcpserver.Connect(ctx, d.trust, d.files, other); err == nil {
 		t.Fatal("the SDK connected with a token of another audience")
 	}
+}
+
+// TestMCPServerWithTypeScriptSDK: a Node client on the official TypeScript
+// SDK (@modelcontextprotocol/sdk 1.32) discovers mcpsts from the example
+// server's 401, gets a token with client credentials authenticated by
+// private_key_jwt (its assertion a Kubernetes service-account token), then
+// lists the tools and calls one. .ci/run installs the SDK (npm ci); without
+// it the test is skipped locally and fails in CI.
+func TestMCPServerWithTypeScriptSDK(t *testing.T) {
+	dir, _ := filepath.Abs(filepath.Join("..", "..", "examples", "mcp-server", "ts-client"))
+	node, err := exec.LookPath("node")
+	if _, serr := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil || serr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node or the TypeScript SDK is missing (run npm ci in %s): %v %v", dir, err, serr)
+		}
+		t.Skipf("node or the TypeScript SDK is missing (run npm ci in %s)", dir)
+	}
+	d := startMCPDeployment(t)
+	cas := filepath.Join(t.TempDir(), "cas.pem")
+	var pems []byte
+	for _, f := range []string{d.brokerCA, d.serverCA} {
+		b, _ := os.ReadFile(f)
+		pems = append(pems, b...)
+	}
+	os.WriteFile(cas, pems, 0o600)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.mjs", d.files, d.broker, d.saToken(t, "agent"), "agent")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+cas)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node client: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	var out struct {
+		Tools      []string `json:"tools"`
+		ReadFile   string   `json:"read_file"`
+		IsError    bool     `json:"is_error"`
+		TokenScope string   `json:"token_scope"`
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &out); err != nil {
+		t.Fatalf("%q: %v (stderr %s)", stdout.String(), err, stderr.String())
+	}
+	if strings.Join(out.Tools, ",") != "read_audited,read_file,write_file" || out.ReadFile != "hello from the files server" || out.IsError {
+		t.Fatalf("node client saw %+v (stderr %s)", out, stderr.String())
+	}
+	t.Logf("TypeScript SDK token scope: %q", out.TokenScope)
 }

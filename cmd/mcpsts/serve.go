@@ -305,6 +305,7 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 		Issuer:                            issuerURL,
 		JWKSURI:                           paths.Origin + paths.JWKS,
 		TokenEndpoint:                     paths.Origin + paths.Token,
+		AuthorizationEndpoint:             paths.Origin + paths.Authorize,
 		GrantTypesSupported:               []string{exchange.GrantTokenExchange, exchange.GrantJWTBearer, exchange.GrantClientCreds},
 		TokenEndpointAuthMethodsSupported: authMethods,
 		// private_key_jwt assertions are provider-signed workload JWTs.
@@ -322,6 +323,7 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 	))
 	mux.Handle("GET "+paths.JWKS, iss.JWKSHandler())
 	mux.Handle(paths.Token, token) // every method: others get a JSON 405
+	mux.Handle(paths.Authorize, exchange.AuthorizeHandler())
 	mux.Handle("GET "+paths.OAuth, metadata)
 	mux.Handle("GET "+paths.OIDC, metadata)
 	return mux, nil
