@@ -59,7 +59,11 @@ grant:
   scopes: [files:read, files:write, audit:record]
   default_scopes: [files:read]
   may_act: [{provider: ci, subject: "system:serviceaccount:apps:files"}]
-`, d.files, d.audit), fmt.Sprintf(`providers:
+---
+id: intruder
+match: {provider: ci, subject: "system:serviceaccount:apps:intruder"}
+grant: {client_id: intruder, audiences: [%q], scopes: [files:read]}
+`, d.files, d.audit, d.files), fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, d.idp.URL, idpCA))
 
 	cert, key, serverCA := productionFiles(t)
@@ -101,11 +105,16 @@ grant:
 // agentToken gets the agent's token with `mcpsts token --source k8s`.
 func (d *mcpDeployment) agentToken(t *testing.T, audience string, scopes ...string) *oauth2.Token {
 	t.Helper()
+	return d.workloadToken(t, "agent", audience, scopes...)
+}
+
+func (d *mcpDeployment) workloadToken(t *testing.T, sa, audience string, scopes ...string) *oauth2.Token {
+	t.Helper()
 	args := []string{"token", "--broker", d.broker, "--ca", d.brokerCA, "--audience", audience, "--source", "k8s"}
 	if len(scopes) > 0 {
 		args = append(args, "--scope", strings.Join(scopes, " "))
 	}
-	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_K8S_TOKEN_FILE": d.saToken(t, "agent")}), args...)
+	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_K8S_TOKEN_FILE": d.saToken(t, sa)}), args...)
 	if err != nil {
 		t.Fatalf("mcpsts token: %v (%s)", err, stderr)
 	}
@@ -114,9 +123,12 @@ func (d *mcpDeployment) agentToken(t *testing.T, audience string, scopes ...stri
 
 // post sends one JSON-RPC message to an MCP endpoint with tok, outside any
 // SDK, to read the middleware's answer as it is on the wire.
-func (d *mcpDeployment) post(t *testing.T, url string, tok *oauth2.Token, body string) (int, string) {
+func (d *mcpDeployment) post(t *testing.T, url string, tok *oauth2.Token, body string, header ...string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
@@ -152,6 +164,15 @@ func TestMCPServerWithGoSDK(t *testing.T) {
 	got, err := mcpserver.CallTool(ctx, d.trust, d.files, tok, "read_file", map[string]any{"name": "readme.txt"})
 	if err != nil || got != "hello from the files server" {
 		t.Fatalf("read_file = %q, %v", got, err)
+	}
+
+	// B1.11: a session ID is not authentication. Another workload with a
+	// valid token of its own cannot use the agent's session.
+	intruder := d.workloadToken(t, "intruder", d.files)
+	status, _ := d.post(t, d.files, intruder, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_file","arguments":{"name":"readme.txt"}}}`,
+		"Mcp-Session-Id", cs.ID(), "Mcp-Protocol-Version", "2025-06-18")
+	if status != http.StatusForbidden {
+		t.Fatalf("another caller on the agent's session: %d, want 403", status)
 	}
 
 	// Delegation: the audit server sees the agent as subject and the files
