@@ -10,6 +10,8 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"time"
 )
 
@@ -124,7 +126,13 @@ func (s singleUse) Attest(ctx context.Context, ev Evidence) (Identity, error) {
 	if err != nil || id.ReplayKey == "" {
 		return id, err
 	}
-	switch err := s.cache.Claim(ctx, id.ReplayKey, id.Expiry); {
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("mcpsts").Start(ctx, "replay.claim")
+	err = s.cache.Claim(ctx, id.ReplayKey, id.Expiry)
+	if err != nil {
+		span.SetStatus(codes.Error, "not claimed")
+	}
+	span.End()
+	switch {
 	case errors.Is(err, ErrReplayed):
 		return Identity{}, &Error{Kind: ErrReplayed, Reason: "token_replayed", Detail: "provider " + id.Provider}
 	case err != nil:

@@ -1,14 +1,19 @@
 package exchange_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/url"
+	"sort"
 	"strings"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
 // TestAuditSpans: every request is a span with the mcpsts.* attributes of
@@ -28,7 +33,20 @@ func TestAuditSpans(t *testing.T) {
 	bad := e.subjectToken(mainSub, func(c map[string]any) { c["note"] = canary; c["exp"] = 1 })
 	e.post(t, exchangeForm(bad), nil)
 
-	spans := rec.Ended()
+	var spans []sdktrace.ReadOnlySpan // the server spans
+	for _, s := range rec.Ended() {
+		for _, kv := range s.Attributes() {
+			for _, tok := range []string{good, bad, res.body["access_token"].(string), canary} {
+				if strings.Contains(kv.Value.Emit(), tok) {
+					t.Fatalf("span %s attribute %s holds a token or its content", s.Name(), kv.Key)
+				}
+			}
+		}
+		if s.Parent().IsValid() {
+			continue
+		}
+		spans = append(spans, s)
+	}
 	var names []string
 	attrs := map[string]map[string]string{}
 	for i, s := range spans {
@@ -66,5 +84,98 @@ func TestAuditSpans(t *testing.T) {
 	}
 	if spans[1].Status().Code.String() != "Error" {
 		t.Errorf("denial span status %v", spans[1].Status())
+	}
+}
+
+// tree renders the spans of the trace whose server span ended last as
+// "parent[child child[grandchild]]", children in start order.
+func tree(rec *tracetest.SpanRecorder) (string, map[string]string) {
+	spans := rec.Ended()
+	var root sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Name() == "token" {
+			root = s
+		}
+	}
+	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		if s.SpanContext().TraceID() == root.SpanContext().TraceID() {
+			children[s.Parent().SpanID()] = append(children[s.Parent().SpanID()], s)
+		}
+	}
+	var render func(s sdktrace.ReadOnlySpan) string
+	render = func(s sdktrace.ReadOnlySpan) string {
+		kids := children[s.SpanContext().SpanID()]
+		sort.Slice(kids, func(i, j int) bool { return kids[i].StartTime().Before(kids[j].StartTime()) })
+		var parts []string
+		for _, k := range kids {
+			parts = append(parts, render(k))
+		}
+		if len(parts) == 0 {
+			return s.Name()
+		}
+		return s.Name() + "[" + strings.Join(parts, " ") + "]"
+	}
+	attrs := map[string]string{}
+	for _, kv := range root.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	return render(root), attrs
+}
+
+// TestStepSpans: each step of an allowed, a denied, a delegated and a
+// consent-denied exchange is a child span of the request's server span,
+// and a denial carries its explain trace.
+func TestStepSpans(t *testing.T) {
+	e := newEnv(t)
+	if res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil); res.status != 200 { // loads the keys
+		t.Fatal(res.raw)
+	}
+	got, attrs := tree(e.rec)
+	if got != "token[attest[federation.fetch federation.fetch replay.claim] decide mint]" || attrs["mcpsts.decision"] != "allow" {
+		t.Fatalf("first exchange: %s %v", got, attrs)
+	}
+	if res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil); res.status != 200 {
+		t.Fatal(res.raw)
+	}
+	if got, _ = tree(e.rec); got != "token[attest[replay.claim] decide mint]" {
+		t.Fatalf("allowed: %s", got)
+	}
+
+	f := exchangeForm(e.subjectToken(mainSub, nil))
+	f.Set("resource", "https://elsewhere.example.com/mcp")
+	if res := e.post(t, f, nil); res.status != 400 {
+		t.Fatal(res.raw)
+	}
+	got, attrs = tree(e.rec)
+	var explained trustmaps.Trace
+	if got != "token[attest[replay.claim] decide]" || attrs["mcpsts.decision"] != "deny" ||
+		json.Unmarshal([]byte(attrs["mcpsts.deny.trace"]), &explained) != nil || explained.Subject != mainSub || len(explained.Maps) == 0 || explained.Denial == "" {
+		t.Fatalf("denied: %s %v", got, attrs)
+	}
+
+	in := e.incoming(t)
+	if res := e.post(t, delegationForm(in, e.subjectToken(serverSub, nil), "https://ledger.example.com/mcp"), nil); res.status != 200 {
+		t.Fatal(res.raw)
+	}
+	got, attrs = tree(e.rec)
+	if got != "token[inspect attest[replay.claim] decide mint]" || attrs["mcpsts.actor.id"] != "ci/"+serverSub || attrs["mcpsts.decision"] != "allow" {
+		t.Fatalf("delegated: %s %v", got, attrs)
+	}
+
+	corp, _ := withUsers(t, e)
+	n := e.now.Unix()
+	user := corp.Sign(map[string]any{"iss": corp.URL, "sub": "alice", "aud": broker, "iat": n, "exp": n + 3600}, nil)
+	res := e.post(t, url.Values{
+		"grant_type": {exchange.GrantTokenExchange}, "subject_token": {user}, "subject_token_type": {exchange.TokenTypeIDToken},
+		"actor_token": {e.subjectToken(mainSub, nil)}, "actor_token_type": {exchange.TokenTypeJWT}, "resource": {"https://payments.example.com/mcp"},
+	}, nil)
+	if res.status != 400 {
+		t.Fatal(res.raw)
+	}
+	got, attrs = tree(e.rec)
+	if !strings.HasSuffix(got, "decide consent.check]") || !strings.HasPrefix(got, "token[attest") || attrs["mcpsts.decision"] != "deny" ||
+		attrs["mcpsts.subject.id"] != "alice" || !strings.Contains(attrs["mcpsts.deny.reason"], "has not consented") {
+		t.Fatalf("consent denial: %s %v", got, attrs)
 	}
 }

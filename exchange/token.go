@@ -115,6 +115,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.DefaultTTL == 0 {
 		cfg.DefaultTTL = 15 * time.Minute
 	}
+	cfg = traced(cfg)
 	return &tokenEndpoint{cfg: cfg, perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
 }
 

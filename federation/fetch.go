@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"net/http"
 	"net/url"
@@ -66,7 +69,19 @@ var ErrFetch = errors.New("federation: fetch failed")
 
 // Get fetches rawURL, which must be https, and returns its body when the
 // status is 200 and the body is within the cap.
-func (f *Fetcher) Get(ctx context.Context, rawURL string) (*Response, error) {
+//
+// A fetch made while serving a request is a child span of that request's
+// span (federation.fetch): the tracer comes from the context's span, so a
+// background refresh records none.
+func (f *Fetcher) Get(ctx context.Context, rawURL string) (_ *Response, err error) {
+	ctx, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("mcpsts").Start(ctx, "federation.fetch",
+		trace.WithAttributes(attribute.String("url.full", rawURL)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, "fetch failed")
+		}
+		span.End()
+	}()
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("%w: %q is not an https URL", ErrFetch, rawURL)

@@ -68,6 +68,11 @@ func (p *Policy) MayAct(mapID string, actor attest.Identity) bool {
 // Engine is the engine in force.
 func (p *Policy) Engine() *Engine { return p.engine.Load() }
 
+// Explain is Engine().Explain on the engine in force.
+func (p *Policy) Explain(ctx context.Context, id attest.Identity, r Request) Trace {
+	return p.Engine().Explain(ctx, id, r)
+}
+
 // Reload reads the source and, when it changed, compiles it and puts it in
 // force. changed reports whether a new version went into force; on error
 // the old version stays.
