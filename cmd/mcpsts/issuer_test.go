@@ -106,7 +106,7 @@ func TestRoutesWithIssuerPath(t *testing.T) {
 	if err := iss.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := routes(issuerURL, st, iss, http.NotFoundHandler(), nil, false, discardLog())
+	h, err := routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: http.NotFoundHandler(), log: discardLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

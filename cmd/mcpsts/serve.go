@@ -19,6 +19,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcpsts/mcpsts/attest"
 	awsattest "github.com/mcpsts/mcpsts/attest/aws"
@@ -256,10 +262,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
-		h, err = routes(issuerURL, st, iss, token, providerAlgorithms(providers), svidVerifier != nil, log)
-	}
-	if err == nil {
-		h = withAdmin(h, admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Log: log, Clock: e.now}))
+		h, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
+			admin:       admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Log: log, Clock: e.now}),
+			signingAlgs: providerAlgorithms(providers), tlsClientAuth: svidVerifier != nil, log: log, traces: tp, meters: tp.Meters})
 	}
 	if err != nil {
 		srv.Close()
@@ -288,8 +293,25 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	return nil
 }
 
-// routes mounts every handler of the server under the issuer's paths.
-func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Handler, signingAlgs []string, tlsClientAuth bool, log *slog.Logger) (http.Handler, error) {
+// routeConfig is what routes mounts.
+type routeConfig struct {
+	issuer        string
+	store         *store.Store
+	iss           *issuer.Issuer
+	token         http.Handler // has its own server span
+	admin         http.Handler
+	signingAlgs   []string // of client assertions (private_key_jwt)
+	tlsClientAuth bool
+	log           *slog.Logger
+	traces        trace.TracerProvider
+	meters        metric.MeterProvider
+}
+
+// routes mounts every handler of the server under the issuer's paths. Each
+// request is a server span that continues the caller's traceparent (the
+// token endpoint makes its own, with the decision's attributes).
+func routes(rc routeConfig) (http.Handler, error) {
+	issuerURL, signingAlgs, tlsClientAuth, log, st, iss := rc.issuer, rc.signingAlgs, rc.tlsClientAuth, rc.log, rc.store, rc.iss
 	paths, err := exchange.PathsFor(issuerURL)
 	if err != nil {
 		return nil, err
@@ -315,17 +337,31 @@ func routes(issuerURL string, st *store.Store, iss *issuer.Issuer, token http.Ha
 	if err != nil {
 		return nil, err
 	}
+	if rc.traces == nil {
+		rc.traces = tracenoop.NewTracerProvider()
+	}
+	if rc.meters == nil {
+		rc.meters = metricnoop.NewMeterProvider()
+	}
+	span := func(name string, h http.Handler) http.Handler {
+		return otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(rc.traces), otelhttp.WithMeterProvider(rc.meters),
+			otelhttp.WithPropagators(propagation.TraceContext{}))
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", health.Ready(2*time.Second, log,
+	mux.Handle("GET /healthz", span("healthz", health.Live()))
+	mux.Handle("GET /readyz", span("readyz", health.Ready(2*time.Second, log,
 		health.Check{Name: "store", Check: st.Ping},
 		health.Check{Name: "signing_keys", Check: iss.Ready},
-	))
-	mux.Handle("GET "+paths.JWKS, iss.JWKSHandler())
-	mux.Handle(paths.Token, token) // every method: others get a JSON 405
-	mux.Handle(paths.Authorize, exchange.AuthorizeHandler())
-	mux.Handle("GET "+paths.OAuth, metadata)
-	mux.Handle("GET "+paths.OIDC, metadata)
+	)))
+	mux.Handle("GET "+paths.JWKS, span("jwks", iss.JWKSHandler()))
+	mux.Handle(paths.Token, rc.token) // every method: others get a JSON 405
+	mux.Handle(paths.Authorize, span("authorize", exchange.AuthorizeHandler()))
+	mux.Handle("GET "+paths.OAuth, span("metadata", metadata))
+	mux.Handle("GET "+paths.OIDC, span("metadata", metadata))
+	if rc.admin != nil {
+		mux.Handle("/admin/v1/", span("admin", rc.admin))
+	}
+	mux.Handle("/", span("not_found", http.NotFoundHandler()))
 	return mux, nil
 }
 
@@ -395,14 +431,6 @@ func adminAuthorizer(cfg *config.Config, issuerURL string, iss *issuer.Issuer) (
 		auth = append(auth, admin.CertAuth{Roots: roots, Names: cfg.Admin.ClientNames})
 	}
 	return auth, nil
-}
-
-// withAdmin sends /admin/v1/ to the admin API and the rest to h.
-func withAdmin(h, adminAPI http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/admin/v1/", adminAPI)
-	mux.Handle("/", h)
-	return mux
 }
 
 // ensureDataDir creates dir (0700) if it is missing and checks that it can

@@ -10,9 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -57,19 +60,87 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("DELETE /admin/v1/consents/{id}", a.revokeConsent)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		_, pattern := mux.Handler(r)
+		op, target := operation(pattern), path.Base(r.URL.Path)
+		if !strings.Contains(pattern, "{id}") {
+			target = ""
+		}
+		// The request's span (the server's) records who did what to what,
+		// and how it ended: the audit trail of administrative changes.
+		span := trace.SpanFromContext(r.Context())
+		span.SetAttributes(attribute.String(AttrOperation, op), attribute.String(AttrTarget, target))
 		principal, err := cfg.Auth.Authorize(r)
 		switch {
 		case errors.Is(err, ErrForbidden):
+			span.SetAttributes(attribute.String(AttrResult, "forbidden"))
 			a.fail(w, http.StatusForbidden, "forbidden", "the caller is not an administrator")
 			return
 		case err != nil:
+			span.SetAttributes(attribute.String(AttrResult, "unauthenticated"))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpsts-admin", scope="`+Scope+`"`)
 			a.fail(w, http.StatusUnauthorized, "unauthenticated", "a token with the admin scope or an administrator's client certificate is required")
 			return
 		}
+		span.SetAttributes(attribute.String(AttrPrincipal, principal))
 		cfg.Log.Info("admin request", "principal", principal, "method", r.Method, "path", r.URL.Path)
-		mux.ServeHTTP(w, r)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		mux.ServeHTTP(sw, r)
+		result := "ok"
+		if sw.status >= 400 {
+			result = "refused"
+		}
+		span.SetAttributes(attribute.String(AttrResult, result), attribute.Int("http.response.status_code", sw.status))
 	})
+}
+
+// Attributes of an admin request's span.
+const (
+	AttrOperation = "mcpsts.admin.operation" // trust_map.put, consent.revoke, …
+	AttrTarget    = "mcpsts.admin.target"    // the trust map or consent id
+	AttrPrincipal = "mcpsts.admin.principal" // the administrator
+	AttrResult    = "mcpsts.admin.result"    // ok, refused, unauthenticated, forbidden
+)
+
+// operation names a route of the API.
+func operation(pattern string) string {
+	switch pattern {
+	case "GET /admin/v1/trust-maps":
+		return "trust_map.list"
+	case "GET /admin/v1/trust-maps/{id}":
+		return "trust_map.get"
+	case "PUT /admin/v1/trust-maps/{id}":
+		return "trust_map.put"
+	case "DELETE /admin/v1/trust-maps/{id}":
+		return "trust_map.delete"
+	case "POST /admin/v1/explain":
+		return "explain"
+	case "GET /admin/v1/consents":
+		return "consent.list"
+	case "POST /admin/v1/consents":
+		return "consent.grant"
+	case "DELETE /admin/v1/consents/{id}":
+		return "consent.revoke"
+	}
+	return "unknown"
+}
+
+// IsChange reports whether an operation changes state.
+func IsChange(op string) bool {
+	switch op {
+	case "trust_map.put", "trust_map.delete", "consent.grant", "consent.revoke":
+		return true
+	}
+	return false
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 type api struct{ cfg Config }
