@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -35,6 +38,9 @@ type Config struct {
 	RefreshInterval time.Duration
 	Clock           func() time.Time // nil means time.Now
 	Log             *slog.Logger
+	// Tracer records each scheduled rotation that changed the key set as
+	// a span (the audit trail of key changes); nil records none.
+	Tracer trace.Tracer
 }
 
 // MaxStaleness is how old a loaded key set may be for the issuer to sign
@@ -167,15 +173,44 @@ func (i *Issuer) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if i.cfg.Local != nil {
-			if res, err := i.Rotate(ctx, false); err != nil {
+			res, err := i.Rotate(ctx, false)
+			if err != nil {
 				i.log.Warn("key rotation failed", "error", err)
 			} else if res.Added != "" || len(res.Removed) > 0 {
 				i.log.Info("keys rotated", "added", res.Added, "activates_at", res.ActivatesAt, "removed", res.Removed)
+			}
+			if err != nil || res.Added != "" || len(res.Removed) > 0 {
+				i.RecordRotation(ctx, "mcpsts/schedule", res, err)
 			}
 		}
 		if err := i.Refresh(ctx); err != nil {
 			i.log.Warn("key set reload failed", "error", err)
 		}
+	}
+}
+
+// OperationRotate names a key rotation in the audit trail.
+const OperationRotate = "keys.rotate"
+
+// RecordRotation records a rotation by principal as a span (keys.rotate)
+// with the mcpsts.admin.* attributes of an administrative change, when the
+// issuer has a Tracer.
+func (i *Issuer) RecordRotation(ctx context.Context, principal string, res RotationResult, err error) {
+	if i.cfg.Tracer == nil {
+		return
+	}
+	_, span := i.cfg.Tracer.Start(ctx, OperationRotate)
+	defer span.End()
+	result := "ok"
+	if err != nil {
+		result = "failed"
+		span.SetStatus(codes.Error, "rotation failed")
+	}
+	span.SetAttributes(attribute.String("mcpsts.admin.operation", OperationRotate), attribute.String("mcpsts.admin.principal", principal),
+		attribute.String("mcpsts.admin.result", result), attribute.String("mcpsts.keys.added", res.Added),
+		attribute.StringSlice("mcpsts.keys.removed", res.Removed))
+	if res.Added != "" {
+		span.SetAttributes(attribute.String("mcpsts.keys.activates_at", res.ActivatesAt.UTC().Format(time.RFC3339)))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mcpsts/mcpsts/internal/store"
@@ -65,6 +66,14 @@ func TestAdminAPI(t *testing.T) {
 	doc := `{"id":"ops","match":{"provider":"github","subject":"repo:ops/infra"},"grant":{"client_id":"deployer","audiences":["https://deploy.example.com/mcp"]}}`
 	if status, body := send("PUT", "/admin/v1/trust-maps/ops", doc, auth); status != 201 {
 		t.Fatalf("create = %d %v", status, body)
+	}
+	// The change and the refused request are in the audit log, with the
+	// administrator who made the change.
+	ls := waitLines(t, filepath.Join(data, "audit.log"), 2)
+	if !strings.Contains(ls[0], `"event":"admin.trust_map.list"`) || !strings.Contains(ls[0], `"mcpsts.admin.result":"unauthenticated"`) ||
+		!strings.Contains(ls[1], `"event":"admin.trust_map.put"`) || !strings.Contains(ls[1], `"mcpsts.admin.principal":"`) ||
+		!strings.Contains(ls[1], `"mcpsts.admin.target":"ops"`) || !strings.Contains(ls[1], `"mcpsts.admin.result":"ok"`) {
+		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
 	}
 	status, body := send("POST", "/admin/v1/explain", `{"identity":{"provider":"github","subject":"repo:ops/infra"},"request":{"audience":"https://deploy.example.com/mcp"}}`, auth)
 	if status != 200 || body["decision"] == nil {

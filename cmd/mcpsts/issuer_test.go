@@ -152,6 +152,12 @@ func TestKeysCommands(t *testing.T) {
 	if out != "key "+added[1]+" is already pending; no new key made\n" {
 		t.Fatalf("second rotate = %q", out)
 	}
+	// Both are in the audit log, naming the operating-system user.
+	audit, _ := os.ReadFile(filepath.Join(data, "audit.log"))
+	if ls := strings.Split(strings.TrimSpace(string(audit)), "\n"); len(ls) != 2 || !strings.Contains(ls[0], `"event":"keys.rotate"`) ||
+		!strings.Contains(ls[0], `"mcpsts.keys.added":"`+added[1]+`"`) || !strings.Contains(ls[0], `"mcpsts.admin.principal":"cli:`) {
+		t.Fatalf("audit log after rotations:\n%s", audit)
+	}
 	out, _, _ = run(t, devEnv, "keys", "list", "--data", data)
 	m := row.FindAllStringSubmatch(out, -1)
 	if len(m) != 2 || m[0][2] != "active" || m[1][1] != added[1] || m[1][2] != "pending" {

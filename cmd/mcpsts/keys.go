@@ -7,11 +7,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/user"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -39,7 +41,7 @@ of the --dev data directory (--data). Running servers pick changes up within
 		Short: "List the signing keys and their lifecycle",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withKeys(cmd.Context(), f, e, cmd.ErrOrStderr(), func(iss *issuer.Issuer) error {
+			return withKeys(cmd.Context(), f, e, cmd.ErrOrStderr(), func(_ *config.Config, iss *issuer.Issuer) error {
 				keys, err := iss.Keys(cmd.Context())
 				if err != nil {
 					return err
@@ -53,8 +55,11 @@ of the --dev data directory (--data). Running servers pick changes up within
 		Short: "Make a new signing key now; it signs after the publication lead",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withKeys(cmd.Context(), f, e, cmd.ErrOrStderr(), func(iss *issuer.Issuer) error {
+			return withKeys(cmd.Context(), f, e, cmd.ErrOrStderr(), func(cfg *config.Config, iss *issuer.Issuer) error {
 				res, err := iss.Rotate(cmd.Context(), true)
+				if aerr := auditRotation(cfg, e, res, err); aerr != nil {
+					return errors.Join(err, aerr)
+				}
 				if err != nil {
 					return err
 				}
@@ -75,7 +80,7 @@ of the --dev data directory (--data). Running servers pick changes up within
 }
 
 // withKeys opens the store and an issuer over it (not started) and runs fn.
-func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func(*issuer.Issuer) error) error {
+func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func(*config.Config, *issuer.Issuer) error) error {
 	cfg, dev, st, err := openStore(ctx, f, e)
 	if err != nil {
 		return err
@@ -85,11 +90,38 @@ func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func
 	if dev {
 		issuerURL = "https://localhost" // not used: keys are the same for any issuer
 	}
-	iss, err := newIssuer(ctx, cfg, dev, issuerURL, st, e, newLogger(stderr, cfg.Log))
+	iss, err := newIssuer(ctx, issuerSetup{cfg: cfg, dev: dev, url: issuerURL, store: st, env: e, log: newLogger(stderr, cfg.Log)})
 	if err != nil {
 		return err
 	}
-	return fn(iss)
+	return fn(cfg, iss)
+}
+
+// auditRotation appends a rotation made from the command line to the
+// audit log, naming the operating-system user who ran it.
+func auditRotation(cfg *config.Config, e env, res issuer.RotationResult, rotErr error) error {
+	path := cfg.AuditFile()
+	if path == "" {
+		return nil
+	}
+	l, err := auditlog.Open(path, e.now)
+	if err != nil {
+		return fmt.Errorf("audit.file: %w", err)
+	}
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	result := "ok"
+	if rotErr != nil {
+		result = "failed"
+	}
+	l.Append(auditlog.Event{Name: issuer.OperationRotate, Fields: map[string]any{
+		"mcpsts.admin.operation": issuer.OperationRotate, "mcpsts.admin.principal": "cli:" + who + "@" + host,
+		"mcpsts.admin.result": result, "mcpsts.keys.added": res.Added, "mcpsts.keys.removed": res.Removed,
+	}})
+	return l.Close()
 }
 
 // openStore opens the store of a --config file, or of the --dev data

@@ -42,6 +42,6 @@ func newRootCommand(e env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newVersionCommand())
+	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newAuditCommand(), newVersionCommand())
 	return root
 }

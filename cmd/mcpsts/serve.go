@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/admin"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/health"
@@ -161,11 +163,26 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	// The audit log is a span processor: every decision and administrative
+	// change that is a span is also a line of the log.
+	var audit *auditlog.Log
+	if path := cfg.AuditFile(); path != "" {
+		if audit, err = auditlog.Open(path, e.now); err != nil {
+			tp.Shutdown(ctx)
+			return fmt.Errorf("audit.file: %w", err)
+		}
+		tp.RegisterSpanProcessor(audit.Processor(auditEvent))
+	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := tp.Shutdown(ctx); err != nil {
 			log.Warn("telemetry shutdown", "error", err)
+		}
+		if audit != nil {
+			if err := audit.Close(); err != nil {
+				log.Error("audit log", "error", err)
+			}
 		}
 	}()
 
@@ -244,7 +261,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		attestors[exchange.TokenTypeJWT], attestors[exchange.GrantJWTBearer] = router, router
 		attestors[exchange.EvidenceTLSClient] = svidVerifier
 	}
-	iss, err := newIssuer(ctx, cfg, f.dev, issuerURL, st, e, log)
+	iss, err := newIssuer(ctx, issuerSetup{cfg: cfg, dev: f.dev, url: issuerURL, store: st, env: e, log: log, tracer: tp.Tracer("mcpsts")})
 	if err == nil {
 		err = iss.Start(ctx)
 	}
@@ -291,6 +308,32 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	}
 	log.Info("mcpsts stopped")
 	return nil
+}
+
+// auditEvent says which spans are audit events, and names them: token
+// decisions, administrative changes, refused administrative requests and
+// key rotations.
+func auditEvent(s sdktrace.ReadOnlySpan) (string, bool) {
+	var decision, op, result string
+	for _, kv := range s.Attributes() {
+		switch kv.Key {
+		case "mcpsts.decision":
+			decision = kv.Value.AsString()
+		case admin.AttrOperation:
+			op = kv.Value.AsString()
+		case admin.AttrResult:
+			result = kv.Value.AsString()
+		}
+	}
+	switch {
+	case decision != "":
+		return "token." + decision, true
+	case op == issuer.OperationRotate:
+		return "keys.rotate", true
+	case op != "" && (admin.IsChange(op) || result == "unauthenticated" || result == "forbidden"):
+		return "admin." + op, true
+	}
+	return "", false
 }
 
 // routeConfig is what routes mounts.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"os"
 
@@ -67,7 +68,19 @@ func loadKEK(cfg *config.Config, dev bool, getenv func(string) string) (*issuer.
 // newIssuer wires the issuer with its key backends. With an AWS KMS key it
 // signs there (and enrolls the key); otherwise it generates and rotates
 // local keys sealed with the KEK. It does not start the issuer.
-func newIssuer(ctx context.Context, cfg *config.Config, dev bool, issuerURL string, st *store.Store, e env, log *slog.Logger) (*issuer.Issuer, error) {
+// issuerSetup is what newIssuer builds from.
+type issuerSetup struct {
+	cfg    *config.Config
+	dev    bool
+	url    string
+	store  *store.Store
+	env    env
+	log    *slog.Logger
+	tracer trace.Tracer // records rotations; nil: none
+}
+
+func newIssuer(ctx context.Context, is issuerSetup) (*issuer.Issuer, error) {
+	cfg, dev, issuerURL, st, e, log := is.cfg, is.dev, is.url, is.store, is.env, is.log
 	kek, err := loadKEK(cfg, dev, e.getenv)
 	if err != nil {
 		return nil, err
@@ -84,6 +97,7 @@ func newIssuer(ctx context.Context, cfg *config.Config, dev bool, issuerURL stri
 		MaxTTL:         cfg.Tokens.MaxTTL,
 		Clock:          e.now,
 		Log:            log,
+		Tracer:         is.tracer,
 	}
 	local := &issuer.LocalKeys{KEK: kek, Algorithm: alg, RSABits: cfg.Keys.RSABits}
 	var kmsKey *issuer.KeyRecord

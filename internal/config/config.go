@@ -44,6 +44,7 @@ type Config struct {
 	Limits    Limits    `yaml:"limits"`
 	Server    Server    `yaml:"server"`
 	Log       Log       `yaml:"log"`
+	Audit     Audit     `yaml:"audit"`
 
 	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
 	kekInEnv bool
@@ -210,6 +211,24 @@ type Server struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // text, json
+}
+
+// Audit configures the hash-chained audit log written beside the traces.
+type Audit struct {
+	// File is the log's path; empty means <data_dir>/audit.log, "off"
+	// writes none (the traces remain the audit trail).
+	File string `yaml:"file"`
+}
+
+// AuditFile is the audit log to write, "" for none.
+func (c *Config) AuditFile() string {
+	switch c.Audit.File {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(c.DataDir, "audit.log")
+	}
+	return c.Audit.File
 }
 
 // Defaults returns the configuration every file starts from.

@@ -105,7 +105,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	default:
 		return nil, fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q is not supported (want otlp, console or none)", metrics)
 	}
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	// Every request is sampled, whatever the caller's traceparent says:
+	// the spans are the audit trail, and a client must not switch it off.
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
 	if exp != nil {
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}

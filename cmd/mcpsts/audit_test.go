@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+)
+
+// waitLines waits for the audit log to hold at least n lines.
+func waitLines(t *testing.T, path string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		ls := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if len(b) > 0 && len(ls) >= n {
+			return ls
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit log has %d lines, want %d:\n%s", len(ls), n, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAuditLog: token decisions are lines of the hash-chained audit log,
+// even when the caller's traceparent says not to sample; `mcpsts audit
+// verify` accepts the log and names the first line of a tampered one.
+func TestAuditLog(t *testing.T) {
+	idp := federationtest.NewIssuer(t)
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	broker, ca := serveBroker(t, `id: agent
+match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
+grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read]}
+`, fmt.Sprintf("providers:\n  - {name: ci, issuer: %s, discovery: true, ca_file: %s}\naudit: {file: %s}", idp.URL, idpCA, logFile))
+	c := clientTrusting(t, ca)
+	n := time.Now().Unix()
+	exchange := func(resource string) int {
+		sub := idp.Sign(map[string]any{"iss": idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": broker, "iat": n, "exp": n + 600}, nil)
+		req, _ := http.NewRequest(http.MethodPost, broker+"/token", strings.NewReader(url.Values{
+			"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {sub},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {resource},
+		}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		// Not sampled, says the caller: the decision is audited anyway.
+		req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if exchange("https://mcp.example.com/mcp") != 200 || exchange("https://other.example.com/mcp") != 400 {
+		t.Fatal("exchanges")
+	}
+	ls := waitLines(t, logFile, 2)
+	for i, want := range []string{`"event":"token.allow"`, `"event":"token.deny"`} {
+		if !strings.Contains(ls[i], want) || !strings.Contains(ls[i], `"mcpsts.subject.id":"system:serviceaccount:apps:agent"`) ||
+			!strings.Contains(ls[i], `"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"`) {
+			t.Fatalf("line %d: %s", i+1, ls[i])
+		}
+	}
+	if !strings.Contains(ls[1], `"mcpsts.deny.trace":"{`) || !strings.Contains(ls[0], `"mcpsts.token.jti":"`) {
+		t.Fatalf("lines lack the explain trace or jti:\n%s", strings.Join(ls, "\n"))
+	}
+	for _, l := range ls {
+		if strings.Contains(l, "eyJ") {
+			t.Fatalf("a JWT in the audit log: %s", l)
+		}
+	}
+
+	out, _, err := run(t, testEnv(nil), "audit", "verify", logFile)
+	if err != nil || !strings.Contains(out, ": 2 lines, chain intact; last hash ") {
+		t.Fatalf("verify: %q %v", out, err)
+	}
+	tampered := filepath.Join(t.TempDir(), "audit.log")
+	os.WriteFile(tampered, []byte(strings.Replace(strings.Join(ls, "\n")+"\n", `"token.deny"`, `"token.allow"`, 1)), 0o600)
+	if _, _, err := run(t, testEnv(nil), "audit", "verify", tampered); err == nil ||
+		err.Error() != tampered+": the chain is broken at line 2: its hash does not match its content: the line was edited" {
+		t.Fatalf("verify of a tampered log: %v", err)
+	}
+}
