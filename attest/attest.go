@@ -10,9 +10,10 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"time"
+
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"time"
 )
 
 // Evidence is what a workload presented.

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"io"
 	"math/big"
-
 	"net/http"
 	"net/http/httptest"
 	"os/exec"

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"os"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"

@@ -7,9 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -36,6 +42,9 @@ type Provider struct {
 	Exporter string
 	// MetricsExporter names what OTEL_METRICS_EXPORTER selected.
 	MetricsExporter string
+	// Scrape serves every metric in the Prometheus text format; mount it
+	// where only administrators reach it (there is no listener of its own).
+	Scrape http.Handler
 }
 
 // Shutdown flushes and stops both providers.
@@ -87,7 +96,12 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
-	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+	registry := prom.NewRegistry()
+	scrape, err := otelprom.New(otelprom.WithRegisterer(registry), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus: %w", err)
+	}
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(scrape)}
 	metrics := strings.TrimSpace(getenv("OTEL_METRICS_EXPORTER"))
 	if metrics == "" || strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
 		metrics = "none"
@@ -101,23 +115,32 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		}
 		mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
 	case "prometheus":
-		return nil, errors.New("telemetry: OTEL_METRICS_EXPORTER=prometheus would open a plaintext listener; mcpsts only listens over HTTPS: use otlp")
+		return nil, errors.New("telemetry: OTEL_METRICS_EXPORTER=prometheus would open a plaintext listener; mcpsts only listens over HTTPS: scrape /admin/v1/metrics, or use otlp")
 	default:
 		return nil, fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q is not supported (want otlp, console or none)", metrics)
 	}
+	meters := sdkmetric.NewMeterProvider(mpOpts...)
 	// Every request is sampled, whatever the caller's traceparent says:
 	// the spans are the audit trail, and a client must not switch it off.
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
 	if exp != nil {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+		dropped, _ := meters.Meter("mcpsts").Int64Counter(metricDropped,
+			metric.WithDescription("spans not delivered to the collector, by reason (queue_full, export_failed)"))
+		exp = countingExporter{exp, dropped, metric.WithAttributes(attribute.String("reason", "export_failed"))}
+		batch := sdktrace.NewBatchSpanProcessor(exp, sdktrace.WithBlocking())
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(newDroppingQueue(batch, queueSize, dropped)))
 	}
 	return &Provider{
 		TracerProvider:  sdktrace.NewTracerProvider(tpOpts...),
-		Meters:          sdkmetric.NewMeterProvider(mpOpts...),
+		Meters:          meters,
 		Exporter:        name,
 		MetricsExporter: metrics,
+		Scrape:          promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 	}, nil
 }
+
+// queueSize bounds the spans waiting for the exporter.
+const queueSize = 4096
 
 func protocol(getenv func(string) string) string {
 	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {

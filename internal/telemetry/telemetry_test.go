@@ -7,13 +7,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // collector records what OTLP exporters send it, over HTTP and gRPC.
@@ -36,6 +39,9 @@ func (c *collector) Export(_ context.Context, req *collectortrace.ExportTraceSer
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
 				c.received = append(c.received, s.Name)
+				for _, a := range s.Attributes {
+					c.received = append(c.received, s.Name+"."+a.Key+"="+a.Value.GetStringValue())
+				}
 			}
 		}
 	}
@@ -51,6 +57,7 @@ func (c *collector) spans() ([]string, []string) {
 func emit(t *testing.T, p *Provider, name string) {
 	t.Helper()
 	_, span := p.Tracer("test").Start(context.Background(), name)
+	span.SetAttributes(attribute.String("mcpsts.decision", "allow"))
 	span.End()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -68,17 +75,31 @@ func clearOTELEnv(t *testing.T) {
 	}
 }
 
+// TestOTLPHTTP: spans and metrics reach a loopback OTLP/HTTP receiver,
+// which decodes the trace protobuf.
 func TestOTLPHTTP(t *testing.T) {
 	clearOTELEnv(t)
+	c := &collector{}
 	var mu sync.Mutex
 	var paths []string
-	var bodies []byte
+	var metricsBody []byte
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		paths = append(paths, r.URL.Path)
-		bodies = append(bodies, b...)
 		mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/traces":
+			var req collectortrace.ExportTraceServiceRequest
+			if err := proto.Unmarshal(b, &req); err != nil {
+				t.Errorf("traces: %v", err)
+			}
+			c.Export(r.Context(), &req)
+		case "/v1/metrics":
+			mu.Lock()
+			metricsBody = append(metricsBody, b...)
+			mu.Unlock()
+		}
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer srv.Close()
@@ -102,10 +123,12 @@ func TestOTLPHTTP(t *testing.T) {
 	if strings.Join(paths, ",") != "/v1/traces,/v1/metrics" && strings.Join(paths, ",") != "/v1/metrics,/v1/traces" {
 		t.Fatalf("collector got %v, want a POST to /v1/traces and one to /v1/metrics", paths)
 	}
-	for _, want := range []string{"token-exchange", "mcpsts", "v9.9.9", "replica-1", "mcpsts.test.counter"} {
-		if !strings.Contains(string(bodies), want) {
-			t.Errorf("exported spans lack %q", want)
-		}
+	spans, services := c.spans()
+	if strings.Join(spans, ",") != "token-exchange,token-exchange.mcpsts.decision=allow" || strings.Join(services, ",") != "mcpsts" {
+		t.Fatalf("decoded spans %v, services %v", spans, services)
+	}
+	if !strings.Contains(string(metricsBody), "mcpsts.test.counter") {
+		t.Error("exported metrics lack mcpsts.test.counter")
 	}
 }
 
@@ -134,7 +157,7 @@ func TestOTLPGRPC(t *testing.T) {
 	}
 	emit(t, p, "mint")
 	spans, services := c.spans()
-	if len(spans) != 1 || spans[0] != "mint" {
+	if len(spans) != 2 || spans[0] != "mint" {
 		t.Fatalf("collector got spans %v, want [mint]", spans)
 	}
 	if services[0] != "mcpsts-eu" {
@@ -197,9 +220,21 @@ func TestCollectorDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := p.Tracer("test")
-	for range 1000 {
+	start := time.Now()
+	for range 20000 {
 		_, s := tr.Start(context.Background(), "x")
 		s.End()
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("ending 20000 spans took %s: the request path waited on the collector", d)
+	}
+	// The spans that found the queue full are counted, in the metrics an
+	// administrator scrapes.
+	rec := httptest.NewRecorder()
+	p.Scrape.ServeHTTP(rec, httptest.NewRequest("GET", "/admin/v1/metrics", nil))
+	m := regexp.MustCompile(`mcpsts_telemetry_spans_dropped_total\{[^}]*reason="queue_full"[^}]*\} (\d+)`).FindStringSubmatch(rec.Body.String())
+	if m == nil || m[1] == "0" {
+		t.Fatalf("no queue_full drops counted:\n%s", rec.Body.String())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
