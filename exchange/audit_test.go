@@ -1,6 +1,7 @@
 package exchange_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -177,5 +180,63 @@ func TestStepSpans(t *testing.T) {
 	if !strings.HasSuffix(got, "decide consent.check]") || !strings.HasPrefix(got, "token[attest") || attrs["mcpsts.decision"] != "deny" ||
 		attrs["mcpsts.subject.id"] != "alice" || !strings.Contains(attrs["mcpsts.deny.reason"], "has not consented") {
 		t.Fatalf("consent denial: %s %v", got, attrs)
+	}
+}
+
+// TestMetrics: decisions by result and check, latency per grant, replay
+// and rate-limit rejections.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	reader := sdkmetric.NewManualReader()
+	e.restart(t, func(c *exchange.Config) {
+		c.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
+		c.PerIdentity = exchange.RateLimit{Rate: 0.001, Burst: 2}
+	})
+	tok := e.subjectToken(mainSub, nil)
+	e.post(t, exchangeForm(tok), nil)                                         // allowed
+	e.post(t, exchangeForm(tok), nil)                                         // replayed
+	e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil)                // allowed
+	e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil)                // identity limit reached
+	e.post(t, url.Values{"grant_type": {"password"}, "username": {"x"}}, nil) // unsupported
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					var parts []string
+					for _, kv := range p.Attributes.ToSlice() {
+						parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
+					}
+					got[m.Name+"{"+strings.Join(parts, ",")+"}"] += p.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					g, _ := p.Attributes.Value("grant_type")
+					dec, _ := p.Attributes.Value("decision")
+					got[m.Name+"{"+g.Emit()+","+dec.Emit()+"}"] += int64(p.Count)
+				}
+			}
+		}
+	}
+	te := exchange.GrantTokenExchange
+	want := map[string]int64{
+		"mcpsts.token.decisions{check=,decision=allow,error=,grant_type=" + te + "}":                             2,
+		"mcpsts.token.decisions{check=token_replayed,decision=deny,error=invalid_request,grant_type=" + te + "}": 1,
+		"mcpsts.token.decisions{check=rate_limit_identity,decision=deny,error=slow_down,grant_type=" + te + "}":  1,
+		"mcpsts.token.decisions{check=,decision=deny,error=unsupported_grant_type,grant_type=other}":             1,
+		"mcpsts.token.replay_rejections{}":          1,
+		"mcpsts.token.rate_limited{limit=identity}": 1,
+		"mcpsts.token.duration{" + te + ",allow}":   2,
+		"mcpsts.token.duration{" + te + ",deny}":    2,
+		"mcpsts.token.duration{other,deny}":         1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("metrics\n got %v\nwant %v", got, want)
 	}
 }

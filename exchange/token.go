@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -91,6 +93,7 @@ type Config struct {
 	// Retry-After.
 	PerIdentity, PerClient RateLimit
 	Tracer                 trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
+	Meter                  metric.Meter // nil: no metrics
 	Log                    *slog.Logger
 	Clock                  func() time.Time
 }
@@ -115,19 +118,23 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.DefaultTTL == 0 {
 		cfg.DefaultTTL = 15 * time.Minute
 	}
+	if cfg.Meter == nil {
+		cfg.Meter = metricnoop.Meter{}
+	}
 	cfg = traced(cfg)
-	return &tokenEndpoint{cfg: cfg, perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
+	return &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
 }
 
 type tokenEndpoint struct {
 	cfg                    Config
+	metrics                instruments
 	perIdentity, perClient *keyedLimiter
 }
 
 // limited is the 429 answer of a rate limit.
 func limited(what string, wait time.Duration) *oauthError {
 	e := fail(http.StatusTooManyRequests, "slow_down", "too many token requests for this "+what+"; retry later")
-	e.retryAfter = wait
+	e.retryAfter, e.check = wait, "rate_limit_"+what
 	return e
 }
 
@@ -141,7 +148,10 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sc := span.SpanContext(); sc.HasTraceID() {
 		traceID = sc.TraceID().String()
 	}
-	resp, oerr := t.serve(ctx, r)
+	start := time.Now()
+	var grantType string
+	resp, oerr := t.serve(ctx, r, &grantType)
+	t.metrics.record(ctx, grantType, oerr, time.Since(start))
 	if oerr != nil {
 		annotateRefusal(ctx, oerr)
 		t.cfg.Log.Info("token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
@@ -252,7 +262,7 @@ func clientAuth(r *http.Request, f form) *oauthError {
 	return nil
 }
 
-func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request) (*tokenResponse, *oauthError) {
+func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *string) (*tokenResponse, *oauthError) {
 	f, oerr := t.parse(r)
 	if oerr != nil {
 		return nil, oerr
@@ -261,6 +271,7 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request) (*tokenRespo
 		return nil, oerr
 	}
 	gt := f.get("grant_type")
+	*grantType = gt
 	annotate(ctx, attribute.String(attrGrantType, gt))
 	if f.get("client_assertion") != "" && gt != GrantClientCreds {
 		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
@@ -397,7 +408,7 @@ func attestError(err error, code string) *oauthError {
 		return e
 	case errors.Is(err, attest.ErrReplayed):
 		e := fail(http.StatusBadRequest, code, "the credential was already used")
-		e.detail = err.Error()
+		e.check, e.detail = "token_replayed", err.Error()
 		return e
 	case errors.Is(err, attest.ErrInvalidEvidence):
 		e := fail(http.StatusBadRequest, code, "the credential was refused")

@@ -170,6 +170,14 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 	p.stale, _ = p.cfg.Meter.Int64Counter("mcpsts.federation.jwks.stale_lookups",
 		metric.WithDescription("key lookups answered from a key set past its refresh time because the issuer could not be reached"))
 	p.attrs = metric.WithAttributes(attribute.String("provider", cfg.Name))
+	age, _ := p.cfg.Meter.Float64ObservableGauge("mcpsts.federation.jwks.age", metric.WithUnit("s"),
+		metric.WithDescription("how long ago a trusted issuer's key set was fetched (stale past its refresh time)"))
+	p.cfg.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if st := p.state.Load(); st != nil && !p.pinned {
+			o.ObserveFloat64(age, p.cfg.Clock().Sub(st.fetchedAt).Seconds(), p.attrs)
+		}
+		return nil
+	}, age)
 	return p, nil
 }
 

@@ -17,6 +17,9 @@ import (
 	spiffefed "github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 )
 
 // BundleGetter gives the bundle of one trust domain (a static bundle, a
@@ -134,13 +137,16 @@ type BundleEndpointConfig struct {
 	MinRefresh, MaxRefresh, StaleBound time.Duration
 	Clock                              func() time.Time
 	Log                                *slog.Logger
+	Meter                              metric.Meter // nil: no metrics
 }
 
 // BundleEndpoint keeps a federated trust domain's bundle fresh from its
 // bundle endpoint. Safe for concurrent use.
 type BundleEndpoint struct {
-	cfg   BundleEndpointConfig
-	state atomic.Pointer[endpointState]
+	cfg     BundleEndpointConfig
+	state   atomic.Pointer[endpointState]
+	fetches metric.Int64Counter
+	attrs   attribute.KeyValue
 }
 
 type endpointState struct {
@@ -165,12 +171,31 @@ func NewBundleEndpoint(cfg BundleEndpointConfig) (*BundleEndpoint, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &BundleEndpoint{cfg: cfg}, nil
+	if cfg.Meter == nil {
+		cfg.Meter = noop.Meter{}
+	}
+	e := &BundleEndpoint{cfg: cfg, attrs: attribute.String("trust_domain", cfg.TrustDomain.String())}
+	e.fetches, _ = cfg.Meter.Int64Counter("mcpsts.federation.bundle.fetches",
+		metric.WithDescription("SPIFFE bundle endpoint fetches, by trust domain and result"))
+	age, _ := cfg.Meter.Float64ObservableGauge("mcpsts.federation.bundle.age", metric.WithUnit("s"),
+		metric.WithDescription("how long ago a federated trust domain's bundle was fetched"))
+	cfg.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if st := e.state.Load(); st != nil {
+			o.ObserveFloat64(age, cfg.Clock().Sub(st.fetchedAt).Seconds(), metric.WithAttributes(e.attrs))
+		}
+		return nil
+	}, age)
+	return e, nil
 }
 
 // Refresh fetches the bundle now; a failure keeps the previous one.
 func (e *BundleEndpoint) Refresh(ctx context.Context) error {
 	b, err := spiffefed.FetchBundle(ctx, e.cfg.TrustDomain, e.cfg.URL, e.cfg.Options...)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	e.fetches.Add(ctx, 1, metric.WithAttributes(e.attrs, attribute.String("result", result)))
 	if err != nil {
 		return fmt.Errorf("federation: bundle endpoint of %s: %w", e.cfg.TrustDomain, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -62,6 +63,28 @@ func TestAdminAPI(t *testing.T) {
 	if status, _ := send("GET", "/admin/v1/trust-maps", "", nil); status != 401 {
 		t.Fatalf("admin API without a token = %d", status)
 	}
+	// Metrics are scraped from the admin API, with the same authorization.
+	scrape := func(h map[string]string) (int, string) {
+		req, _ := http.NewRequest("GET", "https://"+s.addr+"/admin/v1/metrics", nil)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, _ := scrape(nil); status != 401 {
+		t.Fatalf("metrics without a token = %d", status)
+	}
+	if status, body := scrape(map[string]string{"Authorization": "Bearer " + tok.Raw}); status != 200 ||
+		!regexp.MustCompile(`(?m)^mcpsts_issuer_key_age_seconds\{.*kid="[^"]+".*\} \d`).MatchString(body) ||
+		!strings.Contains(body, `http_server_request_duration_seconds_count{`) {
+		t.Fatalf("metrics = %d\n%s", status, body)
+	}
 	auth := map[string]string{"Authorization": "Bearer " + tok.Raw, "If-None-Match": "*"}
 	doc := `{"id":"ops","match":{"provider":"github","subject":"repo:ops/infra"},"grant":{"client_id":"deployer","audiences":["https://deploy.example.com/mcp"]}}`
 	if status, body := send("PUT", "/admin/v1/trust-maps/ops", doc, auth); status != 201 {
@@ -69,10 +92,11 @@ func TestAdminAPI(t *testing.T) {
 	}
 	// The change and the refused request are in the audit log, with the
 	// administrator who made the change.
-	ls := waitLines(t, filepath.Join(data, "audit.log"), 2)
+	ls := waitLines(t, filepath.Join(data, "audit.log"), 3)
 	if !strings.Contains(ls[0], `"event":"admin.trust_map.list"`) || !strings.Contains(ls[0], `"mcpsts.admin.result":"unauthenticated"`) ||
-		!strings.Contains(ls[1], `"event":"admin.trust_map.put"`) || !strings.Contains(ls[1], `"mcpsts.admin.principal":"`) ||
-		!strings.Contains(ls[1], `"mcpsts.admin.target":"ops"`) || !strings.Contains(ls[1], `"mcpsts.admin.result":"ok"`) {
+		!strings.Contains(ls[1], `"event":"admin.metrics.scrape"`) || !strings.Contains(ls[1], `"mcpsts.admin.result":"unauthenticated"`) ||
+		!strings.Contains(ls[2], `"event":"admin.trust_map.put"`) || !strings.Contains(ls[2], `"mcpsts.admin.principal":"`) ||
+		!strings.Contains(ls[2], `"mcpsts.admin.target":"ops"`) || !strings.Contains(ls[2], `"mcpsts.admin.result":"ok"`) {
 		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
 	}
 	status, body := send("POST", "/admin/v1/explain", `{"identity":{"provider":"github","subject":"repo:ops/infra"},"request":{"audience":"https://deploy.example.com/mcp"}}`, auth)

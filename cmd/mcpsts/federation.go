@@ -94,7 +94,7 @@ func providerFetcher(pc config.Provider) (*federation.Fetcher, error) {
 // newSPIFFE builds the trusted SPIFFE trust domains and the verifier of
 // their SVIDs (nil when none is configured). Bundle endpoints refresh in
 // the returned runners; the Workload API connects in the background.
-func newSPIFFE(ctx context.Context, cfg *config.Config, audiences []string, now func() time.Time, log *slog.Logger) (*spiffe.Verifier, []func(context.Context), error) {
+func newSPIFFE(ctx context.Context, cfg *config.Config, audiences []string, now func() time.Time, log *slog.Logger, meter metric.Meter) (*spiffe.Verifier, []func(context.Context), error) {
 	if len(cfg.SPIFFE.TrustDomains) == 0 {
 		return nil, nil, nil
 	}
@@ -138,7 +138,7 @@ func newSPIFFE(ctx context.Context, cfg *config.Config, audiences []string, now 
 				roots.AppendCertsFromPEM(pem)
 				opts = append(opts, spiffefed.WithWebPKIRoots(roots))
 			}
-			e, err := federation.NewBundleEndpoint(federation.BundleEndpointConfig{TrustDomain: td, URL: ep.URL, Options: opts, Clock: now, Log: log})
+			e, err := federation.NewBundleEndpoint(federation.BundleEndpointConfig{TrustDomain: td, URL: ep.URL, Options: opts, Clock: now, Log: log, Meter: meter})
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", where, err)
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -234,7 +235,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		srv.Close()
 		return err
 	}
-	svidVerifier, bundleRunners, err := newSPIFFE(ctx, cfg, audiences, e.now, log)
+	svidVerifier, bundleRunners, err := newSPIFFE(ctx, cfg, audiences, e.now, log, tp.Meters.Meter("mcpsts"))
 	if err != nil {
 		srv.Close()
 		return err
@@ -265,6 +266,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if err == nil {
 		err = iss.Start(ctx)
 	}
+	if err == nil {
+		err = keyAgeGauge(tp.Meters.Meter("mcpsts"), iss)
+	}
 	var adminAuth admin.Authorizer
 	if err == nil {
 		adminAuth, err = adminAuthorizer(cfg, issuerURL, iss)
@@ -274,13 +278,13 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		token := exchange.NewHandler(exchange.Config{
 			Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 			Attestors: attestors,
-			Decider:   policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Log: log, Clock: e.now,
+			Decider:   policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Meter: tp.Meters.Meter("mcpsts"), Log: log, Clock: e.now,
 			DefaultTTL:  cfg.Tokens.DefaultTTL,
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
 		h, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
-			admin:       admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Log: log, Clock: e.now}),
+			admin:       admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: e.now}),
 			signingAlgs: providerAlgorithms(providers), tlsClientAuth: svidVerifier != nil, log: log, traces: tp, meters: tp.Meters})
 	}
 	if err != nil {
@@ -308,6 +312,28 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	}
 	log.Info("mcpsts stopped")
 	return nil
+}
+
+// keyAgeGauge reports the age of the signing key in force.
+func keyAgeGauge(m metric.Meter, iss *issuer.Issuer) error {
+	age, err := m.Float64ObservableGauge("mcpsts.issuer.key.age", metric.WithUnit("s"),
+		metric.WithDescription("how long ago the active signing key was made"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		keys, err := iss.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.State == issuer.StateActive {
+				o.ObserveFloat64(age, time.Since(k.CreatedAt).Seconds(), metric.WithAttributes(attribute.String("kid", k.ID)))
+			}
+		}
+		return nil
+	}, age)
+	return err
 }
 
 // auditEvent says which spans are audit events, and names them: token

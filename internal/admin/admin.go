@@ -36,9 +36,12 @@ type Config struct {
 	Source trustmaps.Source
 	// Consents is the per-client consent registry.
 	Consents consent.Store
-	Auth     Authorizer
-	Log      *slog.Logger
-	Clock    func() time.Time
+	// Metrics serves the metrics scrape (Prometheus text format) at
+	// GET /admin/v1/metrics; nil serves none.
+	Metrics http.Handler
+	Auth    Authorizer
+	Log     *slog.Logger
+	Clock   func() time.Time
 }
 
 // maxBody bounds a request body.
@@ -59,6 +62,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /admin/v1/consents", a.listConsents)
 	mux.HandleFunc("POST /admin/v1/consents", a.grantConsent)
 	mux.HandleFunc("DELETE /admin/v1/consents/{id}", a.revokeConsent)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /admin/v1/metrics", cfg.Metrics)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		_, pattern := mux.Handler(r)
@@ -121,6 +127,8 @@ func operation(pattern string) string {
 		return "consent.grant"
 	case "DELETE /admin/v1/consents/{id}":
 		return "consent.revoke"
+	case "GET /admin/v1/metrics":
+		return "metrics.scrape"
 	}
 	return "unknown"
 }

@@ -1,0 +1,54 @@
+package exchange
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// instruments are the token endpoint's metrics. Every attribute value is
+// from a closed set (grant types, OAuth codes, check codes), never from the
+// request, so that no client can grow their number.
+type instruments struct {
+	decisions metric.Int64Counter
+	duration  metric.Float64Histogram
+	replayed  metric.Int64Counter
+	limited   metric.Int64Counter
+}
+
+func newInstruments(m metric.Meter) instruments {
+	var in instruments
+	in.decisions, _ = m.Int64Counter("mcpsts.token.decisions",
+		metric.WithDescription("token requests by grant type, decision (allow, deny), OAuth error and the check that refused"))
+	in.duration, _ = m.Float64Histogram("mcpsts.token.duration", metric.WithUnit("s"),
+		metric.WithDescription("token request latency by grant type and decision"),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+	in.replayed, _ = m.Int64Counter("mcpsts.token.replay_rejections",
+		metric.WithDescription("single-use credentials presented again"))
+	in.limited, _ = m.Int64Counter("mcpsts.token.rate_limited",
+		metric.WithDescription("token requests refused by a rate limit, by limit (identity, client)"))
+	return in
+}
+
+var knownGrants = map[string]bool{GrantTokenExchange: true, GrantJWTBearer: true, GrantClientCreds: true}
+
+func (in instruments) record(ctx context.Context, grantType string, oerr *oauthError, d time.Duration) {
+	if !knownGrants[grantType] {
+		grantType = "other"
+	}
+	decision, code, check := "allow", "", ""
+	if oerr != nil {
+		decision, code, check = "deny", oerr.code, oerr.check
+	}
+	in.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("grant_type", grantType), attribute.String("decision", decision),
+		attribute.String("error", code), attribute.String("check", check)))
+	in.duration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("grant_type", grantType), attribute.String("decision", decision)))
+	switch check {
+	case "token_replayed":
+		in.replayed.Add(ctx, 1)
+	case "rate_limit_identity", "rate_limit_client":
+		in.limited.Add(ctx, 1, metric.WithAttributes(attribute.String("limit", check[len("rate_limit_"):])))
+	}
+}
