@@ -40,7 +40,22 @@ const (
 	attrBinding         = "mcpsts.token.binding"
 )
 
+// annotations gathers a request's attributes so that its server span gets
+// them in one SetAttributes call when it ends, not one per step.
+type annotations struct{ kv []attribute.KeyValue }
+
+type annotationsKey struct{}
+
+func withAnnotations(ctx context.Context) (context.Context, *annotations) {
+	a := &annotations{kv: make([]attribute.KeyValue, 0, 24)}
+	return context.WithValue(ctx, annotationsKey{}, a), a
+}
+
 func annotate(ctx context.Context, kv ...attribute.KeyValue) {
+	if a, ok := ctx.Value(annotationsKey{}).(*annotations); ok {
+		a.kv = append(a.kv, kv...)
+		return
+	}
 	trace.SpanFromContext(ctx).SetAttributes(kv...)
 }
 
@@ -66,11 +81,10 @@ func annotateToken(ctx context.Context, tok issuer.Token, binding string) {
 }
 
 func annotateRefusal(ctx context.Context, e *oauthError) {
-	span := trace.SpanFromContext(ctx)
-	span.SetAttributes(attribute.String(attrDecision, "deny"), attribute.String(attrError, e.code),
+	annotate(ctx, attribute.String(attrDecision, "deny"), attribute.String(attrError, e.code),
 		attribute.String(attrDenyReason, e.description), attribute.String(attrDenyDetail, e.detail))
 	if e.check != "" {
-		span.SetAttributes(attribute.String(attrDenyCheck, e.check))
+		annotate(ctx, attribute.String(attrDenyCheck, e.check))
 	}
-	span.SetStatus(codes.Error, e.code)
+	trace.SpanFromContext(ctx).SetStatus(codes.Error, e.code)
 }

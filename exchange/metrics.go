@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,10 +17,16 @@ type instruments struct {
 	duration  metric.Float64Histogram
 	replayed  metric.Int64Counter
 	limited   metric.Int64Counter
+	attrs     *sync.Map // outcome → its attribute sets, built once
 }
 
+// outcome is what a request's metrics are labelled with.
+type outcome struct{ grantType, decision, code, check string }
+
+type outcomeAttrs struct{ decision, duration metric.MeasurementOption }
+
 func newInstruments(m metric.Meter) instruments {
-	var in instruments
+	in := instruments{attrs: &sync.Map{}}
 	in.decisions, _ = m.Int64Counter("mcpsts.token.decisions",
 		metric.WithDescription("token requests by grant type, decision (allow, deny), OAuth error and the check that refused"))
 	in.duration, _ = m.Float64Histogram("mcpsts.token.duration", metric.WithUnit("s"),
@@ -42,9 +49,17 @@ func (in instruments) record(ctx context.Context, grantType string, oerr *oauthE
 	if oerr != nil {
 		decision, code, check = "deny", oerr.code, oerr.check
 	}
-	in.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("grant_type", grantType), attribute.String("decision", decision),
-		attribute.String("error", code), attribute.String("check", check)))
-	in.duration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("grant_type", grantType), attribute.String("decision", decision)))
+	o := outcome{grantType, decision, code, check}
+	a, ok := in.attrs.Load(o)
+	if !ok {
+		a, _ = in.attrs.LoadOrStore(o, outcomeAttrs{
+			decision: metric.WithAttributeSet(attribute.NewSet(attribute.String("grant_type", grantType), attribute.String("decision", decision),
+				attribute.String("error", code), attribute.String("check", check))),
+			duration: metric.WithAttributeSet(attribute.NewSet(attribute.String("grant_type", grantType), attribute.String("decision", decision))),
+		})
+	}
+	in.decisions.Add(ctx, 1, a.(outcomeAttrs).decision)
+	in.duration.Record(ctx, d.Seconds(), a.(outcomeAttrs).duration)
 	switch check {
 	case "token_replayed":
 		in.replayed.Add(ctx, 1)

@@ -138,21 +138,31 @@ func limited(what string, wait time.Duration) *oauthError {
 	return e
 }
 
-var propagator = propagation.TraceContext{}
+var (
+	propagator = propagation.TraceContext{}
+	serverSpan = trace.WithSpanKind(trace.SpanKindServer)
+)
 
 func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := t.cfg.Tracer.Start(ctx, "token", trace.WithSpanKind(trace.SpanKindServer))
-	defer span.End()
-	traceID := ""
-	if sc := span.SpanContext(); sc.HasTraceID() {
-		traceID = sc.TraceID().String()
+	ctx := r.Context()
+	if r.Header.Get("traceparent") != "" {
+		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
+	ctx, span := t.cfg.Tracer.Start(ctx, "token", serverSpan)
+	ctx, ann := withAnnotations(ctx)
+	defer func() {
+		span.SetAttributes(ann.kv...)
+		span.End()
+	}()
 	start := time.Now()
 	var grantType string
 	resp, oerr := t.serve(ctx, r, &grantType)
 	t.metrics.record(ctx, grantType, oerr, time.Since(start))
 	if oerr != nil {
+		traceID := ""
+		if sc := span.SpanContext(); sc.HasTraceID() {
+			traceID = sc.TraceID().String()
+		}
 		annotateRefusal(ctx, oerr)
 		t.cfg.Log.Info("token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
 		writeError(w, oerr, traceID)

@@ -95,6 +95,7 @@ type env struct {
 	now  time.Time
 	cfg  exchange.Config
 	rec  *tracetest.SpanRecorder
+	prov *federation.Provider
 }
 
 // check is the mcpsts.deny.check of the last finished span: the audit
@@ -113,7 +114,7 @@ func (e *env) check() string {
 }
 
 // restart serves the endpoint again with cfg changed by mut.
-func (e *env) restart(t *testing.T, mut func(*exchange.Config)) {
+func (e *env) restart(t testing.TB, mut func(*exchange.Config)) {
 	e.srv.Close()
 	cfg := e.cfg
 	mut(&cfg)
@@ -123,7 +124,7 @@ func (e *env) restart(t *testing.T, mut func(*exchange.Config)) {
 	t.Cleanup(e.srv.Close)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{idp: federationtest.NewIssuer(t), logs: &bytes.Buffer{}, now: time.Now().Truncate(time.Second), rec: tracetest.NewSpanRecorder()}
 	clock := func() time.Time { return e.now }
@@ -131,6 +132,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.prov = prov
 	v, err := oidc.New(clock, oidc.ProviderConfig{Keys: prov, Audiences: []string{broker, broker + "/token"}, SingleUse: true})
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ type tracedDecider struct {
 // Decide records a denial's explain trace, bounded, on the request's span:
 // operators see why, the client only the reason code.
 func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustmaps.Request) (trustmaps.Decision, error) {
-	server := trace.SpanFromContext(ctx)
+	server, requestCtx := trace.SpanFromContext(ctx), ctx
 	ctx, span := d.tracer.Start(ctx, "decide")
 	defer span.End()
 	dec, err := d.Decider.Decide(ctx, id, r)
@@ -74,7 +74,7 @@ func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustma
 		if len(b) > maxTraceBytes {
 			b = append(b[:maxTraceBytes-len("…(truncated)")], "…(truncated)"...)
 		}
-		server.SetAttributes(attribute.String(attrDenyTrace, string(b)))
+		annotate(requestCtx, attribute.String(attrDenyTrace, string(b)))
 	}
 	return dec, err
 }

@@ -1,7 +1,8 @@
 // Command tokenload measures the token endpoint over real HTTPS on
 // loopback. It starts a fake OIDC issuer, re-runs itself as a server on one
 // core (GOMAXPROCS=1) serving the full endpoint (ES256 subject tokens in,
-// ES256 tokens out, trust map, spans on, replay cache off) and a baseline
+// ES256 tokens out, trust map, replay cache off) with audit on (spans, the
+// audit log, metrics) and off, and a baseline
 // that only verifies the subject token and signs, then drives both with
 // keep-alive connections for a bounded time and reports throughput and
 // p50/p99 latency:
@@ -98,11 +99,15 @@ func drive(duration time.Duration, workers, maxRequests int) error {
 	}
 	base := run("baseline (verify + sign), distinct tokens", "/baseline", true, 0)
 	full := run("full endpoint, distinct tokens", "/token", true, 0)
+	quiet := run("full endpoint, audit off, distinct tokens", "/token-noaudit", true, 0)
 	repeated := run("full endpoint, one repeated token", "/token", false, 0)
+	repeatedQuiet := run("full endpoint, audit off, one repeated token", "/token-noaudit", false, 0)
 	half := run("full endpoint, distinct tokens, at half its peak", "/token", true, full.throughput/2)
 	fmt.Printf("\nfull/baseline, distinct tokens: %.2f (target >= 0.80)\n", full.throughput/base.throughput)
 	fmt.Printf("full/baseline, repeated token:  %.2f (target >= 1.30)\n", repeated.throughput/base.throughput)
 	fmt.Printf("p99 at half of peak:            %s (target < 5ms)\n", half.p99)
+	fmt.Printf("audit on/off, distinct tokens:  %.2f (target >= 0.90)\n", full.throughput/quiet.throughput)
+	fmt.Printf("audit on/off, repeated token:   %.2f (target >= 0.90)\n", repeated.throughput/repeatedQuiet.throughput)
 	return nil
 }
 

@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -33,11 +37,20 @@ match: {provider: idp, subject: "system:serviceaccount:load:agent"}
 grant: {client_id: load-agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read], default_scopes: [read]}
 `
 
-// runServer serves /token (the full endpoint) and /baseline until
+// runServer serves /token (the full endpoint, audit on), /token-noaudit
+// (the same without spans, audit log or metrics) and /baseline until
 // interrupted.
 func runServer() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if path := os.Getenv("TOKENLOAD_CPUPROFILE"); path != "" { // go tool pprof it
+		f, err := os.Create(path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	pem, err := os.ReadFile(os.Getenv("TOKENLOAD_IDP_CA"))
 	if err != nil {
 		log.Fatal(err)
@@ -68,21 +81,45 @@ func runServer() {
 	if err != nil || iss.Start(ctx) != nil {
 		log.Fatal("issuer: ", err)
 	}
-	// Spans on: recorded and batched as in production; the exporter drops
-	// them, so that its encoding is not measured as the endpoint's cost.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	defer tp.Shutdown(context.Background())
-
-	mux := http.NewServeMux()
-	mux.Handle("/token", exchange.NewHandler(exchange.Config{
-		Self:      []string{"https://sts.example.com"},
-		Attestors: map[string]attest.Attestor{exchange.TokenTypeJWT: verifier},
-		Decider:   policy, Minter: iss, Tracer: tp.Tracer("mcpsts"),
-	}))
-	mux.Handle("/baseline", baseline(prov, iss))
-
+	// Audit on, as the server runs by default (no collector configured):
+	// every request sampled, its spans feeding a hash-chained audit log on
+	// disk, metrics recorded. With TOKENLOAD_COLLECTOR=1 the spans are
+	// also batched to an exporter (which drops them, so that its encoding
+	// is not measured as the endpoint's cost).
 	dir, _ := os.MkdirTemp("", "tokenload-server")
 	defer os.RemoveAll(dir)
+	audit, err := auditlog.Open(filepath.Join(dir, "audit.log"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer audit.Close()
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(audit.Processor(func(s sdktrace.ReadOnlySpan) (string, bool) {
+			for _, kv := range s.Attributes() {
+				if kv.Key == "mcpsts.decision" {
+					return "token." + kv.Value.AsString(), true
+				}
+			}
+			return "", false
+		}))}
+	if os.Getenv("TOKENLOAD_COLLECTOR") == "1" {
+		opts = append(opts, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
+	defer tp.Shutdown(context.Background())
+	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+
+	mux := http.NewServeMux()
+	endpoint := func(c exchange.Config) http.Handler {
+		c.Self = []string{"https://sts.example.com"}
+		c.Attestors = map[string]attest.Attestor{exchange.TokenTypeJWT: verifier}
+		c.Decider, c.Minter = policy, iss
+		return exchange.NewHandler(c)
+	}
+	mux.Handle("/token", endpoint(exchange.Config{Tracer: tp.Tracer("mcpsts"), Meter: meters.Meter("mcpsts")}))
+	mux.Handle("/token-noaudit", endpoint(exchange.Config{})) // no spans, no audit log, no metrics
+	mux.Handle("/baseline", baseline(prov, iss))
+
 	pki, err := devpki.Ensure(dir, time.Now())
 	if err != nil {
 		log.Fatal(err)

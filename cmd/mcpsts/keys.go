@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/config"
@@ -117,9 +118,9 @@ func auditRotation(cfg *config.Config, e env, res issuer.RotationResult, rotErr 
 	if rotErr != nil {
 		result = "failed"
 	}
-	l.Append(auditlog.Event{Name: issuer.OperationRotate, Fields: map[string]any{
-		"mcpsts.admin.operation": issuer.OperationRotate, "mcpsts.admin.principal": "cli:" + who + "@" + host,
-		"mcpsts.admin.result": result, "mcpsts.keys.added": res.Added, "mcpsts.keys.removed": res.Removed,
+	l.Append(auditlog.Event{Name: issuer.OperationRotate, Attrs: []attribute.KeyValue{
+		attribute.String("mcpsts.admin.operation", issuer.OperationRotate), attribute.String("mcpsts.admin.principal", "cli:"+who+"@"+host),
+		attribute.String("mcpsts.admin.result", result), attribute.String("mcpsts.keys.added", res.Added), attribute.StringSlice("mcpsts.keys.removed", res.Removed),
 	}})
 	return l.Close()
 }

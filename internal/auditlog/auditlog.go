@@ -4,10 +4,10 @@
 // it (prev) and of its own content (hash), so that an edited, deleted,
 // inserted or reordered line breaks the chain and Verify names it.
 //
-// A line is a JSON object with sorted keys; its hash is the SHA-256 of the
-// line as written without its final `,"hash":"…"` member; prev is the hash
-// of the line before (64 zeros for the first line of a file); seq counts
-// from 1. Deleting lines at the end of the file cannot be told from a file
+// A line is a JSON object: event, time, seq, prev, the event's attributes,
+// hash. Its hash is the SHA-256 of the line as written without its final
+// `,"hash":"…"` member; prev is the hash of the line before (64 zeros for
+// the first line of a file); seq counts from 1. Deleting lines at the end of the file cannot be told from a file
 // that ends there: keep the last hash Verify prints somewhere else.
 package auditlog
 
@@ -21,11 +21,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -54,14 +58,17 @@ type Log struct {
 	seq     int64
 	size    int64 // the file's size after our last write
 	err     error // the first write error; later events are not written
+	scratch []byte
 }
 
-// Event is one audit record: its fields, which become the line's members
+// Event is one audit record: its attributes become the line's members
 // beside event, time, seq, prev and hash.
 type Event struct {
-	Name   string // token.allow, token.deny, admin.trust_map.put, keys.rotate…
-	Time   time.Time
-	Fields map[string]any
+	Name  string // token.allow, token.deny, admin.trust_map.put, keys.rotate…
+	Time  time.Time
+	Attrs []attribute.KeyValue
+
+	span sdktrace.ReadOnlySpan // from the processor: its trace and span IDs and mcpsts.* attributes
 }
 
 // reserved are the members the log itself writes.
@@ -78,7 +85,7 @@ func Open(path string, clock func() time.Time) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: %w", err)
 	}
-	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), queue: make(chan Event, 4096), done: make(chan struct{}), stopped: make(chan struct{}), clock: clock, size: -1}
+	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), queue: make(chan Event, 16384), done: make(chan struct{}), stopped: make(chan struct{}), clock: clock, size: -1}
 	lock(f)
 	err = l.reload()
 	unlock(f)
@@ -136,8 +143,9 @@ func tail(f *os.File) (prev string, seq int64, err error) {
 	return hash, seq, nil
 }
 
-// Append queues e for writing. It returns the log's first write error, if
-// any: from then on nothing more is written.
+// Append queues e for writing; it is on disk within flushEvery. It
+// returns the log's first write error, if any: from then on nothing more
+// is written.
 func (l *Log) Append(e Event) error {
 	l.mu.Lock()
 	err := l.err
@@ -157,27 +165,46 @@ func (l *Log) Append(e Event) error {
 	return nil
 }
 
+// flushEvery is how long an event may wait in memory before it is written.
+// The writer wakes on this tick, not on each event, and writes what came in
+// one batch: no goroutine switch and no system call per request.
+const flushEvery = 50 * time.Millisecond
+
 func (l *Log) run() {
 	defer close(l.stopped)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			l.drain()
+		case <-l.done:
+			l.drain()
+			return
+		}
+	}
+}
+
+// drain writes every queued event.
+func (l *Log) drain() {
 	for {
 		select {
 		case e := <-l.queue:
 			l.write(e)
-		case <-l.done:
-			for {
-				select {
-				case e := <-l.queue:
-					l.write(e)
-				default:
-					l.flush()
-					return
-				}
+			if l.pendingLen() >= 4096 {
+				l.flush()
 			}
-		}
-		if len(l.queue) == 0 || len(l.pending) >= 1024 {
+		default:
 			l.flush()
+			return
 		}
 	}
+}
+
+func (l *Log) pendingLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending)
 }
 
 func (l *Log) write(e Event) {
@@ -186,29 +213,148 @@ func (l *Log) write(e Event) {
 	l.pending = append(l.pending, e)
 }
 
-// line encodes e as the line after the current head and advances it.
+// line encodes e as the line after the current head and advances it. It
+// writes JSON by hand, members in a fixed order (event, time, seq, prev,
+// then the event's attributes as given, then hash): it runs for every
+// decision.
 func (l *Log) line(e Event) error {
-	m := make(map[string]any, len(e.Fields)+4)
-	for k, v := range e.Fields {
-		if !reserved[k] {
-			m[k] = v
+	body := append(l.scratch[:0], `{"event":`...)
+	body = appendString(body, e.Name)
+	body = append(body, `,"time":"`...)
+	body = e.Time.UTC().AppendFormat(body, time.RFC3339Nano)
+	body = append(body, `","seq":`...)
+	body = strconv.AppendInt(body, l.seq+1, 10)
+	body = append(body, `,"prev":"`...)
+	body = append(body, l.prev...)
+	body = append(body, '"')
+	attrs := e.Attrs
+	if e.span != nil {
+		sc := e.span.SpanContext()
+		body = append(body, `,"trace_id":"`...)
+		body = append(body, sc.TraceID().String()...)
+		body = append(body, `","span_id":"`...)
+		body = append(body, sc.SpanID().String()...)
+		body = append(body, '"')
+		attrs = e.span.Attributes()
+	}
+	for _, kv := range attrs {
+		if reserved[string(kv.Key)] || (e.span != nil && !strings.HasPrefix(string(kv.Key), "mcpsts.")) {
+			continue
 		}
+		body = append(body, ',')
+		body = appendString(body, string(kv.Key))
+		body = append(body, ':')
+		body = appendValue(body, kv.Value)
 	}
-	m["event"], m["time"], m["seq"], m["prev"] = e.Name, e.Time.UTC().Format(time.RFC3339Nano), l.seq+1, l.prev
-	body, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("auditlog: event %s: %w", e.Name, err)
-	}
+	body = append(body, '}')
 	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
-	line := append(body[:len(body)-1:len(body)-1], hashMember...)
-	line = append(append(line, hash...), "\"}\n"...)
+	var hash [64]byte
+	hex.Encode(hash[:], sum[:])
+	line := append(body[:len(body)-1], hashMember...)
+	line = append(append(line, hash[:]...), "\"}\n"...)
+	l.scratch = line
 	if _, err := l.w.Write(line); err != nil {
 		return fmt.Errorf("auditlog: write: %w", err)
 	}
 	l.seq++
-	l.prev = hash
+	l.prev = string(hash[:])
 	return nil
+}
+
+// appendValue writes an attribute value as JSON.
+func appendValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.BOOL:
+		return strconv.AppendBool(b, v.AsBool())
+	case attribute.INT64:
+		return strconv.AppendInt(b, v.AsInt64(), 10)
+	case attribute.FLOAT64:
+		f := v.AsFloat64()
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return append(b, "null"...)
+		}
+		return strconv.AppendFloat(b, f, 'g', -1, 64)
+	case attribute.STRING:
+		return appendString(b, v.AsString())
+	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
+		b = append(b, '[')
+		switch v.Type() {
+		case attribute.BOOLSLICE:
+			for i, x := range v.AsBoolSlice() {
+				b = appendSep(b, i)
+				b = strconv.AppendBool(b, x)
+			}
+		case attribute.INT64SLICE:
+			for i, x := range v.AsInt64Slice() {
+				b = appendSep(b, i)
+				b = strconv.AppendInt(b, x, 10)
+			}
+		case attribute.FLOAT64SLICE:
+			for i, x := range v.AsFloat64Slice() {
+				b = appendSep(b, i)
+				b = appendValue(b, attribute.Float64Value(x))
+			}
+		default:
+			for i, x := range v.AsStringSlice() {
+				b = appendSep(b, i)
+				b = appendString(b, x)
+			}
+		}
+		return append(b, ']')
+	}
+	return appendString(b, v.Emit())
+}
+
+func appendSep(b []byte, i int) []byte {
+	if i > 0 {
+		return append(b, ',')
+	}
+	return b
+}
+
+// appendString writes s as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD. Runs of plain
+// bytes are copied at once.
+func appendString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = append(b, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // flush writes the pending events under the file lock, after the lines
@@ -342,13 +488,8 @@ func (p processor) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !ok {
 		return
 	}
-	f := map[string]any{"trace_id": s.SpanContext().TraceID().String(), "span_id": s.SpanContext().SpanID().String()}
-	for _, kv := range s.Attributes() {
-		if k := string(kv.Key); strings.HasPrefix(k, "mcpsts.") {
-			f[k] = kv.Value.AsInterface()
-		}
-	}
-	p.l.Append(Event{Name: name, Time: s.EndTime(), Fields: f})
+	// The span is an immutable snapshot: the writer reads its attributes.
+	p.l.Append(Event{Name: name, Time: s.EndTime(), span: s})
 }
 
 func (p processor) Shutdown(context.Context) error   { return nil }
