@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -16,16 +18,25 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
 // TestAuditSpans: every request is a span with the mcpsts.* attributes of
-// its decision; no token ever appears in a span.
+// its decision; a canary in the subject token, and the tokens themselves,
+// appear in no span, log line, error answer or audit log line of the run.
 func TestAuditSpans(t *testing.T) {
 	e := newEnv(t)
 	rec := tracetest.NewSpanRecorder()
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	audit, err := auditlog.Open(logFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.restart(t, func(c *exchange.Config) {
-		c.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+		c.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSpanProcessor(audit.Processor(func(s sdktrace.ReadOnlySpan) (string, bool) {
+			return s.Name(), !s.Parent().IsValid()
+		}))).Tracer("test")
 	})
 	const canary = "CANARY-b81f"
 	good := e.subjectToken(mainSub, func(c map[string]any) { c["note"] = canary })
@@ -34,7 +45,24 @@ func TestAuditSpans(t *testing.T) {
 		t.Fatal(res.raw)
 	}
 	bad := e.subjectToken(mainSub, func(c map[string]any) { c["note"] = canary; c["exp"] = 1 })
-	e.post(t, exchangeForm(bad), nil)
+	denied := e.post(t, exchangeForm(bad), nil)
+	replayed := e.post(t, exchangeForm(good), nil)
+	malformed := e.post(t, exchangeForm(good[:len(good)-5]+canary), nil)
+	if err := audit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines, _ := os.ReadFile(logFile)
+	if strings.Count(string(lines), "\n") != 4 {
+		t.Fatalf("audit log:\n%s", lines)
+	}
+	for name, text := range map[string]string{"logs": e.logs.String(), "audit log": string(lines),
+		"denial": denied.raw, "replay": replayed.raw, "malformed": malformed.raw} {
+		for _, secret := range []string{good, bad, res.body["access_token"].(string), canary, strings.Split(good, ".")[2]} {
+			if strings.Contains(text, secret) {
+				t.Fatalf("the %s hold a token or its content:\n%s", name, text)
+			}
+		}
+	}
 
 	var spans []sdktrace.ReadOnlySpan // the server spans
 	for _, s := range rec.Ended() {
@@ -65,7 +93,7 @@ func TestAuditSpans(t *testing.T) {
 		}
 		attrs[fmt.Sprint(i, s.Name())] = m
 	}
-	if fmt.Sprint(names) != "[token token]" {
+	if fmt.Sprint(names) != "[token token token token]" {
 		t.Fatalf("spans %v", names)
 	}
 	grant := attrs["0token"]
