@@ -47,7 +47,7 @@ type annotations struct{ kv []attribute.KeyValue }
 type annotationsKey struct{}
 
 func withAnnotations(ctx context.Context) (context.Context, *annotations) {
-	a := &annotations{kv: make([]attribute.KeyValue, 0, 24)}
+	a := &annotations{kv: make([]attribute.KeyValue, 0, 16)}
 	return context.WithValue(ctx, annotationsKey{}, a), a
 }
 

@@ -17,7 +17,14 @@ type instruments struct {
 	duration  metric.Float64Histogram
 	replayed  metric.Int64Counter
 	limited   metric.Int64Counter
-	attrs     *sync.Map // outcome → its attribute sets, built once
+	sets      *outcomeSets
+}
+
+// outcomeSets holds the attribute sets of each outcome, built once (a
+// sync.Map would box the key on every lookup).
+type outcomeSets struct {
+	mu sync.RWMutex
+	m  map[outcome]outcomeAttrs
 }
 
 // outcome is what a request's metrics are labelled with.
@@ -26,7 +33,7 @@ type outcome struct{ grantType, decision, code, check string }
 type outcomeAttrs struct{ decision, duration metric.MeasurementOption }
 
 func newInstruments(m metric.Meter) instruments {
-	in := instruments{attrs: &sync.Map{}}
+	in := instruments{sets: &outcomeSets{m: map[outcome]outcomeAttrs{}}}
 	in.decisions, _ = m.Int64Counter("mcpsts.token.decisions",
 		metric.WithDescription("token requests by grant type, decision (allow, deny), OAuth error and the check that refused"))
 	in.duration, _ = m.Float64Histogram("mcpsts.token.duration", metric.WithUnit("s"),
@@ -50,16 +57,21 @@ func (in instruments) record(ctx context.Context, grantType string, oerr *oauthE
 		decision, code, check = "deny", oerr.code, oerr.check
 	}
 	o := outcome{grantType, decision, code, check}
-	a, ok := in.attrs.Load(o)
+	in.sets.mu.RLock()
+	a, ok := in.sets.m[o]
+	in.sets.mu.RUnlock()
 	if !ok {
-		a, _ = in.attrs.LoadOrStore(o, outcomeAttrs{
+		a = outcomeAttrs{
 			decision: metric.WithAttributeSet(attribute.NewSet(attribute.String("grant_type", grantType), attribute.String("decision", decision),
 				attribute.String("error", code), attribute.String("check", check))),
 			duration: metric.WithAttributeSet(attribute.NewSet(attribute.String("grant_type", grantType), attribute.String("decision", decision))),
-		})
+		}
+		in.sets.mu.Lock()
+		in.sets.m[o] = a
+		in.sets.mu.Unlock()
 	}
-	in.decisions.Add(ctx, 1, a.(outcomeAttrs).decision)
-	in.duration.Record(ctx, d.Seconds(), a.(outcomeAttrs).duration)
+	in.decisions.Add(ctx, 1, a.decision)
+	in.duration.Record(ctx, d.Seconds(), a.duration)
 	switch check {
 	case "token_replayed":
 		in.replayed.Add(ctx, 1)
