@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
 )
@@ -106,9 +110,23 @@ func TestRoutesWithIssuerPath(t *testing.T) {
 	if err := iss.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: http.NotFoundHandler(), log: discardLog()})
+	rec0 := tracetest.NewSpanRecorder()
+	h, err := routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: http.NotFoundHandler(), log: discardLog(),
+		traces: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec0))})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every endpoint's request is a server span continuing the caller's
+	// traceparent.
+	for _, path := range []string{"/tenant1/.well-known/jwks.json", "/healthz", "/tenant1/authorize", "/nowhere"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		ended := rec0.Ended()
+		s := ended[len(ended)-1]
+		if s.SpanKind() != trace.SpanKindServer || s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || s.Parent().SpanID().String() != "00f067aa0ba902b7" {
+			t.Errorf("GET %s: span %s kind %v trace %s parent %s", path, s.Name(), s.SpanKind(), s.SpanContext().TraceID(), s.Parent().SpanID())
+		}
 	}
 	for _, path := range []string{"/.well-known/oauth-authorization-server/tenant1", "/tenant1/.well-known/openid-configuration"} {
 		rec := httptest.NewRecorder()
