@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -98,6 +99,21 @@ func TestAdminAPI(t *testing.T) {
 		!strings.Contains(ls[2], `"event":"admin.trust_map.put"`) || !strings.Contains(ls[2], `"mcpsts.admin.principal":"`) ||
 		!strings.Contains(ls[2], `"mcpsts.admin.target":"ops"`) || !strings.Contains(ls[2], `"mcpsts.admin.result":"ok"`) {
 		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
+	}
+	// In --dev, the generated administrator's certificate is an admin.
+	pair, err := tls.LoadX509KeyPair(filepath.Join(data, "admin.pem"), filepath.Join(data, "admin-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminClient := clientTrusting(t, s.caPath)
+	adminClient.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{pair}
+	resp, err := adminClient.Get("https://" + s.addr + "/admin/v1/trust-maps/ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(s.stdout.String(), "admin.pem") {
+		t.Fatalf("dev administrator certificate: %d; banner %s", resp.StatusCode, s.stdout.String())
 	}
 	status, body := send("POST", "/admin/v1/explain", `{"identity":{"provider":"github","subject":"repo:ops/infra"},"request":{"audience":"https://deploy.example.com/mcp"}}`, auth)
 	if status != 200 || body["decision"] == nil {

@@ -136,13 +136,19 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		}
 	}
 	var cert tls.Certificate
-	var caPath string
+	var caPath, adminCert string
 	if f.dev {
 		pki, err := devpki.Ensure(cfg.DataDir, e.now())
 		if err != nil {
 			return err
 		}
 		cert, caPath = pki.Certificate, pki.CAPath
+		// The development administrator authenticates to the admin API
+		// with a client certificate from the local CA.
+		if adminCert, _, err = devpki.EnsureAdmin(cfg.DataDir, e.now()); err != nil {
+			return err
+		}
+		cfg.Admin.ClientCAFile, cfg.Admin.ClientNames = pki.CAPath, []string{devpki.AdminName}
 	} else {
 		var selfSigned bool
 		cert, selfSigned, err = tlsserver.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, e.now(), cfg.TLS.AllowSelfSigned)
@@ -292,7 +298,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		return err
 	}
 	if f.dev {
-		printDevBanner(stdout, issuerURL, srv.Addr(), caPath, cfg.DataDir)
+		printDevBanner(stdout, issuerURL, srv.Addr(), caPath, cfg.DataDir, adminCert)
 	}
 	log.Info("mcpsts serving", "addr", srv.Addr().String(), "issuer", issuerURL, "store", st.Dialect(),
 		"tracing", tp.Exporter, "version", version())
@@ -547,22 +553,23 @@ func devIssuer(addr net.Addr) string {
 	return "https://" + net.JoinHostPort(host, port)
 }
 
-func printDevBanner(w io.Writer, issuer string, addr net.Addr, caPath, dataDir string) {
-	absCA, err := filepath.Abs(caPath)
-	if err != nil {
-		absCA = caPath
+func printDevBanner(w io.Writer, issuer string, addr net.Addr, caPath, dataDir, adminCert string) {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
 	}
-	absData, err := filepath.Abs(dataDir)
-	if err != nil {
-		absData = dataDir
-	}
+	absCA, absData, absAdmin := abs(caPath), abs(dataDir), abs(adminCert)
+	absAdminKey := strings.TrimSuffix(absAdmin, devpki.AdminCertFile) + devpki.AdminKeyFile
 	fmt.Fprintf(w, `mcpsts is serving in development mode (embedded SQLite, local CA)
   issuer:    %s
   listening: %s
   trust CA:  %s
   data:      %s
+  admin:     client certificate %s, key %s
   try:       curl --cacert %s %s/.well-known/oauth-authorization-server
-`, issuer, addr, absCA, absData, absCA, issuer)
+`, issuer, addr, absCA, absData, absAdmin, absAdminKey, absCA, issuer)
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

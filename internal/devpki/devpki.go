@@ -31,6 +31,11 @@ const (
 	serverKeyFile = "server-key.pem"
 	// KEKFile holds the base64 key-encryption key.
 	KEKFile = "kek"
+	// AdminCertFile and AdminKeyFile are the development administrator's
+	// client certificate (common name AdminName) and key, for the admin API.
+	AdminCertFile = "admin.pem"
+	AdminKeyFile  = "admin-key.pem"
+	AdminName     = "mcpsts-dev-admin"
 )
 
 const (
@@ -83,6 +88,47 @@ func Ensure(dir string, now time.Time) (*PKI, error) {
 			Leaf:        leaf,
 		},
 	}, nil
+}
+
+// EnsureAdmin makes sure dir holds a client certificate for the
+// development administrator, issued by the CA in dir (which Ensure made),
+// issuing a new one when it is missing, nears expiry or no longer chains
+// to the CA. It returns the certificate's and the key's paths.
+func EnsureAdmin(dir string, now time.Time) (certPath, keyPath string, err error) {
+	ca, caKey, err := loadPair(dir, CAFile, caKeyFile)
+	if err != nil {
+		return "", "", err
+	}
+	leaf, _, err := loadPair(dir, AdminCertFile, AdminKeyFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", "", err
+	}
+	if err != nil || needsRenewal(leaf, ca, now) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return "", "", fmt.Errorf("devpki: generate admin key: %w", err)
+		}
+		serial, err := randomSerial()
+		if err != nil {
+			return "", "", err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial,
+			Subject:      pkix.Name{CommonName: AdminName, Organization: []string{"mcpsts development"}},
+			NotBefore:    now.Add(-time.Minute),
+			NotAfter:     now.Add(serverLifetime),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		cert, key, err := sign(tmpl, ca, key, caKey)
+		if err != nil {
+			return "", "", err
+		}
+		if err := writePair(dir, AdminCertFile, AdminKeyFile, cert, key); err != nil {
+			return "", "", err
+		}
+	}
+	return filepath.Join(dir, AdminCertFile), filepath.Join(dir, AdminKeyFile), nil
 }
 
 // EnsureKEK returns the key-encryption key kept in dir, creating it (mode
