@@ -1,0 +1,354 @@
+package terraform_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	tfterraform "github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/terraform"
+)
+
+var factories = map[string]func() (tfprotov6.ProviderServer, error){
+	"mcpsts": providerserver.NewProtocol6WithError(terraform.New("test")()),
+}
+
+// broker is a real mcpsts process started from its binary: issuer
+// https://127.0.0.1:PORT, a fake Kubernetes issuer trusted as provider
+// "ci", administrators by client certificate.
+type broker struct {
+	issuer, ca, adminCert, adminKey string
+	idp                             *federationtest.Issuer
+	http                            *http.Client // an administrator's client
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// mcpstsBinary builds cmd/mcpsts once per test run.
+func mcpstsBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mcpsts-acc")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "mcpsts")
+		out, err := exec.Command("go", "build", "-o", binary, "github.com/mcpsts/mcpsts/cmd/mcpsts").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+func startBroker(t *testing.T) *broker {
+	t.Helper()
+	dir := t.TempDir()
+	pki, err := devpki.Ensure(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{ca: pki.CAPath, idp: federationtest.NewIssuer(t)}
+	if b.adminCert, b.adminKey, err = devpki.EnsureAdmin(dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	kek, _ := issuer.GenerateKEK()
+	os.WriteFile(filepath.Join(dir, "kek"), kek, 0o600)
+	os.WriteFile(filepath.Join(dir, "idp.pem"), b.idp.CAPEM(), 0o600)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	b.issuer = "https://" + addr
+	cfg := filepath.Join(dir, "mcpsts.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`issuer: %s
+listen: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+keys: {kek_file: %s}
+admin: {client_ca_file: %s, client_names: [%s]}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+trust_maps: {reload_interval: 1s}
+`, b.issuer, addr, filepath.Join(dir, "data"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"),
+		filepath.Join(dir, "kek"), pki.CAPath, devpki.AdminName, b.idp.URL, filepath.Join(dir, "idp.pem"))), 0o600)
+	os.MkdirAll(filepath.Join(dir, "data"), 0o700)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, mcpstsBinary(t), "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "mcpsts serving") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("mcpsts did not start")
+	}
+
+	pem, _ := os.ReadFile(pki.CAPath)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	pair, err := tls.LoadX509KeyPair(b.adminCert, b.adminKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}}}
+
+	// The provider reads its settings from the environment, as in CI.
+	t.Setenv("MCPSTS_URL", b.issuer)
+	t.Setenv("MCPSTS_CA_FILE", pki.CAPath)
+	t.Setenv("MCPSTS_CLIENT_CERT_FILE", b.adminCert)
+	t.Setenv("MCPSTS_CLIENT_KEY_FILE", b.adminKey)
+	cli := filepath.Join(dir, "terraformrc")
+	os.WriteFile(cli, nil, 0o600)
+	t.Setenv("TF_CLI_CONFIG_FILE", cli)
+	t.Setenv("CHECKPOINT_DISABLE", "1")
+	return b
+}
+
+// admin calls the admin API directly, as an operator would outside
+// Terraform.
+func (b *broker) admin(t *testing.T, method, path, body string, header map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, b.issuer+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func trustMapConfig(scopes, conditions string) string {
+	return fmt.Sprintf(`
+resource "mcpsts_trust_map" "agent" {
+  id          = "agent"
+  description = "the agents of namespace apps"
+  match = {
+    provider   = "ci"
+    subject    = "system:serviceaccount:apps:agent"
+    conditions = [%s]
+  }
+  grant = {
+    client_id      = "agent"
+    audiences      = ["https://files.example.com/mcp"]
+    scopes         = [%s]
+    default_scopes = ["files:read"]
+    max_ttl        = "10m"
+    may_act        = [{ provider = "ci", subject = "system:serviceaccount:apps:files" }]
+  }
+}
+`, conditions, scopes)
+}
+
+// TestAccTrustMap: create, update, import with verify, drift, a broken CEL
+// condition at plan time, destroy.
+func TestAccTrustMap(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
+	}
+	b := startBroker(t)
+	const name = "mcpsts_trust_map.agent"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		CheckDestroy: func(*tfterraform.State) error {
+			if status, _ := b.admin(t, "GET", "/admin/v1/trust-maps/agent", "", nil); status != 404 {
+				return fmt.Errorf("the map survived destroy: %d", status)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: trustMapConfig(`"files:read"`, `"request.scopes.size() <= 2"`),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(name, "version", "1"),
+					resource.TestCheckResourceAttr(name, "priority", "0"),
+					resource.TestCheckResourceAttr(name, "grant.scopes.#", "1"),
+					resource.TestCheckResourceAttr(name, "grant.may_act.0.subject", "system:serviceaccount:apps:files"),
+					func(*tfterraform.State) error {
+						status, body := b.admin(t, "GET", "/admin/v1/trust-maps/agent", "", nil)
+						if status != 200 || !strings.Contains(fmt.Sprint(body["map"]), "request.scopes.size() <= 2") {
+							return fmt.Errorf("the server holds %d %v", status, body)
+						}
+						return nil
+					},
+				),
+			},
+			{
+				Config: trustMapConfig(`"files:read", "files:write"`, `"request.scopes.size() <= 2"`),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(name, "version", "2"),
+					resource.TestCheckResourceAttr(name, "grant.scopes.1", "files:write"),
+				),
+			},
+			{
+				// A broken CEL condition fails at plan time, where the
+				// server would, with its message, on the attribute.
+				Config:      trustMapConfig(`"files:read"`, `"request.scopes.size() <= 2", "identity.attributes.namespace =="`),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)match\.conditions\[1\].*Syntax error`),
+			},
+			{
+				Config:      strings.Replace(trustMapConfig(`"files:read"`, ``), "https://files.example.com/mcp", "http://files.example.com/mcp", 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`grant\.audiences\[0\]: "http://files.example.com/mcp" is not an absolute https\s+URI`),
+			},
+			{ResourceName: name, ImportState: true, ImportStateId: "agent", ImportStateVerify: true},
+			{
+				// Drift: an operator changes the map outside Terraform; the
+				// next plan shows it.
+				PreConfig: func() {
+					doc := `{"id":"agent","match":{"provider":"ci","subject":"system:serviceaccount:apps:agent"},"grant":{"client_id":"agent","audiences":["https://evil.example.com/mcp"]}}`
+					if status, body := b.admin(t, "PUT", "/admin/v1/trust-maps/agent", doc, map[string]string{"If-Match": `"2"`}); status != 200 {
+						t.Fatalf("out-of-band change: %d %v", status, body)
+					}
+				},
+				Config:             trustMapConfig(`"files:read", "files:write"`, `"request.scopes.size() <= 2"`),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				// Applying the configuration again puts it back.
+				Config: trustMapConfig(`"files:read", "files:write"`, `"request.scopes.size() <= 2"`),
+				Check:  resource.TestCheckResourceAttr(name, "grant.audiences.0", "https://files.example.com/mcp"),
+			},
+		},
+	})
+}
+
+// TestAccExample applies a configuration like terraform/examples: a trust
+// map, a consent and the data sources; then a workload gets a token through
+// the map, and a plan right after shows no changes.
+func TestAccExample(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
+	}
+	b := startBroker(t)
+	expiry := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	config := trustMapConfig(`"files:read", "files:write"`, `"request.scopes.size() <= 2"`) + fmt.Sprintf(`
+resource "mcpsts_consent" "alice" {
+  identity_provider = "corp"
+  user       = "alice@example.com"
+  client_id  = "agent"
+  scopes     = ["files:read"]
+  resources  = ["https://files.example.com/mcp"]
+  expires_at = %q
+}
+
+data "mcpsts_metadata" "broker" {}
+
+data "mcpsts_explain" "agent" {
+  identity_provider = "ci"
+  subject    = "system:serviceaccount:apps:agent"
+  audience   = "https://files.example.com/mcp"
+  depends_on = [mcpsts_trust_map.agent]
+}
+`, expiry)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("data.mcpsts_metadata.broker", "issuer", b.issuer),
+					resource.TestCheckResourceAttr("data.mcpsts_metadata.broker", "token_endpoint", b.issuer+"/token"),
+					resource.TestCheckResourceAttr("data.mcpsts_explain.agent", "allowed", "true"),
+					resource.TestCheckResourceAttr("data.mcpsts_explain.agent", "map_id", "agent"),
+					resource.TestCheckResourceAttr("data.mcpsts_explain.agent", "granted_scopes.0", "files:read"),
+					resource.TestCheckResourceAttrSet("mcpsts_consent.alice", "id"),
+					func(*tfterraform.State) error { return b.exchange(t) },
+				),
+			},
+			{Config: config, PlanOnly: true}, // no changes
+			{ResourceName: "mcpsts_consent.alice", ImportState: true, ImportStateVerify: true},
+			{
+				// Revoked outside Terraform: the plan grants it again.
+				PreConfig: func() {
+					_, body := b.admin(t, "GET", "/admin/v1/consents", "", nil)
+					id := body["consents"].([]any)[0].(map[string]any)["id"].(string)
+					if status, _ := b.admin(t, "DELETE", "/admin/v1/consents/"+url.PathEscape(id), "", nil); status != 204 {
+						t.Fatal("revoke")
+					}
+				},
+				Config:             config,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+		},
+	})
+}
+
+// exchange gets a token through the trust map Terraform made: the
+// workload's Kubernetes token exchanged at the token endpoint.
+func (b *broker) exchange(t *testing.T) error {
+	// The server reloads the store's maps every second.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := time.Now().Unix()
+		sub := b.idp.Sign(map[string]any{"iss": b.idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": b.issuer, "iat": n, "exp": n + 600}, nil)
+		resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
+			"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {sub},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"},
+		})
+		if err != nil {
+			return err
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && out["access_token"] != nil && out["scope"] == "files:read" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no token through the trust map: %d %v %v", resp.StatusCode, out["error"], out["error_description"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
