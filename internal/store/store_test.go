@@ -290,6 +290,22 @@ func TestTrustMapRepositoryConformance(t *testing.T) {
 	}
 }
 
+// TestDocumentRepositoryConformance: the providers and clients tables keep
+// the same contract as trust maps.
+func TestDocumentRepositoryConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		for name, repo := range map[string]func(*Store) trustmaps.Repository{
+			"providers": (*Store).FederationProviders, "clients": (*Store).Clients,
+		} {
+			t.Run(b.Name+"/"+name, func(t *testing.T) {
+				repotest.Run(t, func(t *testing.T) trustmaps.Repository {
+					return repo(openTest(t, b.NewURL(t), time.Now))
+				})
+			})
+		}
+	}
+}
+
 func TestConsentStoreConformance(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
