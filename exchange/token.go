@@ -88,6 +88,8 @@ type Config struct {
 	// Consents is the per-client consent registry checked on every
 	// user-delegated exchange; nil refuses them all.
 	Consents consent.Store
+	// Clients are the registered clients; nil: none is.
+	Clients ClientRegistry
 	// PerIdentity and PerClient limit how often one verified identity, and
 	// one MCP client, get tokens; past them the answer is 429 with
 	// Retry-After.
@@ -120,6 +122,9 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	if cfg.Meter == nil {
 		cfg.Meter = metricnoop.Meter{}
+	}
+	if cfg.Clients != nil && cfg.Decider != nil {
+		cfg.Decider = registeredClients{cfg.Decider, cfg.Clients}
 	}
 	cfg = traced(cfg)
 	return &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
@@ -489,6 +494,8 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 func decisionError(err error, grantType string) *oauthError {
 	var den *trustmaps.Denial
 	switch {
+	case errors.Is(err, errClientGrant):
+		return &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is registered without this grant type", detail: err.Error()}
 	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
 		return &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
 	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):

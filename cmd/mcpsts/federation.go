@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	spiffefed "github.com/spiffe/go-spiffe/v2/federation"
@@ -19,57 +22,204 @@ import (
 	"github.com/mcpsts/mcpsts/attest/spiffe"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
-// newOIDC builds the trusted providers of the configuration and the
-// verifier of their tokens, which must name one of brokerAudiences unless a
+// newOIDC builds the trusted providers of the configuration file and the
+// verifier of their tokens and of those of the providers in the store
+// (reloaded by its Run), which must name one of brokerAudiences unless a
 // provider sets its own. It returns the verifier and the same wrapped so
-// that single-use providers claim their tokens in replay. Remote key sets load when the providers Run.
-func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayCache, now func() time.Time, log *slog.Logger, meter metric.Meter) (*oidc.Verifier, attest.Attestor, []*federation.Provider, error) {
-	var providers []*federation.Provider
-	var pcs []oidc.ProviderConfig
+// that single-use providers claim their tokens in replay. Remote key sets
+// load when the providers Run.
+func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayCache, repo trustmaps.Repository, now func() time.Time, log *slog.Logger, meter metric.Meter) (*dynamicOIDC, attest.Attestor, []*federation.Provider, error) {
+	d := &dynamicOIDC{repo: repo, audiences: brokerAudiences, now: now, log: log, meter: meter, running: map[string]*storeProvider{}}
 	for i, pc := range cfg.Providers {
-		where := fmt.Sprintf("providers[%d] (%s)", i, pc.Name)
-		fetcher, err := providerFetcher(pc)
+		p, opc, err := buildProvider(pc, brokerAudiences, now, log, meter)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
+			return nil, nil, nil, fmt.Errorf("providers[%d] (%s): %w", i, pc.Name, err)
 		}
-		fc := federation.ProviderConfig{
-			Name: pc.Name, Issuer: pc.Issuer, Discovery: pc.Discovery, JWKSURI: pc.JWKSURI,
-			Algorithms: pc.Algorithms, MinRefresh: pc.Refresh.Min, MaxRefresh: pc.Refresh.Max,
-			UnknownKidInterval: pc.Refresh.UnknownKidInterval, StaleBound: pc.Refresh.StaleBound,
-			Fetcher: fetcher, Clock: now, Log: log, Meter: meter,
+		d.fixed = append(d.fixed, p)
+		d.fixedConfigs = append(d.fixedConfigs, opc)
+	}
+	if err := d.swap(); err != nil {
+		return nil, nil, nil, err
+	}
+	return d, attest.SingleUse(d, replay), d.fixed, nil
+}
+
+// buildProvider makes the key source and the verifier settings of one
+// trusted provider.
+func buildProvider(pc config.Provider, brokerAudiences []string, now func() time.Time, log *slog.Logger, meter metric.Meter) (*federation.Provider, oidc.ProviderConfig, error) {
+	fetcher, err := providerFetcher(pc)
+	if err != nil {
+		return nil, oidc.ProviderConfig{}, err
+	}
+	fc := federation.ProviderConfig{
+		Name: pc.Name, Issuer: pc.Issuer, Discovery: pc.Discovery, JWKSURI: pc.JWKSURI,
+		Algorithms: pc.Algorithms, MinRefresh: pc.Refresh.Min, MaxRefresh: pc.Refresh.Max,
+		UnknownKidInterval: pc.Refresh.UnknownKidInterval, StaleBound: pc.Refresh.StaleBound,
+		Fetcher: fetcher, Clock: now, Log: log, Meter: meter,
+	}
+	switch {
+	case pc.JWKS != "":
+		fc.JWKS = []byte(pc.JWKS)
+	case pc.JWKSFile != "":
+		if fc.JWKS, err = os.ReadFile(pc.JWKSFile); err != nil {
+			return nil, oidc.ProviderConfig{}, fmt.Errorf("jwks_file: %w", err)
 		}
-		switch {
-		case pc.JWKS != "":
-			fc.JWKS = []byte(pc.JWKS)
-		case pc.JWKSFile != "":
-			if fc.JWKS, err = os.ReadFile(pc.JWKSFile); err != nil {
-				return nil, nil, nil, fmt.Errorf("%s: jwks_file: %w", where, err)
-			}
-		}
-		p, err := federation.NewProvider(fc)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
-		}
-		audiences := pc.Audiences
-		if len(audiences) == 0 {
-			audiences = brokerAudiences
-		}
-		providers = append(providers, p)
-		pcs = append(pcs, oidc.ProviderConfig{
-			Keys: p, Audiences: audiences, Leeway: pc.Leeway, MaxTokenAge: pc.MaxTokenAge,
-			RequiredClaims: pc.RequiredClaims, Typ: pc.Typ, Preset: oidc.Preset(pc.Preset), SingleUse: pc.SingleUse,
-			Users: pc.Kind == "user",
-		})
+	}
+	p, err := federation.NewProvider(fc)
+	if err != nil {
+		return nil, oidc.ProviderConfig{}, err
+	}
+	audiences := pc.Audiences
+	if len(audiences) == 0 {
+		audiences = brokerAudiences
+	}
+	return p, oidc.ProviderConfig{
+		Keys: p, Audiences: audiences, Leeway: pc.Leeway, MaxTokenAge: pc.MaxTokenAge,
+		RequiredClaims: pc.RequiredClaims, Typ: pc.Typ, Preset: oidc.Preset(pc.Preset), SingleUse: pc.SingleUse,
+		Users: pc.Kind == "user",
+	}, nil
+}
+
+// dynamicOIDC verifies the tokens of the providers of the configuration
+// file and of those managed through the admin API, which it reloads from
+// the store: a provider added there is trusted from the next reload, one
+// removed no longer. It is safe for concurrent use.
+type dynamicOIDC struct {
+	repo      trustmaps.Repository
+	audiences []string
+	now       func() time.Time
+	log       *slog.Logger
+	meter     metric.Meter
+
+	fixed        []*federation.Provider
+	fixedConfigs []oidc.ProviderConfig
+
+	v atomic.Pointer[oidc.Verifier]
+
+	mu      sync.Mutex // one reload at a time; guards running
+	running map[string]*storeProvider
+	ctx     context.Context // of Run: store providers' refreshers live in it
+}
+
+type storeProvider struct {
+	version int64
+	cfg     oidc.ProviderConfig
+	stop    context.CancelFunc
+}
+
+// Attest implements attest.Attestor with the providers in force.
+func (d *dynamicOIDC) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
+	return d.v.Load().Attest(ctx, ev)
+}
+
+// Trusts reports whether iss is a trusted provider's issuer now.
+func (d *dynamicOIDC) Trusts(iss string) bool { return d.v.Load().Trusts(iss) }
+
+// swap builds a verifier over the fixed providers and the running store
+// providers and puts it in force. d.mu is held, or there is no Run yet.
+func (d *dynamicOIDC) swap() error {
+	pcs := append([]oidc.ProviderConfig(nil), d.fixedConfigs...)
+	ids := make([]string, 0, len(d.running))
+	for id := range d.running {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		pcs = append(pcs, d.running[id].cfg)
 	}
 	// Workloads reuse their platform tokens (Kubernetes: up to an hour):
 	// keep what was verified, re-checked for time and key on every use.
-	v, err := oidc.NewVerifier(oidc.Options{Now: now, CacheEntries: 10_000}, pcs...)
+	v, err := oidc.NewVerifier(oidc.Options{Now: d.now, CacheEntries: 10_000}, pcs...)
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
-	return v, attest.SingleUse(v, replay), providers, nil
+	d.v.Store(v)
+	return nil
+}
+
+// Reload reads the store's providers and puts changes in force. A provider
+// whose document does not build is logged and left out; the others stay.
+func (d *dynamicOIDC) Reload(ctx context.Context) error {
+	if d.repo == nil {
+		return nil
+	}
+	recs, err := d.repo.Records(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := false
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		seen[rec.ID] = true
+		if cur, ok := d.running[rec.ID]; ok && cur.version == rec.Version {
+			continue
+		}
+		pc, err := config.ParseProvider("store:"+rec.ID, rec.Document)
+		var p *federation.Provider
+		var opc oidc.ProviderConfig
+		if err == nil {
+			p, opc, err = buildProvider(*pc, d.audiences, d.now, d.log, d.meter)
+		}
+		if err != nil {
+			d.log.Error("federation provider from the store not put in force", "provider", rec.ID, "version", rec.Version, "error", err)
+			continue
+		}
+		if cur, ok := d.running[rec.ID]; ok {
+			cur.stop()
+		}
+		runCtx, stop := context.WithCancel(d.runContext())
+		go p.Run(runCtx)
+		d.running[rec.ID] = &storeProvider{version: rec.Version, cfg: opc, stop: stop}
+		d.log.Info("trusting provider from the store", "provider", pc.Name, "issuer", pc.Issuer, "version", rec.Version)
+		changed = true
+	}
+	for id, cur := range d.running {
+		if !seen[id] {
+			cur.stop()
+			delete(d.running, id)
+			d.log.Info("no longer trusting provider removed from the store", "provider", id)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := d.swap(); err != nil {
+		d.log.Error("federation providers from the store not put in force", "error", err)
+		return err
+	}
+	return nil
+}
+
+func (d *dynamicOIDC) runContext() context.Context {
+	if d.ctx != nil {
+		return d.ctx
+	}
+	return context.Background()
+}
+
+// Run reloads the store's providers every interval until ctx is done.
+func (d *dynamicOIDC) Run(ctx context.Context, every time.Duration) {
+	d.mu.Lock()
+	d.ctx = ctx
+	d.mu.Unlock()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := d.Reload(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("federation providers: reload failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // providerFetcher is the hardened fetcher of one provider, trusting only

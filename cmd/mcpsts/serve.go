@@ -30,7 +30,6 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	awsattest "github.com/mcpsts/mcpsts/attest/aws"
-	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/admin"
@@ -236,7 +235,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if len(audiences) == 0 {
 		audiences = []string{issuerURL, paths.Origin + paths.Token}
 	}
-	oidcVerifier, verifier, providers, err := newOIDC(cfg, audiences, st, e.now, log, tp.Meters.Meter("mcpsts"))
+	oidcVerifier, verifier, providers, err := newOIDC(cfg, audiences, st, st.FederationProviders(), e.now, log, tp.Meters.Meter("mcpsts"))
 	if err != nil {
 		srv.Close()
 		return err
@@ -279,9 +278,14 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if err == nil {
 		adminAuth, err = adminAuthorizer(cfg, issuerURL, iss)
 	}
+	var clients *storeClients
+	if err == nil {
+		clients, err = newStoreClients(ctx, st.Clients(), log)
+	}
 	var h http.Handler
 	if err == nil {
 		token := exchange.NewHandler(exchange.Config{
+			Clients:   clients,
 			Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 			Attestors: attestors,
 			Decider:   policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Meter: tp.Meters.Meter("mcpsts"), Log: log, Clock: e.now,
@@ -290,7 +294,8 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		})
 		h, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
-			admin:       admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: e.now}),
+			admin: admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: e.now,
+				Providers: providerDocuments(st.FederationProviders(), cfg.Providers), Clients: clientDocuments(st.Clients())}),
 			signingAlgs: providerAlgorithms(providers), tlsClientAuth: svidVerifier != nil, log: log, traces: tp, meters: tp.Meters})
 	}
 	if err != nil {
@@ -305,6 +310,8 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 
 	go st.RunJanitor(ctx, time.Minute, log)
 	go policy.Run(ctx, cfg.TrustMaps.ReloadInterval)
+	go oidcVerifier.Run(ctx, cfg.TrustMaps.ReloadInterval)
+	go clients.Run(ctx, cfg.TrustMaps.ReloadInterval)
 	go iss.Run(ctx)
 	for _, p := range providers {
 		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())
@@ -463,7 +470,7 @@ func pinnedClient(caFile string) (*http.Client, error) {
 // verifier's issuer list, for attest.JWTRouter.
 type singleUseTruster struct {
 	attest.Attestor
-	v *oidc.Verifier
+	v interface{ Trusts(iss string) bool }
 }
 
 func (s singleUseTruster) Trusts(iss string) bool { return s.v.Trusts(iss) }

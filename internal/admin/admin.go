@@ -39,6 +39,10 @@ type Config struct {
 	// Metrics serves the metrics scrape (Prometheus text format) at
 	// GET /admin/v1/metrics; nil serves none.
 	Metrics http.Handler
+	// Providers (trusted federation providers) and Clients (registered
+	// MCP clients) are served at /admin/v1/providers and
+	// /admin/v1/clients when set.
+	Providers, Clients *Documents
 	Auth    Authorizer
 	Log     *slog.Logger
 	Clock   func() time.Time
@@ -64,6 +68,12 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("DELETE /admin/v1/consents/{id}", a.revokeConsent)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /admin/v1/metrics", cfg.Metrics)
+	}
+	if cfg.Providers != nil {
+		documentAPI{a, cfg.Providers, "provider"}.mount(mux, "providers")
+	}
+	if cfg.Clients != nil {
+		documentAPI{a, cfg.Clients, "client"}.mount(mux, "clients")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -130,13 +140,26 @@ func operation(pattern string) string {
 	case "GET /admin/v1/metrics":
 		return "metrics.scrape"
 	}
+	for kind, singular := range map[string]string{"providers": "provider", "clients": "client"} {
+		switch pattern {
+		case "GET /admin/v1/" + kind:
+			return singular + ".list"
+		case "GET /admin/v1/" + kind + "/{id}":
+			return singular + ".get"
+		case "PUT /admin/v1/" + kind + "/{id}":
+			return singular + ".put"
+		case "DELETE /admin/v1/" + kind + "/{id}":
+			return singular + ".delete"
+		}
+	}
 	return "unknown"
 }
 
 // IsChange reports whether an operation changes state.
 func IsChange(op string) bool {
 	switch op {
-	case "trust_map.put", "trust_map.delete", "consent.grant", "consent.revoke":
+	case "trust_map.put", "trust_map.delete", "consent.grant", "consent.revoke",
+		"provider.put", "provider.delete", "client.put", "client.delete":
 		return true
 	}
 	return false

@@ -368,3 +368,20 @@ func FuzzParse(f *testing.F) {
 		_ = cfg.validate("fuzz.yaml", nil, nil, now)
 	})
 }
+
+func TestParseProvider(t *testing.T) {
+	p, err := ParseProvider("store:ci", []byte(`{"name":"ci","issuer":"https://k8s.example","discovery":true,"preset":"kubernetes"}`))
+	if err != nil || p.Name != "ci" || !p.Discovery || p.Preset != "kubernetes" {
+		t.Fatalf("%+v, %v", p, err)
+	}
+	for doc, want := range map[string]string{
+		`{"name":"ci","issuer":"http://k8s.example","discovery":true}`:                `store:ci:1: issuer:`,
+		`{"name":"ci","issuer":"https://k8s.example"}`:                                 `discovery: want exactly one key source`,
+		`{"name":"ci","issuer":"https://k8s.example","discovery":true,"colour":"red"}`: `colour: unknown field`,
+		`{"name":"ci","issuer":"https://k8s.example","discovery":true,"preset":"x"}`:   `preset: "x" is not one of`,
+	} {
+		if _, err := ParseProvider("store:ci", []byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+}

@@ -34,3 +34,34 @@ func Parse(file string, data []byte) (cfg *Config, lines map[string]int, err err
 	}
 	return &c, lines, nil
 }
+
+// ParseProvider decodes and checks one trusted provider given as a
+// document of its own (the admin API's, in JSON or YAML), with the same
+// rules as an item of providers in the configuration file. Problems name
+// the document and the field.
+func ParseProvider(name string, data []byte) (*Provider, error) {
+	docs, err := strictyaml.Documents(data)
+	if err != nil {
+		var p strictyaml.Problem
+		errors.As(err, &p)
+		return nil, &FieldError{File: name, Msg: p.Msg}
+	}
+	if len(docs) != 1 {
+		return nil, &FieldError{File: name, Msg: "want exactly one provider document"}
+	}
+	var p Provider
+	lines, problems := strictyaml.Decode(docs[0], "", &p)
+	var errs []error
+	for _, pr := range problems {
+		errs = append(errs, &FieldError{File: name, Line: pr.Line, Path: pr.Path, Msg: pr.Msg})
+	}
+	if len(errs) == 0 {
+		for _, pr := range p.problems() {
+			errs = append(errs, &FieldError{File: name, Line: lines[pr.field], Path: pr.field, Msg: pr.msg})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

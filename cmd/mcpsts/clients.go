@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/internal/admin"
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+// storeClients are the registered clients, read from the store and kept in
+// memory (reloaded every interval), so that a token request reads no table.
+type storeClients struct {
+	repo    trustmaps.Repository
+	log     *slog.Logger
+	clients atomic.Pointer[map[string]exchange.Client]
+}
+
+func newStoreClients(ctx context.Context, repo trustmaps.Repository, log *slog.Logger) (*storeClients, error) {
+	s := &storeClients{repo: repo, log: log}
+	return s, s.reload(ctx)
+}
+
+func (s *storeClients) reload(ctx context.Context) error {
+	recs, err := s.repo.Records(ctx)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]exchange.Client, len(recs))
+	for _, r := range recs {
+		c, err := exchange.ParseClient(r.Document)
+		if err != nil {
+			s.log.Error("registered client not put in force", "client", r.ID, "error", err)
+			continue
+		}
+		m[c.ID] = c
+	}
+	s.clients.Store(&m)
+	return nil
+}
+
+// Client implements exchange.ClientRegistry.
+func (s *storeClients) Client(_ context.Context, id string) (exchange.Client, bool, error) {
+	c, ok := (*s.clients.Load())[id]
+	return c, ok, nil
+}
+
+// Run reloads the clients every interval until ctx is done.
+func (s *storeClients) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.reload(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("registered clients: reload failed", "error", err)
+			}
+		}
+	}
+}
+
+// clientDocuments checks client documents for the admin API.
+func clientDocuments(repo trustmaps.Repository) *admin.Documents {
+	return &admin.Documents{Repo: repo, Check: func(_ context.Context, id string, doc []byte) []string {
+		if doc == nil {
+			return nil
+		}
+		c, err := exchange.ParseClient(doc)
+		var problems []string
+		if err != nil {
+			problems = strings.Split(err.Error(), "\n")
+		}
+		if err == nil && c.ID != id {
+			problems = append(problems, fmt.Sprintf("client_id: %q is not the id in the path %q", c.ID, id))
+		}
+		return problems
+	}}
+}
+
+// providerDocuments checks provider documents for the admin API: the rules
+// of the configuration file, the name equal to the path's, and neither
+// name nor issuer taken by another provider (from the file or the store).
+func providerDocuments(repo trustmaps.Repository, fixed []config.Provider) *admin.Documents {
+	return &admin.Documents{Repo: repo, Check: func(ctx context.Context, id string, doc []byte) []string {
+		if doc == nil {
+			return nil
+		}
+		p, err := config.ParseProvider("provider "+id, doc)
+		if err != nil {
+			return strings.Split(err.Error(), "\n")
+		}
+		var problems []string
+		if p.Name != id {
+			problems = append(problems, fmt.Sprintf("name: %q is not the id in the path %q", p.Name, id))
+		}
+		for _, f := range fixed {
+			if f.Name == p.Name || f.Issuer == p.Issuer {
+				problems = append(problems, fmt.Sprintf("provider %q of the configuration file has this name or issuer", f.Name))
+			}
+		}
+		recs, err := repo.Records(ctx)
+		if err != nil {
+			return append(problems, "cannot read the providers: "+err.Error())
+		}
+		for _, r := range recs {
+			if r.ID == id {
+				continue
+			}
+			if other, err := config.ParseProvider(r.ID, r.Document); err == nil && other.Issuer == p.Issuer {
+				problems = append(problems, fmt.Sprintf("issuer: %q is also the issuer of provider %q", p.Issuer, r.ID))
+			}
+		}
+		return problems
+	}}
+}
