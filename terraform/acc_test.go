@@ -331,24 +331,162 @@ func (b *broker) exchange(t *testing.T) error {
 	// The server reloads the store's maps every second.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n := time.Now().Unix()
-		sub := b.idp.Sign(map[string]any{"iss": b.idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": b.issuer, "iat": n, "exp": n + 600}, nil)
-		resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
-			"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {sub},
-			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"},
-		})
-		if err != nil {
-			return err
-		}
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		if resp.StatusCode == 200 && out["access_token"] != nil && out["scope"] == "files:read" {
+		status, out := b.tokenFor(t, b.idp, "system:serviceaccount:apps:agent", "https://files.example.com/mcp")
+		if status == 200 && out["access_token"] != nil && out["scope"] == "files:read" {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no token through the trust map: %d %v %v", resp.StatusCode, out["error"], out["error_description"])
+			return fmt.Errorf("no token through the trust map: %d %v %v", status, out["error"], out["error_description"])
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// tokenFor exchanges a token of idp for sub at the token endpoint.
+func (b *broker) tokenFor(t *testing.T, idp *federationtest.Issuer, sub, resource string) (int, map[string]any) {
+	t.Helper()
+	n := time.Now().Unix()
+	subject := idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": b.issuer, "iat": n, "exp": n + 600}, nil)
+	resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
+		"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {resource},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// eventually waits for the server's next reloads to show want.
+func eventually(what string, check func() (bool, string)) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, got := check()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %s", what, got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func providerClientConfig(grantTypes string) func(b *broker, idp *federationtest.Issuer, caFile string) string {
+	return func(b *broker, idp *federationtest.Issuer, caFile string) string {
+		return fmt.Sprintf(`
+resource "mcpsts_federation_provider" "gitlab" {
+  id        = "gitlab"
+  issuer    = %q
+  discovery = true
+  ca_file   = %q
+  preset    = "generic"
+  leeway    = "30s"
+}
+
+resource "mcpsts_trust_map" "deployer" {
+  id = "deployer"
+  match = {
+    provider = mcpsts_federation_provider.gitlab.id
+    subject  = "project_path:ops/deploy:ref_type:branch:ref:main"
+  }
+  grant = {
+    client_id = "deployer"
+    audiences = ["https://deploy.example.com/mcp"]
+  }
+}
+
+resource "mcpsts_client" "deployer" {
+  id            = "deployer"
+  name          = "Deployment agent"
+  grant_types   = [%s]
+  redirect_uris = ["https://deploy.example.com/callback", "http://127.0.0.1:8765/callback"]
+}
+`, idp.URL, caFile, grantTypes)
+	}
+}
+
+// TestAccProviderAndClient: a federation provider and a client registered
+// through Terraform are in force without a restart: the provider's tokens
+// get exchanged, and the client only with its grant types; import, drift
+// and plan-time validation.
+func TestAccProviderAndClient(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
+	}
+	b := startBroker(t)
+	gitlab := federationtest.NewIssuer(t)
+	caFile := filepath.Join(t.TempDir(), "gitlab.pem")
+	os.WriteFile(caFile, gitlab.CAPEM(), 0o600)
+	const sub = "project_path:ops/deploy:ref_type:branch:ref:main"
+	token := func(want int, code string) func(*tfterraform.State) error {
+		return func(*tfterraform.State) error {
+			return eventually("token exchange", func() (bool, string) {
+				status, out := b.tokenFor(t, gitlab, sub, "https://deploy.example.com/mcp")
+				return status == want && (code == "" || out["error"] == code), fmt.Sprint(status, " ", out["error"], " ", out["error_description"])
+			})
+		}
+	}
+	only := providerClientConfig(`"client_credentials"`)(b, gitlab, caFile)
+	both := providerClientConfig(`"client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"`)(b, gitlab, caFile)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		CheckDestroy: func(*tfterraform.State) error {
+			for _, p := range []string{"/admin/v1/providers/gitlab", "/admin/v1/clients/deployer"} {
+				if status, _ := b.admin(t, "GET", p, "", nil); status != 404 {
+					return fmt.Errorf("%s survived destroy: %d", p, status)
+				}
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				// The registered client may not use token exchange.
+				Config: only,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("mcpsts_federation_provider.gitlab", "version", "1"),
+					resource.TestCheckResourceAttr("mcpsts_client.deployer", "redirect_uris.1", "http://127.0.0.1:8765/callback"),
+					token(400, "unauthorized_client"),
+				),
+			},
+			{
+				Config: both,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("mcpsts_client.deployer", "version", "2"),
+					token(200, ""),
+				),
+			},
+			{
+				Config:      strings.Replace(both, `"https://deploy.example.com/callback"`, `"http://deploy.example.com/callback"`, 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`redirect_uris\[0\]: "http://deploy.example.com/callback" is plain\s+http`),
+			},
+			{
+				Config:      strings.Replace(both, `issuer    = "`+gitlab.URL+`"`, `issuer    = "http://gitlab.example.com"`, 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`issuer: `),
+			},
+			{ResourceName: "mcpsts_federation_provider.gitlab", ImportState: true, ImportStateId: "gitlab", ImportStateVerify: true},
+			{ResourceName: "mcpsts_client.deployer", ImportState: true, ImportStateId: "deployer", ImportStateVerify: true},
+			{
+				// Removed outside Terraform: the provider is no longer
+				// trusted, and the plan puts it back.
+				PreConfig: func() {
+					if status, body := b.admin(t, "DELETE", "/admin/v1/providers/gitlab", "", map[string]string{"If-Match": `"1"`}); status != 204 {
+						t.Fatalf("out-of-band delete: %d %v", status, body)
+					}
+					if err := token(400, "invalid_request")(nil); err != nil {
+						t.Fatalf("a removed provider is still trusted: %v", err)
+					}
+				},
+				Config:             both,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{Config: both, Check: token(200, "")},
+		},
+	})
 }

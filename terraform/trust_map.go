@@ -292,8 +292,15 @@ func problemPath(problem string) (*path.Path, string) {
 	if m == nil {
 		return nil, strings.TrimPrefix(problem, "trustmaps: ")
 	}
+	p := fieldPath(m[1])
+	return &p, m[1] + ": " + m[2]
+}
+
+// fieldPath turns a field path of the server's messages (grant.may_act[0].subject)
+// into the attribute's path.
+func fieldPath(field string) path.Path {
 	var p path.Path
-	for i, part := range strings.Split(m[1], ".") {
+	for i, part := range strings.Split(field, ".") {
 		name, idx, hasIdx := strings.Cut(part, "[")
 		if i == 0 {
 			p = path.Root(name)
@@ -305,7 +312,27 @@ func problemPath(problem string) (*path.Path, string) {
 			p = p.AtListIndex(n)
 		}
 	}
-	return &p, m[1] + ": " + m[2]
+	return p
+}
+
+// fieldProblemRE splits a "field[0]: message" problem.
+var fieldProblemRE = regexp.MustCompile(`^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$`)
+
+// addProblems attaches each "field: message" problem to its attribute
+// (renamed through rename, e.g. name → id), the others to the resource.
+func addProblems(diags *diag.Diagnostics, summary string, problems []string, rename map[string]string) {
+	for _, pr := range problems {
+		m := fieldProblemRE.FindStringSubmatch(pr)
+		if m == nil {
+			diags.AddError(summary, pr)
+			continue
+		}
+		field := m[1]
+		if r, ok := rename[field]; ok {
+			field = r
+		}
+		diags.AddAttributeError(fieldPath(field), summary, pr)
+	}
 }
 
 type mapView struct {

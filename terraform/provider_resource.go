@@ -1,0 +1,244 @@
+package terraform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/mcpsts/mcpsts/internal/config"
+)
+
+// federationProviderResource is a trusted token issuer kept in the store:
+// the server trusts it from its next reload (trust_maps.reload_interval),
+// with the rules of a provider of the configuration file.
+type federationProviderResource struct{ d documents }
+
+var (
+	_ resource.ResourceWithConfigure      = (*federationProviderResource)(nil)
+	_ resource.ResourceWithImportState    = (*federationProviderResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*federationProviderResource)(nil)
+)
+
+func newFederationProviderResource() resource.Resource { return &federationProviderResource{} }
+
+type federationProviderModel struct {
+	ID             types.String `tfsdk:"id"`
+	Issuer         types.String `tfsdk:"issuer"`
+	Kind           types.String `tfsdk:"kind"`
+	Preset         types.String `tfsdk:"preset"`
+	Discovery      types.Bool   `tfsdk:"discovery"`
+	JWKSURI        types.String `tfsdk:"jwks_uri"`
+	JWKS           types.String `tfsdk:"jwks"`
+	CAFile         types.String `tfsdk:"ca_file"`
+	Algorithms     types.List   `tfsdk:"algorithms"`
+	Audiences      types.List   `tfsdk:"audiences"`
+	RequiredClaims types.List   `tfsdk:"required_claims"`
+	Typ            types.String `tfsdk:"typ"`
+	Leeway         types.String `tfsdk:"leeway"`
+	MaxTokenAge    types.String `tfsdk:"max_token_age"`
+	SingleUse      types.Bool   `tfsdk:"single_use"`
+	Version        types.Int64  `tfsdk:"version"`
+}
+
+type providerDoc struct {
+	Name           string   `json:"name"`
+	Issuer         *string  `json:"issuer,omitempty"`
+	Kind           *string  `json:"kind,omitempty"`
+	Preset         *string  `json:"preset,omitempty"`
+	Discovery      *bool    `json:"discovery,omitempty"`
+	JWKSURI        *string  `json:"jwks_uri,omitempty"`
+	JWKS           *string  `json:"jwks,omitempty"`
+	CAFile         *string  `json:"ca_file,omitempty"`
+	Algorithms     []string `json:"algorithms,omitempty"`
+	Audiences      []string `json:"audiences,omitempty"`
+	RequiredClaims []string `json:"required_claims,omitempty"`
+	Typ            *string  `json:"typ,omitempty"`
+	Leeway         *string  `json:"leeway,omitempty"`
+	MaxTokenAge    *string  `json:"max_token_age,omitempty"`
+	SingleUse      *bool    `json:"single_use,omitempty"`
+}
+
+func (r *federationProviderResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_federation_provider"
+}
+
+func (r *federationProviderResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	opt := func(desc string) schema.StringAttribute {
+		return schema.StringAttribute{Optional: true, Description: desc}
+	}
+	list := func(desc string) schema.ListAttribute {
+		return schema.ListAttribute{ElementType: types.StringType, Optional: true, Description: desc}
+	}
+	resp.Schema = schema.Schema{
+		Description: "A trusted token issuer (an OIDC provider: Kubernetes, GitHub Actions, GitLab, Google, Entra ID, any issuer) with its key source, kept in the broker's store and trusted from the server's next reload.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Required: true, Description: "The provider's name, which trust maps match on.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+			"issuer":          schema.StringAttribute{Required: true, Description: "The issuer, matched exactly against iss."},
+			"kind":            opt("workload (default) or user."),
+			"preset":          opt("Claim checks of a platform: generic, kubernetes, github-actions, gitlab, google, azure."),
+			"discovery":       schema.BoolAttribute{Optional: true, Description: "Keys from OIDC discovery; one key source of discovery, jwks_uri and jwks."},
+			"jwks_uri":        opt("Keys from this https URL."),
+			"jwks":            opt("The key set itself (JSON)."),
+			"ca_file":         opt("A PEM CA file on the broker's machine, the only CA trusted for the issuer's HTTPS."),
+			"algorithms":      list("Signing algorithms allowed (default RS256, ES256)."),
+			"audiences":       list("The aud values accepted (default: the broker's)."),
+			"required_claims": list("Claims every token must hold."),
+			"typ":             opt("The JOSE typ tokens must have."),
+			"leeway":          opt("Clock leeway (a Go duration)."),
+			"max_token_age":   opt("The oldest iat accepted (a Go duration)."),
+			"single_use":      schema.BoolAttribute{Optional: true, Description: "Each token gets one exchange."},
+			"version":         schema.Int64Attribute{Computed: true, Description: "The stored version."},
+		},
+	}
+}
+
+func (r *federationProviderResource) Configure(_ context.Context, req resource.ConfigureRequest, _ *resource.ConfigureResponse) {
+	if c, ok := req.ProviderData.(*adminClient); ok {
+		r.d = documents{c, "providers"}
+	}
+}
+
+func (m federationProviderModel) document(ctx context.Context) ([]byte, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	b, err := json.Marshal(compact(map[string]any{
+		"name": m.ID.ValueString(), "issuer": docString(m.Issuer), "kind": docString(m.Kind), "preset": docString(m.Preset),
+		"discovery": docBool(m.Discovery), "jwks_uri": docString(m.JWKSURI), "jwks": docString(m.JWKS), "ca_file": docString(m.CAFile),
+		"algorithms": docList(ctx, m.Algorithms, &diags), "audiences": docList(ctx, m.Audiences, &diags),
+		"required_claims": docList(ctx, m.RequiredClaims, &diags), "typ": docString(m.Typ), "leeway": docString(m.Leeway),
+		"max_token_age": docString(m.MaxTokenAge), "single_use": docBool(m.SingleUse),
+	}))
+	if err != nil {
+		diags.AddError("Cannot encode the provider", err.Error())
+	}
+	return b, diags
+}
+
+func (m *federationProviderModel) fromDocument(raw []byte, version int64) error {
+	var d providerDoc
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return err
+	}
+	*m = federationProviderModel{ID: types.StringValue(d.Name), Issuer: strValue(d.Issuer), Kind: strValue(d.Kind), Preset: strValue(d.Preset),
+		Discovery: boolValue(d.Discovery), JWKSURI: strValue(d.JWKSURI), JWKS: strValue(d.JWKS), CAFile: strValue(d.CAFile),
+		Algorithms: listValue(d.Algorithms), Audiences: listValue(d.Audiences), RequiredClaims: listValue(d.RequiredClaims),
+		Typ: strValue(d.Typ), Leeway: strValue(d.Leeway), MaxTokenAge: strValue(d.MaxTokenAge), SingleUse: boolValue(d.SingleUse),
+		Version: types.Int64Value(version)}
+	return nil
+}
+
+// ValidateConfig applies the server's rules for providers at plan time.
+// (ca_file is checked where the server runs, at apply.)
+func (r *federationProviderResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m federationProviderModel
+	if !req.Config.Raw.IsFullyKnown() || req.Config.Get(ctx, &m).HasError() {
+		return
+	}
+	m.CAFile = types.StringNull()
+	doc, diags := m.document(ctx)
+	if diags.HasError() {
+		return
+	}
+	_, err := config.ParseProvider(m.ID.ValueString(), doc)
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var fe *config.FieldError
+		if !errors.As(e, &fe) || fe.Path == "" {
+			resp.Diagnostics.AddError("Invalid federation provider", e.Error())
+			continue
+		}
+		field := fe.Path
+		if field == "name" {
+			field = "id"
+		}
+		resp.Diagnostics.AddAttributeError(fieldPath(field), "Invalid federation provider", fe.Path+": "+fe.Msg)
+	}
+}
+
+func (r *federationProviderResource) write(ctx context.Context, m *federationProviderModel, version int64, diags *diag.Diagnostics) {
+	doc, d := m.document(ctx)
+	diags.Append(d...)
+	if diags.HasError() {
+		return
+	}
+	v, err := r.d.put(ctx, m.ID.ValueString(), doc, version)
+	if err != nil {
+		diags.AddError("Cannot write federation provider "+m.ID.ValueString(), err.Error())
+		return
+	}
+	m.Version = types.Int64Value(v)
+}
+
+func (r *federationProviderResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m federationProviderModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if !resp.Diagnostics.HasError() {
+		r.write(ctx, &m, 0, &resp.Diagnostics)
+	}
+	if !resp.Diagnostics.HasError() {
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	}
+}
+
+func (r *federationProviderResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m federationProviderModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	doc, version, found, err := r.d.get(ctx, m.ID.ValueString())
+	switch {
+	case err != nil:
+		resp.Diagnostics.AddError("Cannot read federation provider "+m.ID.ValueString(), err.Error())
+		return
+	case !found:
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err := m.fromDocument(doc, version); err != nil {
+		resp.Diagnostics.AddError("Cannot read federation provider "+m.ID.ValueString(), err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *federationProviderResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior federationProviderModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if !resp.Diagnostics.HasError() {
+		r.write(ctx, &m, prior.Version.ValueInt64(), &resp.Diagnostics)
+	}
+	if !resp.Diagnostics.HasError() {
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	}
+}
+
+func (r *federationProviderResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m federationProviderModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if err := r.d.delete(ctx, m.ID.ValueString(), m.Version.ValueInt64()); err != nil {
+		resp.Diagnostics.AddError("Cannot delete federation provider "+m.ID.ValueString(), err.Error())
+	}
+}
+
+func (r *federationProviderResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
