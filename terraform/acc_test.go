@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	tfterraform "github.com/hashicorp/terraform-plugin-testing/terraform"
 
@@ -263,64 +264,90 @@ func TestAccTrustMap(t *testing.T) {
 	})
 }
 
-// TestAccExample applies a configuration like terraform/examples: a trust
-// map, a consent and the data sources; then a workload gets a token through
-// the map, and a plan right after shows no changes.
+// exampleConfig is terraform/examples/main.tf as the test harness runs it
+// (the harness supplies the provider, so the terraform block goes).
+func exampleConfig(t *testing.T, edit func(string) string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("examples", "main.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := regexp.MustCompile(`(?s)terraform \{.*?\n\}\n`).ReplaceAllString(string(b), "")
+	if edit != nil {
+		s = edit(s)
+	}
+	return s
+}
+
+// TestAccExample applies terraform/examples/main.tf: a Kubernetes provider,
+// two trust maps with conditions, a client, a consent and the data sources;
+// a workload of the cluster then gets a token through it, a plan right
+// after shows no changes, an out-of-band change shows as drift, and a
+// broken CEL condition fails at plan time.
 func TestAccExample(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
 	}
 	b := startBroker(t)
-	expiry := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
-	config := trustMapConfig(`"files:read", "files:write"`, `"request.scopes.size() <= 2"`) + fmt.Sprintf(`
-resource "mcpsts_consent" "alice" {
-  identity_provider = "corp"
-  user       = "alice@example.com"
-  client_id  = "agent"
-  scopes     = ["files:read"]
-  resources  = ["https://files.example.com/mcp"]
-  expires_at = %q
-}
-
-data "mcpsts_metadata" "broker" {}
-
-data "mcpsts_explain" "agent" {
-  identity_provider = "ci"
-  subject    = "system:serviceaccount:apps:agent"
-  audience   = "https://files.example.com/mcp"
-  depends_on = [mcpsts_trust_map.agent]
-}
-`, expiry)
+	cluster := federationtest.NewIssuer(t)
+	caFile := filepath.Join(t.TempDir(), "cluster.pem")
+	os.WriteFile(caFile, cluster.CAPEM(), 0o600)
+	vars := config.Variables{"kubernetes_issuer": config.StringVariable(cluster.URL), "kubernetes_ca_file": config.StringVariable(caFile),
+		"alice_consent_expires_at": config.StringVariable(time.Now().Add(90 * 24 * time.Hour).UTC().Format("2006-01-02T00:00:00Z"))}
+	example := exampleConfig(t, nil)
+	agentToken := func(*tfterraform.State) error {
+		return eventually("a token through the example's trust map", func() (bool, string) {
+			n := time.Now().Unix()
+			subject := cluster.Sign(map[string]any{"iss": cluster.URL, "sub": "system:serviceaccount:apps:agent", "aud": []string{b.issuer}, "iat": n, "nbf": n, "exp": n + 600,
+				"kubernetes.io": map[string]any{"namespace": "apps", "serviceaccount": map[string]any{"name": "agent", "uid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
+					"pod": map[string]any{"name": "agent-6d8f9c7b5-x2k4p", "uid": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"}}}, nil)
+			resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
+				"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
+				"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"},
+			})
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			json.NewDecoder(resp.Body).Decode(&out)
+			return resp.StatusCode == 200 && out["scope"] == "files:read", fmt.Sprint(resp.StatusCode, " ", out["error"], " ", out["error_description"])
+		})
+	}
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,
 		Steps: []resource.TestStep{
 			{
-				Config: config,
+				Config: example, ConfigVariables: vars,
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr("data.mcpsts_metadata.broker", "issuer", b.issuer),
 					resource.TestCheckResourceAttr("data.mcpsts_metadata.broker", "token_endpoint", b.issuer+"/token"),
-					resource.TestCheckResourceAttr("data.mcpsts_explain.agent", "allowed", "true"),
-					resource.TestCheckResourceAttr("data.mcpsts_explain.agent", "map_id", "agent"),
-					resource.TestCheckResourceAttr("data.mcpsts_explain.agent", "granted_scopes.0", "files:read"),
+					resource.TestCheckResourceAttr("data.mcpsts_explain.billing_agent", "allowed", "false"),
+					resource.TestCheckResourceAttr("data.mcpsts_explain.billing_agent", "denial", "no_matching_map"),
 					resource.TestCheckResourceAttrSet("mcpsts_consent.alice", "id"),
-					func(*tfterraform.State) error { return b.exchange(t) },
+					agentToken,
 				),
 			},
-			{Config: config, PlanOnly: true}, // no changes
-			{ResourceName: "mcpsts_consent.alice", ImportState: true, ImportStateVerify: true},
+			{Config: example, ConfigVariables: vars, PlanOnly: true}, // no changes
+			{ResourceName: "mcpsts_consent.alice", Config: example, ConfigVariables: vars, ImportState: true, ImportStateVerify: true},
 			{
-				// Revoked outside Terraform: the plan grants it again.
+				// Changed outside Terraform: the next plan shows it.
 				PreConfig: func() {
-					_, body := b.admin(t, "GET", "/admin/v1/consents", "", nil)
-					id := body["consents"].([]any)[0].(map[string]any)["id"].(string)
-					if status, _ := b.admin(t, "DELETE", "/admin/v1/consents/"+url.PathEscape(id), "", nil); status != 204 {
-						t.Fatal("revoke")
+					doc := `{"id":"apps-agents","match":{"provider":"kubernetes","subject_pattern":".*"},"grant":{"client_id":"apps-agent","audiences":["https://files.example.com/mcp"],"scopes":["files:read","files:write"]}}`
+					if status, body := b.admin(t, "PUT", "/admin/v1/trust-maps/apps-agents", doc, map[string]string{"If-Match": `"1"`}); status != 200 {
+						t.Fatalf("out-of-band change: %d %v", status, body)
 					}
 				},
-				Config:             config,
-				PlanOnly:           true,
-				ExpectNonEmptyPlan: true,
+				Config: example, ConfigVariables: vars, PlanOnly: true, ExpectNonEmptyPlan: true,
 			},
+			{
+				Config: exampleConfig(t, func(s string) string {
+					return strings.Replace(s, `s.startsWith(\"files:\"))`, `s.startsWith(\"files:\")`, 1)
+				}),
+				ConfigVariables: vars, PlanOnly: true,
+				ExpectError: regexp.MustCompile(`(?s)match\.conditions\[1\].*Syntax error`),
+			},
+			{Config: example, ConfigVariables: vars, Check: agentToken},
 		},
 	})
 }
@@ -488,5 +515,60 @@ func TestAccProviderAndClient(t *testing.T) {
 			},
 			{Config: both, Check: token(200, "")},
 		},
+	})
+}
+
+// TestAccTokenAuth: the provider authenticates to the admin API with no
+// certificate and no secret: the runner's platform token (here a
+// Kubernetes service-account token in a file) exchanged at the broker for
+// a token with the admin scope, through an admin trust map.
+func TestAccTokenAuth(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
+	}
+	b := startBroker(t)
+	admin := fmt.Sprintf(`{"id":"terraform-admin","match":{"provider":"ci","subject":"system:serviceaccount:ci:terraform"},"grant":{"client_id":"terraform","audiences":[%q],"scopes":["mcpsts:admin"]}}`, b.issuer+"/admin")
+	if status, body := b.admin(t, "PUT", "/admin/v1/trust-maps/terraform-admin", admin, map[string]string{"If-None-Match": "*"}); status != 201 {
+		t.Fatalf("admin trust map: %d %v", status, body)
+	}
+	n := time.Now().Unix()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(b.idp.Sign(map[string]any{"iss": b.idp.URL, "sub": "system:serviceaccount:ci:terraform", "aud": b.issuer, "iat": n, "exp": n + 600}, nil)), 0o600)
+	t.Setenv("MCPSTS_CLIENT_CERT_FILE", "")
+	t.Setenv("MCPSTS_CLIENT_KEY_FILE", "")
+	t.Setenv("MCPSTS_TOKEN_SOURCE", "file:"+tokenFile)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: `
+resource "mcpsts_client" "ci" {
+  id          = "ci"
+  grant_types = ["client_credentials"]
+}
+`,
+			Check: func(*tfterraform.State) error {
+				if status, _ := b.admin(t, "GET", "/admin/v1/clients/ci", "", nil); status != 200 {
+					return fmt.Errorf("the client was not registered: %d", status)
+				}
+				return nil
+			},
+		}},
+	})
+	// Without the admin trust map, the same evidence gets no admin token.
+	if status, _ := b.admin(t, "DELETE", "/admin/v1/trust-maps/terraform-admin", "", map[string]string{"If-Match": `"1"`}); status != 204 {
+		t.Fatal("delete admin map")
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: `
+data "mcpsts_explain" "x" {
+  identity_provider = "ci"
+  subject           = "x"
+  audience          = "https://x.example.com/mcp"
+}
+`,
+			ExpectError: regexp.MustCompile(`(?s)mcpsts admin token:.*no trust map`),
+		}},
 	})
 }
