@@ -43,9 +43,9 @@ type Config struct {
 	// MCP clients) are served at /admin/v1/providers and
 	// /admin/v1/clients when set.
 	Providers, Clients *Documents
-	Auth    Authorizer
-	Log     *slog.Logger
-	Clock   func() time.Time
+	Auth               Authorizer
+	Log                *slog.Logger
+	Clock              func() time.Time
 }
 
 // maxBody bounds a request body.

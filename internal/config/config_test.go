@@ -375,7 +375,7 @@ func TestParseProvider(t *testing.T) {
 		t.Fatalf("%+v, %v", p, err)
 	}
 	for doc, want := range map[string]string{
-		`{"name":"ci","issuer":"http://k8s.example","discovery":true}`:                `store:ci:1: issuer:`,
+		`{"name":"ci","issuer":"http://k8s.example","discovery":true}`:                 `store:ci:1: issuer:`,
 		`{"name":"ci","issuer":"https://k8s.example"}`:                                 `discovery: want exactly one key source`,
 		`{"name":"ci","issuer":"https://k8s.example","discovery":true,"colour":"red"}`: `colour: unknown field`,
 		`{"name":"ci","issuer":"https://k8s.example","discovery":true,"preset":"x"}`:   `preset: "x" is not one of`,
