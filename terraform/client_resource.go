@@ -60,7 +60,7 @@ func (r *clientResource) Configure(_ context.Context, req resource.ConfigureRequ
 	}
 }
 
-func (m clientModel) document(ctx context.Context) ([]byte, diag.Diagnostics) {
+func (m *clientModel) document(ctx context.Context) ([]byte, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	b, err := json.Marshal(compact(map[string]any{
 		"client_id": m.ID.ValueString(), "name": docString(m.Name),
@@ -86,82 +86,39 @@ func (r *clientResource) ValidateConfig(ctx context.Context, req resource.Valida
 	}
 }
 
-func (r *clientResource) write(ctx context.Context, m *clientModel, version int64, diags *diag.Diagnostics) {
-	doc, d := m.document(ctx)
-	diags.Append(d...)
-	if diags.HasError() {
-		return
-	}
-	v, err := r.d.put(ctx, m.ID.ValueString(), doc, version)
-	if err != nil {
-		diags.AddError("Cannot write client "+m.ID.ValueString(), err.Error())
-		return
-	}
-	m.Version = types.Int64Value(v)
-}
+func (m *clientModel) key() string    { return m.ID.ValueString() }
+func (m *clientModel) ver() int64     { return m.Version.ValueInt64() }
+func (m *clientModel) setVer(v int64) { m.Version = types.Int64Value(v) }
 
-func (r *clientResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m clientModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.write(ctx, &m, 0, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
-}
-
-func (r *clientResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var m clientModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	doc, version, found, err := r.d.get(ctx, m.ID.ValueString())
-	switch {
-	case err != nil:
-		resp.Diagnostics.AddError("Cannot read client "+m.ID.ValueString(), err.Error())
-		return
-	case !found:
-		resp.State.RemoveResource(ctx)
-		return
-	}
+func (m *clientModel) fromDocument(raw []byte, version int64) error {
 	var d struct {
 		ClientID     string   `json:"client_id"`
 		Name         *string  `json:"name"`
 		GrantTypes   []string `json:"grant_types"`
 		RedirectURIs []string `json:"redirect_uris"`
 	}
-	if err := json.Unmarshal(doc, &d); err != nil {
-		resp.Diagnostics.AddError("Cannot read client "+m.ID.ValueString(), err.Error())
-		return
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return err
 	}
-	m = clientModel{ID: types.StringValue(d.ClientID), Name: strValue(d.Name), GrantTypes: listValue(d.GrantTypes),
+	*m = clientModel{ID: types.StringValue(d.ClientID), Name: strValue(d.Name), GrantTypes: listValue(d.GrantTypes),
 		RedirectURIs: listValue(d.RedirectURIs), Version: types.Int64Value(version)}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	return nil
+}
+
+func (r *clientResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	docCreate[clientModel](ctx, r.d, "client", req.Plan, &resp.State, &resp.Diagnostics)
+}
+
+func (r *clientResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	docRead[clientModel](ctx, r.d, "client", &resp.State, &resp.Diagnostics)
 }
 
 func (r *clientResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m, prior clientModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
-	if !resp.Diagnostics.HasError() {
-		r.write(ctx, &m, prior.Version.ValueInt64(), &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	docUpdate[clientModel](ctx, r.d, "client", req.Plan, req.State, &resp.State, &resp.Diagnostics)
 }
 
 func (r *clientResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var m clientModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if err := r.d.delete(ctx, m.ID.ValueString(), m.Version.ValueInt64()); err != nil {
-		resp.Diagnostics.AddError("Cannot delete client "+m.ID.ValueString(), err.Error())
-	}
+	docDelete[clientModel](ctx, r.d, "client", req.State, &resp.Diagnostics)
 }
 
 func (r *clientResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {

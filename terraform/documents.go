@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
@@ -109,4 +110,96 @@ func listValue(ss []string) types.List {
 		vals[i] = types.StringValue(s)
 	}
 	return types.ListValueMust(types.StringType, vals)
+}
+
+// docModel is a resource model kept as one document of a documents kind.
+type docModel interface {
+	key() string
+	ver() int64
+	setVer(v int64)
+	document(ctx context.Context) ([]byte, diag.Diagnostics)
+	fromDocument(raw []byte, version int64) error
+}
+
+// The CRUD of a document resource, for any model M whose pointer is a
+// docModel: create (If-None-Match), read (gone: removed from state, so the
+// plan recreates it; changed: the drift shows), update (If-Match the
+// state's version), delete.
+
+func docCreate[M any, P interface {
+	*M
+	docModel
+}](ctx context.Context, d documents, what string, plan tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
+	var m M
+	if diags.Append(plan.Get(ctx, &m)...); diags.HasError() {
+		return
+	}
+	if docWrite(ctx, d, what, P(&m), 0, diags); !diags.HasError() {
+		diags.Append(state.Set(ctx, &m)...)
+	}
+}
+
+func docUpdate[M any, P interface {
+	*M
+	docModel
+}](ctx context.Context, d documents, what string, plan tfsdk.Plan, prior tfsdk.State, state *tfsdk.State, diags *diag.Diagnostics) {
+	var m, old M
+	diags.Append(plan.Get(ctx, &m)...)
+	if diags.Append(prior.Get(ctx, &old)...); diags.HasError() {
+		return
+	}
+	if docWrite(ctx, d, what, P(&m), P(&old).ver(), diags); !diags.HasError() {
+		diags.Append(state.Set(ctx, &m)...)
+	}
+}
+
+func docWrite(ctx context.Context, d documents, what string, m docModel, version int64, diags *diag.Diagnostics) {
+	doc, dd := m.document(ctx)
+	if diags.Append(dd...); diags.HasError() {
+		return
+	}
+	v, err := d.put(ctx, m.key(), doc, version)
+	if err != nil {
+		diags.AddError("Cannot write "+what+" "+m.key(), err.Error())
+		return
+	}
+	m.setVer(v)
+}
+
+func docRead[M any, P interface {
+	*M
+	docModel
+}](ctx context.Context, d documents, what string, state *tfsdk.State, diags *diag.Diagnostics) {
+	var m M
+	if diags.Append(state.Get(ctx, &m)...); diags.HasError() {
+		return
+	}
+	key := P(&m).key()
+	doc, version, found, err := d.get(ctx, key)
+	switch {
+	case err != nil:
+		diags.AddError("Cannot read "+what+" "+key, err.Error())
+		return
+	case !found:
+		state.RemoveResource(ctx)
+		return
+	}
+	if err := P(&m).fromDocument(doc, version); err != nil {
+		diags.AddError("Cannot read "+what+" "+key, err.Error())
+		return
+	}
+	diags.Append(state.Set(ctx, &m)...)
+}
+
+func docDelete[M any, P interface {
+	*M
+	docModel
+}](ctx context.Context, d documents, what string, state tfsdk.State, diags *diag.Diagnostics) {
+	var m M
+	if diags.Append(state.Get(ctx, &m)...); diags.HasError() {
+		return
+	}
+	if err := d.delete(ctx, P(&m).key(), P(&m).ver()); err != nil {
+		diags.AddError("Cannot delete "+what+" "+P(&m).key(), err.Error())
+	}
 }

@@ -107,7 +107,7 @@ func (r *federationProviderResource) Configure(_ context.Context, req resource.C
 	}
 }
 
-func (m federationProviderModel) document(ctx context.Context) ([]byte, diag.Diagnostics) {
+func (m *federationProviderModel) document(ctx context.Context) ([]byte, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	b, err := json.Marshal(compact(map[string]any{
 		"name": m.ID.ValueString(), "issuer": docString(m.Issuer), "kind": docString(m.Kind), "preset": docString(m.Preset),
@@ -169,74 +169,26 @@ func (r *federationProviderResource) ValidateConfig(ctx context.Context, req res
 	}
 }
 
-func (r *federationProviderResource) write(ctx context.Context, m *federationProviderModel, version int64, diags *diag.Diagnostics) {
-	doc, d := m.document(ctx)
-	diags.Append(d...)
-	if diags.HasError() {
-		return
-	}
-	v, err := r.d.put(ctx, m.ID.ValueString(), doc, version)
-	if err != nil {
-		diags.AddError("Cannot write federation provider "+m.ID.ValueString(), err.Error())
-		return
-	}
-	m.Version = types.Int64Value(v)
-}
+func (m *federationProviderModel) key() string    { return m.ID.ValueString() }
+func (m *federationProviderModel) ver() int64     { return m.Version.ValueInt64() }
+func (m *federationProviderModel) setVer(v int64) { m.Version = types.Int64Value(v) }
+
+const providerWhat = "federation provider"
 
 func (r *federationProviderResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m federationProviderModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.write(ctx, &m, 0, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	docCreate[federationProviderModel](ctx, r.d, providerWhat, req.Plan, &resp.State, &resp.Diagnostics)
 }
 
 func (r *federationProviderResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var m federationProviderModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	doc, version, found, err := r.d.get(ctx, m.ID.ValueString())
-	switch {
-	case err != nil:
-		resp.Diagnostics.AddError("Cannot read federation provider "+m.ID.ValueString(), err.Error())
-		return
-	case !found:
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	if err := m.fromDocument(doc, version); err != nil {
-		resp.Diagnostics.AddError("Cannot read federation provider "+m.ID.ValueString(), err.Error())
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	docRead[federationProviderModel](ctx, r.d, providerWhat, &resp.State, &resp.Diagnostics)
 }
 
 func (r *federationProviderResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m, prior federationProviderModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
-	if !resp.Diagnostics.HasError() {
-		r.write(ctx, &m, prior.Version.ValueInt64(), &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	docUpdate[federationProviderModel](ctx, r.d, providerWhat, req.Plan, req.State, &resp.State, &resp.Diagnostics)
 }
 
 func (r *federationProviderResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var m federationProviderModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if err := r.d.delete(ctx, m.ID.ValueString(), m.Version.ValueInt64()); err != nil {
-		resp.Diagnostics.AddError("Cannot delete federation provider "+m.ID.ValueString(), err.Error())
-	}
+	docDelete[federationProviderModel](ctx, r.d, providerWhat, req.State, &resp.Diagnostics)
 }
 
 func (r *federationProviderResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
