@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,8 +27,6 @@ import (
 	tfterraform "github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/mcpsts/mcpsts/federation/federationtest"
-	"github.com/mcpsts/mcpsts/internal/devpki"
-	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/terraform"
 )
 
@@ -35,9 +34,9 @@ var factories = map[string]func() (tfprotov6.ProviderServer, error){
 	"mcpsts": providerserver.NewProtocol6WithError(terraform.New("test")()),
 }
 
-// broker is a real mcpsts process started from its binary: issuer
-// https://127.0.0.1:PORT, a fake Kubernetes issuer trusted as provider
-// "ci", administrators by client certificate.
+// broker is a real `mcpsts serve --dev` process started from its binary:
+// issuer https://127.0.0.1:PORT, its generated CA and administrator
+// certificate, and a fake Kubernetes issuer the test may trust (trustIdP).
 type broker struct {
 	issuer, ca, adminCert, adminKey string
 	idp                             *federationtest.Issuer
@@ -74,60 +73,51 @@ func mcpstsBinary(t *testing.T) string {
 func startBroker(t *testing.T) *broker {
 	t.Helper()
 	dir := t.TempDir()
-	pki, err := devpki.Ensure(dir, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{ca: pki.CAPath, idp: federationtest.NewIssuer(t)}
-	if b.adminCert, b.adminKey, err = devpki.EnsureAdmin(dir, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	kek, _ := issuer.GenerateKEK()
-	os.WriteFile(filepath.Join(dir, "kek"), kek, 0o600)
-	os.WriteFile(filepath.Join(dir, "idp.pem"), b.idp.CAPEM(), 0o600)
+	b := &broker{idp: federationtest.NewIssuer(t)}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	b.issuer = "https://" + addr
-	cfg := filepath.Join(dir, "mcpsts.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`issuer: %s
-listen: %s
-data_dir: %s
-tls: {cert_file: %s, key_file: %s}
-keys: {kek_file: %s}
-admin: {client_ca_file: %s, client_names: [%s]}
-providers:
-  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
-trust_maps: {reload_interval: 1s}
-`, b.issuer, addr, filepath.Join(dir, "data"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"),
-		filepath.Join(dir, "kek"), pki.CAPath, devpki.AdminName, b.idp.URL, filepath.Join(dir, "idp.pem"))), 0o600)
-	os.MkdirAll(filepath.Join(dir, "data"), 0o700)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, mcpstsBinary(t), "serve", "--config", cfg)
+	cmd := exec.CommandContext(ctx, mcpstsBinary(t), "serve", "--dev", "--data", filepath.Join(dir, "data"), "--listen", addr)
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
-	stderr, _ := cmd.StderrPipe()
+	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); cmd.Wait() })
+	// The banner names the issuer, the CA and the administrator's
+	// certificate.
+	banner := map[string]string{}
 	ready := make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
+		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "mcpsts serving") {
-				once.Do(func() { close(ready) })
+			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+			if ok && k == "try" {
+				close(ready)
+				break
+			}
+			if ok {
+				banner[k] = strings.TrimSpace(v)
 			}
 		}
+		io.Copy(io.Discard, stdout)
 	}()
 	select {
 	case <-ready:
 	case <-time.After(30 * time.Second):
-		t.Fatal("mcpsts did not start")
+		t.Fatal("mcpsts serve --dev did not start")
+	}
+	b.issuer, b.ca = banner["issuer"], banner["trust CA"]
+	if m := regexp.MustCompile(`^client certificate (\S+), key (\S+)$`).FindStringSubmatch(banner["admin"]); m != nil {
+		b.adminCert, b.adminKey = m[1], m[2]
+	}
+	if b.issuer != "https://"+addr || b.adminCert == "" {
+		t.Fatalf("banner %v", banner)
 	}
 
-	pem, _ := os.ReadFile(pki.CAPath)
+	pem, _ := os.ReadFile(b.ca)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 	pair, err := tls.LoadX509KeyPair(b.adminCert, b.adminKey)
@@ -138,7 +128,7 @@ trust_maps: {reload_interval: 1s}
 
 	// The provider reads its settings from the environment, as in CI.
 	t.Setenv("MCPSTS_URL", b.issuer)
-	t.Setenv("MCPSTS_CA_FILE", pki.CAPath)
+	t.Setenv("MCPSTS_CA_FILE", b.ca)
 	t.Setenv("MCPSTS_CLIENT_CERT_FILE", b.adminCert)
 	t.Setenv("MCPSTS_CLIENT_KEY_FILE", b.adminKey)
 	cli := filepath.Join(dir, "terraformrc")
@@ -146,6 +136,18 @@ trust_maps: {reload_interval: 1s}
 	t.Setenv("TF_CLI_CONFIG_FILE", cli)
 	t.Setenv("CHECKPOINT_DISABLE", "1")
 	return b
+}
+
+// trustIdP registers the test's fake Kubernetes issuer as provider "ci"
+// through the admin API and waits until the server trusts it.
+func (b *broker) trustIdP(t *testing.T) {
+	t.Helper()
+	ca := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(ca, b.idp.CAPEM(), 0o600)
+	doc := fmt.Sprintf(`{"name":"ci","issuer":%q,"discovery":true,"ca_file":%q}`, b.idp.URL, ca)
+	if status, body := b.admin(t, "PUT", "/admin/v1/providers/ci", doc, map[string]string{"If-None-Match": "*"}); status != 201 {
+		t.Fatalf("provider ci: %d %v", status, body)
+	}
 }
 
 // admin calls the admin API directly, as an operator would outside
@@ -527,9 +529,16 @@ func TestAccTokenAuth(t *testing.T) {
 		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
 	}
 	b := startBroker(t)
+	b.trustIdP(t)
 	admin := fmt.Sprintf(`{"id":"terraform-admin","match":{"provider":"ci","subject":"system:serviceaccount:ci:terraform"},"grant":{"client_id":"terraform","audiences":[%q],"scopes":["mcpsts:admin"]}}`, b.issuer+"/admin")
 	if status, body := b.admin(t, "PUT", "/admin/v1/trust-maps/terraform-admin", admin, map[string]string{"If-None-Match": "*"}); status != 201 {
 		t.Fatalf("admin trust map: %d %v", status, body)
+	}
+	if err := eventually("provider ci trusted", func() (bool, string) {
+		status, out := b.tokenFor(t, b.idp, "system:serviceaccount:ci:terraform", b.issuer+"/admin")
+		return status == 200, fmt.Sprint(status, out["error_description"])
+	}); err != nil {
+		t.Fatal(err)
 	}
 	n := time.Now().Unix()
 	tokenFile := filepath.Join(t.TempDir(), "token")
