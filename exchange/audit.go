@@ -3,6 +3,7 @@ package exchange
 import (
 	"context"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -46,9 +47,21 @@ type annotations struct{ kv []attribute.KeyValue }
 
 type annotationsKey struct{}
 
+// annotationsPool recycles the buffers: the span copies the attributes
+// when they are set, so a buffer is free again once they are.
+var annotationsPool = sync.Pool{New: func() any { return &annotations{kv: make([]attribute.KeyValue, 0, 24)} }}
+
 func withAnnotations(ctx context.Context) (context.Context, *annotations) {
-	a := &annotations{kv: make([]attribute.KeyValue, 0, 16)}
+	a := annotationsPool.Get().(*annotations)
 	return context.WithValue(ctx, annotationsKey{}, a), a
+}
+
+// flush sets the gathered attributes on span and frees the buffer.
+func (a *annotations) flush(span trace.Span) {
+	span.SetAttributes(a.kv...)
+	clear(a.kv)
+	a.kv = a.kv[:0]
+	annotationsPool.Put(a)
 }
 
 func annotate(ctx context.Context, kv ...attribute.KeyValue) {

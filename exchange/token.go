@@ -156,7 +156,7 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, span := t.cfg.Tracer.Start(ctx, "token", serverSpan)
 	ctx, ann := withAnnotations(ctx)
 	defer func() {
-		span.SetAttributes(ann.kv...)
+		ann.flush(span)
 		span.End()
 	}()
 	start := time.Now()
