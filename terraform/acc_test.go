@@ -358,7 +358,7 @@ func TestAccExample(t *testing.T) {
 // workload's Kubernetes token exchanged at the token endpoint.
 func (b *broker) exchange(t *testing.T) error {
 	// The server reloads the store's maps every second.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // --dev reloads the store every 5 s
 	for {
 		status, out := b.tokenFor(t, b.idp, "system:serviceaccount:apps:agent", "https://files.example.com/mcp")
 		if status == 200 && out["access_token"] != nil && out["scope"] == "files:read" {
@@ -391,7 +391,7 @@ func (b *broker) tokenFor(t *testing.T, idp *federationtest.Issuer, sub, resourc
 
 // eventually waits for the server's next reloads to show want.
 func eventually(what string, check func() (bool, string)) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // --dev reloads the store every 5 s
 	for {
 		ok, got := check()
 		if ok {
