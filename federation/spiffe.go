@@ -51,6 +51,13 @@ func (b *Bundles) Add(td spiffeid.TrustDomain, src BundleGetter) error {
 	return nil
 }
 
+// Remove stops trusting td.
+func (b *Bundles) Remove(td spiffeid.TrustDomain) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.sources, td)
+}
+
 // TrustDomains lists the trusted trust domains.
 func (b *Bundles) TrustDomains() []spiffeid.TrustDomain {
 	b.mu.RLock()

@@ -86,25 +86,37 @@ func clientDocuments(repo trustmaps.Repository) *admin.Documents {
 }
 
 // providerDocuments checks provider documents for the admin API: the rules
-// of the configuration file, the name equal to the path's, and neither
-// name nor issuer taken by another provider (from the file or the store).
-func providerDocuments(repo trustmaps.Repository, fixed []config.Provider) *admin.Documents {
+// of the configuration file for its type (oidc, spiffe, aws), the name
+// equal to the path's, and nothing taken by another provider (from the
+// file or the store): an OIDC name or issuer, a trust domain, AWS (one).
+func providerDocuments(repo trustmaps.Repository, cfg *config.Config) *admin.Documents {
 	return &admin.Documents{Repo: repo, Check: func(ctx context.Context, id string, doc []byte) []string {
 		if doc == nil {
 			return nil
 		}
-		p, err := config.ParseProvider("provider "+id, doc)
+		d, err := config.ParseFederationDocument("provider "+id, doc)
 		if err != nil {
 			return strings.Split(err.Error(), "\n")
 		}
 		var problems []string
-		if p.Name != id {
-			problems = append(problems, fmt.Sprintf("name: %q is not the id in the path %q", p.Name, id))
+		if d.Name() != id {
+			problems = append(problems, fmt.Sprintf("name: %q is not the id in the path %q", d.Name(), id))
 		}
-		for _, f := range fixed {
-			if f.Name == p.Name || f.Issuer == p.Issuer {
-				problems = append(problems, fmt.Sprintf("provider %q of the configuration file has this name or issuer", f.Name))
+		switch {
+		case d.OIDC != nil:
+			for _, f := range cfg.Providers {
+				if f.Name == d.OIDC.Name || f.Issuer == d.OIDC.Issuer {
+					problems = append(problems, fmt.Sprintf("provider %q of the configuration file has this name or issuer", f.Name))
+				}
 			}
+		case d.SPIFFE != nil:
+			for _, td := range cfg.SPIFFE.TrustDomains {
+				if td.Name == d.SPIFFE.Name {
+					problems = append(problems, fmt.Sprintf("trust domain %q is in the configuration file", td.Name))
+				}
+			}
+		case d.AWS != nil && cfg.AWS.Enabled:
+			problems = append(problems, "aws: AWS is configured in the configuration file")
 		}
 		recs, err := repo.Records(ctx)
 		if err != nil {
@@ -114,8 +126,13 @@ func providerDocuments(repo trustmaps.Repository, fixed []config.Provider) *admi
 			if r.ID == id {
 				continue
 			}
-			if other, err := config.ParseProvider(r.ID, r.Document); err == nil && other.Issuer == p.Issuer {
-				problems = append(problems, fmt.Sprintf("issuer: %q is also the issuer of provider %q", p.Issuer, r.ID))
+			other, err := config.ParseFederationDocument(r.ID, r.Document)
+			switch {
+			case err != nil:
+			case d.OIDC != nil && other.OIDC != nil && other.OIDC.Issuer == d.OIDC.Issuer:
+				problems = append(problems, fmt.Sprintf("issuer: %q is also the issuer of provider %q", d.OIDC.Issuer, r.ID))
+			case d.AWS != nil && other.AWS != nil:
+				problems = append(problems, fmt.Sprintf("type: provider %q already configures AWS", r.ID))
 			}
 		}
 		return problems

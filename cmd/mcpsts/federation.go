@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/mcpsts/mcpsts/attest"
+	awsattest "github.com/mcpsts/mcpsts/attest/aws"
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/attest/spiffe"
 	"github.com/mcpsts/mcpsts/federation"
@@ -102,11 +103,17 @@ type dynamicOIDC struct {
 	mu      sync.Mutex // one reload at a time; guards running
 	running map[string]*storeProvider
 	ctx     context.Context // of Run: store providers' refreshers live in it
+
+	// The store's SPIFFE trust domains and AWS settings go here.
+	spiffe *spiffeSet
+	aws    *dynamicAWS
 }
 
 type storeProvider struct {
 	version int64
+	kind    string // oidc, spiffe, aws
 	cfg     oidc.ProviderConfig
+	td      spiffeid.TrustDomain
 	stop    context.CancelFunc
 }
 
@@ -118,6 +125,55 @@ func (d *dynamicOIDC) Attest(ctx context.Context, ev attest.Evidence) (attest.Id
 // Trusts reports whether iss is a trusted provider's issuer now.
 func (d *dynamicOIDC) Trusts(iss string) bool { return d.v.Load().Trusts(iss) }
 
+// started is a store provider ready to be put in force.
+type started struct {
+	storeProvider
+	src federation.BundleGetter // spiffe
+}
+
+// start builds a store provider and starts its refresher.
+func (d *dynamicOIDC) start(doc config.FederationDocument, version int64) (*started, error) {
+	runCtx, stop := context.WithCancel(d.runContext())
+	sp := &started{storeProvider: storeProvider{version: version, kind: doc.Type, stop: stop}}
+	switch doc.Type {
+	case "oidc":
+		p, opc, err := buildProvider(*doc.OIDC, d.audiences, d.now, d.log, d.meter)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		go p.Run(runCtx)
+		sp.cfg = opc
+	case "spiffe":
+		td, src, run, err := d.spiffe.source(runCtx, *doc.SPIFFE)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if run != nil {
+			go run(runCtx)
+		}
+		sp.td, sp.src = td, src
+	case "aws":
+		if err := d.aws.set(doc.AWS); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return sp, nil
+}
+
+// stopProvider takes a store provider out of force.
+func (d *dynamicOIDC) stopProvider(p *storeProvider) {
+	p.stop()
+	switch p.kind {
+	case "spiffe":
+		d.spiffe.bundles.Remove(p.td)
+	case "aws":
+		d.aws.set(nil)
+	}
+}
+
 // swap builds a verifier over the fixed providers and the running store
 // providers and puts it in force. d.mu is held, or there is no Run yet.
 func (d *dynamicOIDC) swap() error {
@@ -128,7 +184,9 @@ func (d *dynamicOIDC) swap() error {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		pcs = append(pcs, d.running[id].cfg)
+		if d.running[id].kind == "oidc" {
+			pcs = append(pcs, d.running[id].cfg)
+		}
 	}
 	// Workloads reuse their platform tokens (Kubernetes: up to an hour):
 	// keep what was verified, re-checked for time and key on every use.
@@ -159,28 +217,28 @@ func (d *dynamicOIDC) Reload(ctx context.Context) error {
 		if cur, ok := d.running[rec.ID]; ok && cur.version == rec.Version {
 			continue
 		}
-		pc, err := config.ParseProvider("store:"+rec.ID, rec.Document)
-		var p *federation.Provider
-		var opc oidc.ProviderConfig
+		doc, err := config.ParseFederationDocument("store:"+rec.ID, rec.Document)
+		var sp *started
 		if err == nil {
-			p, opc, err = buildProvider(*pc, d.audiences, d.now, d.log, d.meter)
+			sp, err = d.start(doc, rec.Version)
 		}
 		if err != nil {
 			d.log.Error("federation provider from the store not put in force", "provider", rec.ID, "version", rec.Version, "error", err)
 			continue
 		}
 		if cur, ok := d.running[rec.ID]; ok {
-			cur.stop()
+			d.stopProvider(cur)
 		}
-		runCtx, stop := context.WithCancel(d.runContext())
-		go p.Run(runCtx)
-		d.running[rec.ID] = &storeProvider{version: rec.Version, cfg: opc, stop: stop}
-		d.log.Info("trusting provider from the store", "provider", pc.Name, "issuer", pc.Issuer, "version", rec.Version)
+		if sp.kind == "spiffe" {
+			d.spiffe.bundles.Add(sp.td, sp.src)
+		}
+		d.running[rec.ID] = &sp.storeProvider
+		d.log.Info("trusting provider from the store", "provider", rec.ID, "type", sp.kind, "version", rec.Version)
 		changed = true
 	}
 	for id, cur := range d.running {
 		if !seen[id] {
-			cur.stop()
+			d.stopProvider(cur)
 			delete(d.running, id)
 			d.log.Info("no longer trusting provider removed from the store", "provider", id)
 			changed = true
@@ -241,63 +299,113 @@ func providerFetcher(pc config.Provider) (*federation.Fetcher, error) {
 	return federation.NewFetcher(federation.FetcherOptions{Transport: t}), nil
 }
 
-// newSPIFFE builds the trusted SPIFFE trust domains and the verifier of
-// their SVIDs (nil when none is configured). Bundle endpoints refresh in
-// the returned runners; the Workload API connects in the background.
-func newSPIFFE(ctx context.Context, cfg *config.Config, audiences []string, now func() time.Time, log *slog.Logger, meter metric.Meter) (*spiffe.Verifier, []func(context.Context), error) {
-	if len(cfg.SPIFFE.TrustDomains) == 0 {
-		return nil, nil, nil
-	}
-	bundles := federation.NewBundles()
+// newSPIFFE builds the SPIFFE trust domains of the configuration file and
+// the verifier of their SVIDs, to which the store's trust domains are added
+// by the returned set. Bundle endpoints refresh in the returned runners;
+// the Workload API connects in the background, on first use.
+func newSPIFFE(ctx context.Context, cfg *config.Config, audiences []string, now func() time.Time, log *slog.Logger, meter metric.Meter) (*spiffe.Verifier, *spiffeSet, []func(context.Context), error) {
+	set := &spiffeSet{bundles: federation.NewBundles(), socket: cfg.SPIFFE.WorkloadAPISocket, now: now, log: log, meter: meter}
 	var runners []func(context.Context)
-	var wl *federation.WorkloadAPISource
 	for i, tdc := range cfg.SPIFFE.TrustDomains {
 		where := fmt.Sprintf("spiffe.trust_domains[%d] (%s)", i, tdc.Name)
-		td, err := spiffeid.TrustDomainFromString(tdc.Name)
+		td, src, run, err := set.source(ctx, tdc)
+		if err == nil {
+			err = set.bundles.Add(td, src)
+		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", where, err)
+			return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
 		}
-		var src federation.BundleGetter
-		switch {
-		case tdc.BundleFile != "":
-			b, err := federation.LoadBundleFile(td, tdc.BundleFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", where, err)
-			}
-			src = b
-		case tdc.WorkloadAPI:
-			if wl == nil {
-				wl = federation.NewWorkloadAPISource(ctx, cfg.SPIFFE.WorkloadAPISocket, log)
-			}
-			src = wl
-		default:
-			ep := tdc.BundleEndpoint
-			var opts []spiffefed.FetchOption
-			if ep.Profile == "https_spiffe" {
-				initial, err := federation.LoadBundleFile(td, ep.InitialBundleFile)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s: %w", where, err)
-				}
-				opts = append(opts, spiffefed.WithSPIFFEAuth(initial, spiffeid.RequireFromString(ep.EndpointSPIFFEID)))
-			} else if ep.CAFile != "" {
-				pem, err := os.ReadFile(ep.CAFile)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s: ca_file: %w", where, err)
-				}
-				roots := x509.NewCertPool()
-				roots.AppendCertsFromPEM(pem)
-				opts = append(opts, spiffefed.WithWebPKIRoots(roots))
-			}
-			e, err := federation.NewBundleEndpoint(federation.BundleEndpointConfig{TrustDomain: td, URL: ep.URL, Options: opts, Clock: now, Log: log, Meter: meter})
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", where, err)
-			}
-			runners = append(runners, e.Run)
-			src = e
-		}
-		if err := bundles.Add(td, src); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", where, err)
+		if run != nil {
+			runners = append(runners, run)
 		}
 	}
-	return &spiffe.Verifier{Bundles: bundles, Audiences: audiences, Clock: now}, runners, nil
+	return &spiffe.Verifier{Bundles: set.bundles, Audiences: audiences, Clock: now}, set, runners, nil
+}
+
+// spiffeSet builds the bundle sources of trust domains.
+type spiffeSet struct {
+	bundles *federation.Bundles
+	socket  string
+	now     func() time.Time
+	log     *slog.Logger
+	meter   metric.Meter
+
+	wlOnce sync.Once
+	wl     *federation.WorkloadAPISource
+}
+
+// source makes the bundle source of one trust domain, and its refresher
+// when it has one.
+func (s *spiffeSet) source(ctx context.Context, tdc config.TrustDomain) (spiffeid.TrustDomain, federation.BundleGetter, func(context.Context), error) {
+	td, err := spiffeid.TrustDomainFromString(tdc.Name)
+	if err != nil {
+		return td, nil, nil, err
+	}
+	switch {
+	case tdc.BundleFile != "":
+		b, err := federation.LoadBundleFile(td, tdc.BundleFile)
+		return td, b, nil, err
+	case tdc.WorkloadAPI:
+		s.wlOnce.Do(func() { s.wl = federation.NewWorkloadAPISource(ctx, s.socket, s.log) })
+		return td, s.wl, nil, nil
+	}
+	ep := tdc.BundleEndpoint
+	var opts []spiffefed.FetchOption
+	if ep.Profile == "https_spiffe" {
+		initial, err := federation.LoadBundleFile(td, ep.InitialBundleFile)
+		if err != nil {
+			return td, nil, nil, err
+		}
+		opts = append(opts, spiffefed.WithSPIFFEAuth(initial, spiffeid.RequireFromString(ep.EndpointSPIFFEID)))
+	} else if ep.CAFile != "" {
+		pem, err := os.ReadFile(ep.CAFile)
+		if err != nil {
+			return td, nil, nil, fmt.Errorf("ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		opts = append(opts, spiffefed.WithWebPKIRoots(roots))
+	}
+	e, err := federation.NewBundleEndpoint(federation.BundleEndpointConfig{TrustDomain: td, URL: ep.URL, Options: opts, Clock: s.now, Log: s.log, Meter: s.meter})
+	if err != nil {
+		return td, nil, nil, err
+	}
+	return td, e, e.Run, nil
+}
+
+// dynamicAWS verifies signed GetCallerIdentity requests with the AWS
+// settings in force: the configuration file's, or a store provider's; none
+// refuses them.
+type dynamicAWS struct {
+	audiences []string
+	replay    attest.ReplayCache
+	now       func() time.Time
+	a         atomic.Pointer[attest.Attestor]
+}
+
+// set puts cfg in force; nil takes AWS out.
+func (d *dynamicAWS) set(cfg *config.AWS) error {
+	if cfg == nil {
+		d.a.Store(nil)
+		return nil
+	}
+	stsClient, err := pinnedClient(cfg.STSCAFile)
+	if err != nil {
+		return err
+	}
+	var a attest.Attestor = &awsattest.Verifier{Provider: cfg.Provider, Audiences: d.audiences, Hosts: cfg.STSHosts, HTTP: stsClient, Clock: d.now}
+	if cfg.SingleUse == nil || *cfg.SingleUse {
+		a = attest.SingleUse(a, d.replay) // a signed request is good for 15 minutes: use it once
+	}
+	d.a.Store(&a)
+	return nil
+}
+
+// Attest implements attest.Attestor.
+func (d *dynamicAWS) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
+	a := d.a.Load()
+	if a == nil {
+		return attest.Identity{}, attest.Invalid("aws_not_trusted", "no AWS provider is configured")
+	}
+	return (*a).Attest(ctx, ev)
 }

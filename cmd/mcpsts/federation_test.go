@@ -57,7 +57,7 @@ providers:
 	md := map[string]any{}
 	resp, body := get(t, clientTrusting(t, caFile), "https://"+s.addr+"/.well-known/oauth-authorization-server")
 	json.Unmarshal([]byte(body), &md)
-	if resp.StatusCode != 200 || fmt.Sprint(md["token_endpoint_auth_methods_supported"]) != "[none private_key_jwt]" ||
+	if resp.StatusCode != 200 || fmt.Sprint(md["token_endpoint_auth_methods_supported"]) != "[none private_key_jwt tls_client_auth]" ||
 		fmt.Sprint(md["token_endpoint_auth_signing_alg_values_supported"]) != "[RS256 ES256]" {
 		t.Errorf("metadata with providers: %v", md)
 	}

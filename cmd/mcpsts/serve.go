@@ -240,32 +240,26 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		srv.Close()
 		return err
 	}
-	svidVerifier, bundleRunners, err := newSPIFFE(ctx, cfg, audiences, e.now, log, tp.Meters.Meter("mcpsts"))
+	svidVerifier, spiffeSet, bundleRunners, err := newSPIFFE(ctx, cfg, audiences, e.now, log, tp.Meters.Meter("mcpsts"))
 	if err != nil {
 		srv.Close()
 		return err
 	}
-	attestors := map[string]attest.Attestor{
-		exchange.TokenTypeJWT: verifier, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: verifier,
-	}
+	aws := &dynamicAWS{audiences: audiences, replay: st, now: e.now}
 	if cfg.AWS.Enabled {
-		stsClient, err := pinnedClient(cfg.AWS.STSCAFile)
-		if err != nil {
+		if err := aws.set(&cfg.AWS); err != nil {
 			srv.Close()
 			return fmt.Errorf("aws.sts_ca_file: %w", err)
 		}
-		var a attest.Attestor = &awsattest.Verifier{Provider: cfg.AWS.Provider, Audiences: audiences, Hosts: cfg.AWS.STSHosts, HTTP: stsClient, Clock: e.now}
-		if cfg.AWS.SingleUse == nil || *cfg.AWS.SingleUse {
-			a = attest.SingleUse(a, st) // a signed request is good for 15 minutes: use it once
-		}
-		attestors[awsattest.TokenType] = a
 	}
-	if svidVerifier != nil {
-		// JWTs go to OIDC by issuer, JWT-SVIDs to SPIFFE by trust domain;
-		// single-use OIDC providers keep their replay claim.
-		router := attest.JWTRouter{OIDC: singleUseTruster{verifier, oidcVerifier}, SPIFFE: svidVerifier}
-		attestors[exchange.TokenTypeJWT], attestors[exchange.GrantJWTBearer] = router, router
-		attestors[exchange.EvidenceTLSClient] = svidVerifier
+	// Store providers of every type are reloaded together.
+	oidcVerifier.spiffe, oidcVerifier.aws = spiffeSet, aws
+	// JWTs go to OIDC by issuer, JWT-SVIDs to SPIFFE by trust domain;
+	// single-use OIDC providers keep their replay claim.
+	router := attest.JWTRouter{OIDC: singleUseTruster{verifier, oidcVerifier}, SPIFFE: svidVerifier}
+	attestors := map[string]attest.Attestor{
+		exchange.TokenTypeJWT: router, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: router,
+		exchange.EvidenceTLSClient: svidVerifier, awsattest.TokenType: aws,
 	}
 	iss, err := newIssuer(ctx, issuerSetup{cfg: cfg, dev: f.dev, url: issuerURL, store: st, env: e, log: log, tracer: tp.Tracer("mcpsts")})
 	if err == nil {
@@ -295,8 +289,8 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		})
 		h, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
 			admin: admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: e.now,
-				Providers: providerDocuments(st.FederationProviders(), cfg.Providers), Clients: clientDocuments(st.Clients())}),
-			signingAlgs: providerAlgorithms(providers), tlsClientAuth: svidVerifier != nil, log: log, traces: tp, meters: tp.Meters})
+				Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients())}),
+			signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters})
 	}
 	if err != nil {
 		srv.Close()

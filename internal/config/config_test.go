@@ -385,3 +385,30 @@ func TestParseProvider(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFederationDocument(t *testing.T) {
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle.json")
+	os.WriteFile(bundle, []byte(`{}`), 0o600)
+	for doc, want := range map[string]string{
+		`{"name":"ci","issuer":"https://k8s.example","discovery":true}`:                "oidc ci",
+		`{"type":"oidc","name":"ci","issuer":"https://k8s.example","discovery":true}`:  "oidc ci",
+		`{"type":"spiffe","name":"prod.example.org","bundle_file":"` + bundle + `"}`:   "spiffe prod.example.org",
+		`{"type":"aws","sts_hosts":["127.0.0.1:8443"]}`:                                "aws aws",
+		`{"type":"aws","provider":"aws-prod"}`:                                         "aws aws-prod",
+		`{"type":"spiffe","name":"prod.example.org"}`:                                  "error want exactly one bundle source",
+		`{"type":"spiffe","name":"prod/x","bundle_file":"` + bundle + `"}`:             "error name: \"prod/x\" is not a trust domain name",
+		`{"type":"aws","sts_ca_file":"/no/such"}`:                                      "error sts_ca_file: no such file",
+		`{"type":"ldap","name":"x"}`:                                                   "error type: \"ldap\" is not oidc, spiffe or aws",
+		`{"type":"spiffe","name":"prod.example.org","workload_api":true,"issuer":"x"}`: "error issuer: unknown field",
+	} {
+		d, err := ParseFederationDocument("provider x", []byte(doc))
+		got := d.Type + " " + d.Name()
+		if err != nil {
+			got = "error " + err.Error()
+		}
+		if !strings.HasPrefix(want, "error ") && got != want || strings.HasPrefix(want, "error ") && !strings.Contains(got, strings.TrimPrefix(want, "error ")) {
+			t.Errorf("%s: got %q, want %q", doc, got, want)
+		}
+	}
+}

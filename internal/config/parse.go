@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 )
@@ -64,4 +66,88 @@ func ParseProvider(name string, data []byte) (*Provider, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// FederationDocument is a trusted provider managed through the admin API:
+// exactly one of OIDC (type oidc, the default), SPIFFE (type spiffe: a
+// trust domain) and AWS (type aws: IAM identities through STS).
+type FederationDocument struct {
+	Type   string
+	OIDC   *Provider
+	SPIFFE *TrustDomain
+	AWS    *AWS
+}
+
+// Name is the provider name trust maps match: the OIDC provider's name, the
+// trust domain, the AWS provider name (default aws).
+func (d FederationDocument) Name() string {
+	switch {
+	case d.SPIFFE != nil:
+		return d.SPIFFE.Name
+	case d.AWS != nil:
+		if d.AWS.Provider == "" {
+			return "aws"
+		}
+		return d.AWS.Provider
+	case d.OIDC != nil:
+		return d.OIDC.Name
+	}
+	return ""
+}
+
+// ParseFederationDocument decodes and checks one provider document of the
+// admin API: its member type (oidc, spiffe or aws; default oidc) selects
+// the rules of providers[], spiffe.trust_domains[] or aws in the
+// configuration file.
+func ParseFederationDocument(name string, data []byte) (FederationDocument, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
+		return FederationDocument{}, &FieldError{File: name, Msg: "not a JSON object: " + err.Error()}
+	}
+	typ := "oidc"
+	if raw, ok := members["type"]; ok {
+		if err := json.Unmarshal(raw, &typ); err != nil {
+			return FederationDocument{}, &FieldError{File: name, Path: "type", Msg: "want a string"}
+		}
+		delete(members, "type")
+	}
+	rest, _ := json.Marshal(members)
+	doc := FederationDocument{Type: typ}
+	switch typ {
+	case "oidc":
+		p, err := ParseProvider(name, rest)
+		if err != nil {
+			return doc, err
+		}
+		doc.OIDC = p
+		return doc, nil
+	case "spiffe":
+		doc.SPIFFE = &TrustDomain{}
+		return doc, decodeChecked(name, rest, doc.SPIFFE, doc.SPIFFE.problems)
+	case "aws":
+		doc.AWS = &AWS{}
+		err := decodeChecked(name, rest, doc.AWS, doc.AWS.problems)
+		doc.AWS.Enabled = true
+		return doc, err
+	}
+	return doc, &FieldError{File: name, Path: "type", Msg: fmt.Sprintf("%q is not oidc, spiffe or aws", typ)}
+}
+
+// decodeChecked decodes data strictly into v, then checks it.
+func decodeChecked(name string, data []byte, v any, check func() []problem) error {
+	docs, err := strictyaml.Documents(data)
+	if err != nil || len(docs) != 1 {
+		return &FieldError{File: name, Msg: "want exactly one document"}
+	}
+	lines, problems := strictyaml.Decode(docs[0], "", v)
+	var errs []error
+	for _, pr := range problems {
+		errs = append(errs, &FieldError{File: name, Line: pr.Line, Path: pr.Path, Msg: pr.Msg})
+	}
+	if len(errs) == 0 {
+		for _, pr := range check() {
+			errs = append(errs, &FieldError{File: name, Line: lines[pr.field], Path: pr.field, Msg: pr.msg})
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -198,47 +198,23 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	tds := map[string]int{}
 	for i, td := range c.SPIFFE.TrustDomains {
 		path := fmt.Sprintf("spiffe.trust_domains[%d]", i)
-		if _, err := spiffeid.TrustDomainFromString(td.Name); err != nil || td.Name == "" || strings.Contains(td.Name, "/") {
-			add(path+".name", fmt.Sprintf("%q is not a trust domain name", td.Name))
+		problems := td.problems()
+		for _, pr := range problems {
+			if pr.field == "name" {
+				add(path+".name", pr.msg)
+			}
 		}
 		if j, dup := tds[td.Name]; dup {
 			add(path+".name", fmt.Sprintf("%q is also spiffe.trust_domains[%d]", td.Name, j))
 		}
 		tds[td.Name] = i
-		sources := 0
-		for _, set := range []bool{td.BundleFile != "", td.WorkloadAPI, td.BundleEndpoint != nil} {
-			if set {
-				sources++
-			}
-		}
-		if sources != 1 {
-			add(path, fmt.Sprintf("want exactly one bundle source of bundle_file, workload_api and bundle_endpoint; got %d", sources))
-		}
-		if td.BundleFile != "" {
-			if msg := fileProblem(td.BundleFile); msg != "" {
-				add(path+".bundle_file", msg)
-			}
-		}
-		if ep := td.BundleEndpoint; ep != nil {
-			if !strings.HasPrefix(ep.URL, "https://") {
-				add(path+".bundle_endpoint.url", fmt.Sprintf("%q is not an https URL", ep.URL))
-			}
-			switch ep.Profile {
-			case "https_web":
-				if ep.CAFile != "" {
-					if msg := fileProblem(ep.CAFile); msg != "" {
-						add(path+".bundle_endpoint.ca_file", msg)
-					}
-				}
-			case "https_spiffe":
-				if id, err := spiffeid.FromString(ep.EndpointSPIFFEID); err != nil || id.TrustDomain().Name() != td.Name {
-					add(path+".bundle_endpoint.endpoint_spiffe_id", fmt.Sprintf("%q is not a SPIFFE ID of %s", ep.EndpointSPIFFEID, td.Name))
-				}
-				if msg := fileProblem(ep.InitialBundleFile); msg != "" {
-					add(path+".bundle_endpoint.initial_bundle_file", msg)
-				}
+		for _, pr := range problems {
+			switch pr.field {
+			case "name":
+			case "":
+				add(path, pr.msg)
 			default:
-				add(path+".bundle_endpoint.profile", fmt.Sprintf("%q is not https_web or https_spiffe", ep.Profile))
+				add(path+"."+pr.field, pr.msg)
 			}
 		}
 	}
@@ -260,6 +236,67 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 }
 
 type problem struct{ field, msg string }
+
+// problems checks AWS settings given as a provider document.
+func (a *AWS) problems() []problem {
+	var out []problem
+	if a.STSCAFile != "" {
+		if msg := fileProblem(a.STSCAFile); msg != "" {
+			out = append(out, problem{"sts_ca_file", msg})
+		}
+	}
+	for i, h := range a.STSHosts {
+		if h == "" || strings.Contains(h, "/") {
+			out = append(out, problem{fmt.Sprintf("sts_hosts[%d]", i), fmt.Sprintf("%q is not a host[:port]", h)})
+		}
+	}
+	return out
+}
+
+// problems checks one trust domain; field "" is the trust domain itself.
+func (td *TrustDomain) problems() []problem {
+	var out []problem
+	if _, err := spiffeid.TrustDomainFromString(td.Name); err != nil || td.Name == "" || strings.Contains(td.Name, "/") {
+		out = append(out, problem{"name", fmt.Sprintf("%q is not a trust domain name", td.Name)})
+	}
+	sources := 0
+	for _, set := range []bool{td.BundleFile != "", td.WorkloadAPI, td.BundleEndpoint != nil} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		out = append(out, problem{"", fmt.Sprintf("want exactly one bundle source of bundle_file, workload_api and bundle_endpoint; got %d", sources)})
+	}
+	if td.BundleFile != "" {
+		if msg := fileProblem(td.BundleFile); msg != "" {
+			out = append(out, problem{"bundle_file", msg})
+		}
+	}
+	if ep := td.BundleEndpoint; ep != nil {
+		if !strings.HasPrefix(ep.URL, "https://") {
+			out = append(out, problem{"bundle_endpoint.url", fmt.Sprintf("%q is not an https URL", ep.URL)})
+		}
+		switch ep.Profile {
+		case "https_web":
+			if ep.CAFile != "" {
+				if msg := fileProblem(ep.CAFile); msg != "" {
+					out = append(out, problem{"bundle_endpoint.ca_file", msg})
+				}
+			}
+		case "https_spiffe":
+			if id, err := spiffeid.FromString(ep.EndpointSPIFFEID); err != nil || id.TrustDomain().Name() != td.Name {
+				out = append(out, problem{"bundle_endpoint.endpoint_spiffe_id", fmt.Sprintf("%q is not a SPIFFE ID of %s", ep.EndpointSPIFFEID, td.Name)})
+			}
+			if msg := fileProblem(ep.InitialBundleFile); msg != "" {
+				out = append(out, problem{"bundle_endpoint.initial_bundle_file", msg})
+			}
+		default:
+			out = append(out, problem{"bundle_endpoint.profile", fmt.Sprintf("%q is not https_web or https_spiffe", ep.Profile)})
+		}
+	}
+	return out
+}
 
 // problems checks one provider; the provider's own constructors check the
 // same again when the server builds it.
