@@ -501,6 +501,23 @@ func TestAccProviderAndClient(t *testing.T) {
 			{ResourceName: "mcpsts_federation_provider.gitlab", ImportState: true, ImportStateId: "gitlab", ImportStateVerify: true},
 			{ResourceName: "mcpsts_client.deployer", ImportState: true, ImportStateId: "deployer", ImportStateVerify: true},
 			{
+				// The client changed outside Terraform: the next plan shows it.
+				PreConfig: func() {
+					doc := `{"client_id":"deployer","grant_types":["client_credentials"]}`
+					req, _ := http.NewRequest(http.MethodPut, b.issuer+"/admin/v1/clients/deployer", strings.NewReader(doc))
+					req.Header.Set("If-Match", `"2"`)
+					resp, err := b.http.Do(req)
+					if err != nil || resp.StatusCode != 200 {
+						t.Fatalf("out-of-band client change: %v %v", resp, err)
+					}
+					resp.Body.Close()
+				},
+				Config:             both,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{Config: both, Check: resource.TestCheckResourceAttr("mcpsts_client.deployer", "version", "4")},
+			{
 				// Removed outside Terraform: the provider is no longer
 				// trusted, and the plan puts it back.
 				PreConfig: func() {
@@ -579,5 +596,70 @@ data "mcpsts_explain" "x" {
 `,
 			ExpectError: regexp.MustCompile(`(?s)mcpsts admin token:.*no trust map`),
 		}},
+	})
+}
+
+// TestAccSPIFFEAndAWSProviders: a SPIFFE trust domain and AWS as
+// mcpsts_federation_provider; a JWT-SVID of the trust domain gets a token
+// through a trust map once the server reloads; import and plan-time rules.
+func TestAccSPIFFEAndAWSProviders(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
+	}
+	b := startBroker(t)
+	prod := federationtest.NewTrustDomain("prod.example.org")
+	bundle := filepath.Join(t.TempDir(), "prod.json")
+	raw, _ := prod.Bundle().Marshal()
+	os.WriteFile(bundle, raw, 0o600)
+	cfg := fmt.Sprintf(`
+resource "mcpsts_federation_provider" "prod" {
+  id          = "prod.example.org"
+  type        = "spiffe"
+  bundle_file = %q
+}
+
+resource "mcpsts_federation_provider" "aws" {
+  id        = "aws"
+  type      = "aws"
+  sts_hosts = ["sts.us-east-1.amazonaws.com"]
+}
+
+resource "mcpsts_trust_map" "agent" {
+  id = "spiffe-agent"
+  match = {
+    provider = mcpsts_federation_provider.prod.id
+    subject  = "spiffe://prod.example.org/agent"
+  }
+  grant = {
+    client_id = "agent"
+    audiences = ["https://files.example.com/mcp"]
+  }
+}
+`, bundle)
+	svid := func(*tfterraform.State) error {
+		return eventually("a JWT-SVID through the store's trust domain", func() (bool, string) {
+			resp, err := b.http.PostForm(b.issuer+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+				"subject_token": {prod.JWTSVID("/agent", []string{b.issuer}, time.Now().Add(5*time.Minute))}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+				"resource": {"https://files.example.com/mcp"}})
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200, resp.Status
+		})
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: cfg, Check: resource.ComposeAggregateTestCheckFunc(resource.TestCheckResourceAttr("mcpsts_federation_provider.aws", "type", "aws"), svid)},
+			{ResourceName: "mcpsts_federation_provider.prod", ImportState: true, ImportStateId: "prod.example.org", ImportStateVerify: true},
+			{ResourceName: "mcpsts_federation_provider.aws", ImportState: true, ImportStateId: "aws", ImportStateVerify: true},
+			{
+				Config:      strings.Replace(cfg, `bundle_file = "`, `workload_api = true`+"\n"+`  bundle_file = "`, 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`want exactly one bundle source`),
+			},
+			{Config: cfg, PlanOnly: true},
+		},
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -31,6 +32,7 @@ func newFederationProviderResource() resource.Resource { return &federationProvi
 
 type federationProviderModel struct {
 	ID             types.String `tfsdk:"id"`
+	Type           types.String `tfsdk:"type"`
 	Issuer         types.String `tfsdk:"issuer"`
 	Kind           types.String `tfsdk:"kind"`
 	Preset         types.String `tfsdk:"preset"`
@@ -45,11 +47,35 @@ type federationProviderModel struct {
 	Leeway         types.String `tfsdk:"leeway"`
 	MaxTokenAge    types.String `tfsdk:"max_token_age"`
 	SingleUse      types.Bool   `tfsdk:"single_use"`
-	Version        types.Int64  `tfsdk:"version"`
+	// type spiffe: the trust domain (id) and one bundle source.
+	BundleFile        types.String `tfsdk:"bundle_file"`
+	WorkloadAPI       types.Bool   `tfsdk:"workload_api"`
+	BundleEndpointURL types.String `tfsdk:"bundle_endpoint_url"`
+	BundleProfile     types.String `tfsdk:"bundle_endpoint_profile"`
+	BundleCAFile      types.String `tfsdk:"bundle_endpoint_ca_file"`
+	EndpointSPIFFEID  types.String `tfsdk:"endpoint_spiffe_id"`
+	InitialBundleFile types.String `tfsdk:"initial_bundle_file"`
+	// type aws.
+	STSHosts  types.List   `tfsdk:"sts_hosts"`
+	STSCAFile types.String `tfsdk:"sts_ca_file"`
+	Version   types.Int64  `tfsdk:"version"`
 }
 
 type providerDoc struct {
-	Name           string   `json:"name"`
+	Type           *string `json:"type,omitempty"`
+	Name           string  `json:"name"`
+	Provider       string  `json:"provider"` // aws
+	BundleFile     *string `json:"bundle_file,omitempty"`
+	WorkloadAPI    *bool   `json:"workload_api,omitempty"`
+	BundleEndpoint *struct {
+		URL               *string `json:"url"`
+		Profile           *string `json:"profile"`
+		CAFile            *string `json:"ca_file"`
+		EndpointSPIFFEID  *string `json:"endpoint_spiffe_id"`
+		InitialBundleFile *string `json:"initial_bundle_file"`
+	} `json:"bundle_endpoint,omitempty"`
+	STSHosts       []string `json:"sts_hosts,omitempty"`
+	STSCAFile      *string  `json:"sts_ca_file,omitempty"`
 	Issuer         *string  `json:"issuer,omitempty"`
 	Kind           *string  `json:"kind,omitempty"`
 	Preset         *string  `json:"preset,omitempty"`
@@ -78,25 +104,36 @@ func (r *federationProviderResource) Schema(_ context.Context, _ resource.Schema
 		return schema.ListAttribute{ElementType: types.StringType, Optional: true, Description: desc}
 	}
 	resp.Schema = schema.Schema{
-		Description: "A trusted token issuer (an OIDC provider: Kubernetes, GitHub Actions, GitLab, Google, Entra ID, any issuer) with its key source, kept in the broker's store and trusted from the server's next reload.",
+		Description: "A trusted provider kept in the broker's store and trusted from the server's next reload: an OIDC issuer (Kubernetes, GitHub Actions, GitLab, Google, Entra ID, any issuer) with its key source, a SPIFFE trust domain with its bundle source, or AWS IAM (signed GetCallerIdentity requests).",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Required: true, Description: "The provider's name, which trust maps match on.",
+			"id": schema.StringAttribute{Required: true, Description: "The provider's name, which trust maps match on: for spiffe the trust domain, for aws the provider name (usually aws).",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
-			"issuer":          schema.StringAttribute{Required: true, Description: "The issuer, matched exactly against iss."},
-			"kind":            opt("workload (default) or user."),
-			"preset":          opt("Claim checks of a platform: generic, kubernetes, github-actions, gitlab, google, azure."),
-			"discovery":       schema.BoolAttribute{Optional: true, Description: "Keys from OIDC discovery; one key source of discovery, jwks_uri and jwks."},
-			"jwks_uri":        opt("Keys from this https URL."),
-			"jwks":            opt("The key set itself (JSON)."),
-			"ca_file":         opt("A PEM CA file on the broker's machine, the only CA trusted for the issuer's HTTPS."),
-			"algorithms":      list("Signing algorithms allowed (default RS256, ES256)."),
-			"audiences":       list("The aud values accepted (default: the broker's)."),
-			"required_claims": list("Claims every token must hold."),
-			"typ":             opt("The JOSE typ tokens must have."),
-			"leeway":          opt("Clock leeway (a Go duration)."),
-			"max_token_age":   opt("The oldest iat accepted (a Go duration)."),
-			"single_use":      schema.BoolAttribute{Optional: true, Description: "Each token gets one exchange."},
-			"version":         schema.Int64Attribute{Computed: true, Description: "The stored version."},
+			"type": schema.StringAttribute{Optional: true, Description: "oidc (default), spiffe or aws.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+			"issuer":                  opt("oidc: the issuer, matched exactly against iss."),
+			"bundle_file":             opt("spiffe: a SPIFFE bundle file on the broker's machine."),
+			"workload_api":            schema.BoolAttribute{Optional: true, Description: "spiffe: the bundle from the broker's SPIFFE Workload API."},
+			"bundle_endpoint_url":     opt("spiffe: a bundle endpoint (https)."),
+			"bundle_endpoint_profile": opt("spiffe: https_web or https_spiffe."),
+			"bundle_endpoint_ca_file": opt("spiffe: a CA file for an https_web endpoint."),
+			"endpoint_spiffe_id":      opt("spiffe: the SPIFFE ID of an https_spiffe endpoint."),
+			"initial_bundle_file":     opt("spiffe: the bundle that authenticates an https_spiffe endpoint first."),
+			"sts_hosts":               list("aws: the STS endpoints allowed (default the global and regional sts.*.amazonaws.com)."),
+			"sts_ca_file":             opt("aws: the only CA trusted for STS (a proxy)."),
+			"kind":                    opt("workload (default) or user."),
+			"preset":                  opt("Claim checks of a platform: generic, kubernetes, github-actions, gitlab, google, azure."),
+			"discovery":               schema.BoolAttribute{Optional: true, Description: "Keys from OIDC discovery; one key source of discovery, jwks_uri and jwks."},
+			"jwks_uri":                opt("Keys from this https URL."),
+			"jwks":                    opt("The key set itself (JSON)."),
+			"ca_file":                 opt("A PEM CA file on the broker's machine, the only CA trusted for the issuer's HTTPS."),
+			"algorithms":              list("Signing algorithms allowed (default RS256, ES256)."),
+			"audiences":               list("The aud values accepted (default: the broker's)."),
+			"required_claims":         list("Claims every token must hold."),
+			"typ":                     opt("The JOSE typ tokens must have."),
+			"leeway":                  opt("Clock leeway (a Go duration)."),
+			"max_token_age":           opt("The oldest iat accepted (a Go duration)."),
+			"single_use":              schema.BoolAttribute{Optional: true, Description: "Each token gets one exchange."},
+			"version":                 schema.Int64Attribute{Computed: true, Description: "The stored version."},
 		},
 	}
 }
@@ -109,13 +146,27 @@ func (r *federationProviderResource) Configure(_ context.Context, req resource.C
 
 func (m *federationProviderModel) document(ctx context.Context) ([]byte, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	b, err := json.Marshal(compact(map[string]any{
-		"name": m.ID.ValueString(), "issuer": docString(m.Issuer), "kind": docString(m.Kind), "preset": docString(m.Preset),
-		"discovery": docBool(m.Discovery), "jwks_uri": docString(m.JWKSURI), "jwks": docString(m.JWKS), "ca_file": docString(m.CAFile),
-		"algorithms": docList(ctx, m.Algorithms, &diags), "audiences": docList(ctx, m.Audiences, &diags),
-		"required_claims": docList(ctx, m.RequiredClaims, &diags), "typ": docString(m.Typ), "leeway": docString(m.Leeway),
-		"max_token_age": docString(m.MaxTokenAge), "single_use": docBool(m.SingleUse),
-	}))
+	var doc map[string]any
+	switch m.Type.ValueString() {
+	case "spiffe":
+		doc = map[string]any{"type": "spiffe", "name": m.ID.ValueString(), "bundle_file": docString(m.BundleFile), "workload_api": docBool(m.WorkloadAPI)}
+		if !m.BundleEndpointURL.IsNull() {
+			doc["bundle_endpoint"] = compact(map[string]any{"url": docString(m.BundleEndpointURL), "profile": docString(m.BundleProfile),
+				"ca_file": docString(m.BundleCAFile), "endpoint_spiffe_id": docString(m.EndpointSPIFFEID), "initial_bundle_file": docString(m.InitialBundleFile)})
+		}
+	case "aws":
+		doc = map[string]any{"type": "aws", "provider": m.ID.ValueString(), "sts_hosts": docList(ctx, m.STSHosts, &diags),
+			"sts_ca_file": docString(m.STSCAFile), "single_use": docBool(m.SingleUse)}
+	default:
+		doc = map[string]any{"type": docString(m.Type),
+			"name": m.ID.ValueString(), "issuer": docString(m.Issuer), "kind": docString(m.Kind), "preset": docString(m.Preset),
+			"discovery": docBool(m.Discovery), "jwks_uri": docString(m.JWKSURI), "jwks": docString(m.JWKS), "ca_file": docString(m.CAFile),
+			"algorithms": docList(ctx, m.Algorithms, &diags), "audiences": docList(ctx, m.Audiences, &diags),
+			"required_claims": docList(ctx, m.RequiredClaims, &diags), "typ": docString(m.Typ), "leeway": docString(m.Leeway),
+			"max_token_age": docString(m.MaxTokenAge), "single_use": docBool(m.SingleUse),
+		}
+	}
+	b, err := json.Marshal(compact(doc))
 	if err != nil {
 		diags.AddError("Cannot encode the provider", err.Error())
 	}
@@ -127,11 +178,25 @@ func (m *federationProviderModel) fromDocument(raw []byte, version int64) error 
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return err
 	}
-	*m = federationProviderModel{ID: types.StringValue(d.Name), Issuer: strValue(d.Issuer), Kind: strValue(d.Kind), Preset: strValue(d.Preset),
+	id := d.Name
+	if d.Type != nil && *d.Type == "aws" {
+		id = d.Provider
+		if id == "" {
+			id = "aws"
+		}
+	}
+	*m = federationProviderModel{ID: types.StringValue(id), Type: strValue(d.Type), Issuer: strValue(d.Issuer), Kind: strValue(d.Kind), Preset: strValue(d.Preset),
 		Discovery: boolValue(d.Discovery), JWKSURI: strValue(d.JWKSURI), JWKS: strValue(d.JWKS), CAFile: strValue(d.CAFile),
 		Algorithms: listValue(d.Algorithms), Audiences: listValue(d.Audiences), RequiredClaims: listValue(d.RequiredClaims),
 		Typ: strValue(d.Typ), Leeway: strValue(d.Leeway), MaxTokenAge: strValue(d.MaxTokenAge), SingleUse: boolValue(d.SingleUse),
-		Version: types.Int64Value(version)}
+		BundleFile: strValue(d.BundleFile), WorkloadAPI: boolValue(d.WorkloadAPI),
+		BundleEndpointURL: types.StringNull(), BundleProfile: types.StringNull(), BundleCAFile: types.StringNull(),
+		EndpointSPIFFEID: types.StringNull(), InitialBundleFile: types.StringNull(),
+		STSHosts: listValue(d.STSHosts), STSCAFile: strValue(d.STSCAFile), Version: types.Int64Value(version)}
+	if ep := d.BundleEndpoint; ep != nil {
+		m.BundleEndpointURL, m.BundleProfile, m.BundleCAFile = strValue(ep.URL), strValue(ep.Profile), strValue(ep.CAFile)
+		m.EndpointSPIFFEID, m.InitialBundleFile = strValue(ep.EndpointSPIFFEID), strValue(ep.InitialBundleFile)
+	}
 	return nil
 }
 
@@ -142,12 +207,11 @@ func (r *federationProviderResource) ValidateConfig(ctx context.Context, req res
 	if !req.Config.Raw.IsFullyKnown() || req.Config.Get(ctx, &m).HasError() {
 		return
 	}
-	m.CAFile = types.StringNull()
 	doc, diags := m.document(ctx)
 	if diags.HasError() {
 		return
 	}
-	_, err := config.ParseProvider(m.ID.ValueString(), doc)
+	_, err := config.ParseFederationDocument(m.ID.ValueString(), doc)
 	if err == nil {
 		return
 	}
@@ -157,13 +221,18 @@ func (r *federationProviderResource) ValidateConfig(ctx context.Context, req res
 	}
 	for _, e := range errs {
 		var fe *config.FieldError
+		if errors.As(e, &fe) && strings.Contains(fe.Msg, "no such file") {
+			continue // files are the broker's: checked where it runs, at apply
+		}
 		if !errors.As(e, &fe) || fe.Path == "" {
 			resp.Diagnostics.AddError("Invalid federation provider", e.Error())
 			continue
 		}
 		field := fe.Path
-		if field == "name" {
-			field = "id"
+		if f, ok := map[string]string{"name": "id", "provider": "id", "bundle_endpoint.url": "bundle_endpoint_url",
+			"bundle_endpoint.profile": "bundle_endpoint_profile", "bundle_endpoint.ca_file": "bundle_endpoint_ca_file",
+			"bundle_endpoint.endpoint_spiffe_id": "endpoint_spiffe_id", "bundle_endpoint.initial_bundle_file": "initial_bundle_file"}[field]; ok {
+			field = f
 		}
 		resp.Diagnostics.AddAttributeError(fieldPath(field), "Invalid federation provider", fe.Path+": "+fe.Msg)
 	}
