@@ -30,6 +30,14 @@ import (
 	"github.com/mcpsts/mcpsts/terraform"
 )
 
+// acceptance skips t unless acceptance tests are on (.ci/run turns them on).
+func acceptance(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
+	}
+}
+
 var factories = map[string]func() (tfprotov6.ProviderServer, error){
 	"mcpsts": providerserver.NewProtocol6WithError(terraform.New("test")()),
 }
@@ -194,9 +202,7 @@ resource "mcpsts_trust_map" "agent" {
 // TestAccTrustMap: create, update, import with verify, drift, a broken CEL
 // condition at plan time, destroy.
 func TestAccTrustMap(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
-	}
+	acceptance(t)
 	b := startBroker(t)
 	const name = "mcpsts_trust_map.agent"
 	resource.Test(t, resource.TestCase{
@@ -287,9 +293,7 @@ func exampleConfig(t *testing.T, edit func(string) string) string {
 // after shows no changes, an out-of-band change shows as drift, and a
 // broken CEL condition fails at plan time.
 func TestAccExample(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
-	}
+	acceptance(t)
 	b := startBroker(t)
 	cluster := federationtest.NewIssuer(t)
 	caFile := filepath.Join(t.TempDir(), "cluster.pem")
@@ -303,17 +307,8 @@ func TestAccExample(t *testing.T) {
 			subject := cluster.Sign(map[string]any{"iss": cluster.URL, "sub": "system:serviceaccount:apps:agent", "aud": []string{b.issuer}, "iat": n, "nbf": n, "exp": n + 600,
 				"kubernetes.io": map[string]any{"namespace": "apps", "serviceaccount": map[string]any{"name": "agent", "uid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
 					"pod": map[string]any{"name": "agent-6d8f9c7b5-x2k4p", "uid": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"}}}, nil)
-			resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
-				"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
-				"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"},
-			})
-			if err != nil {
-				return false, err.Error()
-			}
-			defer resp.Body.Close()
-			var out map[string]any
-			json.NewDecoder(resp.Body).Decode(&out)
-			return resp.StatusCode == 200 && out["scope"] == "files:read", fmt.Sprint(resp.StatusCode, " ", out["error"], " ", out["error_description"])
+			status, out := b.exchangeJWT(t, subject, "https://files.example.com/mcp")
+			return status == 200 && out["scope"] == "files:read", outcome(status, out)
 		})
 	}
 	resource.Test(t, resource.TestCase{
@@ -357,25 +352,23 @@ func TestAccExample(t *testing.T) {
 // exchange gets a token through the trust map Terraform made: the
 // workload's Kubernetes token exchanged at the token endpoint.
 func (b *broker) exchange(t *testing.T) error {
-	// The server reloads the store's maps every second.
-	deadline := time.Now().Add(30 * time.Second) // --dev reloads the store every 5 s
-	for {
+	return eventually("no token through the trust map", func() (bool, string) {
 		status, out := b.tokenFor(t, b.idp, "system:serviceaccount:apps:agent", "https://files.example.com/mcp")
-		if status == 200 && out["access_token"] != nil && out["scope"] == "files:read" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no token through the trust map: %d %v %v", status, out["error"], out["error_description"])
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return status == 200 && out["access_token"] != nil && out["scope"] == "files:read", outcome(status, out)
+	})
 }
 
 // tokenFor exchanges a token of idp for sub at the token endpoint.
 func (b *broker) tokenFor(t *testing.T, idp *federationtest.Issuer, sub, resource string) (int, map[string]any) {
 	t.Helper()
 	n := time.Now().Unix()
-	subject := idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": b.issuer, "iat": n, "exp": n + 600}, nil)
+	return b.exchangeJWT(t, idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": b.issuer, "iat": n, "exp": n + 600}, nil), resource)
+}
+
+// exchangeJWT posts a token exchange of the JWT subject for resource and
+// returns the answer's status and body.
+func (b *broker) exchangeJWT(t *testing.T, subject, resource string) (int, map[string]any) {
+	t.Helper()
 	resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
 		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {resource},
@@ -387,6 +380,11 @@ func (b *broker) tokenFor(t *testing.T, idp *federationtest.Issuer, sub, resourc
 	var out map[string]any
 	json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out
+}
+
+// outcome describes an answer for a failure message.
+func outcome(status int, out map[string]any) string {
+	return fmt.Sprint(status, " ", out["error"], " ", out["error_description"])
 }
 
 // eventually waits for the server's next reloads to show want.
@@ -443,9 +441,7 @@ resource "mcpsts_client" "deployer" {
 // get exchanged, and the client only with its grant types; import, drift
 // and plan-time validation.
 func TestAccProviderAndClient(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
-	}
+	acceptance(t)
 	b := startBroker(t)
 	gitlab := federationtest.NewIssuer(t)
 	caFile := filepath.Join(t.TempDir(), "gitlab.pem")
@@ -455,7 +451,7 @@ func TestAccProviderAndClient(t *testing.T) {
 		return func(*tfterraform.State) error {
 			return eventually("token exchange", func() (bool, string) {
 				status, out := b.tokenFor(t, gitlab, sub, "https://deploy.example.com/mcp")
-				return status == want && (code == "" || out["error"] == code), fmt.Sprint(status, " ", out["error"], " ", out["error_description"])
+				return status == want && (code == "" || out["error"] == code), outcome(status, out)
 			})
 		}
 	}
@@ -542,9 +538,7 @@ func TestAccProviderAndClient(t *testing.T) {
 // Kubernetes service-account token in a file) exchanged at the broker for
 // a token with the admin scope, through an admin trust map.
 func TestAccTokenAuth(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
-	}
+	acceptance(t)
 	b := startBroker(t)
 	b.trustIdP(t)
 	admin := fmt.Sprintf(`{"id":"terraform-admin","match":{"provider":"ci","subject":"system:serviceaccount:ci:terraform"},"grant":{"client_id":"terraform","audiences":[%q],"scopes":["mcpsts:admin"]}}`, b.issuer+"/admin")
@@ -603,9 +597,7 @@ data "mcpsts_explain" "x" {
 // mcpsts_federation_provider; a JWT-SVID of the trust domain gets a token
 // through a trust map once the server reloads; import and plan-time rules.
 func TestAccSPIFFEAndAWSProviders(t *testing.T) {
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 and TF_ACC_TERRAFORM_PATH (.ci/run does)")
-	}
+	acceptance(t)
 	b := startBroker(t)
 	prod := federationtest.NewTrustDomain("prod.example.org")
 	bundle := filepath.Join(t.TempDir(), "prod.json")
@@ -638,14 +630,8 @@ resource "mcpsts_trust_map" "agent" {
 `, bundle)
 	svid := func(*tfterraform.State) error {
 		return eventually("a JWT-SVID through the store's trust domain", func() (bool, string) {
-			resp, err := b.http.PostForm(b.issuer+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
-				"subject_token": {prod.JWTSVID("/agent", []string{b.issuer}, time.Now().Add(5*time.Minute))}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
-				"resource": {"https://files.example.com/mcp"}})
-			if err != nil {
-				return false, err.Error()
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200, resp.Status
+			status, out := b.exchangeJWT(t, prod.JWTSVID("/agent", []string{b.issuer}, time.Now().Add(5*time.Minute)), "https://files.example.com/mcp")
+			return status == 200, outcome(status, out)
 		})
 	}
 	resource.Test(t, resource.TestCase{
