@@ -2,8 +2,12 @@ package exchange
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -16,8 +20,7 @@ import (
 
 // Attributes of the token endpoint's server span, in the mcpsts.*
 // namespace: who asked, what for, what was decided and why. Tokens,
-// assertions, keys and secrets never go in a span. (Child spans per step
-// are the audit issue's, with an exporter that keeps off the request path.)
+// assertions, keys and secrets never go in a span.
 const (
 	attrGrantType       = "mcpsts.grant_type"
 	attrSubjectKind     = "mcpsts.subject.kind"
@@ -66,10 +69,61 @@ func (a *annotations) flush(span trace.Span) {
 
 func annotate(ctx context.Context, kv ...attribute.KeyValue) {
 	if a, ok := ctx.Value(annotationsKey{}).(*annotations); ok {
-		a.kv = append(a.kv, kv...)
+		a.add(kv)
 		return
 	}
 	trace.SpanFromContext(ctx).SetAttributes(kv...)
+}
+
+// add appends kv; a key given before takes its new value, so that the
+// audit line, which is written from the buffer, never repeats a member.
+func (a *annotations) add(kv []attribute.KeyValue) {
+next:
+	for _, n := range kv {
+		for i := range a.kv {
+			if a.kv[i].Key == n.Key {
+				a.kv[i] = n
+				continue next
+			}
+		}
+		a.kv = append(a.kv, n)
+	}
+}
+
+// DecisionLog records each decision of the token endpoint: its name
+// (token.allow, token.deny), when, the request's trace context and the
+// mcpsts.* attributes of its server span; *auditlog.Log is one. It is
+// written by the endpoint itself, not from the span, so that a server
+// that exports no spans records none for its token requests.
+//
+// An error means the decision was not recorded: the endpoint then refuses
+// to issue the token (503 temporarily_unavailable), as an audit log that
+// cannot be written must not let tokens out unrecorded.
+type DecisionLog interface {
+	Decision(name string, at time.Time, sc trace.SpanContext, attrs []attribute.KeyValue) error
+}
+
+// auditFailed is the answer in place of a token that could not be
+// recorded.
+func auditFailed(err error) *oauthError {
+	e := fail(http.StatusServiceUnavailable, errUnavailable, "the decision could not be recorded in the audit log; retry later")
+	e.detail, e.check = err.Error(), "audit_log"
+	return e
+}
+
+// localSpanContext gives a request that no tracer records a span ID of
+// its own, in the caller's trace or in a new one: its audit line, log
+// line and error answer name it.
+func localSpanContext(parent trace.SpanContext) trace.SpanContext {
+	c := trace.SpanContextConfig{TraceID: parent.TraceID(), TraceFlags: parent.TraceFlags()}
+	for !c.TraceID.IsValid() {
+		binary.BigEndian.PutUint64(c.TraceID[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(c.TraceID[8:], rand.Uint64())
+	}
+	for !c.SpanID.IsValid() {
+		binary.BigEndian.PutUint64(c.SpanID[:], rand.Uint64())
+	}
+	return trace.NewSpanContext(c)
 }
 
 func annotateIdentity(ctx context.Context, id attest.Identity, actor bool) {

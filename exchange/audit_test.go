@@ -3,14 +3,18 @@ package exchange_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -34,9 +38,8 @@ func TestAuditSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.restart(t, func(c *exchange.Config) {
-		c.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSpanProcessor(audit.Processor(func(s sdktrace.ReadOnlySpan) (string, bool) {
-			return s.Name(), !s.Parent().IsValid()
-		}))).Tracer("test")
+		c.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+		c.Audit = audit
 	})
 	const canary = "CANARY-b81f"
 	good := e.subjectToken(mainSub, func(c map[string]any) { c["note"] = canary })
@@ -115,6 +118,93 @@ func TestAuditSpans(t *testing.T) {
 	}
 	if spans[1].Status().Code.String() != "Error" {
 		t.Errorf("denial span status %v", spans[1].Status())
+	}
+}
+
+// TestAuditWithoutSpans: with no tracer (a server that exports no spans)
+// every decision is still a line of the audit log, with the mcpsts.*
+// attributes, the caller's trace ID (or a new one, which the error answer
+// names too) and a span ID of its own.
+func TestAuditWithoutSpans(t *testing.T) {
+	e := newEnv(t)
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	audit, err := auditlog.Open(logFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.restart(t, func(c *exchange.Config) { c.Tracer, c.Audit = nil, audit })
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), func(r *http.Request) { r.Header.Set("traceparent", "00-"+caller+"-00f067aa0ba902b7-00") })
+	if res.status != 200 {
+		t.Fatal(res.raw)
+	}
+	form := exchangeForm(e.subjectToken(mainSub, nil))
+	form.Set("resource", "https://other.example.com/mcp")
+	denied := e.post(t, form, nil)
+	if denied.status != 400 {
+		t.Fatal(denied.raw)
+	}
+	if err := audit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(logFile)
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("audit log:\n%s", raw)
+	}
+	allow, deny := lines[0], lines[1]
+	if allow["event"] != "token.allow" || allow["trace_id"] != caller || allow["span_id"] == "00f067aa0ba902b7" || len(allow["span_id"].(string)) != 16 ||
+		allow["mcpsts.subject.id"] != mainSub || allow["mcpsts.client_id"] != "payments-ci" || allow["mcpsts.token.jti"] == nil {
+		t.Errorf("allow line %v", allow)
+	}
+	if deny["event"] != "token.deny" || deny["trace_id"] != denied.body["trace_id"] || deny["trace_id"] == caller ||
+		deny["mcpsts.error"] != "invalid_target" || !strings.HasPrefix(deny["mcpsts.deny.trace"].(string), "{") {
+		t.Errorf("deny line %v (answer %s)", deny, denied.raw)
+	}
+	if n, _, err := auditlog.Verify(strings.NewReader(string(raw))); n != 2 || err != nil {
+		t.Errorf("verify: %d %v", n, err)
+	}
+}
+
+// failingLog is an audit log that cannot be written.
+type failingLog struct{ calls []string }
+
+func (f *failingLog) Decision(name string, _ time.Time, _ trace.SpanContext, _ []attribute.KeyValue) error {
+	f.calls = append(f.calls, name)
+	return errors.New("auditlog: write: no space left on device")
+}
+
+// TestAuditFailsClosed: a token whose decision cannot be recorded is not
+// issued: 503 temporarily_unavailable; a denial is answered as it was.
+func TestAuditFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	audit := &failingLog{}
+	e.restart(t, func(c *exchange.Config) { c.Audit = audit })
+	res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil)
+	if res.status != 503 || res.body["error"] != "temporarily_unavailable" || res.body["access_token"] != nil ||
+		res.body["error_description"] != "the decision could not be recorded in the audit log; retry later" {
+		t.Fatalf("unrecorded grant: %d %s", res.status, res.raw)
+	}
+	if strings.Contains(res.raw, "no space") {
+		t.Errorf("the answer tells internals: %s", res.raw)
+	}
+	form := exchangeForm(e.subjectToken(mainSub, nil))
+	form.Set("resource", "https://other.example.com/mcp")
+	if denied := e.post(t, form, nil); denied.status != 400 || denied.body["error"] != "invalid_target" {
+		t.Fatalf("unrecorded denial: %d %s", denied.status, denied.raw)
+	}
+	if fmt.Sprint(audit.calls) != "[token.allow token.deny]" {
+		t.Errorf("decisions %v", audit.calls)
+	}
+	if !strings.Contains(e.logs.String(), "level=ERROR msg=\"audit log\"") {
+		t.Errorf("the failure is not logged:\n%s", e.logs)
 	}
 }
 

@@ -94,10 +94,19 @@ type Config struct {
 	// one MCP client, get tokens; past them the answer is 429 with
 	// Retry-After.
 	PerIdentity, PerClient RateLimit
-	Tracer                 trace.Tracer // nil: no spans (trace ids still answered when the caller sent one)
-	Meter                  metric.Meter // nil: no metrics
-	Log                    *slog.Logger
-	Clock                  func() time.Time
+	// Tracer records each request's server span, which carries the
+	// decision; nil: no spans (a request still has a trace and span ID,
+	// the caller's trace or a new one, for its audit line and error answer).
+	Tracer trace.Tracer
+	// StepTracer records a child span per step (attest, decide,
+	// consent.check, inspect, mint, and the federation.fetch and
+	// replay.claim under attest); nil: Tracer.
+	StepTracer trace.Tracer
+	// Audit records every decision (the audit log); nil: none.
+	Audit DecisionLog
+	Meter metric.Meter // nil: no metrics
+	Log   *slog.Logger
+	Clock func() time.Time
 }
 
 // MaxBody bounds a token request.
@@ -107,6 +116,9 @@ const MaxBody = 64 << 10
 func NewHandler(cfg Config) http.Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	if cfg.StepTracer == nil {
+		cfg.StepTracer = cfg.Tracer
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -154,6 +166,11 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
 	ctx, span := t.cfg.Tracer.Start(ctx, "token", serverSpan)
+	sc := span.SpanContext()
+	if !span.IsRecording() {
+		sc = localSpanContext(sc)
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
 	ctx, ann := withAnnotations(ctx)
 	defer func() {
 		ann.flush(span)
@@ -162,13 +179,25 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var grantType string
 	resp, oerr := t.serve(ctx, r, &grantType)
+	if oerr != nil {
+		annotateRefusal(ctx, oerr)
+	}
+	if t.cfg.Audit != nil {
+		name := "token.allow"
+		if oerr != nil {
+			name = "token.deny"
+		}
+		if err := t.cfg.Audit.Decision(name, t.cfg.Clock(), sc, ann.kv); err != nil {
+			t.cfg.Log.Error("audit log", "error", err, "trace_id", sc.TraceID().String())
+			if oerr == nil {
+				oerr = auditFailed(err)
+				annotateRefusal(ctx, oerr)
+			}
+		}
+	}
 	t.metrics.record(ctx, grantType, oerr, time.Since(start))
 	if oerr != nil {
-		traceID := ""
-		if sc := span.SpanContext(); sc.HasTraceID() {
-			traceID = sc.TraceID().String()
-		}
-		annotateRefusal(ctx, oerr)
+		traceID := sc.TraceID().String()
 		t.cfg.Log.Info("token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
 		writeError(w, oerr, traceID)
 		return

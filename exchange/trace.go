@@ -58,10 +58,11 @@ type tracedDecider struct {
 	tracer trace.Tracer
 }
 
-// Decide records a denial's explain trace, bounded, on the request's span:
-// operators see why, the client only the reason code.
+// Decide records a denial's explain trace, bounded, with the request's
+// attributes (its span and audit line): operators see why, the client only
+// the reason code.
 func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustmaps.Request) (trustmaps.Decision, error) {
-	server, requestCtx := trace.SpanFromContext(ctx), ctx
+	requestCtx := ctx
 	ctx, span := d.tracer.Start(ctx, "decide")
 	defer span.End()
 	dec, err := d.Decider.Decide(ctx, id, r)
@@ -69,7 +70,7 @@ func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustma
 		return dec, nil
 	}
 	span.SetStatus(codes.Error, "denied")
-	if ex, ok := d.Decider.(explainer); ok && server.IsRecording() {
+	if ex, ok := d.Decider.(explainer); ok {
 		b, _ := json.Marshal(ex.Explain(ctx, id, r))
 		if len(b) > maxTraceBytes {
 			b = append(b[:maxTraceBytes-len("…(truncated)")], "…(truncated)"...)
@@ -109,17 +110,17 @@ func (c tracedConsents) Consents(ctx context.Context, provider, user, clientID s
 func traced(cfg Config) Config {
 	atts := make(map[string]attest.Attestor, len(cfg.Attestors))
 	for k, a := range cfg.Attestors {
-		atts[k] = tracedAttestor{a, cfg.Tracer}
+		atts[k] = tracedAttestor{a, cfg.StepTracer}
 	}
 	cfg.Attestors = atts
 	if cfg.Decider != nil {
-		cfg.Decider = tracedDecider{cfg.Decider, cfg.Tracer}
+		cfg.Decider = tracedDecider{cfg.Decider, cfg.StepTracer}
 	}
 	if cfg.Minter != nil {
-		cfg.Minter = tracedMinter{cfg.Minter, cfg.Tracer}
+		cfg.Minter = tracedMinter{cfg.Minter, cfg.StepTracer}
 	}
 	if cfg.Consents != nil {
-		cfg.Consents = tracedConsents{cfg.Consents, cfg.Tracer}
+		cfg.Consents = tracedConsents{cfg.Consents, cfg.StepTracer}
 	}
 	return cfg
 }

@@ -19,6 +19,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/oidc"
@@ -81,11 +82,12 @@ func runServer() {
 	if err != nil || iss.Start(ctx) != nil {
 		log.Fatal("issuer: ", err)
 	}
-	// Audit on, as the server runs by default (no collector configured):
-	// every request sampled, its spans feeding a hash-chained audit log on
-	// disk, metrics recorded. With TOKENLOAD_COLLECTOR=1 the spans are
-	// also batched to an exporter (which drops them, so that its encoding
-	// is not measured as the endpoint's cost).
+	// Audit on, as the server runs: every decision a line of the
+	// hash-chained audit log on disk, metrics recorded, and, with no
+	// collector configured (the default), no spans. With
+	// TOKENLOAD_COLLECTOR=1, as with an exporter: a server span and a span
+	// per step for every request, batched to an exporter (which drops
+	// them, so that no encoding is measured as the endpoint's cost).
 	dir, _ := os.MkdirTemp("", "tokenload-server")
 	defer os.RemoveAll(dir)
 	audit, err := auditlog.Open(filepath.Join(dir, "audit.log"), nil)
@@ -93,20 +95,14 @@ func runServer() {
 		log.Fatal(err)
 	}
 	defer audit.Close()
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(audit.Processor(func(s sdktrace.ReadOnlySpan) (string, bool) {
-			for _, kv := range s.Attributes() {
-				if kv.Key == "mcpsts.decision" {
-					return "token." + kv.Value.AsString(), true
-				}
-			}
-			return "", false
-		}))}
+	var tracer trace.Tracer
 	if os.Getenv("TOKENLOAD_COLLECTOR") == "1" {
-		opts = append(opts, sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			sdktrace.WithSpanProcessor(audit.Processor(func(sdktrace.ReadOnlySpan) (string, bool) { return "", false })), // admin changes only
+			sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		defer tp.Shutdown(context.Background())
+		tracer = tp.Tracer("mcpsts")
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
-	defer tp.Shutdown(context.Background())
 	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 
 	mux := http.NewServeMux()
@@ -116,7 +112,7 @@ func runServer() {
 		c.Decider, c.Minter = policy, iss
 		return exchange.NewHandler(c)
 	}
-	mux.Handle("/token", endpoint(exchange.Config{Tracer: tp.Tracer("mcpsts"), Meter: meters.Meter("mcpsts")}))
+	mux.Handle("/token", endpoint(exchange.Config{Tracer: tracer, Audit: audit, Meter: meters.Meter("mcpsts")}))
 	mux.Handle("/token-noaudit", endpoint(exchange.Config{})) // no spans, no audit log, no metrics
 	mux.Handle("/baseline", baseline(prov, iss))
 
@@ -130,7 +126,13 @@ func runServer() {
 		log.Fatal(err)
 	}
 	fmt.Printf("ADDR %s\nCA %s\n", srv.Addr(), pki.CAPath)
-	if err := srv.Serve(ctx, mux); err != nil {
+	var h http.Handler = mux
+	if os.Getenv("TOKENLOAD_CPUPROFILE") != "" { // samples labelled by endpoint: go tool pprof -tagfocus path=/token
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pprof.Do(r.Context(), pprof.Labels("path", r.URL.Path), func(context.Context) { mux.ServeHTTP(w, r) })
+		})
+	}
+	if err := srv.Serve(ctx, h); err != nil {
 		log.Fatal(err)
 	}
 }

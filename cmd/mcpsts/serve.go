@@ -169,8 +169,8 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	// The audit log is a span processor: every decision and administrative
-	// change that is a span is also a line of the log.
+	// The audit log: the token endpoint writes its decisions to it; it is
+	// also a span processor, for administrative changes and key rotations.
 	var audit *auditlog.Log
 	if path := cfg.AuditFile(); path != "" {
 		if audit, err = auditlog.Open(path, e.now); err != nil {
@@ -276,13 +276,25 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	if err == nil {
 		clients, err = newStoreClients(ctx, st.Clients(), log)
 	}
+	// Token requests are spans (a server span and one per step) where they
+	// can be seen: with an exporter. The endpoint writes its decisions to
+	// the audit log itself, so without one it records no spans at all.
+	var tokenTracer trace.Tracer
+	if tp.Exported {
+		tokenTracer = tp.Tracer("mcpsts")
+	}
+	var decisions exchange.DecisionLog
+	if audit != nil {
+		decisions = audit
+	}
 	var h http.Handler
 	if err == nil {
 		token := exchange.NewHandler(exchange.Config{
+			Audit: decisions,
 			Clients:   clients,
 			Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 			Attestors: attestors,
-			Decider:   policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tp.Tracer("mcpsts"), Meter: tp.Meters.Meter("mcpsts"), Log: log, Clock: e.now,
+			Decider:   policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tokenTracer, Meter: tp.Meters.Meter("mcpsts"), Log: log, Clock: e.now,
 			DefaultTTL:  cfg.Tokens.DefaultTTL,
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
@@ -343,15 +355,13 @@ func keyAgeGauge(m metric.Meter, iss *issuer.Issuer) error {
 	return err
 }
 
-// auditEvent says which spans are audit events, and names them: token
-// decisions, administrative changes, refused administrative requests and
-// key rotations.
+// auditEvent says which spans are audit events, and names them:
+// administrative changes, refused administrative requests and key
+// rotations. (The token endpoint writes its decisions itself.)
 func auditEvent(s sdktrace.ReadOnlySpan) (string, bool) {
-	var decision, op, result string
+	var op, result string
 	for _, kv := range s.Attributes() {
 		switch kv.Key {
-		case "mcpsts.decision":
-			decision = kv.Value.AsString()
 		case admin.AttrOperation:
 			op = kv.Value.AsString()
 		case admin.AttrResult:
@@ -359,8 +369,6 @@ func auditEvent(s sdktrace.ReadOnlySpan) (string, bool) {
 		}
 	}
 	switch {
-	case decision != "":
-		return "token." + decision, true
 	case op == issuer.OperationRotate:
 		return "keys.rotate", true
 	case op != "" && (admin.IsChange(op) || result == "unauthenticated" || result == "forbidden"):

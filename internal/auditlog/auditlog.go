@@ -26,11 +26,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // genesis is the prev of a file's first line.
@@ -44,21 +46,31 @@ const hashMember = `,"hash":"`
 type Log struct {
 	f       *os.File
 	w       *bufio.Writer
-	queue   chan Event
+	queue   chan record
 	done    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the writer has drained the queue
 	clock   func() time.Time
+	bufs    sync.Pool // of *[]byte: records' encodings
 
 	closing sync.RWMutex // Append holds it shared; Close exclusively
 	closed  bool
 
 	mu      sync.Mutex // guards what follows
-	pending []Event    // taken from the queue, not yet written
+	pending []record   // taken from the queue, not yet written
 	prev    string     // hash of the last line in the file
 	seq     int64
 	size    int64 // the file's size after our last write
 	err     error // the first write error; later events are not written
+	failed  atomic.Bool
 	scratch []byte
+}
+
+// record is an event encoded when it was appended, while its attributes
+// are still in the cache: the line without seq, prev and hash, which only
+// the writer knows. (*buf)[:split] goes before them, the rest after.
+type record struct {
+	buf   *[]byte
+	split int
 }
 
 // Event is one audit record: its attributes become the line's members
@@ -67,8 +79,6 @@ type Event struct {
 	Name  string // token.allow, token.deny, admin.trust_map.put, keys.rotate…
 	Time  time.Time
 	Attrs []attribute.KeyValue
-
-	span sdktrace.ReadOnlySpan // from the processor: its trace and span IDs and mcpsts.* attributes
 }
 
 // reserved are the members the log itself writes.
@@ -85,7 +95,7 @@ func Open(path string, clock func() time.Time) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: %w", err)
 	}
-	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), queue: make(chan Event, 16384), done: make(chan struct{}), stopped: make(chan struct{}), clock: clock, size: -1}
+	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), bufs: sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}, queue: make(chan record, 16384), done: make(chan struct{}), stopped: make(chan struct{}), clock: clock, size: -1}
 	lock(f)
 	err = l.reload()
 	unlock(f)
@@ -147,21 +157,32 @@ func tail(f *os.File) (prev string, seq int64, err error) {
 // returns the log's first write error, if any: from then on nothing more
 // is written.
 func (l *Log) Append(e Event) error {
-	l.mu.Lock()
-	err := l.err
-	l.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	if e.Time.IsZero() {
 		e.Time = l.clock()
+	}
+	return l.append(l.encode(e.Name, e.Time, trace.SpanContext{}, e.Attrs, false))
+}
+
+// Decision appends a decision (of the token endpoint): the trace and span
+// IDs of sc and the mcpsts.* attributes of attrs. attrs is not kept.
+func (l *Log) Decision(name string, at time.Time, sc trace.SpanContext, attrs []attribute.KeyValue) error {
+	return l.append(l.encode(name, at, sc, attrs, true))
+}
+
+func (l *Log) append(r record) error {
+	if l.failed.Load() {
+		l.bufs.Put(r.buf)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.err
 	}
 	l.closing.RLock()
 	defer l.closing.RUnlock()
 	if l.closed {
+		l.bufs.Put(r.buf)
 		return errors.New("auditlog: closed")
 	}
-	l.queue <- e // the writer drains the queue until Close, which waits for us
+	l.queue <- r // the writer drains the queue until Close, which waits for us
 	return nil
 }
 
@@ -189,9 +210,12 @@ func (l *Log) run() {
 func (l *Log) drain() {
 	for {
 		select {
-		case e := <-l.queue:
-			l.write(e)
-			if l.pendingLen() >= 4096 {
+		case r := <-l.queue:
+			l.mu.Lock()
+			l.pending = append(l.pending, r)
+			n := len(l.pending)
+			l.mu.Unlock()
+			if n >= 4096 {
 				l.flush()
 			}
 		default:
@@ -201,52 +225,52 @@ func (l *Log) drain() {
 	}
 }
 
-func (l *Log) pendingLen() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.pending)
+// encode writes an event as its line without seq, prev and hash: the
+// members before them (event, time) and after them (the trace and span
+// IDs of sc when it is valid, then the attributes: only the mcpsts.* ones
+// when onlyOurs, else all but the reserved names). It writes JSON by hand,
+// members in a fixed order: it runs for every decision.
+func (l *Log) encode(name string, t time.Time, sc trace.SpanContext, attrs []attribute.KeyValue, onlyOurs bool) record {
+	buf := l.bufs.Get().(*[]byte)
+	b := append((*buf)[:0], `{"event":`...)
+	b = appendString(b, name)
+	b = append(b, `,"time":"`...)
+	b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	split := len(b)
+	if sc.IsValid() {
+		tid, sid := sc.TraceID(), sc.SpanID()
+		b = append(b, `,"trace_id":"`...)
+		b = hex.AppendEncode(b, tid[:])
+		b = append(b, `","span_id":"`...)
+		b = hex.AppendEncode(b, sid[:])
+		b = append(b, '"')
+	}
+	for _, kv := range attrs {
+		if onlyOurs && !strings.HasPrefix(string(kv.Key), "mcpsts.") || !onlyOurs && reserved[string(kv.Key)] {
+			continue
+		}
+		b = append(b, ',')
+		b = appendString(b, string(kv.Key))
+		b = append(b, ':')
+		b = appendValue(b, kv.Value)
+	}
+	*buf = b
+	return record{buf, split}
 }
 
-func (l *Log) write(e Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.pending = append(l.pending, e)
-}
-
-// line encodes e as the line after the current head and advances it. It
-// writes JSON by hand, members in a fixed order (event, time, seq, prev,
-// then the event's attributes as given, then hash): it runs for every
-// decision.
-func (l *Log) line(e Event) error {
-	body := append(l.scratch[:0], `{"event":`...)
-	body = appendString(body, e.Name)
-	body = append(body, `,"time":"`...)
-	body = e.Time.UTC().AppendFormat(body, time.RFC3339Nano)
-	body = append(body, `","seq":`...)
+// line writes r as the line after the current head and advances it.
+func (l *Log) line(r record) error {
+	rec := *r.buf
+	body := append(l.scratch[:0], rec[:r.split]...)
+	body = append(body, `,"seq":`...)
 	body = strconv.AppendInt(body, l.seq+1, 10)
 	body = append(body, `,"prev":"`...)
 	body = append(body, l.prev...)
 	body = append(body, '"')
-	attrs := e.Attrs
-	if e.span != nil {
-		sc := e.span.SpanContext()
-		body = append(body, `,"trace_id":"`...)
-		body = append(body, sc.TraceID().String()...)
-		body = append(body, `","span_id":"`...)
-		body = append(body, sc.SpanID().String()...)
-		body = append(body, '"')
-		attrs = e.span.Attributes()
-	}
-	for _, kv := range attrs {
-		if reserved[string(kv.Key)] || (e.span != nil && !strings.HasPrefix(string(kv.Key), "mcpsts.")) {
-			continue
-		}
-		body = append(body, ',')
-		body = appendString(body, string(kv.Key))
-		body = append(body, ':')
-		body = appendValue(body, kv.Value)
-	}
+	body = append(body, rec[r.split:]...)
 	body = append(body, '}')
+	l.bufs.Put(r.buf)
 	sum := sha256.Sum256(body)
 	var hash [64]byte
 	hex.Encode(hash[:], sum[:])
@@ -368,23 +392,30 @@ func (l *Log) flush() {
 	lock(l.f)
 	defer unlock(l.f)
 	if err := l.reload(); err != nil {
-		l.err = fmt.Errorf("auditlog: %w", err)
+		l.fail(fmt.Errorf("auditlog: %w", err))
 		return
 	}
-	for _, e := range l.pending {
-		if err := l.line(e); err != nil {
-			l.err = err
+	for _, r := range l.pending {
+		if err := l.line(r); err != nil {
+			l.fail(err)
 			return
 		}
 	}
+	clear(l.pending)
 	l.pending = l.pending[:0]
 	if err := l.w.Flush(); err != nil {
-		l.err = fmt.Errorf("auditlog: write: %w", err)
+		l.fail(fmt.Errorf("auditlog: write: %w", err))
 		return
 	}
 	if fi, err := l.f.Stat(); err == nil {
 		l.size = fi.Size()
 	}
+}
+
+// fail records the log's first write error; l.mu is held.
+func (l *Log) fail(err error) {
+	l.err = err
+	l.failed.Store(true)
 }
 
 // Last returns the seq and hash of the last line written.
@@ -488,8 +519,7 @@ func (p processor) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !ok {
 		return
 	}
-	// The span is an immutable snapshot: the writer reads its attributes.
-	p.l.Append(Event{Name: name, Time: s.EndTime(), span: s})
+	p.l.append(p.l.encode(name, s.EndTime(), s.SpanContext(), s.Attributes(), true))
 }
 
 func (p processor) Shutdown(context.Context) error   { return nil }

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // FuzzAppendString: a value taken from a token (a subject, a client ID)
@@ -45,9 +48,9 @@ func FuzzAppendString(f *testing.F) {
 // intact answer only for a chain that Verify's own checks accept.
 func FuzzVerify(f *testing.F) {
 	var buf strings.Builder
-	l := &Log{prev: genesis, w: bufio.NewWriter(&buf)}
+	l := &Log{prev: genesis, w: bufio.NewWriter(&buf), bufs: sync.Pool{New: func() any { return new([]byte) }}}
 	for i := range 3 {
-		l.line(Event{Name: "token.allow", Attrs: []attribute.KeyValue{attribute.Int("i", i)}})
+		l.line(l.encode("token.allow", time.Now(), trace.SpanContext{}, []attribute.KeyValue{attribute.Int("i", i)}, false))
 	}
 	l.w.Flush()
 	if n, _, err := Verify(strings.NewReader(buf.String())); n != 3 || err != nil {

@@ -40,6 +40,10 @@ type Provider struct {
 	// Exporter names what OTEL_TRACES_EXPORTER selected: otlp (with its
 	// protocol), console or none.
 	Exporter string
+	// Exported is true when spans leave the process (Exporter is not
+	// none). Without an exporter the only reader of spans is the audit
+	// log, which needs a request's server span and not its steps.
+	Exported bool
 	// MetricsExporter names what OTEL_METRICS_EXPORTER selected.
 	MetricsExporter string
 	// Scrape serves every metric in the Prometheus text format; mount it
@@ -134,6 +138,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		TracerProvider:  sdktrace.NewTracerProvider(tpOpts...),
 		Meters:          meters,
 		Exporter:        name,
+		Exported:        exp != nil,
 		MetricsExporter: metrics,
 		Scrape:          promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 	}, nil
