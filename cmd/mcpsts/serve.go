@@ -290,7 +290,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	var h http.Handler
 	if err == nil {
 		token := exchange.NewHandler(exchange.Config{
-			Audit: decisions,
+			Audit:     decisions,
 			Clients:   clients,
 			Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 			Attestors: attestors,
