@@ -186,7 +186,11 @@ func (f *failingLog) Decision(name string, _ time.Time, _ trace.SpanContext, _ [
 func TestAuditFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	audit := &failingLog{}
-	e.restart(t, func(c *exchange.Config) { c.Audit = audit })
+	reader := sdkmetric.NewManualReader()
+	e.restart(t, func(c *exchange.Config) {
+		c.Audit = audit
+		c.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
+	})
 	res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil)
 	if res.status != 503 || res.body["error"] != "temporarily_unavailable" || res.body["access_token"] != nil ||
 		res.body["error_description"] != "the decision could not be recorded in the audit log; retry later" {
@@ -199,6 +203,23 @@ func TestAuditFailsClosed(t *testing.T) {
 	form.Set("resource", "https://other.example.com/mcp")
 	if denied := e.post(t, form, nil); denied.status != 400 || denied.body["error"] != "invalid_target" {
 		t.Fatalf("unrecorded denial: %d %s", denied.status, denied.raw)
+	}
+	var rm metricdata.ResourceMetrics
+	reader.Collect(context.Background(), &rm)
+	counted := false
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "mcpsts.token.decisions" {
+				for _, p := range d.DataPoints {
+					check, _ := p.Attributes.Value("check")
+					code, _ := p.Attributes.Value("error")
+					counted = counted || check.AsString() == "audit_log" && code.AsString() == "temporarily_unavailable" && p.Value == 1
+				}
+			}
+		}
+	}
+	if !counted {
+		t.Errorf("the refusal is not counted with check=audit_log: %+v", rm)
 	}
 	if fmt.Sprint(audit.calls) != "[token.allow token.deny]" {
 		t.Errorf("decisions %v", audit.calls)
