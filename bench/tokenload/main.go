@@ -1,16 +1,19 @@
 // Command tokenload measures the token endpoint over real HTTPS on
 // loopback. It starts a fake OIDC issuer, re-runs itself as a server on one
 // core (GOMAXPROCS=1) serving the full endpoint (ES256 subject tokens in,
-// ES256 tokens out, trust map, replay cache off) with audit on (spans, the
-// audit log, metrics) and off, and a baseline
-// that only verifies the subject token and signs, then drives both with
-// keep-alive connections for a bounded time and reports throughput and
-// p50/p99 latency:
+// ES256 tokens out, trust map, replay cache off) with audit on (the audit
+// log and metrics; with TOKENLOAD_COLLECTOR=1 also spans, batched to an
+// exporter) and off, and a baseline that only verifies the subject token
+// and signs, then drives them with keep-alive connections for a bounded
+// time and reports throughput and p50/p99 latency, and the audit cost as
+// the median of alternating rounds (throughput and the server's CPU time
+// per request):
 //
 //	go run ./bench/tokenload -duration 5s -workers 8
 //
-// Every loop is bounded in time and count and stops by itself; all traffic
-// stays on 127.0.0.1.
+// TOKENLOAD_CPUPROFILE=FILE writes the server's CPU profile, its samples
+// labelled by endpoint. Every loop is bounded in time and count and stops
+// by itself; all traffic stays on 127.0.0.1.
 package main
 
 import (

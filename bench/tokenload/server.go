@@ -27,6 +27,7 @@ import (
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/devpki"
+	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
@@ -96,10 +97,12 @@ func runServer() {
 	}
 	defer audit.Close()
 	var tracer trace.Tracer
-	if os.Getenv("TOKENLOAD_COLLECTOR") == "1" {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
-			sdktrace.WithSpanProcessor(audit.Processor(func(sdktrace.ReadOnlySpan) (string, bool) { return "", false })), // admin changes only
-			sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	if os.Getenv("TOKENLOAD_COLLECTOR") == "1" { // the server's own span pipeline
+		tp, err := telemetry.New(ctx, telemetry.Options{Getenv: func(string) string { return "" }, Exporter: tracetest.NewNoopExporter()})
+		if err != nil {
+			log.Fatal(err)
+		}
+		tp.RegisterSpanProcessor(audit.Processor(func(sdktrace.ReadOnlySpan) (string, bool) { return "", false })) // admin changes only
 		defer tp.Shutdown(context.Background())
 		tracer = tp.Tracer("mcpsts")
 	}

@@ -30,6 +30,9 @@ type Options struct {
 	// exporters themselves read their endpoint settings from the process
 	// environment).
 	Getenv func(string) string
+	// Exporter, when set, receives the spans in place of the one
+	// OTEL_TRACES_EXPORTER selects (a load tool's, a test's).
+	Exporter sdktrace.SpanExporter
 }
 
 // Provider is a configured tracer provider and meter provider, and the
@@ -72,12 +75,13 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if name == "" {
 		name = "none"
 	}
-	var exp sdktrace.SpanExporter
+	exp := opts.Exporter
 	var err error
-	switch name {
-	case "none":
-		exp = nil
-	case "otlp", "console":
+	switch {
+	case exp != nil:
+		name = "given"
+	case name == "none":
+	case name == "otlp" || name == "console":
 		exp, err = autoexport.NewSpanExporter(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: OTEL_TRACES_EXPORTER=%s: %w", name, err)
