@@ -49,7 +49,7 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	if f.get("actor_token") == "" {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation needs the acting service's own credential in actor_token")
 	}
-	_, span := t.cfg.StepTracer.Start(ctx, "inspect")
+	_, span := t.cfg.Tracer.Start(ctx, "inspect")
 	in, err := t.cfg.Tokens.Inspect(f.get("subject_token"))
 	failed(span, err)
 	span.End()

@@ -95,13 +95,11 @@ type Config struct {
 	// Retry-After.
 	PerIdentity, PerClient RateLimit
 	// Tracer records each request's server span, which carries the
-	// decision; nil: no spans (a request still has a trace and span ID,
-	// the caller's trace or a new one, for its audit line and error answer).
+	// decision, and a child span per step (attest, decide, consent.check,
+	// inspect, mint, and the federation.fetch and replay.claim under
+	// attest); nil: no spans (a request still has a trace and span ID, the
+	// caller's trace or a new one, for its audit line and error answer).
 	Tracer trace.Tracer
-	// StepTracer records a child span per step (attest, decide,
-	// consent.check, inspect, mint, and the federation.fetch and
-	// replay.claim under attest); nil: Tracer.
-	StepTracer trace.Tracer
 	// Audit records every decision (the audit log); nil: none.
 	Audit DecisionLog
 	Meter metric.Meter // nil: no metrics
@@ -116,9 +114,6 @@ const MaxBody = 64 << 10
 func NewHandler(cfg Config) http.Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
-	}
-	if cfg.StepTracer == nil {
-		cfg.StepTracer = cfg.Tracer
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

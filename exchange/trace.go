@@ -110,17 +110,17 @@ func (c tracedConsents) Consents(ctx context.Context, provider, user, clientID s
 func traced(cfg Config) Config {
 	atts := make(map[string]attest.Attestor, len(cfg.Attestors))
 	for k, a := range cfg.Attestors {
-		atts[k] = tracedAttestor{a, cfg.StepTracer}
+		atts[k] = tracedAttestor{a, cfg.Tracer}
 	}
 	cfg.Attestors = atts
 	if cfg.Decider != nil {
-		cfg.Decider = tracedDecider{cfg.Decider, cfg.StepTracer}
+		cfg.Decider = tracedDecider{cfg.Decider, cfg.Tracer}
 	}
 	if cfg.Minter != nil {
-		cfg.Minter = tracedMinter{cfg.Minter, cfg.StepTracer}
+		cfg.Minter = tracedMinter{cfg.Minter, cfg.Tracer}
 	}
 	if cfg.Consents != nil {
-		cfg.Consents = tracedConsents{cfg.Consents, cfg.StepTracer}
+		cfg.Consents = tracedConsents{cfg.Consents, cfg.Tracer}
 	}
 	return cfg
 }
