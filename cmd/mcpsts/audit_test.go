@@ -1,14 +1,22 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpsts/mcpsts/federation/federationtest"
 )
@@ -88,5 +96,89 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [r
 	if _, _, err := run(t, testEnv(nil), "audit", "verify", tampered); err == nil ||
 		err.Error() != tampered+": the chain is broken at line 2: its hash does not match its content: the line was edited" {
 		t.Fatalf("verify of a tampered log: %v", err)
+	}
+}
+
+// TestTokenSpansExported: with an exporter (OTLP over HTTP to a loopback
+// receiver that decodes the protobuf), a token request is a span tree in
+// the caller's trace (token, attest, decide, mint), and its decision is
+// still one line of the audit log, written once.
+func TestTokenSpansExported(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var mu sync.Mutex
+	var names []string // of the spans of the caller's trace
+	col := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var req collectortrace.ExportTraceServiceRequest
+		if err := proto.Unmarshal(b, &req); err != nil {
+			t.Errorf("%s: %v", r.URL.Path, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					if hex.EncodeToString(s.TraceId) == traceID {
+						names = append(names, s.Name)
+					}
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer col.Close()
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", col.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+
+	idp := federationtest.NewIssuer(t)
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	broker, ca := serveBrokerEnv(t, testEnv(map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}), `id: agent
+match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
+grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read]}
+`, fmt.Sprintf("providers:\n  - {name: ci, issuer: %s, discovery: true, ca_file: %s}\naudit: {file: %s}", idp.URL, idpCA, logFile))
+	n := time.Now().Unix()
+	sub := idp.Sign(map[string]any{"iss": idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": broker, "iat": n, "exp": n + 600}, nil)
+	req, _ := http.NewRequest(http.MethodPost, broker+"/token", strings.NewReader(url.Values{
+		"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {sub},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://mcp.example.com/mcp"},
+	}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, err := clientTrusting(t, ca).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("exchange: %d", resp.StatusCode)
+	}
+	want := []string{"attest", "decide", "mint", "token"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := slices.Sorted(slices.Values(names))
+		mu.Unlock()
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exported spans of the trace %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ls := waitLines(t, logFile, 1)
+	time.Sleep(100 * time.Millisecond) // a second line, were the decision written twice
+	if ls = waitLines(t, logFile, 1); len(ls) != 1 || !strings.Contains(ls[0], `"event":"token.allow"`) || !strings.Contains(ls[0], `"trace_id":"`+traceID+`"`) {
+		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
 	}
 }

@@ -30,6 +30,12 @@ import (
 // broker URL and the CA to trust.
 func serveBroker(t *testing.T, trustMap, section string) (broker, ca string) {
 	t.Helper()
+	return serveBrokerEnv(t, testEnv(nil), trustMap, section)
+}
+
+// serveBrokerEnv is serveBroker in the environment e.
+func serveBrokerEnv(t *testing.T, e env, trustMap, section string) (broker, ca string) {
+	t.Helper()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
@@ -45,7 +51,7 @@ tls: {cert_file: %s, key_file: %s}
 %s
 trust_maps: {paths: [%s]}
 `, broker, addr, t.TempDir(), cert, key, section, maps))
-	startServe(t, testEnv(nil), "--config", file)
+	startServe(t, e, "--config", file)
 	return broker, ca
 }
 
