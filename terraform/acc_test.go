@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -82,12 +81,8 @@ func startBroker(t *testing.T) *broker {
 	t.Helper()
 	dir := t.TempDir()
 	b := &broker{idp: federationtest.NewIssuer(t)}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, mcpstsBinary(t), "serve", "--dev", "--data", filepath.Join(dir, "data"), "--listen", addr)
+	cmd := exec.CommandContext(ctx, mcpstsBinary(t), "serve", "--dev", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -121,7 +116,7 @@ func startBroker(t *testing.T) *broker {
 	if m := regexp.MustCompile(`^client certificate (\S+), key (\S+)$`).FindStringSubmatch(banner["admin"]); m != nil {
 		b.adminCert, b.adminKey = m[1], m[2]
 	}
-	if b.issuer != "https://"+addr || b.adminCert == "" {
+	if !strings.HasPrefix(b.issuer, "https://127.0.0.1:") || b.adminCert == "" {
 		t.Fatalf("banner %v", banner)
 	}
 

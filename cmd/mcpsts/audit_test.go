@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,9 +29,16 @@ func waitLines(t *testing.T, path string, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		b, _ := os.ReadFile(path)
-		ls := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-		if len(b) > 0 && len(ls) >= n {
+		b, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		// Only whole lines count: the writer may be half way through one.
+		var ls []string
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			ls = strings.Split(string(b[:i]), "\n")
+		}
+		if len(ls) >= n {
 			return ls
 		}
 		if time.Now().After(deadline) {
@@ -146,22 +156,33 @@ func TestTokenSpansExported(t *testing.T) {
 match: {provider: ci, subject: "system:serviceaccount:apps:agent"}
 grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [read]}
 `, fmt.Sprintf("providers:\n  - {name: ci, issuer: %s, discovery: true, ca_file: %s}\naudit: {file: %s}", idp.URL, idpCA, logFile))
-	n := time.Now().Unix()
-	sub := idp.Sign(map[string]any{"iss": idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": broker, "iat": n, "exp": n + 600}, nil)
-	req, _ := http.NewRequest(http.MethodPost, broker+"/token", strings.NewReader(url.Values{
-		"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {sub},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://mcp.example.com/mcp"},
-	}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	resp, err := clientTrusting(t, ca).Do(req)
-	if err != nil {
-		t.Fatal(err)
+	exchange := func(jti, traceparent string) {
+		t.Helper()
+		n := time.Now().Unix()
+		sub := idp.Sign(map[string]any{"iss": idp.URL, "sub": "system:serviceaccount:apps:agent", "aud": broker, "iat": n, "exp": n + 600, "jti": jti}, nil)
+		req, _ := http.NewRequest(http.MethodPost, broker+"/token", strings.NewReader(url.Values{
+			"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {sub},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://mcp.example.com/mcp"},
+		}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if traceparent != "" {
+			req.Header.Set("traceparent", traceparent)
+		}
+		resp, err := clientTrusting(t, ca).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("exchange: %d", resp.StatusCode)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("exchange: %d", resp.StatusCode)
-	}
+	// The provider's key set loads in the background from start-up; a
+	// first exchange (in a trace of its own) returns once it has, so that
+	// the traced one does not fetch it (a federation.fetch span).
+	exchange("warm-up", "")
+	ls := waitLines(t, logFile, 1)
+	exchange("traced", "00-"+traceID+"-00f067aa0ba902b7-01")
 	want := []string{"attest", "decide", "mint", "token"}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -176,9 +197,9 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [r
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ls := waitLines(t, logFile, 1)
-	time.Sleep(100 * time.Millisecond) // a second line, were the decision written twice
-	if ls = waitLines(t, logFile, 1); len(ls) != 1 || !strings.Contains(ls[0], `"event":"token.allow"`) || !strings.Contains(ls[0], `"trace_id":"`+traceID+`"`) {
+	ls = waitLines(t, logFile, 2)
+	time.Sleep(100 * time.Millisecond) // a third line, were the decision written twice
+	if ls = waitLines(t, logFile, 2); len(ls) != 2 || !strings.Contains(ls[1], `"event":"token.allow"`) || !strings.Contains(ls[1], `"trace_id":"`+traceID+`"`) {
 		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
 	}
 }

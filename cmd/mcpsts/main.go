@@ -3,6 +3,7 @@
 package main
 
 import (
+	"net"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,10 @@ import (
 type env struct {
 	getenv func(string) string
 	now    func() time.Time
+	// listener, when set, gives serve an already bound listener for its
+	// listen address (tests bind the port before writing the issuer URL
+	// that names it); nil: serve binds the address itself.
+	listener func(addr string) net.Listener
 }
 
 func main() {

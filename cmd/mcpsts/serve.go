@@ -210,8 +210,13 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	}
 
 	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
+	var ln net.Listener
+	if e.listener != nil {
+		ln = e.listener(cfg.Listen)
+	}
 	srv, err := tlsserver.Listen(tlsserver.Config{
-		Addr:   cfg.Listen,
+		Addr:     cfg.Listen,
+		Listener: ln,
 		TLS:    tlsserver.TLSConfig(cert, minVersion),
 		Limits: cfg.ServerLimits(),
 		Log:    log,

@@ -36,9 +36,12 @@ func serveBroker(t *testing.T, trustMap, section string) (broker, ca string) {
 // serveBrokerEnv is serveBroker in the environment e.
 func serveBrokerEnv(t *testing.T, e env, trustMap, section string) (broker, ca string) {
 	t.Helper()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := ln.Addr().String()
-	ln.Close()
+	e.listener = handOver(addr, ln)
 	cert, key, ca := productionFiles(t)
 	maps := t.TempDir()
 	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(trustMap), 0o600)
@@ -304,5 +307,17 @@ func TestTokenCommandAzure(t *testing.T) {
 	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_AZURE_APP": "api://mcpsts"}), "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "azure", "--json")
 	if err != nil || !strings.Contains(out, `"access_token"`) {
 		t.Fatalf("azure source: %q %q %v", out, stderr, err)
+	}
+}
+
+// handOver gives serve the listener ln for addr, bound by the test before
+// it wrote the configuration naming that address: nothing else can take
+// the port in between.
+func handOver(addr string, ln net.Listener) func(string) net.Listener {
+	return func(a string) net.Listener {
+		if a == addr {
+			return ln
+		}
+		return nil
 	}
 }

@@ -206,13 +206,26 @@ func TestExporterSelection(t *testing.T) {
 	}
 }
 
-// TestCollectorDown: with nothing listening, spans are still ended and the
-// provider still shuts down within its context; requests never wait on it.
+// TestCollectorDown: with a collector that drops every connection, spans
+// are still ended and the provider still shuts down within its context;
+// requests never wait on it.
 func TestCollectorDown(t *testing.T) {
 	clearOTELEnv(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	addr := ln.Addr().String()
-	ln.Close()
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+addr)
 	p, err := New(context.Background(), Options{Getenv: os.Getenv})

@@ -43,8 +43,12 @@ const HSTS = "max-age=63072000; includeSubDomains"
 
 // Config describes one listener.
 type Config struct {
-	Addr   string      // host:port; port 0 picks a free port
-	TLS    *tls.Config // from TLSConfig
+	Addr string // host:port; port 0 picks a free port
+	// Listener, when set, is served instead of binding Addr (a caller
+	// that bound the port itself, such as a test that must know the
+	// address before the server's configuration is written).
+	Listener net.Listener
+	TLS      *tls.Config // from TLSConfig
 	Limits Limits
 	Log    *slog.Logger
 }
@@ -66,9 +70,12 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("tlsserver: listen on %s: %w", cfg.Addr, err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("tlsserver: listen on %s: %w", cfg.Addr, err)
+		}
 	}
 	l := cfg.Limits
 	return &Server{
