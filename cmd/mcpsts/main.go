@@ -3,10 +3,10 @@
 package main
 
 import (
-	"net"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"

@@ -217,9 +217,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	srv, err := tlsserver.Listen(tlsserver.Config{
 		Addr:     cfg.Listen,
 		Listener: ln,
-		TLS:    tlsserver.TLSConfig(cert, minVersion),
-		Limits: cfg.ServerLimits(),
-		Log:    log,
+		TLS:      tlsserver.TLSConfig(cert, minVersion),
+		Limits:   cfg.ServerLimits(),
+		Log:      log,
 	})
 	if err != nil {
 		return err

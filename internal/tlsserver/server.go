@@ -49,8 +49,8 @@ type Config struct {
 	// address before the server's configuration is written).
 	Listener net.Listener
 	TLS      *tls.Config // from TLSConfig
-	Limits Limits
-	Log    *slog.Logger
+	Limits   Limits
+	Log      *slog.Logger
 }
 
 // Server is an HTTPS server bound to its address.
