@@ -205,6 +205,17 @@ func TestMintLimits(t *testing.T) {
 		{"reserved claim iss", func(g *issuer.Grant) { g.Claims = map[string]any{"iss": "https://evil"} }, `claim "iss" is reserved`},
 		{"reserved claim aud", func(g *issuer.Grant) { g.Claims = map[string]any{"aud": []string{"x", "y"}} }, `claim "aud" is reserved`},
 		{"reserved claim cnf", func(g *issuer.Grant) { g.Claims = map[string]any{"cnf": map[string]string{}} }, `claim "cnf" is reserved`},
+		// Finding 1 of the security review: encoding/json reads "Aud" as
+		// aud, so a case variant of a reserved claim is reserved too.
+		{"reserved claim Aud", func(g *issuer.Grant) { g.Claims = map[string]any{"Aud": "https://i.example/admin"} }, `claim "Aud" is reserved`},
+		{"reserved claim Scope", func(g *issuer.Grant) { g.Claims = map[string]any{"Scope": "mcpsts:admin"} }, `claim "Scope" is reserved`},
+		{"reserved claim EXP", func(g *issuer.Grant) { g.Claims = map[string]any{"EXP": 4102444800} }, `claim "EXP" is reserved`},
+		{"reserved claim with a long s", func(g *issuer.Grant) { g.Claims = map[string]any{"\u017fcope": "x"} }, "is reserved"},
+		{"claim name outside the pattern", func(g *issuer.Grant) { g.Claims = map[string]any{"Team": "x"} }, `claim "Team": an extra claim's name is lower-case`},
+		{"empty claim name", func(g *issuer.Grant) { g.Claims = map[string]any{"": "x"} }, `claim "": an extra claim's name`},
+		{"nested names that fold together", func(g *issuer.Grant) {
+			g.Claims = map[string]any{"team": map[string]any{"name": 1, "NAME": 2}}
+		}, "ambiguous member names"},
 		{"unencodable claim", func(g *issuer.Grant) { g.Claims = map[string]any{"x": make(chan int)} }, "extra claims"},
 		{"actor without subject", func(g *issuer.Grant) { g.Actor = &issuer.Actor{} }, "actor without a subject"},
 		{"chain too long", func(g *issuer.Grant) {
@@ -539,6 +550,48 @@ func TestVerify(t *testing.T) {
 		"id token, not AT+JWT": {strings.Replace(tok.Raw, strings.Split(tok.Raw, ".")[0], b64url(`{"alg":"ES256","kid":"`+tok.KeyID+`","typ":"JWT"}`), 1), iss + "/admin"},
 	} {
 		if _, err := f.iss.Verify(c.raw, c.aud); !errors.Is(err, issuer.ErrInvalidToken) {
+			t.Errorf("%s: Verify = %v, want ErrInvalidToken", name, err)
+		}
+	}
+	// Tokens signed by the issuer's own key that differ from a minted one
+	// in one respect, each of which alone must be refused.
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok.Raw, ".")[1])
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	with := func(extra string) []byte { // payload with extra members at its end
+		return []byte(strings.TrimSuffix(string(payload), "}") + "," + extra + "}")
+	}
+	resign := func(typ string, payload []byte) string {
+		t.Helper()
+		h := map[string]any{}
+		if typ != "" {
+			h["typ"] = typ
+		}
+		raw, err := issuer.SignForTest(f.iss, h, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	if _, err := f.iss.Verify(resign("at+jwt", payload), iss+"/admin"); err != nil {
+		t.Fatalf("re-signed as minted: %v", err) // the rows below differ only in what they name
+	}
+	twoAud, _ := json.Marshal(map[string]any{"iss": claims["iss"], "sub": claims["sub"], "aud": []string{iss + "/admin", "https://other.example/mcp"},
+		"client_id": claims["client_id"], "scope": claims["scope"], "iat": claims["iat"], "exp": claims["exp"], "jti": claims["jti"]})
+	for name, raw := range map[string]string{
+		"typ JWT":       resign("JWT", payload),
+		"no typ":        resign("", payload),
+		"two audiences": resign("at+jwt", twoAud),
+		"Aud beside aud": resign("at+jwt", []byte(strings.Replace(string(with(`"Aud":"`+iss+`/admin"`)),
+			`"aud":"`+iss+`/admin"`, `"aud":"https://payments.example.com/mcp"`, 1))),
+		"Scope beside scope":          resign("at+jwt", with(`"Scope":"mcpsts:admin more"`)),
+		"EXP beside exp":              resign("at+jwt", with(`"EXP":4102444800`)),
+		"client_id twice, other case": resign("at+jwt", with(`"Client_ID":"admin"`)),
+		"extra names that fold":       resign("at+jwt", with(`"team":"a","TEAM":"b"`)),
+	} {
+		if _, err := f.iss.Verify(raw, iss+"/admin"); !errors.Is(err, issuer.ErrInvalidToken) {
 			t.Errorf("%s: Verify = %v, want ErrInvalidToken", name, err)
 		}
 	}

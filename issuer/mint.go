@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mcpsts/mcpsts/internal/claimname"
 )
 
 // SubjectType says whose identity a token's sub names.
@@ -78,15 +80,10 @@ type Token struct {
 	ExpiresAt time.Time
 }
 
-// ReservedClaims may not be set through Grant.Claims.
-var reservedClaims = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
-	"client_id": true, "scope": true, "act": true, "may_act": true, "cnf": true,
-	"auth_time": true, "acr": true, "amr": true, "azp": true, "typ": true, "nonce": true, "sid": true,
-}
-
-// IsReservedClaim reports whether name is a claim the issuer sets itself.
-func IsReservedClaim(name string) bool { return reservedClaims[name] }
+// IsReservedClaim reports whether name is a claim the issuer sets itself,
+// or one a standard gives a meaning to, in any letter case: such a claim
+// cannot be set through Grant.Claims.
+func IsReservedClaim(name string) bool { return claimname.IsRegistered(name) }
 
 // ErrInvalidGrant wraps every reason Mint refuses a grant.
 var ErrInvalidGrant = errors.New("issuer: invalid grant")
@@ -130,6 +127,13 @@ func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
 	payload, err := c.marshal()
 	if err != nil {
 		return Token{}, err
+	}
+	if len(g.Claims) > 0 {
+		// Extra claims may nest objects: what the verifiers would refuse
+		// (names that fold together) is not signed.
+		if err := claimname.CheckPayload(payload); err != nil {
+			return Token{}, invalid("extra claims: %v", err)
+		}
 	}
 	// header.payload, then the signature: RFC 7515 compact serialization.
 	b64 := base64.RawURLEncoding
@@ -199,11 +203,11 @@ func (i *Issuer) check(g Grant) (sub string, ttl time.Duration, err error) {
 		return "", 0, invalid("lifetime %s is outside [%s, %s]", ttl, MinTokenLifetime, i.cfg.MaxTTL)
 	}
 	for name := range g.Claims {
-		if reservedClaims[name] {
+		if claimname.IsRegistered(name) {
 			return "", 0, invalid("claim %q is reserved", name)
 		}
-		if name == "" {
-			return "", 0, invalid("empty claim name")
+		if err := claimname.CheckExtra(name); err != nil {
+			return "", 0, invalid("claim %q: %v", name, err)
 		}
 	}
 	if err := checkActor(g.Actor, 0); err != nil {

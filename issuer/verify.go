@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcpsts/mcpsts/internal/claimname"
 )
 
 // VerifiedToken is an access token of this issuer, verified.
@@ -74,6 +77,12 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 	if err != nil || !tok.Valid {
 		return VerifiedToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
+	// encoding/json read the claims without regard to case, keeping the
+	// last of names that fold together: refuse a payload where that
+	// could matter (an "Aud" or "Scope" beside the real ones).
+	if err := claimname.CheckPayload(payloadOf(raw)); err != nil {
+		return VerifiedToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
 	if len(c.Audience) != 1 {
 		return VerifiedToken{}, fmt.Errorf("%w: more than one audience", ErrInvalidToken)
 	}
@@ -82,6 +91,14 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 		v.Scopes = strings.Fields(c.Scope)
 	}
 	return v, nil
+}
+
+// payloadOf decodes the payload of a compact JWS that has parsed.
+func payloadOf(raw string) []byte {
+	_, rest, _ := strings.Cut(raw, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	b, _ := base64.RawURLEncoding.DecodeString(seg)
+	return b
 }
 
 // HasScope reports whether the token grants scope.

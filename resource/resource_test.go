@@ -223,6 +223,13 @@ func TestConformanceB(t *testing.T) {
 		s, _ := tk.SignedString(attacker)
 		return s
 	}()
+	// smuggled is a token of the broker whose payload holds, after the
+	// real claims, members that encoding/json reads as aud, scope and exp.
+	smuggled := func(extra string) string {
+		c, _ := json.Marshal(map[string]any{"iss": f.broker.URL, "sub": "workload:k8s/system:serviceaccount:apps:agent", "aud": "https://payments.example.com/mcp",
+			"client_id": "agent", "scope": "payments:read", "iat": now, "nbf": now, "exp": now + 900, "jti": "j-2"})
+		return f.broker.SignRaw([]byte(`{"alg":"ES256","typ":"at+jwt","kid":"`+f.broker.KeyID()+`"}`), append(c[:len(c)-1], ","+extra+"}"...))
+	}
 	parts := strings.Split(ok, ".")
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"admin"}`)) + "." + parts[2]
 
@@ -287,6 +294,10 @@ func TestConformanceB(t *testing.T) {
 		{"B5.2 the DPoP scheme", call{auth: "DPoP " + ok}, badRequest("this server accepts Bearer tokens only, not DPoP")},
 		{"a tool call read two ways", call{auth: "Bearer " + ok, body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","Name":"write_file"}}`},
 			badRequest("the request body is not a JSON-RPC message or batch with unambiguous member names")},
+		{"registered claims smuggled in another letter case", call{auth: "Bearer " + smuggled(`"Aud":"`+mcpURL+`","Scope":"mcp:connect files:read files:write","EXP":4102444800`), body: toolCall("write_file")},
+			invalid("the token has member names that differ only in letter case")},
+		{"a registered claim in another letter case alone", call{auth: "Bearer " + smuggled(`"\u017fcope":"files:write"`)},
+			invalid("the token has member names that differ only in letter case")},
 		{"an oversized token", call{auth: "Bearer " + strings.Repeat("a", 9000)}, invalid("the token is too large")},
 	}
 	for _, tc := range tests {
@@ -536,7 +547,7 @@ func TestImports(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		if strings.HasPrefix(p, "github.com/mcpsts/mcpsts/") && !strings.HasPrefix(p, "github.com/mcpsts/mcpsts/resource") && p != "github.com/mcpsts/mcpsts/federation" {
+		if strings.HasPrefix(p, "github.com/mcpsts/mcpsts/") && !strings.HasPrefix(p, "github.com/mcpsts/mcpsts/resource") && p != "github.com/mcpsts/mcpsts/federation" && p != "github.com/mcpsts/mcpsts/internal/claimname" {
 			t.Errorf("resource depends on %s", p)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/claimname"
 )
 
 // Claims are the verified claims of a caller's access token.
@@ -157,6 +158,12 @@ func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificat
 	default:
 		return Claims{}, refuse("the token is not valid", err)
 	}
+	// encoding/json read the claims without regard to case, keeping the
+	// last of names that fold together: a payload where that could
+	// matter ("Aud" or "Scope" beside the real ones) is refused.
+	if err := claimname.CheckPayload(payloadOf(raw)); err != nil {
+		return Claims{}, refuse("the token has member names that differ only in letter case", err)
+	}
 	if len(c.Audience) != 1 || c.Audience[0] != s.cfg.Resource {
 		return Claims{}, refuse("the token is not for this server (aud)", nil)
 	}
@@ -186,6 +193,14 @@ func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificat
 		s.cache.Add(sum, verified{claims: out, kid: kid, notBefore: nb, cnf: c.Cnf})
 	}
 	return s.bind(out, c.Cnf, peer)
+}
+
+// payloadOf decodes the payload of a compact JWS that has parsed.
+func payloadOf(raw string) []byte {
+	_, rest, _ := strings.Cut(raw, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	b, _ := base64.RawURLEncoding.DecodeString(seg)
+	return b
 }
 
 // bind enforces a token's cnf, if any, on this request's connection.

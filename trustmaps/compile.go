@@ -1,28 +1,24 @@
 package trustmaps
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
 
+	"github.com/mcpsts/mcpsts/internal/claimname"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 )
 
-// reservedClaims are set by the issuer alone; a map cannot set them. The
-// issuer refuses them again (a test in cmd/mcpsts keeps both lists equal).
-var reservedClaims = []string{
-	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "act", "may_act", "cnf",
-	"auth_time", "acr", "amr", "azp", "typ", "nonce", "sid",
-}
-
-// ReservedClaims lists the claims a map cannot set.
-func ReservedClaims() []string { return slices.Clone(reservedClaims) }
+// ReservedClaims lists the claims a map cannot set, in any letter case:
+// those the issuer sets and those a standard gives a meaning to. The
+// issuer refuses them again, by the same rule.
+func ReservedClaims() []string { return claimname.Registered() }
 
 // Problem is one thing wrong with a map.
 type Problem struct {
@@ -219,8 +215,16 @@ func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *co
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if slices.Contains(reservedClaims, name) || name == "" {
-			fail("grant.claims."+name, "reserved: the issuer sets it")
+		if err := claimname.CheckExtra(name); err != nil {
+			fail("grant.claims."+name, "%v", err)
+			continue
+		}
+		// A value may nest objects: names in them that fold together
+		// would make the token ambiguous, and the issuer refuses it.
+		if b, err := json.Marshal(g.Claims[name]); err != nil {
+			fail("grant.claims."+name, "cannot be encoded as JSON: %v", err)
+		} else if err := claimname.CheckPayload(b); err != nil {
+			fail("grant.claims."+name, "%v", err)
 		}
 	}
 	switch g.RequireBinding {

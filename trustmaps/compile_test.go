@@ -254,3 +254,46 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// TestReservedClaimsAnyCase (finding 1 of the security review): a case
+// variant of a reserved claim is reserved too, as encoding/json would read
+// "Aud" as aud; extra claims follow a name pattern; names nested in a
+// claim's value must not fold together.
+func TestReservedClaimsAnyCase(t *testing.T) {
+	doc := `id: smuggler
+match: {provider: p, subject: s}
+grant:
+  client_id: c
+  audiences: ["https://payments.example.com/mcp"]
+  scopes: ["payments:read"]
+  claims:
+    Aud: https://sts.example.com/admin
+    Scope: mcpsts:admin
+    EXP: 4102444800
+    "ſcope": x
+    Team: billing
+    team: {name: a, NAME: b}
+    tenant: ok
+`
+	_, err := trustmaps.Compile(trustmaps.Document{Name: "m.yaml", Data: []byte(doc)})
+	if err == nil {
+		t.Fatal("compiled")
+	}
+	want := []string{
+		`trustmaps: m.yaml:8: map "smuggler": grant.claims.Aud: reserved: the issuer sets it`,
+		`trustmaps: m.yaml:8: map "smuggler": grant.claims.EXP: reserved: the issuer sets it`,
+		`trustmaps: m.yaml:8: map "smuggler": grant.claims.Scope: reserved: the issuer sets it`,
+		`trustmaps: m.yaml:8: map "smuggler": grant.claims.Team: an extra claim's name is lower-case`,
+		`trustmaps: m.yaml:8: map "smuggler": grant.claims.ſcope: reserved: the issuer sets it`,
+		`trustmaps: m.yaml:8: map "smuggler": grant.claims.team: claimname: ambiguous member names: "NAME" and "name"`,
+	}
+	got := strings.Split(err.Error(), "\n")
+	if len(got) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(got), len(want), err)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
+			t.Errorf("missing problem %q in\n%s", w, err)
+		}
+	}
+}

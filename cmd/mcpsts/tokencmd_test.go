@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -298,13 +299,17 @@ func TestTokenCommandAzure(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "expires_on": n + 86700, "resource": r.URL.Query().Get("resource"), "token_type": "Bearer"})
 	}))
 	defer mi.Close()
-	broker, ca := cloudBroker(t, entra, "entra", "azure", "api://mcpsts", `  provider: entra
+	// azidentity caches managed-identity tokens for the process, by
+	// resource: a resource of this run's own keeps a token of an earlier
+	// run (with -count, signed by another issuer) out of it.
+	app := "api://mcpsts-" + rand.Text()
+	broker, ca := cloudBroker(t, entra, "entra", "azure", app, `  provider: entra
   subject: "`+oid+`"
   conditions: ['identity.attributes.tid == "`+tid+`"', 'identity.attributes.resource_group == "payments-rg"']
 `)
 	t.Setenv("IDENTITY_ENDPOINT", mi.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", "mi-header")
-	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_AZURE_APP": "api://mcpsts"}), "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "azure", "--json")
+	out, stderr, err := run(t, testEnv(map[string]string{"MCPSTS_AZURE_APP": app}), "token", "--broker", broker, "--ca", ca, "--audience", "https://mcp.example.com/mcp", "--source", "azure", "--json")
 	if err != nil || !strings.Contains(out, `"access_token"`) {
 		t.Fatalf("azure source: %q %q %v", out, stderr, err)
 	}
