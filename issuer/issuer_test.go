@@ -2,10 +2,17 @@ package issuer_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -536,7 +543,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := f.iss.Verify(tok.Raw, iss+"/admin")
+	v, err := f.iss.Verify(tok.Raw, iss+"/admin", nil)
 	if err != nil || !v.HasScope("mcpsts:admin") || v.ClientID != "billing-agent" || v.Subject != tok.Subject {
 		t.Fatalf("Verify = %+v, %v", v, err)
 	}
@@ -549,7 +556,7 @@ func TestVerify(t *testing.T) {
 		"not a JWT":            {"x.y.z", iss + "/admin"},
 		"id token, not AT+JWT": {strings.Replace(tok.Raw, strings.Split(tok.Raw, ".")[0], b64url(`{"alg":"ES256","kid":"`+tok.KeyID+`","typ":"JWT"}`), 1), iss + "/admin"},
 	} {
-		if _, err := f.iss.Verify(c.raw, c.aud); !errors.Is(err, issuer.ErrInvalidToken) {
+		if _, err := f.iss.Verify(c.raw, c.aud, nil); !errors.Is(err, issuer.ErrInvalidToken) {
 			t.Errorf("%s: Verify = %v, want ErrInvalidToken", name, err)
 		}
 	}
@@ -575,7 +582,7 @@ func TestVerify(t *testing.T) {
 		}
 		return raw
 	}
-	if _, err := f.iss.Verify(resign("at+jwt", payload), iss+"/admin"); err != nil {
+	if _, err := f.iss.Verify(resign("at+jwt", payload), iss+"/admin", nil); err != nil {
 		t.Fatalf("re-signed as minted: %v", err) // the rows below differ only in what they name
 	}
 	twoAud, _ := json.Marshal(map[string]any{"iss": claims["iss"], "sub": claims["sub"], "aud": []string{iss + "/admin", "https://other.example/mcp"},
@@ -591,15 +598,73 @@ func TestVerify(t *testing.T) {
 		"client_id twice, other case": resign("at+jwt", with(`"Client_ID":"admin"`)),
 		"extra names that fold":       resign("at+jwt", with(`"team":"a","TEAM":"b"`)),
 	} {
-		if _, err := f.iss.Verify(raw, iss+"/admin"); !errors.Is(err, issuer.ErrInvalidToken) {
+		if _, err := f.iss.Verify(raw, iss+"/admin", nil); !errors.Is(err, issuer.ErrInvalidToken) {
 			t.Errorf("%s: Verify = %v, want ErrInvalidToken", name, err)
 		}
 	}
 	f.clock.Advance(16 * time.Minute)
 	f.iss.Refresh(context.Background())
-	if _, err := f.iss.Verify(tok.Raw, iss+"/admin"); !errors.Is(err, issuer.ErrInvalidToken) {
+	if _, err := f.iss.Verify(tok.Raw, iss+"/admin", nil); !errors.Is(err, issuer.ErrInvalidToken) {
 		t.Errorf("expired token: %v", err)
 	}
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestVerifyBinding (finding 4 of the security review): Verify enforces a
+// token's cnf on the connection that presents it.
+func TestVerifyBinding(t *testing.T) {
+	f := newIssuer(t, issuer.ES256, nil)
+	certOf := func(cn string) *x509.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c
+	}
+	holder, other := certOf("holder"), certOf("other")
+	sum := sha256.Sum256(holder.Raw)
+	tp := base64.RawURLEncoding.EncodeToString(sum[:])
+	mint := func(cnf *issuer.Confirmation) string {
+		g := grant()
+		g.Audience, g.Confirmation = iss+"/admin", cnf
+		tok, err := f.iss.Mint(context.Background(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Raw
+	}
+	bound, dpop, bearer := mint(&issuer.Confirmation{X5TS256: tp}), mint(&issuer.Confirmation{JKT: tp}), mint(nil)
+	for _, tc := range []struct {
+		name    string
+		raw     string
+		peer    []*x509.Certificate
+		wantErr string
+	}{
+		{"bound, over its certificate", bound, []*x509.Certificate{holder}, ""},
+		{"bearer, with or without a certificate", bearer, []*x509.Certificate{other}, ""},
+		{"bound, without a certificate", bound, nil, "the token is bound to a client certificate the connection did not present"},
+		{"bound, over another certificate", bound, []*x509.Certificate{other}, "the token is bound to another client certificate"},
+		{"bound, its certificate second in the chain", bound, []*x509.Certificate{other, holder}, "the token is bound to another client certificate"},
+		{"DPoP-bound, as a bearer token", dpop, []*x509.Certificate{holder}, "the token is DPoP-bound"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := f.iss.Verify(tc.raw, iss+"/admin", tc.peer)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Verify = %v", err)
+				}
+				if tc.raw == bound && (v.Cnf == nil || v.Cnf.X5TS256 != tp) {
+					t.Fatalf("Cnf = %+v", v.Cnf)
+				}
+				return
+			}
+			if !errors.Is(err, issuer.ErrInvalidToken) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Verify = %v, want ErrInvalidToken: %s", err, tc.wantErr)
+			}
+		})
+	}
+}

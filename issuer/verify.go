@@ -1,6 +1,9 @@
 package issuer
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -22,16 +25,24 @@ type VerifiedToken struct {
 	Scopes    []string
 	ExpiresAt time.Time
 	Actor     *Actor // the delegation chain, if any
+	// Cnf is the token's confirmation (RFC 7800), nil for a bearer token.
+	// Verify enforces it; Inspect only reports it.
+	Cnf *Confirmation
 }
 
 // ErrInvalidToken wraps every reason Verify refuses a token.
 var ErrInvalidToken = errors.New("issuer: invalid access token")
 
 // Verify checks that raw is an access token this issuer signed with a key
-// it publishes, of type at+jwt, unexpired, and addressed to audience. It is
-// for the broker's own endpoints (the admin API); MCP servers verify with
-// the resource package against the JWKS.
-func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
+// it publishes, of type at+jwt, unexpired, addressed to audience, and, when
+// it is sender-constrained, presented by its holder: peer is the
+// connection's client certificate chain, and a certificate-bound token
+// (cnf x5t#S256, RFC 8705 §3) verifies only over a connection that
+// presented that certificate; a DPoP-bound token (cnf jkt) is refused, as
+// this verifier takes no DPoP proof (RFC 9449 §7.2). It is for the broker's
+// own endpoints (the admin API); MCP servers verify with the resource
+// package against the JWKS, by the same rules.
+func (i *Issuer) Verify(raw, audience string, peer []*x509.Certificate) (VerifiedToken, error) {
 	v, err := i.Inspect(raw)
 	if err != nil {
 		return VerifiedToken{}, err
@@ -39,7 +50,28 @@ func (i *Issuer) Verify(raw, audience string) (VerifiedToken, error) {
 	if v.Audience != audience {
 		return VerifiedToken{}, fmt.Errorf("%w: addressed to another audience", ErrInvalidToken)
 	}
+	if err := v.Cnf.check(peer); err != nil {
+		return VerifiedToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
 	return v, nil
+}
+
+// check enforces the confirmation c, if any, on a connection that
+// presented peer.
+func (c *Confirmation) check(peer []*x509.Certificate) error {
+	switch {
+	case c == nil:
+		return nil
+	case c.JKT != "":
+		return errors.New("the token is DPoP-bound; this endpoint accepts bearer and certificate-bound tokens only")
+	case len(peer) == 0:
+		return errors.New("the token is bound to a client certificate the connection did not present")
+	}
+	sum := sha256.Sum256(peer[0].Raw)
+	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.X5TS256)) != 1 {
+		return errors.New("the token is bound to another client certificate")
+	}
+	return nil
 }
 
 // Inspect verifies raw like Verify but accepts any audience, which it
@@ -53,9 +85,10 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 	}
 	var c struct {
 		jwt.RegisteredClaims
-		ClientID string `json:"client_id"`
-		Scope    string `json:"scope"`
-		Act      *Actor `json:"act"`
+		ClientID string         `json:"client_id"`
+		Scope    string         `json:"scope"`
+		Act      *Actor         `json:"act"`
+		Cnf      map[string]any `json:"cnf"` // read exactly, not by struct fields
 	}
 	tok, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt") {
@@ -87,6 +120,14 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 		return VerifiedToken{}, fmt.Errorf("%w: more than one audience", ErrInvalidToken)
 	}
 	v := VerifiedToken{ID: c.ID, Subject: c.Subject, Audience: c.Audience[0], ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time, Actor: c.Act}
+	if c.Cnf != nil {
+		x5t, _ := c.Cnf["x5t#S256"].(string)
+		jkt, _ := c.Cnf["jkt"].(string)
+		if len(c.Cnf) != 1 || x5t == "" && jkt == "" {
+			return VerifiedToken{}, fmt.Errorf("%w: cnf must hold exactly one confirmation method this issuer knows", ErrInvalidToken)
+		}
+		v.Cnf = &Confirmation{X5TS256: x5t, JKT: jkt}
+	}
 	if c.Scope != "" {
 		v.Scopes = strings.Fields(c.Scope)
 	}

@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -89,7 +91,13 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) token(t *testing.T, audience string, scopes ...string) string {
 	t.Helper()
-	tok, err := e.iss.Mint(context.Background(), issuer.Grant{Subject: "github/repo:ops/infra", Audience: audience, ClientID: "terraform", Scopes: scopes})
+	return e.boundToken(t, nil, audience, scopes...)
+}
+
+// boundToken is token with the confirmation cnf (nil: a bearer token).
+func (e *env) boundToken(t *testing.T, cnf *issuer.Confirmation, audience string, scopes ...string) string {
+	t.Helper()
+	tok, err := e.iss.Mint(context.Background(), issuer.Grant{Subject: "github/repo:ops/infra", Audience: audience, ClientID: "terraform", Scopes: scopes, Confirmation: cnf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,10 +108,16 @@ func (e *env) token(t *testing.T, audience string, scopes ...string) string {
 // (or by a CA of its own when foreign).
 func (e *env) clientCert(t *testing.T, uri string, foreign bool) tls.Certificate {
 	t.Helper()
+	return e.cert(t, uri, foreign, x509.ExtKeyUsageClientAuth)
+}
+
+// cert is clientCert with the extended key usage eku.
+func (e *env) cert(t *testing.T, uri string, foreign bool, eku x509.ExtKeyUsage) tls.Certificate {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	u, _ := url.Parse(uri)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), URIs: []*url.URL{u}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+		ExtKeyUsage: []x509.ExtKeyUsage{eku}, KeyUsage: x509.KeyUsageDigitalSignature}
 	parent, parentKey := e.ca, e.caKey
 	if foreign {
 		parent, parentKey = tmpl, key
@@ -150,6 +164,14 @@ func TestAuthorization(t *testing.T) {
 	good := e.clientCert(t, "spiffe://example.org/ops/terraform", false)
 	other := e.clientCert(t, "spiffe://example.org/ops/intern", false)
 	foreign := e.clientCert(t, "spiffe://example.org/ops/terraform", true)
+	serverOnly := e.cert(t, "spiffe://example.org/ops/terraform", false, x509.ExtKeyUsageServerAuth)
+	// A token bound (cnf x5t#S256) to a certificate the admin API does
+	// not accept by itself (another CA), so that only the token can
+	// authorize a request that presents it.
+	holder := e.clientCert(t, "spiffe://example.org/ops/ci", true)
+	sum := sha256.Sum256(holder.Certificate[0])
+	bound := e.boundToken(t, &issuer.Confirmation{X5TS256: base64.RawURLEncoding.EncodeToString(sum[:])}, iss+"/admin", admin.Scope)
+	dpop := e.boundToken(t, &issuer.Confirmation{JKT: base64.RawURLEncoding.EncodeToString(sum[:])}, iss+"/admin", admin.Scope)
 	tests := []struct {
 		name string
 		c    call
@@ -164,6 +186,12 @@ func TestAuthorization(t *testing.T) {
 		{"admin certificate", call{method: "GET", path: "/admin/v1/trust-maps", cert: &good}, 200},
 		{"certificate of a non-admin", call{method: "GET", path: "/admin/v1/trust-maps", cert: &other}, 403},
 		{"certificate from another CA", call{method: "GET", path: "/admin/v1/trust-maps", cert: &foreign}, 401},
+		{"admin certificate for servers only (no clientAuth usage)", call{method: "GET", path: "/admin/v1/trust-maps", cert: &serverOnly}, 401},
+		// Finding 4 of the security review: cnf is enforced.
+		{"certificate-bound admin token over its certificate", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(bound), cert: &holder}, 200},
+		{"certificate-bound admin token without a certificate", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(bound)}, 401},
+		{"certificate-bound admin token over another certificate", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(bound), cert: &foreign}, 401},
+		{"DPoP-bound admin token as a bearer token", call{method: "GET", path: "/admin/v1/trust-maps", header: bearer(dpop), cert: &holder}, 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,12 +29,13 @@ var (
 
 // Verifier checks the broker's own access tokens; *issuer.Issuer is one.
 type Verifier interface {
-	Verify(raw, audience string) (issuer.VerifiedToken, error)
+	Verify(raw, audience string, peer []*x509.Certificate) (issuer.VerifiedToken, error)
 }
 
 // TokenAuth accepts access tokens minted by this broker for Audience that
 // carry the admin scope: an operator's CI gets one through a trust map that
-// grants it, never through a shared secret.
+// grants it, never through a shared secret. A certificate-bound token is
+// accepted only over a connection that presents its certificate.
 type TokenAuth struct {
 	Verifier Verifier
 	Audience string
@@ -47,7 +48,11 @@ func (a TokenAuth) Authorize(r *http.Request) (string, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" {
 		return "", ErrUnauthenticated
 	}
-	v, err := a.Verifier.Verify(strings.TrimSpace(raw), a.Audience)
+	var peer []*x509.Certificate
+	if r.TLS != nil {
+		peer = r.TLS.PeerCertificates
+	}
+	v, err := a.Verifier.Verify(strings.TrimSpace(raw), a.Audience, peer)
 	if err != nil {
 		return "", ErrUnauthenticated
 	}
