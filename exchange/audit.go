@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -67,7 +68,40 @@ func (a *annotations) flush(span trace.Span) {
 	annotationsPool.Put(a)
 }
 
+// maxAttrBytes bounds a string attribute, in a span and an audit line:
+// many come from the request, and a request must not grow the audit log
+// by more than a few hundred bytes a value (the explain trace has a
+// bound of its own, maxTraceBytes).
+const maxAttrBytes = 256
+
+// truncatedMark ends a value that was cut.
+const truncatedMark = "…(truncated)"
+
+// bound returns s as valid UTF-8 of at most n bytes, cut at a character
+// and marked when it was longer.
+func bound(s string, n int) string {
+	if len(s) <= n && utf8.ValidString(s) {
+		return s
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
+}
+
 func annotate(ctx context.Context, kv ...attribute.KeyValue) {
+	for i, a := range kv {
+		if a.Value.Type() == attribute.STRING && a.Key != attrDenyTrace {
+			if v := a.Value.AsString(); len(v) > maxAttrBytes || !utf8.ValidString(v) {
+				kv[i] = attribute.String(string(a.Key), bound(v, maxAttrBytes))
+			}
+		}
+	}
 	if a, ok := ctx.Value(annotationsKey{}).(*annotations); ok {
 		a.add(kv)
 		return

@@ -379,3 +379,85 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics\n got %v\nwant %v", got, want)
 	}
 }
+
+// TestAuditLinesBounded (finding 2 of the security review): no request
+// value reaches an audit line at length. 64 KiB of control bytes as
+// grant_type once became a 390 KB line: an unknown grant type is now
+// recorded as such, and every request value (a resource, a repeated
+// parameter's name, a token type) is cut to 256 bytes, marked.
+func TestAuditLinesBounded(t *testing.T) {
+	e := newEnv(t)
+	logFile := filepath.Join(t.TempDir(), "audit.log")
+	audit, err := auditlog.Open(logFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.restart(t, func(c *exchange.Config) { c.Audit = audit })
+	junk := strings.Repeat("\x01", 20<<10) // 60 KiB form-encoded, under the body's cap
+	huge := exchangeForm(e.subjectToken(mainSub, nil))
+	huge.Set("resource", "https://payments.example.com/mcp/"+strings.Repeat("a", 50<<10))
+	repeated := url.Values{"grant_type": {exchange.GrantTokenExchange}, strings.Repeat("p", 25<<10): {"a", "b"}}
+	tokenType := exchangeForm("x.y.z")
+	tokenType.Set("subject_token_type", "urn:"+strings.Repeat("\x02", 15<<10))
+	for name, form := range map[string]url.Values{
+		"grant_type":         {"grant_type": {junk}},
+		"resource":           huge,
+		"parameter name":     repeated,
+		"subject_token_type": tokenType,
+	} {
+		res := e.post(t, form, nil)
+		if res.status != 400 || len(res.raw) > 1024 {
+			t.Errorf("%s: %d, answer of %d bytes", name, res.status, len(res.raw))
+		}
+	}
+	if err := audit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(logFile)
+	ls := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(ls) != 4 {
+		t.Fatalf("%d lines:\n%.2000s", len(ls), raw)
+	}
+	for _, l := range ls {
+		// The explain trace has a bound of its own (4 KiB); every other
+		// value is at most 256 bytes.
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || len(l) > 8192 {
+			t.Errorf("a line of %d bytes (%v): %.300s", len(l), err, l)
+		}
+		for k, v := range m {
+			if s, ok := v.(string); ok && k != "mcpsts.deny.trace" && len(s) > 256 {
+				t.Errorf("%s: a value of %d bytes", k, len(s))
+			}
+		}
+	}
+	if !strings.Contains(ls[0]+ls[1]+ls[2]+ls[3], `"mcpsts.grant_type":"unsupported"`) {
+		t.Errorf("the unknown grant type is not recorded as such:\n%s", raw)
+	}
+	if !strings.Contains(string(raw), "…(truncated)") {
+		t.Errorf("no value marked as cut:\n%.2000s", raw)
+	}
+	if n, _, err := auditlog.Verify(strings.NewReader(string(raw))); n != 4 || err != nil {
+		t.Errorf("verify: %d %v", n, err)
+	}
+}
+
+// TestPerSourceLimit: one source address gets PerSource requests, then
+// 429 slow_down with Retry-After, whatever the request: the limit is
+// checked before the body is read or a credential verified.
+func TestPerSourceLimit(t *testing.T) {
+	e := newEnv(t)
+	e.restart(t, func(c *exchange.Config) { c.PerSource = exchange.RateLimit{Rate: 0.01, Burst: 2} })
+	for i := range 2 {
+		if res := e.post(t, url.Values{"grant_type": {"nonsense"}}, nil); res.status != 400 {
+			t.Fatalf("request %d: %d %s", i, res.status, res.raw)
+		}
+	}
+	res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil)
+	if res.status != 429 || res.body["error"] != "slow_down" || res.body["error_description"] != "too many token requests for this source; retry later" || res.header.Get("Retry-After") == "" {
+		t.Fatalf("third request: %d %v %s", res.status, res.header, res.raw)
+	}
+	if res := e.post(t, nil, func(r *http.Request) { r.Method = http.MethodGet }); res.status != 429 {
+		t.Fatalf("a malformed request past the limit: %d", res.status)
+	}
+}

@@ -42,8 +42,9 @@ type oauthError struct {
 
 func (e *oauthError) Error() string { return e.code + ": " + e.description }
 
+// fail makes an error answer; a description quoting the request is bounded.
 func fail(status int, code, description string) *oauthError {
-	return &oauthError{status: status, code: code, description: description}
+	return &oauthError{status: status, code: code, description: bound(description, maxAttrBytes)}
 }
 
 // noStore marks a response as not cacheable: every token endpoint answer.

@@ -92,8 +92,11 @@ type Config struct {
 	Clients ClientRegistry
 	// PerIdentity and PerClient limit how often one verified identity, and
 	// one MCP client, get tokens; past them the answer is 429 with
-	// Retry-After.
-	PerIdentity, PerClient RateLimit
+	// Retry-After. PerSource limits the requests of one source address
+	// (the connection's IP), checked before the request is read, so that
+	// no one address can make the endpoint verify credentials, or write
+	// audit records of any size, as fast as it can send.
+	PerIdentity, PerClient, PerSource RateLimit
 	// Tracer records each request's server span, which carries the
 	// decision, and a child span per step (attest, decide, consent.check,
 	// inspect, mint, and the federation.fetch and replay.claim under
@@ -134,13 +137,13 @@ func NewHandler(cfg Config) http.Handler {
 		cfg.Decider = registeredClients{cfg.Decider, cfg.Clients}
 	}
 	cfg = traced(cfg)
-	return &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock)}
+	return &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
 }
 
 type tokenEndpoint struct {
-	cfg                    Config
-	metrics                instruments
-	perIdentity, perClient *keyedLimiter
+	cfg                               Config
+	metrics                           instruments
+	perIdentity, perClient, perSource *keyedLimiter
 }
 
 // limited is the 429 answer of a rate limit.
@@ -262,7 +265,7 @@ func (t *tokenEndpoint) parse(r *http.Request) (form, *oauthError) {
 			continue
 		}
 		if len(kept) > 1 && !repeatable[name] {
-			return nil, fail(http.StatusBadRequest, errInvalidRequest, fmt.Sprintf("parameter %s is repeated", name))
+			return nil, fail(http.StatusBadRequest, errInvalidRequest, fmt.Sprintf("parameter %s is repeated", truncate(name)))
 		}
 		f[name] = kept
 	}
@@ -302,6 +305,13 @@ func clientAuth(r *http.Request, f form) *oauthError {
 }
 
 func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *string) (*tokenResponse, *oauthError) {
+	source, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		source = r.RemoteAddr
+	}
+	if ok, wait := t.perSource.allow(source); !ok {
+		return nil, limited("source", wait)
+	}
 	f, oerr := t.parse(r)
 	if oerr != nil {
 		return nil, oerr
@@ -311,7 +321,12 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *s
 	}
 	gt := f.get("grant_type")
 	*grantType = gt
-	annotate(ctx, attribute.String(attrGrantType, gt))
+	if knownGrants[gt] {
+		annotate(ctx, attribute.String(attrGrantType, gt))
+	} else if gt != "" {
+		// Recorded as such, never echoed: the value is the client's.
+		annotate(ctx, attribute.String(attrGrantType, "unsupported"))
+	}
 	if f.get("client_assertion") != "" && gt != GrantClientCreds {
 		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
 	}
@@ -587,9 +602,5 @@ func sourceIP(r *http.Request) string {
 	return host
 }
 
-func truncate(s string) string {
-	if len(s) > 100 {
-		return s[:100] + "…"
-	}
-	return s
-}
+// truncate bounds a request value quoted in an error description.
+func truncate(s string) string { return bound(s, 100) }

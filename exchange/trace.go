@@ -72,10 +72,7 @@ func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustma
 	span.SetStatus(codes.Error, "denied")
 	if ex, ok := d.Decider.(explainer); ok {
 		b, _ := json.Marshal(ex.Explain(ctx, id, r))
-		if len(b) > maxTraceBytes {
-			b = append(b[:maxTraceBytes-len("…(truncated)")], "…(truncated)"...)
-		}
-		annotate(requestCtx, attribute.String(attrDenyTrace, string(b)))
+		annotate(requestCtx, attribute.String(attrDenyTrace, bound(string(b), maxTraceBytes)))
 	}
 	return dec, err
 }

@@ -178,6 +178,10 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			return fmt.Errorf("audit.file: %w", err)
 		}
 		tp.RegisterSpanProcessor(audit.Processor(auditEvent))
+		if err := audit.Instrument(log, tp.Meters.Meter("mcpsts")); err != nil {
+			tp.Shutdown(ctx)
+			return err
+		}
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -303,6 +307,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 			DefaultTTL:  cfg.Tokens.DefaultTTL,
 			PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 			PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
+			PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
 		})
 		h, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
 			admin: admin.Handler(admin.Config{Repo: st, Policy: policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: e.now,

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"strconv"
@@ -31,6 +32,7 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -60,8 +62,12 @@ type Log struct {
 	prev    string     // hash of the last line in the file
 	seq     int64
 	size    int64 // the file's size after our last write
-	err     error // the first write error; later events are not written
+	// err is the last write error while the log cannot be written, nil
+	// while it can: the writer retries what is pending on every tick,
+	// and Append refuses new events until a retry succeeds.
+	err     error
 	failed  atomic.Bool
+	notify  func(err error) // told of each change of err between nil and not
 	scratch []byte
 }
 
@@ -125,37 +131,46 @@ func (l *Log) reload() error {
 	return nil
 }
 
-// tail reads the hash and seq of the last line of f.
+// tail reads the hash and seq of the last line of f, however long it is:
+// it reads back from the end until the newline before that line.
 func tail(f *os.File) (prev string, seq int64, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return "", 0, err
 	}
-	if fi.Size() == 0 {
+	end := fi.Size()
+	if end == 0 {
 		return genesis, 0, nil
 	}
-	const window = 64 << 10
-	off := max(fi.Size()-window, 0)
-	buf := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return "", 0, err
+	const chunk = 64 << 10
+	var last []byte // the end of the file read so far, without its final newline
+	for off := end; off > 0; {
+		n := min(off, chunk)
+		off -= n
+		buf := make([]byte, n, n+int64(len(last)))
+		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return "", 0, err
+		}
+		last = append(buf, last...)
+		if off+int64(len(last)) == end {
+			last = bytes.TrimRight(last, "\n")
+		}
+		if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
+			last = last[i+1:]
+			break
+		}
 	}
-	buf = bytes.TrimRight(buf, "\n")
-	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
-		buf = buf[i+1:]
-	} else if off > 0 {
-		return "", 0, errors.New("the last line is longer than 64 KiB")
-	}
-	_, hash, seq, err := check(buf)
+	_, hash, seq, err := check(last)
 	if err != nil {
 		return "", 0, fmt.Errorf("the last line is not intact (%v): verify the log and start a new file", err)
 	}
 	return hash, seq, nil
 }
 
-// Append queues e for writing; it is on disk within flushEvery. It
-// returns the log's first write error, if any: from then on nothing more
-// is written.
+// Append queues e for writing; it is on disk within flushEvery. While the
+// log cannot be written it returns why, and queues nothing: the writer
+// keeps retrying what was queued before, and Append takes events again
+// once that is written.
 func (l *Log) Append(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.clock()
@@ -172,9 +187,9 @@ func (l *Log) Decision(name string, at time.Time, sc trace.SpanContext, attrs []
 func (l *Log) append(r record) error {
 	if l.failed.Load() {
 		l.bufs.Put(r.buf)
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.err
+		if err := l.Failing(); err != nil {
+			return err
+		}
 	}
 	l.closing.RLock()
 	defer l.closing.RUnlock()
@@ -270,7 +285,6 @@ func (l *Log) line(r record) error {
 	body = append(body, '"')
 	body = append(body, rec[r.split:]...)
 	body = append(body, '}')
-	l.bufs.Put(r.buf)
 	sum := sha256.Sum256(body)
 	var hash [64]byte
 	hex.Encode(hash[:], sum[:])
@@ -299,7 +313,7 @@ func appendValue(b []byte, v attribute.Value) []byte {
 		}
 		return strconv.AppendFloat(b, f, 'g', -1, 64)
 	case attribute.STRING:
-		return appendString(b, v.AsString())
+		return appendString(b, bounded(v.AsString()))
 	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
 		b = append(b, '[')
 		switch v.Type() {
@@ -321,12 +335,24 @@ func appendValue(b []byte, v attribute.Value) []byte {
 		default:
 			for i, x := range v.AsStringSlice() {
 				b = appendSep(b, i)
-				b = appendString(b, x)
+				b = appendString(b, bounded(x))
 			}
 		}
 		return append(b, ']')
 	}
 	return appendString(b, v.Emit())
+}
+
+// maxValue bounds one string in a line, whoever set it, so that no value
+// makes a line unbounded (the token endpoint bounds what comes from a
+// request to far less).
+const maxValue = 4 << 10
+
+func bounded(s string) string {
+	if len(s) <= maxValue {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxValue], "\ufffd") + "…(truncated)"
 }
 
 func appendSep(b []byte, i int) []byte {
@@ -382,40 +408,87 @@ func appendString(b []byte, s string) []byte {
 }
 
 // flush writes the pending events under the file lock, after the lines
-// any other process appended.
+// any other process appended. When it cannot, it leaves the file as it
+// was, keeps the events pending and marks the log failing; the writer's
+// next tick tries again.
 func (l *Log) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil || len(l.pending) == 0 {
+	if len(l.pending) == 0 {
 		return
 	}
 	lock(l.f)
-	defer unlock(l.f)
-	if err := l.reload(); err != nil {
-		l.fail(fmt.Errorf("auditlog: %w", err))
+	err := l.writePending()
+	unlock(l.f)
+	if err != nil {
+		l.setErr(err)
 		return
 	}
 	for _, r := range l.pending {
-		if err := l.line(r); err != nil {
-			l.fail(err)
-			return
-		}
+		l.bufs.Put(r.buf)
 	}
 	clear(l.pending)
 	l.pending = l.pending[:0]
-	if err := l.w.Flush(); err != nil {
-		l.fail(fmt.Errorf("auditlog: write: %w", err))
-		return
+	l.setErr(nil)
+}
+
+// writePending writes the pending lines and flushes them; on an error it
+// takes back what it wrote. l.mu and the file lock are held.
+func (l *Log) writePending() error {
+	if err := l.reload(); err != nil {
+		return fmt.Errorf("auditlog: %w", err)
 	}
-	if fi, err := l.f.Stat(); err == nil {
-		l.size = fi.Size()
+	seq, prev, size := l.seq, l.prev, l.size
+	var err error
+	for _, r := range l.pending {
+		if err = l.line(r); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		if err = l.w.Flush(); err == nil {
+			if fi, serr := l.f.Stat(); serr == nil {
+				l.size = fi.Size()
+			}
+			return nil
+		}
+		err = fmt.Errorf("auditlog: write: %w", err)
+	}
+	// A line written in part would break the chain: cut the file back
+	// to its last whole line (shrinking needs no space), and forget the
+	// head we advanced to.
+	l.seq, l.prev = seq, prev
+	l.w.Reset(l.f)
+	if terr := l.f.Truncate(size); terr != nil {
+		l.size = -1 // read the head again before the next write
+		err = errors.Join(err, fmt.Errorf("auditlog: cut back a partial write: %w", terr))
+	}
+	return err
+}
+
+// setErr records whether the log can be written; l.mu is held.
+func (l *Log) setErr(err error) {
+	was := l.err
+	l.err = err
+	l.failed.Store(err != nil)
+	if (was == nil) != (err == nil) && l.notify != nil {
+		l.notify(err)
 	}
 }
 
-// fail records the log's first write error; l.mu is held.
-func (l *Log) fail(err error) {
-	l.err = err
-	l.failed.Store(true)
+// Failing returns why the log cannot be written now, or nil.
+func (l *Log) Failing() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Notify calls f, from the writer, each time the log starts failing (with
+// the error) and each time it recovers (with nil).
+func (l *Log) Notify(f func(err error)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.notify = f
 }
 
 // Last returns the seq and hash of the last line written.
@@ -476,12 +549,19 @@ func (e *BreakError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, 
 // lines it holds and the last hash, or a *BreakError naming the first
 // broken line.
 func Verify(r io.Reader) (lines int, last string, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	prev, seq := genesis, int64(0)
-	for sc.Scan() {
+	for {
+		line, rerr := br.ReadBytes('\n') // any length, as Open reads the last line
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			return lines, "", fmt.Errorf("auditlog: read: %w", rerr)
+		}
+		if len(line) == 0 && rerr != nil {
+			break
+		}
 		lines++
-		p, h, s, err := check(sc.Bytes())
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		p, h, s, err := check(line)
 		switch {
 		case err != nil:
 			return lines, "", &BreakError{lines, err.Error()}
@@ -493,9 +573,9 @@ func Verify(r io.Reader) (lines int, last string, err error) {
 			return lines, "", &BreakError{lines, fmt.Sprintf("seq %d follows seq %d", s, seq)}
 		}
 		prev, seq = h, s
-	}
-	if err := sc.Err(); err != nil {
-		return lines, "", fmt.Errorf("auditlog: read: %w", err)
+		if rerr != nil {
+			break
+		}
 	}
 	return lines, prev, nil
 }
@@ -524,3 +604,37 @@ func (p processor) OnEnd(s sdktrace.ReadOnlySpan) {
 
 func (p processor) Shutdown(context.Context) error   { return nil }
 func (p processor) ForceFlush(context.Context) error { return nil }
+
+// Instrument reports the log's state changes: an error line when it starts
+// failing (token requests are then refused) and an info line when it can
+// be written again; the gauge mcpsts.audit.failing (1 while it cannot be
+// written) and the counter mcpsts.audit.transitions{state=failing|recovered}.
+func (l *Log) Instrument(log *slog.Logger, m metric.Meter) error {
+	transitions, err := m.Int64Counter("mcpsts.audit.transitions", metric.WithDescription("changes of the audit log between writable and failing"))
+	if err != nil {
+		return err
+	}
+	failing := metric.WithAttributeSet(attribute.NewSet(attribute.String("state", "failing")))
+	recovered := metric.WithAttributeSet(attribute.NewSet(attribute.String("state", "recovered")))
+	if _, err := m.Int64ObservableGauge("mcpsts.audit.failing", metric.WithDescription("1 while the audit log cannot be written (token requests are refused), else 0"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			var v int64
+			if l.failed.Load() {
+				v = 1
+			}
+			o.Observe(v)
+			return nil
+		})); err != nil {
+		return err
+	}
+	l.Notify(func(err error) {
+		if err != nil {
+			log.Error("audit log cannot be written: token requests are refused until it can; retrying", "file", l.f.Name(), "error", err)
+			transitions.Add(context.Background(), 1, failing)
+			return
+		}
+		log.Info("audit log can be written again: token requests are served", "file", l.f.Name())
+		transitions.Add(context.Background(), 1, recovered)
+	})
+	return nil
+}

@@ -162,6 +162,8 @@ type BundleEndpoint struct {
 type Limits struct {
 	PerIdentity RateLimit `yaml:"per_identity"`
 	PerClient   RateLimit `yaml:"per_client"`
+	// PerSource limits one source address, before a request is read.
+	PerSource RateLimit `yaml:"per_source"`
 }
 
 // RateLimit is a token bucket: Rate requests per second, Burst at once;
@@ -244,6 +246,7 @@ func Defaults() Config {
 		Limits: Limits{
 			PerIdentity: RateLimit{Rate: 10, Burst: 20},
 			PerClient:   RateLimit{Rate: 100, Burst: 200},
+			PerSource:   RateLimit{Rate: 200, Burst: 400},
 		},
 		Server: Server{
 			ReadHeaderTimeout: l.ReadHeaderTimeout,

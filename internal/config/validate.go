@@ -176,7 +176,7 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	for _, lim := range []struct {
 		path string
 		l    RateLimit
-	}{{"limits.per_identity", c.Limits.PerIdentity}, {"limits.per_client", c.Limits.PerClient}} {
+	}{{"limits.per_identity", c.Limits.PerIdentity}, {"limits.per_client", c.Limits.PerClient}, {"limits.per_source", c.Limits.PerSource}} {
 		path, l := lim.path, lim.l
 		if l.Rate < 0 || l.Rate > 1e6 {
 			add(path+".rate", fmt.Sprintf("%g is out of range (0 turns the limit off; at most 1e6)", l.Rate))
