@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,6 +95,11 @@ func (v *Verifier) Attest(ctx context.Context, ev attest.Evidence) (attest.Ident
 	}
 	h := http.Header{}
 	for _, kv := range req.Headers {
+		if h.Values(kv.Key) != nil {
+			// SigV4 would sign the values joined; STS and this verifier
+			// could read them differently. No client sends one twice.
+			return attest.Identity{}, attest.Invalid("malformed_token", "header "+strconv.Quote(http.CanonicalHeaderKey(kv.Key))+" is repeated")
+		}
 		h.Add(kv.Key, kv.Value)
 	}
 	signed, sig, err := signedHeaders(h.Get("Authorization"))
@@ -161,28 +167,27 @@ func isGetCallerIdentity(query, body string) bool {
 	return false
 }
 
+// sigV4Auth is the form of a SigV4 Authorization header, as AWS documents
+// it: the algorithm, then Credential, SignedHeaders and Signature, each
+// once, in that order, and nothing else. Anything looser would let
+// evidence carry components STS ignores and this verifier reads (a second
+// SignedHeaders naming a header the signature does not cover).
+var sigV4Auth = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^,\s=]+), ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$`)
+
 // signedHeaders reads a SigV4 Authorization header: the signed header
-// names and the signature.
+// names (each once, in SigV4's sorted order) and the signature.
 func signedHeaders(auth string) ([]string, string, error) {
-	rest, ok := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 ")
-	if !ok {
-		return nil, "", fmt.Errorf("not a SigV4 Authorization header")
+	m := sigV4Auth.FindStringSubmatch(auth)
+	if m == nil {
+		return nil, "", fmt.Errorf("not a SigV4 Authorization header of exactly Credential, SignedHeaders and Signature")
 	}
-	var signed []string
-	var sig string
-	for _, part := range strings.Split(rest, ",") {
-		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-		switch k {
-		case "SignedHeaders":
-			signed = strings.Split(val, ";")
-		case "Signature":
-			sig = val
+	signed := strings.Split(m[2], ";")
+	for i, name := range signed {
+		if name == "" || i > 0 && name <= signed[i-1] {
+			return nil, "", fmt.Errorf("SigV4 signed headers are not distinct, sorted names")
 		}
 	}
-	if len(signed) == 0 || len(sig) != 64 {
-		return nil, "", fmt.Errorf("SigV4 Authorization header without signed headers or signature")
-	}
-	return signed, sig, nil
+	return signed, m[3], nil
 }
 
 // callerIdentity is STS's answer.

@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -75,6 +76,30 @@ func TestAttestAWSRefusals(t *testing.T) {
 	wrongKey.SecretAccessKey = "not-the-secret"
 	good := evidence(t, srv.URL, broker, creds, time.Now())
 	raw, _ := url.QueryUnescape(good)
+	// headers edits the serialized request's headers.
+	headers := func(edit func(hs []map[string]string) []map[string]string) string {
+		var req map[string]any
+		if err := json.Unmarshal([]byte(raw), &req); err != nil {
+			t.Fatal(err)
+		}
+		var hs []map[string]string
+		b, _ := json.Marshal(req["headers"])
+		json.Unmarshal(b, &hs)
+		req["headers"] = edit(hs)
+		out, _ := json.Marshal(req)
+		return url.QueryEscape(string(out))
+	}
+	authorization := func(edit func(string) string) string {
+		return headers(func(hs []map[string]string) []map[string]string {
+			for _, h := range hs {
+				if strings.EqualFold(h["key"], "Authorization") {
+					h["value"] = edit(h["value"])
+				}
+			}
+			return hs
+		})
+	}
+	fakeSig := strings.Repeat("ab", 32)
 	tests := []struct {
 		name, token, reason string
 		calls               int64 // STS calls the refusal may make
@@ -87,6 +112,34 @@ func TestAttestAWSRefusals(t *testing.T) {
 		{"another action", url.QueryEscape(strings.Replace(raw, "GetCallerIdentity", "AssumeRole", 1)), "malformed_token", 0},
 		{"not URL-escaped JSON", "%zz", "malformed_token", 0},
 		{"unknown fields", url.QueryEscape(`{"url":"x","evil":1}`), "malformed_token", 0},
+		// Finding 7 of the security review: a request signed without the
+		// target header, with components appended that name it.
+		{"components appended to Authorization", authorization(func(a string) string {
+			return strings.Replace(a, ";x-mcpsts-audience", "", 1) + ", SignedHeaders=host;x-amz-date;x-mcpsts-audience, Signature=" + fakeSig
+		}), "malformed_token", 0},
+		{"an unknown Authorization component", authorization(func(a string) string { return a + ", Foo=bar" }), "malformed_token", 0},
+		{"Signature before SignedHeaders", authorization(func(a string) string {
+			cred, rest, _ := strings.Cut(a, ", ")
+			sh, sig, _ := strings.Cut(rest, ", ")
+			return cred + ", " + sig + ", " + sh
+		}), "malformed_token", 0},
+		{"a signed header named twice", authorization(func(a string) string { return strings.Replace(a, "SignedHeaders=host;", "SignedHeaders=host;host;", 1) }), "malformed_token", 0},
+		{"an upper-case signature", authorization(func(a string) string {
+			i := strings.LastIndex(a, "Signature=") + len("Signature=")
+			return a[:i] + strings.ToUpper(a[i:])
+		}), "malformed_token", 0},
+		{"two Authorization headers", headers(func(hs []map[string]string) []map[string]string {
+			for _, h := range hs {
+				if strings.EqualFold(h["key"], "Authorization") {
+					return append(hs, map[string]string{"key": "Authorization", "value": strings.Replace(h["value"], ";x-mcpsts-audience", "", 1)})
+				}
+			}
+			t.Fatal("no Authorization header")
+			return nil
+		}), "malformed_token", 0},
+		{"the target header twice", headers(func(hs []map[string]string) []map[string]string {
+			return append(hs, map[string]string{"key": "X-Mcpsts-Audience", "value": broker})
+		}), "malformed_token", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
