@@ -56,6 +56,9 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	if err != nil {
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest, description: "the subject token is not a valid access token of this broker", detail: err.Error()}
 	}
+	// A workload's sub is workload:PROVIDER/SUBJECT; provider names
+	// never hold '/' (the configuration refuses them), so the first '/'
+	// ends the provider.
 	provider, subject, ok := strings.Cut(strings.TrimPrefix(in.Subject, issuer.WorkloadSubjectPrefix), "/")
 	if !strings.HasPrefix(in.Subject, issuer.WorkloadSubjectPrefix) || !ok {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "only workload tokens can be delegated")

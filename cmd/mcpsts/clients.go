@@ -102,17 +102,16 @@ func providerDocuments(repo trustmaps.Repository, cfg *config.Config) *admin.Doc
 		if d.Name() != id {
 			problems = append(problems, fmt.Sprintf("name: %q is not the id in the path %q", d.Name(), id))
 		}
+		// Provider names are one namespace across OIDC providers, trust
+		// domains and AWS, in the file and the store.
+		if where := cfg.NameTaken(d.Name()); where != "" {
+			problems = append(problems, fmt.Sprintf("name: %q is taken by %s of the configuration file", d.Name(), where))
+		}
 		switch {
 		case d.OIDC != nil:
 			for _, f := range cfg.Providers {
-				if f.Name == d.OIDC.Name || f.Issuer == d.OIDC.Issuer {
+				if f.Issuer == d.OIDC.Issuer {
 					problems = append(problems, fmt.Sprintf("provider %q of the configuration file has this name or issuer", f.Name))
-				}
-			}
-		case d.SPIFFE != nil:
-			for _, td := range cfg.SPIFFE.TrustDomains {
-				if td.Name == d.SPIFFE.Name {
-					problems = append(problems, fmt.Sprintf("trust domain %q is in the configuration file", td.Name))
 				}
 			}
 		case d.AWS != nil && cfg.AWS.Enabled:

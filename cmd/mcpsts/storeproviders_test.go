@@ -65,6 +65,15 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"]}
 		return resp.StatusCode
 	}
 	create := map[string]string{"If-None-Match": "*"}
+	// Provider names are one namespace in a safe alphabet: an OIDC
+	// provider cannot take the AWS provider's name, nor a name with '/'
+	// or upper case.
+	for id, name := range map[string]string{"aws": "aws", "prod": "Prod"} {
+		doc := fmt.Sprintf(`{"type":"oidc","name":%q,"issuer":"https://%s.idp.example","jwks":"{\"keys\":[]}"}`, name, id)
+		if status := put(id, doc, create); status != 400 {
+			t.Fatalf("an OIDC provider named %q: %d, want 400", name, status)
+		}
+	}
 	if status := put("prod.example.org", fmt.Sprintf(`{"type":"spiffe","name":"prod.example.org","bundle_file":%q}`, bundle), create); status != 201 {
 		t.Fatalf("spiffe provider: %d", status)
 	}

@@ -228,6 +228,28 @@ providers:
 			"mcpsts.yaml:17: providers[2].name: required",
 			`mcpsts.yaml:17: providers[2].issuer: "https://kubernetes.default.svc" is also the issuer of providers[0]`,
 		}},
+		// Finding 5 of the security review: provider names are one
+		// namespace (OIDC providers, trust domains, AWS) in a safe alphabet.
+		{"provider names", good + `aws: {enabled: true, provider: amazon}
+spiffe:
+  trust_domains:
+    - {name: "prod.example.org", bundle_file: ` + cert + `}
+    - {name: aws, bundle_file: ` + cert + `}
+providers:
+  - {name: aws, issuer: "https://a.example", jwks: '{"keys":[]}'}
+  - {name: "prod.example.org/ci", issuer: "https://b.example", jwks: '{"keys":[]}'}
+  - {name: "prod.example.org", issuer: "https://c.example", jwks: '{"keys":[]}'}
+  - {name: Upper, issuer: "https://d.example", jwks: '{"keys":[]}'}
+  - {name: amazon, issuer: "https://e.example", jwks: '{"keys":[]}'}
+`, []string{
+			`spiffe.trust_domains[1].name: "aws" is the name of the AWS provider: provider names are one namespace`,
+			`mcpsts.yaml:11: providers[0].name: "aws" is the name of the AWS provider (identities attested through STS): provider names are one namespace`,
+			`mcpsts.yaml:11: providers[0].name: "aws" is also spiffe.trust_domains[1]: provider names are one namespace`,
+			`mcpsts.yaml:12: providers[1].name: "prod.example.org/ci" is not a provider name`,
+			`mcpsts.yaml:13: providers[2].name: "prod.example.org" is also spiffe.trust_domains[0]: provider names are one namespace`,
+			`mcpsts.yaml:14: providers[3].name: "Upper" is not a provider name`,
+			`mcpsts.yaml:15: providers[4].name: "amazon" is the name of the AWS provider (aws.provider): provider names are one namespace`,
+		}},
 		{"trust maps", good + "trust_maps: {paths: [/no/maps], reload_interval: 100ms}\n", []string{
 			"mcpsts.yaml:5: trust_maps.paths[0]: no such file or directory (/no/maps)",
 			"mcpsts.yaml:5: trust_maps.reload_interval: 100ms is out of range (want 1s to 1h)",
@@ -409,6 +431,16 @@ func TestParseFederationDocument(t *testing.T) {
 		}
 		if !strings.HasPrefix(want, "error ") && got != want || strings.HasPrefix(want, "error ") && !strings.Contains(got, strings.TrimPrefix(want, "error ")) {
 			t.Errorf("%s: got %q, want %q", doc, got, want)
+		}
+	}
+}
+
+// TestNameTaken: the names the file uses, of every kind of provider.
+func TestNameTaken(t *testing.T) {
+	c := &Config{Providers: []Provider{{Name: "k8s"}}, SPIFFE: SPIFFE{TrustDomains: []TrustDomain{{Name: "prod.example.org"}}}, AWS: AWS{Enabled: true, Provider: "amazon"}}
+	for name, want := range map[string]string{"k8s": "providers[0]", "prod.example.org": "spiffe.trust_domains[0]", "amazon": "aws", "aws": "", "other": ""} {
+		if got := c.NameTaken(name); got != want {
+			t.Errorf("NameTaken(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

@@ -85,10 +85,7 @@ func (d FederationDocument) Name() string {
 	case d.SPIFFE != nil:
 		return d.SPIFFE.Name
 	case d.AWS != nil:
-		if d.AWS.Provider == "" {
-			return "aws"
-		}
-		return d.AWS.Provider
+		return d.AWS.ProviderName()
 	case d.OIDC != nil:
 		return d.OIDC.Name
 	}

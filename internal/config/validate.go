@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,6 +227,10 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 		}
 		if j, dup := names[p.Name]; dup && p.Name != "" {
 			add(fmt.Sprintf("providers[%d].name", i), fmt.Sprintf("%q is also the name of providers[%d]", p.Name, j))
+		} else if j, dup := tds[p.Name]; dup {
+			add(fmt.Sprintf("providers[%d].name", i), fmt.Sprintf("%q is also spiffe.trust_domains[%d]: provider names are one namespace", p.Name, j))
+		} else if c.AWS.Enabled && p.Name == c.AWS.ProviderName() {
+			add(fmt.Sprintf("providers[%d].name", i), fmt.Sprintf("%q is the name of the AWS provider (aws.provider): provider names are one namespace", p.Name))
 		}
 		if j, dup := issuers[p.Issuer]; dup && p.Issuer != "" {
 			add(fmt.Sprintf("providers[%d].issuer", i), fmt.Sprintf("%q is also the issuer of providers[%d]", p.Issuer, j))
@@ -237,9 +242,63 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 
 type problem struct{ field, msg string }
 
+// AWSProvider is the provider name of AWS identities (attested through
+// STS) unless aws.provider says otherwise; no other provider may take it.
+const AWSProvider = "aws"
+
+// ProviderName is the provider name of the identities AWS attests.
+func (a *AWS) ProviderName() string {
+	if a.Provider == "" {
+		return AWSProvider
+	}
+	return a.Provider
+}
+
+// providerName is the alphabet of provider names: lower-case letters,
+// digits, '.', '_' and '-', starting and ending with a letter or digit.
+// It has no '/', which separates a provider from its subject in a
+// workload's sub (workload:PROVIDER/SUBJECT), and it covers every SPIFFE
+// trust domain name, as the names of all providers are one namespace.
+var providerName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+
+// NameTaken says which part of the file already uses a provider name
+// (an OIDC provider, a trust domain, the AWS provider), or returns "".
+func (c *Config) NameTaken(name string) string {
+	for i, p := range c.Providers {
+		if p.Name == name {
+			return fmt.Sprintf("providers[%d]", i)
+		}
+	}
+	for i, td := range c.SPIFFE.TrustDomains {
+		if td.Name == name {
+			return fmt.Sprintf("spiffe.trust_domains[%d]", i)
+		}
+	}
+	if c.AWS.Enabled && c.AWS.ProviderName() == name {
+		return "aws"
+	}
+	return ""
+}
+
+// NameProblem says why name cannot name a provider, or returns "".
+func NameProblem(name string) string {
+	switch {
+	case name == "":
+		return "required"
+	case !providerName.MatchString(name):
+		return fmt.Sprintf("%q is not a provider name: lower-case letters, digits, '.', '_' and '-', at most 63, starting and ending with a letter or digit", name)
+	}
+	return ""
+}
+
 // problems checks AWS settings given as a provider document.
 func (a *AWS) problems() []problem {
 	var out []problem
+	if a.Provider != "" {
+		if msg := NameProblem(a.Provider); msg != "" {
+			out = append(out, problem{"provider", msg})
+		}
+	}
 	if a.STSCAFile != "" {
 		if msg := fileProblem(a.STSCAFile); msg != "" {
 			out = append(out, problem{"sts_ca_file", msg})
@@ -258,6 +317,8 @@ func (td *TrustDomain) problems() []problem {
 	var out []problem
 	if _, err := spiffeid.TrustDomainFromString(td.Name); err != nil || td.Name == "" || strings.Contains(td.Name, "/") {
 		out = append(out, problem{"name", fmt.Sprintf("%q is not a trust domain name", td.Name)})
+	} else if td.Name == AWSProvider {
+		out = append(out, problem{"name", fmt.Sprintf("%q is the name of the AWS provider: provider names are one namespace", td.Name)})
 	}
 	sources := 0
 	for _, set := range []bool{td.BundleFile != "", td.WorkloadAPI, td.BundleEndpoint != nil} {
@@ -302,8 +363,10 @@ func (td *TrustDomain) problems() []problem {
 // same again when the server builds it.
 func (p *Provider) problems() []problem {
 	var out []problem
-	if p.Name == "" {
-		out = append(out, problem{"name", "required"})
+	if msg := NameProblem(p.Name); msg != "" {
+		out = append(out, problem{"name", msg})
+	} else if p.Name == AWSProvider {
+		out = append(out, problem{"name", fmt.Sprintf("%q is the name of the AWS provider (identities attested through STS): provider names are one namespace", p.Name)})
 	}
 	if msg := IssuerProblem(p.Issuer); msg != "" {
 		out = append(out, problem{"issuer", msg})
