@@ -475,3 +475,17 @@ func TestBinarySIGTERM(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestServeCheckSecretModes: serve --check reports a private key that
+// others can read, with the chmod to run, and exits non-zero.
+func TestServeCheckSecretModes(t *testing.T) {
+	cert, key, _ := productionFiles(t)
+	file := writeConfig(t, fmt.Sprintf("issuer: https://sts.example.com\ndata_dir: %s\ntls: {cert_file: %s, key_file: %s}\n", t.TempDir(), cert, key))
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, testEnv(nil), "serve", "--config", file, "--check")
+	if err == nil || !strings.Contains(err.Error(), "tls.key_file: "+key+" holds a secret but its mode 0644 lets group or others at it: run chmod 600 "+key) {
+		t.Fatalf("--check = %v", err)
+	}
+}

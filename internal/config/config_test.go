@@ -444,3 +444,32 @@ func TestNameTaken(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretFileModes (finding 6 of the security review): a KEK file or a
+// TLS private key that group or others can read stops the configuration,
+// naming the file and the chmod to run.
+func TestSecretFileModes(t *testing.T) {
+	cert, key := testFiles(t)
+	kek := filepath.Join(t.TempDir(), "kek")
+	os.WriteFile(kek, []byte("c2VjcmV0"), 0o600)
+	file := write(t, "issuer: https://sts.example\ntls: {cert_file: "+cert+", key_file: "+key+"}\nkeys: {kek_file: "+kek+"}\n")
+	if _, err := Load(file, func(string) string { return "" }, now); err != nil {
+		t.Fatalf("owner-only files: %v", err)
+	}
+	for _, tc := range []struct {
+		path string
+		mode os.FileMode
+		want string
+	}{
+		{kek, 0o644, "keys.kek_file: " + kek + " holds a secret but its mode 0644 lets group or others at it: run chmod 600 " + kek},
+		{kek, 0o640, "keys.kek_file: " + kek + " holds a secret but its mode 0640"},
+		{key, 0o604, "tls.key_file: " + key + " holds a secret but its mode 0604 lets group or others at it: run chmod 600 " + key},
+	} {
+		os.Chmod(tc.path, tc.mode)
+		_, err := Load(file, func(string) string { return "" }, now)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("mode %o: %v, want %q", tc.mode, err, tc.want)
+		}
+		os.Chmod(tc.path, 0o600)
+	}
+}

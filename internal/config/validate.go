@@ -53,7 +53,7 @@ var checks = []check{
 		}
 	}},
 	{"tls.cert_file", func(c *Config, _ time.Time) string { return fileProblem(c.TLS.CertFile) }},
-	{"tls.key_file", func(c *Config, _ time.Time) string { return fileProblem(c.TLS.KeyFile) }},
+	{"tls.key_file", func(c *Config, _ time.Time) string { return secretFileProblem(c.TLS.KeyFile) }},
 	{"tls.cert_file", func(c *Config, now time.Time) string {
 		if fileProblem(c.TLS.CertFile) != "" || fileProblem(c.TLS.KeyFile) != "" {
 			return "" // already reported
@@ -97,7 +97,7 @@ var checks = []check{
 	{"keys.kek_file", func(c *Config, _ time.Time) string {
 		switch {
 		case c.Keys.KEKFile != "":
-			return fileProblem(c.Keys.KEKFile)
+			return secretFileProblem(c.Keys.KEKFile)
 		case c.kekInEnv || c.Keys.AWSKMS.KeyID != "":
 			return ""
 		}
@@ -485,6 +485,23 @@ func fileProblem(path string) string {
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		return path + " is a directory"
+	}
+	return ""
+}
+
+// secretFileProblem is fileProblem for a file holding a secret (a private
+// key, the KEK), which must not be readable or writable by group or others,
+// as ssh requires of its keys.
+func secretFileProblem(path string) string {
+	if p := fileProblem(path); p != "" {
+		return p
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return pathErrorReason(err) + " (" + path + ")"
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Sprintf("%s holds a secret but its mode %04o lets group or others at it: run chmod 600 %s", path, perm, path)
 	}
 	return ""
 }

@@ -113,6 +113,14 @@ func openSQLite(path string) (*sql.DB, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("store: sqlite: %s is not a directory", dir)
 	}
+	// The database holds sealed keys, trust maps and consents: create it
+	// readable by its owner alone (SQLite gives its -wal and -shm files
+	// the database's mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: open %s: %w", path, err)
+	}
+	f.Close()
 	// busy_timeout makes concurrent writers wait rather than fail, and comes
 	// first so that it covers the switch to WAL too; WAL lets readers run
 	// beside the writer; _txlock=immediate takes the write lock at BEGIN so

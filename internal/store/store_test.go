@@ -315,3 +315,23 @@ func TestConsentStoreConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestSQLiteFileModes (finding 6 of the security review): the database
+// and its -wal and -shm files hold sealed keys, trust maps and consents:
+// only their owner may read them, whatever the umask.
+func TestSQLiteFileModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	s := openTest(t, "sqlite:"+path, time.Now)
+	if err := s.Claim(context.Background(), "k", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %04o, want 0600", filepath.Base(p), fi.Mode().Perm())
+		}
+	}
+}
