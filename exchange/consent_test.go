@@ -105,6 +105,12 @@ func TestUserDelegatedExchange(t *testing.T) {
 	userAsActor.Set("actor_token", userToken())
 	refused("a user as actor", userAsActor, "invalid_request", "the actor must be a workload")
 	refused("a user's assertion", url.Values{"grant_type": {exchange.GrantJWTBearer}, "assertion": {userToken()}}, "invalid_grant", "a user's assertion")
+	// A user's token, consented or not, is never a client's credential.
+	res = e.post(t, url.Values{"grant_type": {exchange.GrantClientCreds}, "client_assertion_type": {exchange.AssertionJWTBearer},
+		"client_assertion": {userToken()}, "resource": {"https://payments.example.com/mcp"}}, nil)
+	if res.status != 401 || res.body["error"] != "invalid_client" || res.body["error_description"] != "a user's token is not a client credential" {
+		t.Fatalf("a user's token as client_assertion: %d %v", res.status, res.body)
+	}
 
 	if err := st.RevokeConsent(ctx, c.ID); err != nil {
 		t.Fatal(err)

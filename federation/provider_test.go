@@ -213,6 +213,9 @@ func TestStaleIfError(t *testing.T) {
 	if f.p.Ready() != nil {
 		t.Fatal("not ready while serving a stale set within its bound")
 	}
+	if !f.p.Has(f.is.KeyID()) || f.p.Has("another-kid") {
+		t.Fatal("Has within the stale bound: the served key is not there, or another is")
+	}
 	if got := f.counter(t, "mcpsts.federation.jwks.stale_lookups", map[string]string{"provider": "test"}); got != 1 {
 		t.Fatalf("stale metric = %d, want 1", got)
 	}
@@ -225,6 +228,11 @@ func TestStaleIfError(t *testing.T) {
 	}
 	if !errors.Is(f.p.Ready(), federation.ErrNotReady) {
 		t.Fatal("Ready beyond the stale bound")
+	}
+	// Verifiers re-check cached tokens with Has: beyond the bound no key
+	// is there, so no cached token verifies either.
+	if f.p.Has(f.is.KeyID()) {
+		t.Fatal("Has beyond the stale bound")
 	}
 	f.is.SetDown(false)
 	if err := f.p.Refresh(ctx); err != nil {
@@ -244,7 +252,12 @@ func TestRunRecovers(t *testing.T) {
 	done := make(chan struct{})
 	go func() { f.p.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(100 * time.Millisecond)
+	// Wait until Run has asked and been refused, then it must not be ready.
+	for deadline := time.Now().Add(10 * time.Second); f.is.Requests("refused") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run never asked the issuer for its keys")
+		}
+	}
 	if !errors.Is(f.p.Ready(), federation.ErrNotReady) {
 		t.Fatal("ready while the issuer is down")
 	}

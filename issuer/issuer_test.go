@@ -361,18 +361,25 @@ func TestRotateForce(t *testing.T) {
 	if err != nil || again.Added != "" || again.Pending != res.Added {
 		t.Fatalf("second forced Rotate = %+v, %v; want the pending key reported, none added", again, err)
 	}
-	f.iss.Refresh(ctx)
-	tok, _ := f.iss.Mint(ctx, grant())
-	if tok.KeyID == res.Added {
-		t.Fatal("a pending key signed")
+	if err := f.iss.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := f.iss.Mint(ctx, grant())
+	if err != nil || tok.KeyID == "" || tok.KeyID == res.Added {
+		t.Fatalf("before PublishLead: signed by %q (the pending key is %s), %v", tok.KeyID, res.Added, err)
 	}
 	f.clock.Advance(issuer.PublishLead)
-	f.iss.Refresh(ctx)
-	tok, _ = f.iss.Mint(ctx, grant())
-	if tok.KeyID != res.Added {
-		t.Fatalf("after PublishLead the new key does not sign (signed by %s)", tok.KeyID)
+	if err := f.iss.Refresh(ctx); err != nil {
+		t.Fatal(err)
 	}
-	statuses, _ := f.iss.Keys(ctx)
+	tok, err = f.iss.Mint(ctx, grant())
+	if err != nil || tok.KeyID != res.Added {
+		t.Fatalf("after PublishLead the new key does not sign (signed by %q, %v)", tok.KeyID, err)
+	}
+	statuses, err := f.iss.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(statuses) != 2 || statuses[0].State != issuer.StateRetired || statuses[1].State != issuer.StateActive {
 		t.Fatalf("states = %+v", statuses)
 	}
@@ -603,7 +610,9 @@ func TestVerify(t *testing.T) {
 		}
 	}
 	f.clock.Advance(16 * time.Minute)
-	f.iss.Refresh(context.Background())
+	if err := f.iss.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.iss.Verify(tok.Raw, iss+"/admin", nil); !errors.Is(err, issuer.ErrInvalidToken) {
 		t.Errorf("expired token: %v", err)
 	}

@@ -450,8 +450,10 @@ func TestKeyRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go f.rs.Run(ctx)
-	for f.rs.Ready() != nil {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); f.rs.Ready() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker's keys not loaded within 10s: %v", f.rs.Ready())
+		}
 	}
 	if got := f.do(t, call{auth: "Bearer " + f.token(nil, nil)}); got.status != 200 {
 		t.Fatal(got)

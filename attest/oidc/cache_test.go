@@ -53,12 +53,40 @@ func TestVerifiedCache(t *testing.T) {
 		t.Fatalf("cached token after its key rotated away = %v, want unknown_key", err)
 	}
 
-	// A tampered token is not a cache hit.
+	// A tampered token is not a cache hit (the original is cached).
 	e = cachedEnv(t)
 	tok = e.is.Sign(e.claims(), nil)
-	e.attest(tok)
-	if _, err := e.attest(tok[:len(tok)-2] + "AA"); err == nil {
-		t.Fatal("a tampered token was accepted")
+	if _, err := e.attest(tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.attest(tok[:len(tok)-2] + "AA"); attest.ReasonOf(err) != "bad_signature" {
+		t.Fatalf("a tampered token = %v, want bad_signature", err)
+	}
+}
+
+// TestVerifiedCacheMaxAge: a cached token is refused once it is older than
+// the provider's maximum token age, though it has not expired.
+func TestVerifiedCacheMaxAge(t *testing.T) {
+	e := newEnv(t, nil)
+	v, err := oidc.NewVerifier(oidc.Options{Now: e.now, CacheEntries: 100},
+		oidc.ProviderConfig{Keys: provider(t, e.is, "ci", e.now), Audiences: []string{brokerAud}, MaxTokenAge: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.v = v
+	c := e.claims()
+	c["exp"] = e.now().Add(time.Hour).Unix()
+	tok := e.is.Sign(c, nil)
+	if _, err := e.attest(tok); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(4 * time.Minute)
+	if _, err := e.attest(tok); err != nil {
+		t.Fatalf("within the maximum age: %v", err)
+	}
+	e.advance(3 * time.Minute) // 7m: past 5m and the 60s leeway; exp and the key set still hold
+	if _, err := e.attest(tok); attest.ReasonOf(err) != "token_too_old" {
+		t.Fatalf("a cached token past the maximum age = %v, want token_too_old", err)
 	}
 }
 

@@ -49,7 +49,7 @@ type signingKey struct {
 func NewIssuer(t testing.TB) *Issuer {
 	t.Helper()
 	is := &Issuer{maxAge: 300, counter: map[string]*atomic.Int64{
-		"discovery": {}, "jwks": {},
+		"discovery": {}, "jwks": {}, "refused": {},
 	}}
 	is.srv = httptest.NewTLSServer(http.HandlerFunc(is.serve))
 	t.Cleanup(is.srv.Close)
@@ -117,13 +117,15 @@ func (is *Issuer) SetMaxAge(s int) { is.mu.Lock(); is.maxAge = s; is.mu.Unlock()
 // SetDiscoveryIssuer makes the discovery document name another issuer.
 func (is *Issuer) SetDiscoveryIssuer(iss string) { is.mu.Lock(); is.docIss = iss; is.mu.Unlock() }
 
-// Requests counts the requests for "discovery" or "jwks".
+// Requests counts the requests of one kind: "discovery", "jwks", or
+// "refused" (any request while the issuer is down).
 func (is *Issuer) Requests(what string) int64 { return is.counter[what].Load() }
 
 func (is *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if is.down {
+		is.counter["refused"].Add(1)
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}

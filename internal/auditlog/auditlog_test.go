@@ -1,6 +1,8 @@
 package auditlog_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +61,14 @@ func verify(path string) (int, error) {
 	return n, err
 }
 
+// rehash gives line a hash of its own content again, as a forger would.
+func rehash(line string) string {
+	i := strings.LastIndex(line, `,"hash":"`)
+	body := line[:i] + "}"
+	sum := sha256.Sum256([]byte(body))
+	return line[:i] + `,"hash":"` + hex.EncodeToString(sum[:]) + `"}`
+}
+
 func TestChain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	write(t, path, 10)
@@ -91,6 +101,10 @@ func TestChain(t *testing.T) {
 		}, "line 9: prev does not match the hash of line 8: a line before it was deleted, inserted or moved"},
 		{"the first line deleted", func(ls []string) []string { return ls[1:] },
 			"line 1: the first line does not start the chain: lines before it were deleted"},
+		{"a seq skipped (the line re-hashed)", func(ls []string) []string {
+			ls[14] = rehash(strings.Replace(ls[14], `"seq":15,`, `"seq":16,`, 1))
+			return ls
+		}, "line 15: seq 16 follows seq 14"},
 		{"a hash removed", func(ls []string) []string {
 			ls[11] = ls[11][:strings.LastIndex(ls[11], `,"hash"`)] + "}"
 			return ls

@@ -60,6 +60,30 @@ func FuzzVerify(f *testing.F) {
 	f.Add("")
 	f.Add(`{"prev":"x","hash":"y"}`)
 	f.Fuzz(func(t *testing.T, s string) {
-		Verify(strings.NewReader(s))
+		n, last, err := Verify(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		// Intact: check the chain again, independently of Verify's loop:
+		// each line's own hash, prev the hash before it, seq counting
+		// from 1, and last the final hash.
+		prev := genesis
+		lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+		if s == "" {
+			lines = nil
+		}
+		if len(lines) != n {
+			t.Fatalf("Verify counted %d lines of %d", n, len(lines))
+		}
+		for i, line := range lines {
+			p, h, seq, err := check([]byte(strings.TrimSuffix(line, "\r")))
+			if err != nil || p != prev || seq != int64(i+1) {
+				t.Fatalf("line %d accepted: prev %q (want %q), seq %d, %v", i+1, p, prev, seq, err)
+			}
+			prev = h
+		}
+		if n > 0 && last != prev {
+			t.Fatalf("last hash %q, want %q", last, prev)
+		}
 	})
 }

@@ -48,11 +48,17 @@ func (ts *testServer) stop() error {
 
 func startServer(t *testing.T, h http.Handler, limits Limits) *testServer {
 	t.Helper()
+	return startServerMin(t, h, limits, tls.VersionTLS12)
+}
+
+// startServerMin is startServer with the minimum TLS version minVersion.
+func startServerMin(t *testing.T, h http.Handler, limits Limits, minVersion uint16) *testServer {
+	t.Helper()
 	pki, err := devpki.Ensure(t.TempDir(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Listen(Config{Addr: "127.0.0.1:0", TLS: TLSConfig(pki.Certificate, tls.VersionTLS12), Limits: limits})
+	s, err := Listen(Config{Addr: "127.0.0.1:0", TLS: TLSConfig(pki.Certificate, minVersion), Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,22 +135,30 @@ func TestPlainHTTPIsRefusedNotRedirected(t *testing.T) {
 	}
 }
 
+// versionRefused is the client's error when the server refuses the only
+// versions it offers (a protocol_version alert): a refusal for the version,
+// not for the cipher suites.
+const versionRefused = "protocol version not supported"
+
 func TestTLSVersionsAndSuites(t *testing.T) {
 	ts := startServer(t, okHandler(), DefaultLimits())
 	tests := []struct {
-		name   string
-		cfg    *tls.Config
-		wantOK bool
+		name    string
+		cfg     *tls.Config
+		wantOK  bool
+		wantErr string // a part of the handshake error, when it matters why
 	}{
-		{"TLS 1.0", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}, false},
-		{"TLS 1.1", &tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}, false},
-		{"TLS 1.2 AES-GCM", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, true},
-		{"TLS 1.2 ChaCha20", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, true},
-		{"TLS 1.2 CBC-SHA1", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, false},
-		{"TLS 1.2 CBC-SHA256", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}, false},
-		{"TLS 1.2 RC4", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_RC4_128_SHA}}, false},
-		{"TLS 1.2 3DES", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA, tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA}}, false},
-		{"TLS 1.3", &tls.Config{MinVersion: tls.VersionTLS13}, true},
+		// TLS 1.0 and 1.1 offered with suites the server does take in
+		// TLS 1.2, so that only the version can be why they fail.
+		{"TLS 1.0", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}, false, versionRefused},
+		{"TLS 1.1", &tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}, false, versionRefused},
+		{"TLS 1.2 AES-GCM", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, true, ""},
+		{"TLS 1.2 ChaCha20", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, true, ""},
+		{"TLS 1.2 CBC-SHA1", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, false, ""},
+		{"TLS 1.2 CBC-SHA256", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}, false, ""},
+		{"TLS 1.2 RC4", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_RC4_128_SHA}}, false, ""},
+		{"TLS 1.2 3DES", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA, tls.TLS_RSA_WITH_3DES_EDE_CBC_SHA}}, false, ""},
+		{"TLS 1.3", &tls.Config{MinVersion: tls.VersionTLS13}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,10 +167,29 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 			if err == nil {
 				conn.Close()
 			}
-			if (err == nil) != tt.wantOK {
-				t.Fatalf("handshake error = %v, want success %v", err, tt.wantOK)
+			if (err == nil) != tt.wantOK || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("handshake error = %v, want success %v (%s)", err, tt.wantOK, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestMinVersion13: with tls.min_version 1.3 a TLS 1.2 client is refused
+// for its version, whatever suites it offers; a TLS 1.3 client is served.
+func TestMinVersion13(t *testing.T) {
+	ts := startServerMin(t, okHandler(), DefaultLimits(), tls.VersionTLS13)
+	_, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ts.addr,
+		&tls.Config{RootCAs: ts.roots, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}})
+	if err == nil || !strings.Contains(err.Error(), versionRefused) {
+		t.Fatalf("TLS 1.2 client: %v, want %q", err, versionRefused)
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ts.addr, &tls.Config{RootCAs: ts.roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if v := conn.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Fatalf("negotiated %x", v)
 	}
 }
 

@@ -54,3 +54,27 @@ func TestCheckMatchesExactly(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckActiveOnly: an expired or revoked consent covers nothing,
+// though it names the user, client, scopes and resource.
+func TestCheckActiveOnly(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	base := consent.Consent{User: "alice", Provider: "corp", ClientID: "mail-agent", Scopes: []string{"mail:read"},
+		Resources: []string{"https://mail.example.com/mcp"}, ExpiresAt: now.Add(time.Hour)}
+	expired, revoked, expiresNow := base, base, base
+	expired.ExpiresAt = now.Add(-time.Second)
+	revoked.RevokedAt = now.Add(-time.Minute)
+	expiresNow.ExpiresAt = now
+	for name, c := range map[string]consent.Consent{"expired": expired, "revoked": revoked, "expiring at this instant": expiresNow} {
+		if c.Active(now) {
+			t.Errorf("%s: Active", name)
+		}
+		err := consent.Check(context.Background(), everything{c}, "corp", "alice", "mail-agent", []string{"mail:read"}, "https://mail.example.com/mcp", now)
+		if !errors.Is(err, consent.ErrNoConsent) {
+			t.Errorf("%s: Check = %v, want ErrNoConsent", name, err)
+		}
+	}
+	if !base.Active(now) {
+		t.Error("an unexpired, unrevoked consent is not active")
+	}
+}
