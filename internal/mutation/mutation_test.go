@@ -1,0 +1,102 @@
+// Package mutation checks that the tests guard the security checks they
+// name: each mutant breaks one check, and the tests of the check's own
+// package must then fail. Mutants are applied with go test -overlay, so the
+// tree is never changed. It runs when MCPSTS_MUTATION=1 (CI sets it):
+//
+//	MCPSTS_MUTATION=1 go test ./internal/mutation -v
+package mutation
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// mutant replaces the one occurrence of from in file with to; the tests of
+// pkg must fail.
+type mutant struct {
+	name, file, from, to, pkg string
+}
+
+var mutants = []mutant{
+	// Review of the verifiers and the token endpoint.
+	{"issuer: typ at+jwt not checked", "issuer/verify.go",
+		`!strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt")`, `false && typ == ""`, "./issuer"},
+	{"issuer: several audiences accepted", "issuer/verify.go", `len(c.Audience) != 1`, `len(c.Audience) < 1`, "./issuer"},
+	{"issuer: ambiguous member names accepted", "issuer/verify.go",
+		"if err := claimname.CheckPayload(payloadOf(raw)); err != nil {", "if err := claimname.CheckPayload(payloadOf(raw)); false && err != nil {", "./issuer"},
+	{"issuer: cnf not enforced", "issuer/verify.go", "if err := v.Cnf.check(peer); err != nil {", "if err := error(nil); err != nil {", "./issuer"},
+	{"issuer: reserved claims in another case minted", "issuer/mint.go", "if claimname.IsRegistered(name) {", "if false {", "./issuer"},
+	{"resource: ambiguous member names accepted", "resource/verify.go",
+		"if err := claimname.CheckPayload(payloadOf(raw)); err != nil {", "if err := claimname.CheckPayload(payloadOf(raw)); false && err != nil {", "./resource"},
+	{"trustmaps: any extra claim name", "trustmaps/compile.go",
+		"if err := claimname.CheckExtra(name); err != nil {", "if err := error(nil); err != nil {", "./trustmaps"},
+	{"trustmaps: may_act ignores the provider", "trustmaps/engine.go", "a.provider == actor.Provider && ", "", "./trustmaps"},
+	{"consent: inactive consents count", "trustmaps/consent/consent.go", "c.Active(now) && ", "", "./trustmaps/consent"},
+	{"exchange: client credentials take a user's token", "exchange/token.go",
+		"if id.Kind == oidc.UserKind {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient",
+		"if false {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient", "./exchange"},
+	{"exchange: request values unbounded", "exchange/audit.go",
+		"kv[i] = attribute.String(string(a.Key), bound(v, maxAttrBytes))", "kv[i] = a", "./exchange"},
+	{"exchange: no per-source limit", "exchange/token.go",
+		"if ok, wait := t.perSource.allow(source); !ok {", "if ok, wait := t.perSource.allow(source); false && !ok {", "./exchange"},
+	{"federation: Has ignores the stale bound", "federation/provider.go",
+		"if st == nil || p.cfg.Clock().After(st.refreshAt.Add(p.cfg.StaleBound)) {\n\t\treturn false", "if st == nil {\n\t\treturn false", "./federation"},
+	{"attest/oidc: cached tokens have no maximum age", "attest/oidc/cache.go", " || tooOld(e, now)", "", "./attest/oidc"},
+	{"attest/aws: repeated headers accepted", "attest/aws/aws.go", "if h.Values(kv.Key) != nil {", "if false {", "./attest/aws"},
+	{"attest/aws: components after the signature ignored", "attest/aws/aws.go", "Signature=([0-9a-f]{64})$`)", "Signature=([0-9a-f]{64})`)", "./attest/aws"},
+	{"auditlog: seq continuity not verified", "internal/auditlog/auditlog.go", "case s != seq+1:", "case false:", "./internal/auditlog"},
+	{"auditlog: a partial write left in the file", "internal/auditlog/auditlog.go",
+		"if terr := l.f.Truncate(size); terr != nil {", "if terr := error(nil); size < 0 && terr != nil {", "./internal/auditlog"},
+	{"auditlog: a write failure latches", "internal/auditlog/auditlog.go", "\tl.pending = l.pending[:0]\n\tl.setErr(nil)", "\tl.pending = l.pending[:0]", "./internal/auditlog"},
+	{"admin: any extended key usage", "internal/admin/auth.go", "[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}", "[]x509.ExtKeyUsage{x509.ExtKeyUsageAny}", "./internal/admin"},
+	{"tlsserver: min_version ignored", "internal/tlsserver/tls.go", "MinVersion:   minVersion,", "MinVersion:   tls.VersionTLS12,", "./internal/tlsserver"},
+	{"config: any provider may be named aws", "internal/config/validate.go", "} else if p.Name == AWSProvider {", "} else if false {", "./internal/config"},
+	{"config: secrets readable by others", "internal/config/validate.go", "perm&0o077 != 0 {", "perm&0o077 != 0 && false {", "./internal/config"},
+	{"store: database readable by others", "internal/store/store.go", "os.O_RDWR|os.O_CREATE, 0o600)", "os.O_RDWR|os.O_CREATE, 0o644)", "./internal/store"},
+}
+
+func TestMutants(t *testing.T) {
+	if os.Getenv("MCPSTS_MUTATION") != "1" {
+		t.Skip("set MCPSTS_MUTATION=1 to run the mutation check (a few minutes)")
+	}
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	tmp := t.TempDir()
+	for i, m := range mutants {
+		t.Run(m.name, func(t *testing.T) {
+			path := filepath.Join(root, m.file)
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(src), m.from); n != 1 {
+				t.Fatalf("%s holds the mutated text %d times, want once: the check moved; update the mutant", m.file, n)
+			}
+			mutated := filepath.Join(tmp, filepath.Base(m.file)+"."+string(rune('a'+i)))
+			if err := os.WriteFile(mutated, []byte(strings.Replace(string(src), m.from, m.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{path: mutated}})
+			ov := filepath.Join(tmp, "overlay.json")
+			if err := os.WriteFile(ov, overlay, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("go", "test", "-count=1", "-failfast", "-overlay="+ov, m.pkg)
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			switch {
+			case err == nil:
+				t.Errorf("the tests of %s pass with the mutant: nothing guards this check", m.pkg)
+			case strings.Contains(string(out), "[build failed]") || strings.Contains(string(out), "[setup failed]"):
+				t.Errorf("the mutant does not compile:\n%s", out)
+			}
+		})
+	}
+}
