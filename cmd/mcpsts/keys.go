@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	broker "github.com/mcpsts/mcpsts/internal/server"
+
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/attribute"
 
@@ -91,7 +93,7 @@ func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func
 	if dev {
 		issuerURL = "https://localhost" // not used: keys are the same for any issuer
 	}
-	iss, err := newIssuer(ctx, issuerSetup{cfg: cfg, dev: dev, url: issuerURL, store: st, env: e, log: newLogger(stderr, cfg.Log)})
+	iss, err := broker.NewIssuer(ctx, broker.IssuerSetup{Config: cfg, Dev: dev, URL: issuerURL, Store: st, Getenv: e.getenv, Now: e.now, Log: newLogger(stderr, cfg.Log)})
 	if err != nil {
 		return err
 	}

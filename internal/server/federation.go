@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	spiffefed "github.com/spiffe/go-spiffe/v2/federation"
@@ -34,17 +33,22 @@ import (
 // load when the providers Run.
 func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayCache, repo trustmaps.Repository, now func() time.Time, log *slog.Logger, meter metric.Meter) (*dynamicOIDC, attest.Attestor, []*federation.Provider, error) {
 	d := &dynamicOIDC{repo: repo, audiences: brokerAudiences, now: now, log: log, meter: meter, running: map[string]*storeProvider{}}
+	var fixed []oidc.ProviderConfig
 	for i, pc := range cfg.Providers {
 		p, opc, err := buildProvider(pc, brokerAudiences, now, log, meter)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("providers[%d] (%s): %w", i, pc.Name, err)
 		}
 		d.fixed = append(d.fixed, p)
-		d.fixedConfigs = append(d.fixedConfigs, opc)
+		fixed = append(fixed, opc)
 	}
-	if err := d.swap(); err != nil {
+	// Workloads reuse their platform tokens (Kubernetes: up to an hour):
+	// keep what was verified, re-checked for time and key on every use.
+	set, err := oidc.NewSet(oidc.Options{Now: now, CacheEntries: 10_000}, fixed...)
+	if err != nil {
 		return nil, nil, nil, err
 	}
+	d.set = set
 	return d, attest.SingleUse(d, replay), d.fixed, nil
 }
 
@@ -95,10 +99,8 @@ type dynamicOIDC struct {
 	log       *slog.Logger
 	meter     metric.Meter
 
-	fixed        []*federation.Provider
-	fixedConfigs []oidc.ProviderConfig
-
-	v atomic.Pointer[oidc.Verifier]
+	fixed []*federation.Provider
+	set   *oidc.Set // the file's providers, and the store's put in force by swap
 
 	mu      sync.Mutex // one reload at a time; guards running
 	running map[string]*storeProvider
@@ -119,11 +121,11 @@ type storeProvider struct {
 
 // Attest implements attest.Attestor with the providers in force.
 func (d *dynamicOIDC) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
-	return d.v.Load().Attest(ctx, ev)
+	return d.set.Attest(ctx, ev)
 }
 
 // Trusts reports whether iss is a trusted provider's issuer now.
-func (d *dynamicOIDC) Trusts(iss string) bool { return d.v.Load().Trusts(iss) }
+func (d *dynamicOIDC) Trusts(iss string) bool { return d.set.Trusts(iss) }
 
 // started is a store provider ready to be put in force.
 type started struct {
@@ -174,10 +176,10 @@ func (d *dynamicOIDC) stopProvider(p *storeProvider) {
 	}
 }
 
-// swap builds a verifier over the fixed providers and the running store
-// providers and puts it in force. d.mu is held, or there is no Run yet.
+// swap puts the running store providers in force beside the fixed ones.
+// d.mu is held.
 func (d *dynamicOIDC) swap() error {
-	pcs := append([]oidc.ProviderConfig(nil), d.fixedConfigs...)
+	var pcs []oidc.ProviderConfig
 	ids := make([]string, 0, len(d.running))
 	for id := range d.running {
 		ids = append(ids, id)
@@ -188,14 +190,7 @@ func (d *dynamicOIDC) swap() error {
 			pcs = append(pcs, d.running[id].cfg)
 		}
 	}
-	// Workloads reuse their platform tokens (Kubernetes: up to an hour):
-	// keep what was verified, re-checked for time and key on every use.
-	v, err := oidc.NewVerifier(oidc.Options{Now: d.now, CacheEntries: 10_000}, pcs...)
-	if err != nil {
-		return err
-	}
-	d.v.Store(v)
-	return nil
+	return d.set.Swap(pcs)
 }
 
 // Reload reads the store's providers and puts changes in force. A provider
@@ -373,20 +368,19 @@ func (s *spiffeSet) source(ctx context.Context, tdc config.TrustDomain) (spiffei
 	return td, e, e.Run, nil
 }
 
-// dynamicAWS verifies signed GetCallerIdentity requests with the AWS
-// settings in force: the configuration file's, or a store provider's; none
-// refuses them.
+// dynamicAWS builds the AWS attestor from the AWS settings in force, the
+// configuration file's or a store provider's, and switches to it.
 type dynamicAWS struct {
+	awsattest.Switch
 	audiences []string
 	replay    attest.ReplayCache
 	now       func() time.Time
-	a         atomic.Pointer[attest.Attestor]
 }
 
 // set puts cfg in force; nil takes AWS out.
 func (d *dynamicAWS) set(cfg *config.AWS) error {
 	if cfg == nil {
-		d.a.Store(nil)
+		d.Set(nil)
 		return nil
 	}
 	stsClient, err := pinnedClient(cfg.STSCAFile)
@@ -397,15 +391,52 @@ func (d *dynamicAWS) set(cfg *config.AWS) error {
 	if cfg.SingleUse == nil || *cfg.SingleUse {
 		a = attest.SingleUse(a, d.replay) // a signed request is good for 15 minutes: use it once
 	}
-	d.a.Store(&a)
+	d.Set(a)
 	return nil
 }
 
-// Attest implements attest.Attestor.
-func (d *dynamicAWS) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
-	a := d.a.Load()
-	if a == nil {
-		return attest.Identity{}, attest.Invalid("aws_not_trusted", "no AWS provider is configured")
+// pinnedClient is an HTTP client that trusts only the CA in caFile, or the
+// system roots when caFile is empty.
+func pinnedClient(caFile string) (*http.Client, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	if caFile == "" {
+		return c, nil
 	}
-	return (*a).Attest(ctx, ev)
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+	}
+	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	return c, nil
+}
+
+// singleUseTruster is the single-use-wrapped OIDC attestor with its
+// verifier's issuer list, for attest.JWTRouter.
+type singleUseTruster struct {
+	attest.Attestor
+	v interface{ Trusts(iss string) bool }
+}
+
+func (s singleUseTruster) Trusts(iss string) bool { return s.v.Trusts(iss) }
+
+// providerAlgorithms lists the algorithms the trusted providers sign with,
+// in a fixed order: those accepted for client assertions.
+func providerAlgorithms(providers []*federation.Provider) []string {
+	seen := map[string]bool{}
+	for _, p := range providers {
+		for _, a := range p.Algorithms() {
+			seen[a] = true
+		}
+	}
+	var out []string
+	for _, a := range federation.SupportedAlgorithms() {
+		if seen[a] {
+			out = append(out, a)
+		}
+	}
+	return out
 }

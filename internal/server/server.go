@@ -1,0 +1,349 @@
+// Package server assembles mcpsts: the store, the issuer and its keys, the
+// trusted providers with their hot-reloaded sets, the attestors, the
+// trust-map policy, the token endpoint, the admin API, telemetry, the audit
+// log and the routes. New builds it and binds its address; Run serves until
+// its context ends. The command line (cmd/mcpsts) only loads the
+// configuration, calls these and prints.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcpsts/mcpsts/attest"
+	awsattest "github.com/mcpsts/mcpsts/attest/aws"
+	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/admin"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	"github.com/mcpsts/mcpsts/internal/mapfiles"
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/internal/telemetry"
+	"github.com/mcpsts/mcpsts/internal/tlsserver"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+// Options are what the command line adds to the configuration.
+type Options struct {
+	// Dev is development mode: a local CA and server certificate, a
+	// development administrator's client certificate, a generated KEK,
+	// trust maps in <data_dir>/trustmaps, and the issuer named by the
+	// bound address.
+	Dev bool
+	// Getenv reads the environment (MCPSTS_KEK, OTEL_*); nil: os.Getenv.
+	Getenv func(string) string
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+	// Listener, when set, is served instead of binding the configuration's
+	// listen address.
+	Listener net.Listener
+	// Log receives the server's log; nil: discarded.
+	Log *slog.Logger
+	// Version is reported in telemetry and the start-up log line.
+	Version string
+}
+
+// Server is an assembled mcpsts bound to its address. It is not safe to
+// Run twice.
+type Server struct {
+	// Issuer is the issuer URL (in Dev, the bound address's).
+	Issuer string
+	// Addr is the bound address.
+	Addr net.Addr
+	// CAPath and AdminCert are, in Dev, the local CA to trust and the
+	// development administrator's client certificate.
+	CAPath, AdminCert string
+
+	cfg           *config.Config
+	log           *slog.Logger
+	version       string
+	srv           *tlsserver.Server
+	handler       http.Handler
+	st            *store.Store
+	tp            *telemetry.Provider
+	audit         *auditlog.Log
+	policy        *trustmaps.Policy
+	oidc          *dynamicOIDC
+	clients       *storeClients
+	iss           *issuer.Issuer
+	providers     []*federation.Provider
+	bundleRunners []func(context.Context)
+}
+
+// New builds the server from cfg and binds its address. On an error
+// nothing is left open, and a data directory it created is removed again.
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	log := opts.Log
+	s := &Server{cfg: cfg, log: log, version: opts.Version}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	// Nothing half-created: a data directory this call made is removed
+	// again if start-up fails.
+	if opts.Dev || cfg.Store == "" {
+		var created bool
+		if created, err = ensureDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		if created {
+			defer func() {
+				if err != nil { // the named result: whatever failed later
+					os.RemoveAll(cfg.DataDir)
+				}
+			}()
+		}
+	}
+	var cert tls.Certificate
+	if opts.Dev {
+		pki, err := devpki.Ensure(cfg.DataDir, opts.Now())
+		if err != nil {
+			return nil, err
+		}
+		cert, s.CAPath = pki.Certificate, pki.CAPath
+		// The development administrator authenticates to the admin API
+		// with a client certificate from the local CA.
+		if s.AdminCert, _, err = devpki.EnsureAdmin(cfg.DataDir, opts.Now()); err != nil {
+			return nil, err
+		}
+		cfg.Admin.ClientCAFile, cfg.Admin.ClientNames = pki.CAPath, []string{devpki.AdminName}
+	} else {
+		var selfSigned bool
+		cert, selfSigned, err = tlsserver.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, opts.Now(), cfg.TLS.AllowSelfSigned)
+		if err != nil {
+			return nil, err
+		}
+		if selfSigned {
+			log.Warn("serving a self-signed certificate (tls.allow_self_signed: true): clients must pin it", "cert_file", cfg.TLS.CertFile)
+		}
+	}
+
+	if s.st, err = store.Open(ctx, cfg.StoreURL()); err != nil {
+		return nil, err
+	}
+	st := s.st
+	if s.tp, err = telemetry.New(ctx, telemetry.Options{ServiceVersion: opts.Version, InstanceID: instanceID(), Getenv: opts.Getenv}); err != nil {
+		return nil, err
+	}
+	tp := s.tp
+	meter := tp.Meters.Meter("mcpsts")
+	// The audit log: the token endpoint writes its decisions to it; it is
+	// also a span processor, for administrative changes and key rotations.
+	if path := cfg.AuditFile(); path != "" {
+		if s.audit, err = auditlog.Open(path, opts.Now); err != nil {
+			return nil, fmt.Errorf("audit.file: %w", err)
+		}
+		tp.RegisterSpanProcessor(s.audit.Processor(auditEvent))
+		if err := s.audit.Instrument(log, meter); err != nil {
+			return nil, err
+		}
+	}
+
+	// Trust maps: the first version must compile; later ones replace it
+	// only when they do. Dev reads <data>/trustmaps.
+	mapPaths := cfg.TrustMaps.Paths
+	if opts.Dev {
+		dir := filepath.Join(cfg.DataDir, "trustmaps")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+		}
+		mapPaths = []string{dir}
+	}
+	// Maps come from the files and from the store (the admin API's).
+	mapSource := trustmaps.Sources{mapfiles.Files(mapPaths), trustmaps.RepositorySource{Repo: st}}
+	if s.policy, err = trustmaps.NewPolicy(ctx, mapSource, log, meter); err != nil {
+		return nil, err
+	}
+
+	minVersion, _ := tlsserver.ParseMinVersion(cfg.TLS.MinVersion) // validated
+	s.srv, err = tlsserver.Listen(tlsserver.Config{
+		Addr:     cfg.Listen,
+		Listener: opts.Listener,
+		TLS:      tlsserver.TLSConfig(cert, minVersion),
+		Limits:   cfg.ServerLimits(),
+		Log:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Addr = s.srv.Addr()
+	s.Issuer = cfg.Issuer
+	if opts.Dev {
+		s.Issuer = devIssuer(s.Addr)
+	}
+	issuerURL := s.Issuer
+	paths, err := exchange.PathsFor(issuerURL)
+	if err != nil {
+		return nil, err
+	}
+	// Trusted issuers: a provider whose keys cannot load now is retried in
+	// the background and does not stop the server. Workload tokens must be
+	// addressed to this broker: its issuer or token endpoint by default.
+	audiences := cfg.Audiences
+	if len(audiences) == 0 {
+		audiences = []string{issuerURL, paths.Origin + paths.Token}
+	}
+	oidcVerifier, verifier, providers, err := newOIDC(cfg, audiences, st, st.FederationProviders(), opts.Now, log, meter)
+	if err != nil {
+		return nil, err
+	}
+	s.oidc, s.providers = oidcVerifier, providers
+	svidVerifier, spiffeSet, bundleRunners, err := newSPIFFE(ctx, cfg, audiences, opts.Now, log, meter)
+	if err != nil {
+		return nil, err
+	}
+	s.bundleRunners = bundleRunners
+	aws := &dynamicAWS{audiences: audiences, replay: st, now: opts.Now}
+	if cfg.AWS.Enabled {
+		if err := aws.set(&cfg.AWS); err != nil {
+			return nil, fmt.Errorf("aws.sts_ca_file: %w", err)
+		}
+	}
+	// Store providers of every type are reloaded together.
+	oidcVerifier.spiffe, oidcVerifier.aws = spiffeSet, aws
+	// JWTs go to OIDC by issuer, JWT-SVIDs to SPIFFE by trust domain;
+	// single-use OIDC providers keep their replay claim.
+	router := attest.JWTRouter{OIDC: singleUseTruster{verifier, oidcVerifier}, SPIFFE: svidVerifier}
+	attestors := map[string]attest.Attestor{
+		exchange.TokenTypeJWT: router, exchange.TokenTypeIDToken: verifier, exchange.GrantJWTBearer: router,
+		exchange.EvidenceTLSClient: svidVerifier, awsattest.TokenType: aws,
+	}
+	if s.iss, err = NewIssuer(ctx, IssuerSetup{Config: cfg, Dev: opts.Dev, URL: issuerURL, Store: st, Getenv: opts.Getenv, Now: opts.Now, Log: log, Tracer: tp.Tracer("mcpsts")}); err != nil {
+		return nil, err
+	}
+	iss := s.iss
+	if err := iss.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err := keyAgeGauge(meter, iss); err != nil {
+		return nil, err
+	}
+	adminAuth, err := adminAuthorizer(cfg, issuerURL, iss)
+	if err != nil {
+		return nil, err
+	}
+	if s.clients, err = newStoreClients(ctx, st.Clients(), log); err != nil {
+		return nil, err
+	}
+	// Token requests are spans (a server span and one per step) where they
+	// can be seen: with an exporter. The endpoint writes its decisions to
+	// the audit log itself, so without one it records no spans at all.
+	var tokenTracer trace.Tracer
+	if tp.Exported {
+		tokenTracer = tp.Tracer("mcpsts")
+	}
+	var decisions exchange.DecisionLog
+	if s.audit != nil {
+		decisions = s.audit
+	}
+	token := exchange.NewHandler(exchange.Config{
+		Audit:     decisions,
+		Clients:   s.clients,
+		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
+		Attestors: attestors,
+		Decider:   s.policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
+		DefaultTTL:  cfg.Tokens.DefaultTTL,
+		PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
+		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
+		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
+	})
+	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
+		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
+			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients())}),
+		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run starts the background work (store janitor, reloads of trust maps,
+// providers and clients, key rotation, key-set and bundle refreshes) and
+// serves until ctx is done, then shuts down gracefully and closes
+// everything.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	cfg, log := s.cfg, s.log
+	log.Info("mcpsts serving", "addr", s.Addr.String(), "issuer", s.Issuer, "store", s.st.Dialect(),
+		"tracing", s.tp.Exporter, "version", s.version)
+	go s.st.RunJanitor(ctx, time.Minute, log)
+	go s.policy.Run(ctx, cfg.TrustMaps.ReloadInterval)
+	go s.oidc.Run(ctx, cfg.TrustMaps.ReloadInterval)
+	go s.clients.Run(ctx, cfg.TrustMaps.ReloadInterval)
+	go s.iss.Run(ctx)
+	for _, p := range s.providers {
+		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())
+		go p.Run(ctx)
+	}
+	for _, run := range s.bundleRunners {
+		go run(ctx)
+	}
+	srv := s.srv
+	s.srv = nil // Serve closes it
+	if err := srv.Serve(ctx, s.handler); err != nil {
+		return err
+	}
+	log.Info("mcpsts stopped")
+	return nil
+}
+
+// close releases what New opened, in reverse order.
+func (s *Server) close() {
+	if s.srv != nil {
+		s.srv.Close()
+		s.srv = nil
+	}
+	if s.tp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.tp.Shutdown(ctx); err != nil {
+			s.log.Warn("telemetry shutdown", "error", err)
+		}
+		s.tp = nil
+	}
+	if s.audit != nil {
+		if err := s.audit.Close(); err != nil {
+			s.log.Error("audit log", "error", err)
+		}
+		s.audit = nil
+	}
+	if s.st != nil {
+		s.st.Close()
+		s.st = nil
+	}
+}
+
+// instanceID names this process for tracing: the host name and a random
+// suffix, so that replicas on one host differ.
+func instanceID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}

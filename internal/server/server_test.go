@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/internal/config"
+)
+
+func devConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c := config.Defaults()
+	c.DataDir, c.Listen = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0"
+	return &c
+}
+
+// TestNewRun: New assembles a development server on a free port, Run
+// serves it (ready: store and signing keys) until its context ends, and
+// returns nil then.
+func TestNewRun(t *testing.T) {
+	cfg := devConfig(t)
+	s, err := New(context.Background(), cfg, Options{Dev: true, Getenv: func(string) string { return "" }, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(s.Issuer, "https://127.0.0.1:") || s.Issuer != "https://"+s.Addr.String() || s.CAPath == "" || s.AdminCert == "" {
+		t.Fatalf("server %+v", s)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	pem, err := os.ReadFile(s.CAPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := c.Get(s.Issuer + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz = %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestNewFailureLeavesNothing: a start that fails (the port is taken)
+// closes what it opened and removes the data directory it created.
+func TestNewFailureLeavesNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := devConfig(t)
+	cfg.Listen = busy.Addr().String()
+	if _, err := New(context.Background(), cfg, Options{Dev: true, Getenv: func(string) string { return "" }}); err == nil {
+		t.Fatal("New on a taken port succeeded")
+	}
+	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
+		t.Fatalf("the data directory was left behind: %v", err)
+	}
+}
