@@ -75,4 +75,3 @@ func TestRoutesWithIssuerPath(t *testing.T) {
 		t.Errorf("metadata at the root for a path issuer = %d, want 404", rec.Code)
 	}
 }
-
