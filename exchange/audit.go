@@ -31,6 +31,7 @@ const (
 	attrActor           = "mcpsts.actor.id"
 	attrRequestAudience = "mcpsts.request.audience"
 	attrRequestScopes   = "mcpsts.request.scopes"
+	attrRequestClientID = "mcpsts.request.client_id"
 	attrMapID           = "mcpsts.trust_map.id"
 	attrClientID        = "mcpsts.client_id"
 	attrAudience        = "mcpsts.granted.audience"

@@ -65,6 +65,9 @@ func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f f
 	}
 	annotateIdentity(ctx, user, false)
 	annotateDecision(ctx, d)
+	if oerr := sentClient(ctx, f, d); oerr != nil {
+		return nil, oerr
+	}
 	switch err := consent.Check(ctx, t.cfg.Consents, user.Provider, user.Subject, d.ClientID, d.Scopes, d.Audience, t.cfg.Clock()); {
 	case errors.Is(err, consent.ErrNoConsent):
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidGrant,

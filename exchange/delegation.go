@@ -101,6 +101,9 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	}
 	annotateIdentity(ctx, original, false)
 	annotateDecision(ctx, d)
+	if oerr := sentClient(ctx, f, d); oerr != nil {
+		return nil, oerr
+	}
 	if !t.cfg.Decider.MayAct(d.MapID, actor) {
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest,
 			description: "the acting service may not act for this subject at this server (may_act)",

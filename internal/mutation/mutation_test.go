@@ -39,6 +39,7 @@ var mutants = []mutant{
 	{"exchange: client credentials take a user's token", "exchange/token.go",
 		"if id.Kind == oidc.UserKind {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient",
 		"if false {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient", "./exchange"},
+	{"exchange: a sent client_id other than the decided one", "exchange/token.go", "\tif c == d.ClientID {\n\t\treturn nil", "\tif c != \"\" {\n\t\treturn nil", "./exchange"},
 	{"exchange: request values unbounded", "exchange/audit.go",
 		"kv[i] = attribute.String(string(a.Key), bound(v, maxAttrBytes))", "kv[i] = a", "./exchange"},
 	{"exchange: no per-source limit", "exchange/token.go",
