@@ -118,13 +118,29 @@ func (c *compiler) document(d Document) []*compiled {
 			}
 			c.problems = append(c.problems, &Problem{Document: d.Name, Line: line, MapID: id, Path: path, Msg: fmt.Sprintf(format, args...)})
 		}
+		// Every problem at once: a map with unknown keys is still checked
+		// for what it means; only what could not be decoded is not
+		// checked further (its zero value would be reported again).
+		var unsound []string
 		for _, p := range problems {
 			c.problems = append(c.problems, &Problem{Document: d.Name, Line: p.Line, MapID: id, Path: p.Path, Msg: p.Msg})
+			if !p.Ignored {
+				unsound = append(unsound, p.Path)
+			}
 		}
+		checked := func(path, format string, args ...any) {
+			for _, u := range unsound {
+				if u == "" || path == u || strings.HasPrefix(path, u+".") || strings.HasPrefix(path, u+"[") {
+					return
+				}
+			}
+			fail(path, format, args...)
+		}
+		cm := c.check(m, checked)
 		if len(problems) > 0 {
 			continue
 		}
-		if cm := c.check(m, fail); cm != nil {
+		if cm != nil {
 			if prev, dup := c.ids[m.ID]; dup {
 				fail("id", "%q is also the id of a map in %s", m.ID, prev)
 				continue

@@ -45,6 +45,43 @@ func TestTrustmapCheck(t *testing.T) {
 	}
 }
 
+// TestTrustmapCheckAllAtOnce: unknown keys and the semantic problems of
+// the same map are reported in one run, each with file:line, map id and
+// field path; a value that cannot be decoded is reported once.
+func TestTrustmapCheckAllAtOnce(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(bad, []byte(`id: x
+match: {provider: p, subject: s, subject_pattern: "s.*", colour: red}
+grant:
+  client_id: c
+  audiences: [http://x]
+  scope: [a]
+  max_ttl: forever
+  conditions: ['1 +']
+`), 0o600)
+	_, _, err := run(t, testEnv(nil), "trustmap", "check", bad)
+	if err == nil {
+		t.Fatal("check passed")
+	}
+	want := []string{
+		bad + `:2: map "x": match.colour: unknown field`,
+		bad + `:2: map "x": match: want exactly one of subject and subject_pattern`,
+		bad + `:5: map "x": grant.audiences[0]: "http://x" is not an absolute https URI`,
+		bad + `:6: map "x": grant.scope: unknown field`,
+		bad + `:7: map "x": grant.max_ttl: `,
+		bad + `:8: map "x": grant.conditions: unknown field`,
+	}
+	got := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.Contains(g, w) }) {
+			t.Errorf("missing %q in\n%v", w, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "grant.max_ttl"); n != 1 {
+		t.Errorf("grant.max_ttl reported %d times:\n%v", n, err)
+	}
+}
+
 func TestTrustmapExplain(t *testing.T) {
 	dir := t.TempDir()
 	maps := filepath.Join(dir, "maps.yaml")

@@ -22,6 +22,10 @@ type Problem struct {
 	Line int    // 0 when unknown
 	Path string // dotted field path with [i] for list items; "" for the document
 	Msg  string
+	// Ignored: the key was left out (unknown, or repeated), so what was
+	// decoded is still sound and can be checked further; otherwise the
+	// value at Path could not be decoded.
+	Ignored bool
 }
 
 func (p Problem) Error() string {
@@ -77,6 +81,11 @@ var durationType = reflect.TypeOf(time.Duration(0))
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.problems = append(d.problems, Problem{Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// ignored records a key left out of the decoded value.
+func (d *decoder) ignored(n *yaml.Node, path, format string, args ...any) {
+	d.problems = append(d.problems, Problem{Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...), Ignored: true})
 }
 
 func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
@@ -172,13 +181,13 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 			continue
 		}
 		if line, dup := seen[k.Value]; dup {
-			d.fail(k, p, "set twice (first at line %d)", line)
+			d.ignored(k, p, "set twice (first at line %d)", line)
 			continue
 		}
 		seen[k.Value] = k.Line
 		idx, ok := fields[k.Value]
 		if !ok {
-			d.fail(k, p, "unknown field (known: %s)", known(fields))
+			d.ignored(k, p, "unknown field (known: %s)", known(fields))
 			continue
 		}
 		d.value(val, p, v.Field(idx))
