@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -114,14 +115,29 @@ func printDevBanner(w io.Writer, issuer string, addr net.Addr, caPath, dataDir, 
 	}
 	absCA, absData, absAdmin := abs(caPath), abs(dataDir), abs(adminCert)
 	absAdminKey := strings.TrimSuffix(absAdmin, devpki.AdminCertFile) + devpki.AdminKeyFile
+	// The first token, with the development identity and the sample map;
+	// the data directory is named when it is not the default.
+	data := ""
+	if filepath.Clean(dataDir) != ".mcpsts" {
+		data = " --data " + dataDir
+	}
+	self := "mcpsts"
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
+		self = "go run ./cmd/mcpsts" // started with go run
+	}
 	fmt.Fprintf(w, `mcpsts is serving in development mode (embedded SQLite, local CA)
   issuer:    %s
   listening: %s
   trust CA:  %s
   data:      %s
   admin:     client certificate %s, key %s
-  try:       curl --cacert %s %s/.well-known/oauth-authorization-server
-`, issuer, addr, absCA, absData, absAdmin, absAdminKey, absCA, issuer)
+  try:       %s token --dev%s --audience %s --scope files:read
+  explain:   %s trustmap explain %s --provider dev --subject %s --audience %s
+  metadata:  curl --cacert %s %s/.well-known/oauth-authorization-server
+`, issuer, addr, absCA, absData, absAdmin, absAdminKey,
+		self, data, broker.DevDemoAudience,
+		self, filepath.Join(dataDir, "trustmaps"), broker.DevSubject, broker.DevDemoAudience,
+		absCA, issuer)
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

@@ -178,9 +178,14 @@ func TestServeDev(t *testing.T) {
 	if s.issuer != "https://"+s.addr {
 		t.Errorf("printed issuer %q, want https://%s", s.issuer, s.addr)
 	}
-	tryCmd := "curl --cacert " + wantCA + " https://" + s.addr + "/.well-known/oauth-authorization-server"
-	if !strings.Contains(out, "try:       "+tryCmd+"\n") {
-		t.Errorf("banner lacks the ready-to-paste command %q:\n%s", tryCmd, out)
+	curlCmd := "curl --cacert " + wantCA + " https://" + s.addr + "/.well-known/oauth-authorization-server"
+	if !strings.Contains(out, "metadata:  "+curlCmd+"\n") {
+		t.Errorf("banner lacks the ready-to-paste command %q:\n%s", curlCmd, out)
+	}
+	// The first token: the development identity, for the sample map.
+	tryCmd := " token --dev --data " + data + " --audience https://127.0.0.1:9443/mcp --scope files:read\n"
+	if !regexp.MustCompile(`(?m)^  try:       (mcpsts|go run ./cmd/mcpsts)` + regexp.QuoteMeta(tryCmd)).MatchString(out) {
+		t.Errorf("banner lacks the first-token command %q:\n%s", tryCmd, out)
 	}
 	if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("data directory: %v, mode %v; want 0700", err, fi.Mode().Perm())

@@ -67,8 +67,8 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"]}
 	create := map[string]string{"If-None-Match": "*"}
 	// Provider names are one namespace in a safe alphabet: an OIDC
 	// provider cannot take the AWS provider's name, nor a name with '/'
-	// or upper case.
-	for id, name := range map[string]string{"aws": "aws", "prod": "Prod"} {
+	// or upper case, nor the development provider's (--dev only).
+	for id, name := range map[string]string{"aws": "aws", "prod": "Prod", "dev": "dev"} {
 		doc := fmt.Sprintf(`{"type":"oidc","name":%q,"issuer":"https://%s.idp.example","jwks":"{\"keys\":[]}"}`, name, id)
 		if status := put(id, doc, create); status != 400 {
 			t.Fatalf("an OIDC provider named %q: %d, want 400", name, status)

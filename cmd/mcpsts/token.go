@@ -13,8 +13,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 
 	"github.com/spf13/cobra"
 
@@ -43,17 +48,48 @@ type tokenFlags struct {
 	scopes                                     []string
 	watch, json                                bool
 	poll                                       time.Duration
+	// --dev: the development identity of a serve --dev in data.
+	dev           bool
+	data, subject string
 }
 
 func newTokenCommand(e env) *cobra.Command {
 	var f tokenFlags
 	cmd := &cobra.Command{
-		Use:   "token --broker URL --audience URI [--scope S…] [--source NAME] [--out FILE --watch | --json | --exec -- CMD ARGS…]",
+		Use:   "token (--broker URL | --dev) --audience URI [--scope S…] [--source NAME] [--out FILE --watch | --json | --exec -- CMD ARGS…]",
 		Short: "Get an access token for an MCP server with this workload's own credential",
 		Long: `Exchange this workload's platform credential for an access token for one MCP
-server. Sources: auto (default), k8s (projected token file, MCPSTS_K8S_TOKEN_FILE),
-github (Actions OIDC), spiffe (JWT-SVID from the Workload API), spiffe-mtls
-(the X.509-SVID on the connection), file:PATH.
+server. --source names where the credential comes from, and what each reads:
+
+  auto          the first whose environment is present, in this order: k8s
+                (the file exists), github, spiffe, aws, gcp, azure (it says
+                which it chose)
+  k8s           a projected service account token file:
+                MCPSTS_K8S_TOKEN_FILE (default /var/run/secrets/mcpsts/token)
+  github        a GitHub Actions OIDC token: ACTIONS_ID_TOKEN_REQUEST_URL,
+                ACTIONS_ID_TOKEN_REQUEST_TOKEN (permissions: id-token: write)
+  spiffe        a JWT-SVID from the SPIFFE Workload API: SPIFFE_ENDPOINT_SOCKET
+  spiffe-mtls   the X.509-SVID from the Workload API, presented on the TLS
+                connection (tls_client_auth): SPIFFE_ENDPOINT_SOCKET
+  aws           a signed sts:GetCallerIdentity request: the AWS SDK's
+                credential chain (AWS_ACCESS_KEY_ID…, AWS_WEB_IDENTITY_TOKEN_FILE,
+                AWS_CONTAINER_CREDENTIALS_*, instance roles), AWS_REGION;
+                MCPSTS_AWS_STS_ENDPOINT overrides the STS endpoint
+  gcp           a Google ID token from the metadata server (GCE_METADATA_HOST
+                overrides its address), or through the IAM Credentials API as
+                MCPSTS_GCP_IMPERSONATE (a service account email)
+  azure         an Entra ID token: workload identity (AZURE_FEDERATED_TOKEN_FILE,
+                AZURE_CLIENT_ID, AZURE_TENANT_ID) or a managed identity
+                (IDENTITY_ENDPOINT…, AZURE_CLIENT_ID for a user-assigned one);
+                MCPSTS_AZURE_APP is the application ID URI asked for (default
+                the broker's issuer)
+  file:PATH     a JWT read from PATH at every use
+
+--dev is the development identity of "mcpsts serve --dev": it signs a
+short-lived workload JWT as the dev server's own provider, with the key in
+its data directory (--data, default .mcpsts), for --subject (default
+demo-agent), and exchanges it at that server (its issuer and CA are read from
+the data directory). Only a dev server trusts it.
 
 By default the token goes to stdout and nothing else does. --json prints the
 whole token response. --out FILE writes it (mode 0600, atomically); with
@@ -84,7 +120,9 @@ refused, 5 the broker is unreachable.`,
 	fl.StringVar(&f.envName, "env", "MCPSTS_TOKEN", "with --exec: the environment variable that holds the token")
 	fl.DurationVar(&f.poll, "poll", 5*time.Second, "how often a kept-fresh token is checked for renewal")
 	fl.MarkHidden("poll")
-	cmd.MarkFlagRequired("broker")
+	fl.BoolVar(&f.dev, "dev", false, "use the development identity of a serve --dev (see above)")
+	fl.StringVar(&f.data, "data", ".mcpsts", "with --dev: the dev server's data `directory`")
+	fl.StringVar(&f.subject, "subject", broker.DevSubject, "with --dev: the development workload's `name`")
 	cmd.MarkFlagRequired("audience")
 	return cmd
 }
@@ -112,8 +150,15 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	case len(args) > 0 && (f.out != "" || f.json):
 		return &exitError{exitConfig, errors.New("--exec goes alone (it keeps its own token file)")}
 	}
-	src, err := client.SourceByName(f.source, e.getenv)
-	if err != nil {
+	var src client.Source
+	var err error
+	if f.dev {
+		if src, err = devSource(&f); err != nil {
+			return &exitError{exitConfig, err}
+		}
+	} else if f.broker == "" {
+		return &exitError{exitConfig, errors.New("--broker: required (or --dev, for the development identity of a serve --dev)")}
+	} else if src, err = client.SourceByName(f.source, e.getenv); err != nil {
 		return &exitError{exitConfig, fmt.Errorf("--source: %w", err)}
 	}
 	fmt.Fprintf(stderr, "mcpsts token: evidence source %s\n", src.Name())
@@ -156,6 +201,30 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	}
 	_, err = fmt.Fprintln(stdout, tok.AccessToken)
 	return err
+}
+
+// devSource is the development identity of the serve --dev whose data
+// directory is f.data; it fills in the broker and its CA from there unless
+// given.
+func devSource(f *tokenFlags) (client.Source, error) {
+	if f.source != "auto" {
+		return nil, errors.New("--dev is a source of its own: leave out --source")
+	}
+	key, err := devpki.LoadIdentityKey(f.data)
+	if err != nil {
+		return nil, fmt.Errorf("--dev: no development identity in %s (start mcpsts serve --dev --data %s first): %w", f.data, f.data, err)
+	}
+	if f.broker == "" {
+		b, err := os.ReadFile(filepath.Join(f.data, devpki.IssuerFile))
+		if err != nil {
+			return nil, fmt.Errorf("--dev: the dev server's issuer is not in %s (is mcpsts serve --dev running?): %w", f.data, err)
+		}
+		f.broker = strings.TrimSpace(string(b))
+	}
+	if f.ca == "" {
+		f.ca = filepath.Join(f.data, devpki.CAFile)
+	}
+	return client.DevSource{Key: key, KeyID: devpki.IdentityKeyID(key), Issuer: config.DevIssuer, Subject: f.subject}, nil
 }
 
 // writeToken replaces path with the token, mode 0600, atomically.

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,35 @@ trust_maps: {paths: [%s]}
 	}
 	if strings.Contains(s.stderr.String(), subject) || strings.Contains(s.stderr.String(), body["access_token"].(string)) {
 		t.Fatal("a token appears in the log")
+	}
+}
+
+// TestTokenHelpListsSources: mcpsts token --help names every evidence
+// source, with the environment each reads, and --dev.
+func TestTokenHelpListsSources(t *testing.T) {
+	out, _, err := run(t, testEnv(nil), "token", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for source, env := range map[string][]string{
+		"auto":        nil,
+		"k8s":         {"MCPSTS_K8S_TOKEN_FILE", "/var/run/secrets/mcpsts/token"},
+		"github":      {"ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"},
+		"spiffe":      {"SPIFFE_ENDPOINT_SOCKET"},
+		"spiffe-mtls": {"SPIFFE_ENDPOINT_SOCKET"},
+		"aws":         {"AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION", "MCPSTS_AWS_STS_ENDPOINT"},
+		"gcp":         {"GCE_METADATA_HOST", "MCPSTS_GCP_IMPERSONATE"},
+		"azure":       {"AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MCPSTS_AZURE_APP"},
+		"file:PATH":   nil,
+		"--dev":       {"--data", "--subject"},
+	} {
+		if !regexp.MustCompile(`(?m)^  `+regexp.QuoteMeta(source)+`\s`).MatchString(out) && !strings.Contains(out, source+" is the development identity") {
+			t.Errorf("--help does not list %s", source)
+		}
+		for _, v := range env {
+			if !strings.Contains(out, v) {
+				t.Errorf("--help does not say that %s reads %s", source, v)
+			}
+		}
 	}
 }

@@ -33,7 +33,7 @@ func newTrustmapCommand(e env) *cobra.Command {
 			return nil
 		},
 	})
-	var identityFile, audience, sourceIP, at, grantType string
+	var identityFile, provider, subject, audience, sourceIP, at, grantType string
 	var scopes []string
 	var mtls bool
 	explain := &cobra.Command{
@@ -50,13 +50,22 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 			if err != nil {
 				return err
 			}
-			raw, err := os.ReadFile(identityFile)
-			if err != nil {
-				return fmt.Errorf("--identity: %w", err)
-			}
 			var id attest.Identity
-			if err := json.Unmarshal(raw, &id); err != nil {
-				return fmt.Errorf("--identity %s: %v", identityFile, err)
+			switch {
+			case identityFile != "" && (provider != "" || subject != ""):
+				return errors.New("--identity or --provider and --subject, not both")
+			case identityFile != "":
+				raw, err := os.ReadFile(identityFile)
+				if err != nil {
+					return fmt.Errorf("--identity: %w", err)
+				}
+				if err := json.Unmarshal(raw, &id); err != nil {
+					return fmt.Errorf("--identity %s: %v", identityFile, err)
+				}
+			case provider != "" && subject != "":
+				id = attest.Identity{Provider: provider, Subject: subject}
+			default:
+				return errors.New(`required flag "identity" not set: give --identity FILE, or --provider and --subject`)
 			}
 			if sourceIP != "" {
 				if _, err := netip.ParseAddr(sourceIP); err != nil {
@@ -82,14 +91,15 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 		},
 	}
 	fl := explain.Flags()
-	fl.StringVar(&identityFile, "identity", "", "JSON `file` of the verified identity")
+	fl.StringVar(&identityFile, "identity", "", "JSON `file` of the verified identity (provider, subject, attributes…)")
+	fl.StringVar(&provider, "provider", "", "the identity's provider (with --subject, for an identity without attributes)")
+	fl.StringVar(&subject, "subject", "", "the identity's subject (with --provider)")
 	fl.StringVar(&audience, "audience", "", "requested audience (MCP server resource URI)")
 	fl.StringArrayVar(&scopes, "scope", nil, "requested scope (repeatable; none: the map's defaults)")
 	fl.StringVar(&sourceIP, "source-ip", "", "the client's IP address")
 	fl.StringVar(&at, "time", "", "the request time, RFC 3339 (default now)")
 	fl.StringVar(&grantType, "grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "the grant type")
 	fl.BoolVar(&mtls, "mtls", false, "the client proved a certificate over TLS")
-	explain.MarkFlagRequired("identity")
 	explain.MarkFlagRequired("audience")
 	cmd.AddCommand(explain)
 	return cmd

@@ -250,6 +250,13 @@ providers:
 			`mcpsts.yaml:14: providers[3].name: "Upper" is not a provider name`,
 			`mcpsts.yaml:15: providers[4].name: "amazon" is the name of the AWS provider (aws.provider): provider names are one namespace`,
 		}},
+		{"the development provider", good + `providers:
+  - {name: dev, issuer: "https://a.example", jwks: '{"keys":[]}'}
+  - {name: mine, issuer: "https://dev.mcpsts.invalid", jwks: '{"keys":[]}'}
+`, []string{
+			`mcpsts.yaml:6: providers[0].name: "dev" is the development provider of serve --dev, trusted only there`,
+			`mcpsts.yaml:7: providers[1].issuer: "https://dev.mcpsts.invalid" is the development provider of serve --dev, trusted only there`,
+		}},
 		{"trust maps", good + "trust_maps: {paths: [/no/maps], reload_interval: 100ms}\n", []string{
 			"mcpsts.yaml:5: trust_maps.paths[0]: no such file or directory (/no/maps)",
 			"mcpsts.yaml:5: trust_maps.reload_interval: 100ms is out of range (want 1s to 1h)",

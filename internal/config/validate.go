@@ -242,6 +242,15 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 
 type problem struct{ field, msg string }
 
+// The development provider: serve --dev trusts it, with a key of its own
+// in the data directory, so that mcpsts token --dev gets a first token
+// with no platform at hand. A configuration file or the admin API cannot
+// name it.
+const (
+	DevProvider = "dev"
+	DevIssuer   = "https://dev.mcpsts.invalid"
+)
+
 // AWSProvider is the provider name of AWS identities (attested through
 // STS) unless aws.provider says otherwise; no other provider may take it.
 const AWSProvider = "aws"
@@ -365,11 +374,15 @@ func (p *Provider) problems() []problem {
 	var out []problem
 	if msg := NameProblem(p.Name); msg != "" {
 		out = append(out, problem{"name", msg})
+	} else if p.Name == DevProvider {
+		out = append(out, problem{"name", fmt.Sprintf("%q is the development provider of serve --dev, trusted only there", p.Name)})
 	} else if p.Name == AWSProvider {
 		out = append(out, problem{"name", fmt.Sprintf("%q is the name of the AWS provider (identities attested through STS): provider names are one namespace", p.Name)})
 	}
 	if msg := IssuerProblem(p.Issuer); msg != "" {
 		out = append(out, problem{"issuer", msg})
+	} else if p.Issuer == DevIssuer {
+		out = append(out, problem{"issuer", fmt.Sprintf("%q is the development provider of serve --dev, trusted only there", p.Issuer)})
 	}
 	sources := 0
 	for _, set := range []bool{p.Discovery, p.JWKSURI != "", p.JWKS != "", p.JWKSFile != ""} {

@@ -133,6 +133,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 			return nil, err
 		}
 		cfg.Admin.ClientCAFile, cfg.Admin.ClientNames = pki.CAPath, []string{devpki.AdminName}
+		if err := devIdentity(cfg); err != nil {
+			return nil, err
+		}
 	} else {
 		var selfSigned bool
 		cert, selfSigned, err = tlsserver.LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile, opts.Now(), cfg.TLS.AllowSelfSigned)
@@ -169,9 +172,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	// only when they do. Dev reads <data>/trustmaps.
 	mapPaths := cfg.TrustMaps.Paths
 	if opts.Dev {
-		dir := filepath.Join(cfg.DataDir, "trustmaps")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+		dir, err := devTrustMaps(cfg.DataDir)
+		if err != nil {
+			return nil, err
 		}
 		mapPaths = []string{dir}
 	}
@@ -198,6 +201,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		s.Issuer = devIssuer(s.Addr)
 	}
 	issuerURL := s.Issuer
+	if opts.Dev {
+		// mcpsts token --dev finds the running dev server here.
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, devpki.IssuerFile), []byte(issuerURL+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	paths, err := exchange.PathsFor(issuerURL)
 	if err != nil {
 		return nil, err

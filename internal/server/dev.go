@@ -1,0 +1,72 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+)
+
+// The demo of serve --dev: the development identity's subject, and the
+// MCP server (examples/mcp-server at its default address) that the sample
+// trust map lets it get tokens for.
+const (
+	DevSubject      = "demo-agent"
+	DevDemoAudience = "https://127.0.0.1:9443/mcp"
+	DevDemoMapFile  = "dev-demo.yaml"
+)
+
+// devDemoMap is written into <data>/trustmaps when serve --dev makes that
+// directory: an example to edit.
+const devDemoMap = `# A sample trust map, written by "mcpsts serve --dev" on its first start.
+# Edit it: the server reads the files of this directory again within 5 s
+# and keeps the last version that compiles (a broken edit is logged).
+#
+# It lets the development workload identity (provider "dev": what
+# "mcpsts token --dev" signs as) get tokens, as MCP client demo-agent, for
+# the demo MCP server of examples/mcp-server.
+id: dev-demo
+match:
+  provider: dev
+  subject: ` + DevSubject + `                 # mcpsts token --dev --subject NAME
+grant:
+  client_id: demo-agent
+  audiences: ["` + DevDemoAudience + `"]   # go run ./examples/mcp-server (its default address)
+  scopes: [files:read, files:write]
+  default_scopes: [files:read]        # what a request that names no scope gets
+  max_ttl: 15m
+`
+
+// devIdentity trusts the development provider, whose key is made in the
+// data directory on first use.
+func devIdentity(cfg *config.Config) error {
+	jwks, err := devpki.EnsureIdentityKey(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	cfg.Providers = append(cfg.Providers, config.Provider{Name: config.DevProvider, Issuer: config.DevIssuer, JWKS: string(jwks)})
+	return nil
+}
+
+// devTrustMaps makes <data>/trustmaps, with the sample map when the
+// directory is new (a map the developer removed stays removed).
+func devTrustMaps(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "trustmaps")
+	_, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("data directory %s: %w", dataDir, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, DevDemoMapFile), []byte(devDemoMap), 0o600); err != nil {
+			return "", fmt.Errorf("data directory %s: %w", dataDir, err)
+		}
+	case err != nil:
+		return "", fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	return dir, nil
+}
