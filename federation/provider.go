@@ -209,6 +209,22 @@ func (p *Provider) Issuer() string { return p.cfg.Issuer }
 // Algorithms are the algorithms allowed for the provider's tokens.
 func (p *Provider) Algorithms() []string { return slices.Clone(p.cfg.Algorithms) }
 
+// KeySummary says how many keys the loaded key set holds (0 before the
+// first load) and the algorithms they name, sorted, once each.
+func (p *Provider) KeySummary() (count int, algorithms []string) {
+	st := p.state.Load()
+	if st == nil {
+		return 0, nil
+	}
+	for _, k := range st.keys {
+		if k.Algorithm != "" && !slices.Contains(algorithms, k.Algorithm) {
+			algorithms = append(algorithms, k.Algorithm)
+		}
+	}
+	slices.Sort(algorithms)
+	return len(st.keys), algorithms
+}
+
 // Key returns the issuer's public key kid for a token signed with alg. An
 // empty kid is accepted only when exactly one key fits alg.
 func (p *Provider) Key(ctx context.Context, kid, alg string) (crypto.PublicKey, error) {

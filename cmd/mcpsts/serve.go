@@ -23,6 +23,7 @@ type serveFlags struct {
 	dev    bool
 	config string
 	check  bool
+	online bool
 	data   string
 	listen string
 }
@@ -30,7 +31,7 @@ type serveFlags struct {
 func newServeCommand(e env) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve (--dev | --config FILE [--check])",
+		Use:   "serve (--dev | --config FILE [--check [--online]])",
 		Short: "Run the mcpsts server over HTTPS",
 		Long: `Run the mcpsts server.
 
@@ -38,7 +39,13 @@ func newServeCommand(e env) *cobra.Command {
 database, a local CA and a server certificate for localhost and 127.0.0.1,
 listening on --listen. Restarting reuses them.
 
---config FILE runs from a YAML configuration; --check only validates it.
+--config FILE runs from a YAML configuration; --check only validates it, and
+with --online also tries what a first start needs, changing nothing: the
+store answers at a schema this build can use, the signing keys open with the
+KEK, the TLS certificate is valid for the issuer's host and not within 14 days
+of expiry, every provider's discovery and key set can be fetched, every SPIFFE
+bundle source answers, the administrators' CA can be read. It prints a line
+for each and exits non-zero if one fails: run it in CI before a deploy.
 These environment variables override the file: ` + strings.Join(config.EnvVars(), ", ") + `.
 Tracing is configured by the standard OTEL_* variables (OTEL_TRACES_EXPORTER=otlp|console|none).`,
 		Args: cobra.NoArgs,
@@ -53,6 +60,7 @@ Tracing is configured by the standard OTEL_* variables (OTEL_TRACES_EXPORTER=otl
 	fl.BoolVar(&f.dev, "dev", false, "run on embedded defaults (SQLite, generated local CA and keys)")
 	fl.StringVar(&f.config, "config", "", "YAML configuration `file`")
 	fl.BoolVar(&f.check, "check", false, "validate the --config file and exit")
+	fl.BoolVar(&f.online, "online", false, "with --check: also try the store, keys, certificate, providers and bundle sources")
 	fl.StringVar(&f.data, "data", ".mcpsts", "with --dev: data `directory`")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8443", "with --dev: HTTPS listen `address` (port 0 picks a free port)")
 	cmd.MarkFlagsMutuallyExclusive("dev", "config")
@@ -65,6 +73,8 @@ func (f serveFlags) validate(cmd *cobra.Command) error {
 		return errors.New("serve needs --dev or --config FILE")
 	case f.check && f.config == "":
 		return errors.New("--check validates a --config file")
+	case f.online && !f.check:
+		return errors.New("--online goes with --check")
 	case f.config != "" && (cmd.Flags().Changed("data") || cmd.Flags().Changed("listen")):
 		return errors.New("--data and --listen go with --dev; with --config set data_dir and listen in the file (or MCPSTS_DATA_DIR, MCPSTS_LISTEN)")
 	case f.dev:
@@ -89,6 +99,9 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		}
 		if f.check {
 			fmt.Fprintf(stdout, "%s: configuration is valid\n", f.config)
+			if f.online {
+				return checkOnline(ctx, cfg, e, stdout)
+			}
 			return nil
 		}
 	}
@@ -104,6 +117,24 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		printDevBanner(stdout, s.Issuer, s.Addr, s.CAPath, cfg.DataDir, s.AdminCert)
 	}
 	return s.Run(ctx)
+}
+
+// checkOnline prints a line for each check of a first start, and fails if
+// one does.
+func checkOnline(ctx context.Context, cfg *config.Config, e env, stdout io.Writer) error {
+	failed := 0
+	for _, r := range broker.CheckOnline(ctx, cfg, broker.Options{Getenv: e.getenv, Now: e.now}) {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Name, r.Err)
+			continue
+		}
+		fmt.Fprintf(stdout, "ok   %s: %s\n", r.Name, r.Detail)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d online checks failed", failed)
+	}
+	return nil
 }
 
 func printDevBanner(w io.Writer, issuer string, addr net.Addr, caPath, dataDir, adminCert string) {

@@ -132,6 +132,15 @@ func appliedVersions(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
 	return applied, nil
 }
 
+// LatestSchema is the schema version this build migrates a store to.
+func (s *Store) LatestSchema() (int, error) {
+	ms, err := migrationsFor(migrationFiles, s.dialect)
+	if err != nil || len(ms) == 0 {
+		return 0, err
+	}
+	return ms[len(ms)-1].version, nil
+}
+
 // SchemaVersion reports the highest migration applied to the database.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64

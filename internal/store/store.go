@@ -25,6 +25,7 @@ type Store struct {
 	db      *sql.DB
 	dialect dialect
 	now     func() time.Time
+	asIs    bool // WithoutMigration
 }
 
 // Option configures Open.
@@ -38,6 +39,15 @@ func WithClock(now func() time.Time) Option {
 			return errors.New("store: WithClock(nil)")
 		}
 		s.now = now
+		return nil
+	}
+}
+
+// WithoutMigration opens the store as it is, for inspection (serve --check
+// --online): no migration is applied; SchemaVersion says where it stands.
+func WithoutMigration() Option {
+	return func(s *Store) error {
+		s.asIs = true
 		return nil
 	}
 }
@@ -67,6 +77,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 	if err := ping(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: cannot connect to %s: %w", Redact(rawURL), err)
+	}
+	if s.asIs {
+		return s, nil
 	}
 	if err := s.migrate(ctx, migrationFiles); err != nil {
 		db.Close()
