@@ -2,10 +2,14 @@ package exchange
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
 // OAuth error codes of the token endpoint (RFC 6749 §5.2, RFC 8707 §2,
@@ -71,4 +75,48 @@ func writeError(w http.ResponseWriter, e *oauthError, traceID string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status)
 	json.NewEncoder(w).Encode(body)
+}
+
+func attestError(err error, code string) *oauthError {
+	reason := attest.ReasonOf(err)
+	switch {
+	case errors.Is(err, attest.ErrUnavailable):
+		e := fail(http.StatusServiceUnavailable, errUnavailable, "the credential cannot be verified now; retry later")
+		e.detail = err.Error()
+		return e
+	case errors.Is(err, attest.ErrReplayed):
+		e := fail(http.StatusBadRequest, code, "the credential was already used")
+		e.check, e.detail = "token_replayed", err.Error()
+		return e
+	case errors.Is(err, attest.ErrInvalidEvidence):
+		e := fail(http.StatusBadRequest, code, "the credential was refused")
+		e.check, e.detail = reason, err.Error()
+		return e
+	}
+	e := fail(http.StatusInternalServerError, errServerError, "internal error")
+	e.detail = err.Error()
+	return e
+}
+
+// decisionError maps a trust-map refusal to its OAuth error.
+func decisionError(err error, grantType string) *oauthError {
+	var den *trustmaps.Denial
+	switch {
+	case errors.Is(err, errClientGrant):
+		return &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is registered without this grant type", detail: err.Error()}
+	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
+		return &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
+	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):
+		return &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
+	case errors.As(err, &den):
+		code := errInvalidRequest // RFC 8693 §2.2.2: unacceptable by policy
+		switch grantType {
+		case GrantJWTBearer:
+			code = errInvalidGrant
+		case GrantClientCreds:
+			code = errUnauthorizedClient
+		}
+		return &oauthError{status: http.StatusBadRequest, code: code, description: "no trust map grants this identity a token (" + den.Reason + ")", detail: den.Detail}
+	}
+	return &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
 }

@@ -26,7 +26,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcpsts/mcpsts/attest"
-	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
@@ -137,13 +136,20 @@ func NewHandler(cfg Config) http.Handler {
 		cfg.Decider = registeredClients{cfg.Decider, cfg.Clients}
 	}
 	cfg = traced(cfg)
-	return &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
+	t := &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
+	t.grants = map[string]grant{
+		GrantTokenExchange: tokenExchangeGrant{t},
+		GrantJWTBearer:     jwtBearerGrant{t},
+		GrantClientCreds:   clientCredentialsGrant{t},
+	}
+	return t
 }
 
 type tokenEndpoint struct {
 	cfg                               Config
 	metrics                           instruments
 	perIdentity, perClient, perSource *keyedLimiter
+	grants                            map[string]grant // by grant_type
 }
 
 // limited is the 429 answer of a rate limit.
@@ -330,148 +336,23 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *s
 	if f.get("client_assertion") != "" && gt != GrantClientCreds {
 		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
 	}
-	switch gt {
-	case GrantTokenExchange:
-		return t.tokenExchange(ctx, r, f)
-	case GrantJWTBearer:
-		return t.jwtBearer(ctx, r, f)
-	case GrantClientCreds:
-		return t.clientCredentials(ctx, r, f)
-	case "":
+	g, ok := t.grants[gt]
+	switch {
+	case gt == "":
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "grant_type is required")
-	default:
+	case !ok:
 		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "supported grant types: "+GrantTokenExchange+", "+GrantJWTBearer+", "+GrantClientCreds)
 	}
+	return g.serve(ctx, r, f)
 }
 
-func (t *tokenEndpoint) tokenExchange(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
-	subject, subjectType := f.get("subject_token"), f.get("subject_token_type")
-	switch {
-	case subject == "":
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "subject_token is required")
-	case subjectType == "":
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "subject_token_type is required")
-	case (f.get("actor_token") == "") != (f.get("actor_token_type") == ""):
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "actor_token and actor_token_type go together")
-	}
-	issued, oerr := requestedType(f.get("requested_token_type"))
-	if oerr != nil {
-		return nil, oerr
-	}
-	if subjectType == TokenTypeAccessToken {
-		return t.delegate(ctx, r, f, issued)
-	}
-	evType := subjectType
-	if subjectType == TokenTypeMTLS {
-		if subject != "tls" {
-			return nil, fail(http.StatusBadRequest, errInvalidRequest, "with subject_token_type "+TokenTypeMTLS+" the subject_token is the literal tls")
-		}
-		evType = EvidenceTLSClient
-	}
-	att, ok := t.cfg.Attestors[evType]
-	if !ok {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "unsupported subject_token_type "+truncate(subjectType))
-	}
-	id, err := att.Attest(ctx, attest.Evidence{Type: evType, Token: []byte(subject), PeerCertificates: peer(r)})
-	if err != nil {
-		// RFC 8693 §2.2.2: an invalid or unacceptable subject token is
-		// invalid_request, not invalid_grant.
-		return nil, attestError(err, errInvalidRequest)
-	}
-	if id.Kind == oidc.UserKind {
-		return t.onBehalfOfUser(ctx, r, f, id, issued)
-	}
-	if f.get("actor_token") != "" {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an actor_token goes with a user's subject_token, or with one of our access tokens (delegation)")
-	}
-	return t.grant(ctx, r, f, id, GrantTokenExchange, issued)
-}
-
-func (t *tokenEndpoint) jwtBearer(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
-	assertion := f.get("assertion")
-	if assertion == "" {
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "assertion is required")
-	}
-	att, ok := t.cfg.Attestors[GrantJWTBearer]
-	if !ok {
-		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the JWT bearer grant is not enabled")
-	}
-	id, err := att.Attest(ctx, attest.Evidence{Type: GrantJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
-	if err != nil {
-		return nil, attestError(err, errInvalidGrant) // RFC 7523 §3.1
-	}
-	if id.Kind == oidc.UserKind {
-		return nil, fail(http.StatusBadRequest, errInvalidGrant, "a user's assertion gets a token only through a token exchange with the acting workload and the user's consent")
-	}
-	return t.grant(ctx, r, f, id, GrantJWTBearer, TokenTypeAccessToken)
-}
-
-// clientCredentials is the client credentials grant with a federated
-// workload JWT as the client's authentication (RFC 7523 §2.2, the MCP
-// client-credentials extension): the trust maps decide which client the
-// workload is; a client_id sent along must be that one.
-func (t *tokenEndpoint) clientCredentials(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
-	var id attest.Identity
-	var err error
-	switch assertion := f.get("client_assertion"); {
-	case assertion != "":
-		att, ok := t.cfg.Attestors[GrantJWTBearer]
-		if !ok {
-			return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the client credentials grant is not enabled")
-		}
-		id, err = att.Attest(ctx, attest.Evidence{Type: AssertionJWTBearer, Token: []byte(assertion), PeerCertificates: peer(r)})
-	case len(peer(r)) > 0 && t.cfg.Attestors[EvidenceTLSClient] != nil:
-		// tls_client_auth (RFC 8705 §2.1): the client certificate (an
-		// X.509-SVID) authenticates; client_id is required.
-		if f.get("client_id") == "" {
-			return nil, fail(http.StatusUnauthorized, errInvalidClient, "tls_client_auth needs client_id")
-		}
-		id, err = t.cfg.Attestors[EvidenceTLSClient].Attest(ctx, attest.Evidence{Type: EvidenceTLSClient, PeerCertificates: peer(r)})
-	default:
-		return nil, fail(http.StatusUnauthorized, errInvalidClient, "the client credentials grant needs client_assertion (a workload JWT, "+AssertionJWTBearer+") or a client certificate (tls_client_auth)")
-	}
-	if err != nil {
-		e := attestError(err, errInvalidClient) // RFC 7523 §3.2
-		if e.code == errInvalidClient {
-			e.status = http.StatusUnauthorized
-		}
-		return nil, e
-	}
-	if id.Kind == oidc.UserKind {
-		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a user's token is not a client credential")
-	}
-	return t.grant(ctx, r, f, id, GrantClientCreds, TokenTypeAccessToken)
-}
-
-func requestedType(rt string) (string, *oauthError) {
-	switch rt {
-	case "", TokenTypeAccessToken:
-		return TokenTypeAccessToken, nil
-	case TokenTypeJWT:
-		return TokenTypeJWT, nil
-	}
-	return "", fail(http.StatusBadRequest, errInvalidRequest, "requested_token_type must be "+TokenTypeAccessToken+" or "+TokenTypeJWT)
-}
-
-func attestError(err error, code string) *oauthError {
-	reason := attest.ReasonOf(err)
-	switch {
-	case errors.Is(err, attest.ErrUnavailable):
-		e := fail(http.StatusServiceUnavailable, errUnavailable, "the credential cannot be verified now; retry later")
-		e.detail = err.Error()
-		return e
-	case errors.Is(err, attest.ErrReplayed):
-		e := fail(http.StatusBadRequest, code, "the credential was already used")
-		e.check, e.detail = "token_replayed", err.Error()
-		return e
-	case errors.Is(err, attest.ErrInvalidEvidence):
-		e := fail(http.StatusBadRequest, code, "the credential was refused")
-		e.check, e.detail = reason, err.Error()
-		return e
-	}
-	e := fail(http.StatusInternalServerError, errServerError, "internal error")
-	e.detail = err.Error()
-	return e
+// A grant serves the token requests of one grant_type: it checks the
+// request's own parameters and credential, then hands the verified
+// identity to the steps every grant shares (grant: decide, check the
+// client, mint), so that none can be skipped. Each lives in its own file;
+// the OAuth error mapping is in errors.go.
+type grant interface {
+	serve(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError)
 }
 
 // targets reads resource and audience: every value must name the same MCP
@@ -546,29 +427,6 @@ func sentClient(ctx context.Context, f form, d trustmaps.Decision) *oauthError {
 	return &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, check: "client_id_mismatch",
 		description: "client_id is not the client the trust maps decide for this identity",
 		detail:      fmt.Sprintf("client_id %q sent, map %s decides %q", truncate(c), d.MapID, d.ClientID)}
-}
-
-// decisionError maps a trust-map refusal to its OAuth error.
-func decisionError(err error, grantType string) *oauthError {
-	var den *trustmaps.Denial
-	switch {
-	case errors.Is(err, errClientGrant):
-		return &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is registered without this grant type", detail: err.Error()}
-	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
-		return &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
-	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):
-		return &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
-	case errors.As(err, &den):
-		code := errInvalidRequest // RFC 8693 §2.2.2: unacceptable by policy
-		switch grantType {
-		case GrantJWTBearer:
-			code = errInvalidGrant
-		case GrantClientCreds:
-			code = errUnauthorizedClient
-		}
-		return &oauthError{status: http.StatusBadRequest, code: code, description: "no trust map grants this identity a token (" + den.Reason + ")", detail: den.Detail}
-	}
-	return &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
 }
 
 // mint binds the grant as the map requires, signs it and builds the

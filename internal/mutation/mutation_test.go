@@ -36,7 +36,7 @@ var mutants = []mutant{
 		"if err := claimname.CheckExtra(name); err != nil {", "if err := error(nil); err != nil {", "./trustmaps"},
 	{"trustmaps: may_act ignores the provider", "trustmaps/engine.go", "a.provider == actor.Provider && ", "", "./trustmaps"},
 	{"consent: inactive consents count", "trustmaps/consent/consent.go", "c.Active(now) && ", "", "./trustmaps/consent"},
-	{"exchange: client credentials take a user's token", "exchange/token.go",
+	{"exchange: client credentials take a user's token", "exchange/grant_client_credentials.go",
 		"if id.Kind == oidc.UserKind {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient",
 		"if false {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient", "./exchange"},
 	{"exchange: a sent client_id other than the decided one", "exchange/token.go", "\tif c == d.ClientID {\n\t\treturn nil", "\tif c != \"\" {\n\t\treturn nil", "./exchange"},
