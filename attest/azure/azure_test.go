@@ -2,6 +2,7 @@ package azure_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +59,10 @@ func TestManagedIdentity(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "expires_on": n + 86700, "resource": q.Get("resource"), "token_type": "Bearer", "client_id": clientID})
 	}))
 	t.Cleanup(mi.Close)
+	// azidentity caches managed-identity tokens for the process, by
+	// resource: a resource of this run's own keeps a token of an earlier
+	// run (with -count, signed by another issuer) out of it.
+	app := app + "-" + rand.Text()
 	t.Setenv("IDENTITY_ENDPOINT", mi.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", header)
 
@@ -89,7 +94,7 @@ func TestManagedIdentity(t *testing.T) {
 	}
 
 	// A token for another application is refused by the broker.
-	other, err := azure.Token(context.Background(), cred, "https://vault.azure.net")
+	other, err := azure.Token(context.Background(), cred, "https://vault.azure.net/"+rand.Text())
 	if err != nil {
 		t.Fatal(err)
 	}
