@@ -18,22 +18,28 @@ import (
 
 // devServer runs a `mcpsts serve --dev` in dir (its sample trust map lets
 // demo-agent get files:read and files:write for the demo MCP server) and
-// returns it with an HTTP client that trusts its CA, as --ca does.
-func devServer(ctx context.Context, dir string) (*server.Server, *http.Client, error) {
+// returns it, the development identity's source, and an HTTP client that
+// trusts its CA, as --ca does.
+func devServer(ctx context.Context, dir string) (*server.Server, client.DevSource, *http.Client, error) {
 	cfg := config.Defaults()
 	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
 	s, err := server.New(ctx, &cfg, server.Options{Dev: true, Getenv: func(string) string { return "" }})
 	if err != nil {
-		return nil, nil, err
+		return nil, client.DevSource{}, nil, err
 	}
 	go s.Run(ctx)
 	pem, err := os.ReadFile(s.CAPath)
 	if err != nil {
-		return nil, nil, err
+		return nil, client.DevSource{}, nil, err
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
-	return s, &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}, nil
+	key, err := devpki.LoadIdentityKey(dir)
+	if err != nil {
+		return nil, client.DevSource{}, nil, err
+	}
+	src := client.DevSource{Key: key, KeyID: devpki.IdentityKeyID(key), Issuer: config.DevIssuer, Subject: server.DevSubject}
+	return s, src, &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}, nil
 }
 
 // An agent's token source with the development identity of a serve --dev
@@ -45,17 +51,17 @@ func ExampleDevSource() {
 	defer cancel()
 	dir, _ := os.MkdirTemp("", "mcpsts-example")
 	defer os.RemoveAll(dir)
-	s, hc, err := devServer(ctx, dir)
+	s, _, hc, err := devServer(ctx, dir)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	key, err := devpki.LoadIdentityKey(dir)
+	key, err := devpki.LoadIdentityKey(dir) // dir/dev-identity-key.pem
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	src := client.DevSource{Key: key, KeyID: devpki.IdentityKeyID(key), Issuer: config.DevIssuer, Subject: server.DevSubject}
+	src := client.DevSource{Key: key, KeyID: devpki.IdentityKeyID(key), Issuer: config.DevIssuer, Subject: "demo-agent"}
 	c, err := client.New(s.Issuer, src, client.Options{HTTPClient: hc})
 	if err != nil {
 		fmt.Println(err)
@@ -78,13 +84,12 @@ func ExampleFileSource() {
 	defer cancel()
 	dir, _ := os.MkdirTemp("", "mcpsts-example")
 	defer os.RemoveAll(dir)
-	s, hc, err := devServer(ctx, dir)
+	s, dev, hc, err := devServer(ctx, dir)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	key, _ := devpki.LoadIdentityKey(dir)
-	ev, err := client.DevSource{Key: key, KeyID: devpki.IdentityKeyID(key), Issuer: config.DevIssuer, Subject: server.DevSubject}.Evidence(ctx, s.Issuer)
+	ev, err := dev.Evidence(ctx, s.Issuer)
 	if err != nil {
 		fmt.Println(err)
 		return

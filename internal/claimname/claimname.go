@@ -214,21 +214,8 @@ func (s *scanner) object(depth int) error {
 		}
 		s.i++
 		s.space()
-		if err := s.value(depth + 1); err != nil {
+		if done, err := s.element(depth, '}'); done || err != nil {
 			return err
-		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return errSyntax
 		}
 	}
 }
@@ -242,21 +229,29 @@ func (s *scanner) array(depth int) error {
 	}
 	for {
 		s.space()
-		if err := s.value(depth + 1); err != nil {
+		if done, err := s.element(depth, ']'); done || err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errSyntax
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return nil
-		default:
-			return errSyntax
-		}
 	}
+}
+
+// element reads a member's or an item's value and what follows it: a comma
+// (more to come) or the container's closing delimiter (done).
+func (s *scanner) element(depth int, closing byte) (done bool, err error) {
+	if err := s.value(depth + 1); err != nil {
+		return false, err
+	}
+	s.space()
+	if s.i >= len(s.b) {
+		return false, errSyntax
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return false, nil
+	case closing:
+		s.i++
+		return true, nil
+	}
+	return false, errSyntax
 }
