@@ -11,6 +11,9 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
+
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/replaytest"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -311,6 +314,16 @@ func TestConsentStoreConformance(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			consenttest.Run(t, func(t *testing.T, now func() time.Time) consent.Store {
 				return openTest(t, b.NewURL(t), now)
+			})
+		})
+	}
+}
+
+func TestAuthorizationStoreConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			authorizetest.Run(t, func(t *testing.T) authorize.Store {
+				return openTest(t, b.NewURL(t), time.Now)
 			})
 		})
 	}

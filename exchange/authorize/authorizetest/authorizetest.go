@@ -1,0 +1,134 @@
+// Package authorizetest is the conformance suite for authorize.Store.
+package authorizetest
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+)
+
+// Run runs the suite; newStore returns a fresh store. Every store of one
+// call shares nothing with another's.
+func Run(t *testing.T, newStore func(t *testing.T) authorize.Store) {
+	ctx := context.Background()
+	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	code := authorize.Code{Hash: authorize.Hash("code-1"), ClientID: "https://app.example.com/client.json", RedirectURI: "http://127.0.0.1:8080/cb",
+		Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Resource: "https://mail.example.com/mcp", Scopes: []string{"mail:read", "offline_access"},
+		Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, Family: "fam-1", ExpiresAt: exp}
+	refresh := func(secret, family string) authorize.Refresh {
+		return authorize.Refresh{Hash: authorize.Hash(secret), Family: family, ClientID: code.ClientID, Resource: code.Resource,
+			Scopes: []string{"mail:read", "offline_access"}, Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, ExpiresAt: exp.Add(24 * time.Hour)}
+	}
+
+	t.Run("a code is redeemed once", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.SaveCode(ctx, code); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.RedeemCode(ctx, code.Hash)
+		if err != nil || !reflect.DeepEqual(got, code) {
+			t.Fatalf("RedeemCode = %+v, %v\nwant %+v", got, err, code)
+		}
+		again, err := s.RedeemCode(ctx, code.Hash)
+		if !errors.Is(err, authorize.ErrReused) || again.Family != "fam-1" {
+			t.Fatalf("second RedeemCode = %+v, %v; want its grant and ErrReused", again, err)
+		}
+		if _, err := s.RedeemCode(ctx, authorize.Hash("unknown")); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("unknown code: %v", err)
+		}
+		if err := s.SaveCode(ctx, code); err == nil {
+			t.Fatal("a code saved twice")
+		}
+	})
+
+	t.Run("concurrent redemptions: one wins", func(t *testing.T) {
+		s := newStore(t)
+		c := code
+		c.Hash = authorize.Hash("code-race")
+		if err := s.SaveCode(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		var wins, reused atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch _, err := s.RedeemCode(ctx, c.Hash); {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, authorize.ErrReused):
+					reused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || reused.Load() != 7 {
+			t.Fatalf("%d redemptions won, %d reused; want 1 and 7", wins.Load(), reused.Load())
+		}
+	})
+
+	t.Run("refresh tokens rotate; reuse is reported; a revoked family refreshes no more", func(t *testing.T) {
+		s := newStore(t)
+		r1, r2, r3 := refresh("rt-1", "fam-1"), refresh("rt-2", "fam-1"), refresh("rt-3", "fam-1")
+		if err := s.SaveRefresh(ctx, r1); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.RotateRefresh(ctx, r1.Hash, r2)
+		if err != nil || !reflect.DeepEqual(got, r1) {
+			t.Fatalf("RotateRefresh = %+v, %v\nwant %+v", got, err, r1)
+		}
+		if got, err := s.RotateRefresh(ctx, r1.Hash, r3); !errors.Is(err, authorize.ErrReused) || got.Family != "fam-1" {
+			t.Fatalf("rotating a used token = %+v, %v; want ErrReused", got, err)
+		}
+		other := refresh("rt-other", "fam-2")
+		if err := s.SaveRefresh(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeFamily(ctx, "fam-1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RotateRefresh(ctx, r2.Hash, r3); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("rotating a token of a revoked family = %v, want ErrNotFound", err)
+		}
+		if _, err := s.RotateRefresh(ctx, authorize.Hash("unknown"), r3); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("unknown refresh token: %v", err)
+		}
+		if _, err := s.RotateRefresh(ctx, other.Hash, refresh("rt-other-2", "fam-2")); err != nil {
+			t.Fatalf("another family was revoked too: %v", err)
+		}
+	})
+
+	t.Run("concurrent rotations: one wins", func(t *testing.T) {
+		s := newStore(t)
+		r := refresh("rt-race", "fam-race")
+		if err := s.SaveRefresh(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.RotateRefresh(ctx, r.Hash, refresh("rt-race-next-"+string(rune('a'+i)), "fam-race")); err == nil {
+					wins.Add(1)
+				} else if !errors.Is(err, authorize.ErrReused) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d rotations won, want 1", wins.Load())
+		}
+	})
+}

@@ -1,0 +1,79 @@
+package authorize
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Code is the grant behind an authorization code, kept under the SHA-256 of
+// the code: the code itself is never stored.
+type Code struct {
+	Hash        string // Hash(code)
+	ClientID    string
+	RedirectURI string // as the authorization request named it, compared exactly at redemption
+	Challenge   string // the PKCE S256 code_challenge
+	Resource    string // the canonical resource URI the tokens are for
+	Scopes      []string
+	Provider    string        // the user's identity provider
+	Subject     string        // the user
+	TTL         time.Duration // of the access tokens (the trust map's)
+	// Family names the grant: the refresh tokens issued from this code
+	// share it, and a second use of the code revokes them all.
+	Family    string
+	ExpiresAt time.Time
+}
+
+// Refresh is the grant behind a refresh token, kept under its SHA-256.
+// Refresh tokens rotate: each is used once, and its successor is in the
+// same Family.
+type Refresh struct {
+	Hash      string
+	Family    string
+	ClientID  string
+	Resource  string
+	Scopes    []string
+	Provider  string
+	Subject   string
+	TTL       time.Duration // of the access tokens
+	ExpiresAt time.Time
+}
+
+// Errors of Store.
+var (
+	// ErrNotFound: no such code or refresh token, or a revoked one.
+	ErrNotFound = errors.New("authorize: no such grant")
+	// ErrReused: a code or refresh token used before. The record comes
+	// with it, for its Family to be revoked (RFC 9700 §4.14, OAuth 2.1
+	// §4.1.2: a code used twice revokes what it issued).
+	ErrReused = errors.New("authorize: grant used before")
+)
+
+// Store keeps authorization codes and refresh tokens. It must be safe for
+// concurrent use by several processes sharing it: a code or a refresh token
+// is used once across all of them.
+type Store interface {
+	// SaveCode stores a new code's grant.
+	SaveCode(ctx context.Context, c Code) error
+	// RedeemCode marks the code hash used and returns its grant; a code
+	// used before gives its grant and ErrReused, an unknown one
+	// ErrNotFound. Expiry is the caller's to check.
+	RedeemCode(ctx context.Context, hash string) (Code, error)
+	// SaveRefresh stores a new refresh token's grant.
+	SaveRefresh(ctx context.Context, r Refresh) error
+	// RotateRefresh marks the refresh token hash used, stores next (its
+	// successor, in the same family) and returns the used one's grant; a
+	// token used before gives its grant and ErrReused, a revoked or
+	// unknown one ErrNotFound. Expiry is the caller's to check.
+	RotateRefresh(ctx context.Context, hash string, next Refresh) (Refresh, error)
+	// RevokeFamily revokes every refresh token of family.
+	RevokeFamily(ctx context.Context, family string) error
+}
+
+// Hash is how codes and refresh tokens are kept: hex SHA-256.
+func Hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}

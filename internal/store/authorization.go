@@ -1,0 +1,130 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+)
+
+var _ authorize.Store = (*Store)(nil)
+
+// SaveCode implements authorize.Store.
+func (s *Store) SaveCode(ctx context.Context, c authorize.Code) error {
+	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`
+		INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.Hash, c.ClientID, c.RedirectURI, c.Challenge, c.Resource, strings.Join(c.Scopes, " "), c.Provider, c.Subject,
+		int64(c.TTL/time.Second), c.Family, c.ExpiresAt.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("store: save authorization code: %w", err)
+	}
+	return nil
+}
+
+// RedeemCode implements authorize.Store: one UPDATE claims the code, so a
+// code is redeemed once across every process on the store.
+func (s *Store) RedeemCode(ctx context.Context, hash string) (authorize.Code, error) {
+	res, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at = 0`),
+		s.now().UnixMicro(), hash)
+	if err != nil {
+		return authorize.Code{}, fmt.Errorf("store: redeem authorization code: %w", err)
+	}
+	claimed, _ := res.RowsAffected()
+	var c authorize.Code
+	var scopes string
+	var ttl, expires int64
+	err = s.db.QueryRowContext(ctx, s.dialect.rebind(`
+		SELECT code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, expires_at
+		FROM authorization_codes WHERE code_hash = ?`), hash).
+		Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.Challenge, &c.Resource, &scopes, &c.Provider, &c.Subject, &ttl, &c.Family, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return authorize.Code{}, authorize.ErrNotFound
+	case err != nil:
+		return authorize.Code{}, fmt.Errorf("store: read authorization code: %w", err)
+	}
+	c.Scopes, c.TTL, c.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
+	if claimed == 0 {
+		return c, authorize.ErrReused
+	}
+	return c, nil
+}
+
+// SaveRefresh implements authorize.Store.
+func (s *Store) SaveRefresh(ctx context.Context, r authorize.Refresh) error {
+	return saveRefresh(ctx, s.db, s.dialect, r)
+}
+
+// execer is what saveRefresh needs of a database or a transaction.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func saveRefresh(ctx context.Context, db execer, d dialect, r authorize.Refresh) error {
+	_, err := db.ExecContext(ctx, d.rebind(`
+		INSERT INTO refresh_tokens (token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		r.Hash, r.Family, r.ClientID, r.Resource, strings.Join(r.Scopes, " "), r.Provider, r.Subject, int64(r.TTL/time.Second), r.ExpiresAt.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("store: save refresh token: %w", err)
+	}
+	return nil
+}
+
+// RotateRefresh implements authorize.Store: the token is claimed and its
+// successor stored in one transaction.
+func (s *Store) RotateRefresh(ctx context.Context, hash string, next authorize.Refresh) (authorize.Refresh, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return authorize.Refresh{}, fmt.Errorf("store: rotate refresh token: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, s.dialect.rebind(`UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at = 0 AND revoked_at = 0`),
+		s.now().UnixMicro(), hash)
+	if err != nil {
+		return authorize.Refresh{}, fmt.Errorf("store: rotate refresh token: %w", err)
+	}
+	claimed, _ := res.RowsAffected()
+	var r authorize.Refresh
+	var scopes string
+	var ttl, expires, used, revoked int64
+	err = tx.QueryRowContext(ctx, s.dialect.rebind(`
+		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, expires_at, used_at, revoked_at
+		FROM refresh_tokens WHERE token_hash = ?`), hash).
+		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &expires, &used, &revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return authorize.Refresh{}, authorize.ErrNotFound
+	case err != nil:
+		return authorize.Refresh{}, fmt.Errorf("store: read refresh token: %w", err)
+	}
+	r.Scopes, r.TTL, r.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
+	switch {
+	case revoked != 0:
+		return authorize.Refresh{}, authorize.ErrNotFound
+	case claimed == 0:
+		return r, authorize.ErrReused
+	}
+	if err := saveRefresh(ctx, tx, s.dialect, next); err != nil {
+		return authorize.Refresh{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return authorize.Refresh{}, fmt.Errorf("store: rotate refresh token: %w", err)
+	}
+	return r, nil
+}
+
+// RevokeFamily implements authorize.Store.
+func (s *Store) RevokeFamily(ctx context.Context, family string) error {
+	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at = 0`),
+		s.now().UnixMicro(), family)
+	if err != nil {
+		return fmt.Errorf("store: revoke refresh tokens: %w", err)
+	}
+	return nil
+}
