@@ -46,7 +46,7 @@ func newInstruments(m metric.Meter) instruments {
 	return in
 }
 
-var knownGrants = map[string]bool{GrantTokenExchange: true, GrantJWTBearer: true, GrantClientCreds: true}
+var knownGrants = map[string]bool{GrantTokenExchange: true, GrantJWTBearer: true, GrantClientCreds: true, GrantAuthorizationCode: true, GrantRefreshToken: true}
 
 func (in instruments) record(ctx context.Context, grantType string, oerr *oauthError, d time.Duration) {
 	if !knownGrants[grantType] {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -102,6 +104,13 @@ type Config struct {
 	// attest); nil: no spans (a request still has a trace and span ID, the
 	// caller's trace or a new one, for its audit line and error answer).
 	Tracer trace.Tracer
+	// Authorizations keeps the authorization codes and refresh tokens of
+	// the browser flows; nil: the authorization_code and refresh_token
+	// grants are not offered.
+	Authorizations authorize.Store
+	// RefreshTTL bounds a refresh token's life (0: 24h); each use rotates
+	// it, and every use checks the user's consent again.
+	RefreshTTL time.Duration
 	// Audit records every decision (the audit log); nil: none.
 	Audit DecisionLog
 	Meter metric.Meter // nil: no metrics
@@ -129,6 +138,9 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.DefaultTTL == 0 {
 		cfg.DefaultTTL = 15 * time.Minute
 	}
+	if cfg.RefreshTTL == 0 {
+		cfg.RefreshTTL = 24 * time.Hour
+	}
 	if cfg.Meter == nil {
 		cfg.Meter = metricnoop.Meter{}
 	}
@@ -141,6 +153,10 @@ func NewHandler(cfg Config) http.Handler {
 		GrantTokenExchange: tokenExchangeGrant{t},
 		GrantJWTBearer:     jwtBearerGrant{t},
 		GrantClientCreds:   clientCredentialsGrant{t},
+	}
+	if cfg.Authorizations != nil {
+		t.grants[GrantAuthorizationCode] = authorizationCodeGrant{t}
+		t.grants[GrantRefreshToken] = refreshTokenGrant{t}
 	}
 	return t
 }
@@ -218,6 +234,7 @@ type tokenResponse struct {
 	TokenType       string `json:"token_type"`
 	ExpiresIn       int64  `json:"expires_in"`
 	Scope           string `json:"scope,omitempty"`
+	RefreshToken    string `json:"refresh_token,omitempty"`
 }
 
 // form is the parsed request body: each parameter once, except those that
@@ -341,7 +358,11 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *s
 	case gt == "":
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "grant_type is required")
 	case !ok:
-		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "supported grant types: "+GrantTokenExchange+", "+GrantJWTBearer+", "+GrantClientCreds)
+		supported := []string{GrantTokenExchange, GrantJWTBearer, GrantClientCreds}
+		if t.cfg.Authorizations != nil {
+			supported = append(supported, GrantAuthorizationCode, GrantRefreshToken)
+		}
+		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "supported grant types: "+strings.Join(supported, ", "))
 	}
 	return g.serve(ctx, r, f)
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRedirectMatches(t *testing.T) {
-	registered := []string{"https://app.example.com/callback", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "http://localhost:3000/oauth/cb"}
+	registered := []string{"https://app.example.com/callback", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "http://localhost:3000/oauth/cb", "https://127.0.0.1:8443/tls"}
 	for _, tc := range []struct {
 		name, uri string
 		want      bool
@@ -34,6 +34,8 @@ func TestRedirectMatches(t *testing.T) {
 		{"loopback, another loopback name", "http://localhost:8080/cb", false},
 		{"loopback, another loopback address", "http://127.0.0.2:8080/cb", false},
 		{"loopback over https, another port", "https://127.0.0.1:51004/cb", false},
+		{"an https loopback URI, exact", "https://127.0.0.1:8443/tls", true},
+		{"an https loopback URI, another port (the exception is http's)", "https://127.0.0.1:9443/tls", false},
 		{"loopback, userinfo", "http://evil@127.0.0.1:51004/cb", false},
 		{"loopback, fragment", "http://127.0.0.1:51004/cb#x", false},
 		{"loopback, a port that is not a number", "http://127.0.0.1:x/cb", false},

@@ -63,11 +63,12 @@ type Store interface {
 	RedeemCode(ctx context.Context, hash string) (Code, error)
 	// SaveRefresh stores a new refresh token's grant.
 	SaveRefresh(ctx context.Context, r Refresh) error
-	// RotateRefresh marks the refresh token hash used, stores next (its
-	// successor, in the same family) and returns the used one's grant; a
-	// token used before gives its grant and ErrReused, a revoked or
-	// unknown one ErrNotFound. Expiry is the caller's to check.
-	RotateRefresh(ctx context.Context, hash string, next Refresh) (Refresh, error)
+	// RotateRefresh marks the refresh token hash used and stores its
+	// successor, the same grant under nextHash until nextExpiry, and
+	// returns the used one's grant; a token used before gives its grant
+	// and ErrReused, a revoked or unknown one ErrNotFound. Expiry is the
+	// caller's to check.
+	RotateRefresh(ctx context.Context, hash, nextHash string, nextExpiry time.Time) (Refresh, error)
 	// RevokeFamily revokes every refresh token of family.
 	RevokeFamily(ctx context.Context, family string) error
 }

@@ -78,7 +78,7 @@ func saveRefresh(ctx context.Context, db execer, d dialect, r authorize.Refresh)
 
 // RotateRefresh implements authorize.Store: the token is claimed and its
 // successor stored in one transaction.
-func (s *Store) RotateRefresh(ctx context.Context, hash string, next authorize.Refresh) (authorize.Refresh, error) {
+func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextExpiry time.Time) (authorize.Refresh, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return authorize.Refresh{}, fmt.Errorf("store: rotate refresh token: %w", err)
@@ -110,6 +110,8 @@ func (s *Store) RotateRefresh(ctx context.Context, hash string, next authorize.R
 	case claimed == 0:
 		return r, authorize.ErrReused
 	}
+	next := r
+	next.Hash, next.ExpiresAt = nextHash, nextExpiry
 	if err := saveRefresh(ctx, tx, s.dialect, next); err != nil {
 		return authorize.Refresh{}, err
 	}

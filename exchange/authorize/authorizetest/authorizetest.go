@@ -78,17 +78,26 @@ func Run(t *testing.T, newStore func(t *testing.T) authorize.Store) {
 
 	t.Run("refresh tokens rotate; reuse is reported; a revoked family refreshes no more", func(t *testing.T) {
 		s := newStore(t)
-		r1, r2, r3 := refresh("rt-1", "fam-1"), refresh("rt-2", "fam-1"), refresh("rt-3", "fam-1")
+		r1 := refresh("rt-1", "fam-1")
+		h2, h3 := authorize.Hash("rt-2"), authorize.Hash("rt-3")
 		if err := s.SaveRefresh(ctx, r1); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.RotateRefresh(ctx, r1.Hash, r2)
+		later := exp.Add(48 * time.Hour)
+		got, err := s.RotateRefresh(ctx, r1.Hash, h2, later)
 		if err != nil || !reflect.DeepEqual(got, r1) {
 			t.Fatalf("RotateRefresh = %+v, %v\nwant %+v", got, err, r1)
 		}
-		if got, err := s.RotateRefresh(ctx, r1.Hash, r3); !errors.Is(err, authorize.ErrReused) || got.Family != "fam-1" {
+		if got, err := s.RotateRefresh(ctx, r1.Hash, h3, later); !errors.Is(err, authorize.ErrReused) || got.Family != "fam-1" {
 			t.Fatalf("rotating a used token = %+v, %v; want ErrReused", got, err)
 		}
+		// The successor is the same grant, with its own expiry.
+		want := r1
+		want.Hash, want.ExpiresAt = h2, later
+		if got, err := s.RotateRefresh(ctx, h2, authorize.Hash("rt-2b"), later); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("the successor = %+v, %v\nwant %+v", got, err, want)
+		}
+		h2 = authorize.Hash("rt-2b")
 		other := refresh("rt-other", "fam-2")
 		if err := s.SaveRefresh(ctx, other); err != nil {
 			t.Fatal(err)
@@ -96,13 +105,13 @@ func Run(t *testing.T, newStore func(t *testing.T) authorize.Store) {
 		if err := s.RevokeFamily(ctx, "fam-1"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.RotateRefresh(ctx, r2.Hash, r3); !errors.Is(err, authorize.ErrNotFound) {
+		if _, err := s.RotateRefresh(ctx, h2, h3, later); !errors.Is(err, authorize.ErrNotFound) {
 			t.Fatalf("rotating a token of a revoked family = %v, want ErrNotFound", err)
 		}
-		if _, err := s.RotateRefresh(ctx, authorize.Hash("unknown"), r3); !errors.Is(err, authorize.ErrNotFound) {
+		if _, err := s.RotateRefresh(ctx, authorize.Hash("unknown"), h3, later); !errors.Is(err, authorize.ErrNotFound) {
 			t.Fatalf("unknown refresh token: %v", err)
 		}
-		if _, err := s.RotateRefresh(ctx, other.Hash, refresh("rt-other-2", "fam-2")); err != nil {
+		if _, err := s.RotateRefresh(ctx, other.Hash, authorize.Hash("rt-other-2"), later); err != nil {
 			t.Fatalf("another family was revoked too: %v", err)
 		}
 	})
@@ -119,7 +128,7 @@ func Run(t *testing.T, newStore func(t *testing.T) authorize.Store) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := s.RotateRefresh(ctx, r.Hash, refresh("rt-race-next-"+string(rune('a'+i)), "fam-race")); err == nil {
+				if _, err := s.RotateRefresh(ctx, r.Hash, authorize.Hash("rt-race-next-"+string(rune('a'+i))), exp); err == nil {
 					wins.Add(1)
 				} else if !errors.Is(err, authorize.ErrReused) {
 					t.Error(err)

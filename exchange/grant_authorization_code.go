@@ -1,0 +1,152 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
+)
+
+// GrantRefreshToken is the refresh token grant (OAuth 2.1 §4.3).
+const GrantRefreshToken = "refresh_token"
+
+// ScopeOfflineAccess asks for a refresh token; it goes in no access token.
+const ScopeOfflineAccess = "offline_access"
+
+// authorizationCodeGrant redeems an authorization code (OAuth 2.1 §4.1.3)
+// of a public client: once, before it expires, by the client it was issued
+// to, with the redirect URI of the authorization request and the PKCE
+// verifier of its challenge. A second use revokes what the first issued.
+// The user's consent is checked again now.
+type authorizationCodeGrant struct{ t *tokenEndpoint }
+
+func (g authorizationCodeGrant) serve(ctx context.Context, r *http.Request, f form) (*tokenResponse, *oauthError) {
+	t := g.t
+	code, clientID, redirect := f.get("code"), f.get("client_id"), f.get("redirect_uri")
+	switch {
+	case code == "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "code is required")
+	case clientID == "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "client_id is required")
+	case redirect == "":
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "redirect_uri is required")
+	}
+	c, err := t.cfg.Authorizations.RedeemCode(ctx, authorize.Hash(code))
+	switch {
+	case errors.Is(err, authorize.ErrReused):
+		annotate(ctx, attribute.String(attrClientID, c.ClientID))
+		e := fail(http.StatusBadRequest, errInvalidGrant, "the authorization code was already used; the tokens it gave are revoked")
+		e.check = "code_reused"
+		return nil, t.revoked(ctx, c.Family, e)
+	case errors.Is(err, authorize.ErrNotFound):
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "the authorization code is not valid")
+	case err != nil:
+		return nil, storeUnavailable(err)
+	}
+	switch {
+	case !t.cfg.Clock().Before(c.ExpiresAt):
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "the authorization code has expired")
+	case c.ClientID != clientID:
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "the authorization code was issued to another client")
+	case c.RedirectURI != redirect:
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "redirect_uri is not the one of the authorization request")
+	}
+	if err := authorize.VerifyPKCE(c.Challenge, f.get("code_verifier")); err != nil {
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, err.Error())
+	}
+	if oerr := sameResource(t, f, c.Resource); oerr != nil {
+		return nil, oerr
+	}
+	return t.userTokens(ctx, r, userGrant{
+		provider: c.Provider, subject: c.Subject, clientID: c.ClientID, resource: c.Resource,
+		scopes: c.Scopes, ttl: c.TTL, family: c.Family,
+	}, "")
+}
+
+// sameResource refuses a resource or audience parameter that names another
+// server than the grant's: a code or refresh token narrows only to
+// resources within its grant (RFC 8707 §2.2), and ours have one.
+func sameResource(t *tokenEndpoint, f form, granted string) *oauthError {
+	target, oerr := t.targets(f)
+	switch {
+	case oerr != nil:
+		return oerr
+	case target != "" && target != granted:
+		return fail(http.StatusBadRequest, errInvalidTarget, "the grant is for another resource")
+	}
+	return nil
+}
+
+// userGrant is what a browser grant issues: tokens for a user, to a client,
+// for one resource.
+type userGrant struct {
+	provider, subject, clientID, resource string
+	scopes                                []string
+	ttl                                   time.Duration
+	family                                string
+}
+
+// userTokens issues an access token for a user's grant, after checking
+// that the user's consent for this client still covers it, and a refresh
+// token when offline_access is part of it: refresh, when the refresh grant
+// has stored it already (its rotation), or a new one.
+func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userGrant, refresh string) (*tokenResponse, *oauthError) {
+	annotate(ctx,
+		attribute.String(attrSubjectKind, "user"), attribute.String(attrProvider, g.provider), attribute.String(attrSubject, g.subject),
+		attribute.String(attrClientID, g.clientID), attribute.String(attrAudience, g.resource))
+	if t.cfg.Consents == nil {
+		return nil, t.revoked(ctx, g.family, fail(http.StatusBadRequest, errInvalidGrant, "user grants need the consent registry, which is not enabled"))
+	}
+	switch err := consent.Check(ctx, t.cfg.Consents, g.provider, g.subject, g.clientID, g.scopes, g.resource, t.cfg.Clock()); {
+	case errors.Is(err, consent.ErrNoConsent):
+		e := fail(http.StatusBadRequest, errInvalidGrant, "the user's consent for this client no longer covers this grant")
+		e.check = "consent_missing"
+		return nil, t.revoked(ctx, g.family, e)
+	case err != nil:
+		return nil, storeUnavailable(err)
+	}
+	if refresh == "" && slices.Contains(g.scopes, ScopeOfflineAccess) {
+		refresh = authorize.Random(32)
+		if err := t.cfg.Authorizations.SaveRefresh(ctx, authorize.Refresh{Hash: authorize.Hash(refresh), Family: g.family, ClientID: g.clientID,
+			Resource: g.resource, Scopes: g.scopes, Provider: g.provider, Subject: g.subject, TTL: g.ttl,
+			ExpiresAt: t.cfg.Clock().Add(t.cfg.RefreshTTL)}); err != nil {
+			return nil, storeUnavailable(err)
+		}
+	}
+	access := slices.DeleteFunc(slices.Clone(g.scopes), func(s string) bool { return s == ScopeOfflineAccess })
+	annotate(ctx, attribute.String(attrScopes, strings.Join(access, " ")))
+	resp, oerr := t.mint(ctx, r, issuer.Grant{Subject: g.subject, SubjectType: issuer.User, Audience: g.resource, ClientID: g.clientID, Scopes: access, TTL: g.ttl}, "", g.scopes, TokenTypeAccessToken)
+	if oerr != nil {
+		return nil, oerr
+	}
+	resp.IssuedTokenType, resp.RefreshToken = "", refresh
+	return resp, nil
+}
+
+// revoked revokes the refresh tokens of family and returns e: a grant
+// refused after its refresh token was claimed must not leave a successor.
+func (t *tokenEndpoint) revoked(ctx context.Context, family string, e *oauthError) *oauthError {
+	if err := t.cfg.Authorizations.RevokeFamily(ctx, family); err != nil {
+		e.detail = strings.TrimPrefix(e.detail+"; ", "; ") + "revoking the grant's refresh tokens: " + err.Error()
+	}
+	return e
+}
+
+// retryAfterStore is the Retry-After of an answer the store could not give.
+const retryAfterStore = 5 * time.Second
+
+// storeUnavailable answers a request whose grant the store could not read
+// or write now.
+func storeUnavailable(err error) *oauthError {
+	e := fail(http.StatusServiceUnavailable, errUnavailable, "the grant cannot be checked now; retry later")
+	e.detail, e.retryAfter = err.Error(), retryAfterStore
+	return e
+}
