@@ -15,7 +15,7 @@ import (
 )
 
 // TestCheckOnlineSPIFFEAndAdminCA: a trust domain's bundle file answers, a
-// bundle endpoint nobody serves and an unreadable administrators' CA are
+// bundle endpoint that drops connections and an unreadable administrators' CA are
 // each named.
 func TestCheckOnlineSPIFFEAndAdminCA(t *testing.T) {
 	dir := t.TempDir()
@@ -25,12 +25,22 @@ func TestCheckOnlineSPIFFEAndAdminCA(t *testing.T) {
 	raw, _ := federationtest.NewTrustDomain("a.example").Bundle().Marshal()
 	bundle := filepath.Join(dir, "a.json")
 	os.WriteFile(bundle, raw, 0o600)
-	closed, err := net.Listen("tcp", "127.0.0.1:0") // refuses connections once closed
+	// A bundle endpoint that drops every connection.
+	dropping, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := "https://" + closed.Addr().String() + "/bundle"
-	closed.Close()
+	defer dropping.Close()
+	go func() {
+		for {
+			c, err := dropping.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	down := "https://" + dropping.Addr().String() + "/bundle"
 	c := config.Defaults()
 	c.Issuer, c.DataDir = "https://127.0.0.1:8443", filepath.Join(dir, "data")
 	c.TLS.CertFile, c.TLS.KeyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
