@@ -40,16 +40,8 @@ func (g authorizationCodeGrant) serve(ctx context.Context, r *http.Request, f fo
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "redirect_uri is required")
 	}
 	c, err := t.cfg.Authorizations.RedeemCode(ctx, authorize.Hash(code))
-	switch {
-	case errors.Is(err, authorize.ErrReused):
-		annotate(ctx, attribute.String(attrClientID, c.ClientID))
-		e := fail(http.StatusBadRequest, errInvalidGrant, "the authorization code was already used; the tokens it gave are revoked")
-		e.check = "code_reused"
-		return nil, t.revoked(ctx, c.Family, e)
-	case errors.Is(err, authorize.ErrNotFound):
-		return nil, fail(http.StatusBadRequest, errInvalidGrant, "the authorization code is not valid")
-	case err != nil:
-		return nil, storeUnavailable(err)
+	if err != nil {
+		return nil, t.claimRefused(ctx, err, c.ClientID, c.Family, "authorization code", "the authorization code was already used; the tokens it gave are revoked", "code_reused")
 	}
 	switch {
 	case !t.cfg.Clock().Before(c.ExpiresAt):
@@ -129,6 +121,23 @@ func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userG
 	}
 	resp.IssuedTokenType, resp.RefreshToken = "", refresh
 	return resp, nil
+}
+
+// claimRefused answers a code or refresh token (what) that the store would
+// not let be claimed: one used before (reused is the answer, check the
+// audit's name) revokes its grant's family; an unknown or revoked one is
+// not valid; anything else is the store's fault.
+func (t *tokenEndpoint) claimRefused(ctx context.Context, err error, clientID, family, what, reused, check string) *oauthError {
+	switch {
+	case errors.Is(err, authorize.ErrReused):
+		annotate(ctx, attribute.String(attrClientID, clientID))
+		e := fail(http.StatusBadRequest, errInvalidGrant, reused)
+		e.check = check
+		return t.revoked(ctx, family, e)
+	case errors.Is(err, authorize.ErrNotFound):
+		return fail(http.StatusBadRequest, errInvalidGrant, "the "+what+" is not valid")
+	}
+	return storeUnavailable(err)
 }
 
 // revoked revokes the refresh tokens of family and returns e: a grant

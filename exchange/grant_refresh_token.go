@@ -2,12 +2,9 @@ package exchange
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
-
-	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 )
@@ -32,16 +29,8 @@ func (g refreshTokenGrant) serve(ctx context.Context, r *http.Request, f form) (
 	}
 	next := authorize.Random(32)
 	old, err := t.cfg.Authorizations.RotateRefresh(ctx, authorize.Hash(secret), authorize.Hash(next), t.cfg.Clock().Add(t.cfg.RefreshTTL))
-	switch {
-	case errors.Is(err, authorize.ErrReused):
-		annotate(ctx, attribute.String(attrClientID, old.ClientID))
-		e := fail(http.StatusBadRequest, errInvalidGrant, "the refresh token was already used; its grant is revoked")
-		e.check = "refresh_reused"
-		return nil, t.revoked(ctx, old.Family, e)
-	case errors.Is(err, authorize.ErrNotFound):
-		return nil, fail(http.StatusBadRequest, errInvalidGrant, "the refresh token is not valid")
-	case err != nil:
-		return nil, storeUnavailable(err)
+	if err != nil {
+		return nil, t.claimRefused(ctx, err, old.ClientID, old.Family, "refresh token", "the refresh token was already used; its grant is revoked", "refresh_reused")
 	}
 	scopes := old.Scopes
 	if requested := strings.Fields(f.get("scope")); len(requested) > 0 {
