@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -29,6 +32,15 @@ type FetcherOptions struct {
 	Transport http.RoundTripper
 	Timeout   time.Duration // whole request; 0 means 10s
 	MaxBytes  int64         // response body cap; 0 means 1 MiB
+	// NoRedirects refuses every redirect: the document is at its URL or
+	// nowhere (client metadata documents).
+	NoRedirects bool
+	// PublicOnly refuses to connect, after DNS resolution, to an address
+	// that is not public unicast (loopback, private, link-local, shared
+	// CGNAT, unique-local, unspecified, multicast): for URLs that a client
+	// chose, which must not reach the broker's own network (SSRF). It
+	// needs Transport to be nil or an *http.Transport.
+	PublicOnly bool
 }
 
 const maxRedirects = 3
@@ -41,12 +53,18 @@ func NewFetcher(o FetcherOptions) *Fetcher {
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 1 << 20
 	}
+	if o.PublicOnly {
+		o.Transport = publicOnly(o.Transport)
+	}
 	return &Fetcher{
 		maxBytes: o.MaxBytes,
 		client: &http.Client{
 			Transport: o.Transport,
 			Timeout:   o.Timeout,
 			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if o.NoRedirects {
+					return fmt.Errorf("redirect to %s://%s refused: the document must be at its URL", req.URL.Scheme, req.URL.Host)
+				}
 				if len(via) >= maxRedirects {
 					return fmt.Errorf("more than %d redirects", maxRedirects)
 				}
@@ -57,6 +75,42 @@ func NewFetcher(o FetcherOptions) *Fetcher {
 			},
 		},
 	}
+}
+
+// publicOnly returns t (or the default transport) dialing only public
+// unicast addresses: the check runs on the address actually dialed, after
+// DNS resolution, so a name that resolves to a private address is refused
+// too.
+func publicOnly(t http.RoundTripper) http.RoundTripper {
+	base, ok := t.(*http.Transport)
+	if !ok {
+		base = http.DefaultTransport.(*http.Transport)
+	}
+	tr := base.Clone()
+	tr.Proxy = nil // a proxy would dial for us, unchecked
+	d := &net.Dialer{Timeout: 10 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			return err
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return err
+		}
+		if !publicAddress(ip.Unmap()) {
+			return fmt.Errorf("%s is not a public address", ip)
+		}
+		return nil
+	}}
+	tr.DialContext = d.DialContext
+	return tr
+}
+
+// shared is the shared address space of carrier-grade NAT (RFC 6598).
+var shared = netip.MustParsePrefix("100.64.0.0/10")
+
+func publicAddress(ip netip.Addr) bool {
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !shared.Contains(ip)
 }
 
 // Response is a fetched document.
