@@ -60,7 +60,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, url, want string
-		fetches        bool
+		fetches         bool
 	}{
 		{"client_id is not the URL", ts.URL + "/other.json", `client_id: "https://evil.example.com/client.json" is not the document's URL`, true},
 		{"a redirect", ts.URL + "/redirect.json", "redirect to https://", true},
