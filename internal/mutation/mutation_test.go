@@ -38,7 +38,7 @@ var mutants = []mutant{
 	{"consent: inactive consents count", "trustmaps/consent/consent.go", "c.Active(now) && ", "", "./trustmaps/consent"},
 	{"exchange: client credentials take a user's token", "exchange/grant_client_credentials.go",
 		"if id.Kind == oidc.UserKind {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient",
-		"if false {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient", "./exchange"},
+		"if id.Kind == oidc.UserKind && false {\n\t\treturn nil, fail(http.StatusUnauthorized, errInvalidClient", "./exchange"},
 	{"exchange: a sent client_id other than the decided one", "exchange/token.go", "\tif c == d.ClientID {\n\t\treturn nil", "\tif c != \"\" {\n\t\treturn nil", "./exchange"},
 	{"exchange: a code's redirect_uri not compared", "exchange/grant_authorization_code.go", "case c.RedirectURI != redirect:", "case false && c.RedirectURI != redirect:", "./exchange"},
 	{"exchange: PKCE not verified", "exchange/grant_authorization_code.go",
