@@ -480,3 +480,18 @@ func TestSecretFileModes(t *testing.T) {
 		os.Chmod(tc.path, 0o600)
 	}
 }
+
+// FuzzParseFederationDocument: provider documents from the admin API (and
+// so from Terraform) never panic the parser, and an accepted one names a
+// provider in the safe alphabet.
+func FuzzParseFederationDocument(f *testing.F) {
+	for _, s := range []string{`{"name":"ci","issuer":"https://a.example","jwks":"{\"keys\":[]}"}`, `{"type":"spiffe","name":"prod.example.org","bundle_file":"/x"}`, `{"type":"aws","provider":"amazon"}`, `{"type":"x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := ParseFederationDocument("fuzz", b)
+		if err == nil && d.OIDC != nil && NameProblem(d.Name()) != "" {
+			t.Fatalf("accepted provider name %q", d.Name())
+		}
+	})
+}
