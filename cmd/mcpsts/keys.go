@@ -11,13 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	broker "github.com/mcpsts/mcpsts/internal/server"
-
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/config"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
 )

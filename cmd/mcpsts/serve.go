@@ -11,12 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	broker "github.com/mcpsts/mcpsts/internal/server"
-
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 )
 
 type serveFlags struct {

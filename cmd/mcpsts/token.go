@@ -17,13 +17,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcpsts/mcpsts/internal/config"
-	"github.com/mcpsts/mcpsts/internal/devpki"
-	broker "github.com/mcpsts/mcpsts/internal/server"
-
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/exchange/client"
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 )
 
 // Exit codes of mcpsts token.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
-
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpsts/mcpsts/federation"

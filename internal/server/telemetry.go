@@ -4,12 +4,12 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/issuer"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 )
 
 // keyAgeGauge reports the age of the signing key in force.

@@ -11,11 +11,10 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/mcpsts/mcpsts/exchange/authorize"
-	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
-
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/replaytest"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 	"github.com/mcpsts/mcpsts/trustmaps"
