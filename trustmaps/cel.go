@@ -32,7 +32,8 @@ type celEnv struct {
 // The variables every expression sees:
 //
 //	identity: kind, provider, issuer, subject (strings), attributes (map)
-//	request:  audience, grant_type, source_ip (strings), scopes (list),
+//	request:  audience, grant_type, client_id, source_ip (strings),
+//	          scopes (list),
 //	          mtls (bool), time (timestamp)
 //	context:  posture attributes from attestors or a posture source (map)
 //

@@ -21,7 +21,11 @@ type Request struct {
 	// Scopes requested; none means the map's default scopes.
 	Scopes    []string
 	GrantType string
-	SourceIP  string
+	// ClientID, when set, is the client the request is for (a browser
+	// flow names it before the person signs in): only a map granting that
+	// client decides. CEL sees it as request.client_id ("" otherwise).
+	ClientID string
+	SourceIP string
 	// MTLS reports whether the client proved a certificate over TLS.
 	MTLS bool
 	Time time.Time
@@ -145,7 +149,7 @@ func activation(id attest.Identity, r Request) map[string]any {
 			"kind": id.Kind, "provider": id.Provider, "issuer": id.Issuer, "subject": id.Subject, "attributes": attrs,
 		},
 		"request": map[string]any{
-			"audience": r.Audience, "scopes": scopes, "grant_type": r.GrantType,
+			"audience": r.Audience, "scopes": scopes, "grant_type": r.GrantType, "client_id": r.ClientID,
 			"source_ip": r.SourceIP, "mtls": r.MTLS, "time": r.Time,
 		},
 		"context": ctx,
@@ -199,6 +203,20 @@ func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, 
 		o.kind = ErrDenied
 		return o
 	}
+	clientID := m.Grant.ClientID
+	if m.clientID != nil {
+		v, _, err := m.clientID.ContextEval(ctx, act)
+		s, ok := v.(types.String)
+		if err != nil || !ok || !clientIDPattern.MatchString(string(s)) {
+			o.reason, o.kind = fmt.Sprintf("client_id_expr did not give a client id (%v)", errOr(err, v)), ErrDenied
+			return o
+		}
+		clientID = string(s)
+	}
+	if r.ClientID != "" && clientID != r.ClientID {
+		o.reason, o.kind = fmt.Sprintf("grants client %q, not %q", clientID, r.ClientID), ErrDenied
+		return o
+	}
 	audience := r.Audience
 	switch {
 	case audience == "" && len(m.Grant.Audiences) == 1:
@@ -219,16 +237,6 @@ func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, 
 			o.reason, o.kind = fmt.Sprintf("scope %q not granted", s), ErrInvalidScope
 			return o
 		}
-	}
-	clientID := m.Grant.ClientID
-	if m.clientID != nil {
-		v, _, err := m.clientID.ContextEval(ctx, act)
-		s, ok := v.(types.String)
-		if err != nil || !ok || !clientIDPattern.MatchString(string(s)) {
-			o.reason, o.kind = fmt.Sprintf("client_id_expr did not give a client id (%v)", errOr(err, v)), ErrDenied
-			return o
-		}
-		clientID = string(s)
 	}
 	binding := m.Grant.RequireBinding
 	if binding == "none" {

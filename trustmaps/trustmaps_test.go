@@ -128,6 +128,19 @@ func TestDecide(t *testing.T) {
 			r.Scopes = []string{"payments:read", "payments:admin"}
 			return r
 		}, nil, trustmaps.ErrInvalidScope, "scope_not_granted"},
+		{"the client named by the request (a browser flow)", billingAgent, func() trustmaps.Request {
+			r := officeRequest()
+			r.ClientID = "billing-agent"
+			return r
+		}, &trustmaps.Decision{
+			MapID: "billing-agent-prod", ClientID: "billing-agent", Audience: "https://payments.example.com/mcp",
+			Scopes: []string{"payments:read"}, TTL: 10 * time.Minute, Claims: map[string]any{"team": "billing"}, Binding: "mtls",
+		}, nil, ""},
+		{"another client than the maps grant", billingAgent, func() trustmaps.Request {
+			r := officeRequest()
+			r.ClientID = "mcp-desktop"
+			return r
+		}, nil, trustmaps.ErrDenied, "no_matching_map"},
 		{"audience not granted", billingAgent, func() trustmaps.Request {
 			r := officeRequest()
 			r.Audience = "https://hr.example.com/mcp"

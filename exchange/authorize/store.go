@@ -78,3 +78,56 @@ func Hash(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
+
+// Flow is a browser flow in progress: an authorization request waiting for
+// its person to sign in and consent, or a person looking at their consents.
+// It is kept server-side under the hash of a single-use key (the state sent
+// to the identity provider, or the CSRF token of a form); each step takes
+// it and, to go on, saves it again under a new key.
+type Flow struct {
+	Purpose string `json:"purpose"` // PurposeAuthorize or PurposeConsents
+	// Browser is the Hash of the __Host- cookie that binds the flow to the
+	// browser that started it.
+	Browser string `json:"browser"`
+
+	// The authorization request, checked.
+	ClientID    string   `json:"client_id,omitempty"`
+	RedirectURI string   `json:"redirect_uri,omitempty"`
+	State       string   `json:"state,omitempty"`
+	Challenge   string   `json:"code_challenge,omitempty"`
+	Resource    string   `json:"resource,omitempty"`
+	Scopes      []string `json:"scopes,omitempty"` // as requested; none: the trust map's defaults
+	Offline     bool     `json:"offline,omitempty"`
+
+	// The upstream login: its nonce and PKCE verifier.
+	Nonce    string `json:"nonce,omitempty"`
+	Verifier string `json:"verifier,omitempty"`
+
+	// The person, once signed in, and what the trust maps granted.
+	Provider string        `json:"provider,omitempty"`
+	Subject  string        `json:"subject,omitempty"`
+	Granted  []string      `json:"granted,omitempty"`
+	TTL      time.Duration `json:"ttl,omitempty"`
+
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Purposes of a flow.
+const (
+	PurposeAuthorize = "authorize"
+	PurposeConsents  = "consents"
+)
+
+// FlowStore keeps browser flows. Each flow key is taken once, across every
+// process sharing the store.
+type FlowStore interface {
+	// SaveFlow stores f under key (a Hash).
+	SaveFlow(ctx context.Context, key string, f Flow) error
+	// TakeFlow returns the flow under key and removes it: a key taken
+	// before gives ErrReused, an unknown one ErrNotFound. Expiry is the
+	// caller's to check.
+	TakeFlow(ctx context.Context, key string) (Flow, error)
+	// RevokeGrants revokes every refresh token of (provider, subject)
+	// for clientID: a withdrawn consent leaves no grant behind.
+	RevokeGrants(ctx context.Context, provider, subject, clientID string) error
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -125,6 +126,65 @@ func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextEx
 func (s *Store) RevokeFamily(ctx context.Context, family string) error {
 	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at = 0`),
 		s.now().UnixMicro(), family)
+	if err != nil {
+		return fmt.Errorf("store: revoke refresh tokens: %w", err)
+	}
+	return nil
+}
+
+var _ authorize.FlowStore = (*Store)(nil)
+
+// flowRetention is how long a flow is kept after it expired or was taken,
+// so that a late second use is told apart from an unknown key.
+const flowRetention = time.Hour
+
+// SaveFlow implements authorize.FlowStore; it also drops flows long
+// expired, so the table holds only the last hour's.
+func (s *Store) SaveFlow(ctx context.Context, key string, f authorize.Flow) error {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("store: save browser flow: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.dialect.rebind(`DELETE FROM browser_flows WHERE expires_at < ?`),
+		s.now().Add(-flowRetention).UnixMicro()); err != nil {
+		return fmt.Errorf("store: drop expired browser flows: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.dialect.rebind(`INSERT INTO browser_flows (key_hash, data, expires_at) VALUES (?, ?, ?)`),
+		key, string(data), f.ExpiresAt.UnixMicro()); err != nil {
+		return fmt.Errorf("store: save browser flow: %w", err)
+	}
+	return nil
+}
+
+// TakeFlow implements authorize.FlowStore: one UPDATE claims the key.
+func (s *Store) TakeFlow(ctx context.Context, key string) (authorize.Flow, error) {
+	res, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE browser_flows SET taken_at = ? WHERE key_hash = ? AND taken_at = 0`),
+		s.now().UnixMicro(), key)
+	if err != nil {
+		return authorize.Flow{}, fmt.Errorf("store: take browser flow: %w", err)
+	}
+	claimed, _ := res.RowsAffected()
+	var data string
+	err = s.db.QueryRowContext(ctx, s.dialect.rebind(`SELECT data FROM browser_flows WHERE key_hash = ?`), key).Scan(&data)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return authorize.Flow{}, authorize.ErrNotFound
+	case err != nil:
+		return authorize.Flow{}, fmt.Errorf("store: read browser flow: %w", err)
+	case claimed == 0:
+		return authorize.Flow{}, authorize.ErrReused
+	}
+	var f authorize.Flow
+	if err := json.Unmarshal([]byte(data), &f); err != nil {
+		return authorize.Flow{}, fmt.Errorf("store: read browser flow: %w", err)
+	}
+	return f, nil
+}
+
+// RevokeGrants implements authorize.FlowStore.
+func (s *Store) RevokeGrants(ctx context.Context, provider, subject, clientID string) error {
+	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE refresh_tokens SET revoked_at = ? WHERE provider = ? AND user_sub = ? AND client_id = ? AND revoked_at = 0`),
+		s.now().UnixMicro(), provider, subject, clientID)
 	if err != nil {
 		return fmt.Errorf("store: revoke refresh tokens: %w", err)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/replaytest"
-	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
@@ -321,7 +320,7 @@ func TestConsentStoreConformance(t *testing.T) {
 func TestAuthorizationStoreConformance(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			authorizetest.Run(t, func(t *testing.T) authorize.Store {
+			authorizetest.Run(t, func(t *testing.T) authorizetest.Stores {
 				return openTest(t, b.NewURL(t), time.Now)
 			})
 		})

@@ -15,7 +15,13 @@ import (
 
 // Run runs the suite; newStore returns a fresh store. Every store of one
 // call shares nothing with another's.
-func Run(t *testing.T, newStore func(t *testing.T) authorize.Store) {
+// Stores is what a backend implements: codes and refresh tokens, and flows.
+type Stores interface {
+	authorize.Store
+	authorize.FlowStore
+}
+
+func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 	ctx := context.Background()
 	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	code := authorize.Code{Hash: authorize.Hash("code-1"), ClientID: "https://app.example.com/client.json", RedirectURI: "http://127.0.0.1:8080/cb",
@@ -138,6 +144,73 @@ func Run(t *testing.T, newStore func(t *testing.T) authorize.Store) {
 		wg.Wait()
 		if wins.Load() != 1 {
 			t.Fatalf("%d rotations won, want 1", wins.Load())
+		}
+	})
+
+	t.Run("a flow is taken once", func(t *testing.T) {
+		s := newStore(t)
+		f := authorize.Flow{Purpose: authorize.PurposeAuthorize, Browser: authorize.Hash("cookie"), ClientID: code.ClientID, RedirectURI: code.RedirectURI,
+			State: "xyz", Challenge: code.Challenge, Resource: code.Resource, Scopes: []string{"mail:read"}, Offline: true, Nonce: "n", Verifier: "v",
+			Provider: "corp", Subject: "alice", Granted: []string{"mail:read"}, TTL: 10 * time.Minute, ExpiresAt: exp}
+		if err := s.SaveFlow(ctx, authorize.Hash("k1"), f); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveFlow(ctx, authorize.Hash("k1"), f); err == nil {
+			t.Fatal("a flow key saved twice")
+		}
+		got, err := s.TakeFlow(ctx, authorize.Hash("k1"))
+		if err != nil || !reflect.DeepEqual(got, f) {
+			t.Fatalf("TakeFlow = %+v, %v\nwant %+v", got, err, f)
+		}
+		if _, err := s.TakeFlow(ctx, authorize.Hash("k1")); !errors.Is(err, authorize.ErrReused) {
+			t.Fatalf("second TakeFlow: %v, want ErrReused", err)
+		}
+		if _, err := s.TakeFlow(ctx, authorize.Hash("k2")); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("unknown flow: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("concurrent takes: one wins", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.SaveFlow(ctx, authorize.Hash("race"), authorize.Flow{Purpose: authorize.PurposeConsents, ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.TakeFlow(ctx, authorize.Hash("race")); err == nil {
+					wins.Add(1)
+				} else if !errors.Is(err, authorize.ErrReused) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d takes won, want 1", wins.Load())
+		}
+	})
+
+	t.Run("revoking a user's grants to a client", func(t *testing.T) {
+		s := newStore(t)
+		mine, other := refresh("rt-mine", "fam-mine"), refresh("rt-other-client", "fam-other")
+		other.ClientID = "another-client"
+		for _, r := range []authorize.Refresh{mine, other} {
+			if err := s.SaveRefresh(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.RevokeGrants(ctx, "corp", "alice", mine.ClientID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RotateRefresh(ctx, mine.Hash, authorize.Hash("rt-mine-2"), exp); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("revoked grant rotated: %v", err)
+		}
+		if _, err := s.RotateRefresh(ctx, other.Hash, authorize.Hash("rt-other-2"), exp); err != nil {
+			t.Fatalf("another client's grant was revoked too: %v", err)
 		}
 	})
 }
