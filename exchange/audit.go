@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mcpsts/mcpsts/internal/auditvalue"
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
@@ -69,31 +70,12 @@ func (a *annotations) flush(span trace.Span) {
 	annotationsPool.Put(a)
 }
 
-// maxAttrBytes bounds a string attribute, in a span and an audit line:
-// many come from the request, and a request must not grow the audit log
-// by more than a few hundred bytes a value (the explain trace has a
-// bound of its own, maxTraceBytes).
-const maxAttrBytes = 256
+// maxAttrBytes bounds a string attribute, in a span and an audit line
+// (the explain trace has a bound of its own, maxTraceBytes).
+const maxAttrBytes = auditvalue.Max
 
-// truncatedMark ends a value that was cut.
-const truncatedMark = "…(truncated)"
-
-// bound returns s as valid UTF-8 of at most n bytes, cut at a character
-// and marked when it was longer.
-func bound(s string, n int) string {
-	if len(s) <= n && utf8.ValidString(s) {
-		return s
-	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len(truncatedMark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + truncatedMark
-}
+// bound returns s as valid UTF-8 of at most n bytes.
+func bound(s string, n int) string { return auditvalue.Bound(s, n) }
 
 func annotate(ctx context.Context, kv ...attribute.KeyValue) {
 	for i, a := range kv {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
@@ -29,7 +30,7 @@ type Client struct {
 
 // GrantAuthorizationCode is the browser flow's grant, which registered
 // clients may name for the flows to come.
-const GrantAuthorizationCode = "authorization_code"
+const GrantAuthorizationCode = authorize.GrantAuthorizationCode
 
 // ParseClient decodes a client document and checks every field, reporting
 // all problems at once with their field paths.

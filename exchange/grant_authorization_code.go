@@ -19,7 +19,7 @@ import (
 const GrantRefreshToken = "refresh_token"
 
 // ScopeOfflineAccess asks for a refresh token; it goes in no access token.
-const ScopeOfflineAccess = "offline_access"
+const ScopeOfflineAccess = authorize.ScopeOfflineAccess
 
 // authorizationCodeGrant redeems an authorization code (OAuth 2.1 §4.1.3)
 // of a public client: once, before it expires, by the client it was issued

@@ -45,6 +45,9 @@ type Config struct {
 	Server    Server    `yaml:"server"`
 	Log       Log       `yaml:"log"`
 	Audit     Audit     `yaml:"audit"`
+	// Authorization and Registration configure the browser flows.
+	Authorization Authorization `yaml:"authorization"`
+	Registration  Registration  `yaml:"registration"`
 
 	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
 	kekInEnv bool
@@ -95,6 +98,45 @@ type Provider struct {
 	Typ            string        `yaml:"typ"`
 	SingleUse      bool          `yaml:"single_use"`
 	Refresh        Refresh       `yaml:"refresh"`
+	// Login, on a user provider, signs people in at it for the browser
+	// flows, with mcpsts as its OpenID Connect relying party.
+	Login *Login `yaml:"login"`
+}
+
+// Login is mcpsts's registration at a user provider. The client
+// authenticates by private_key_jwt (PrivateKeyFile) or a client secret
+// read from a file or an environment variable: never from the YAML.
+type Login struct {
+	ClientID         string `yaml:"client_id"`
+	PrivateKeyFile   string `yaml:"private_key_file"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	// The provider's endpoints; default: its discovery document.
+	AuthorizationEndpoint string `yaml:"authorization_endpoint"`
+	TokenEndpoint         string `yaml:"token_endpoint"`
+	// Scopes asked of the provider (default: openid, profile, email).
+	Scopes []string `yaml:"scopes"`
+}
+
+// Authorization configures the browser flows (authorization code with
+// PKCE), which run when a user provider has a login section, or in dev.
+type Authorization struct {
+	// RefreshTTL bounds a refresh token's life (default 24h, at most 90
+	// days); each use rotates it.
+	RefreshTTL time.Duration `yaml:"refresh_ttl"`
+	// ClientMetadataDocuments accepts clients whose ID is the https URL of
+	// their metadata document (default true).
+	ClientMetadataDocuments *bool `yaml:"client_metadata_documents"`
+	// ScopeDescriptions tell people on the consent screen what a scope
+	// allows.
+	ScopeDescriptions map[string]string `yaml:"scope_descriptions"`
+}
+
+// Registration configures client registration.
+type Registration struct {
+	// Dynamic turns on Dynamic Client Registration (RFC 7591) for public
+	// clients; off by default.
+	Dynamic bool `yaml:"dynamic"`
 }
 
 // TrustMaps says where the trust maps are and how often to look for

@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, audit, aws, data_dir, issuer, keys, limits, listen, log, providers, server, spiffe, store, tls, tokens, trust_maps)",
+			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, audit, authorization, aws, data_dir, issuer, keys, limits, listen, log, providers, registration, server, spiffe, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -256,6 +256,33 @@ providers:
 `, []string{
 			`mcpsts.yaml:6: providers[0].name: "dev" is the development provider of serve --dev, trusted only there`,
 			`mcpsts.yaml:7: providers[1].issuer: "https://dev.mcpsts.invalid" is the development provider of serve --dev, trusted only there`,
+		}},
+		{"logins", good + `providers:
+  - name: ci
+    issuer: "https://a.example"
+    jwks: '{"keys":[]}'
+    login: {client_id: mcpsts, client_secret_env: CI_SECRET}
+  - name: corp
+    kind: user
+    issuer: "https://b.example"
+    jwks: '{"keys":[]}'
+    login: {client_secret_env: X, client_secret_file: /no/secret, token_endpoint: "http://idp.example/token"}
+  - name: partner
+    kind: user
+    issuer: "https://c.example"
+    jwks: '{"keys":[]}'
+    login: {client_id: mcpsts, client_secret_env: PARTNER_SECRET}
+authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
+`, []string{
+			"providers[0].login: only a provider of kind user signs people in",
+			"providers[1].login.client_id: required",
+			"providers[1].login: exactly one of private_key_file, client_secret_file and client_secret_env (a secret never goes in this file)",
+			"providers[1].login.client_secret_file: no such file or directory (/no/secret)",
+			`providers[1].login.token_endpoint: "http://idp.example/token" is not an https URL`,
+			"providers[1].login: authorization_endpoint and token_endpoint go together",
+			"providers[2].login: providers[1] has the login already: people sign in at one provider",
+			"authorization.refresh_ttl: 9000h0m0s is out of range",
+			"authorization.scope_descriptions.mail:read: a scope name and a description of at most 200 characters",
 		}},
 		{"trust maps", good + "trust_maps: {paths: [/no/maps], reload_interval: 100ms}\n", []string{
 			"mcpsts.yaml:5: trust_maps.paths[0]: no such file or directory (/no/maps)",

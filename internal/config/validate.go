@@ -236,8 +236,58 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			add(fmt.Sprintf("providers[%d].issuer", i), fmt.Sprintf("%q is also the issuer of providers[%d]", p.Issuer, j))
 		}
 		names[p.Name], issuers[p.Issuer] = i, i
+		if p.Login != nil && p.Kind == "user" {
+			if j, dup := names["\x00login"]; dup {
+				add(fmt.Sprintf("providers[%d].login", i), fmt.Sprintf("providers[%d] has the login already: people sign in at one provider", j))
+			}
+			names["\x00login"] = i
+		}
+	}
+	if d := c.Authorization.RefreshTTL; d < 0 || d > 90*24*time.Hour {
+		add("authorization.refresh_ttl", fmt.Sprintf("%s is out of range (want 0 for 24h, at most 2160h)", d))
+	}
+	for scope, desc := range c.Authorization.ScopeDescriptions {
+		if scope == "" || desc == "" || len(desc) > 200 {
+			add("authorization.scope_descriptions."+scope, "a scope name and a description of at most 200 characters")
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// problems of a provider's login section.
+func (l *Login) problems(kind string) []problem {
+	var out []problem
+	if kind != "user" {
+		out = append(out, problem{"login", "only a provider of kind user signs people in"})
+	}
+	if l.ClientID == "" {
+		out = append(out, problem{"login.client_id", "required: mcpsts's client ID at the provider"})
+	}
+	n := 0
+	for _, v := range []string{l.PrivateKeyFile, l.ClientSecretFile, l.ClientSecretEnv} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		out = append(out, problem{"login", "exactly one of private_key_file, client_secret_file and client_secret_env (a secret never goes in this file)"})
+	}
+	for field, f := range map[string]string{"login.private_key_file": l.PrivateKeyFile, "login.client_secret_file": l.ClientSecretFile} {
+		if f != "" {
+			if msg := secretFileProblem(f); msg != "" {
+				out = append(out, problem{field, msg})
+			}
+		}
+	}
+	for field, e := range map[string]string{"login.authorization_endpoint": l.AuthorizationEndpoint, "login.token_endpoint": l.TokenEndpoint} {
+		if u, err := url.Parse(e); e != "" && (err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "") {
+			out = append(out, problem{field, fmt.Sprintf("%q is not an https URL", e)})
+		}
+	}
+	if (l.AuthorizationEndpoint == "") != (l.TokenEndpoint == "") {
+		out = append(out, problem{"login", "authorization_endpoint and token_endpoint go together (neither: the provider's discovery document)"})
+	}
+	return out
 }
 
 type problem struct{ field, msg string }
@@ -432,6 +482,9 @@ func (p *Provider) problems() []problem {
 		if d.v < 0 || d.v > d.max {
 			out = append(out, problem{field, fmt.Sprintf("%s is out of range (want 0 for the default, at most %s)", d.v, d.max)})
 		}
+	}
+	if l := p.Login; l != nil {
+		out = append(out, l.problems(p.Kind)...)
 	}
 	if p.Refresh.Min > 0 && p.Refresh.Max > 0 && p.Refresh.Min > p.Refresh.Max {
 		out = append(out, problem{"refresh.min", fmt.Sprintf("%s exceeds refresh.max (%s)", p.Refresh.Min, p.Refresh.Max)})

@@ -1,0 +1,168 @@
+package authorize
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
+)
+
+// scopeLine is one scope on the consent screen.
+type scopeLine struct{ Name, Description string }
+
+// duration is one choice of how long a consent lasts.
+type duration struct {
+	Value, Label string
+	Selected     bool
+}
+
+// askConsent shows the consent screen: the flow waits under the form's
+// CSRF token, which only this browser (its cookie) can use, once.
+func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
+	ctx := r.Context()
+	client, err := e.cfg.Clients.BrowserClient(ctx, f.ClientID)
+	if err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	before, err := e.cfg.Consents.Consents(ctx, f.Provider, f.Subject, f.ClientID)
+	if err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	csrf := Random(StateBytes)
+	f.ExpiresAt = e.cfg.Clock().Add(FlowTTL)
+	if err := e.cfg.Flows.SaveFlow(ctx, Hash(csrf), f); err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	var scopes []scopeLine
+	for _, s := range f.Granted {
+		scopes = append(scopes, scopeLine{Name: s, Description: e.cfg.ScopeDescriptions[s]})
+	}
+	var durations []duration
+	for _, d := range consentDurations {
+		durations = append(durations, duration{Value: d.String(), Label: "duration_" + human(d), Selected: d == 30*24*time.Hour})
+	}
+	name := client.Name
+	if name == "" {
+		name = client.ID
+	}
+	redirect, _ := url.Parse(f.RedirectURI)
+	e.render(w, r, http.StatusOK, "consent", map[string]any{
+		"ClientName": name, "ClientID": client.ID, "RedirectHost": redirect.Host, "Server": f.Resource,
+		"User": f.Subject, "Scopes": scopes, "Offline": f.Offline, "RefreshTTL": human(e.cfg.RefreshTTL),
+		"TokenTTL": human(f.TTL), "Durations": durations, "CSRF": csrf,
+		"Loopback": loopbackOnly(client.RedirectURIs), "FirstSeen": client.Document && len(before) == 0,
+	}, origin(f.RedirectURI))
+}
+
+// loopbackOnly reports a client that can only be redirected to the
+// person's own machine: a native app, whose name nobody vouches for.
+func loopbackOnly(uris []string) bool {
+	for _, u := range uris {
+		p, err := url.Parse(u)
+		if err != nil {
+			return false
+		}
+		if ip := net.ParseIP(p.Hostname()); !(p.Hostname() == "localhost" || ip != nil && ip.IsLoopback()) {
+			return false
+		}
+	}
+	return len(uris) > 0
+}
+
+// human writes a duration for people: 15m, 1h, 24h.
+func human(d time.Duration) string {
+	if d == 0 {
+		d = 15 * time.Minute // the issuer's default
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// consents is the page where a person sees and revokes their consents.
+// GET signs the person in (every visit: no session outlives the flow);
+// POST revokes one, with the page's CSRF token.
+func (e *Endpoint) consents(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		e.startLogin(w, r, Flow{Purpose: PurposeConsents})
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+		f, ok := e.take(w, r, r.PostFormValue("csrf"))
+		if !ok {
+			return
+		}
+		if f.Purpose != PurposeConsents || f.Subject == "" {
+			e.errorPage(w, r, http.StatusBadRequest, "bad_state", "login.csrf", attribute.String(attrReason, "consents form token of another step"))
+			return
+		}
+		e.revoke(w, r, f, r.PostFormValue("revoke"))
+	default:
+		e.errorPage(w, r, http.StatusMethodNotAllowed, "method", "")
+	}
+}
+
+// revoke withdraws one of the signed-in person's consents and the refresh
+// tokens it allowed, then shows the list again.
+func (e *Endpoint) revoke(w http.ResponseWriter, r *http.Request, f Flow, id string) {
+	ctx := r.Context()
+	mine, err := e.cfg.Consents.Consents(ctx, f.Provider, f.Subject, "")
+	if err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	i := slices.IndexFunc(mine, func(c consent.Consent) bool {
+		return c.ID == id && c.Provider == f.Provider && c.User == f.Subject
+	})
+	if i < 0 {
+		e.errorPage(w, r, http.StatusBadRequest, "bad_state", "consent.revoke_refused", attribute.String(attrProvider, f.Provider),
+			attribute.String(attrSubject, bound(f.Subject)), attribute.String(attrConsent, bound(id)), attribute.String(attrReason, "not the person's consent"))
+		return
+	}
+	c := mine[i]
+	if err := e.cfg.Consents.RevokeConsent(ctx, c.ID); err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	if err := e.cfg.Flows.RevokeGrants(ctx, c.Provider, c.User, c.ClientID); err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	e.audit(ctx, "consent.revoke", attribute.String(attrProvider, c.Provider), attribute.String(attrSubject, bound(c.User)),
+		attribute.String(attrClientID, c.ClientID), attribute.String(attrConsent, c.ID))
+	e.listConsents(w, r, f, c.ClientID)
+}
+
+// listConsents shows the person's active consents; the flow waits under
+// the page's CSRF token for one revocation.
+func (e *Endpoint) listConsents(w http.ResponseWriter, r *http.Request, f Flow, revoked string) {
+	ctx := r.Context()
+	all, err := e.cfg.Consents.Consents(ctx, f.Provider, f.Subject, "")
+	if err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	now := e.cfg.Clock()
+	active := slices.DeleteFunc(all, func(c consent.Consent) bool { return !c.Active(now) || c.Provider != f.Provider || c.User != f.Subject })
+	csrf := Random(StateBytes)
+	f.ExpiresAt = now.Add(FlowTTL)
+	if err := e.cfg.Flows.SaveFlow(ctx, Hash(csrf), f); err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	e.render(w, r, http.StatusOK, "consents", map[string]any{"User": f.Subject, "Consents": active, "CSRF": csrf, "Revoked": revoked}, "")
+}

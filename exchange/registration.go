@@ -1,0 +1,160 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+)
+
+// BrowserClients finds the clients of the browser flows: registered ones
+// that may use the authorization code grant, and, when Documents is set,
+// clients whose ID is the URL of their metadata document.
+type BrowserClients struct {
+	Registry  ClientRegistry
+	Documents *ClientMetadataDocuments // nil: documents are not accepted
+}
+
+// BrowserClient implements authorize.Clients.
+func (b BrowserClients) BrowserClient(ctx context.Context, id string) (authorize.Client, error) {
+	if b.Registry != nil {
+		c, ok, err := b.Registry.Client(ctx, id)
+		switch {
+		case err != nil:
+			return authorize.Client{}, err
+		case ok && !slices.Contains(c.GrantTypes, GrantAuthorizationCode):
+			return authorize.Client{}, fmt.Errorf("%w: client %q is registered without the authorization_code grant", authorize.ErrUnknownClient, id)
+		case ok:
+			return authorize.Client{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs}, nil
+		}
+	}
+	if b.Documents == nil || !IsClientMetadataURL(id) {
+		return authorize.Client{}, fmt.Errorf("%w: %q is not registered", authorize.ErrUnknownClient, id)
+	}
+	md, err := b.Documents.Get(ctx, id)
+	if err != nil {
+		return authorize.Client{}, fmt.Errorf("%w: %v", authorize.ErrUnknownClient, err)
+	}
+	return authorize.Client{ID: md.ClientID, Name: md.ClientName, RedirectURIs: md.RedirectURIs, Document: true}, nil
+}
+
+// ClientRegistrar stores a client registered dynamically, in force at once.
+type ClientRegistrar interface {
+	RegisterClient(ctx context.Context, c Client) error
+}
+
+// RegistrationConfig configures dynamic client registration.
+type RegistrationConfig struct {
+	Clients ClientRegistrar
+	// PerSource limits registrations per source address (0: 10 a
+	// minute, 10 at once).
+	PerSource RateLimit
+	Audit     DecisionLog // nil: none
+	Log       *slog.Logger
+	Clock     func() time.Time
+}
+
+// RegistrationHandler is Dynamic Client Registration (RFC 7591) for public
+// clients only: the client gets an ID and no secret, may use the
+// authorization code grant (and refresh), and returns only to redirect
+// URIs that are https or loopback, matched exactly afterwards.
+func RegistrationHandler(cfg RegistrationConfig) http.Handler {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.PerSource.Rate == 0 {
+		cfg.PerSource = RateLimit{Rate: 10.0 / 60, Burst: 10}
+	}
+	limit := newKeyedLimiter(cfg.PerSource, cfg.Clock)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		md, oerr := register(r, limit)
+		attrs := []attribute.KeyValue{attribute.String("mcpsts.source_ip", sourceIP(r))}
+		var c Client
+		if oerr == nil {
+			c = Client{ID: "dcr-" + authorize.Random(16), Name: md.ClientName, GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: md.RedirectURIs}
+			if err := cfg.Clients.RegisterClient(r.Context(), c); err != nil {
+				cfg.Log.Error("client registration", "error", err)
+				oerr = storeUnavailable(err)
+			}
+			attrs = append(attrs, attribute.String(attrClientID, c.ID), attribute.String("mcpsts.client.name", bound(md.ClientName, maxAttrBytes)))
+		}
+		if oerr != nil {
+			attrs = append(attrs, attribute.String(attrError, oerr.code), attribute.String(attrDenyReason, oerr.description))
+		}
+		if cfg.Audit != nil {
+			name := "client.register"
+			if oerr != nil {
+				name = "client.register_refused"
+			}
+			if err := cfg.Audit.Decision(name, cfg.Clock(), trace.SpanContextFromContext(r.Context()), attrs); err != nil {
+				cfg.Log.Error("audit log", "error", err)
+			}
+		}
+		if oerr != nil {
+			writeError(w, oerr, "")
+			return
+		}
+		md.ClientID, md.TokenEndpointAuthMethod = c.ID, "none"
+		md.GrantTypes, md.ResponseTypes = []string{GrantAuthorizationCode, GrantRefreshToken}, []string{"code"}
+		noStore(w)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(struct {
+			ClientMetadata
+			IssuedAt int64 `json:"client_id_issued_at"`
+		}{md, cfg.Clock().Unix()})
+	})
+}
+
+// register reads and checks a registration request.
+func register(r *http.Request, limit *keyedLimiter) (ClientMetadata, *oauthError) {
+	if r.Method != http.MethodPost {
+		return ClientMetadata{}, fail(http.StatusMethodNotAllowed, errInvalidRequest, "registration takes POST")
+	}
+	if ok, wait := limit.allow(sourceIP(r)); !ok {
+		return ClientMetadata{}, limited("source", wait)
+	}
+	var md ClientMetadata
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<10))
+	if err := dec.Decode(&md); err != nil {
+		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "the body must be a JSON client metadata document")
+	}
+	if len(md.RedirectURIs) == 0 {
+		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_redirect_uri", "redirect_uris: at least one")
+	}
+	for i, u := range md.RedirectURIs {
+		if p := redirectProblem(u); p != "" {
+			return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_redirect_uri", fmt.Sprintf("redirect_uris[%d]: %s", i, p))
+		}
+	}
+	if m := md.TokenEndpointAuthMethod; m != "" && m != "none" {
+		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "token_endpoint_auth_method must be none: this server registers public clients only")
+	}
+	for _, g := range md.GrantTypes {
+		if g != GrantAuthorizationCode && g != GrantRefreshToken {
+			return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "grant_types: only authorization_code and refresh_token")
+		}
+	}
+	for _, t := range md.ResponseTypes {
+		if t != "code" {
+			return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "response_types: only code")
+		}
+	}
+	if len(md.ClientName) > 128 || bytes.ContainsAny([]byte(md.ClientName), "\x00\r\n<>") {
+		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: at most 128 characters, one line")
+	}
+	return md, nil
+}
+
