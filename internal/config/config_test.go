@@ -275,11 +275,11 @@ providers:
 authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
 `, []string{
 			"providers[0].login: only a provider of kind user signs people in",
-			"providers[1].login.client_id: required",
 			"providers[1].login: exactly one of private_key_file, client_secret_file and client_secret_env (a secret never goes in this file)",
+			"providers[1].login: authorization_endpoint and token_endpoint go together",
+			"providers[1].login.client_id: required",
 			"providers[1].login.client_secret_file: no such file or directory (/no/secret)",
 			`providers[1].login.token_endpoint: "http://idp.example/token" is not an https URL`,
-			"providers[1].login: authorization_endpoint and token_endpoint go together",
 			"providers[2].login: providers[1] has the login already: people sign in at one provider",
 			"authorization.refresh_ttl: 9000h0m0s is out of range",
 			"authorization.scope_descriptions.mail:read: a scope name and a description of at most 200 characters",
