@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -136,4 +137,21 @@ func providerDocuments(repo trustmaps.Repository, cfg *config.Config) *admin.Doc
 		}
 		return problems
 	}}
+}
+
+// RegisterClient implements exchange.ClientRegistrar: the client is
+// stored, as the admin API would store it, and in force at once here (the
+// other replicas see it at their next reload).
+func (s *storeClients) RegisterClient(ctx context.Context, c exchange.Client) error {
+	doc, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := exchange.ParseClient(doc); err != nil {
+		return fmt.Errorf("registered client: %w", err)
+	}
+	if _, err := s.repo.PutRecord(ctx, c.ID, doc, 0); err != nil {
+		return err
+	}
+	return s.reload(ctx)
 }

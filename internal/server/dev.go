@@ -41,6 +41,28 @@ grant:
   max_ttl: 15m
 `
 
+// DevPeopleMapFile is the sample map of the people of the development
+// login.
+const DevPeopleMapFile = "dev-people.yaml"
+
+// devPeopleMap lets anyone who signs in at the development login let any
+// MCP client act for them at the demo server, once they consent.
+const devPeopleMap = `# A sample trust map for people, written by "mcpsts serve --dev" on its
+# first start. The development login (a page that believes any user name)
+# signs people in as provider "dev-login"; this map lets any MCP client
+# they consent to get tokens for them at the demo MCP server.
+id: dev-people
+match:
+  provider: dev-login
+  subject_pattern: ".+"
+grant:
+  client_id_expr: request.client_id   # the client of the browser flow
+  audiences: ["` + DevDemoAudience + `"]
+  scopes: [files:read, files:write]
+  default_scopes: [files:read]
+  max_ttl: 15m
+`
+
 // devIdentity trusts the development provider, whose key is made in the
 // data directory on first use.
 func devIdentity(cfg *config.Config) error {
@@ -62,8 +84,10 @@ func devTrustMaps(dataDir string) (string, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", fmt.Errorf("data directory %s: %w", dataDir, err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, DevDemoMapFile), []byte(devDemoMap), 0o600); err != nil {
-			return "", fmt.Errorf("data directory %s: %w", dataDir, err)
+		for name, doc := range map[string]string{DevDemoMapFile: devDemoMap, DevPeopleMapFile: devPeopleMap} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o600); err != nil {
+				return "", fmt.Errorf("data directory %s: %w", dataDir, err)
+			}
 		}
 	case err != nil:
 		return "", fmt.Errorf("data directory %s: %w", dataDir, err)

@@ -281,6 +281,20 @@ func providerFetcher(pc config.Provider) (*federation.Fetcher, error) {
 	if pc.CAFile == "" {
 		return federation.NewFetcher(federation.FetcherOptions{}), nil
 	}
+	t, err := providerTransport(pc)
+	if err != nil {
+		return nil, err
+	}
+	return federation.NewFetcher(federation.FetcherOptions{Transport: t}), nil
+}
+
+// providerTransport trusts the provider's CA file when it has one, the
+// system roots otherwise.
+func providerTransport(pc config.Provider) (http.RoundTripper, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if pc.CAFile == "" {
+		return t, nil
+	}
 	pem, err := os.ReadFile(pc.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("ca_file: %w", err)
@@ -289,9 +303,8 @@ func providerFetcher(pc config.Provider) (*federation.Fetcher, error) {
 	if !roots.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("ca_file %s: no PEM certificates", pc.CAFile)
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	return federation.NewFetcher(federation.FetcherOptions{Transport: t}), nil
+	return t, nil
 }
 
 // newSPIFFE builds the SPIFFE trust domains of the configuration file and

@@ -2,6 +2,9 @@ package server
 
 import (
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"net/http"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/internal/health"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -30,6 +34,13 @@ type routeConfig struct {
 	log           *slog.Logger
 	traces        trace.TracerProvider
 	meters        metric.MeterProvider
+	// browser is the browser flows (nil: off); register, dynamic client
+	// registration (nil: off); documents, whether client ID metadata
+	// documents are accepted; scopes, the described scopes.
+	browser   *authorize.Endpoint
+	register  http.Handler
+	documents bool
+	scopes    map[string]string
 }
 
 // routes mounts every handler of the server under the issuer's paths. Each
@@ -48,7 +59,7 @@ func routes(rc routeConfig) (http.Handler, error) {
 	if tlsClientAuth {
 		authMethods = append(authMethods, "tls_client_auth")
 	}
-	metadata, err := exchange.MetadataHandler(exchange.Metadata{
+	md := exchange.Metadata{
 		Issuer:                            issuerURL,
 		JWKSURI:                           paths.Origin + paths.JWKS,
 		TokenEndpoint:                     paths.Origin + paths.Token,
@@ -58,7 +69,19 @@ func routes(rc routeConfig) (http.Handler, error) {
 		// private_key_jwt assertions are provider-signed workload JWTs.
 		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
 		TLSClientCertificateBoundAccessTokens:      true, // require_binding: mtls
-	})
+	}
+	if rc.browser != nil {
+		md.ResponseTypesSupported = []string{"code"}
+		md.CodeChallengeMethodsSupported = []string{"S256"}
+		md.GrantTypesSupported = append(md.GrantTypesSupported, exchange.GrantAuthorizationCode, exchange.GrantRefreshToken)
+		md.AuthorizationResponseISSParameterSupported = true
+		md.ClientIDMetadataDocumentSupported = rc.documents
+		md.ScopesSupported = append(slices.Sorted(maps.Keys(rc.scopes)), exchange.ScopeOfflineAccess)
+		if rc.register != nil {
+			md.RegistrationEndpoint = paths.Origin + paths.Base + "/register"
+		}
+	}
+	metadata, err := exchange.MetadataHandler(md)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +103,16 @@ func routes(rc routeConfig) (http.Handler, error) {
 	)))
 	mux.Handle("GET "+paths.JWKS, span("jwks", iss.JWKSHandler()))
 	mux.Handle(paths.Token, rc.token) // every method: others get a JSON 405
-	mux.Handle(paths.Authorize, span("authorize", exchange.AuthorizeHandler()))
+	if rc.browser != nil {
+		for _, p := range rc.browser.Patterns() {
+			mux.Handle(p, span(strings.Trim(strings.TrimPrefix(p, paths.Base), "/"), rc.browser))
+		}
+		if rc.register != nil {
+			mux.Handle(paths.Base+"/register", span("register", rc.register))
+		}
+	} else {
+		mux.Handle(paths.Authorize, span("authorize", exchange.AuthorizeHandler()))
+	}
 	mux.Handle("GET "+paths.OAuth, span("metadata", metadata))
 	mux.Handle("GET "+paths.OIDC, span("metadata", metadata))
 	if rc.admin != nil {

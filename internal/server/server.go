@@ -25,6 +25,7 @@ import (
 	"github.com/mcpsts/mcpsts/attest"
 	awsattest "github.com/mcpsts/mcpsts/attest/aws"
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
@@ -56,6 +57,9 @@ type Options struct {
 	Log *slog.Logger
 	// Version is reported in telemetry and the start-up log line.
 	Version string
+	// ClientDocuments configures the fetches of client ID metadata
+	// documents; tests let them reach their loopback servers.
+	ClientDocuments exchange.ClientMetadataOptions
 }
 
 // Server is an assembled mcpsts bound to its address. It is not safe to
@@ -271,7 +275,40 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if s.audit != nil {
 		decisions = s.audit
 	}
+	// Browser flows, when people can sign in (a user provider's login, or
+	// the development login).
+	login, err := newLogin(ctx, cfg, opts.Dev, paths.Base, paths.Origin+paths.Base+authorize.PathCallback, providers, opts.Getenv, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	var browser *authorize.Endpoint
+	var codes authorize.Store
+	var docs *exchange.ClientMetadataDocuments
+	var register http.Handler
+	if login != nil {
+		codes = st
+		if cimd := cfg.Authorization.ClientMetadataDocuments; cimd == nil || *cimd {
+			docs = exchange.NewClientMetadataDocuments(opts.ClientDocuments)
+		}
+		var flowsAudit authorize.DecisionLog
+		if s.audit != nil {
+			flowsAudit = s.audit
+		}
+		browser, err = authorize.New(authorize.Config{
+			Issuer: issuerURL, Base: paths.Base, Clients: exchange.BrowserClients{Registry: s.clients, Documents: docs},
+			Decider: s.policy, Consents: st, Codes: st, Flows: st, Login: login,
+			Refresh: true, RefreshTTL: cfg.Authorization.RefreshTTL, ScopeDescriptions: cfg.Authorization.ScopeDescriptions,
+			Audit: flowsAudit, Log: log, Clock: opts.Now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Registration.Dynamic {
+			register = exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: s.clients, Audit: decisions, Log: log, Clock: opts.Now})
+		}
+	}
 	token := exchange.NewHandler(exchange.Config{
+		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL,
 		Audit:     decisions,
 		Clients:   s.clients,
 		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
@@ -285,7 +322,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients())}),
-		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters})
+		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,
+		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions})
 	if err != nil {
 		return nil, err
 	}
