@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mcpsts/mcpsts/internal/auditvalue"
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/internal/auditvalue"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )

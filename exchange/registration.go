@@ -157,4 +157,3 @@ func register(r *http.Request, limit *keyedLimiter) (ClientMetadata, *oauthError
 	}
 	return md, nil
 }
-

@@ -123,6 +123,9 @@ func New(cfg Config) (*Endpoint, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.RefreshTTL == 0 {
+		cfg.RefreshTTL = 24 * time.Hour // the token endpoint's default
+	}
 	p, err := newPages()
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +38,7 @@ type Issuer struct {
 	down    bool
 	docIss  string // issuer named in the discovery document, if not URL
 	counter map[string]*atomic.Int64
+	login   *login // nil: the issuer signs nobody in
 }
 
 type signingKey struct {
@@ -122,6 +124,10 @@ func (is *Issuer) SetDiscoveryIssuer(iss string) { is.mu.Lock(); is.docIss = iss
 func (is *Issuer) Requests(what string) int64 { return is.counter[what].Load() }
 
 func (is *Issuer) serve(w http.ResponseWriter, r *http.Request) {
+	if l := is.loginEnabled(); l != nil && strings.HasPrefix(r.URL.Path, "/login/") {
+		l.serve(is, w, r)
+		return
+	}
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if is.down {
@@ -137,7 +143,12 @@ func (is *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 		if is.docIss != "" {
 			iss = is.docIss
 		}
-		json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "jwks_uri": is.URL + "/keys"})
+		doc := map[string]any{"issuer": iss, "jwks_uri": is.URL + "/keys"}
+		if is.login != nil {
+			doc["authorization_endpoint"], doc["token_endpoint"] = is.URL+"/login/authorize", is.URL+"/login/token"
+			doc["code_challenge_methods_supported"] = []string{"S256"}
+		}
+		json.NewEncoder(w).Encode(doc)
 	case "/keys":
 		is.counter["jwks"].Add(1)
 		var set jose.JSONWebKeySet

@@ -3,9 +3,9 @@ package server
 import (
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
-	"net/http"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"

@@ -1,0 +1,119 @@
+package federationtest
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Login makes the issuer an OpenID Connect provider people sign in at, for
+// one relying party: a login page that asks for a user name (the person's
+// sub), and a token endpoint that redeems its codes, once, with the
+// client's secret and the PKCE verifier, for an ID token with the nonce.
+type Login struct {
+	ClientID, ClientSecret string
+	// Refuse makes the login page send people back with error=access_denied.
+	Refuse bool
+}
+
+type login struct {
+	Login
+	mu    sync.Mutex
+	codes map[string]grantedCode
+}
+
+type grantedCode struct {
+	sub, nonce, challenge, redirect string
+	used                            bool
+}
+
+// EnableLogin turns the login on.
+func (is *Issuer) EnableLogin(l Login) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	is.login = &login{Login: l, codes: map[string]grantedCode{}}
+}
+
+// loginEnabled returns the login, if on.
+func (is *Issuer) loginEnabled() *login {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.login
+}
+
+var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Corp sign-in</title></head>
+<body><h1>Corp identity provider</h1>
+<form method="post" action="{{.Action}}">
+<label for="username">Corporate user name</label> <input id="username" name="username" autocomplete="username">
+<button id="signin" type="submit">Sign in</button>
+</form></body></html>`))
+
+func (l *login) serve(is *Issuer, w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/login/authorize":
+		q := r.URL.Query()
+		if q.Get("client_id") != l.ClientID || q.Get("response_type") != "code" || q.Get("code_challenge_method") != "S256" ||
+			q.Get("code_challenge") == "" || q.Get("nonce") == "" || len(q.Get("state")) < 22 || q.Get("redirect_uri") == "" {
+			http.Error(w, "bad authorization request", http.StatusBadRequest)
+			return
+		}
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			loginPage.Execute(w, map[string]any{"Action": template.URL("/login/authorize?" + r.URL.RawQuery)})
+			return
+		}
+		back, _ := url.Parse(q.Get("redirect_uri"))
+		v := url.Values{"state": {q.Get("state")}}
+		if sub := r.PostFormValue("username"); l.Refuse || sub == "" {
+			v.Set("error", "access_denied")
+		} else {
+			code := base64.RawURLEncoding.EncodeToString([]byte(sub + time.Now().String()))
+			l.mu.Lock()
+			l.codes[code] = grantedCode{sub: sub, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirect: q.Get("redirect_uri")}
+			l.mu.Unlock()
+			v.Set("code", code)
+		}
+		back.RawQuery = v.Encode()
+		http.Redirect(w, r, back.String(), http.StatusSeeOther)
+	case "/login/token":
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
+		}
+		if id != l.ClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(l.ClientSecret)) != 1 {
+			tokenError(w, http.StatusUnauthorized, "invalid_client")
+			return
+		}
+		l.mu.Lock()
+		c, found := l.codes[r.PostFormValue("code")]
+		if found {
+			l.codes[r.PostFormValue("code")] = grantedCode{used: true}
+		}
+		l.mu.Unlock()
+		sum := sha256.Sum256([]byte(r.PostFormValue("code_verifier")))
+		if !found || c.used || c.redirect != r.PostFormValue("redirect_uri") || base64.RawURLEncoding.EncodeToString(sum[:]) != c.challenge {
+			tokenError(w, http.StatusBadRequest, "invalid_grant")
+			return
+		}
+		now := time.Now()
+		idToken := is.Sign(map[string]any{"iss": is.URL, "sub": c.sub, "aud": l.ClientID, "nonce": c.nonce, "email": c.sub + "@corp.example",
+			"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}, nil)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": "opaque-" + c.sub, "token_type": "Bearer", "expires_in": 300, "id_token": idToken})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func tokenError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": code})
+}
