@@ -124,7 +124,9 @@ func register(r *http.Request, limit *keyedLimiter) (ClientMetadata, *oauthError
 		return ClientMetadata{}, fail(http.StatusMethodNotAllowed, errInvalidRequest, "registration takes POST")
 	}
 	if ok, wait := limit.allow(sourceIP(r)); !ok {
-		return ClientMetadata{}, limited("source", wait)
+		e := fail(http.StatusTooManyRequests, "slow_down", "too many registrations from this address; retry later")
+		e.retryAfter = wait
+		return ClientMetadata{}, e
 	}
 	var md ClientMetadata
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<10))

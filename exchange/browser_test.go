@@ -1,0 +1,655 @@
+package exchange_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
+	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/issuer/keystoretest"
+	"github.com/mcpsts/mcpsts/trustmaps"
+)
+
+// flowEnv is the authorization endpoint with the development login and
+// the token endpoint, on one loopback TLS server, over a real store.
+type flowEnv struct {
+	srv    *httptest.Server
+	st     *store.Store
+	now    time.Time
+	mu     sync.Mutex
+	events []string
+}
+
+const (
+	appID       = "mail-app"
+	appCB       = "https://app.example.com/cb"
+	appLoopback = "http://127.0.0.1/cb"
+	otherApp    = "other-app"
+	flowServer  = "https://mail.example.com/mcp"
+	flowOther   = "https://other.example.com/mcp"
+)
+
+type fixedClients map[string]authorize.Client
+
+func (f fixedClients) BrowserClient(_ context.Context, id string) (authorize.Client, error) {
+	c, ok := f[id]
+	if !ok {
+		return authorize.Client{}, authorize.ErrUnknownClient
+	}
+	return c, nil
+}
+
+// Decision implements the audit log.
+func (e *flowEnv) Decision(name string, _ time.Time, _ trace.SpanContext, _ []attribute.KeyValue) error {
+	e.mu.Lock()
+	e.events = append(e.events, name)
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *flowEnv) audited(name string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.events {
+		if ev == name {
+			n++
+		}
+	}
+	return n
+}
+
+func newFlowEnv(t *testing.T, clients authorize.Clients) *flowEnv {
+	t.Helper()
+	e := &flowEnv{now: time.Now().Truncate(time.Second)}
+	clock := func() time.Time {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.now
+	}
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e.st = st
+	eng, err := trustmaps.Compile(trustmaps.Document{Name: "people.yaml", Data: []byte(`id: people
+match: {provider: corp, subject_pattern: "[a-z]+"}
+grant:
+  client_id_expr: request.client_id
+  audiences: ["` + flowServer + `", "` + flowOther + `"]
+  scopes: [mail:read, mail:send]
+  default_scopes: [mail:read]
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clients == nil {
+		clients = fixedClients{
+			appID:    {ID: appID, Name: "Mail App", RedirectURIs: []string{appCB, appLoopback}},
+			otherApp: {ID: otherApp, Name: "Other", RedirectURIs: []string{appCB}},
+		}
+	}
+	mux := http.NewServeMux()
+	e.srv = httptest.NewUnstartedServer(mux)
+	e.srv.StartTLS()
+	t.Cleanup(e.srv.Close)
+	text, _ := issuer.GenerateKEK()
+	kek, _ := issuer.ParseKEK(text)
+	iss, err := issuer.New(issuer.Config{Issuer: e.srv.URL, Store: keystoretest.NewMemory(), Local: &issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256}, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := iss.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ep, err := authorize.New(authorize.Config{Issuer: e.srv.URL, Clients: clients, Decider: eng, Consents: st, Codes: st, Flows: st,
+		Login: &authorize.DevLogin{Provider: "corp", Issuer: "https://corp.example"}, Refresh: true, Audit: e, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ep.Patterns() {
+		mux.Handle(p, ep)
+	}
+	mux.Handle("/token", exchange.NewHandler(exchange.Config{Self: []string{e.srv.URL}, Decider: eng, Minter: iss, Tokens: iss,
+		Consents: st, Authorizations: st, Audit: e, Clock: clock}))
+	return e
+}
+
+func (e *flowEnv) advance(d time.Duration) {
+	e.mu.Lock()
+	e.now = e.now.Add(d)
+	e.mu.Unlock()
+}
+
+// browser is a cookie jar that does not follow redirects.
+func (e *flowEnv) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	c := e.srv.Client()
+	return &http.Client{Transport: c.Transport, Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type answer struct {
+	status   int
+	location *url.URL
+	body     string
+}
+
+func do(t *testing.T, c *http.Client, method, u string, form url.Values) answer {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, u, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, body: string(b)}
+	if l := resp.Header.Get("Location"); l != "" {
+		a.location, _ = resp.Request.URL.Parse(l)
+	}
+	return a
+}
+
+// request is a good authorization request of the mail app.
+func request(challenge string) url.Values {
+	return url.Values{"response_type": {"code"}, "client_id": {appID}, "redirect_uri": {appCB}, "state": {"st-123"},
+		"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "resource": {flowServer}, "scope": {"mail:read offline_access"}}
+}
+
+func challengeOf(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// start sends an authorization request and returns the state the
+// development login got.
+func (e *flowEnv) start(t *testing.T, c *http.Client, q url.Values) string {
+	t.Helper()
+	a := do(t, c, "GET", e.srv.URL+"/authorize?"+q.Encode(), nil)
+	if a.status != http.StatusSeeOther || a.location == nil || a.location.Path != "/login/dev" {
+		t.Fatalf("authorize: %d %v %s", a.status, a.location, a.body)
+	}
+	return a.location.Query().Get("state")
+}
+
+// signIn posts the development login and returns the consent form's CSRF
+// token (or the redirect, when a consent already covers the request).
+func (e *flowEnv) signIn(t *testing.T, c *http.Client, state, user string) (string, answer) {
+	t.Helper()
+	a := do(t, c, "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {user}})
+	if m := csrfField.FindStringSubmatch(a.body); m != nil && a.status == 200 {
+		return m[1], a
+	}
+	return "", a
+}
+
+// code runs a whole flow, approving, and returns the code.
+func (e *flowEnv) code(t *testing.T, c *http.Client, q url.Values) string {
+	t.Helper()
+	csrf, a := e.signIn(t, c, e.start(t, c, q), "alice")
+	if csrf != "" {
+		a = do(t, c, "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrf}, "decision": {"approve"}, "duration": {"24h0m0s"}})
+	}
+	if a.status != http.StatusSeeOther || a.location == nil || a.location.Query().Get("code") == "" {
+		t.Fatalf("no code: %d %v %s", a.status, a.location, a.body)
+	}
+	return a.location.Query().Get("code")
+}
+
+func (e *flowEnv) token(t *testing.T, f url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := e.srv.Client().PostForm(e.srv.URL+"/token", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+func redeemForm(code, verifier string) url.Values {
+	return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {appID}, "redirect_uri": {appCB}, "code_verifier": {verifier}}
+}
+
+// TestAuthorizationRequestRefusals: a request whose client or redirect URI
+// cannot be trusted gets an error page, never a redirect; every other
+// error goes back to the registered redirect URI with state and iss.
+func TestAuthorizationRequestRefusals(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	challenge := challengeOf(pkceVerifier)
+	pageRows := []struct {
+		name string
+		mut  func(url.Values)
+	}{
+		{"redirect URI with an extra query", func(q url.Values) { q.Set("redirect_uri", appCB+"?x=1") }},
+		{"redirect URI with an extra path segment", func(q url.Values) { q.Set("redirect_uri", appCB+"/more") }},
+		{"redirect URI on another subdomain", func(q url.Values) { q.Set("redirect_uri", "https://evil.app.example.com/cb") }},
+		{"redirect URI over http", func(q url.Values) { q.Set("redirect_uri", "http://app.example.com/cb") }},
+		{"redirect URI with a trailing slash", func(q url.Values) { q.Set("redirect_uri", appCB+"/") }},
+		{"redirect URI in another case", func(q url.Values) { q.Set("redirect_uri", "https://APP.example.com/cb") }},
+		{"redirect URI with userinfo", func(q url.Values) { q.Set("redirect_uri", "https://me@app.example.com/cb") }},
+		{"redirect URI with a fragment", func(q url.Values) { q.Set("redirect_uri", appCB+"#f") }},
+		{"redirect URI of another client", func(q url.Values) { q.Set("client_id", otherApp); q.Set("redirect_uri", appLoopback) }},
+		{"no redirect URI", func(q url.Values) { q.Del("redirect_uri") }},
+		{"two redirect URIs", func(q url.Values) { q.Add("redirect_uri", appCB) }},
+		{"unknown client", func(q url.Values) { q.Set("client_id", "stranger") }},
+		{"no client", func(q url.Values) { q.Del("client_id") }},
+	}
+	for _, tc := range pageRows {
+		q := request(challenge)
+		tc.mut(q)
+		a := do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+q.Encode(), nil)
+		if a.status != http.StatusBadRequest || a.location != nil || !strings.Contains(a.body, "You were not sent back to the application") {
+			t.Errorf("%s: %d %v, want an error page without redirect", tc.name, a.status, a.location)
+		}
+	}
+	if n := e.audited("authorize.deny"); n != len(pageRows) {
+		t.Errorf("%d authorize.deny events, want %d", n, len(pageRows))
+	}
+	redirectRows := []struct {
+		name, code string
+		mut        func(url.Values)
+	}{
+		{"plain PKCE", "invalid_request", func(q url.Values) { q.Set("code_challenge", pkceVerifier); q.Set("code_challenge_method", "plain") }},
+		{"no code_challenge", "invalid_request", func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") }},
+		{"implicit flow", "unsupported_response_type", func(q url.Values) { q.Set("response_type", "token") }},
+		{"no resource", "invalid_target", func(q url.Values) { q.Del("resource") }},
+		{"a resource that is not a URI", "invalid_target", func(q url.Values) { q.Set("resource", "mail") }},
+		{"a repeated parameter", "invalid_request", func(q url.Values) { q.Add("scope", "mail:send") }},
+		{"loopback redirect, another port", "unsupported_response_type", func(q url.Values) {
+			q.Set("redirect_uri", "http://127.0.0.1:51004/cb")
+			q.Set("response_type", "token")
+		}},
+	}
+	for _, tc := range redirectRows {
+		q := request(challenge)
+		tc.mut(q)
+		a := do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+q.Encode(), nil)
+		if a.status != http.StatusSeeOther || a.location == nil {
+			t.Errorf("%s: %d, want a redirect", tc.name, a.status)
+			continue
+		}
+		got := a.location.Query()
+		base := *a.location
+		base.RawQuery = ""
+		if base.String() != q.Get("redirect_uri") || got.Get("error") != tc.code || got.Get("state") != "st-123" || got.Get("iss") != e.srv.URL || got.Get("code") != "" {
+			t.Errorf("%s: redirected to %s, want %s with error=%s, state and iss", tc.name, a.location, q.Get("redirect_uri"), tc.code)
+		}
+	}
+	// POST works as GET does (OAuth 2.1 §4.1.1).
+	a := do(t, e.browser(), "POST", e.srv.URL+"/authorize", request(challenge))
+	if a.status != http.StatusSeeOther || a.location.Path != "/login/dev" {
+		t.Errorf("POST /authorize: %d %v", a.status, a.location)
+	}
+	// The trust maps decide after sign-in: a scope beyond them.
+	q := request(challenge)
+	q.Set("scope", "mail:delete")
+	b := e.browser()
+	_, ans := e.signIn(t, b, e.start(t, b, q), "alice")
+	if ans.location == nil || ans.location.Query().Get("error") != "invalid_scope" || ans.location.Query().Get("iss") != e.srv.URL {
+		t.Errorf("a scope beyond the maps: %d %v", ans.status, ans.location)
+	}
+}
+
+// TestFlowState: the state of the sign-in and the consent form's token
+// are single use, short-lived and bound to the browser's cookie; anything
+// else is an error page and a login.csrf audit event.
+func TestFlowState(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	q := request(challengeOf(pkceVerifier))
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T) answer
+	}{
+		{"missing state", func(t *testing.T) answer {
+			b := e.browser()
+			e.start(t, b, q)
+			return do(t, b, "POST", e.srv.URL+"/login/callback", url.Values{"user": {"alice"}})
+		}},
+		{"unknown state", func(t *testing.T) answer {
+			b := e.browser()
+			e.start(t, b, q)
+			return do(t, b, "POST", e.srv.URL+"/login/callback", url.Values{"state": {authorize.Random(32)}, "user": {"alice"}})
+		}},
+		{"reused state", func(t *testing.T) answer {
+			b := e.browser()
+			state := e.start(t, b, q)
+			e.signIn(t, b, state, "alice")
+			return do(t, b, "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {"alice"}})
+		}},
+		{"another browser's state (login CSRF)", func(t *testing.T) answer {
+			state := e.start(t, e.browser(), q)
+			return do(t, e.browser(), "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {"mallory"}})
+		}},
+		{"expired state", func(t *testing.T) answer {
+			b := e.browser()
+			state := e.start(t, b, q)
+			e.advance(authorize.FlowTTL + time.Second)
+			return do(t, b, "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {"alice"}})
+		}},
+		{"reused consent form", func(t *testing.T) answer {
+			b := e.browser()
+			csrf, _ := e.signIn(t, b, e.start(t, b, q), "bob")
+			do(t, b, "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrf}, "decision": {"deny"}})
+			return do(t, b, "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrf}, "decision": {"approve"}})
+		}},
+		{"another browser's consent form (CSRF)", func(t *testing.T) answer {
+			b := e.browser()
+			csrf, _ := e.signIn(t, b, e.start(t, b, q), "carol")
+			return do(t, e.browser(), "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrf}, "decision": {"approve"}})
+		}},
+		{"consent form without token", func(t *testing.T) answer {
+			return do(t, e.browser(), "POST", e.srv.URL+"/consent", url.Values{"decision": {"approve"}})
+		}},
+		{"the state used as the consent token", func(t *testing.T) answer {
+			b := e.browser()
+			state := e.start(t, b, q)
+			return do(t, b, "POST", e.srv.URL+"/consent", url.Values{"csrf": {state}, "decision": {"approve"}})
+		}},
+	} {
+		before := e.audited("login.csrf")
+		a := tc.run(t)
+		if a.status != http.StatusBadRequest || a.location != nil || !strings.Contains(a.body, "This sign-in link is not valid") {
+			t.Errorf("%s: %d %v, want the bad-state page", tc.name, a.status, a.location)
+		}
+		if e.audited("login.csrf") != before+1 {
+			t.Errorf("%s: not audited as login.csrf", tc.name)
+		}
+	}
+	// The cookie is __Host-, Secure, HttpOnly, SameSite=Lax.
+	resp, err := e.browser().Get(e.srv.URL + "/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(c, authorize.CookieName+"=") || !strings.Contains(c, "Path=/") ||
+		!strings.Contains(c, "HttpOnly") || !strings.Contains(c, "Secure") || !strings.Contains(c, "SameSite=Lax") {
+		t.Errorf("Set-Cookie: %s", c)
+	}
+}
+
+// TestConsentPage: the consent screen's headers, and its decisions.
+func TestConsentPage(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	b := e.browser()
+	_, a := e.signIn(t, b, e.start(t, b, request(challengeOf(pkceVerifier))), "alice")
+	for _, want := range []string{"Mail App", appID, "app.example.com", flowServer, "mail:read", `name="csrf"`} {
+		if !strings.Contains(a.body, want) {
+			t.Errorf("consent page lacks %q", want)
+		}
+	}
+	if strings.Contains(a.body, "runs on your computer") {
+		t.Error("a client with an https redirect URI warned as loopback-only")
+	}
+	// Headers, read on a fresh page.
+	b2 := e.browser()
+	state := e.start(t, b2, request(challengeOf(pkceVerifier)))
+	req, _ := http.NewRequest("POST", e.srv.URL+"/login/callback", strings.NewReader(url.Values{"state": {state}, "user": {"alice"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept-Language", "fr-CH, fr;q=0.9, en;q=0.8")
+	resp, err := b2.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	h := resp.Header
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'none'") ||
+		!strings.Contains(csp, "form-action 'self' https://app.example.com") || strings.Contains(csp, "unsafe") {
+		t.Errorf("Content-Security-Policy: %s", csp)
+	}
+	if h.Get("X-Frame-Options") != "DENY" || h.Get("Cache-Control") != "no-store" || h.Get("Content-Language") != "fr" {
+		t.Errorf("headers: %v", h)
+	}
+	if !strings.Contains(string(body), "Mail App demande un accès") || !strings.Contains(string(body), `lang="fr"`) {
+		t.Errorf("the page is not in French for a French browser")
+	}
+	if strings.Contains(string(body), "<script") {
+		t.Error("the consent page has a script: it must work without JavaScript")
+	}
+}
+
+// TestCodeRefusals: the negative table of the token endpoint's browser
+// grants, on codes and refresh tokens the endpoint really issued.
+func TestCodeRefusals(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	verifier := authorize.Random(32)
+	q := request(challengeOf(verifier))
+	fresh := func() string { return e.code(t, e.browser(), q) }
+
+	good := fresh()
+	status, tok := e.token(t, redeemForm(good, verifier))
+	if status != 200 || tok["refresh_token"] == nil {
+		t.Fatalf("redeem: %d %v", status, tok)
+	}
+	refresh := tok["refresh_token"].(string)
+	for _, tc := range []struct {
+		name, code, desc string
+		form             func() url.Values
+	}{
+		{"wrong verifier", "invalid_grant", "code_verifier does not match the code_challenge", func() url.Values { return redeemForm(fresh(), pkceVerifier) }},
+		{"missing verifier", "invalid_grant", authorize.ErrPKCEVerifier.Error(), func() url.Values { return redeemForm(fresh(), "") }},
+		{"another client", "invalid_grant", "the authorization code was issued to another client", func() url.Values {
+			f := redeemForm(fresh(), verifier)
+			f.Set("client_id", otherApp)
+			return f
+		}},
+		{"another redirect URI", "invalid_grant", "redirect_uri is not the one of the authorization request", func() url.Values {
+			f := redeemForm(fresh(), verifier)
+			f.Set("redirect_uri", appLoopback)
+			return f
+		}},
+		{"another resource", "invalid_target", "the grant is for another resource", func() url.Values {
+			f := redeemForm(fresh(), verifier)
+			f.Set("resource", flowOther)
+			return f
+		}},
+		{"expired code", "invalid_grant", "the authorization code has expired", func() url.Values {
+			f := redeemForm(fresh(), verifier)
+			e.advance(authorize.CodeTTL)
+			return f
+		}},
+		{"unknown code", "invalid_grant", "the authorization code is not valid", func() url.Values { return redeemForm(authorize.Random(32), verifier) }},
+		{"refresh by another client", "invalid_grant", "the refresh token was issued to another client", func() url.Values {
+			_, tok := e.token(t, redeemForm(fresh(), verifier))
+			return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {otherApp}}
+		}},
+	} {
+		status, body := e.token(t, tc.form())
+		if status != 400 || body["error"] != tc.code || body["error_description"] != tc.desc {
+			t.Errorf("%s: %d %v, want 400 %s %q", tc.name, status, body, tc.code, tc.desc)
+		}
+	}
+
+	// A second use of the code fails and revokes what the first gave.
+	status, body := e.token(t, redeemForm(good, verifier))
+	if status != 400 || body["error"] != "invalid_grant" || body["error_description"] != "the authorization code was already used; the tokens it gave are revoked" {
+		t.Fatalf("reused code: %d %v", status, body)
+	}
+	status, body = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {appID}})
+	if status != 400 || body["error"] != "invalid_grant" || body["error_description"] != "the refresh token is not valid" {
+		t.Fatalf("refresh after the code's reuse: %d %v", status, body)
+	}
+
+	// Refresh rotation; reuse of a rotated token revokes the family.
+	_, tok = e.token(t, redeemForm(fresh(), verifier))
+	first := tok["refresh_token"].(string)
+	status, tok = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}, "client_id": {appID}})
+	if status != 200 || tok["refresh_token"] == nil || tok["refresh_token"] == first {
+		t.Fatalf("rotation: %d %v", status, tok)
+	}
+	second := tok["refresh_token"].(string)
+	status, body = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first}, "client_id": {appID}})
+	if status != 400 || body["error_description"] != "the refresh token was already used; its grant is revoked" {
+		t.Fatalf("refresh reuse: %d %v", status, body)
+	}
+	status, body = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {second}, "client_id": {appID}})
+	if status != 400 || body["error_description"] != "the refresh token is not valid" {
+		t.Fatalf("the family's newest after reuse: %d %v", status, body)
+	}
+	if e.audited("token.deny") == 0 {
+		t.Error("no token.deny audited")
+	}
+}
+
+// TestOfflineAccessNeedsConsent: a refresh token only when offline_access
+// was asked for (and consented).
+func TestOfflineAccessNeedsConsent(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	verifier := authorize.Random(32)
+	q := request(challengeOf(verifier))
+	q.Set("scope", "mail:read")
+	status, tok := e.token(t, redeemForm(e.code(t, e.browser(), q), verifier))
+	if status != 200 || tok["refresh_token"] != nil || tok["access_token"] == nil {
+		t.Fatalf("without offline_access: %d %v", status, tok)
+	}
+	cs, _ := e.st.Consents(context.Background(), "corp", "alice", appID)
+	if len(cs) != 1 || fmt.Sprint(cs[0].Scopes) != "[mail:read]" || !cs[0].ExpiresAt.Equal(e.now.Add(24*time.Hour)) {
+		t.Fatalf("consent %+v", cs)
+	}
+}
+
+// TestClientMetadataDocumentClients: a client whose ID is its metadata
+// document's URL starts a flow when the document checks out; a document
+// naming another client_id, one that redirects, an oversized one, or one
+// on a private address (SSRF) gets the error page, never a redirect.
+func TestClientMetadataDocumentClients(t *testing.T) {
+	docs := http.NewServeMux()
+	site := httptest.NewTLSServer(docs)
+	defer site.Close()
+	doc := func(id string, extra string) string {
+		return fmt.Sprintf(`{"client_id": %q, "client_name": "Doc App", "redirect_uris": [%q]%s}`, id, appCB, extra)
+	}
+	docs.HandleFunc("/good.json", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, doc(site.URL+"/good.json", "")) })
+	docs.HandleFunc("/other.json", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, doc(site.URL+"/good.json", "")) })
+	docs.HandleFunc("/moved.json", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/good.json", http.StatusFound) })
+	docs.HandleFunc("/big.json", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, doc(site.URL+"/big.json", `, "scope": "`+strings.Repeat("x", 20<<10)+`"`))
+	})
+	public := exchange.NewClientMetadataDocuments(exchange.ClientMetadataOptions{Transport: site.Client().Transport})
+	private := exchange.NewClientMetadataDocuments(exchange.ClientMetadataOptions{Transport: site.Client().Transport, AllowPrivateAddresses: true})
+	for _, tc := range []struct {
+		name, path string
+		docs       *exchange.ClientMetadataDocuments
+		ok         bool
+	}{
+		{"a good document", "/good.json", private, true},
+		{"a document naming another client_id", "/other.json", private, false},
+		{"a document that redirects", "/moved.json", private, false},
+		{"an oversized document", "/big.json", private, false},
+		{"a document on a private address", "/good.json", public, false},
+	} {
+		e := newFlowEnv(t, exchange.BrowserClients{Registry: registry{}, Documents: tc.docs})
+		q := request(challengeOf(pkceVerifier))
+		q.Set("client_id", site.URL+tc.path)
+		a := do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+q.Encode(), nil)
+		switch {
+		case tc.ok && (a.status != http.StatusSeeOther || a.location.Path != "/login/dev"):
+			t.Errorf("%s: %d %v, want the sign-in", tc.name, a.status, a.location)
+		case !tc.ok && (a.status != http.StatusBadRequest || a.location != nil || !strings.Contains(a.body, "not known to this server")):
+			t.Errorf("%s: %d %v, want the unknown-client page", tc.name, a.status, a.location)
+		}
+	}
+	// The consent screen of a document client seen for the first time
+	// warns that its name is its own.
+	e := newFlowEnv(t, exchange.BrowserClients{Documents: private})
+	q := request(challengeOf(pkceVerifier))
+	q.Set("client_id", site.URL+"/good.json")
+	b := e.browser()
+	_, a := e.signIn(t, b, e.start(t, b, q), "alice")
+	if !strings.Contains(a.body, "You have never approved this application before") || !strings.Contains(a.body, "Doc App") {
+		t.Errorf("first-time document client: no warning:\n%s", a.body)
+	}
+}
+
+// TestDynamicRegistration: RFC 7591 for public clients only, exact
+// redirect URIs, rate-limited; the client it gives starts a flow.
+func TestDynamicRegistration(t *testing.T) {
+	reg := &memRegistrar{clients: map[string]exchange.Client{}}
+	e := newFlowEnv(t, exchange.BrowserClients{Registry: reg})
+	now := time.Now()
+	h := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: exchange.RateLimit{Rate: 1.0 / 60, Burst: 4}, Audit: e,
+		Clock: func() time.Time { return now }})
+	post := func(body string) (int, map[string]any) {
+		r := httptest.NewRequest("POST", "https://sts.example/register", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var m map[string]any
+		json.Unmarshal(w.Body.Bytes(), &m)
+		return w.Code, m
+	}
+	for _, tc := range []struct{ name, body, code string }{
+		{"a confidential client", `{"redirect_uris": ["https://app.example.com/cb"], "token_endpoint_auth_method": "client_secret_basic"}`, "invalid_client_metadata"},
+		{"an http redirect URI", `{"redirect_uris": ["http://app.example.com/cb"]}`, "invalid_redirect_uri"},
+		{"a wildcard", `{"redirect_uris": ["https://*.example.com/cb"]}`, "invalid_redirect_uri"},
+	} {
+		if status, body := post(tc.body); status != 400 || body["error"] != tc.code {
+			t.Errorf("%s: %d %v, want 400 %s", tc.name, status, body, tc.code)
+		}
+	}
+	status, body := post(`{"client_name": "Registered", "redirect_uris": ["` + appCB + `"]}`)
+	if status != 201 || body["client_secret"] != nil || body["token_endpoint_auth_method"] != "none" || !strings.HasPrefix(fmt.Sprint(body["client_id"]), "dcr-") {
+		t.Fatalf("registration: %d %v", status, body)
+	}
+	if status, body := post(`{"redirect_uris": ["` + appCB + `"]}`); status != 429 || body["error"] != "slow_down" {
+		t.Errorf("past the rate limit: %d %v", status, body)
+	}
+	if e.audited("client.register") != 1 || e.audited("client.register_refused") != 4 {
+		t.Errorf("audit: %v", e.events)
+	}
+	q := request(challengeOf(pkceVerifier))
+	q.Set("client_id", body["client_id"].(string))
+	if a := do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+q.Encode(), nil); a.status != http.StatusSeeOther || a.location.Path != "/login/dev" {
+		t.Errorf("the registered client's flow: %d %v", a.status, a.location)
+	}
+}
+
+type memRegistrar struct {
+	mu      sync.Mutex
+	clients map[string]exchange.Client
+}
+
+func (m *memRegistrar) RegisterClient(_ context.Context, c exchange.Client) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.clients[c.ID] = c
+	return nil
+}
+
+func (m *memRegistrar) Client(_ context.Context, id string) (exchange.Client, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.clients[id]
+	return c, ok, nil
+}
