@@ -307,14 +307,25 @@ func TestAuthorizationRequestRefusals(t *testing.T) {
 		}
 	}
 	// POST works as GET does (OAuth 2.1 §4.1.1).
+	var q url.Values
+	var b *http.Client
 	a := do(t, e.browser(), "POST", e.srv.URL+"/authorize", request(challenge))
 	if a.status != http.StatusSeeOther || a.location.Path != "/login/dev" {
 		t.Errorf("POST /authorize: %d %v", a.status, a.location)
 	}
+	// Scopes beyond the maps beside granted ones are narrowed away: the
+	// consent screen and the code hold only what the maps grant.
+	q = request(challengeOf(pkceVerifier))
+	q.Set("scope", "mail:read mail:delete")
+	b = e.browser()
+	csrf, page := e.signIn(t, b, e.start(t, b, q), "dora")
+	if csrf == "" || !strings.Contains(page.body, "mail:read") || strings.Contains(page.body, "mail:delete") {
+		t.Errorf("narrowed request: consent page %d:\n%s", page.status, page.body)
+	}
 	// The trust maps decide after sign-in: a scope beyond them.
-	q := request(challenge)
+	q = request(challenge)
 	q.Set("scope", "mail:delete")
-	b := e.browser()
+	b = e.browser()
 	_, ans := e.signIn(t, b, e.start(t, b, q), "alice")
 	if ans.location == nil || ans.location.Query().Get("error") != "invalid_scope" || ans.location.Query().Get("iss") != e.srv.URL {
 		t.Errorf("a scope beyond the maps: %d %v", ans.status, ans.location)

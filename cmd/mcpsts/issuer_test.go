@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,7 +42,10 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	implemented := map[string]bool{"issuer": true, "jwks_uri": true, "token_endpoint": true,
 		"grant_types_supported": true, "token_endpoint_auth_methods_supported": true,
 		"token_endpoint_auth_signing_alg_values_supported": true, "tls_client_certificate_bound_access_tokens": true,
-		"authorization_endpoint": true, "response_types_supported": true}
+		"authorization_endpoint": true, "response_types_supported": true,
+		// serve --dev has the browser flows, with its development login.
+		"code_challenge_methods_supported": true, "scopes_supported": true,
+		"authorization_response_iss_parameter_supported": true, "client_id_metadata_document_supported": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)
@@ -60,10 +64,17 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	if resp.StatusCode != 400 || tokenErr["error"] != "unsupported_grant_type" {
 		t.Errorf("token_endpoint answers %d %v", resp.StatusCode, tokenErr)
 	}
-	// The authorization endpoint exists for clients that require one in
-	// the metadata, serves no flow (no response type) and never redirects.
-	if fmt.Sprint(doc["response_types_supported"]) != "[]" {
-		t.Errorf("response_types_supported = %v", doc["response_types_supported"])
+	// The authorization endpoint serves the code flow with PKCE S256 and
+	// never redirects to a redirect URI no client registered: an error page.
+	for k, want := range map[string]string{"response_types_supported": "[code]", "code_challenge_methods_supported": "[S256]",
+		"scopes_supported": "[offline_access]", "authorization_response_iss_parameter_supported": "true",
+		"grant_types_supported": "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer client_credentials authorization_code refresh_token]"} {
+		if got := fmt.Sprint(doc[k]); got != want {
+			t.Errorf("%s = %s, want %s", k, got, want)
+		}
+	}
+	if doc["registration_endpoint"] != nil {
+		t.Error("dynamic client registration is advertised; it is off by default")
 	}
 	noRedirect := *c
 	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -71,13 +82,10 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	json.NewDecoder(resp.Body).Decode(&tokenErr)
+	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 400 || tokenErr["error"] != "unsupported_response_type" || resp.Header.Get("Location") != "" {
-		t.Errorf("authorization_endpoint answers %d %v, Location %q", resp.StatusCode, tokenErr, resp.Header.Get("Location"))
-	}
-	if fmt.Sprint(doc["grant_types_supported"]) != "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer client_credentials]" {
-		t.Errorf("grant_types_supported = %v", doc["grant_types_supported"])
+	if resp.StatusCode != 400 || resp.Header.Get("Location") != "" || !strings.Contains(string(page), "not known to this server") {
+		t.Errorf("authorization_endpoint answers %d, Location %q:\n%s", resp.StatusCode, resp.Header.Get("Location"), page)
 	}
 	resp, body := get(t, c, "https://"+s.addr+"/readyz")
 	if resp.StatusCode != 200 || !strings.Contains(body, "ok") {

@@ -334,10 +334,7 @@ func (e *Endpoint) callback(w http.ResponseWriter, r *http.Request) {
 		e.listConsents(w, r, f, "")
 		return
 	}
-	d, err := e.cfg.Decider.Decide(ctx, id, trustmaps.Request{
-		Audience: f.Resource, Scopes: f.Scopes, GrantType: GrantAuthorizationCode, ClientID: f.ClientID,
-		SourceIP: sourceIP(r), Time: e.cfg.Clock(),
-	})
+	d, err := e.grant(ctx, r, id, f)
 	if err != nil {
 		code := "access_denied"
 		switch {
@@ -360,6 +357,34 @@ func (e *Endpoint) callback(w http.ResponseWriter, r *http.Request) {
 	default:
 		e.unavailable(w, r, err)
 	}
+}
+
+// grant asks the trust maps what the person's grant to the client holds.
+// A request for scopes some of which the maps do not grant is narrowed to
+// those they do (RFC 6749 §3.3: MCP clients ask for every scope a server
+// advertises); the consent screen shows what is left, and the token
+// response says it. None granted is invalid_scope.
+func (e *Endpoint) grant(ctx context.Context, r *http.Request, id attest.Identity, f Flow) (trustmaps.Decision, error) {
+	ask := func(scopes []string) (trustmaps.Decision, error) {
+		return e.cfg.Decider.Decide(ctx, id, trustmaps.Request{
+			Audience: f.Resource, Scopes: scopes, GrantType: GrantAuthorizationCode, ClientID: f.ClientID,
+			SourceIP: sourceIP(r), Time: e.cfg.Clock(),
+		})
+	}
+	d, err := ask(f.Scopes)
+	if !errors.Is(err, trustmaps.ErrInvalidScope) || len(f.Scopes) < 2 {
+		return d, err
+	}
+	var granted []string
+	for _, s := range f.Scopes {
+		if _, err := ask([]string{s}); err == nil {
+			granted = append(granted, s)
+		}
+	}
+	if len(granted) == 0 {
+		return d, err
+	}
+	return ask(granted)
 }
 
 // consented are the scopes a consent must cover: those granted, and

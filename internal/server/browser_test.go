@@ -38,6 +38,7 @@ type people struct {
 	client     *http.Client // trusts the broker
 	caPEM      []byte
 	leafPEM    []byte // the broker's certificate
+	cert       tls.Certificate
 	cb         *callbacks
 	redirect   string // the desktop client's redirect URI (a loopback port)
 	auditFile  string
@@ -77,7 +78,7 @@ func (c *callbacks) last(t *testing.T) url.Values {
 	return c.got[len(c.got)-1]
 }
 
-func startPeople(t *testing.T, extra string, opts Options) *people {
+func startPeople(t *testing.T, files, extra string, opts Options) *people {
 	t.Helper()
 	p := &people{idp: federationtest.NewIssuer(t), ci: federationtest.NewIssuer(t), cb: &callbacks{}}
 	p.idp.EnableLogin(federationtest.Login{ClientID: "mcpsts", ClientSecret: "corp-secret"})
@@ -95,6 +96,7 @@ func startPeople(t *testing.T, extra string, opts Options) *people {
 		t.Fatal(err)
 	}
 	p.caPEM, _ = os.ReadFile(pki.CAPath)
+	p.cert = pki.Certificate
 	p.leafPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Certificate.Leaf.Raw})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,14 +112,14 @@ func startPeople(t *testing.T, extra string, opts Options) *people {
 match: {provider: corp, subject_pattern: ".+"}
 grant:
   client_id_expr: request.client_id
-  audiences: ["`+filesServer+`"]
+  audiences: ["`+files+`"]
   scopes: [files:read, files:write]
   default_scopes: [files:read]
   max_ttl: 10m
 ---
 id: agent
 match: {provider: ci, subject: agent}
-grant: {client_id: desktop, audiences: ["`+filesServer+`"], scopes: [files:read]}
+grant: {client_id: desktop, audiences: ["`+files+`"], scopes: [files:read]}
 `), 0o600)
 	p.auditFile = filepath.Join(dir, "audit.log")
 	yaml := fmt.Sprintf(`issuer: %s
@@ -290,7 +292,7 @@ func signIn(ctx context.Context, user string) error {
 // exchanged; a second request skips the screen; deny; revoke on /consents,
 // after which the refresh token and a user-delegated exchange are refused.
 func TestBrowserFlow(t *testing.T) {
-	p := startPeople(t, "", Options{})
+	p := startPeople(t, filesServer, "", Options{})
 	ctx := newBrowser(t, p.leafPEM, p.idp.CAPEM())
 
 	// Approve.
