@@ -452,4 +452,3 @@ func (p *people) auditEvents(t *testing.T) map[string]int {
 	}
 	return n
 }
-
