@@ -67,7 +67,7 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 	// The authorization endpoint serves the code flow with PKCE S256 and
 	// never redirects to a redirect URI no client registered: an error page.
 	for k, want := range map[string]string{"response_types_supported": "[code]", "code_challenge_methods_supported": "[S256]",
-		"scopes_supported": "[offline_access]", "authorization_response_iss_parameter_supported": "true",
+		"scopes_supported": "[files:read files:write offline_access]", "authorization_response_iss_parameter_supported": "true",
 		"grant_types_supported": "[urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:grant-type:jwt-bearer client_credentials authorization_code refresh_token]"} {
 		if got := fmt.Sprint(doc[k]); got != want {
 			t.Errorf("%s = %s, want %s", k, got, want)

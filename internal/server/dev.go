@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 )
@@ -40,6 +42,20 @@ grant:
   default_scopes: [files:read]        # what a request that names no scope gets
   max_ttl: 15m
 `
+
+// DevClientID is the MCP client serve --dev registers for the browser
+// flow: examples/mcp-client signs people in as it, on a loopback redirect.
+const DevClientID = "demo-app"
+
+// devClient registers the demo client unless it is there already.
+func devClient(ctx context.Context, clients *storeClients) error {
+	c, ok, _ := clients.Client(ctx, DevClientID)
+	if ok && c.ID == DevClientID {
+		return nil
+	}
+	return clients.RegisterClient(ctx, exchange.Client{ID: DevClientID, Name: "mcpsts demo app (examples/mcp-client)",
+		GrantTypes: []string{exchange.GrantAuthorizationCode}, RedirectURIs: []string{"http://127.0.0.1/callback"}})
+}
 
 // DevPeopleMapFile is the sample map of the people of the development
 // login.

@@ -264,6 +264,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if s.clients, err = newStoreClients(ctx, st.Clients(), log); err != nil {
 		return nil, err
 	}
+	if opts.Dev {
+		if err := devClient(ctx, s.clients); err != nil {
+			return nil, fmt.Errorf("registering the demo client: %w", err)
+		}
+	}
 	// Token requests are spans (a server span and one per step) where they
 	// can be seen: with an exporter. The endpoint writes its decisions to
 	// the audit log itself, so without one it records no spans at all.
@@ -280,6 +285,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	login, err := newLogin(ctx, cfg, opts.Dev, paths.Base, paths.Origin+paths.Base+authorize.PathCallback, providers, opts.Getenv, opts.Now)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Dev && len(cfg.Authorization.ScopeDescriptions) == 0 {
+		cfg.Authorization.ScopeDescriptions = map[string]string{
+			"files:read": "Read the files of the demo MCP server", "files:write": "Write files on the demo MCP server"}
 	}
 	var browser *authorize.Endpoint
 	var codes authorize.Store
