@@ -1,6 +1,7 @@
 package federationtest
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -10,6 +11,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Login makes the issuer an OpenID Connect provider people sign in at, for
@@ -18,6 +21,9 @@ import (
 // client's secret and the PKCE verifier, for an ID token with the nonce.
 type Login struct {
 	ClientID, ClientSecret string
+	// ClientKey, when set, authenticates the client by private_key_jwt
+	// (RFC 7523 §2.2) instead of the secret.
+	ClientKey crypto.PublicKey
 	// Refuse makes the login page send people back with error=access_denied.
 	Refuse bool
 }
@@ -83,11 +89,7 @@ func (l *login) serve(is *Issuer, w http.ResponseWriter, r *http.Request) {
 		back.RawQuery = v.Encode()
 		http.Redirect(w, r, back.String(), http.StatusSeeOther)
 	case "/login/token":
-		id, secret, ok := r.BasicAuth()
-		if !ok {
-			id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
-		}
-		if id != l.ClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(l.ClientSecret)) != 1 {
+		if !l.authenticated(is, r) {
 			tokenError(w, http.StatusUnauthorized, "invalid_client")
 			return
 		}
@@ -110,6 +112,26 @@ func (l *login) serve(is *Issuer, w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// authenticated checks the client: its secret, or its assertion signed
+// with ClientKey, for this token endpoint, fresh.
+func (l *login) authenticated(is *Issuer, r *http.Request) bool {
+	if l.ClientKey == nil {
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
+		}
+		return id == l.ClientID && subtle.ConstantTimeCompare([]byte(secret), []byte(l.ClientSecret)) == 1
+	}
+	if r.PostFormValue("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		return false
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(r.PostFormValue("client_assertion"), claims, func(*jwt.Token) (any, error) { return l.ClientKey, nil },
+		jwt.WithValidMethods([]string{"ES256", "RS256"}), jwt.WithAudience(is.URL+"/login/token"), jwt.WithIssuer(l.ClientID),
+		jwt.WithSubject(l.ClientID), jwt.WithExpirationRequired())
+	return err == nil
 }
 
 func tokenError(w http.ResponseWriter, status int, code string) {
