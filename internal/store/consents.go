@@ -79,5 +79,12 @@ func (s *Store) RevokeConsent(ctx context.Context, id string) error {
 		}
 		return consent.ErrNotFound
 	}
-	return nil
+	// The refresh tokens the consent allowed go with it, on every replica
+	// at once (their next use would be refused anyway: each checks the
+	// consent again).
+	var provider, user, client string
+	if err := s.db.QueryRowContext(ctx, s.dialect.rebind(`SELECT provider, user_sub, client_id FROM consents WHERE id = ?`), id).Scan(&provider, &user, &client); err != nil {
+		return fmt.Errorf("store: revoke consent: %w", err)
+	}
+	return s.RevokeGrants(ctx, provider, user, client)
 }

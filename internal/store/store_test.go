@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/replaytest"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
@@ -344,5 +345,39 @@ func TestSQLiteFileModes(t *testing.T) {
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %04o, want 0600", filepath.Base(p), fi.Mode().Perm())
 		}
+	}
+}
+
+// TestRevokingConsentRevokesRefreshTokens: a consent revoked by any path
+// (the admin API, mcpsts consent revoke, /consents) takes the refresh
+// tokens it allowed with it, and no other.
+func TestRevokingConsentRevokesRefreshTokens(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			s := openTest(t, b.NewURL(t), time.Now)
+			exp := time.Now().Add(time.Hour)
+			c, err := s.GrantConsent(ctx, consent.Consent{User: "alice", Provider: "corp", ClientID: "app", Scopes: []string{"a"}, Resources: []string{"https://r.example/mcp"}, ExpiresAt: exp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []authorize.Refresh{
+				{Hash: authorize.Hash("mine"), Family: "f1", ClientID: "app", Resource: "https://r.example/mcp", Provider: "corp", Subject: "alice", ExpiresAt: exp},
+				{Hash: authorize.Hash("other-client"), Family: "f2", ClientID: "other", Resource: "https://r.example/mcp", Provider: "corp", Subject: "alice", ExpiresAt: exp},
+			} {
+				if err := s.SaveRefresh(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.RevokeConsent(ctx, c.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.RotateRefresh(ctx, authorize.Hash("mine"), authorize.Hash("mine-2"), exp); !errors.Is(err, authorize.ErrNotFound) {
+				t.Fatalf("the revoked consent's refresh token rotated: %v", err)
+			}
+			if _, err := s.RotateRefresh(ctx, authorize.Hash("other-client"), authorize.Hash("other-2"), exp); err != nil {
+				t.Fatalf("another client's refresh token: %v", err)
+			}
+		})
 	}
 }

@@ -57,7 +57,8 @@ type Store interface {
 	// Consents lists the consents of (provider, user, client); an empty
 	// argument matches any.
 	Consents(ctx context.Context, provider, user, clientID string) ([]Consent, error)
-	// RevokeConsent marks a consent revoked at the store's time.
+	// RevokeConsent marks a consent revoked at the store's time; a store
+	// that keeps refresh tokens revokes those the consent allowed too.
 	RevokeConsent(ctx context.Context, id string) error
 }
 
