@@ -295,6 +295,18 @@ func TestBrowserFlow(t *testing.T) {
 	p := startPeople(t, filesServer, "", Options{})
 	ctx := newBrowser(t, p.leafPEM, p.idp.CAPEM())
 
+	// A redirect URI the client did not register: an error page, in the
+	// browser too, and the browser stays here.
+	_, challenge0 := pkce()
+	evil := strings.Replace(p.authorizeURL("s0", challenge0, "files:read"), url.QueryEscape(p.redirect), url.QueryEscape("https://evil.example/cb"), 1)
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil)); err != nil {
+		t.Fatal(err)
+	}
+	if text := p.textAfter(t, ctx, `h1`); !strings.Contains(text, "This request cannot continue") || !strings.Contains(text, "is not one it registered") {
+		t.Fatalf("error page:\n%s", text)
+	}
+	p.shot(t, ctx, "error")
+
 	// Approve.
 	verifier, challenge := pkce()
 	state := authorize.Random(16)
@@ -398,7 +410,7 @@ func TestBrowserFlow(t *testing.T) {
 	if status, body := p.delegated(t); status != 400 || body["error"] != "invalid_grant" {
 		t.Fatalf("user-delegated exchange after revocation: %d %v", status, body)
 	}
-	want := map[string]int{"login.allow": 4, "consent.grant": 1, "authorize.code": 2, "consent.deny": 1, "consent.revoke": 1, "token.allow": 2, "token.deny": 2}
+	want := map[string]int{"authorize.deny": 1, "login.allow": 4, "consent.grant": 1, "authorize.code": 2, "consent.deny": 1, "consent.revoke": 1, "token.allow": 2, "token.deny": 2}
 	deadline := time.Now().Add(10 * time.Second)
 	for events := p.auditEvents(t); !maps.Equal(events, want); events = p.auditEvents(t) {
 		if time.Now().After(deadline) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ import (
 
 // TestGoSDKOAuthClient: the MCP Go SDK's own OAuth client
 // (auth.NewAuthorizationCodeHandler, unmodified), with a pre-registered
-// client and with a client ID metadata document, driven by Chromium
+// client, a client ID metadata document and dynamic registration, driven by Chromium
 // through the sign-in and the consent screen, connects to the example
 // files server, lists its tools and calls one; a tool that needs a scope
 // the token lacks makes it step up through the 403 insufficient_scope
@@ -41,7 +42,7 @@ func TestGoSDKOAuthClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := "https://" + lnFiles.Addr().String() + "/mcp"
-	p := startPeople(t, files, "", Options{ClientDocuments: exchange.ClientMetadataOptions{Transport: site.Client().Transport, AllowPrivateAddresses: true}})
+	p := startPeople(t, files, "registration: {dynamic: true}\n", Options{ClientDocuments: exchange.ClientMetadataOptions{Transport: site.Client().Transport, AllowPrivateAddresses: true}})
 	cimd := site.URL + "/sdk-client.json"
 	docs.HandleFunc("/sdk-client.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -69,13 +70,24 @@ func TestGoSDKOAuthClient(t *testing.T) {
 		name   string
 		config func(*auth.AuthorizationCodeHandlerConfig)
 		client string
+		// stepUp: the SDK registers a new client when it re-authorizes
+		// after dynamic registration, and the example server binds its
+		// MCP session to the caller's client (a session is not
+		// authentication), so a registered client steps up in a new
+		// session only.
+		stepUp bool
 	}{
 		{"pre-registered client", func(c *auth.AuthorizationCodeHandlerConfig) {
 			c.PreregisteredClient = &oauthex.ClientCredentials{ClientID: desktopID, Issuer: p.Issuer}
-		}, desktopName},
+		}, desktopName, true},
 		{"client ID metadata document", func(c *auth.AuthorizationCodeHandlerConfig) {
 			c.ClientIDMetadataDocumentConfig = &auth.ClientIDMetadataDocumentConfig{URL: cimd}
-		}, "SDK Document Client"},
+		}, "SDK Document Client", true},
+		{"dynamic client registration", func(c *auth.AuthorizationCodeHandlerConfig) {
+			c.DynamicClientRegistrationConfig = &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+				ClientName: "SDK Registered Client", RedirectURIs: []string{p.redirect}, TokenEndpointAuthMethod: "none",
+				GrantTypes: []string{"authorization_code", "refresh_token"}}}
+		}, "SDK Registered Client", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			consents := 0
@@ -130,6 +142,15 @@ func TestGoSDKOAuthClient(t *testing.T) {
 			}
 			// write_file needs files:write: the 403 makes the SDK ask
 			// again, for more, and the person consents to more.
+			if !tc.stepUp {
+				return
+			}
+			defer func() {
+				if t.Failed() {
+					data, _ := os.ReadFile(p.auditFile)
+					t.Logf("audit log:\n%s", data)
+				}
+			}()
 			if got := callText(t, rctx, cs, "write_file", map[string]any{"name": "x", "content": "y"}); got != "written" {
 				t.Fatalf("write_file after step-up = %q", got)
 			}
