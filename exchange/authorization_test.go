@@ -177,11 +177,20 @@ func TestRefreshTokenGrant(t *testing.T) {
 	f.Set("scope", mailScope+" payments:write")
 	b.refused(t, f, 400, "invalid_scope", "a refresh never widens the grant's scopes")
 
-	// A revoked consent ends the grant at its next refresh.
+	// A revoked consent takes its refresh tokens with it.
 	r := fresh()
 	if err := b.st.RevokeConsent(context.Background(), b.consent.ID); err != nil {
 		t.Fatal(err)
 	}
+	b.refused(t, refreshForm(r), 400, "invalid_grant", "the refresh token is not valid")
+
+	// An expired consent ends the grant at its next refresh.
+	if _, err := b.st.GrantConsent(context.Background(), consent.Consent{User: userSubject, Provider: "corp", ClientID: desktop,
+		Scopes: []string{mailScope, exchange.ScopeOfflineAccess}, Resources: []string{mailServer}, ExpiresAt: b.now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	r = fresh()
+	b.now = b.now.Add(2 * time.Hour)
 	b.refused(t, refreshForm(r), 400, "invalid_grant", "the user's consent for this client no longer covers this grant")
 }
 
