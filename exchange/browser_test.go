@@ -78,7 +78,7 @@ func (e *flowEnv) audited(name string) int {
 	return n
 }
 
-func newFlowEnv(t *testing.T, clients authorize.Clients) *flowEnv {
+func newFlowEnv(t testing.TB, clients authorize.Clients) *flowEnv {
 	t.Helper()
 	e := &flowEnv{now: time.Now().Truncate(time.Second)}
 	clock := func() time.Time {

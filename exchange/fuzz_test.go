@@ -1,6 +1,7 @@
 package exchange_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/exchange/authorize"
 )
 
 // FuzzTokenRequest: whatever a client sends, the token endpoint answers with
@@ -56,6 +58,78 @@ func FuzzParseClient(f *testing.F) {
 			p, perr := url.Parse(u)
 			if perr != nil || p.Fragment != "" || strings.Contains(u, "#") || p.Scheme != "https" && p.Scheme != "http" {
 				t.Fatalf("accepted redirect URI %q", u)
+			}
+		}
+	})
+}
+
+// FuzzAuthorizationRequest: whatever an authorization request holds, the
+// answer is the sign-in, an error page, or a redirect to a URI the client
+// registered (exactly, or its loopback URI on another port), never a 5xx
+// and never a redirect anywhere else.
+func FuzzAuthorizationRequest(f *testing.F) {
+	e := newFlowEnv(f, nil)
+	h := e.srv.Config.Handler
+	good := request(challengeOf(pkceVerifier))
+	f.Add(good.Encode())
+	for _, k := range []string{"redirect_uri", "code_challenge", "resource", "response_type", "client_id"} {
+		q := request(challengeOf(pkceVerifier))
+		q.Del(k)
+		f.Add(q.Encode())
+	}
+	f.Add("client_id=mail-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&response_type=code")
+	f.Add("client_id=mail-app&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&redirect_uri=x")
+	f.Fuzz(func(t *testing.T, query string) {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "https://sts.example/authorize", nil)
+		r.URL.RawQuery = query
+		h.ServeHTTP(w, r)
+		switch loc := w.Header().Get("Location"); {
+		case w.Code >= 500:
+			t.Fatalf("%d for %q", w.Code, query)
+		case w.Code == http.StatusSeeOther && strings.HasPrefix(loc, "/login/dev?state="):
+		case w.Code == http.StatusSeeOther:
+			u, err := url.Parse(loc)
+			if err != nil {
+				t.Fatalf("redirected to %q", loc)
+			}
+			u.RawQuery = ""
+			if !authorize.RedirectMatches([]string{appCB, appLoopback}, u.String()) || u.Query().Get("code") != "" {
+				t.Fatalf("redirected to %q for %q", loc, query)
+			}
+		case w.Code != http.StatusBadRequest || loc != "":
+			t.Fatalf("%d %q for %q", w.Code, loc, query)
+		}
+	})
+}
+
+// FuzzRegistration: whatever a registration request holds, the answer is
+// 201 with a public client (no secret, exact https or loopback redirect
+// URIs) or a 4xx error, never a 5xx.
+func FuzzRegistration(f *testing.F) {
+	reg := &memRegistrar{clients: map[string]exchange.Client{}}
+	h := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: exchange.RateLimit{Rate: 1e6, Burst: 1e6}})
+	f.Add(`{"client_name": "App", "redirect_uris": ["https://app.example.com/cb"]}`)
+	f.Add(`{"redirect_uris": ["http://127.0.0.1/cb"], "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"}`)
+	f.Add(`{"redirect_uris": ["http://evil.example/cb"]}`)
+	f.Add(`{"redirect_uris": []}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "https://sts.example/register", strings.NewReader(body)))
+		if w.Code >= 500 || (w.Code != http.StatusCreated && w.Code != http.StatusBadRequest) {
+			t.Fatalf("%d for %q", w.Code, body)
+		}
+		if w.Code != http.StatusCreated {
+			return
+		}
+		var got exchange.ClientMetadata
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || strings.Contains(w.Body.String(), "client_secret") || got.TokenEndpointAuthMethod != "none" {
+			t.Fatalf("registered %s", w.Body.String())
+		}
+		for _, u := range got.RedirectURIs {
+			p, err := url.Parse(u)
+			if err != nil || (p.Scheme != "https" && !(p.Scheme == "http" && (strings.HasPrefix(p.Host, "127.") || strings.HasPrefix(p.Host, "[::1]") || strings.HasPrefix(p.Host, "localhost")))) {
+				t.Fatalf("registered redirect URI %q", u)
 			}
 		}
 	})
