@@ -286,6 +286,7 @@ func TestAuthorizationRequestRefusals(t *testing.T) {
 		{"no resource", "invalid_target", func(q url.Values) { q.Del("resource") }},
 		{"a resource that is not a URI", "invalid_target", func(q url.Values) { q.Set("resource", "mail") }},
 		{"a repeated parameter", "invalid_request", func(q url.Values) { q.Add("scope", "mail:send") }},
+		{"too many scopes", "invalid_scope", func(q url.Values) { q.Set("scope", strings.Repeat("mail:read ", 51)) }},
 		{"loopback redirect, another port", "unsupported_response_type", func(q url.Values) {
 			q.Set("redirect_uri", "http://127.0.0.1:51004/cb")
 			q.Set("response_type", "token")
@@ -305,6 +306,13 @@ func TestAuthorizationRequestRefusals(t *testing.T) {
 		if base.String() != q.Get("redirect_uri") || got.Get("error") != tc.code || got.Get("state") != "st-123" || got.Get("iss") != e.srv.URL || got.Get("code") != "" {
 			t.Errorf("%s: redirected to %s, want %s with error=%s, state and iss", tc.name, a.location, q.Get("redirect_uri"), tc.code)
 		}
+	}
+	// A state over 1 KiB is not kept (nor echoed).
+	long := request(challenge)
+	long.Set("state", strings.Repeat("s", 1025))
+	if a := do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+long.Encode(), nil); a.status != http.StatusSeeOther ||
+		a.location.Query().Get("error") != "invalid_request" || a.location.Query().Has("state") || a.location.Query().Get("iss") != e.srv.URL {
+		t.Errorf("a long state: %d %v", a.status, a.location)
 	}
 	// POST works as GET does (OAuth 2.1 §4.1.1).
 	var q url.Values

@@ -226,6 +226,10 @@ func (e *Endpoint) checkRequest(q url.Values, dup map[string]bool, f *Flow) *aut
 	for k := range dup {
 		return &authzError{"invalid_request", k + " is repeated"}
 	}
+	if len(f.State) > maxState {
+		f.State = ""
+		return &authzError{"invalid_request", "state is longer than 1024 bytes"}
+	}
 	if rt := q.Get("response_type"); rt != "code" {
 		return &authzError{"unsupported_response_type", "response_type must be code"}
 	}
@@ -242,6 +246,9 @@ func (e *Endpoint) checkRequest(q url.Values, dup map[string]bool, f *Flow) *aut
 		return &authzError{"invalid_target", "resource is not a canonical https URI"}
 	}
 	f.Resource = canon
+	if len(strings.Fields(q.Get("scope"))) > maxScopes {
+		return &authzError{"invalid_scope", "at most 50 scopes"}
+	}
 	for _, s := range strings.Fields(q.Get("scope")) {
 		switch {
 		case s == ScopeOfflineAccess:
@@ -252,6 +259,12 @@ func (e *Endpoint) checkRequest(q url.Values, dup map[string]bool, f *Flow) *aut
 	}
 	return nil
 }
+
+// Bounds of what a request may make the flow keep and decide.
+const (
+	maxState  = 1024
+	maxScopes = 50
+)
 
 // startLogin binds f to this browser with a new cookie, saves it and
 // sends the browser to sign in.
