@@ -22,7 +22,10 @@ type Code struct {
 	TTL         time.Duration // of the access tokens (the trust map's)
 	// Family names the grant: the refresh tokens issued from this code
 	// share it, and a second use of the code revokes them all.
-	Family    string
+	Family string
+	// JKT binds the code to a DPoP key (the request's dpop_jkt, RFC 9449
+	// §10): redeemed only with a proof of that key. "" for none.
+	JKT       string
 	ExpiresAt time.Time
 }
 
@@ -38,6 +41,10 @@ type Refresh struct {
 	Provider  string
 	Subject   string
 	TTL       time.Duration // of the access tokens
+	// JKT binds the token to the DPoP key it was issued with (RFC 9449
+	// §5: a public client's refresh token): used only with a proof of
+	// that key. "" for none.
+	JKT       string
 	ExpiresAt time.Time
 }
 
@@ -98,6 +105,7 @@ type Flow struct {
 	Resource    string   `json:"resource,omitempty"`
 	Scopes      []string `json:"scopes,omitempty"` // as requested; none: the trust map's defaults
 	Offline     bool     `json:"offline,omitempty"`
+	JKT         string   `json:"dpop_jkt,omitempty"`
 
 	// The upstream login: its nonce and PKCE verifier.
 	Nonce    string `json:"nonce,omitempty"`

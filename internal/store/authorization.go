@@ -17,10 +17,10 @@ var _ authorize.Store = (*Store)(nil)
 // SaveCode implements authorize.Store.
 func (s *Store) SaveCode(ctx context.Context, c authorize.Code) error {
 	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`
-		INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, jkt, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		c.Hash, c.ClientID, c.RedirectURI, c.Challenge, c.Resource, strings.Join(c.Scopes, " "), c.Provider, c.Subject,
-		int64(c.TTL/time.Second), c.Family, c.ExpiresAt.UnixMicro())
+		int64(c.TTL/time.Second), c.Family, c.JKT, c.ExpiresAt.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("store: save authorization code: %w", err)
 	}
@@ -40,9 +40,9 @@ func (s *Store) RedeemCode(ctx context.Context, hash string) (authorize.Code, er
 	var scopes string
 	var ttl, expires int64
 	err = s.db.QueryRowContext(ctx, s.dialect.rebind(`
-		SELECT code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, expires_at
+		SELECT code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, jkt, expires_at
 		FROM authorization_codes WHERE code_hash = ?`), hash).
-		Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.Challenge, &c.Resource, &scopes, &c.Provider, &c.Subject, &ttl, &c.Family, &expires)
+		Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.Challenge, &c.Resource, &scopes, &c.Provider, &c.Subject, &ttl, &c.Family, &c.JKT, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return authorize.Code{}, authorize.ErrNotFound
@@ -68,9 +68,9 @@ type execer interface {
 
 func saveRefresh(ctx context.Context, db execer, d dialect, r authorize.Refresh) error {
 	_, err := db.ExecContext(ctx, d.rebind(`
-		INSERT INTO refresh_tokens (token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		r.Hash, r.Family, r.ClientID, r.Resource, strings.Join(r.Scopes, " "), r.Provider, r.Subject, int64(r.TTL/time.Second), r.ExpiresAt.UnixMicro())
+		INSERT INTO refresh_tokens (token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		r.Hash, r.Family, r.ClientID, r.Resource, strings.Join(r.Scopes, " "), r.Provider, r.Subject, int64(r.TTL/time.Second), r.JKT, r.ExpiresAt.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("store: save refresh token: %w", err)
 	}
@@ -95,9 +95,9 @@ func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextEx
 	var scopes string
 	var ttl, expires, used, revoked int64
 	err = tx.QueryRowContext(ctx, s.dialect.rebind(`
-		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, expires_at, used_at, revoked_at
+		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at, used_at, revoked_at
 		FROM refresh_tokens WHERE token_hash = ?`), hash).
-		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &expires, &used, &revoked)
+		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires, &used, &revoked)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return authorize.Refresh{}, authorize.ErrNotFound

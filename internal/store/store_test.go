@@ -381,3 +381,26 @@ func TestRevokingConsentRevokesRefreshTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedSecret: two processes on one store get the same secret, made
+// once; another name is another secret.
+func TestSharedSecret(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			u := b.NewURL(t)
+			a, c := openTest(t, u, time.Now), openTest(t, u, time.Now)
+			s1, err := a.SharedSecret(ctx, "dpop-nonce")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s2, err := c.SharedSecret(ctx, "dpop-nonce")
+			if err != nil || string(s1) != string(s2) || len(s1) != 32 {
+				t.Fatalf("%x, %x, %v", s1, s2, err)
+			}
+			if s3, _ := a.SharedSecret(ctx, "other"); string(s3) == string(s1) {
+				t.Fatal("two names, one secret")
+			}
+		})
+	}
+}

@@ -26,10 +26,10 @@ func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	code := authorize.Code{Hash: authorize.Hash("code-1"), ClientID: "https://app.example.com/client.json", RedirectURI: "http://127.0.0.1:8080/cb",
 		Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Resource: "https://mail.example.com/mcp", Scopes: []string{"mail:read", "offline_access"},
-		Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, Family: "fam-1", ExpiresAt: exp}
+		Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, Family: "fam-1", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp}
 	refresh := func(secret, family string) authorize.Refresh {
 		return authorize.Refresh{Hash: authorize.Hash(secret), Family: family, ClientID: code.ClientID, Resource: code.Resource,
-			Scopes: []string{"mail:read", "offline_access"}, Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, ExpiresAt: exp.Add(24 * time.Hour)}
+			Scopes: []string{"mail:read", "offline_access"}, Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp.Add(24 * time.Hour)}
 	}
 
 	t.Run("a code is redeemed once", func(t *testing.T) {
