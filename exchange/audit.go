@@ -45,6 +45,7 @@ const (
 	attrJTI             = "mcpsts.token.jti"
 	attrExpiry          = "mcpsts.token.exp"
 	attrBinding         = "mcpsts.token.binding"
+	attrDPoPJKT         = "mcpsts.dpop.jkt"
 )
 
 // annotations gathers a request's attributes so that its server span gets

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
@@ -42,6 +43,8 @@ type oauthError struct {
 	// retryAfter, when set, goes out as Retry-After (whole seconds, at
 	// least 1).
 	retryAfter time.Duration
+	// nonce, when set, goes out as DPoP-Nonce (use_dpop_nonce).
+	nonce string
 }
 
 func (e *oauthError) Error() string { return e.code + ": " + e.description }
@@ -64,6 +67,9 @@ func writeError(w http.ResponseWriter, e *oauthError, traceID string) {
 	}
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.retryAfter.Seconds()))))
+	}
+	if e.nonce != "" {
+		w.Header().Set(dpop.NonceHeader, e.nonce)
 	}
 	body := map[string]string{"error": e.code}
 	if e.description != "" {

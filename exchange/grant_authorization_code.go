@@ -54,6 +54,9 @@ func (g authorizationCodeGrant) serve(ctx context.Context, r *http.Request, f fo
 	if err := authorize.VerifyPKCE(c.Challenge, f.get("code_verifier")); err != nil {
 		return nil, fail(http.StatusBadRequest, errInvalidGrant, err.Error())
 	}
+	if oerr := boundProof(ctx, c.JKT, "authorization code"); oerr != nil {
+		return nil, oerr
+	}
 	if oerr := sameResource(t, f, c.Resource); oerr != nil {
 		return nil, oerr
 	}
@@ -107,8 +110,9 @@ func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userG
 	}
 	if refresh == "" && slices.Contains(g.scopes, ScopeOfflineAccess) {
 		refresh = authorize.Random(32)
+		proof, _ := proofOf(ctx) // a public client's refresh token stays bound to its key (RFC 9449 §5)
 		if err := t.cfg.Authorizations.SaveRefresh(ctx, authorize.Refresh{Hash: authorize.Hash(refresh), Family: g.family, ClientID: g.clientID,
-			Resource: g.resource, Scopes: g.scopes, Provider: g.provider, Subject: g.subject, TTL: g.ttl,
+			Resource: g.resource, Scopes: g.scopes, Provider: g.provider, Subject: g.subject, TTL: g.ttl, JKT: proof.JKT,
 			ExpiresAt: t.cfg.Clock().Add(t.cfg.RefreshTTL)}); err != nil {
 			return nil, storeUnavailable(err)
 		}

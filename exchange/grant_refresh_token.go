@@ -55,6 +55,9 @@ func (g refreshTokenGrant) serve(ctx context.Context, r *http.Request, f form) (
 	if oerr := sameResource(t, f, old.Resource); oerr != nil {
 		return nil, t.revoked(ctx, old.Family, oerr)
 	}
+	if oerr := boundProof(ctx, old.JKT, "refresh token"); oerr != nil {
+		return nil, t.revoked(ctx, old.Family, oerr)
+	}
 	return t.userTokens(ctx, r, userGrant{
 		provider: old.Provider, subject: old.Subject, clientID: old.ClientID, resource: old.Resource,
 		scopes: scopes, ttl: old.TTL, family: old.Family,

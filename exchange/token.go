@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
@@ -110,6 +111,11 @@ type Config struct {
 	// RefreshTTL bounds a refresh token's life (0: 24h); each use rotates
 	// it, and every use checks the user's consent again.
 	RefreshTTL time.Duration
+	// DPoP verifies DPoP proofs (RFC 9449); nil: proofs are not read and
+	// tokens are bearer or certificate-bound. TokenURL is this endpoint's
+	// public URL, which proofs name (htu).
+	DPoP     *dpop.Verifier
+	TokenURL string
 	// Audit records every decision (the audit log); nil: none.
 	Audit DecisionLog
 	Meter metric.Meter // nil: no metrics
@@ -222,6 +228,9 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w)
+	if t.cfg.DPoP != nil && t.cfg.DPoP.Nonces != nil {
+		w.Header().Set(dpop.NonceHeader, t.cfg.DPoP.Nonces.Nonce()) // the next proof's (RFC 9449 §8.2)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
 }
@@ -349,6 +358,10 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *s
 		// Recorded as such, never echoed: the value is the client's.
 		annotate(ctx, attribute.String(attrGrantType, "unsupported"))
 	}
+	ctx, oerr = t.verifyProof(ctx, r)
+	if oerr != nil {
+		return nil, oerr
+	}
 	if f.get("client_assertion") != "" && gt != GrantClientCreds {
 		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
 	}
@@ -452,16 +465,24 @@ func sentClient(ctx context.Context, f form, d trustmaps.Decision) *oauthError {
 // mint binds the grant as the map requires, signs it and builds the
 // answer; requested are the scopes the client asked for.
 func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Grant, binding string, requested []string, issuedType string) (*tokenResponse, *oauthError) {
-	switch binding {
-	case "mtls":
+	proof, proven := proofOf(ctx)
+	switch {
+	case binding == "mtls":
 		certs := peer(r)
 		if len(certs) == 0 {
 			return nil, fail(http.StatusBadRequest, errInvalidRequest, "the trust map requires a certificate-bound token: present a client certificate")
 		}
 		sum := sha256.Sum256(certs[0].Raw)
 		g.Confirmation = &issuer.Confirmation{X5TS256: base64.RawURLEncoding.EncodeToString(sum[:])}
-	case "dpop":
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the trust map requires a DPoP-bound token, which is not supported yet")
+	case proven:
+		// Bound whenever a proof comes, required or not.
+		g.Confirmation, binding = &issuer.Confirmation{JKT: proof.JKT}, "dpop"
+	case binding == "dpop" && t.cfg.DPoP == nil:
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the trust map requires a DPoP-bound token, which this server does not offer")
+	case binding == "dpop":
+		e := fail(http.StatusBadRequest, errInvalidDPoPProof, "the trust map requires a DPoP-bound token: send a DPoP proof")
+		e.check = "dpop_required"
+		return nil, e
 	}
 	tok, err := t.cfg.Minter.Mint(ctx, g)
 	if err != nil {
@@ -471,8 +492,12 @@ func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Gran
 		return nil, &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
 	}
 	annotateToken(ctx, tok, binding)
+	tokenType := "Bearer"
+	if binding == "dpop" {
+		tokenType = dpop.Scheme
+	}
 	resp := &tokenResponse{
-		AccessToken: tok.Raw, IssuedTokenType: issuedType, TokenType: "Bearer",
+		AccessToken: tok.Raw, IssuedTokenType: issuedType, TokenType: tokenType,
 		ExpiresIn: int64(tok.ExpiresAt.Sub(t.cfg.Clock()) / time.Second), // whole seconds left, never more
 	}
 	if resp.ExpiresIn < 1 {

@@ -2,6 +2,8 @@ package authorize
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net"
@@ -237,6 +239,12 @@ func (e *Endpoint) checkRequest(q url.Values, dup map[string]bool, f *Flow) *aut
 		return &authzError{"invalid_request", err.Error()}
 	}
 	f.Challenge = q.Get("code_challenge")
+	if jkt := q.Get("dpop_jkt"); jkt != "" { // RFC 9449 §10: the code is redeemed with a proof of this key only
+		if b, err := base64.RawURLEncoding.Strict().DecodeString(jkt); err != nil || len(b) != sha256.Size {
+			return &authzError{"invalid_request", "dpop_jkt must be the base64url SHA-256 thumbprint of a key"}
+		}
+		f.JKT = jkt
+	}
 	resource := q.Get("resource")
 	if resource == "" {
 		return &authzError{"invalid_target", "resource is required: the MCP server the tokens are for (RFC 8707)"}
@@ -451,7 +459,7 @@ func (e *Endpoint) decide(w http.ResponseWriter, r *http.Request) {
 func (e *Endpoint) issueCode(w http.ResponseWriter, r *http.Request, f Flow, consentID string) {
 	code := Random(32)
 	err := e.cfg.Codes.SaveCode(r.Context(), Code{Hash: Hash(code), ClientID: f.ClientID, RedirectURI: f.RedirectURI, Challenge: f.Challenge,
-		Resource: f.Resource, Scopes: f.consented(), Provider: f.Provider, Subject: f.Subject, TTL: f.TTL, Family: Random(16),
+		Resource: f.Resource, Scopes: f.consented(), Provider: f.Provider, Subject: f.Subject, TTL: f.TTL, Family: Random(16), JKT: f.JKT,
 		ExpiresAt: e.cfg.Clock().Add(CodeTTL)})
 	if err != nil {
 		e.unavailable(w, r, err)
