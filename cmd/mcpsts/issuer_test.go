@@ -45,7 +45,8 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 		"authorization_endpoint": true, "response_types_supported": true,
 		// serve --dev has the browser flows, with its development login.
 		"code_challenge_methods_supported": true, "scopes_supported": true,
-		"authorization_response_iss_parameter_supported": true, "client_id_metadata_document_supported": true}
+		"authorization_response_iss_parameter_supported": true, "client_id_metadata_document_supported": true,
+		"dpop_signing_alg_values_supported": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)

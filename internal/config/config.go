@@ -48,6 +48,7 @@ type Config struct {
 	// Authorization and Registration configure the browser flows.
 	Authorization Authorization `yaml:"authorization"`
 	Registration  Registration  `yaml:"registration"`
+	DPoP          DPoP          `yaml:"dpop"`
 
 	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
 	kekInEnv bool
@@ -130,6 +131,14 @@ type Authorization struct {
 	// ScopeDescriptions tell people on the consent screen what a scope
 	// allows.
 	ScopeDescriptions map[string]string `yaml:"scope_descriptions"`
+}
+
+// DPoP configures proof-of-possession at the token endpoint (RFC 9449):
+// a request with a proof gets a token bound to its key.
+type DPoP struct {
+	// RequireNonce makes every proof carry a server nonce (use_dpop_nonce,
+	// RFC 9449 §8), valid on every replica sharing the store.
+	RequireNonce bool `yaml:"require_nonce"`
 }
 
 // Registration configures client registration.

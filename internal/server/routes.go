@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/internal/health"
@@ -69,6 +70,7 @@ func routes(rc routeConfig) (http.Handler, error) {
 		// private_key_jwt assertions are provider-signed workload JWTs.
 		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
 		TLSClientCertificateBoundAccessTokens:      true, // require_binding: mtls
+		DPoPSigningAlgValuesSupported:              dpop.Algorithms,
 	}
 	if rc.browser != nil {
 		md.ResponseTypesSupported = []string{"code"}

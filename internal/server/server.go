@@ -24,6 +24,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	awsattest "github.com/mcpsts/mcpsts/attest/aws"
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/federation"
@@ -316,7 +317,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 			register = exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: s.clients, Audit: decisions, Log: log, Clock: opts.Now})
 		}
 	}
+	proofs := &dpop.Verifier{Replay: st, Clock: opts.Now}
+	if cfg.DPoP.RequireNonce {
+		key, err := st.SharedSecret(ctx, "dpop-nonce")
+		if err != nil {
+			return nil, err
+		}
+		proofs.Nonces = dpop.HMACNonces{Key: key, Clock: opts.Now}
+	}
 	token := exchange.NewHandler(exchange.Config{
+		DPoP: proofs, TokenURL: paths.Origin + paths.Token,
 		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL,
 		Audit:     decisions,
 		Clients:   s.clients,
