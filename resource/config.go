@@ -16,6 +16,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/oauth2"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation"
 )
 
@@ -80,6 +81,10 @@ type Config struct {
 	// that its key is still published, its binding to the connection.
 	CacheSize int
 
+	// DPoP accepts DPoP-bound tokens; nil: bearer and certificate-bound
+	// tokens only (a DPoP-bound one is refused).
+	DPoP *DPoP
+
 	// Delegator performs Delegate; nil means this server cannot delegate.
 	Delegator Delegator
 
@@ -103,6 +108,8 @@ type Server struct {
 	jwtParser  *jwt.Parser
 	cache      *lru.Cache[[32]byte, verified] // nil when disabled
 	tools      []tool                         // Config.ToolScopes
+	proofs     *dpop.Verifier                 // nil without Config.DPoP
+	proofAlgs  []string
 }
 
 const (
@@ -195,6 +202,13 @@ func New(cfg Config) (*Server, error) {
 	if s.supported == nil {
 		slices.Sort(scopes)
 		s.supported = slices.Compact(scopes)
+	}
+	if d := cfg.DPoP; d != nil {
+		replay := d.Replay
+		if replay == nil {
+			replay = newMemoryReplay(d.ProofCacheSize, cfg.Clock)
+		}
+		s.proofs, s.proofAlgs = &dpop.Verifier{Replay: replay, Nonces: d.Nonces, Clock: cfg.Clock}, dpop.Algorithms
 	}
 	s.metadata = s.buildMetadata()
 	for name, scopes := range cfg.ToolScopes {

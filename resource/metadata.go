@@ -13,6 +13,8 @@ type metadata struct {
 	BearerMethodsSupported            []string `json:"bearer_methods_supported"`
 	ResourceName                      string   `json:"resource_name,omitempty"`
 	TLSClientCertificateBoundTokens   bool     `json:"tls_client_certificate_bound_access_tokens"`
+	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	DPoPBoundAccessTokensRequired     bool     `json:"dpop_bound_access_tokens_required,omitempty"`
 	ResourceSigningAlgValuesSupported []string `json:"-"` // this server signs no responses
 }
 
@@ -24,6 +26,8 @@ func (s *Server) buildMetadata() []byte {
 		BearerMethodsSupported:          []string{"header"},
 		ResourceName:                    s.cfg.ResourceName,
 		TLSClientCertificateBoundTokens: true,
+		DPoPSigningAlgValuesSupported:   s.proofAlgs,
+		DPoPBoundAccessTokensRequired:   s.cfg.DPoP != nil && s.cfg.DPoP.Required,
 	})
 	return b
 }

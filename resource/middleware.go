@@ -3,7 +3,6 @@ package resource
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -91,7 +90,7 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 			s.reject(w, http.StatusBadRequest, "invalid_request", "access tokens are accepted only in the Authorization header")
 			return
 		}
-		raw, present, problem := bearer(r.Header)
+		scheme, raw, present, problem := s.credentials(r.Header)
 		switch {
 		case problem != "":
 			s.reject(w, http.StatusBadRequest, "invalid_request", problem)
@@ -104,16 +103,19 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 			s.challenge(w, http.StatusUnauthorized, "", "", challenge)
 			return
 		}
-		var peer []*x509.Certificate
-		if r.TLS != nil {
-			peer = r.TLS.PeerCertificates
+		claims, cnf, terr := s.verify(r.Context(), raw)
+		if terr == nil {
+			claims, terr = s.bind(r, scheme, raw, claims, cnf)
 		}
-		claims, terr := s.verify(r.Context(), raw, peer)
 		if terr != nil {
 			s.cfg.Log.Info("access token refused", "reason", terr.description, "detail", terr.err)
 			if terr.unavailable {
 				w.Header().Set("Retry-After", "5")
 				s.reject(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server's keys cannot be loaded now")
+				return
+			}
+			if terr.dpop != "" {
+				s.challengeDPoP(w, http.StatusUnauthorized, terr.dpop, terr.description)
 				return
 			}
 			s.challenge(w, http.StatusUnauthorized, "invalid_token", terr.description, nil)
@@ -159,31 +161,6 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		r2.Header.Del("Authorization")
 		next.ServeHTTP(w, r2)
 	})
-}
-
-// bearer extracts a bearer token (RFC 6750 §2.1). present is false when
-// the request carries no bearer credentials; problem says why a request
-// that tries to is malformed.
-func bearer(h http.Header) (token string, present bool, problem string) {
-	vals := h.Values("Authorization")
-	switch {
-	case len(vals) == 0:
-		return "", false, ""
-	case len(vals) > 1:
-		return "", false, "the request has more than one Authorization header"
-	}
-	scheme, tok, _ := strings.Cut(vals[0], " ")
-	switch {
-	case strings.EqualFold(scheme, "DPoP"):
-		return "", false, "this server accepts Bearer tokens only, not DPoP"
-	case !strings.EqualFold(scheme, "Bearer"):
-		return "", false, "" // another scheme: no credentials for us
-	}
-	tok = strings.TrimLeft(tok, " ")
-	if tok == "" || strings.ContainsAny(tok, " \t,") {
-		return "", false, "the Authorization header is not 'Bearer' and one token"
-	}
-	return tok, true, ""
 }
 
 // expand returns the granted scopes with every scope they imply.
@@ -251,6 +228,17 @@ func (s *Server) challenge(w http.ResponseWriter, status int, code, description 
 	}
 	params = append(params, `resource_metadata="`+s.metaURL+`"`)
 	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+	if s.proofs != nil {
+		s.dpopChallenge(w, "", "")
+	}
+	s.reject(w, status, code, description)
+}
+
+// challengeDPoP answers a refusal of the DPoP kind: the error in the DPoP
+// challenge, beside a Bearer challenge naming the metadata.
+func (s *Server) challengeDPoP(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("WWW-Authenticate", `Bearer resource_metadata="`+s.metaURL+`"`)
+	s.dpopChallenge(w, code, description)
 	s.reject(w, status, code, description)
 }
 

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -542,14 +543,16 @@ func TestBodyCap(t *testing.T) {
 }
 
 // TestImports holds the architecture rule: of this module, resource (and
-// its SDK bridge) import only federation.
+// its SDK bridge) import only federation, claimname, dpop (the proofs it
+// shares with the token endpoint) and attest's replay-cache interface.
 func TestImports(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "github.com/mcpsts/mcpsts/resource/...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range strings.Fields(string(out)) {
-		if strings.HasPrefix(p, "github.com/mcpsts/mcpsts/") && !strings.HasPrefix(p, "github.com/mcpsts/mcpsts/resource") && p != "github.com/mcpsts/mcpsts/federation" && p != "github.com/mcpsts/mcpsts/internal/claimname" {
+		if strings.HasPrefix(p, "github.com/mcpsts/mcpsts/") && !strings.HasPrefix(p, "github.com/mcpsts/mcpsts/resource") && !slices.Contains([]string{"github.com/mcpsts/mcpsts/federation", "github.com/mcpsts/mcpsts/internal/claimname",
+			"github.com/mcpsts/mcpsts/dpop", "github.com/mcpsts/mcpsts/attest"}, p) {
 			t.Errorf("resource depends on %s", p)
 		}
 	}

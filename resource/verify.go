@@ -7,12 +7,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/claimname"
 )
@@ -33,6 +35,9 @@ type Claims struct {
 	// CertThumbprint is the x5t#S256 the token is bound to (and the
 	// connection proved), "" for a plain bearer token.
 	CertThumbprint string
+	// DPoPKey is the jkt of the DPoP key the token is bound to (and the
+	// request proved), "" for a token not DPoP-bound.
+	DPoPKey string
 }
 
 // Actor is one link of an act chain.
@@ -57,7 +62,10 @@ func (c Claims) Chain() []string {
 type tokenError struct {
 	description string
 	unavailable bool
-	err         error // private detail, for the server's log; never holds the token
+	// dpop is the error of a DPoP proof (invalid_dpop_proof,
+	// use_dpop_nonce), answered in the DPoP challenge.
+	dpop string
+	err  error // private detail, for the server's log; never holds the token
 }
 
 func (e *tokenError) Error() string { return e.description }
@@ -107,9 +115,9 @@ type keyChecker interface{ Has(kid string) bool }
 // claims. peer is the connection's client certificate chain, if any. A
 // token verified before is taken from the cache when its times still hold
 // and its key is still published; its binding is checked every time.
-func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificate) (Claims, *tokenError) {
+func (s *Server) verify(ctx context.Context, raw string) (Claims, map[string]any, *tokenError) {
 	if len(raw) > maxTokenBytes {
-		return Claims{}, refuse("the token is too large", nil)
+		return Claims{}, nil, refuse("the token is too large", nil)
 	}
 	var sum [32]byte
 	if s.cache != nil {
@@ -117,7 +125,7 @@ func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificat
 		if v, ok := s.cache.Get(sum); ok {
 			now := s.cfg.Clock()
 			if now.Before(v.claims.ExpiresAt.Add(s.cfg.Leeway)) && !now.Before(v.notBefore.Add(-s.cfg.Leeway)) && s.keys.(keyChecker).Has(v.kid) {
-				return s.bind(v.claims, v.cnf, peer)
+				return v.claims, v.cnf, nil
 			}
 			s.cache.Remove(sum)
 		}
@@ -141,31 +149,31 @@ func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificat
 	})
 	switch {
 	case keyErr != nil:
-		return Claims{}, keyErr
+		return Claims{}, nil, keyErr
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return Claims{}, refuse("the token is not a well-formed JWT", err)
+		return Claims{}, nil, refuse("the token is not a well-formed JWT", err)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return Claims{}, refuse("the token's signature does not verify", err)
+		return Claims{}, nil, refuse("the token's signature does not verify", err)
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Claims{}, refuse("the token has expired", err)
+		return Claims{}, nil, refuse("the token has expired", err)
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return Claims{}, refuse("the token is not valid yet", err)
+		return Claims{}, nil, refuse("the token is not valid yet", err)
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return Claims{}, refuse("the token was issued by another authorization server", err)
+		return Claims{}, nil, refuse("the token was issued by another authorization server", err)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return Claims{}, refuse("the token has no expiry", err)
+		return Claims{}, nil, refuse("the token has no expiry", err)
 	default:
-		return Claims{}, refuse("the token is not valid", err)
+		return Claims{}, nil, refuse("the token is not valid", err)
 	}
 	// encoding/json read the claims without regard to case, keeping the
 	// last of names that fold together: a payload where that could
 	// matter ("Aud" or "Scope" beside the real ones) is refused.
 	if err := claimname.CheckPayload(payloadOf(raw)); err != nil {
-		return Claims{}, refuse("the token has member names that differ only in letter case", err)
+		return Claims{}, nil, refuse("the token has member names that differ only in letter case", err)
 	}
 	if len(c.Audience) != 1 || c.Audience[0] != s.cfg.Resource {
-		return Claims{}, refuse("the token is not for this server (aud)", nil)
+		return Claims{}, nil, refuse("the token is not for this server (aud)", nil)
 	}
 	var missing []string
 	for name, v := range map[string]string{"sub": c.Subject, "client_id": c.ClientID, "jti": c.ID} {
@@ -178,12 +186,12 @@ func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificat
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return Claims{}, refuse("the token lacks "+strings.Join(missing, ", "), nil)
+		return Claims{}, nil, refuse("the token lacks "+strings.Join(missing, ", "), nil)
 	}
 	out := Claims{Subject: c.Subject, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope), Actor: c.Act, ID: c.ID,
 		IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time}
 	if c.Act != nil && c.Act.Subject == "" {
-		return Claims{}, refuse("the token's act has no sub", nil)
+		return Claims{}, nil, refuse("the token's act has no sub", nil)
 	}
 	if s.cache != nil {
 		nb := out.IssuedAt
@@ -192,7 +200,7 @@ func (s *Server) verify(ctx context.Context, raw string, peer []*x509.Certificat
 		}
 		s.cache.Add(sum, verified{claims: out, kid: kid, notBefore: nb, cnf: c.Cnf})
 	}
-	return s.bind(out, c.Cnf, peer)
+	return out, c.Cnf, nil
 }
 
 // payloadOf decodes the payload of a compact JWS that has parsed.
@@ -203,9 +211,35 @@ func payloadOf(raw string) []byte {
 	return b
 }
 
-// bind enforces a token's cnf, if any, on this request's connection.
-func (s *Server) bind(c Claims, cnf map[string]any, peer []*x509.Certificate) (Claims, *tokenError) {
-	if cnf == nil {
+// bind enforces a token's cnf, if any, on this request: a
+// certificate-bound token needs the connection's certificate, a DPoP-bound
+// one the DPoP scheme and a proof of its key for this request. scheme is
+// the Authorization header's.
+func (s *Server) bind(r *http.Request, scheme, raw string, c Claims, cnf map[string]any) (Claims, *tokenError) {
+	var peer []*x509.Certificate
+	if r.TLS != nil {
+		peer = r.TLS.PeerCertificates
+	}
+	jkt, dpopBound := cnf["jkt"].(string)
+	switch {
+	case cnf != nil && len(cnf) != 1:
+		return Claims{}, refuse("the token's cnf must hold exactly one confirmation method", nil)
+	case dpopBound && s.proofs == nil:
+		return Claims{}, refuse("the token is DPoP-bound; this server accepts bearer and certificate-bound tokens only", nil)
+	case dpopBound && scheme != dpop.Scheme:
+		// RFC 9449 §7.2: a DPoP-bound token is never a bearer token.
+		return Claims{}, refuse("the token is DPoP-bound: send it with the DPoP scheme and a proof", nil)
+	case dpopBound:
+		if terr := s.proofFor(r, raw, jkt); terr != nil {
+			return Claims{}, terr
+		}
+		c.DPoPKey = jkt
+		return c, nil
+	case scheme == dpop.Scheme:
+		return Claims{}, refuse("the token is not DPoP-bound: send it as a Bearer token", nil)
+	case s.cfg.DPoP != nil && s.cfg.DPoP.Required:
+		return Claims{}, &tokenError{description: "this server requires DPoP-bound tokens", dpop: "invalid_token"}
+	case cnf == nil:
 		return c, nil
 	}
 	tp, terr := bindingCheck(cnf, peer)
@@ -235,17 +269,9 @@ func (s *Server) checkHeader(h map[string]any) *tokenError {
 	return nil
 }
 
-// bindingCheck enforces cnf (RFC 8705 §3): a certificate-bound token must
-// come over a connection that proved that certificate. A DPoP-bound token
-// (jkt) is refused: this server does not accept DPoP proofs, and a DPoP
-// token presented as a bearer token must not be accepted (RFC 9449 §7.2).
+// bindingCheck enforces a certificate binding (RFC 8705 §3): the token
+// must come over a connection that proved that certificate.
 func bindingCheck(cnf map[string]any, peer []*x509.Certificate) (string, *tokenError) {
-	if len(cnf) != 1 {
-		return "", refuse("the token's cnf must hold exactly one confirmation method", nil)
-	}
-	if _, ok := cnf["jkt"]; ok {
-		return "", refuse("the token is DPoP-bound; this server accepts bearer and certificate-bound tokens only", nil)
-	}
 	want, ok := cnf["x5t#S256"].(string)
 	if !ok {
 		return "", refuse("the token's cnf holds a confirmation method this server does not know", nil)
