@@ -33,14 +33,14 @@ type Code struct {
 // Refresh tokens rotate: each is used once, and its successor is in the
 // same Family.
 type Refresh struct {
-	Hash      string
-	Family    string
-	ClientID  string
-	Resource  string
-	Scopes    []string
-	Provider  string
-	Subject   string
-	TTL       time.Duration // of the access tokens
+	Hash     string
+	Family   string
+	ClientID string
+	Resource string
+	Scopes   []string
+	Provider string
+	Subject  string
+	TTL      time.Duration // of the access tokens
 	// JKT binds the token to the DPoP key it was issued with (RFC 9449
 	// §5: a public client's refresh token): used only with a proof of
 	// that key. "" for none.
