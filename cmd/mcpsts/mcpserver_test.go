@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,10 +18,12 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/examples/mcp-server/mcpserver"
 	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
 	"github.com/mcpsts/mcpsts/resource"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // mcpDeployment is a broker, a fake Kubernetes issuer it trusts as
@@ -96,7 +99,7 @@ grant: {client_id: intruder, audiences: [%q], scopes: [files:read]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(lnFiles, resource.Config{Resource: d.files, ToolScopes: mcpserver.FilesToolScopes, Implies: mcpserver.FilesImplies, Delegator: files},
+	serve(lnFiles, resource.Config{Resource: d.files, ToolScopes: mcpserver.FilesToolScopes, Implies: mcpserver.FilesImplies, Delegator: files, DPoP: &resource.DPoP{}},
 		func(rs *resource.Server) http.Handler { return mcpserver.Files(rs, d.audit, d.trust) })
 	serve(lnAudit, resource.Config{Resource: d.audit, ToolScopes: mcpserver.AuditToolScopes}, mcpserver.Audit)
 	return d
@@ -265,4 +268,62 @@ func TestMCPServerWithTypeScriptSDK(t *testing.T) {
 		t.Fatalf("node client saw %+v (stderr %s)", out, stderr.String())
 	}
 	t.Logf("TypeScript SDK token scope: %q", out.TokenScope)
+}
+
+// TestMCPServerWithDPoP: `mcpsts token --dpop` gets a DPoP-bound token,
+// which an MCP Go SDK client calls the example server with through
+// dpop.Transport (a proof per request); the same token as Bearer is
+// refused.
+func TestMCPServerWithDPoP(t *testing.T) {
+	d := startMCPDeployment(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keyFile := filepath.Join(t.TempDir(), "agent-dpop.pem")
+	env := testEnv(map[string]string{"MCPSTS_K8S_TOKEN_FILE": d.saToken(t, "agent")})
+	base := []string{"token", "--broker", d.broker, "--ca", d.brokerCA, "--audience", d.files, "--source", "k8s", "--dpop"}
+	out, stderr, err := run(t, env, append(base, "--dpop-key", keyFile, "--json")...)
+	if err != nil {
+		t.Fatalf("mcpsts token --dpop: %v (%s)", err, stderr)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	json.Unmarshal([]byte(out), &tok)
+	key, err := dpop.ReadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(keyFile); fi.Mode().Perm() != 0o600 || tok.TokenType != "DPoP" {
+		t.Fatalf("key file mode %v, token type %q", fi.Mode().Perm(), tok.TokenType)
+	}
+	signer, _ := dpop.NewSigner(key, nil)
+	hc := &http.Client{Transport: &dpop.Transport{Signer: signer, Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType}), Base: d.trust.Transport}}
+	cs, err := mcpserver.ConnectClient(ctx, hc, d.files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"name": "readme.txt"}})
+	if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "hello from the files server" {
+		t.Fatalf("read_file with DPoP: %v %v", res, err)
+	}
+	status, challenge := d.post(t, d.files, &oauth2.Token{AccessToken: tok.AccessToken}, `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+	if status != http.StatusUnauthorized || !strings.Contains(challenge, "invalid_token") {
+		t.Fatalf("the DPoP-bound token as Bearer: %d %q", status, challenge)
+	}
+	// The same key file again: the same key.
+	out, _, err = run(t, env, append(base, "--dpop-key", keyFile, "--json")...)
+	if err != nil || !strings.Contains(out, `"token_type": "DPoP"`) {
+		t.Fatalf("second token: %v %s", err, out)
+	}
+	// A key only in memory is for --exec, whose child gets its file.
+	_, _, err = run(t, env, base...)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitConfig || !strings.Contains(err.Error(), "--dpop without --dpop-key") {
+		t.Fatalf("--dpop alone: %v", err)
+	}
+	if _, _, err := run(t, env, append(base, "--", "sh", "-c", `grep -q "PRIVATE KEY" "$MCPSTS_DPOP_KEY_FILE"`)...); err != nil {
+		t.Fatalf("--exec with an in-memory key: %v", err)
+	}
 }

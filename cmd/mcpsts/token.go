@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
@@ -50,6 +53,10 @@ type tokenFlags struct {
 	// --dev: the development identity of a serve --dev in data.
 	dev           bool
 	data, subject string
+	// --dpop: a DPoP-bound token, proven with the key of dpopKey (made
+	// there when missing) or one made in memory.
+	dpop    bool
+	dpopKey string
 }
 
 func newTokenCommand(e env) *cobra.Command {
@@ -96,6 +103,13 @@ whole token response. --out FILE writes it (mode 0600, atomically); with
 in $MCPSTS_TOKEN (--env to rename) and its file in $MCPSTS_TOKEN_FILE, kept
 fresh, forwarding signals and the exit code.
 
+--dpop gets a DPoP-bound token (RFC 9449): every request proves a private key,
+and so must every call to the MCP server. --dpop-key FILE reads the key (PEM),
+or makes a P-256 key there (mode 0600) when FILE does not exist; without it
+the key lives in memory, which only --exec can use: the child finds the key's
+file in $MCPSTS_DPOP_KEY_FILE (removed when it exits). Go agents call MCP
+servers through dpop.Transport with the same key.
+
 Exit codes: 2 configuration, 3 credential (evidence) failed, 4 the broker
 refused, 5 the broker is unreachable.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -119,6 +133,8 @@ refused, 5 the broker is unreachable.`,
 	fl.StringVar(&f.envName, "env", "MCPSTS_TOKEN", "with --exec: the environment variable that holds the token")
 	fl.DurationVar(&f.poll, "poll", 5*time.Second, "how often a kept-fresh token is checked for renewal")
 	fl.MarkHidden("poll")
+	fl.BoolVar(&f.dpop, "dpop", false, "get a DPoP-bound token (see above)")
+	fl.StringVar(&f.dpopKey, "dpop-key", "", "with --dpop: the PEM private key `FILE` (made when missing)")
 	fl.BoolVar(&f.dev, "dev", false, "use the development identity of a serve --dev (see above)")
 	fl.StringVar(&f.data, "data", ".mcpsts", "with --dev: the dev server's data `directory`")
 	fl.StringVar(&f.subject, "subject", broker.DevSubject, "with --dev: the development workload's `name`")
@@ -173,7 +189,14 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 		}
 		httpClient.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
 	}
-	c, err := client.New(f.broker, src, client.Options{HTTPClient: httpClient, Clock: e.now})
+	signer, keyFile, err := dpopKey(f, len(args) > 0, e.now)
+	if err != nil {
+		return &exitError{exitConfig, err}
+	}
+	if keyFile != "" && f.dpopKey == "" {
+		defer os.RemoveAll(filepath.Dir(keyFile))
+	}
+	c, err := client.New(f.broker, src, client.Options{HTTPClient: httpClient, Clock: e.now, DPoP: signer})
 	if err != nil {
 		return err
 	}
@@ -184,7 +207,7 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	}
 	switch {
 	case len(args) > 0:
-		return execWithToken(ctx, ts, tok, f.envName, args, f.poll, stderr)
+		return execWithToken(ctx, ts, tok, f.envName, keyFile, args, f.poll, stderr)
 	case f.out != "":
 		if err := writeToken(f.out, tok.AccessToken); err != nil {
 			return &exitError{exitConfig, err}
@@ -200,6 +223,54 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	}
 	_, err = fmt.Fprintln(stdout, tok.AccessToken)
 	return err
+}
+
+// dpopKey is the key of --dpop: read from --dpop-key, made there when the
+// file does not exist, or made in memory (then written to a file of a new
+// private directory for --exec's child). It returns the key's file.
+func dpopKey(f tokenFlags, exec bool, now func() time.Time) (*dpop.Signer, string, error) {
+	switch {
+	case !f.dpop && f.dpopKey != "":
+		return nil, "", errors.New("--dpop-key goes with --dpop")
+	case !f.dpop:
+		return nil, "", nil
+	case f.dpopKey == "" && !exec:
+		return nil, "", errors.New("--dpop without --dpop-key: the key would be lost with this process; give --dpop-key FILE, or --exec")
+	}
+	var key crypto.Signer
+	file := f.dpopKey
+	if file != "" {
+		k, err := dpop.ReadKey(file)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, "", fmt.Errorf("--dpop-key: %w", err)
+		default:
+			key = k
+		}
+	}
+	if key == nil {
+		k, err := dpop.GenerateKey()
+		if err != nil {
+			return nil, "", err
+		}
+		key = k
+		if file == "" {
+			dir, err := os.MkdirTemp("", "mcpsts-dpop")
+			if err != nil {
+				return nil, "", err
+			}
+			file = filepath.Join(dir, "dpop-key.pem")
+		}
+		if err := dpop.WriteKey(file, key); err != nil {
+			return nil, "", fmt.Errorf("--dpop-key: %w", err)
+		}
+	}
+	s, err := dpop.NewSigner(key, now)
+	if err != nil {
+		return nil, "", fmt.Errorf("--dpop-key: %w", err)
+	}
+	return s, file, nil
 }
 
 // devSource is the development identity of the serve --dev whose data
@@ -276,7 +347,7 @@ func keepFresh(ctx context.Context, ts *client.TokenSource, path, current string
 // execWithToken runs args with the token in its environment and a token
 // file kept fresh beside it; signals go to the child; its exit code is
 // ours.
-func execWithToken(ctx context.Context, ts *client.TokenSource, tok *client.Token, envName string, args []string, poll time.Duration, stderr io.Writer) error {
+func execWithToken(ctx context.Context, ts *client.TokenSource, tok *client.Token, envName, dpopKeyFile string, args []string, poll time.Duration, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "mcpsts-token")
 	if err != nil {
 		return &exitError{exitConfig, err}
@@ -289,6 +360,9 @@ func execWithToken(ctx context.Context, ts *client.TokenSource, tok *client.Toke
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), envName+"="+tok.AccessToken, "MCPSTS_TOKEN_FILE="+file)
+	if dpopKeyFile != "" {
+		cmd.Env = append(cmd.Env, "MCPSTS_DPOP_KEY_FILE="+dpopKeyFile)
+	}
 	if err := cmd.Start(); err != nil {
 		return &exitError{exitConfig, fmt.Errorf("--exec %s: %w", args[0], err)}
 	}

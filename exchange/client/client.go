@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mcpsts/mcpsts/dpop"
 )
 
 // Evidence is what a source produces: a token and its RFC 8693 type.
@@ -57,7 +59,10 @@ type Client struct {
 	source Source
 	now    func() time.Time
 
+	dpop *dpop.Signer // nil: bearer tokens
+
 	mu            sync.Mutex
+	nonce         string                  // the broker's last DPoP nonce
 	tokenEndpoint string                  // discovered once
 	sources       map[string]*TokenSource // by audience and scopes
 }
@@ -68,6 +73,10 @@ type Options struct {
 	// Trust a private CA through its transport.
 	HTTPClient *http.Client
 	Clock      func() time.Time
+	// DPoP, when set, proves this key on every token request, so that
+	// the tokens are DPoP-bound to it (RFC 9449); call MCP servers with
+	// them through dpop.Transport.
+	DPoP *dpop.Signer
 }
 
 // New returns a client for the broker at issuer URL broker (https only).
@@ -92,7 +101,7 @@ func New(broker string, source Source, o Options) (*Client, error) {
 		}
 		o.HTTPClient = hc
 	}
-	return &Client{broker: strings.TrimSuffix(broker, "/"), http: o.HTTPClient, source: source, now: o.Clock}, nil
+	return &Client{broker: strings.TrimSuffix(broker, "/"), http: o.HTTPClient, source: source, now: o.Clock, dpop: o.DPoP}, nil
 }
 
 // withClientCertificate returns a copy of hc whose TLS handshakes present
@@ -244,29 +253,63 @@ func (c *Client) exchange(ctx context.Context, form url.Values, audience string,
 	if len(scopes) > 0 {
 		form.Set("scope", strings.Join(scopes, " "))
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, te, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	start := c.now()
-	resp, err := c.http.Do(req)
+	status, body, err := c.post(ctx, te, form)
 	if err != nil {
-		return nil, &Error{Step: StepExchange, Description: "the broker is unreachable", Err: err}
+		return nil, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
+	if status != http.StatusOK {
 		var oe struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
 		}
 		json.Unmarshal(body, &oe)
-		return nil, &Error{Step: StepExchange, Status: resp.StatusCode, Code: oe.Error, Description: oe.Description}
+		return nil, &Error{Step: StepExchange, Status: status, Code: oe.Error, Description: oe.Description}
 	}
 	var tok Token
 	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" || tok.ExpiresIn <= 0 {
-		return nil, &Error{Step: StepExchange, Status: resp.StatusCode, Description: "the broker's answer is not a token response"}
+		return nil, &Error{Step: StepExchange, Status: status, Description: "the broker's answer is not a token response"}
 	}
 	tok.Expiry = start.Add(time.Duration(tok.ExpiresIn) * time.Second)
 	return &tok, nil
+}
+
+// post sends a token request, with a DPoP proof when the client has a key:
+// a use_dpop_nonce answer is retried once with the broker's nonce (RFC
+// 9449 §8), which is kept for the next requests.
+func (c *Client) post(ctx context.Context, endpoint string, form url.Values) (int, []byte, error) {
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if c.dpop != nil {
+			c.mu.Lock()
+			nonce := c.nonce
+			c.mu.Unlock()
+			proof, err := c.dpop.Proof(http.MethodPost, endpoint, "", nonce)
+			if err != nil {
+				return 0, nil, &Error{Step: StepConfig, Description: "DPoP proof", Err: err}
+			}
+			req.Header.Set(dpop.Header, proof)
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return 0, nil, &Error{Step: StepExchange, Description: "the broker is unreachable", Err: err}
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if n := resp.Header.Get(dpop.NonceHeader); n != "" && c.dpop != nil {
+			c.mu.Lock()
+			c.nonce = n
+			c.mu.Unlock()
+			var oe struct {
+				Error string `json:"error"`
+			}
+			if json.Unmarshal(body, &oe) == nil && oe.Error == "use_dpop_nonce" && attempt == 0 {
+				continue
+			}
+		}
+		return resp.StatusCode, body, nil
+	}
 }
 
 // IsUnreachable reports whether err means the broker could not be reached.

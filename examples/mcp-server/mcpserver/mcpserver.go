@@ -153,7 +153,12 @@ func CallTool(ctx context.Context, client *http.Client, url string, tok *oauth2.
 // Connect opens an MCP client session to url with the go-sdk, sending tok
 // as the bearer token; client's transport trusts the server.
 func Connect(ctx context.Context, client *http.Client, url string, tok *oauth2.Token) (*mcp.ClientSession, error) {
-	hc := &http.Client{Transport: &oauth2.Transport{Source: oauth2.StaticTokenSource(tok), Base: client.Transport}}
+	return ConnectClient(ctx, &http.Client{Transport: &oauth2.Transport{Source: oauth2.StaticTokenSource(tok), Base: client.Transport}}, url)
+}
+
+// ConnectClient opens an MCP client session to url with the go-sdk over hc,
+// whose transport authorizes the requests (a dpop.Transport, say).
+func ConnectClient(ctx context.Context, hc *http.Client, url string) (*mcp.ClientSession, error) {
 	c := mcp.NewClient(&mcp.Implementation{Name: "mcpsts-example-client", Version: "1.0.0"}, nil)
 	return c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc, MaxRetries: -1}, nil)
 }
