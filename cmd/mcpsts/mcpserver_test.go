@@ -67,7 +67,8 @@ id: intruder
 match: {provider: ci, subject: "system:serviceaccount:apps:intruder"}
 grant: {client_id: intruder, audiences: [%q], scopes: [files:read]}
 `, d.files, d.audit, d.files), fmt.Sprintf(`providers:
-  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, d.idp.URL, idpCA))
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+dpop: {require_nonce: true}`, d.idp.URL, idpCA))
 
 	cert, key, serverCA := productionFiles(t)
 	d.serverCA = serverCA
@@ -221,6 +222,22 @@ func TestMCPServerWithGoSDK(t *testing.T) {
 	}
 }
 
+// nodeClient finds node and the ts-client directory with the package whose
+// file (under node_modules) must be installed; it skips locally without
+// them, and fails in CI.
+func nodeClient(t *testing.T, pkgFile string) (node, dir string) {
+	t.Helper()
+	dir, _ = filepath.Abs(filepath.Join("..", "..", "examples", "mcp-server", "ts-client"))
+	node, err := exec.LookPath("node")
+	if _, serr := os.Stat(filepath.Join(dir, "node_modules", pkgFile)); err != nil || serr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node or %s is missing (run npm ci in %s): %v %v", pkgFile, dir, err, serr)
+		}
+		t.Skipf("node or %s is missing (run npm ci in %s)", pkgFile, dir)
+	}
+	return node, dir
+}
+
 // TestMCPServerWithTypeScriptSDK: a Node client on the official TypeScript
 // SDK (@modelcontextprotocol/sdk 1.32) discovers mcpsts from the example
 // server's 401, gets a token with client credentials authenticated by
@@ -228,14 +245,7 @@ func TestMCPServerWithGoSDK(t *testing.T) {
 // lists the tools and calls one. .ci/run installs the SDK (npm ci); without
 // it the test is skipped locally and fails in CI.
 func TestMCPServerWithTypeScriptSDK(t *testing.T) {
-	dir, _ := filepath.Abs(filepath.Join("..", "..", "examples", "mcp-server", "ts-client"))
-	node, err := exec.LookPath("node")
-	if _, serr := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil || serr != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("node or the TypeScript SDK is missing (run npm ci in %s): %v %v", dir, err, serr)
-		}
-		t.Skipf("node or the TypeScript SDK is missing (run npm ci in %s)", dir)
-	}
+	node, dir := nodeClient(t, "@modelcontextprotocol/sdk/package.json")
 	d := startMCPDeployment(t)
 	cas := filepath.Join(t.TempDir(), "cas.pem")
 	var pems []byte
@@ -325,5 +335,44 @@ func TestMCPServerWithDPoP(t *testing.T) {
 	}
 	if _, _, err := run(t, env, append(base, "--", "sh", "-c", `grep -q "PRIVATE KEY" "$MCPSTS_DPOP_KEY_FILE"`)...); err != nil {
 		t.Fatalf("--exec with an in-memory key: %v", err)
+	}
+}
+
+// TestMCPServerWithOAuth4WebAPIDPoP: a DPoP client written by others
+// (oauth4webapi, npm) gets a DPoP-bound token from mcpsts, answering the
+// broker's use_dpop_nonce challenge, and reads a file from the example
+// server with it. .ci/run installs the package (npm ci); without it the
+// test is skipped locally and fails in CI.
+func TestMCPServerWithOAuth4WebAPIDPoP(t *testing.T) {
+	node, dir := nodeClient(t, "oauth4webapi/package.json")
+	d := startMCPDeployment(t)
+	cas := filepath.Join(t.TempDir(), "cas.pem")
+	var pems []byte
+	for _, f := range []string{d.brokerCA, d.serverCA} {
+		b, _ := os.ReadFile(f)
+		pems = append(pems, b...)
+	}
+	os.WriteFile(cas, pems, 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "dpop-client.mjs", d.files, d.broker, d.saToken(t, "agent"), "agent")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+cas)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node dpop client: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	var out struct {
+		TokenType    string `json:"token_type"`
+		JKT          string `json:"jkt"`
+		NonceRetries int    `json:"nonce_retries"`
+		ReadFile     string `json:"read_file"`
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &out); err != nil {
+		t.Fatalf("%q: %v (stderr %s)", stdout.String(), err, stderr.String())
+	}
+	if !strings.EqualFold(out.TokenType, "DPoP") || len(out.JKT) != 43 || out.NonceRetries != 1 || out.ReadFile != "hello from the files server" {
+		t.Fatalf("oauth4webapi saw %+v", out)
 	}
 }
