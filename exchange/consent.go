@@ -78,7 +78,7 @@ func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f f
 	}
 	g := issuer.Grant{
 		Subject: user.Subject, SubjectType: issuer.User,
-		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims,
+		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims, SingleUse: d.SingleUse,
 		Actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: d.ClientID},
 	}
 	if g.TTL, oerr = t.capTTL(d.TTL, user.Expiry); oerr != nil {

@@ -115,7 +115,7 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	}
 	g := issuer.Grant{
 		Subject: provider + "/" + subject, SubjectType: issuer.Workload,
-		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: ttl, Claims: d.Claims,
+		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: ttl, Claims: d.Claims, SingleUse: d.SingleUse,
 		Actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: in.ClientID, Actor: in.Actor},
 	}
 	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)

@@ -438,7 +438,7 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	}
 	g := issuer.Grant{
 		Subject: id.Provider + "/" + id.Subject, SubjectType: issuer.Workload,
-		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims,
+		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims, SingleUse: d.SingleUse,
 	}
 	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
 }

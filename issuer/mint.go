@@ -47,6 +47,10 @@ type Grant struct {
 	Confirmation *Confirmation
 	// Claims are extra claims; reserved claims may not be among them.
 	Claims map[string]any
+	// SingleUse marks the token valid for one use (claim single_use):
+	// the first introspection claims it, and every later one says it is
+	// not active.
+	SingleUse bool
 }
 
 // Actor is one link of an RFC 8693 delegation chain: the current actor, and
@@ -122,6 +126,7 @@ func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
 		ID:        base64.RawURLEncoding.EncodeToString(id[:]),
 		Actor:     g.Actor,
 		Cnf:       g.Confirmation,
+		SingleUse: g.SingleUse,
 		extra:     g.Claims,
 	}
 	payload, err := c.marshal()
@@ -286,6 +291,7 @@ type accessClaims struct {
 	ID        string        `json:"jti"`
 	Actor     *Actor        `json:"act,omitempty"`
 	Cnf       *Confirmation `json:"cnf,omitempty"`
+	SingleUse bool          `json:"single_use,omitempty"`
 	extra     map[string]any
 }
 

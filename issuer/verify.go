@@ -28,6 +28,9 @@ type VerifiedToken struct {
 	// Cnf is the token's confirmation (RFC 7800), nil for a bearer token.
 	// Verify enforces it; Inspect only reports it.
 	Cnf *Confirmation
+	// IssuedAt is the token's iat; SingleUse its single_use claim.
+	IssuedAt  time.Time
+	SingleUse bool
 }
 
 // ErrInvalidToken wraps every reason Verify refuses a token.
@@ -88,7 +91,8 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 		ClientID string         `json:"client_id"`
 		Scope    string         `json:"scope"`
 		Act      *Actor         `json:"act"`
-		Cnf      map[string]any `json:"cnf"` // read exactly, not by struct fields
+		Cnf       map[string]any `json:"cnf"` // read exactly, not by struct fields
+		SingleUse bool           `json:"single_use"`
 	}
 	tok, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt") {
@@ -119,7 +123,10 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 	if len(c.Audience) != 1 {
 		return VerifiedToken{}, fmt.Errorf("%w: more than one audience", ErrInvalidToken)
 	}
-	v := VerifiedToken{ID: c.ID, Subject: c.Subject, Audience: c.Audience[0], ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time, Actor: c.Act}
+	v := VerifiedToken{ID: c.ID, Subject: c.Subject, Audience: c.Audience[0], ClientID: c.ClientID, ExpiresAt: c.ExpiresAt.Time, Actor: c.Act, SingleUse: c.SingleUse}
+	if c.IssuedAt != nil {
+		v.IssuedAt = c.IssuedAt.Time
+	}
 	if c.Cnf != nil {
 		x5t, _ := c.Cnf["x5t#S256"].(string)
 		jkt, _ := c.Cnf["jkt"].(string)

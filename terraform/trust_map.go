@@ -58,6 +58,7 @@ type grantModel struct {
 	MaxTTL         types.String `tfsdk:"max_ttl"`
 	Claims         types.Map    `tfsdk:"claims"`
 	RequireBinding types.String `tfsdk:"require_binding"`
+	SingleUse      types.Bool   `tfsdk:"single_use"`
 	MayAct         []actorModel `tfsdk:"may_act"`
 }
 
@@ -104,6 +105,7 @@ func (r *trustMapResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 					"max_ttl":         str(false, "Caps the token lifetime (a Go duration, e.g. 10m)."),
 					"claims":          schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "Claims added to the token (reserved claims cannot be set)."},
 					"require_binding": str(false, "none, mtls or dpop."),
+					"single_use":      schema.BoolAttribute{Optional: true, Description: "Tokens valid for one use (claimed at the first introspection)."},
 					"may_act": schema.ListNestedAttribute{Optional: true, Description: "Who may act for this identity in a delegation exchange.",
 						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 							"provider":        str(true, "The actor's provider."),
@@ -155,6 +157,9 @@ func (m trustMapModel) document(ctx context.Context) ([]byte, diag.Diagnostics) 
 	setList(grant, "default_scopes", m.Grant.DefaultScopes)
 	set(grant, "max_ttl", m.Grant.MaxTTL)
 	set(grant, "require_binding", m.Grant.RequireBinding)
+	if !m.Grant.SingleUse.IsNull() && m.Grant.SingleUse.ValueBool() {
+		grant["single_use"] = true
+	}
 	if !m.Grant.Claims.IsNull() {
 		claims := map[string]string{}
 		diags.Append(m.Grant.Claims.ElementsAs(ctx, &claims, false)...)
@@ -204,6 +209,7 @@ func (m *trustMapModel) fromDocument(raw []byte, version int64) error {
 			MaxTTL         *string        `json:"max_ttl"`
 			Claims         map[string]any `json:"claims"`
 			RequireBinding *string        `json:"require_binding"`
+			SingleUse      *bool          `json:"single_use"`
 			MayAct         []struct {
 				Provider       *string `json:"provider"`
 				Subject        *string `json:"subject"`
@@ -234,7 +240,10 @@ func (m *trustMapModel) fromDocument(raw []byte, version int64) error {
 	m.Match = &matchModel{Provider: str(doc.Match.Provider), Subject: str(doc.Match.Subject), SubjectPattern: str(doc.Match.SubjectPattern), Conditions: list(doc.Match.Conditions)}
 	g := &grantModel{ClientID: str(doc.Grant.ClientID), ClientIDExpr: str(doc.Grant.ClientIDExpr), Audiences: list(doc.Grant.Audiences),
 		Scopes: list(doc.Grant.Scopes), DefaultScopes: list(doc.Grant.DefaultScopes), MaxTTL: str(doc.Grant.MaxTTL), RequireBinding: str(doc.Grant.RequireBinding),
-		Claims: types.MapNull(types.StringType)}
+		Claims: types.MapNull(types.StringType), SingleUse: types.BoolNull()}
+	if doc.Grant.SingleUse != nil {
+		g.SingleUse = types.BoolValue(*doc.Grant.SingleUse)
+	}
 	if doc.Grant.Claims != nil {
 		vals := map[string]attr.Value{}
 		for k, v := range doc.Grant.Claims {

@@ -42,6 +42,8 @@ type Decision struct {
 	TTL      time.Duration // 0: the issuer's default
 	Claims   map[string]any
 	Binding  string // "", mtls or dpop
+	// SingleUse: the token is valid for one use.
+	SingleUse bool
 }
 
 // Denial kinds; at the HTTP edge ErrInvalidScope is invalid_scope,
@@ -244,7 +246,7 @@ func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, 
 	}
 	o.decision = &Decision{
 		MapID: m.ID, ClientID: clientID, Audience: audience, Scopes: slices.Clone(scopes),
-		TTL: m.Grant.MaxTTL, Claims: m.Grant.Claims, Binding: binding,
+		TTL: m.Grant.MaxTTL, Claims: m.Grant.Claims, Binding: binding, SingleUse: m.Grant.SingleUse,
 	}
 	return o
 }

@@ -48,6 +48,9 @@ type Grant struct {
 	Claims map[string]any `yaml:"claims" json:"claims,omitempty"`
 	// RequireBinding is none, mtls or dpop.
 	RequireBinding string `yaml:"require_binding" json:"require_binding,omitempty"`
+	// SingleUse makes the tokens valid for one use: the first
+	// introspection (by a resource server that checks) claims each.
+	SingleUse bool `yaml:"single_use" json:"single_use,omitempty"`
 	// MayAct lists who may act for this identity in a delegation exchange.
 	MayAct []ActorRule `yaml:"may_act" json:"may_act,omitempty"`
 }

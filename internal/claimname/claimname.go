@@ -30,6 +30,7 @@ var registered = []string{
 	"act", "may_act", // RFC 8693 §4
 	"cnf",                                   // RFC 7800 §3.1
 	"azp", "typ", "nonce", "sid", "at_hash", // OpenID Connect Core §2
+	"single_use", // the broker's: a token valid for one use
 }
 
 // Registered lists the claims that cannot be set as extra claims.
