@@ -157,8 +157,8 @@ func (m trustMapModel) document(ctx context.Context) ([]byte, diag.Diagnostics) 
 	setList(grant, "default_scopes", m.Grant.DefaultScopes)
 	set(grant, "max_ttl", m.Grant.MaxTTL)
 	set(grant, "require_binding", m.Grant.RequireBinding)
-	if !m.Grant.SingleUse.IsNull() && m.Grant.SingleUse.ValueBool() {
-		grant["single_use"] = true
+	if !m.Grant.SingleUse.IsNull() {
+		grant["single_use"] = m.Grant.SingleUse.ValueBool()
 	}
 	if !m.Grant.Claims.IsNull() {
 		claims := map[string]string{}
