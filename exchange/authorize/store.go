@@ -78,6 +78,9 @@ type Store interface {
 	RotateRefresh(ctx context.Context, hash, nextHash string, nextExpiry time.Time) (Refresh, error)
 	// RevokeFamily revokes every refresh token of family.
 	RevokeFamily(ctx context.Context, family string) error
+	// LookupRefresh returns the grant of a refresh token that is neither
+	// used nor revoked, without claiming it; ErrNotFound otherwise.
+	LookupRefresh(ctx context.Context, hash string) (Refresh, error)
 }
 
 // Hash is how codes and refresh tokens are kept: hex SHA-256.

@@ -122,6 +122,25 @@ func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextEx
 	return r, nil
 }
 
+// LookupRefresh implements authorize.Store.
+func (s *Store) LookupRefresh(ctx context.Context, hash string) (authorize.Refresh, error) {
+	var r authorize.Refresh
+	var scopes string
+	var ttl, expires int64
+	err := s.db.QueryRowContext(ctx, s.dialect.rebind(`
+		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at
+		FROM refresh_tokens WHERE token_hash = ? AND used_at = 0 AND revoked_at = 0`), hash).
+		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return authorize.Refresh{}, authorize.ErrNotFound
+	case err != nil:
+		return authorize.Refresh{}, fmt.Errorf("store: read refresh token: %w", err)
+	}
+	r.Scopes, r.TTL, r.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
+	return r, nil
+}
+
 // RevokeFamily implements authorize.Store.
 func (s *Store) RevokeFamily(ctx context.Context, family string) error {
 	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at = 0`),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/replaytest"
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -400,6 +401,44 @@ func TestSharedSecret(t *testing.T) {
 			}
 			if s3, _ := a.SharedSecret(ctx, "other"); string(s3) == string(s1) {
 				t.Fatal("two names, one secret")
+			}
+		})
+	}
+}
+
+// TestRevocations: a token is revoked by its jti, or by its subject or
+// client when issued at or before the revocation; every replica on the
+// store sees it at its next check.
+func TestRevocations(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			u := b.NewURL(t)
+			a, c := openTest(t, u, func() time.Time { return now }), openTest(t, u, func() time.Time { return now })
+			hour := now.Add(time.Hour)
+			for _, r := range [][2]string{{exchange.RevokeJTI, "j-1"}, {exchange.RevokeSubject, "alice"}, {exchange.RevokeClient, "evil-app"}} {
+				if err := a.Revoke(ctx, r[0], r[1], now, hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, after := now.Add(-time.Minute), now.Add(time.Second)
+			for _, tc := range []struct {
+				name             string
+				jti, sub, client string
+				iat              time.Time
+				want             bool
+			}{
+				{"by jti", "j-1", "bob", "app", after, true},
+				{"another jti", "j-2", "bob", "app", before, false},
+				{"the subject's, issued before", "j-3", "alice", "app", before, true},
+				{"the subject's, issued after", "j-4", "alice", "app", after, false},
+				{"the client's, issued before", "j-5", "bob", "evil-app", before, true},
+				{"the client's, issued after", "j-6", "bob", "evil-app", after, false},
+			} {
+				if got, err := c.Revoked(ctx, tc.jti, tc.sub, tc.client, tc.iat); err != nil || got != tc.want {
+					t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
+				}
 			}
 		})
 	}

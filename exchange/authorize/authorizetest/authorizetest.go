@@ -147,6 +147,25 @@ func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 		}
 	})
 
+	t.Run("a refresh token is looked up without being claimed", func(t *testing.T) {
+		s := newStore(t)
+		r := refresh("rt-look", "fam-look")
+		if err := s.SaveRefresh(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if got, err := s.LookupRefresh(ctx, r.Hash); err != nil || !reflect.DeepEqual(got, r) {
+				t.Fatalf("LookupRefresh = %+v, %v", got, err)
+			}
+		}
+		if err := s.RevokeFamily(ctx, "fam-look"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LookupRefresh(ctx, r.Hash); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("a revoked refresh token: %v", err)
+		}
+	})
+
 	t.Run("a flow is taken once", func(t *testing.T) {
 		s := newStore(t)
 		f := authorize.Flow{Purpose: authorize.PurposeAuthorize, Browser: authorize.Hash("cookie"), ClientID: code.ClientID, RedirectURI: code.RedirectURI,
