@@ -76,19 +76,19 @@ func newLifecycle(cfg Config, lc LifecycleConfig) *lifecycle {
 // introspection is the answer (RFC 7662 §2.2): active, and for an active
 // token its claims.
 type introspection struct {
-	Active    bool            `json:"active"`
-	Scope     string          `json:"scope,omitempty"`
-	ClientID  string          `json:"client_id,omitempty"`
-	TokenType string          `json:"token_type,omitempty"`
-	Exp       int64           `json:"exp,omitempty"`
-	Iat       int64           `json:"iat,omitempty"`
-	Sub       string          `json:"sub,omitempty"`
-	Aud       string          `json:"aud,omitempty"`
-	Iss       string          `json:"iss,omitempty"`
-	JTI       string          `json:"jti,omitempty"`
-	Act       *issuer.Actor   `json:"act,omitempty"`
-	Cnf       map[string]any  `json:"cnf,omitempty"`
-	SingleUse bool            `json:"single_use,omitempty"`
+	Active    bool           `json:"active"`
+	Scope     string         `json:"scope,omitempty"`
+	ClientID  string         `json:"client_id,omitempty"`
+	TokenType string         `json:"token_type,omitempty"`
+	Exp       int64          `json:"exp,omitempty"`
+	Iat       int64          `json:"iat,omitempty"`
+	Sub       string         `json:"sub,omitempty"`
+	Aud       string         `json:"aud,omitempty"`
+	Iss       string         `json:"iss,omitempty"`
+	JTI       string         `json:"jti,omitempty"`
+	Act       *issuer.Actor  `json:"act,omitempty"`
+	Cnf       map[string]any `json:"cnf,omitempty"`
+	SingleUse bool           `json:"single_use,omitempty"`
 }
 
 // authenticated is who calls: a workload, or an administrator.

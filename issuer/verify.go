@@ -88,9 +88,9 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 	}
 	var c struct {
 		jwt.RegisteredClaims
-		ClientID string         `json:"client_id"`
-		Scope    string         `json:"scope"`
-		Act      *Actor         `json:"act"`
+		ClientID  string         `json:"client_id"`
+		Scope     string         `json:"scope"`
+		Act       *Actor         `json:"act"`
 		Cnf       map[string]any `json:"cnf"` // read exactly, not by struct fields
 		SingleUse bool           `json:"single_use"`
 	}
