@@ -153,9 +153,18 @@ func (l *lifecycle) audiences(a authenticated) []string {
 	return out
 }
 
+// parse reads a request after the per-source limit, as the token endpoint
+// does.
+func (l *lifecycle) parse(r *http.Request) (form, *oauthError) {
+	if ok, wait := l.t.perSource.allow(sourceIP(r)); !ok {
+		return nil, limited("source", wait)
+	}
+	return l.t.parse(r)
+}
+
 func (l *lifecycle) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, oerr := l.t.parse(r)
+	f, oerr := l.parse(r)
 	var caller authenticated
 	if oerr == nil {
 		caller, oerr = l.authenticate(ctx, r, f)

@@ -23,7 +23,7 @@ import (
 // expired token is answered 200 as RFC 7009 §2.2 says.
 func (l *lifecycle) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, oerr := l.t.parse(r)
+	f, oerr := l.parse(r)
 	if oerr == nil && f.get("token") == "" {
 		oerr = fail(http.StatusBadRequest, errInvalidRequest, "token is required")
 	}

@@ -49,6 +49,7 @@ type Config struct {
 	Authorization Authorization `yaml:"authorization"`
 	Registration  Registration  `yaml:"registration"`
 	DPoP          DPoP          `yaml:"dpop"`
+	Introspection Introspection `yaml:"introspection"`
 
 	// kekInEnv records that MCPSTS_KEK holds the key-encryption key.
 	kekInEnv bool
@@ -139,6 +140,20 @@ type DPoP struct {
 	// RequireNonce makes every proof carry a server nonce (use_dpop_nonce,
 	// RFC 9449 §8), valid on every replica sharing the store.
 	RequireNonce bool `yaml:"require_nonce"`
+}
+
+// Introspection says who may introspect tokens (RFC 7662): MCP servers,
+// by their own workload identity, for their own audiences. Administrators
+// (an admin token) may introspect any token.
+type Introspection struct {
+	Callers []IntrospectionCaller `yaml:"callers"`
+}
+
+// IntrospectionCaller is one MCP server's identity and audiences.
+type IntrospectionCaller struct {
+	Provider  string   `yaml:"provider"`
+	Subject   string   `yaml:"subject"`
+	Audiences []string `yaml:"audiences"`
 }
 
 // Registration configures client registration.

@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, audit, authorization, aws, data_dir, dpop, issuer, keys, limits, listen, log, providers, registration, server, spiffe, store, tls, tokens, trust_maps)",
+			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, audit, authorization, aws, data_dir, dpop, introspection, issuer, keys, limits, listen, log, providers, registration, server, spiffe, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},

@@ -243,6 +243,23 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			names["\x00login"] = i
 		}
 	}
+	for i, ic := range c.Introspection.Callers {
+		path := fmt.Sprintf("introspection.callers[%d]", i)
+		if ic.Provider == "" {
+			add(path+".provider", "required")
+		}
+		if ic.Subject == "" {
+			add(path+".subject", "required")
+		}
+		if len(ic.Audiences) == 0 {
+			add(path+".audiences", "at least one: the MCP servers whose tokens it may introspect")
+		}
+		for j, a := range ic.Audiences {
+			if p := absoluteURIProblem(a); p != "" {
+				add(fmt.Sprintf("%s.audiences[%d]", path, j), p)
+			}
+		}
+	}
 	if d := c.Authorization.RefreshTTL; d < 0 || d > 90*24*time.Hour {
 		add("authorization.refresh_ttl", fmt.Sprintf("%s is out of range (want 0 for 24h, at most 2160h)", d))
 	}

@@ -38,10 +38,12 @@ type routeConfig struct {
 	// browser is the browser flows (nil: off); register, dynamic client
 	// registration (nil: off); documents, whether client ID metadata
 	// documents are accepted; scopes, the described scopes.
-	browser   *authorize.Endpoint
-	register  http.Handler
-	documents bool
-	scopes    map[string]string
+	browser *authorize.Endpoint
+	// introspect and revoke are RFC 7662 and RFC 7009.
+	introspect, revoke http.Handler
+	register           http.Handler
+	documents          bool
+	scopes             map[string]string
 }
 
 // routes mounts every handler of the server under the issuer's paths. Each
@@ -71,6 +73,11 @@ func routes(rc routeConfig) (http.Handler, error) {
 		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
 		TLSClientCertificateBoundAccessTokens:      true, // require_binding: mtls
 		DPoPSigningAlgValuesSupported:              dpop.Algorithms,
+	}
+	if rc.introspect != nil {
+		md.IntrospectionEndpoint, md.RevocationEndpoint = paths.Origin+paths.Base+"/introspect", paths.Origin+paths.Base+"/revoke"
+		md.IntrospectionEndpointAuthMethodsSupported = []string{"private_key_jwt", "tls_client_auth", "bearer"}
+		md.RevocationEndpointAuthMethodsSupported = []string{"none", "private_key_jwt", "tls_client_auth"}
 	}
 	if rc.browser != nil {
 		md.ResponseTypesSupported = []string{"code"}
@@ -114,6 +121,10 @@ func routes(rc routeConfig) (http.Handler, error) {
 		}
 	} else {
 		mux.Handle(paths.Authorize, span("authorize", exchange.AuthorizeHandler()))
+	}
+	if rc.introspect != nil {
+		mux.Handle(paths.Base+"/introspect", span("introspect", rc.introspect))
+		mux.Handle(paths.Base+"/revoke", span("revoke", rc.revoke))
 	}
 	mux.Handle("GET "+paths.OAuth, span("metadata", metadata))
 	mux.Handle("GET "+paths.OIDC, span("metadata", metadata))

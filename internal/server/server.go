@@ -325,7 +325,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		}
 		proofs.Nonces = dpop.HMACNonces{Key: key, Clock: opts.Now}
 	}
-	token := exchange.NewHandler(exchange.Config{
+	tokenCfg := exchange.Config{
 		DPoP: proofs, TokenURL: paths.Origin + paths.Token,
 		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL,
 		Audit:     decisions,
@@ -337,12 +337,24 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
-	})
+	}
+	token := exchange.NewHandler(tokenCfg)
+	// Introspection and revocation: the same credentials, the store's
+	// revocation list and single-use claims.
+	adminAudience := cfg.Admin.Audience
+	if adminAudience == "" {
+		adminAudience = strings.TrimSuffix(issuerURL, "/") + "/admin"
+	}
+	lifecycle := exchange.LifecycleConfig{AdminAudience: adminAudience, AdminScope: admin.Scope, Revocations: st, SingleUse: st, MaxTTL: cfg.Tokens.MaxTTL}
+	for _, c := range cfg.Introspection.Callers {
+		lifecycle.Callers = append(lifecycle.Callers, exchange.IntrospectionCaller(c))
+	}
 	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients())}),
 		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,
-		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions})
+		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions,
+		introspect: exchange.NewIntrospectionHandler(tokenCfg, lifecycle), revoke: exchange.NewRevocationHandler(tokenCfg, lifecycle)})
 	if err != nil {
 		return nil, err
 	}
