@@ -7,6 +7,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,11 @@ type Config struct {
 	Source trustmaps.Source
 	// Consents is the per-client consent registry.
 	Consents consent.Store
+	// Revocations is the access-token revocation list (POST
+	// /admin/v1/revocations); nil: not served. RevokeFor is how long a
+	// revocation is kept: the longest token lifetime (0: 60m).
+	Revocations Revoker
+	RevokeFor   time.Duration
 	// Metrics serves the metrics scrape (Prometheus text format) at
 	// GET /admin/v1/metrics; nil serves none.
 	Metrics http.Handler
@@ -68,6 +74,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("DELETE /admin/v1/consents/{id}", a.revokeConsent)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /admin/v1/metrics", cfg.Metrics)
+	}
+	if cfg.Revocations != nil {
+		mux.HandleFunc("POST /admin/v1/revocations", a.revokeTokens)
 	}
 	if cfg.Providers != nil {
 		documentAPI{a, cfg.Providers, "provider"}.mount(mux, "providers")
@@ -139,6 +148,8 @@ func operation(pattern string) string {
 		return "consent.revoke"
 	case "GET /admin/v1/metrics":
 		return "metrics.scrape"
+	case "POST /admin/v1/revocations":
+		return "token.revoke"
 	}
 	for kind, singular := range map[string]string{"providers": "provider", "clients": "client"} {
 		switch pattern {
@@ -433,6 +444,63 @@ func (a *api) revokeConsent(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// Revoker records revocations of access tokens (exchange.Revocations).
+type Revoker interface {
+	Revoke(ctx context.Context, kind, value string, at, until time.Time) error
+}
+
+// Revocation is a revocation request: exactly one of its fields.
+type Revocation struct {
+	JTI     string `json:"jti,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	Client  string `json:"client,omitempty"`
+}
+
+// Kind and value of the one field set, or an error naming the problem.
+func (r Revocation) Kind() (kind, value string, err error) {
+	set := 0
+	for k, v := range map[string]string{"jti": r.JTI, "subject": r.Subject, "client": r.Client} {
+		if v != "" {
+			set++
+			kind, value = k, v
+		}
+	}
+	if set != 1 {
+		return "", "", errors.New("exactly one of jti, subject (a token's sub) and client (a client_id)")
+	}
+	return kind, value, nil
+}
+
+// revokeTokens adds to the revocation list: one token by jti, or every
+// token of a subject or a client issued until now. Every replica refuses
+// them from its next check (introspection, or a resource server that
+// checks).
+func (a *api) revokeTokens(w http.ResponseWriter, r *http.Request) {
+	var rev Revocation
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rev); err != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON revocation: "+err.Error())
+		return
+	}
+	kind, value, err := rev.Kind()
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String(AttrTarget, kind+":"+value))
+	forHow := a.cfg.RevokeFor
+	if forHow == 0 {
+		forHow = time.Hour
+	}
+	now := a.cfg.Clock()
+	if err := a.cfg.Revocations.Revoke(r.Context(), kind, value, now, now.Add(forHow)); err != nil {
+		a.internal(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // internal answers 500 without internals; the error goes to the log.

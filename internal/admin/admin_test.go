@@ -40,6 +40,7 @@ type env struct {
 	policy *trustmaps.Policy
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
+	st     *store.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -66,7 +67,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{iss: is, policy: policy}
+	e := &env{iss: is, policy: policy, st: st}
 	e.caKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin CA"}, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
@@ -75,7 +76,7 @@ func newEnv(t *testing.T) *env {
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca)
 	h := admin.Handler(admin.Config{
-		Repo: st, Policy: policy, Source: src, Consents: st,
+		Repo: st, Policy: policy, Source: src, Consents: st, Revocations: st,
 		Auth: admin.AnyOf{
 			admin.TokenAuth{Verifier: is, Audience: iss + "/admin"},
 			admin.CertAuth{Roots: roots, Names: []string{"spiffe://example.org/ops/terraform"}},
@@ -329,5 +330,39 @@ func TestConsents(t *testing.T) {
 	}
 	if status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/consents"}); status != 401 {
 		t.Fatalf("consents without a token = %d", status)
+	}
+}
+
+// TestRevocations: administrators revoke one token, or every token of a
+// subject or a client issued until now; the store's list says so.
+func TestRevocations(t *testing.T) {
+	e := newEnv(t)
+	auth := map[string]string{"Authorization": "Bearer " + e.token(t, iss+"/admin", admin.Scope)}
+	for _, tc := range []struct {
+		body   string
+		status int
+	}{
+		{`{"jti":"j-1"}`, 204},
+		{`{"subject":"workload:ci/agent"}`, 204},
+		{`{"client":"evil-app"}`, 204},
+		{`{"jti":"j-2","client":"x"}`, 400},
+		{`{}`, 400},
+		{`{"kid":"x"}`, 400},
+	} {
+		if status, _, body := e.do(t, call{method: "POST", path: "/admin/v1/revocations", header: auth, body: tc.body}); status != tc.status {
+			t.Errorf("%s: %d %v, want %d", tc.body, status, body, tc.status)
+		}
+	}
+	if status, _, _ := e.do(t, call{method: "POST", path: "/admin/v1/revocations", body: `{"jti":"j-3"}`}); status != 401 {
+		t.Fatalf("unauthenticated: %d", status)
+	}
+	issued := time.Now().Add(-time.Minute)
+	for _, tc := range []struct {
+		jti, sub, client string
+		want             bool
+	}{{"j-1", "x", "y", true}, {"j-9", "workload:ci/agent", "y", true}, {"j-9", "x", "evil-app", true}, {"j-3", "x", "y", false}} {
+		if got, err := e.st.Revoked(context.Background(), tc.jti, tc.sub, tc.client, issued); err != nil || got != tc.want {
+			t.Errorf("%+v: %v %v", tc, got, err)
+		}
 	}
 }
