@@ -84,6 +84,9 @@ type Config struct {
 	// DPoP accepts DPoP-bound tokens; nil: bearer and certificate-bound
 	// tokens only (a DPoP-bound one is refused).
 	DPoP *DPoP
+	// Introspection checks every token with the broker (revocation,
+	// single use); nil: off.
+	Introspection *Introspection
 
 	// Delegator performs Delegate; nil means this server cannot delegate.
 	Delegator Delegator
@@ -109,6 +112,7 @@ type Server struct {
 	cache      *lru.Cache[[32]byte, verified] // nil when disabled
 	tools      []tool                         // Config.ToolScopes
 	proofs     *dpop.Verifier                 // nil without Config.DPoP
+	introspect *introspector                  // nil without Config.Introspection
 	proofAlgs  []string
 }
 
@@ -209,6 +213,12 @@ func New(cfg Config) (*Server, error) {
 			replay = newMemoryReplay(d.ProofCacheSize, cfg.Clock)
 		}
 		s.proofs, s.proofAlgs = &dpop.Verifier{Replay: replay, Nonces: d.Nonces, Clock: cfg.Clock}, dpop.Algorithms
+	}
+	if in := cfg.Introspection; in != nil {
+		if u, err := url.Parse(in.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("resource: Config.Introspection.URL: %q is not an https URL", in.URL)
+		}
+		s.introspect = newIntrospector(*in, cfg.Transport, cfg.Clock)
 	}
 	s.metadata = s.buildMetadata()
 	for name, scopes := range cfg.ToolScopes {

@@ -107,11 +107,23 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		if terr == nil {
 			claims, terr = s.bind(r, scheme, raw, claims, cnf)
 		}
+		if terr == nil && s.introspect != nil {
+			switch active, err := s.introspect.active(r.Context(), raw, claims, claims.SingleUse); {
+			case err != nil:
+				terr = &tokenError{description: "the token cannot be checked now", unavailable: true, err: err}
+			case !active:
+				terr = refuse("the token is no longer active (revoked, or a single-use token used before)", nil)
+			}
+		}
 		if terr != nil {
 			s.cfg.Log.Info("access token refused", "reason", terr.description, "detail", terr.err)
 			if terr.unavailable {
 				w.Header().Set("Retry-After", "5")
-				s.reject(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server's keys cannot be loaded now")
+				desc := "the authorization server's keys cannot be loaded now"
+				if errors.Is(terr.err, errIntrospection) {
+					desc = "the authorization server cannot be asked about the token now"
+				}
+				s.reject(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc)
 				return
 			}
 			if terr.dpop != "" {

@@ -38,6 +38,9 @@ type Claims struct {
 	// DPoPKey is the jkt of the DPoP key the token is bound to (and the
 	// request proved), "" for a token not DPoP-bound.
 	DPoPKey string
+	// SingleUse: the token is valid for one use (claim single_use);
+	// Config.Introspection enforces it.
+	SingleUse bool
 }
 
 // Actor is one link of an act chain.
@@ -77,10 +80,11 @@ func refuse(description string, err error) *tokenError {
 
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	ClientID string         `json:"client_id"`
-	Scope    string         `json:"scope"`
-	Act      *Actor         `json:"act"`
-	Cnf      map[string]any `json:"cnf"`
+	ClientID  string         `json:"client_id"`
+	Scope     string         `json:"scope"`
+	Act       *Actor         `json:"act"`
+	Cnf       map[string]any `json:"cnf"`
+	SingleUse bool           `json:"single_use"`
 }
 
 // maxTokenBytes bounds the work a token may cause before its signature is
@@ -189,7 +193,7 @@ func (s *Server) verify(ctx context.Context, raw string) (Claims, map[string]any
 		return Claims{}, nil, refuse("the token lacks "+strings.Join(missing, ", "), nil)
 	}
 	out := Claims{Subject: c.Subject, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope), Actor: c.Act, ID: c.ID,
-		IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time}
+		IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time, SingleUse: c.SingleUse}
 	if c.Act != nil && c.Act.Subject == "" {
 		return Claims{}, nil, refuse("the token's act has no sub", nil)
 	}
