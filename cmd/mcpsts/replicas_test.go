@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/dpop"
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/store/storetest"
+	"github.com/mcpsts/mcpsts/issuer"
+)
+
+// TestReplicasOnPostgres: two mcpsts serve processes on one PostgreSQL
+// database, one issuer: a revocation at one is refused by the other's
+// introspection, a single-use token used at one is inactive at the other,
+// a DPoP nonce of one is valid at the other, and a DPoP proof used at one
+// is refused by the other.
+func TestReplicasOnPostgres(t *testing.T) {
+	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
+	if admin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MCPSTS_TEST_POSTGRES is not set under CI")
+		}
+		t.Skip("MCPSTS_TEST_POSTGRES not set: no PostgreSQL for the replicas")
+	}
+	pg := storetest.NewPostgresDatabase(t, admin)
+	idp := federationtest.NewIssuer(t)
+	dir := t.TempDir()
+	idpCA := filepath.Join(dir, "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	kekText, _ := issuer.GenerateKEK()
+	kek := filepath.Join(dir, "kek")
+	os.WriteFile(kek, []byte(kekText), 0o600)
+	maps := filepath.Join(dir, "maps")
+	os.Mkdir(maps, 0o700)
+	const files = "https://files.example.com/mcp"
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
+match: {provider: ci, subject: agent}
+grant: {client_id: agent, audiences: ["`+files+`"], scopes: [files:read]}
+---
+id: once
+match: {provider: ci, subject: once}
+grant: {client_id: once, audiences: ["`+files+`"], single_use: true}
+`), 0o600)
+	cert, key, ca := productionFiles(t)
+	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
+	lnB, _ := net.Listen("tcp", "127.0.0.1:0")
+	issuerURL := "https://" + lnA.Addr().String()
+	replica := func(ln net.Listener) string {
+		e := testEnv(nil)
+		e.listener = handOver(ln.Addr().String(), ln)
+		file := writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+store: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+keys: {kek_file: %s}
+trust_maps: {paths: [%s]}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+introspection:
+  callers: [{provider: ci, subject: files-server, audiences: ["%s"]}]
+dpop: {require_nonce: true}
+`, issuerURL, ln.Addr(), pg, t.TempDir(), cert, key, kek, maps, idp.URL, idpCA, files))
+		startServe(t, e, "--config", file)
+		return "https://" + ln.Addr().String()
+	}
+	a := replica(lnA)
+	b := replica(lnB)
+	c := clientTrusting(t, ca)
+	jwt := func(sub string) string {
+		n := time.Now().Unix()
+		return idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": issuerURL, "iat": n, "exp": n + 300, "jti": sub + fmt.Sprint(time.Now().UnixNano())}, nil)
+	}
+	post := func(base, path string, form url.Values, header ...string) (int, http.Header, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, resp.Header, body
+	}
+	exchangeAt := func(base, sub string, header ...string) (int, http.Header, map[string]any) {
+		return post(base, "/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {jwt(sub)},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {files}}, header...)
+	}
+	asCaller := func(sub, token string) url.Values {
+		return url.Values{"token": {token}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {jwt(sub)}}
+	}
+	active := func(base, token string) any {
+		_, _, body := post(base, "/introspect", asCaller("files-server", token))
+		return body["active"]
+	}
+
+	// Revocation at A, seen at B.
+	status, _, body := exchangeAt(a, "agent")
+	if status != 200 {
+		t.Fatalf("token at A: %d %v", status, body)
+	}
+	tok := body["access_token"].(string)
+	if got := active(b, tok); got != true {
+		t.Fatalf("B before revocation: %v", got)
+	}
+	if status, _, body := post(a, "/revoke", asCaller("agent", tok)); status != 200 {
+		t.Fatalf("revoke at A: %d %v", status, body)
+	}
+	if got := active(b, tok); got != false {
+		t.Fatalf("B after A's revocation: %v", got)
+	}
+
+	// A single-use token used at A is spent at B.
+	_, _, body = exchangeAt(b, "once")
+	once := body["access_token"].(string)
+	if got := active(a, once); got != true {
+		t.Fatalf("single use, first at A: %v", got)
+	}
+	if got := active(b, once); got != false {
+		t.Fatalf("single use, again at B: %v", got)
+	}
+
+	// DPoP: A's nonce is good at B; a proof used at B is refused by A.
+	k, _ := dpop.GenerateKey()
+	s, _ := dpop.NewSigner(k, nil)
+	p0, _ := s.Proof("POST", issuerURL+"/token", "", "")
+	status, h, body := exchangeAt(a, "agent", "DPoP", p0)
+	if status != 400 || body["error"] != "use_dpop_nonce" || h.Get("DPoP-Nonce") == "" {
+		t.Fatalf("no nonce at A: %d %v", status, body)
+	}
+	p1, _ := s.Proof("POST", issuerURL+"/token", "", h.Get("DPoP-Nonce"))
+	status, _, body = exchangeAt(b, "agent", "DPoP", p1)
+	if status != 200 || body["token_type"] != "DPoP" {
+		t.Fatalf("A's nonce at B: %d %v", status, body)
+	}
+	part := strings.Split(body["access_token"].(string), ".")[1]
+	claims, _ := base64.RawURLEncoding.DecodeString(part)
+	if !strings.Contains(string(claims), `"jkt":"`+s.JKT()+`"`) {
+		t.Fatalf("cnf: %s", claims)
+	}
+	if status, _, body := exchangeAt(a, "agent", "DPoP", p1); status != 400 || body["error"] != "invalid_dpop_proof" {
+		t.Fatalf("B's proof again at A: %d %v", status, body)
+	}
+}
