@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/mcpsts/mcpsts/attest"
 )
@@ -67,6 +70,9 @@ type Verifier struct {
 	// Nonces, when set, makes every proof carry a valid nonce.
 	Nonces Nonces
 	Clock  func() time.Time
+
+	once    sync.Once
+	headers *lru.Cache[string, header] // parsed protected headers
 }
 
 // Check is what a proof must match: this request, and for a resource
@@ -114,37 +120,19 @@ func (v *Verifier) Verify(ctx context.Context, headers []string, c Check) (Proof
 	if len(raw) > MaxProofBytes {
 		return Proof{}, invalid("the proof is larger than %d bytes", MaxProofBytes)
 	}
-	algs := v.Algorithms
-	if algs == nil {
-		algs = Algorithms
-	}
-	allowed := make([]jose.SignatureAlgorithm, len(algs))
-	for i, a := range algs {
-		allowed[i] = jose.SignatureAlgorithm(a)
-	}
-	jws, err := jose.ParseSigned(raw, allowed)
+	h, err := v.header(raw)
 	if err != nil {
-		return Proof{}, invalid("not a JWS with an allowed algorithm (%s)", strings.Join(algs, ", "))
+		return Proof{}, err
 	}
-	if len(jws.Signatures) != 1 {
-		return Proof{}, invalid("want one signature")
-	}
-	h := jws.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != Type {
-		return Proof{}, invalid("typ must be %s", Type)
-	}
-	jwk := h.JSONWebKey
-	switch {
-	case jwk == nil:
-		return Proof{}, invalid("no jwk in the header")
-	case !jwk.IsPublic():
-		return Proof{}, invalid("the jwk holds a private or symmetric key")
-	case !jwk.Valid():
-		return Proof{}, invalid("the jwk is not a valid key")
-	}
-	payload, err := jws.Verify(jwk)
-	if err != nil {
+	input, sig, _ := cutLast(raw)
+	sigBytes, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || h.method.Verify(input, sigBytes, h.key) != nil {
 		return Proof{}, invalid("the signature does not verify with the jwk")
+	}
+	_, payloadSeg, _ := strings.Cut(input, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(payloadSeg)
+	if err != nil {
+		return Proof{}, invalid("the payload is not base64url")
 	}
 	var cl claims
 	if err := json.Unmarshal(payload, &cl); err != nil {
@@ -187,10 +175,7 @@ func (v *Verifier) Verify(ctx context.Context, headers []string, c Check) (Proof
 			return Proof{}, invalid("ath is not the hash of the access token")
 		}
 	}
-	jkt, err := Thumbprint(jwk)
-	if err != nil {
-		return Proof{}, invalid("the jwk has no thumbprint")
-	}
+	jkt := h.jkt
 	if c.JKT != "" && subtle.ConstantTimeCompare([]byte(jkt), []byte(c.JKT)) != 1 {
 		return Proof{}, invalid("the proof's key is not the one the token is bound to")
 	}
@@ -204,6 +189,80 @@ func (v *Verifier) Verify(ctx context.Context, headers []string, c Check) (Proof
 		}
 	}
 	return Proof{JKT: jkt, JTI: cl.JTI, IssuedAt: iat}, nil
+}
+
+// header is what a proof's protected header says, checked: its signing
+// method, public key and the key's thumbprint.
+type header struct {
+	method jwt.SigningMethod
+	key    any
+	jkt    string
+}
+
+// headerCacheSize bounds the parsed headers kept: a client's proofs all
+// carry the same header (typ, alg, jwk), so it is parsed once per key.
+const headerCacheSize = 4096
+
+// header parses and checks the protected header of raw (typ, an allowed
+// asymmetric alg, a public jwk), from the cache when this exact header was
+// seen before.
+func (v *Verifier) header(raw string) (header, error) {
+	seg, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return header{}, invalid("not a JWS")
+	}
+	v.once.Do(func() { v.headers, _ = lru.New[string, header](headerCacheSize) })
+	if h, ok := v.headers.Get(seg); ok {
+		return h, nil
+	}
+	algs := v.Algorithms
+	if algs == nil {
+		algs = Algorithms
+	}
+	allowed := make([]jose.SignatureAlgorithm, len(algs))
+	for i, a := range algs {
+		allowed[i] = jose.SignatureAlgorithm(a)
+	}
+	jws, err := jose.ParseSigned(raw, allowed)
+	if err != nil {
+		return header{}, invalid("not a JWS with an allowed algorithm (%s)", strings.Join(algs, ", "))
+	}
+	if len(jws.Signatures) != 1 {
+		return header{}, invalid("want one signature")
+	}
+	p := jws.Signatures[0].Protected
+	if typ, _ := p.ExtraHeaders[jose.HeaderType].(string); typ != Type {
+		return header{}, invalid("typ must be %s", Type)
+	}
+	jwk := p.JSONWebKey
+	switch {
+	case jwk == nil:
+		return header{}, invalid("no jwk in the header")
+	case !jwk.IsPublic():
+		return header{}, invalid("the jwk holds a private or symmetric key")
+	case !jwk.Valid():
+		return header{}, invalid("the jwk is not a valid key")
+	}
+	method := jwt.GetSigningMethod(p.Algorithm)
+	if method == nil {
+		return header{}, invalid("alg %s is not supported", p.Algorithm)
+	}
+	jkt, err := Thumbprint(jwk)
+	if err != nil {
+		return header{}, invalid("the jwk has no thumbprint")
+	}
+	h := header{method: method, key: jwk.Key, jkt: jkt}
+	v.headers.Add(seg, h)
+	return h, nil
+}
+
+// cutLast splits a compact JWS into its signing input and signature.
+func cutLast(raw string) (input, sig string, ok bool) {
+	i := strings.LastIndexByte(raw, '.')
+	if i < 0 {
+		return "", "", false
+	}
+	return raw[:i], raw[i+1:], true
 }
 
 // Thumbprint is the base64url RFC 7638 SHA-256 thumbprint of a key.

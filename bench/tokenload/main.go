@@ -35,6 +35,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpsts/mcpsts/dpop"
 )
 
 func main() {
@@ -146,6 +148,29 @@ func drive(duration time.Duration, workers, maxRequests int, rounds *int) error 
 		fmt.Printf("audit on/off, %s, median of %d alternating rounds: throughput %.2f; server CPU per request %s on, %s off: %.2f (target >= 0.90)\n",
 			c.name, *rounds, tput, on.Round(100*time.Nanosecond), off.Round(100*time.Nanosecond), cpu)
 	}
+	// DPoP: the full endpoint with and without a proof, alternating.
+	key, _ := dpop.GenerateKey()
+	signer, _ := dpop.NewSigner(key, nil)
+	var ratios, cpuRatios []float64
+	var ons, offs []time.Duration
+	for range *rounds {
+		c0 := serverCPU(srv.Process.Pid)
+		on := loadWith(client, "https://"+addr+"/token-dpop", tokens, workers, duration/5, maxRequests, 0, true, signer)
+		c1 := serverCPU(srv.Process.Pid)
+		off := load(client, "https://"+addr+"/token", tokens, workers, duration/5, maxRequests, 0, true)
+		c2 := serverCPU(srv.Process.Pid)
+		if on.errs > 0 {
+			return fmt.Errorf("DPoP run: %d errors", on.errs)
+		}
+		ratios = append(ratios, on.throughput/off.throughput)
+		if on.n > 0 && off.n > 0 && c0 > 0 {
+			perOn, perOff := (c1-c0)/time.Duration(on.n), (c2-c1)/time.Duration(off.n)
+			ons, offs = append(ons, perOn), append(offs, perOff)
+			cpuRatios = append(cpuRatios, float64(perOff)/float64(perOn))
+		}
+	}
+	fmt.Printf("DPoP/bearer, distinct tokens, median of %d alternating rounds: throughput %.2f; server CPU per request %s with DPoP, %s without: %.2f (target >= 0.75)\n",
+		*rounds, median(ratios), median(ons).Round(100*time.Nanosecond), median(offs).Round(100*time.Nanosecond), median(cpuRatios))
 	return nil
 }
 
@@ -206,6 +231,12 @@ func (r result) String() string {
 // load sends token exchanges from workers for at most d and at most max
 // requests, paced at rate per second when rate > 0.
 func load(c *http.Client, target string, tokens *tokenPool, workers int, d time.Duration, max int, rate float64, distinct bool) result {
+	return loadWith(c, target, tokens, workers, d, max, rate, distinct, nil)
+}
+
+// loadWith is load with a DPoP proof from signer on every request (nil:
+// none).
+func loadWith(c *http.Client, target string, tokens *tokenPool, workers int, d time.Duration, max int, rate float64, distinct bool, signer *dpop.Signer) result {
 	var next atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -236,11 +267,17 @@ func load(c *http.Client, target string, tokens *tokenPool, workers int, d time.
 				if distinct {
 					tok = tokens.next()
 				}
-				t0 := time.Now()
-				resp, err := c.PostForm(target, url.Values{
+				req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(url.Values{
 					"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {tok},
 					"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://mcp.example.com/mcp"},
-				})
+				}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				if signer != nil {
+					proof, _ := signer.Proof(http.MethodPost, DPoPTokenURL, "", "")
+					req.Header.Set("DPoP", proof)
+				}
+				t0 := time.Now()
+				resp, err := c.Do(req)
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/oidc"
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
@@ -117,6 +119,11 @@ func runServer() {
 	}
 	mux.Handle("/token", endpoint(exchange.Config{Tracer: tracer, Audit: audit, Meter: meters.Meter("mcpsts")}))
 	mux.Handle("/token-noaudit", endpoint(exchange.Config{})) // no spans, no audit log, no metrics
+	// The full endpoint with a DPoP proof on every request: one more ES256
+	// verification and a replay-cache write (in memory here, as the
+	// replay cache is off for subject tokens).
+	mux.Handle("/token-dpop", endpoint(exchange.Config{Tracer: tracer, Audit: audit, Meter: meters.Meter("mcpsts"),
+		TokenURL: DPoPTokenURL, DPoP: &dpop.Verifier{Replay: &memoryReplay{seen: map[string]time.Time{}}}}))
 	mux.Handle("/baseline", baseline(prov, iss))
 
 	pki, err := devpki.Ensure(dir, time.Now())
@@ -138,6 +145,25 @@ func runServer() {
 	if err := srv.Serve(ctx, h); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// DPoPTokenURL is the htu of the load's DPoP proofs.
+const DPoPTokenURL = "https://sts.example.com/token-dpop"
+
+// memoryReplay is a replay cache in memory, bounded by the run's requests.
+type memoryReplay struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (m *memoryReplay) Claim(_ context.Context, key string, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.seen[key]; ok {
+		return attest.ErrReplayed
+	}
+	m.seen[key] = until
+	return nil
 }
 
 // baseline verifies the subject token with the issuer's key and signs a
