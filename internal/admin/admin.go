@@ -170,7 +170,7 @@ func operation(pattern string) string {
 func IsChange(op string) bool {
 	switch op {
 	case "trust_map.put", "trust_map.delete", "consent.grant", "consent.revoke",
-		"provider.put", "provider.delete", "client.put", "client.delete":
+		"provider.put", "provider.delete", "client.put", "client.delete", "token.revoke":
 		return true
 	}
 	return false
