@@ -238,7 +238,7 @@ func (v *Verifier) header(raw string) (header, error) {
 	switch {
 	case jwk == nil:
 		return header{}, invalid("no jwk in the header")
-	case !jwk.IsPublic():
+	case !jwk.IsPublic(): // go-jose refuses an embedded private key already
 		return header{}, invalid("the jwk holds a private or symmetric key")
 	case !jwk.Valid():
 		return header{}, invalid("the jwk is not a valid key")

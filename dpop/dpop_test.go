@@ -221,3 +221,26 @@ func TestNonces(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerify: whatever a DPoP header holds, Verify refuses it with
+// ErrInvalidProof or ErrUseNonce (never a panic), unless it is a proof
+// whose signature verifies with its own public jwk.
+func FuzzVerify(f *testing.F) {
+	key, _ := dpop.GenerateKey()
+	s, _ := dpop.NewSigner(key, func() time.Time { return now })
+	good, _ := s.Proof("POST", tokenURL, "", "")
+	f.Add(good)
+	f.Add(craft(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": publicJWK(key)}, map[string]any{"jti": "x"}, nil))
+	f.Add(craft(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": privateJWK(key)}, map[string]any{"jti": "x", "htm": "POST", "htu": tokenURL, "iat": now.Unix()}, key))
+	f.Add("e30.e30.")
+	f.Fuzz(func(t *testing.T, proof string) {
+		v := &dpop.Verifier{Clock: func() time.Time { return now }}
+		p, err := v.Verify(context.Background(), []string{proof}, dpop.Check{Method: "POST", URL: tokenURL})
+		switch {
+		case err != nil && !errors.Is(err, dpop.ErrInvalidProof) && !errors.Is(err, dpop.ErrUseNonce):
+			t.Fatalf("unexpected error kind: %v", err)
+		case err == nil && (len(p.JKT) != 43 || p.JTI == ""):
+			t.Fatalf("accepted %q as %+v", proof, p)
+		}
+	})
+}

@@ -184,7 +184,7 @@ func TestRevocation(t *testing.T) {
 func TestSingleUse(t *testing.T) {
 	l := newLifecycleEnv(t)
 	tok := l.accessToken(t, singleSub)
-	var active atomic.Int32
+	var active, inactive atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Add(1)
@@ -200,17 +200,22 @@ func TestSingleUse(t *testing.T) {
 			defer resp.Body.Close()
 			var body map[string]any
 			json.NewDecoder(resp.Body).Decode(&body)
-			if body["active"] == true {
+			switch {
+			case resp.StatusCode == 200 && body["active"] == true:
 				if body["single_use"] != true {
 					t.Errorf("no single_use in %v", body)
 				}
 				active.Add(1)
+			case resp.StatusCode == 200 && body["active"] == false:
+				inactive.Add(1)
+			default:
+				t.Errorf("%d %v", resp.StatusCode, body)
 			}
 		}()
 	}
 	wg.Wait()
-	if active.Load() != 1 {
-		t.Fatalf("%d of 20 introspections active, want 1", active.Load())
+	if active.Load() != 1 || inactive.Load() != 19 {
+		t.Fatalf("%d of 20 introspections active and %d inactive, want 1 and 19", active.Load(), inactive.Load())
 	}
 }
 

@@ -77,6 +77,23 @@ var mutants = []mutant{
 	{"login: the ID token's nonce not compared", "exchange/authorize/login.go",
 		`if n, _ := id.Attributes["nonce"].(string); n == "" || n != f.Nonce {`, `if n, _ := id.Attributes["nonce"].(string); false && n != f.Nonce {`, "./internal/server"},
 	{"trustmaps: the request's client ignored", "trustmaps/engine.go", `if r.ClientID != "" && clientID != r.ClientID {`, "if false {", "./trustmaps"},
+	// Proof of possession and the token lifecycle.
+	{"dpop: htu not compared", "dpop/dpop.go", "case !sameURI(cl.HTU, c.URL):", "case false:", "./dpop"},
+	{"dpop: proofs replayable", "dpop/dpop.go", `case errors.Is(err, attest.ErrReplayed):
+			return Proof{}, invalid("the proof was used before (jti)")`, `case false:
+			return Proof{}, invalid("the proof was used before (jti)")`, "./dpop"},
+	{"dpop: ath not compared", "dpop/dpop.go", "if c.AccessToken != \"\" {", "if false {", "./dpop"},
+	{"dpop: any key for cnf.jkt", "dpop/dpop.go", `if c.JKT != "" && subtle.ConstantTimeCompare([]byte(jkt), []byte(c.JKT)) != 1 {`, "if false {", "./dpop"},
+	{"resource: a DPoP-bound token as Bearer", "resource/verify.go", "case dpopBound && scheme != dpop.Scheme:", "case false:", "./resource"},
+	{"exchange: a bound refresh token without its key", "exchange/dpop.go", "if p, ok := proofOf(ctx); !ok || p.JKT != jkt {", "if p, ok := proofOf(ctx); false && (!ok || p.JKT != jkt) {", "./exchange"},
+	{"exchange: introspection of another audience's token", "exchange/introspect.go", "if !admin && !slices.Contains(allowed, v.Audience) {", "if false {", "./exchange"},
+	{"exchange: revocation by another client", "exchange/revoke.go", "if !l.holds(ctx, r, caller, workload, f, v) {", "if false {", "./exchange"},
+	{"exchange: single-use tokens reusable", "exchange/introspect.go", `case errors.Is(err, attest.ErrReplayed):
+			return introspection{}, "single-use token used before", nil`, `case false:
+			return introspection{}, "single-use token used before", nil`, "./exchange"},
+	{"exchange: revoked tokens active", "exchange/introspect.go", `		case revoked:
+			return introspection{}, "revoked", nil`, `		case revoked && false:
+			return introspection{}, "revoked", nil`, "./exchange"},
 	{"auditlog: seq continuity not verified", "internal/auditlog/auditlog.go", "case s != seq+1:", "case false:", "./internal/auditlog"},
 	{"auditlog: a partial write left in the file", "internal/auditlog/auditlog.go",
 		"if terr := l.f.Truncate(size); terr != nil {", "if terr := error(nil); size < 0 && terr != nil {", "./internal/auditlog"},
