@@ -48,7 +48,7 @@ func (e *exitError) Unwrap() error { return e.err }
 type tokenFlags struct {
 	broker, audience, source, ca, out, envName string
 	scopes                                     []string
-	watch, json                                bool
+	watch, json, exec                          bool
 	poll                                       time.Duration
 	// --dev: the development identity of a serve --dev in data.
 	dev           bool
@@ -130,6 +130,7 @@ refused, 5 the broker is unreachable.`,
 	fl.StringVar(&f.out, "out", "", "write the token to `FILE`")
 	fl.BoolVar(&f.watch, "watch", false, "with --out: keep the file fresh until signalled")
 	fl.BoolVar(&f.json, "json", false, "print the whole token response as JSON")
+	fl.BoolVar(&f.exec, "exec", false, "run the command after -- with the token in its environment (see above)")
 	fl.StringVar(&f.envName, "env", "MCPSTS_TOKEN", "with --exec: the environment variable that holds the token")
 	fl.DurationVar(&f.poll, "poll", 5*time.Second, "how often a kept-fresh token is checked for renewal")
 	fl.MarkHidden("poll")
@@ -162,6 +163,8 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	switch {
 	case f.watch && f.out == "":
 		return &exitError{exitConfig, errors.New("--watch needs --out FILE")}
+	case f.exec && len(args) == 0:
+		return &exitError{exitConfig, errors.New("--exec needs the command after --: mcpsts token … --exec -- CMD ARGS…")}
 	case len(args) > 0 && (f.out != "" || f.json):
 		return &exitError{exitConfig, errors.New("--exec goes alone (it keeps its own token file)")}
 	}

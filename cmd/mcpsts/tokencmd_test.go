@@ -104,7 +104,7 @@ func TestTokenCommand(t *testing.T) {
 	if !errors.As(err, &ee) || ee.code != 7 {
 		t.Fatalf("--exec exit code: %v", err)
 	}
-	if _, _, err := run(t, testEnv(nil), append(base, "--", "sh", "-c", "exit 0")...); err != nil {
+	if _, _, err := run(t, testEnv(nil), append(base, "--exec", "--", "sh", "-c", "exit 0")...); err != nil {
 		t.Fatalf("--exec success: %v", err)
 	}
 
@@ -122,6 +122,7 @@ func TestTokenCommand(t *testing.T) {
 		{"other audience", []string{"token", "--broker", broker, "--ca", ca, "--audience", "https://other.example.com/mcp", "--source", "file:" + tokenFile}, exitDenied, "exchange failed: invalid_target"},
 		{"unreachable", []string{"token", "--broker", "https://127.0.0.1:1", "--audience", "https://mcp.example.com/mcp", "--source", "file:" + tokenFile}, exitUnreachable, "discovery failed"},
 		{"watch without out", append(append([]string{}, base...), "--watch"), exitConfig, "--watch needs --out"},
+		{"exec without a command", append(append([]string{}, base...), "--exec"), exitConfig, "--exec needs the command after --"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
