@@ -38,7 +38,7 @@ func (t *tokenEndpoint) attestActor(ctx context.Context, r *http.Request, f form
 	if actor.Kind == oidc.UserKind {
 		return attest.Identity{}, fail(http.StatusBadRequest, errInvalidRequest, "the actor must be a workload, not a user")
 	}
-	if ok, wait := t.perIdentity.allow(actor.Provider + "\x00" + actor.Subject); !ok {
+	if ok, wait := t.perIdentity.allow(ctx, actor.Provider+"\x00"+actor.Subject); !ok {
 		return attest.Identity{}, limited("identity", wait)
 	}
 	return actor, nil

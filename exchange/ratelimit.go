@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -12,6 +13,37 @@ import (
 type RateLimit struct {
 	Rate  float64
 	Burst int
+}
+
+// SharedLimits keeps token buckets that replicas share (in their store):
+// Take takes a token from key's bucket (rate per second, burst), or says
+// how long until one is there.
+type SharedLimits interface {
+	Take(ctx context.Context, key string, rate float64, burst int, now time.Time) (ok bool, wait time.Duration, err error)
+}
+
+// limiter is a per-key limit: shared by the replicas when shared is set
+// (falling back to this process's buckets when the store cannot answer),
+// this process's own otherwise.
+type limiter struct {
+	local  *keyedLimiter
+	shared SharedLimits
+	name   string // the bucket's prefix: identity, client
+	onFail func(error)
+}
+
+func (l *limiter) allow(ctx context.Context, key string) (bool, time.Duration) {
+	if l.local == nil || l.local.limit.Rate <= 0 {
+		return true, 0
+	}
+	if l.shared != nil {
+		ok, wait, err := l.shared.Take(ctx, l.name+"\x00"+key, l.local.limit.Rate, l.local.limit.Burst, l.local.now())
+		if err == nil {
+			return ok, wait
+		}
+		l.onFail(err)
+	}
+	return l.local.allow(key)
 }
 
 // keyedLimiter keeps one token bucket per key (an identity, a client). It

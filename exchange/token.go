@@ -98,6 +98,12 @@ type Config struct {
 	// no one address can make the endpoint verify credentials, or write
 	// audit records of any size, as fast as it can send.
 	PerIdentity, PerClient, PerSource RateLimit
+	// SharedLimits, when set, keeps the per-identity and per-client
+	// buckets in the store the replicas share, so that N replicas allow
+	// the rate once, not N times (the per-source limit stays each
+	// process's: it comes before anything is read). When the store cannot
+	// answer, each process's own buckets apply.
+	SharedLimits SharedLimits
 	// Tracer records each request's server span, which carries the
 	// decision, and a child span per step (attest, decide, consent.check,
 	// inspect, mint, and the federation.fetch and replay.claim under
@@ -153,7 +159,12 @@ func NewHandler(cfg Config) http.Handler {
 		cfg.Decider = registeredClients{cfg.Decider, cfg.Clients}
 	}
 	cfg = traced(cfg)
-	t := &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perIdentity: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), perClient: newKeyedLimiter(cfg.PerClient, cfg.Clock), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
+	t := &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
+	sharedFailed := func(err error) {
+		cfg.Log.Warn("shared rate limits unavailable: this process's own apply", "error", err)
+	}
+	t.perIdentity = &limiter{local: newKeyedLimiter(cfg.PerIdentity, cfg.Clock), shared: cfg.SharedLimits, name: "identity", onFail: sharedFailed}
+	t.perClient = &limiter{local: newKeyedLimiter(cfg.PerClient, cfg.Clock), shared: cfg.SharedLimits, name: "client", onFail: sharedFailed}
 	t.grants = map[string]grant{
 		GrantTokenExchange: tokenExchangeGrant{t},
 		GrantJWTBearer:     jwtBearerGrant{t},
@@ -167,10 +178,11 @@ func NewHandler(cfg Config) http.Handler {
 }
 
 type tokenEndpoint struct {
-	cfg                               Config
-	metrics                           instruments
-	perIdentity, perClient, perSource *keyedLimiter
-	grants                            map[string]grant // by grant_type
+	cfg                    Config
+	metrics                instruments
+	perIdentity, perClient *limiter
+	perSource              *keyedLimiter
+	grants                 map[string]grant // by grant_type
 }
 
 // limited is the 429 answer of a rate limit.
@@ -422,7 +434,7 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 		Audience: target, Scopes: scopes, GrantType: grantType,
 		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
 	}
-	if ok, wait := t.perIdentity.allow(id.Provider + "\x00" + id.Subject); !ok {
+	if ok, wait := t.perIdentity.allow(ctx, id.Provider+"\x00"+id.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
 	d, err := t.cfg.Decider.Decide(ctx, id, req)
@@ -433,7 +445,7 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	if oerr := sentClient(ctx, f, d); oerr != nil {
 		return nil, oerr
 	}
-	if ok, wait := t.perClient.allow(d.ClientID); !ok {
+	if ok, wait := t.perClient.allow(ctx, d.ClientID); !ok {
 		return nil, limited("client", wait)
 	}
 	g := issuer.Grant{

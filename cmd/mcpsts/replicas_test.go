@@ -22,8 +22,8 @@ import (
 // TestReplicasOnPostgres: two mcpsts serve processes on one PostgreSQL
 // database, one issuer: a revocation at one is refused by the other's
 // introspection, a single-use token used at one is inactive at the other,
-// a DPoP nonce of one is valid at the other, and a DPoP proof used at one
-// is refused by the other.
+// a DPoP nonce of one is valid at the other, a DPoP proof used at one
+// is refused by the other, and a per-identity rate limit holds across both.
 func TestReplicasOnPostgres(t *testing.T) {
 	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
 	if admin == "" {
@@ -46,6 +46,10 @@ func TestReplicasOnPostgres(t *testing.T) {
 	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
 match: {provider: ci, subject: agent}
 grant: {client_id: agent, audiences: ["`+files+`"], scopes: [files:read]}
+---
+id: limited
+match: {provider: ci, subject: limited}
+grant: {client_id: limited, audiences: ["`+files+`"]}
 ---
 id: once
 match: {provider: ci, subject: once}
@@ -71,6 +75,7 @@ providers:
 introspection:
   callers: [{provider: ci, subject: files-server, audiences: ["%s"]}]
 dpop: {require_nonce: true}
+limits: {per_identity: {rate: 0.001, burst: 3}}
 `, issuerURL, ln.Addr(), pg, t.TempDir(), cert, key, kek, maps, idp.URL, idpCA, files))
 		startServe(t, e, "--config", file)
 		return "https://" + ln.Addr().String()
@@ -156,5 +161,17 @@ dpop: {require_nonce: true}
 	}
 	if status, _, body := exchangeAt(a, "agent", "DPoP", p1); status != 400 || body["error"] != "invalid_dpop_proof" {
 		t.Fatalf("B's proof again at A: %d %v", status, body)
+	}
+
+	// The per-identity limit (burst 3) holds across the replicas, not 3
+	// at each.
+	for i, at := range []string{a, b, a} {
+		if status, _, body := exchangeAt(at, "limited"); status != 200 {
+			t.Fatalf("limited identity, request %d: %d %v", i+1, status, body)
+		}
+	}
+	status, h, body = exchangeAt(b, "limited")
+	if status != 429 || body["error"] != "slow_down" || h.Get("Retry-After") == "" {
+		t.Fatalf("the 4th request, at the other replica: %d %v", status, body)
 	}
 }

@@ -230,6 +230,23 @@ type Limits struct {
 	PerClient   RateLimit `yaml:"per_client"`
 	// PerSource limits one source address, before a request is read.
 	PerSource RateLimit `yaml:"per_source"`
+	// Store says where the per-identity and per-client buckets live:
+	// "store" (shared by the replicas on the store), "memory" (each
+	// process its own), or "" (the store when it is PostgreSQL, memory
+	// with the embedded SQLite store: one process).
+	Store string `yaml:"store"`
+}
+
+// SharedLimits reports whether the per-identity and per-client limits are
+// kept in the store.
+func (c *Config) SharedLimits() bool {
+	switch c.Limits.Store {
+	case "store":
+		return true
+	case "memory":
+		return false
+	}
+	return strings.HasPrefix(c.StoreURL(), "postgres")
 }
 
 // RateLimit is a token bucket: Rate requests per second, Burst at once;

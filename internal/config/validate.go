@@ -186,6 +186,9 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			add(path+".burst", fmt.Sprintf("%d is out of range (1 to 1e6)", l.Burst))
 		}
 	}
+	if l := c.Limits.Store; l != "" && l != "memory" && l != "store" {
+		add("limits.store", fmt.Sprintf("%q is not memory or store", l))
+	}
 	for i, a := range c.Audiences {
 		if p := absoluteURIProblem(a); p != "" {
 			add(fmt.Sprintf("audiences[%d]", i), p)

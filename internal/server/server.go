@@ -338,6 +338,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
 	}
+	if cfg.SharedLimits() {
+		tokenCfg.SharedLimits = st
+	}
 	token := exchange.NewHandler(tokenCfg)
 	// Introspection and revocation: the same credentials, the store's
 	// revocation list and single-use claims.

@@ -11,7 +11,7 @@ import (
 func backends(t *testing.T) []storetest.Backend { return storetest.Backends(t) }
 
 // openTest opens a store on url with clock, closed when the test ends.
-func openTest(t *testing.T, rawURL string, now func() time.Time) *Store {
+func openTest(t testing.TB, rawURL string, now func() time.Time) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), rawURL, WithClock(now))
 	if err != nil {

@@ -70,6 +70,9 @@ func (s *Store) RunJanitor(ctx context.Context, every time.Duration, log *slog.L
 			return
 		case <-t.C:
 			n, err := s.SweepReplay(ctx)
+			if _, rerr := s.SweepRateLimits(ctx); rerr != nil && err == nil {
+				err = rerr
+			}
 			switch {
 			case err != nil && ctx.Err() == nil:
 				log.Warn("store janitor: sweep failed", "error", err)

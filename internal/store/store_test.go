@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
+	"github.com/mcpsts/mcpsts/internal/store/storetest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 	"github.com/mcpsts/mcpsts/trustmaps"
@@ -439,6 +441,64 @@ func TestRevocations(t *testing.T) {
 				if got, err := c.Revoked(ctx, tc.jti, tc.sub, tc.client, tc.iat); err != nil || got != tc.want {
 					t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
 				}
+			}
+		})
+	}
+}
+
+// TestSharedRateLimits: two processes on one store take from one bucket:
+// a burst of 3 holds across both, the refusal says how long to wait, and
+// the bucket refills at its rate.
+func TestSharedRateLimits(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			u := b.NewURL(t)
+			a, c := openTest(t, u, time.Now), openTest(t, u, time.Now)
+			take := func(s *Store, at time.Time) (bool, time.Duration) {
+				ok, wait, err := s.Take(ctx, "identity\x00ci/agent", 2, 3, at)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ok, wait
+			}
+			for i, s := range []*Store{a, c, a} {
+				if ok, _ := take(s, now); !ok {
+					t.Fatalf("take %d of the burst refused", i+1)
+				}
+			}
+			ok, wait := take(c, now)
+			if ok || wait < 400*time.Millisecond || wait > 500*time.Millisecond {
+				t.Fatalf("past the burst on the other process: %v, wait %s (want about 500ms at 2/s)", ok, wait)
+			}
+			if ok, _ := take(a, now.Add(499*time.Millisecond)); ok {
+				t.Fatal("a token before its time")
+			}
+			if ok, _ := take(c, now.Add(501*time.Millisecond)); !ok {
+				t.Fatal("no token after 500ms at 2/s")
+			}
+			if ok, _, _ := a.Take(ctx, "client\x00other", 2, 3, now); !ok {
+				t.Fatal("another key shares the bucket")
+			}
+		})
+	}
+}
+
+// BenchmarkSharedRateLimit measures one take from a shared bucket (a token
+// request takes two: identity and client), on each backend, keys spread
+// over 1,000 identities.
+func BenchmarkSharedRateLimit(b *testing.B) {
+	ctx := context.Background()
+	for _, be := range storetest.Backends(b) {
+		b.Run(be.Name, func(b *testing.B) {
+			s := openTest(b, be.NewURL(b), time.Now)
+			i := 0
+			for b.Loop() {
+				if _, _, err := s.Take(ctx, fmt.Sprintf("identity\x00ci/agent-%d", i%1000), 1e6, 1e6, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+				i++
 			}
 		})
 	}

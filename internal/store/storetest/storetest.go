@@ -22,13 +22,13 @@ type Backend struct {
 	Name string
 	// NewURL returns the store URL of a new empty database, removed when t
 	// ends.
-	NewURL func(t *testing.T) string
+	NewURL func(t testing.TB) string
 }
 
 // Backends lists every engine to run store tests on.
-func Backends(t *testing.T) []Backend {
+func Backends(t testing.TB) []Backend {
 	t.Helper()
-	out := []Backend{{Name: "sqlite", NewURL: func(t *testing.T) string {
+	out := []Backend{{Name: "sqlite", NewURL: func(t testing.TB) string {
 		return "sqlite:" + filepath.Join(t.TempDir(), "mcpsts.db")
 	}}}
 	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
@@ -39,14 +39,14 @@ func Backends(t *testing.T) []Backend {
 		t.Log("MCPSTS_TEST_POSTGRES not set: SKIPPING the PostgreSQL backend (set it to a server URL, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
 		return out
 	}
-	return append(out, Backend{Name: "postgres", NewURL: func(t *testing.T) string {
+	return append(out, Backend{Name: "postgres", NewURL: func(t testing.TB) string {
 		return NewPostgresDatabase(t, admin)
 	}})
 }
 
 // NewPostgresDatabase creates a uniquely named database on the server of
 // adminURL, drops it when the test ends, and returns its URL.
-func NewPostgresDatabase(t *testing.T, adminURL string) string {
+func NewPostgresDatabase(t testing.TB, adminURL string) string {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(adminURL)
 	if err != nil {
