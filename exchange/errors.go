@@ -65,6 +65,9 @@ func writeError(w http.ResponseWriter, e *oauthError, traceID string) {
 	if e.status == http.StatusUnauthorized && e.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="mcpsts"`)
 	}
+	if e.status == http.StatusServiceUnavailable && e.retryAfter == 0 {
+		e.retryAfter = retryAfterStore // every 503 says when to come back
+	}
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.retryAfter.Seconds()))))
 	}

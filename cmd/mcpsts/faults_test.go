@@ -1,0 +1,228 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/store/storetest"
+	"github.com/mcpsts/mcpsts/issuer"
+)
+
+// cutProxy forwards TCP to target until it is cut: then it refuses
+// connections and drops those open, as an unreachable database does.
+type cutProxy struct {
+	target, addr string
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        map[net.Conn]bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	p := &cutProxy{target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *cutProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[b] = true, true
+			p.mu.Unlock()
+			go func() { io.Copy(b, c); b.Close() }()
+			go func() { io.Copy(c, b); c.Close() }()
+		}
+	}()
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *cutProxy) restore(t *testing.T) {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatalf("restore the proxy on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
+
+// TestStoreUnreachableUnderLoad: PostgreSQL becomes unreachable while
+// workers send token requests that need it (single-use subject tokens,
+// claimed in the store): every request answered in that time is 503
+// temporarily_unavailable with Retry-After, promptly, never a token and
+// never a 500; /readyz says so; when the database is back the same process
+// issues tokens again without a restart. MCPSTS_FAULT_OUTAGE sets the
+// outage (default 3s; 30s is the long run).
+func TestStoreUnreachableUnderLoad(t *testing.T) {
+	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
+	if admin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MCPSTS_TEST_POSTGRES is not set under CI")
+		}
+		t.Skip("MCPSTS_TEST_POSTGRES not set")
+	}
+	outage := 3 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("MCPSTS_FAULT_OUTAGE")); err == nil {
+		outage = d
+	}
+	pg := storetest.NewPostgresDatabase(t, admin)
+	u, _ := url.Parse(pg)
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.addr
+	idp := federationtest.NewIssuer(t)
+	dir := t.TempDir()
+	idpCA := filepath.Join(dir, "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	kekText, _ := issuer.GenerateKEK()
+	kek := filepath.Join(dir, "kek")
+	os.WriteFile(kek, []byte(kekText), 0o600)
+	broker, ca := serveBrokerEnv(t, testEnv(nil), `id: agent
+match: {provider: ci, subject_pattern: "agent.*"}
+grant: {client_id: agent, audiences: ["https://files.example.com/mcp"]}
+`, fmt.Sprintf(`store: %s
+keys: {kek_file: %s}
+limits: {store: memory, per_identity: {rate: 0}, per_client: {rate: 0}, per_source: {rate: 0}}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s, single_use: true}`, u.String(), kek, idp.URL, idpCA))
+	c := clientTrusting(t, ca)
+	c.Timeout = 15 * time.Second
+
+	type outcome struct {
+		start, end time.Time
+		status     int
+		code       string
+		retryAfter string
+	}
+	var mu sync.Mutex
+	var outcomes []outcome
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5000 && !stop.Load(); i++ {
+				now := time.Now().Unix()
+				tok := idp.Sign(map[string]any{"iss": idp.URL, "sub": fmt.Sprintf("agent-%d", w), "aud": broker, "iat": now, "exp": now + 300,
+					"jti": fmt.Sprintf("%d-%d-%d", w, i, n.Add(1))}, nil)
+				o := outcome{start: time.Now()}
+				resp, err := c.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+					"subject_token": {tok}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"}})
+				o.end = time.Now()
+				if err != nil {
+					t.Errorf("request: %v", err)
+					return
+				}
+				var body map[string]any
+				json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+				o.code, _ = body["error"].(string)
+				mu.Lock()
+				outcomes = append(outcomes, o)
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	ready := func() int {
+		resp, err := c.Get(broker + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	time.Sleep(time.Second)
+	cutAt := time.Now()
+	proxy.cut()
+	time.Sleep(outage / 2)
+	if got := ready(); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the outage: %d", got)
+	}
+	time.Sleep(outage / 2)
+	restoredAt := time.Now()
+	proxy.restore(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for ready() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not recover within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	recovered := time.Now()
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	var during, after, slowest time.Duration
+	var okAfter int
+	for _, o := range outcomes {
+		if o.status >= 500 && o.status != http.StatusServiceUnavailable {
+			t.Errorf("a %d answer", o.status)
+		}
+		if d := o.end.Sub(o.start); d > slowest {
+			slowest = d
+		}
+		switch {
+		case o.start.After(cutAt.Add(100*time.Millisecond)) && o.end.Before(restoredAt):
+			during++
+			if o.status != http.StatusServiceUnavailable || o.code != "temporarily_unavailable" || o.retryAfter == "" {
+				t.Errorf("during the outage: %d %q Retry-After %q", o.status, o.code, o.retryAfter)
+			}
+		case o.start.After(recovered):
+			after++
+			if o.status == 200 {
+				okAfter++
+			}
+		}
+	}
+	if during == 0 || after == 0 || okAfter == 0 {
+		t.Fatalf("requests during the outage %d, after recovery %d (%d tokens)", during, after, okAfter)
+	}
+	t.Logf("%d requests; %d during the %s outage, all 503; slowest answer %s; recovered %s after the database came back; %d of %d after it issued tokens",
+		len(outcomes), during, outage, slowest.Round(time.Millisecond), recovered.Sub(restoredAt).Round(time.Millisecond), okAfter, after)
+	if slowest > 10*time.Second {
+		t.Errorf("an answer took %s: requests must fail fast", slowest)
+	}
+}
