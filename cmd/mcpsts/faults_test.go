@@ -226,3 +226,84 @@ providers:
 		t.Errorf("an answer took %s: requests must fail fast", slowest)
 	}
 }
+
+// TestIssuerOutageAndRotationUnderLoad: the workloads' issuer (discovery
+// and JWKS) goes down under load: tokens keep being issued from the cached
+// key set (within its stale bound); it comes back having rotated its key:
+// tokens signed with the new key are accepted once the set is fetched
+// again (the unknown kid triggers it), without a restart.
+func TestIssuerOutageAndRotationUnderLoad(t *testing.T) {
+	idp := federationtest.NewIssuer(t)
+	idp.SetMaxAge(1) // refresh every second: the outage is seen at once
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	broker, ca := serveBroker(t, `id: agent
+match: {provider: ci, subject: agent}
+grant: {client_id: agent, audiences: ["https://files.example.com/mcp"]}
+`, fmt.Sprintf(`limits: {per_identity: {rate: 0}, per_client: {rate: 0}, per_source: {rate: 0}}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s, refresh: {min: 1s, unknown_kid_interval: 1s}}`, idp.URL, idpCA))
+	c := clientTrusting(t, ca)
+	var seq atomic.Int64
+	request := func() (int, string) {
+		now := time.Now().Unix()
+		tok := idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": now, "exp": now + 300, "jti": fmt.Sprint(seq.Add(1))}, nil)
+		resp, err := c.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token": {tok}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		code, _ := body["error"].(string)
+		return resp.StatusCode, code
+	}
+	load := func(d time.Duration) (ok, refused int) {
+		var okN, refusedN atomic.Int64
+		var wg sync.WaitGroup
+		deadline := time.Now().Add(d)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
+					if status, _ := request(); status == 200 {
+						okN.Add(1)
+					} else {
+						refusedN.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return int(okN.Load()), int(refusedN.Load())
+	}
+	if ok, refused := load(time.Second); ok == 0 || refused != 0 {
+		t.Fatalf("before the outage: %d issued, %d refused", ok, refused)
+	}
+	idp.SetDown(true)
+	ok, refused := load(3 * time.Second)
+	if ok == 0 || refused != 0 || idp.Requests("refused") == 0 {
+		t.Fatalf("during the outage (cached keys, within the stale bound): %d issued, %d refused, %d fetches refused", ok, refused, idp.Requests("refused"))
+	}
+	// Back, with a new key that signs from now on.
+	idp.AddKey("ES256")
+	idp.DropOldKeys()
+	idp.SetDown(false)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, code := request()
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated key was not picked up in 15s: %d %s", status, code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ok, refused := load(time.Second); ok == 0 || refused != 0 {
+		t.Fatalf("after the rotation: %d issued, %d refused", ok, refused)
+	}
+	t.Logf("during a 3s issuer outage %d tokens were issued from the cached key set; the rotated key was picked up after it came back", ok)
+}
