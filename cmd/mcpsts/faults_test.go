@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,13 +10,20 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/internal/devpki"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 	"github.com/mcpsts/mcpsts/internal/store/storetest"
 	"github.com/mcpsts/mcpsts/issuer"
 )
@@ -306,4 +315,110 @@ providers:
 		t.Fatalf("after the rotation: %d issued, %d refused", ok, refused)
 	}
 	t.Logf("during a 3s issuer outage %d tokens were issued from the cached key set; the rotated key was picked up after it came back", ok)
+}
+
+// TestBinarySIGTERMUnderLoad: the mcpsts binary receives SIGTERM while four
+// workers exchange tokens: it exits within the bound, every request it
+// answered was answered whole, every token it issued is a line of the audit
+// log, and the log verifies.
+func TestBinarySIGTERMUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "mcpsts")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	cmd := exec.Command(bin, "serve", "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	var addr string
+	for sc.Scan() {
+		if m := bannerAddr.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no address printed; stderr: %s", stderr.String())
+	}
+	go io.Copy(io.Discard, stdout)
+	base := "https://" + addr
+	key, err := devpki.LoadIdentityKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := client.DevSource{Key: key, KeyID: devpki.IdentityKeyID(key), Issuer: config.DevIssuer, Subject: broker.DevSubject}
+	c := clientTrusting(t, filepath.Join(data, "ca.pem"))
+	var issued, answered, failed atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ev, err := src.Evidence(context.Background(), base)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := c.PostForm(base+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+					"subject_token": {ev.Token}, "subject_token_type": {ev.TokenType}, "resource": {broker.DevDemoAudience}})
+				if err != nil {
+					failed.Add(1) // the server has stopped accepting: expected after SIGTERM
+					continue
+				}
+				var body map[string]any
+				if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+					t.Errorf("a response cut short: %v", err)
+				}
+				resp.Body.Close()
+				answered.Add(1)
+				if resp.StatusCode == 200 && body["access_token"] != nil {
+					issued.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+	exited := time.Since(sent)
+	close(stop)
+	wg.Wait()
+	log, err := os.ReadFile(filepath.Join(data, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow := int64(strings.Count(string(log), `"event":"token.allow"`))
+	if allow != issued.Load() || issued.Load() == 0 {
+		t.Fatalf("%d tokens issued, %d token.allow lines in the audit log", issued.Load(), allow)
+	}
+	if out, _, err := run(t, testEnv(nil), "audit", "verify", filepath.Join(data, "audit.log")); err != nil || !strings.Contains(out, "chain intact") {
+		t.Fatalf("audit verify: %q %v", out, err)
+	}
+	t.Logf("SIGTERM under load: exited in %s; %d answered (%d tokens, each in the audit log, which verifies), %d refused at connect after", exited.Round(time.Millisecond), answered.Load(), issued.Load(), failed.Load())
 }
