@@ -268,6 +268,8 @@ providers:
 		code, _ := body["error"].(string)
 		return resp.StatusCode, code
 	}
+	var codesMu sync.Mutex
+	codes := map[string]int{}
 	load := func(d time.Duration) (ok, refused int) {
 		var okN, refusedN atomic.Int64
 		var wg sync.WaitGroup
@@ -277,10 +279,13 @@ providers:
 			go func() {
 				defer wg.Done()
 				for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
-					if status, _ := request(); status == 200 {
+					if status, code := request(); status == 200 {
 						okN.Add(1)
 					} else {
 						refusedN.Add(1)
+						codesMu.Lock()
+						codes[fmt.Sprint(status, " ", code)]++
+						codesMu.Unlock()
 					}
 				}
 			}()
@@ -289,7 +294,7 @@ providers:
 		return int(okN.Load()), int(refusedN.Load())
 	}
 	if ok, refused := load(time.Second); ok == 0 || refused != 0 {
-		t.Fatalf("before the outage: %d issued, %d refused", ok, refused)
+		t.Fatalf("before the outage: %d issued, %d refused %v", ok, refused, codes)
 	}
 	idp.SetDown(true)
 	ok, refused := load(3 * time.Second)

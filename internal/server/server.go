@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -379,6 +380,18 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.oidc.Run(ctx, cfg.TrustMaps.ReloadInterval)
 	go s.clients.Run(ctx, cfg.TrustMaps.ReloadInterval)
 	go s.iss.Run(ctx)
+	// The providers' first key sets, before the first request is served
+	// (a request arriving now waits in the listen queue rather than being
+	// answered 503): at most 3 s; a provider still unreachable then keeps
+	// trying in the background and does not stop the server.
+	first, cancel := context.WithTimeout(ctx, 3*time.Second)
+	var loading sync.WaitGroup
+	for _, p := range s.providers {
+		loading.Add(1)
+		go func() { defer loading.Done(); p.Refresh(first) }()
+	}
+	loading.Wait()
+	cancel()
 	for _, p := range s.providers {
 		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())
 		go p.Run(ctx)
