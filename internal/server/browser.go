@@ -2,14 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpsts/mcpsts/attest/oidc"
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/federation"
@@ -134,21 +131,9 @@ func discoverLogin(ctx context.Context, client *http.Client, issuer string) (aut
 // maker of client assertions for the provider's token endpoint (RFC 7523
 // §3): one minute, a new jti each, the key's RFC 7638 thumbprint as kid.
 func clientAssertion(file, clientID, tokenURL string, now func() time.Time) (func() (string, error), error) {
-	data, err := os.ReadFile(file)
+	key, err := dpop.ReadKey(file)
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	var key crypto.Signer
-	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
-		key, _ = k.(crypto.Signer)
-	} else if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
-		key = k
-	} else if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		key = k
 	}
 	var method jwt.SigningMethod
 	switch k := key.(type) {
@@ -162,11 +147,10 @@ func clientAssertion(file, clientID, tokenURL string, now func() time.Time) (fun
 	default:
 		return nil, errors.New("want a P-256 EC or an RSA private key")
 	}
-	thumb, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(crypto.SHA256)
+	kid, err := dpop.Thumbprint(&jose.JSONWebKey{Key: key.Public()})
 	if err != nil {
 		return nil, err
 	}
-	kid := base64.RawURLEncoding.EncodeToString(thumb)
 	return func() (string, error) {
 		t := now()
 		tok := jwt.NewWithClaims(method, jwt.MapClaims{"iss": clientID, "sub": clientID, "aud": tokenURL,

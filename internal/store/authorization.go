@@ -91,20 +91,10 @@ func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextEx
 		return authorize.Refresh{}, fmt.Errorf("store: rotate refresh token: %w", err)
 	}
 	claimed, _ := res.RowsAffected()
-	var r authorize.Refresh
-	var scopes string
-	var ttl, expires, used, revoked int64
-	err = tx.QueryRowContext(ctx, s.dialect.rebind(`
-		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at, used_at, revoked_at
-		FROM refresh_tokens WHERE token_hash = ?`), hash).
-		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires, &used, &revoked)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return authorize.Refresh{}, authorize.ErrNotFound
-	case err != nil:
-		return authorize.Refresh{}, fmt.Errorf("store: read refresh token: %w", err)
+	r, _, revoked, err := readRefresh(ctx, tx, s.dialect, hash)
+	if err != nil {
+		return authorize.Refresh{}, err
 	}
-	r.Scopes, r.TTL, r.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
 	switch {
 	case revoked != 0:
 		return authorize.Refresh{}, authorize.ErrNotFound
@@ -124,21 +114,38 @@ func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextEx
 
 // LookupRefresh implements authorize.Store.
 func (s *Store) LookupRefresh(ctx context.Context, hash string) (authorize.Refresh, error) {
-	var r authorize.Refresh
+	r, used, revoked, err := readRefresh(ctx, s.db, s.dialect, hash)
+	switch {
+	case err != nil:
+		return authorize.Refresh{}, err
+	case used != 0 || revoked != 0:
+		return authorize.Refresh{}, authorize.ErrNotFound
+	}
+	return r, nil
+}
+
+// queryer is what readRefresh needs of a database or a transaction.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readRefresh reads a refresh token's grant and when it was used and
+// revoked (0: not); ErrNotFound when there is none.
+func readRefresh(ctx context.Context, db queryer, d dialect, hash string) (r authorize.Refresh, used, revoked int64, err error) {
 	var scopes string
 	var ttl, expires int64
-	err := s.db.QueryRowContext(ctx, s.dialect.rebind(`
-		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at
-		FROM refresh_tokens WHERE token_hash = ? AND used_at = 0 AND revoked_at = 0`), hash).
-		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires)
+	err = db.QueryRowContext(ctx, d.rebind(`
+		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at, used_at, revoked_at
+		FROM refresh_tokens WHERE token_hash = ?`), hash).
+		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires, &used, &revoked)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return authorize.Refresh{}, authorize.ErrNotFound
+		return authorize.Refresh{}, 0, 0, authorize.ErrNotFound
 	case err != nil:
-		return authorize.Refresh{}, fmt.Errorf("store: read refresh token: %w", err)
+		return authorize.Refresh{}, 0, 0, fmt.Errorf("store: read refresh token: %w", err)
 	}
 	r.Scopes, r.TTL, r.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
-	return r, nil
+	return r, used, revoked, nil
 }
 
 // RevokeFamily implements authorize.Store.
