@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/config"
 	broker "github.com/mcpsts/mcpsts/internal/server"
@@ -100,8 +101,20 @@ func withKeys(ctx context.Context, f keysFlags, e env, stderr io.Writer, fn func
 }
 
 // auditRotation appends a rotation made from the command line to the
-// audit log, naming the operating-system user who ran it.
+// audit log.
 func auditRotation(cfg *config.Config, e env, res issuer.RotationResult, rotErr error) error {
+	result := "ok"
+	if rotErr != nil {
+		result = "failed"
+	}
+	return auditCLI(cfg, e, issuer.OperationRotate, issuer.OperationRotate, result,
+		attribute.String("mcpsts.keys.added", res.Added), attribute.StringSlice("mcpsts.keys.removed", res.Removed))
+}
+
+// auditCLI appends an administrative change made from the command line to
+// the audit log (none when audit.file is off), naming the operating-system
+// user who made it as the principal.
+func auditCLI(cfg *config.Config, e env, event, operation, result string, attrs ...attribute.KeyValue) error {
 	path := cfg.AuditFile()
 	if path == "" {
 		return nil
@@ -115,14 +128,9 @@ func auditRotation(cfg *config.Config, e env, res issuer.RotationResult, rotErr 
 		who = u.Username
 	}
 	host, _ := os.Hostname()
-	result := "ok"
-	if rotErr != nil {
-		result = "failed"
-	}
-	l.Append(auditlog.Event{Name: issuer.OperationRotate, Attrs: []attribute.KeyValue{
-		attribute.String("mcpsts.admin.operation", issuer.OperationRotate), attribute.String("mcpsts.admin.principal", "cli:"+who+"@"+host),
-		attribute.String("mcpsts.admin.result", result), attribute.String("mcpsts.keys.added", res.Added), attribute.StringSlice("mcpsts.keys.removed", res.Removed),
-	}})
+	l.Append(auditlog.Event{Name: event, Attrs: append([]attribute.KeyValue{
+		attribute.String(admin.AttrOperation, operation), attribute.String(admin.AttrPrincipal, "cli:"+who+"@"+host),
+		attribute.String(admin.AttrResult, result)}, attrs...)})
 	return l.Close()
 }
 

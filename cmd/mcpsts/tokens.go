@@ -2,14 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/user"
 
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/mcpsts/mcpsts/internal/admin"
-	"github.com/mcpsts/mcpsts/internal/auditlog"
 )
 
 func newTokensCommand(e env) *cobra.Command {
@@ -44,23 +41,8 @@ directory (--data): every replica refuses them from its next check
 			if err := st.Revoke(cmd.Context(), kind, value, now, now.Add(cfg.Tokens.MaxTTL)); err != nil {
 				return err
 			}
-			if path := cfg.AuditFile(); path != "" {
-				l, err := auditlog.Open(path, e.now)
-				if err != nil {
-					return fmt.Errorf("audit.file: %w", err)
-				}
-				who := "unknown"
-				if u, err := user.Current(); err == nil {
-					who = u.Username
-				}
-				host, _ := os.Hostname()
-				l.Append(auditlog.Event{Name: "admin.token.revoke", Attrs: []attribute.KeyValue{
-					attribute.String(admin.AttrOperation, "token.revoke"), attribute.String(admin.AttrTarget, kind+":"+value),
-					attribute.String(admin.AttrPrincipal, "cli:"+who+"@"+host), attribute.String(admin.AttrResult, "ok"),
-				}})
-				if err := l.Close(); err != nil {
-					return err
-				}
+			if err := auditCLI(cfg, e, "admin.token.revoke", "token.revoke", "ok", attribute.String(admin.AttrTarget, kind+":"+value)); err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s %s: refused from every replica's next check, kept %s\n", kind, value, cfg.Tokens.MaxTTL)
 			return nil
