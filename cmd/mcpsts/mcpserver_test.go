@@ -238,6 +238,32 @@ func nodeClient(t *testing.T, pkgFile string) (node, dir string) {
 	return node, dir
 }
 
+// runNode runs a script of the ts-client directory against the deployment
+// (MCP_URL BROKER_ISSUER the agent's service-account token file, client
+// agent), trusting the broker's and the servers' CAs, and returns its
+// output; it fails the test if the script fails.
+func (d *mcpDeployment) runNode(t *testing.T, node, dir, script string) (stdout, stderr string) {
+	t.Helper()
+	cas := filepath.Join(t.TempDir(), "cas.pem")
+	var pems []byte
+	for _, f := range []string{d.brokerCA, d.serverCA} {
+		b, _ := os.ReadFile(f)
+		pems = append(pems, b...)
+	}
+	os.WriteFile(cas, pems, 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, d.files, d.broker, d.saToken(t, "agent"), "agent")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+cas)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node %s: %v\nstdout: %s\nstderr: %s", script, err, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
 // TestMCPServerWithTypeScriptSDK: a Node client on the official TypeScript
 // SDK (@modelcontextprotocol/sdk 1.32) discovers mcpsts from the example
 // server's 401, gets a token with client credentials authenticated by
@@ -247,35 +273,18 @@ func nodeClient(t *testing.T, pkgFile string) (node, dir string) {
 func TestMCPServerWithTypeScriptSDK(t *testing.T) {
 	node, dir := nodeClient(t, "@modelcontextprotocol/sdk/package.json")
 	d := startMCPDeployment(t)
-	cas := filepath.Join(t.TempDir(), "cas.pem")
-	var pems []byte
-	for _, f := range []string{d.brokerCA, d.serverCA} {
-		b, _ := os.ReadFile(f)
-		pems = append(pems, b...)
-	}
-	os.WriteFile(cas, pems, 0o600)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs", d.files, d.broker, d.saToken(t, "agent"), "agent")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+cas)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node client: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
+	stdout, stderr := d.runNode(t, node, dir, "client.mjs")
 	var out struct {
 		Tools      []string `json:"tools"`
 		ReadFile   string   `json:"read_file"`
 		IsError    bool     `json:"is_error"`
 		TokenScope string   `json:"token_scope"`
 	}
-	if err := json.Unmarshal([]byte(stdout.String()), &out); err != nil {
-		t.Fatalf("%q: %v (stderr %s)", stdout.String(), err, stderr.String())
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("%q: %v (stderr %s)", stdout, err, stderr)
 	}
 	if strings.Join(out.Tools, ",") != "read_audited,read_file,write_file" || out.ReadFile != "hello from the files server" || out.IsError {
-		t.Fatalf("node client saw %+v (stderr %s)", out, stderr.String())
+		t.Fatalf("node client saw %+v (stderr %s)", out, stderr)
 	}
 	t.Logf("TypeScript SDK token scope: %q", out.TokenScope)
 }
@@ -346,31 +355,15 @@ func TestMCPServerWithDPoP(t *testing.T) {
 func TestMCPServerWithOAuth4WebAPIDPoP(t *testing.T) {
 	node, dir := nodeClient(t, "oauth4webapi/package.json")
 	d := startMCPDeployment(t)
-	cas := filepath.Join(t.TempDir(), "cas.pem")
-	var pems []byte
-	for _, f := range []string{d.brokerCA, d.serverCA} {
-		b, _ := os.ReadFile(f)
-		pems = append(pems, b...)
-	}
-	os.WriteFile(cas, pems, 0o600)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "dpop-client.mjs", d.files, d.broker, d.saToken(t, "agent"), "agent")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+cas)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node dpop client: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
+	stdout, stderr := d.runNode(t, node, dir, "dpop-client.mjs")
 	var out struct {
 		TokenType    string `json:"token_type"`
 		JKT          string `json:"jkt"`
 		NonceRetries int    `json:"nonce_retries"`
 		ReadFile     string `json:"read_file"`
 	}
-	if err := json.Unmarshal([]byte(stdout.String()), &out); err != nil {
-		t.Fatalf("%q: %v (stderr %s)", stdout.String(), err, stderr.String())
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("%q: %v (stderr %s)", stdout, err, stderr)
 	}
 	if !strings.EqualFold(out.TokenType, "DPoP") || len(out.JKT) != 43 || out.NonceRetries != 1 || out.ReadFile != "hello from the files server" {
 		t.Fatalf("oauth4webapi saw %+v", out)
