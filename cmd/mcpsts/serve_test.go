@@ -434,32 +434,8 @@ func TestBinarySIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "mcpsts")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	data := filepath.Join(t.TempDir(), "data")
-	cmd := exec.Command(bin, "serve", "--dev", "--data", data, "--listen", "127.0.0.1:0")
-	stdout, _ := cmd.StdoutPipe()
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
-	var addr string
-	for sc.Scan() {
-		if m := bannerAddr.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-			break
-		}
-	}
-	if addr == "" {
-		t.Fatalf("no address printed; stderr: %s", stderr.String())
-	}
-	go io.Copy(io.Discard, stdout)
+	cmd, addr, stderr := startBinaryDev(t, data)
 	if resp, _ := get(t, clientTrusting(t, filepath.Join(data, "ca.pem")), "https://"+addr+"/healthz"); resp.StatusCode != 200 {
 		t.Fatalf("/healthz = %d", resp.StatusCode)
 	}
@@ -477,6 +453,38 @@ func TestBinarySIGTERM(t *testing.T) {
 	if !strings.Contains(stderr.String(), "mcpsts stopped") {
 		t.Errorf("no clean-stop log line: %s", stderr.String())
 	}
+}
+
+// startBinaryDev builds the mcpsts binary and runs `serve --dev` with data
+// until the test ends; it returns the process, its address and its
+// standard error.
+func startBinaryDev(t *testing.T, data string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "mcpsts")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve", "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	stdout, _ := cmd.StdoutPipe()
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	sc := bufio.NewScanner(stdout)
+	var addr string
+	for sc.Scan() {
+		if m := bannerAddr.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no address printed; stderr: %s", stderr.String())
+	}
+	go io.Copy(io.Discard, stdout)
+	return cmd, addr, stderr
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
