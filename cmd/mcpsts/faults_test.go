@@ -22,8 +22,6 @@ import (
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	broker "github.com/mcpsts/mcpsts/internal/server"
-	"github.com/mcpsts/mcpsts/internal/store/storetest"
-	"github.com/mcpsts/mcpsts/issuer"
 )
 
 // cutProxy forwards TCP to target until it is cut: then it refuses
@@ -100,28 +98,15 @@ func (p *cutProxy) restore(t *testing.T) {
 // issues tokens again without a restart. MCPSTS_FAULT_OUTAGE sets the
 // outage (default 3s; 30s is the long run).
 func TestStoreUnreachableUnderLoad(t *testing.T) {
-	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
-	if admin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MCPSTS_TEST_POSTGRES is not set under CI")
-		}
-		t.Skip("MCPSTS_TEST_POSTGRES not set")
-	}
+	f := newReplicaFixture(t)
 	outage := 3 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("MCPSTS_FAULT_OUTAGE")); err == nil {
 		outage = d
 	}
-	pg := storetest.NewPostgresDatabase(t, admin)
-	u, _ := url.Parse(pg)
+	u, _ := url.Parse(f.pg)
 	proxy := newCutProxy(t, u.Host)
 	u.Host = proxy.addr
-	idp := federationtest.NewIssuer(t)
-	dir := t.TempDir()
-	idpCA := filepath.Join(dir, "idp.pem")
-	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
-	kekText, _ := issuer.GenerateKEK()
-	kek := filepath.Join(dir, "kek")
-	os.WriteFile(kek, []byte(kekText), 0o600)
+	idp, idpCA, kek := f.idp, f.idpCA, f.kek
 	broker, ca := serveBrokerEnv(t, testEnv(nil), `id: agent
 match: {provider: ci, subject_pattern: "agent.*"}
 grant: {client_id: agent, audiences: ["https://files.example.com/mcp"]}

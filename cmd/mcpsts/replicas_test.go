@@ -21,29 +21,44 @@ import (
 	"github.com/mcpsts/mcpsts/issuer"
 )
 
+// replicaFixture is what the process-level tests on PostgreSQL share: a
+// fresh database, a trusted workload issuer and its CA file, a KEK file, and
+// an empty trust-map directory. It skips without MCPSTS_TEST_POSTGRES, and
+// fails under CI.
+type replicaFixture struct {
+	pg, idpCA, kek, maps string
+	idp                  *federationtest.Issuer
+}
+
+func newReplicaFixture(t *testing.T) replicaFixture {
+	t.Helper()
+	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
+	if admin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MCPSTS_TEST_POSTGRES is not set under CI")
+		}
+		t.Skip("MCPSTS_TEST_POSTGRES not set: no PostgreSQL for this test")
+	}
+	f := replicaFixture{pg: storetest.NewPostgresDatabase(t, admin), idp: federationtest.NewIssuer(t)}
+	dir := t.TempDir()
+	f.idpCA = filepath.Join(dir, "idp.pem")
+	os.WriteFile(f.idpCA, f.idp.CAPEM(), 0o600)
+	kekText, _ := issuer.GenerateKEK()
+	f.kek = filepath.Join(dir, "kek")
+	os.WriteFile(f.kek, []byte(kekText), 0o600)
+	f.maps = filepath.Join(dir, "maps")
+	os.Mkdir(f.maps, 0o700)
+	return f
+}
+
 // TestReplicasOnPostgres: two mcpsts serve processes on one PostgreSQL
 // database, one issuer: a revocation at one is refused by the other's
 // introspection, a single-use token used at one is inactive at the other,
 // a DPoP nonce of one is valid at the other, a DPoP proof used at one
 // is refused by the other, and a per-identity rate limit holds across both.
 func TestReplicasOnPostgres(t *testing.T) {
-	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
-	if admin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MCPSTS_TEST_POSTGRES is not set under CI")
-		}
-		t.Skip("MCPSTS_TEST_POSTGRES not set: no PostgreSQL for the replicas")
-	}
-	pg := storetest.NewPostgresDatabase(t, admin)
-	idp := federationtest.NewIssuer(t)
-	dir := t.TempDir()
-	idpCA := filepath.Join(dir, "idp.pem")
-	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
-	kekText, _ := issuer.GenerateKEK()
-	kek := filepath.Join(dir, "kek")
-	os.WriteFile(kek, []byte(kekText), 0o600)
-	maps := filepath.Join(dir, "maps")
-	os.Mkdir(maps, 0o700)
+	f := newReplicaFixture(t)
+	pg, idp, idpCA, kek, maps := f.pg, f.idp, f.idpCA, f.kek, f.maps
 	const files = "https://files.example.com/mcp"
 	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
 match: {provider: ci, subject: agent}
@@ -215,23 +230,8 @@ func roundRobin(t *testing.T, backends ...string) string {
 // refused by the others, and a trust-map change reaches all three within
 // the reload interval (1s here), measured.
 func TestThreeReplicasBehindALoadBalancer(t *testing.T) {
-	admin := os.Getenv("MCPSTS_TEST_POSTGRES")
-	if admin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MCPSTS_TEST_POSTGRES is not set under CI")
-		}
-		t.Skip("MCPSTS_TEST_POSTGRES not set")
-	}
-	pg := storetest.NewPostgresDatabase(t, admin)
-	idp := federationtest.NewIssuer(t)
-	dir := t.TempDir()
-	idpCA := filepath.Join(dir, "idp.pem")
-	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
-	kekText, _ := issuer.GenerateKEK()
-	kek := filepath.Join(dir, "kek")
-	os.WriteFile(kek, []byte(kekText), 0o600)
-	maps := filepath.Join(dir, "maps")
-	os.Mkdir(maps, 0o700)
+	f := newReplicaFixture(t)
+	pg, idp, idpCA, kek, maps := f.pg, f.idp, f.idpCA, f.kek, f.maps
 	writeMap := func(audiences string) {
 		os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
 match: {provider: ci, subject_pattern: "agent.*"}
