@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"net/http"
 	"os"
@@ -38,18 +37,8 @@ func TestDevPeopleWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(maps, DevPeopleMapFile), []byte(strings.ReplaceAll(devPeopleMap, DevDemoAudience, files)), 0o600)
-	s, err := New(context.Background(), cfg, Options{Dev: true, Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	caPEM, _ := os.ReadFile(s.CAPath)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
+	s, roots := runDev(t, cfg)
+	ctx := t.Context()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 	rs, err := resource.New(resource.Config{Resource: files, Issuer: s.Issuer, Transport: tr, ToolScopes: mcpserver.FilesToolScopes, Implies: mcpserver.FilesImplies})
 	if err != nil {

@@ -22,6 +22,27 @@ func devConfig(t *testing.T) *config.Config {
 	return &c
 }
 
+// runDev assembles a development server with cfg and runs it until the
+// test ends; it returns the server and the pool of its CA.
+func runDev(t *testing.T, cfg *config.Config) (*Server, *x509.CertPool) {
+	t.Helper()
+	s, err := New(context.Background(), cfg, Options{Dev: true, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	pem, err := os.ReadFile(s.CAPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return s, roots
+}
+
 // TestNewRun: New assembles a development server on a free port, Run
 // serves it (ready: store and signing keys) until its context ends, and
 // returns nil then.

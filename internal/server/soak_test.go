@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -45,17 +43,7 @@ func TestSoak(t *testing.T) {
 	os.MkdirAll(maps, 0o700)
 	os.WriteFile(filepath.Join(maps, "soak.yaml"), []byte("id: soak\nmatch: {provider: ci, subject_pattern: \"agent-.*\"}\ngrant: {client_id: soak, audiences: [\"https://files.example.com/mcp\"]}\n"), 0o600)
 	cfg.Limits = config.Limits{}
-	s, err := New(context.Background(), cfg, Options{Dev: true, Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	pem, _ := os.ReadFile(s.CAPath)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
+	s, roots := runDev(t, cfg)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 8}}
 	var sent, failed int
 	var mu sync.Mutex
