@@ -307,6 +307,13 @@ func TestAuthorizationRequestRefusals(t *testing.T) {
 			t.Errorf("%s: redirected to %s, want %s with error=%s, state and iss", tc.name, a.location, q.Get("redirect_uri"), tc.code)
 		}
 	}
+	// A POST whose body is no form (here: over 64 KiB) gets a page, not
+	// the parameters of its query.
+	big := e.srv.URL + "/authorize?" + request(challenge).Encode()
+	if a := do(t, e.browser(), "POST", big, url.Values{"pad": {strings.Repeat("x", 70<<10)}}); a.status != http.StatusBadRequest || a.location != nil ||
+		!strings.Contains(a.body, "The request could not be read.") {
+		t.Errorf("an oversized POST: %d %v", a.status, a.location)
+	}
 	// A state over 1 KiB is not kept (nor echoed).
 	long := request(challenge)
 	long.Set("state", strings.Repeat("s", 1025))

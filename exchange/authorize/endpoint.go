@@ -171,7 +171,11 @@ func (e *Endpoint) authorize(w http.ResponseWriter, r *http.Request) {
 		e.errorPage(w, r, http.StatusMethodNotAllowed, "method", "authorize.deny", attribute.String(attrReason, "method"))
 		return
 	}
-	q, dup := params(r)
+	q, dup, ok := params(r)
+	if !ok {
+		e.errorPage(w, r, http.StatusBadRequest, "bad_request", "authorize.deny", attribute.String(attrReason, "the body is not a form of at most 64 KiB"))
+		return
+	}
 	clientID, redirect := q.Get("client_id"), q.Get("redirect_uri")
 	if clientID == "" || dup["client_id"] {
 		e.errorPage(w, r, http.StatusBadRequest, "no_client", "authorize.deny", attribute.String(attrReason, "client_id missing"))
@@ -204,14 +208,16 @@ func (e *Endpoint) authorize(w http.ResponseWriter, r *http.Request) {
 }
 
 // params are the request's parameters (the query of a GET, the form of a
-// POST), and which of them were repeated: none may be (RFC 6749 §3.1).
-func params(r *http.Request) (url.Values, map[string]bool) {
+// POST), and which of them were repeated: none may be (RFC 6749 §3.1);
+// ok is false for a POST whose body is no form of at most 64 KiB.
+func params(r *http.Request) (url.Values, map[string]bool, bool) {
 	q := r.URL.Query()
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
-		if err := r.ParseForm(); err == nil {
-			q = r.PostForm
+		if err := r.ParseForm(); err != nil {
+			return nil, nil, false
 		}
+		q = r.PostForm
 	}
 	dup := map[string]bool{}
 	for k, v := range q {
@@ -219,7 +225,7 @@ func params(r *http.Request) (url.Values, map[string]bool) {
 			dup[k] = true
 		}
 	}
-	return q, dup
+	return q, dup, true
 }
 
 // checkRequest checks what remains of an authorization request once its
