@@ -54,23 +54,15 @@ type lifecycle struct {
 	cfg LifecycleConfig
 }
 
-// NewIntrospectionHandler returns the introspection endpoint (POST).
-func NewIntrospectionHandler(cfg Config, lc LifecycleConfig) http.Handler {
-	l := newLifecycle(cfg, lc)
-	return http.HandlerFunc(l.introspect)
-}
-
-// NewRevocationHandler returns the revocation endpoint (POST).
-func NewRevocationHandler(cfg Config, lc LifecycleConfig) http.Handler {
-	l := newLifecycle(cfg, lc)
-	return http.HandlerFunc(l.revoke)
-}
-
-func newLifecycle(cfg Config, lc LifecycleConfig) *lifecycle {
+// NewLifecycleHandlers returns the introspection and the revocation
+// endpoints (POST), which share the token endpoint's configuration and one
+// per-source limit.
+func NewLifecycleHandlers(cfg Config, lc LifecycleConfig) (introspect, revoke http.Handler) {
 	if lc.MaxTTL == 0 {
 		lc.MaxTTL = time.Hour
 	}
-	return &lifecycle{t: NewHandler(cfg).(*tokenEndpoint), cfg: lc}
+	l := &lifecycle{t: NewHandler(cfg).(*tokenEndpoint), cfg: lc}
+	return http.HandlerFunc(l.introspect), http.HandlerFunc(l.revoke)
 }
 
 // introspection is the answer (RFC 7662 §2.2): active, and for an active

@@ -57,14 +57,10 @@ grant: {client_id: once-ci, audiences: ["` + paymentsMCP + `"], single_use: true
 		Revocations: st, SingleUse: st,
 	}
 	l := &lifecycleEnv{env: e, st: st}
-	for _, srv := range []**httptest.Server{&l.introspect, &l.revoker} {
-		h := exchange.NewIntrospectionHandler(cfg, lc)
-		if srv == &l.revoker {
-			h = exchange.NewRevocationHandler(cfg, lc)
-		}
-		*srv = httptest.NewTLSServer(h)
-		t.Cleanup((*srv).Close)
-	}
+	introspect, revoke := exchange.NewLifecycleHandlers(cfg, lc)
+	l.introspect, l.revoker = httptest.NewTLSServer(introspect), httptest.NewTLSServer(revoke)
+	t.Cleanup(l.introspect.Close)
+	t.Cleanup(l.revoker.Close)
 	return l
 }
 
@@ -227,7 +223,8 @@ func TestRevokeRefreshToken(t *testing.T) {
 	refresh := res.body["refresh_token"].(string)
 	cfg := b.cfg
 	cfg.Consents, cfg.Authorizations = b.st, b.st
-	srv := httptest.NewTLSServer(exchange.NewRevocationHandler(cfg, exchange.LifecycleConfig{Revocations: b.st}))
+	_, revoke := exchange.NewLifecycleHandlers(cfg, exchange.LifecycleConfig{Revocations: b.st})
+	srv := httptest.NewTLSServer(revoke)
 	defer srv.Close()
 	if status, body := call(t, srv, url.Values{"token": {refresh}, "client_id": {"another-app"}}); status != 400 || body["error"] != "unauthorized_client" {
 		t.Fatalf("another client: %d %v", status, body)

@@ -353,13 +353,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	for _, c := range cfg.Introspection.Callers {
 		lifecycle.Callers = append(lifecycle.Callers, exchange.IntrospectionCaller(c))
 	}
+	introspect, revoke := exchange.NewLifecycleHandlers(tokenCfg, lifecycle)
 	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients()),
 			Revocations: st, RevokeFor: cfg.Tokens.MaxTTL}),
 		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,
 		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions,
-		introspect: exchange.NewIntrospectionHandler(tokenCfg, lifecycle), revoke: exchange.NewRevocationHandler(tokenCfg, lifecycle)})
+		introspect: introspect, revoke: revoke})
 	if err != nil {
 		return nil, err
 	}
