@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -360,17 +359,7 @@ func TestBinarySIGTERMUnderLoad(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	sent := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30s of SIGTERM")
-	}
+	terminate(t, cmd, stderr)
 	exited := time.Since(sent)
 	close(stop)
 	wg.Wait()

@@ -439,17 +439,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	if resp, _ := get(t, clientTrusting(t, filepath.Join(data, "ca.pem")), "https://"+addr+"/healthz"); resp.StatusCode != 200 {
 		t.Fatalf("/healthz = %d", resp.StatusCode)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30s of SIGTERM")
-	}
+	terminate(t, cmd, stderr)
 	if !strings.Contains(stderr.String(), "mcpsts stopped") {
 		t.Errorf("no clean-stop log line: %s", stderr.String())
 	}
@@ -485,6 +475,23 @@ func startBinaryDev(t *testing.T, data string) (*exec.Cmd, string, *syncBuffer) 
 	}
 	go io.Copy(io.Discard, stdout)
 	return cmd, addr, stderr
+}
+
+// terminate sends SIGTERM to the binary and waits for a clean exit, at
+// most 30 s.
+func terminate(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
