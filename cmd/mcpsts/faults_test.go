@@ -60,6 +60,14 @@ func (p *cutProxy) serve(ln net.Listener) {
 				continue
 			}
 			p.mu.Lock()
+			if p.ln != ln {
+				// cut while this connection was being accepted: it must
+				// not outlive the cut (a pool would keep using it).
+				p.mu.Unlock()
+				c.Close()
+				b.Close()
+				return
+			}
 			p.conns[c], p.conns[b] = true, true
 			p.mu.Unlock()
 			go func() { io.Copy(b, c); b.Close() }()
