@@ -310,3 +310,63 @@ providers:
 	// test holds the behaviour, with room for a loaded machine.
 	t.Logf("a trust-map change reached all three replicas in %s (reload interval 1s)", took.Round(10*time.Millisecond))
 }
+
+// TestReplicasShareRedisLimits: two serve processes, each on its own
+// embedded store, keep the per-identity limit in one Redis
+// (limits.store: redis://…): a burst of 3 holds across both; the 4th
+// request, at either, is 429 slow_down with Retry-After.
+func TestReplicasShareRedisLimits(t *testing.T) {
+	redisURL := os.Getenv("MCPSTS_TEST_REDIS")
+	if redisURL == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MCPSTS_TEST_REDIS is not set under CI")
+		}
+		t.Skip("MCPSTS_TEST_REDIS not set: no Redis for this test")
+	}
+	idp := federationtest.NewIssuer(t)
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	// A subject of this run only: buckets outlive a run in Redis.
+	sub := fmt.Sprintf("agent-%d", time.Now().UnixNano())
+	replica := func() (string, *http.Client) {
+		broker, ca := serveBroker(t, `id: agent
+match: {provider: ci, subject_pattern: "agent-.*"}
+grant: {client_id: agent, audiences: ["https://files.example.com/mcp"]}
+`, fmt.Sprintf(`limits: {store: %s, per_identity: {rate: 0.001, burst: 3}, per_client: {rate: 0}}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, redisURL, idp.URL, idpCA))
+		return broker, clientTrusting(t, ca)
+	}
+	a, ca := replica()
+	b, cb := replica()
+	exchange := func(broker string, c *http.Client) (int, string, string) {
+		n := time.Now().Unix()
+		tok := idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": broker, "iat": n, "exp": n + 300}, nil)
+		resp, err := c.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {tok},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		code, _ := body["error"].(string)
+		return resp.StatusCode, code, resp.Header.Get("Retry-After")
+	}
+	for i, r := range []struct {
+		url string
+		c   *http.Client
+	}{{a, ca}, {b, cb}, {a, ca}} {
+		if status, code, _ := exchange(r.url, r.c); status != 200 {
+			t.Fatalf("request %d of the burst: %d %s", i+1, status, code)
+		}
+	}
+	for _, r := range []struct {
+		url string
+		c   *http.Client
+	}{{b, cb}, {a, ca}} {
+		if status, code, retry := exchange(r.url, r.c); status != 429 || code != "slow_down" || retry == "" {
+			t.Fatalf("past the burst at %s: %d %s Retry-After %q", r.url, status, code, retry)
+		}
+	}
+}

@@ -231,22 +231,32 @@ type Limits struct {
 	// PerSource limits one source address, before a request is read.
 	PerSource RateLimit `yaml:"per_source"`
 	// Store says where the per-identity and per-client buckets live:
-	// "store" (shared by the replicas on the store), "memory" (each
-	// process its own), or "" (the store when it is PostgreSQL, memory
-	// with the embedded SQLite store: one process).
+	// "store" (shared by the replicas on the store), a redis:// or
+	// rediss:// URL (shared in Redis), "memory" (each process its own), or
+	// "" (the store when it is PostgreSQL, memory with the embedded SQLite
+	// store: one process).
 	Store string `yaml:"store"`
+	// RedisPasswordFile holds the password of the Redis in Store, if it
+	// wants one (never in the URL).
+	RedisPasswordFile string `yaml:"redis_password_file"`
+}
+
+// RedisLimits reports whether the per-identity and per-client limits are
+// kept in Redis (limits.store is a Redis URL).
+func (c *Config) RedisLimits() bool {
+	return strings.HasPrefix(c.Limits.Store, "redis://") || strings.HasPrefix(c.Limits.Store, "rediss://")
 }
 
 // SharedLimits reports whether the per-identity and per-client limits are
 // kept in the store.
 func (c *Config) SharedLimits() bool {
 	switch c.Limits.Store {
+	case "":
+		return strings.HasPrefix(c.StoreURL(), "postgres")
 	case "store":
 		return true
-	case "memory":
-		return false
 	}
-	return strings.HasPrefix(c.StoreURL(), "postgres")
+	return false // memory, or Redis
 }
 
 // RateLimit is a token bucket: Rate requests per second, Burst at once;

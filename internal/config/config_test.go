@@ -295,6 +295,14 @@ authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
 		{"admin CA without names", good + "admin: {client_ca_file: " + cert + "}\n", []string{
 			"mcpsts.yaml:5: admin.client_names: required with client_ca_file",
 		}},
+		{"limits store", good + "limits:\n  store: redis://:hunter2@127.0.0.1:6379/0\n", []string{
+			"mcpsts.yaml:6: limits.store: the Redis URL holds a password: put it in limits.redis_password_file"}},
+		{"limits store kind", good + "limits:\n  store: mysql://db\n  redis_password_file: /nonexistent\n", []string{
+			`mcpsts.yaml:6: limits.store: "mysql://db" is not memory, store or a redis:// URL`,
+			"mcpsts.yaml:7: limits.redis_password_file: set, but limits.store is not a Redis URL"}},
+		{"redis password file", good + "limits:\n  store: redis://127.0.0.1:6379/0?db=1\n  redis_password_file: " + notDir + "/x\n", []string{
+			"mcpsts.yaml:6: limits.store: the Redis URL may not have query parameters or a fragment",
+			"mcpsts.yaml:7: limits.redis_password_file: "}},
 		{"limits", good + "limits:\n  per_identity: {rate: -1}\n  per_client: {rate: 5, burst: 0}\n", []string{
 			"mcpsts.yaml:6: limits.per_identity.rate: -1 is out of range",
 			"mcpsts.yaml:7: limits.per_client.burst: 0 is out of range (1 to 1e6)",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/redislimits"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 )
@@ -186,8 +187,20 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			add(path+".burst", fmt.Sprintf("%d is out of range (1 to 1e6)", l.Burst))
 		}
 	}
-	if l := c.Limits.Store; l != "" && l != "memory" && l != "store" {
-		add("limits.store", fmt.Sprintf("%q is not memory or store", l))
+	switch l := c.Limits.Store; {
+	case c.RedisLimits():
+		if err := redislimits.CheckURL(l); err != nil {
+			add("limits.store", "the Redis URL "+err.Error())
+		}
+	case l != "" && l != "memory" && l != "store":
+		add("limits.store", fmt.Sprintf("%q is not memory, store or a redis:// URL", l))
+	}
+	if f := c.Limits.RedisPasswordFile; f != "" {
+		if !c.RedisLimits() {
+			add("limits.redis_password_file", "set, but limits.store is not a Redis URL")
+		} else if p := secretFileProblem(f); p != "" {
+			add("limits.redis_password_file", p)
+		}
 	}
 	for i, a := range c.Audiences {
 		if p := absoluteURIProblem(a); p != "" {

@@ -34,6 +34,7 @@ import (
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
+	"github.com/mcpsts/mcpsts/internal/redislimits"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
@@ -81,6 +82,7 @@ type Server struct {
 	srv           *tlsserver.Server
 	handler       http.Handler
 	st            *store.Store
+	redis         *redislimits.Limits // shared rate limits, when limits.store is a Redis URL
 	tp            *telemetry.Provider
 	audit         *auditlog.Log
 	policy        *trustmaps.Policy
@@ -339,8 +341,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
 	}
-	if cfg.SharedLimits() {
+	switch {
+	case cfg.SharedLimits():
 		tokenCfg.SharedLimits = st
+	case cfg.RedisLimits():
+		if s.redis, err = openRedisLimits(cfg); err != nil {
+			return nil, err
+		}
+		tokenCfg.SharedLimits = s.redis
 	}
 	token := exchange.NewHandler(tokenCfg)
 	// Introspection and revocation: the same credentials, the store's
@@ -433,6 +441,24 @@ func (s *Server) close() {
 		s.st.Close()
 		s.st = nil
 	}
+	if s.redis != nil {
+		s.redis.Close()
+		s.redis = nil
+	}
+}
+
+// openRedisLimits connects to the Redis that keeps the replicas' shared
+// rate limits, with the password of limits.redis_password_file.
+func openRedisLimits(cfg *config.Config) (*redislimits.Limits, error) {
+	var o redislimits.Options
+	if f := cfg.Limits.RedisPasswordFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("limits.redis_password_file: %w", err)
+		}
+		o.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return redislimits.New(cfg.Limits.Store, o)
 }
 
 // instanceID names this process for tracing: the host name and a random

@@ -17,6 +17,7 @@ import (
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/exchange/authorize/authorizetest"
+	"github.com/mcpsts/mcpsts/exchange/limitstest"
 	"github.com/mcpsts/mcpsts/internal/store/storetest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
@@ -446,41 +447,15 @@ func TestRevocations(t *testing.T) {
 	}
 }
 
-// TestSharedRateLimits: two processes on one store take from one bucket:
-// a burst of 3 holds across both, the refusal says how long to wait, and
-// the bucket refills at its rate.
-func TestSharedRateLimits(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+// TestSharedLimitsConformance: two processes on one store are two replicas
+// sharing their rate-limit buckets.
+func TestSharedLimitsConformance(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			u := b.NewURL(t)
-			a, c := openTest(t, u, time.Now), openTest(t, u, time.Now)
-			take := func(s *Store, at time.Time) (bool, time.Duration) {
-				ok, wait, err := s.Take(ctx, "identity\x00ci/agent", 2, 3, at)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return ok, wait
-			}
-			for i, s := range []*Store{a, c, a} {
-				if ok, _ := take(s, now); !ok {
-					t.Fatalf("take %d of the burst refused", i+1)
-				}
-			}
-			ok, wait := take(c, now)
-			if ok || wait < 400*time.Millisecond || wait > 500*time.Millisecond {
-				t.Fatalf("past the burst on the other process: %v, wait %s (want about 500ms at 2/s)", ok, wait)
-			}
-			if ok, _ := take(a, now.Add(499*time.Millisecond)); ok {
-				t.Fatal("a token before its time")
-			}
-			if ok, _ := take(c, now.Add(501*time.Millisecond)); !ok {
-				t.Fatal("no token after 500ms at 2/s")
-			}
-			if ok, _, _ := a.Take(ctx, "client\x00other", 2, 3, now); !ok {
-				t.Fatal("another key shares the bucket")
-			}
+			limitstest.Run(t, func(t *testing.T) (exchange.SharedLimits, exchange.SharedLimits) {
+				u := b.NewURL(t)
+				return openTest(t, u, time.Now), openTest(t, u, time.Now)
+			})
 		})
 	}
 }
