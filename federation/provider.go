@@ -76,8 +76,10 @@ type Provider struct {
 	fetchMu      sync.Mutex // one fetch at a time
 	jwksURI      string     // configured or discovered; under fetchMu
 	mu           sync.Mutex
-	lastOnDemand time.Time // last fetch caused by a lookup; under mu
-	lastErr      error     // last fetch failure, nil after a success; under mu
+	lastOnDemand time.Time   // last fetch caused by a lookup; under mu
+	lastAttempt  time.Time   // last fetch of any cause; under mu
+	lastErr      error       // last fetch failure, nil after a success; under mu
+	refreshing   atomic.Bool // a refresh behind a stale lookup is under way
 
 	fetches, stale metric.Int64Counter
 	attrs          metric.MeasurementOption
@@ -241,6 +243,13 @@ func (p *Provider) Key(ctx context.Context, kid, alg string) (crypto.PublicKey, 
 	// Not there: the issuer may have rotated. Refetch, at most once per
 	// interval, so that a flood of bad kids cannot make us hammer it.
 	if !p.takeOnDemand() {
+		// Another lookup's fetch may be under way (the issuer's new key,
+		// seen by many requests at once): wait for it and look again.
+		p.fetchMu.Lock()
+		p.fetchMu.Unlock()
+		if k, err := p.state.Load().find(kid, alg); err == nil {
+			return k, nil
+		}
 		return nil, fmt.Errorf("%w: kid %q not in the key set of provider %s", ErrUnknownKey, kid, p.cfg.Name)
 	}
 	if err := p.Refresh(ctx); err != nil {
@@ -264,12 +273,33 @@ func (p *Provider) usable(ctx context.Context) (*keyState, error) {
 	}
 	now := p.cfg.Clock()
 	if now.After(st.refreshAt) {
+		p.refreshBehind(now)
 		if now.After(st.refreshAt.Add(p.cfg.StaleBound)) {
 			return nil, fmt.Errorf("%w: %s: key set fetched %s is stale beyond %s", ErrNotReady, p.cfg.Name, st.fetchedAt.UTC().Format(time.RFC3339), p.cfg.StaleBound)
 		}
 		p.stale.Add(ctx, 1, p.attrs)
 	}
 	return st, nil
+}
+
+// refreshBehind starts a refresh in the background when a lookup finds the
+// set past its refresh time and nothing has fetched for UnknownKidInterval:
+// Run's timer counts monotonic time, which stands still while a machine is
+// suspended, so wall time can pass a set's refresh time with no refresh
+// coming. The lookup does not wait: the stale set serves within its bound.
+func (p *Provider) refreshBehind(now time.Time) {
+	p.mu.Lock()
+	due := now.Sub(p.lastAttempt) >= p.cfg.UnknownKidInterval
+	p.mu.Unlock()
+	if !due || !p.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer p.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		p.Refresh(ctx) // a failure is kept for Ready and the logs, as Run's are
+	}()
 }
 
 // takeOnDemand reports whether a lookup may fetch now, and if so records it.
@@ -363,7 +393,7 @@ func (p *Provider) Refresh(ctx context.Context) error {
 	}
 	p.fetches.Add(ctx, 1, p.attrs, metric.WithAttributes(attribute.String("result", result)))
 	p.mu.Lock()
-	p.lastErr = err
+	p.lastErr, p.lastAttempt = err, p.cfg.Clock()
 	p.mu.Unlock()
 	return err
 }

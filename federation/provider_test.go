@@ -196,6 +196,72 @@ func TestUnknownKidRefetchIsRateLimited(t *testing.T) {
 	}
 }
 
+// TestConcurrentLookupsOfANewKid: the issuer rotates and many requests
+// bring the new kid at once: one fetch, and every lookup finds the key
+// (those that could not fetch wait for the one that does).
+func TestConcurrentLookupsOfANewKid(t *testing.T) {
+	f := newProvider(t, nil)
+	ctx := context.Background()
+	if err := f.p.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kid2 := f.is.AddKey("ES256")
+	f.clock.Add(time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.p.Key(ctx, kid2, "ES256")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a concurrent lookup of the new kid: %v", err)
+		}
+	}
+	if got := f.is.Requests("jwks"); got != 2 {
+		t.Fatalf("JWKS requests = %d, want 2", got)
+	}
+}
+
+// TestStaleSetRefreshedOnUse: with no Run loop to refresh it (a machine
+// suspended past the set's refresh time), a lookup of a stale set is
+// answered from it at once and starts a refresh in the background, which
+// brings the issuer's new key without an unknown-kid fetch; lookups in the
+// next UnknownKidInterval start no other.
+func TestStaleSetRefreshedOnUse(t *testing.T) {
+	f := newProvider(t, nil)
+	ctx := context.Background()
+	if err := f.p.Refresh(ctx); err != nil { // max-age 300 → 5m
+		t.Fatal(err)
+	}
+	kid1 := f.is.KeyID()
+	kid2 := f.is.AddKey("ES256")
+	if _, err := f.p.Key(ctx, kid1, "RS256"); err != nil || f.is.Requests("jwks") != 1 {
+		t.Fatalf("a fresh set: %v, %d fetches", err, f.is.Requests("jwks"))
+	}
+	f.clock.Add(10 * time.Minute)
+	if _, err := f.p.Key(ctx, kid1, "RS256"); err != nil {
+		t.Fatalf("a stale set within its bound: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !f.p.Has(kid2); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stale set was not refreshed in the background")
+		}
+	}
+	for range 20 {
+		f.p.Key(ctx, kid1, "RS256")
+	}
+	if got := f.is.Requests("jwks"); got != 2 {
+		t.Fatalf("JWKS requests = %d, want 2", got)
+	}
+}
+
 func TestStaleIfError(t *testing.T) {
 	f := newProvider(t, func(c *federation.ProviderConfig) { c.StaleBound = 2 * time.Hour })
 	ctx := context.Background()

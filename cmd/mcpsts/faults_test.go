@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +23,8 @@ import (
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	broker "github.com/mcpsts/mcpsts/internal/server"
+	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/resource"
 )
 
 // cutProxy forwards TCP to target until it is cut: then it refuses
@@ -383,4 +387,166 @@ func TestBinarySIGTERMUnderLoad(t *testing.T) {
 		t.Fatalf("audit verify: %q %v", out, err)
 	}
 	t.Logf("SIGTERM under load: exited in %s; %d answered (%d tokens, each in the audit log, which verifies), %d refused at connect after", exited.Round(time.Millisecond), answered.Load(), issued.Load(), failed.Load())
+}
+
+// TestKeyRotationUnderLoadWithTwoReplicas: two replicas on one PostgreSQL
+// behind a round-robin proxy issue tokens under load while a resource server
+// verifies every one; a key is rotated (mcpsts keys rotate), published at
+// once and signing an hour later (the replicas' clocks jump past the
+// publication lead): no token fails verification at the resource server,
+// before, during or after, and both replicas end up signing with the new
+// key.
+func TestKeyRotationUnderLoadWithTwoReplicas(t *testing.T) {
+	f := newReplicaFixture(t)
+	const files = "https://files.example.com/mcp"
+	os.WriteFile(filepath.Join(f.maps, "m.yaml"), []byte(`id: agent
+match: {provider: ci, subject_pattern: "agent-.*"}
+grant: {client_id: agent, audiences: ["`+files+`"]}
+`), 0o600)
+	// Every party's clock, jumped forward together.
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	cert, key, ca := productionFiles(t)
+	var addrs []string
+	var lns []net.Listener
+	for range 2 {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		lns, addrs = append(lns, ln), append(addrs, ln.Addr().String())
+	}
+	lb := "https://" + roundRobin(t, addrs...)
+	var file string
+	for _, ln := range lns {
+		e := testEnv(nil)
+		e.now, e.listener = clock, handOver(ln.Addr().String(), ln)
+		file = writeConfig(t, fmt.Sprintf(`
+issuer: %s
+listen: %s
+store: %s
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+keys: {kek_file: %s, refresh_interval: 1s}
+trust_maps: {paths: [%s]}
+limits: {per_identity: {rate: 0}, per_client: {rate: 0}, per_source: {rate: 0}}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+`, lb, ln.Addr(), f.pg, t.TempDir(), cert, key, f.kek, f.maps, f.idp.URL, f.idpCA))
+		startServe(t, e, "--config", file)
+	}
+	c := clientTrusting(t, ca)
+	rs, err := resource.New(resource.Config{Resource: files, Issuer: lb, Transport: c.Transport, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rs.Run(ctx)
+	for deadline := time.Now().Add(10 * time.Second); rs.Ready() != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resource server never loaded the broker's keys: %v", rs.Ready())
+		}
+	}
+	protected := rs.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+
+	type result struct {
+		at             time.Time
+		kid, why       string
+		status, verify int
+	}
+	var mu sync.Mutex
+	var results []result
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				now := clock().Unix()
+				// An hour's lifetime: a token signed just before a step of
+				// the clock is still valid after it.
+				tok := f.idp.Sign(map[string]any{"iss": f.idp.URL, "sub": fmt.Sprintf("agent-%d", w), "aud": lb, "iat": now, "exp": now + 3600, "jti": fmt.Sprint(seq.Add(1))}, nil)
+				resp, err := c.PostForm(lb+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+					"subject_token": {tok}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {files}})
+				if err != nil {
+					t.Errorf("request: %v", err)
+					return
+				}
+				var body map[string]any
+				json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				r := result{at: time.Now(), status: resp.StatusCode}
+				r.why, _ = body["error_description"].(string)
+				if access, ok := body["access_token"].(string); ok {
+					header, _ := base64.RawURLEncoding.DecodeString(strings.Split(access, ".")[0])
+					var h struct{ Kid string }
+					json.Unmarshal(header, &h)
+					r.kid = h.Kid
+					req := httptest.NewRequest(http.MethodPost, files, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+					req.Header.Set("Authorization", "Bearer "+access)
+					req.Header.Set("Content-Type", "application/json")
+					rec := httptest.NewRecorder()
+					protected.ServeHTTP(rec, req)
+					r.verify = rec.Code
+					r.why = rec.Header().Get("WWW-Authenticate")
+				}
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	out, _, err := run(t, testEnv(nil), "keys", "rotate", "--config", file)
+	if err != nil || !strings.Contains(out, "added key") {
+		t.Fatalf("keys rotate: %q %v", out, err)
+	}
+	time.Sleep(2 * time.Second) // both replicas load the published key (refresh 1s)
+	// Time passes: 70 minutes in steps of 14, each step shorter than every
+	// bound on a key set's age (the issuer signs from a set at most 30
+	// minutes old) and followed by a refresh interval, as real time would
+	// be. The new key signs from the 5th step.
+	jumped := time.Now()
+	for range 5 {
+		offset.Add(int64(14 * time.Minute))
+		time.Sleep(1200 * time.Millisecond)
+	}
+	if time.Duration(offset.Load()) <= issuer.PublishLead {
+		t.Fatal("the clock did not pass the publication lead")
+	}
+	activated := time.Now()
+	time.Sleep(2 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	kids := map[string]int{}
+	var failures int
+	for _, r := range results {
+		if r.status != 200 || r.verify != 200 {
+			failures++
+			if failures <= 5 || failures%200 == 0 {
+				t.Errorf("at %s from the jump: token %d, verification %d (kid %s): %s", r.at.Sub(jumped).Round(time.Millisecond), r.status, r.verify, r.kid, r.why)
+			}
+		}
+		kids[r.kid]++
+	}
+	if failures > 0 {
+		t.Fatalf("%d of %d requests failed", failures, len(results))
+	}
+	if len(kids) != 2 {
+		t.Fatalf("tokens by key %v: want the old key's and the new key's", kids)
+	}
+	// From a refresh interval after the jump, only the new key signs, at
+	// both replicas.
+	var newKid string
+	for _, r := range results {
+		if r.at.After(activated.Add(1500 * time.Millisecond)) {
+			if newKid == "" {
+				newKid = r.kid
+			} else if r.kid != newKid {
+				t.Fatalf("after the activation, tokens signed by %s and %s", newKid, r.kid)
+			}
+		}
+	}
+	t.Logf("%d tokens issued by two replicas and verified by a resource server across a key rotation, by key %v: no failure", len(results), kids)
 }

@@ -62,6 +62,9 @@ type Keys struct {
 	// RotationPeriod is how long a local key is the newest before its
 	// successor is made.
 	RotationPeriod time.Duration `yaml:"rotation_period"`
+	// RefreshInterval is how often a replica reloads the key set from the
+	// store: the bound within which it sees a key another one made.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
 	// RSABits is the size of new RS256 keys.
 	RSABits int `yaml:"rsa_bits"`
 	// KEKFile holds the base64 key-encryption key that seals local private
@@ -333,7 +336,7 @@ func Defaults() Config {
 		Listen:    "127.0.0.1:8443",
 		DataDir:   ".mcpsts",
 		TLS:       TLS{MinVersion: "1.2"},
-		Keys:      Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RSABits: 2048},
+		Keys:      Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RefreshInterval: 30 * time.Second, RSABits: 2048},
 		Tokens:    Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
 		TrustMaps: TrustMaps{ReloadInterval: 5 * time.Second},
 		Limits: Limits{

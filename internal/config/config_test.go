@@ -295,6 +295,7 @@ authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
 		{"admin CA without names", good + "admin: {client_ca_file: " + cert + "}\n", []string{
 			"mcpsts.yaml:5: admin.client_names: required with client_ca_file",
 		}},
+		{"keys refresh", good + "keys:\n  refresh_interval: 500ms\n", []string{"mcpsts.yaml:6: keys.refresh_interval: 500ms is out of range (want 1s to 5m)"}},
 		{"limits store", good + "limits:\n  store: redis://:hunter2@127.0.0.1:6379/0\n", []string{
 			"mcpsts.yaml:6: limits.store: the Redis URL holds a password: put it in limits.redis_password_file"}},
 		{"limits store kind", good + "limits:\n  store: mysql://db\n  redis_password_file: /nonexistent\n", []string{

@@ -89,6 +89,14 @@ var checks = []check{
 		}
 		return ""
 	}},
+	{"keys.refresh_interval", func(c *Config, _ time.Time) string {
+		// Keys are published an hour before they sign: any interval up to
+		// minutes sees them in time; shorter ones cost a store read each.
+		if d := c.Keys.RefreshInterval; d < time.Second || d > 5*time.Minute {
+			return fmt.Sprintf("%s is out of range (want 1s to 5m)", d)
+		}
+		return ""
+	}},
 	{"keys.rsa_bits", func(c *Config, _ time.Time) string {
 		if b := c.Keys.RSABits; b < 2048 || b > 8192 || b%1024 != 0 {
 			return fmt.Sprintf("%d is not allowed (want 2048, 3072 or 4096 …, at most 8192)", b)

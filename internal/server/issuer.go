@@ -85,14 +85,15 @@ func NewIssuer(ctx context.Context, is IssuerSetup) (*issuer.Issuer, error) {
 		return nil, err
 	}
 	ic := issuer.Config{
-		Issuer:         issuerURL,
-		Store:          st,
-		RotationPeriod: cfg.Keys.RotationPeriod,
-		DefaultTTL:     cfg.Tokens.DefaultTTL,
-		MaxTTL:         cfg.Tokens.MaxTTL,
-		Clock:          is.Now,
-		Log:            log,
-		Tracer:         is.Tracer,
+		Issuer:          issuerURL,
+		Store:           st,
+		RotationPeriod:  cfg.Keys.RotationPeriod,
+		RefreshInterval: cfg.Keys.RefreshInterval,
+		DefaultTTL:      cfg.Tokens.DefaultTTL,
+		MaxTTL:          cfg.Tokens.MaxTTL,
+		Clock:           is.Now,
+		Log:             log,
+		Tracer:          is.Tracer,
 	}
 	local := &issuer.LocalKeys{KEK: kek, Algorithm: alg, RSABits: cfg.Keys.RSABits}
 	var kmsKey *issuer.KeyRecord
