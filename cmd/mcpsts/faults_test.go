@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	broker "github.com/mcpsts/mcpsts/internal/server"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/resource"
+	"golang.org/x/sys/unix"
 )
 
 // cutProxy forwards TCP to target until it is cut: then it refuses
@@ -549,4 +551,163 @@ providers:
 		}
 	}
 	t.Logf("%d tokens issued by two replicas and verified by a resource server across a key rotation, by key %v: no failure", len(results), kids)
+}
+
+// TestAuditDiskFullUnderLoad: the file holding the audit log fills (a
+// file-size limit on the serve process, RLIMIT_FSIZE: writes past it fail
+// with EFBIG as on a full disk) under load: the broker fails closed (every
+// grant is 503 temporarily_unavailable with Retry-After, never a token
+// without its audit line, never a 500), and serves again by itself when
+// space returns; every token issued has its line, and the chain verifies.
+func TestAuditDiskFullUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	data, maps, auditFile := filepath.Join(dir, "data"), filepath.Join(dir, "maps"), filepath.Join(dir, "audit.log")
+	os.Mkdir(maps, 0o700)
+	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
+match: {provider: ci, subject: agent}
+grant: {client_id: agent, audiences: ["https://files.example.com/mcp"]}
+`), 0o600)
+	idp := federationtest.NewIssuer(t)
+	idpCA := filepath.Join(dir, "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	kekText, _ := issuer.GenerateKEK()
+	kek := filepath.Join(dir, "kek")
+	os.WriteFile(kek, []byte(kekText), 0o600)
+	cert, key, ca := productionFiles(t)
+	const sts = "https://sts.example.com"
+	cmd, addr, stderr := startBinary(t, nil, "serve", "--config", writeConfig(t, fmt.Sprintf(`issuer: %s
+listen: 127.0.0.1:0
+data_dir: %s
+tls: {cert_file: %s, key_file: %s}
+keys: {kek_file: %s}
+trust_maps: {paths: [%s]}
+audit: {file: %s}
+limits: {per_identity: {rate: 0}, per_client: {rate: 0}, per_source: {rate: 0}}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+`, sts, data, cert, key, kek, maps, auditFile, idp.URL, idpCA)))
+	base := "https://" + addr
+	c := clientTrusting(t, ca)
+	type outcome struct {
+		at           time.Time
+		status       int
+		code, retry  string
+		accessIssued bool
+	}
+	var mu sync.Mutex
+	var outcomes []outcome
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50000 && !stop.Load(); i++ {
+				now := time.Now().Unix()
+				tok := idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": sts, "iat": now, "exp": now + 300}, nil)
+				resp, err := c.PostForm(base+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+					"subject_token": {tok}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"}})
+				if err != nil {
+					t.Errorf("request: %v", err)
+					return
+				}
+				var body map[string]any
+				json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				o := outcome{at: time.Now(), status: resp.StatusCode, retry: resp.Header.Get("Retry-After"), accessIssued: body["access_token"] != nil}
+				o.code, _ = body["error"].(string)
+				mu.Lock()
+				outcomes = append(outcomes, o)
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	snapshot := func() []outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(outcomes)
+	}
+	waitFor := func(what string, ok func(outcome) bool, after time.Time) time.Time {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			for _, o := range snapshot() {
+				if o.at.After(after) && ok(o) {
+					return o.at
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 15s", what)
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	// The disk fills: no file of the process may grow past 64 KiB beyond
+	// the largest it holds now (the audit log grows; the SQLite store does
+	// not while tokens are issued).
+	var largest int64
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			largest = max(largest, fi.Size())
+		}
+		return nil
+	})
+	full := time.Now()
+	limit := unix.Rlimit{Cur: uint64(largest) + 64<<10, Max: unix.RLIM_INFINITY}
+	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_FSIZE, &limit, nil); err != nil {
+		t.Fatalf("prlimit: %v", err)
+	}
+	failing := waitFor("the broker never failed closed", func(o outcome) bool { return o.status == http.StatusServiceUnavailable }, full)
+	time.Sleep(time.Second)
+	freed := time.Now()
+	limit.Cur = unix.RLIM_INFINITY
+	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_FSIZE, &limit, nil); err != nil {
+		t.Fatalf("prlimit: %v", err)
+	}
+	recovered := waitFor("the broker never served again", func(o outcome) bool { return o.status == 200 }, freed)
+	time.Sleep(500 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	terminate(t, cmd, stderr)
+
+	var issued, refused, during int
+	for _, o := range outcomes {
+		switch {
+		case o.status == 200 && o.accessIssued:
+			issued++
+		case o.status == http.StatusServiceUnavailable:
+			refused++
+			if o.code != "temporarily_unavailable" || o.retry == "" {
+				t.Errorf("a 503 with %q, Retry-After %q", o.code, o.retry)
+			}
+		default:
+			t.Errorf("an answer %d %q", o.status, o.code)
+		}
+		// Once failing is seen and until space returns, nothing is granted
+		// (allowing for answers already on their way back).
+		if o.at.After(failing.Add(100*time.Millisecond)) && o.at.Before(freed) {
+			during++
+			if o.status != http.StatusServiceUnavailable {
+				t.Errorf("a %d answer while the audit log could not be written", o.status)
+			}
+		}
+	}
+	log, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allow := strings.Count(string(log), `"event":"token.allow"`); allow != issued {
+		t.Fatalf("%d tokens issued, %d token.allow lines in the audit log", issued, allow)
+	}
+	if out, _, err := run(t, testEnv(nil), "audit", "verify", auditFile); err != nil || !strings.Contains(out, "chain intact") {
+		t.Fatalf("audit verify: %q %v", out, err)
+	}
+	if during == 0 {
+		t.Fatal("no request was answered while the disk was full")
+	}
+	t.Logf("disk full under load: failing closed %s after the limit, %d grants refused (503, Retry-After), serving again %s after space returned; %d tokens, each with its audit line; the chain verifies",
+		failing.Sub(full).Round(time.Millisecond), refused, recovered.Sub(freed).Round(time.Millisecond), issued)
 }

@@ -450,11 +450,20 @@ func TestBinarySIGTERM(t *testing.T) {
 // standard error.
 func startBinaryDev(t *testing.T, data string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
+	return startBinary(t, nil, "serve", "--dev", "--data", data, "--listen", "127.0.0.1:0")
+}
+
+// startBinary builds mcpsts and runs it with args in the environment env
+// (added to this process's), and returns it with the address its banner
+// names.
+func startBinary(t *testing.T, env []string, args ...string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "mcpsts")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "serve", "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, _ := cmd.StdoutPipe()
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
@@ -462,20 +471,36 @@ func startBinaryDev(t *testing.T, data string) (*exec.Cmd, string, *syncBuffer) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
-	sc := bufio.NewScanner(stdout)
-	var addr string
-	for sc.Scan() {
-		if m := bannerAddr.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-			break
+	// The address: in the --dev banner on stdout, else in the log line
+	// "mcpsts serving" on stderr.
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := bannerAddr.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+				break
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case addr := <-found:
+			return cmd, addr, stderr
+		default:
+		}
+		if m := servingAddr.FindStringSubmatch(stderr.String()); m != nil {
+			return cmd, m[1], stderr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no address printed in 60s; stderr: %s", stderr.String())
 		}
 	}
-	if addr == "" {
-		t.Fatalf("no address printed; stderr: %s", stderr.String())
-	}
-	go io.Copy(io.Discard, stdout)
-	return cmd, addr, stderr
 }
+
+// servingAddr finds the address in the server's start-up log line.
+var servingAddr = regexp.MustCompile(`msg="?mcpsts serving"?.*?addr"?[=:]"?([0-9.]+:[0-9]+)`)
 
 // terminate sends SIGTERM to the binary and waits for a clean exit, at
 // most 30 s.
