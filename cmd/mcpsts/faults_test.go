@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -710,4 +711,152 @@ providers:
 	}
 	t.Logf("disk full under load: failing closed %s after the limit, %d grants refused (503, Retry-After), serving again %s after space returned; %d tokens, each with its audit line; the chain verifies",
 		failing.Sub(full).Round(time.Millisecond), refused, recovered.Sub(freed).Round(time.Millisecond), issued)
+}
+
+// privatePostgres runs a PostgreSQL server of its own for a test that
+// restarts it (the shared one serves other tests), listening on a Unix
+// socket in a private directory only: no port to collide. It returns the
+// store URL and a function that restarts the server (pg_ctl restart -m fast:
+// every session is terminated, as in a real restart).
+func privatePostgres(t *testing.T) (storeURL string, restart func()) {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	if len(bins) == 0 || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no PostgreSQL binaries, or not root (the server runs as user postgres) under CI")
+		}
+		t.Skip("needs PostgreSQL's binaries and root")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	// A directory the postgres user owns, outside the test's private
+	// temporary directory.
+	dir, err := os.MkdirTemp("", "mcpsts-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	pgdata := filepath.Join(dir, "data")
+	as := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("runuser", append([]string{"-u", "postgres", "--"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	as(filepath.Join(bin, "initdb"), "-D", pgdata, "-A", "trust", "-U", "postgres", "--no-sync")
+	opts := fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories=%s -c fsync=off", dir)
+	ctl := func(args ...string) {
+		as(append([]string{filepath.Join(bin, "pg_ctl"), "-D", pgdata, "-l", filepath.Join(dir, "log"), "-o", opts, "-w"}, args...)...)
+	}
+	ctl("start")
+	t.Cleanup(func() { ctl("stop", "-m", "immediate") })
+	return fmt.Sprintf("postgres://postgres@/postgres?host=%s&sslmode=disable", dir), func() { ctl("restart", "-m", "fast") }
+}
+
+// TestStoreRestartUnderLoad: PostgreSQL restarts under load (every session
+// terminated): requests that need it meanwhile fail fast with 503
+// temporarily_unavailable and Retry-After, never a 500; the process issues
+// tokens again by itself; nothing committed is lost (the signing key is
+// the same, a single-use token claimed before the restart stays claimed).
+func TestStoreRestartUnderLoad(t *testing.T) {
+	pg, restart := privatePostgres(t)
+	idp := federationtest.NewIssuer(t)
+	dir := t.TempDir()
+	idpCA, kek := filepath.Join(dir, "idp.pem"), filepath.Join(dir, "kek")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	kekText, _ := issuer.GenerateKEK()
+	os.WriteFile(kek, []byte(kekText), 0o600)
+	broker, ca := serveBroker(t, `id: agent
+match: {provider: ci, subject_pattern: "agent.*"}
+grant: {client_id: agent, audiences: ["https://files.example.com/mcp"]}
+`, fmt.Sprintf(`store: %s
+keys: {kek_file: %s}
+limits: {store: memory, per_identity: {rate: 0}, per_client: {rate: 0}, per_source: {rate: 0}}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s, single_use: true}`, pg, kek, idp.URL, idpCA))
+	c := clientTrusting(t, ca)
+	var seq atomic.Int64
+	sign := func() string {
+		now := time.Now().Unix()
+		return idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": now, "exp": now + 300, "jti": fmt.Sprint(seq.Add(1))}, nil)
+	}
+	exchange := func(tok string) (status int, code, retry, kid string, d time.Duration) {
+		start := time.Now()
+		resp, err := c.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token": {tok}, "subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {"https://files.example.com/mcp"}})
+		if err != nil {
+			t.Errorf("request: %v", err)
+			return 0, "", "", "", 0
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		code, _ = body["error"].(string)
+		if access, ok := body["access_token"].(string); ok {
+			header, _ := base64.RawURLEncoding.DecodeString(strings.Split(access, ".")[0])
+			var h struct{ Kid string }
+			json.Unmarshal(header, &h)
+			kid = h.Kid
+		}
+		return resp.StatusCode, code, resp.Header.Get("Retry-After"), kid, time.Since(start)
+	}
+	claimed := sign()
+	status, _, _, kidBefore, _ := exchange(claimed)
+	if status != 200 {
+		t.Fatalf("before the restart: %d", status)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var ok, unavailable, other atomic.Int64
+	var slowest atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50000 && !stop.Load(); i++ {
+				status, code, retry, _, d := exchange(sign())
+				if int64(d) > slowest.Load() {
+					slowest.Store(int64(d))
+				}
+				switch {
+				case status == 200:
+					ok.Add(1)
+				case status == 503 && code == "temporarily_unavailable" && retry != "":
+					unavailable.Add(1)
+				default:
+					other.Add(1)
+					t.Errorf("during the restart: %d %q Retry-After %q", status, code, retry)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	restarted := time.Now()
+	restart()
+	took := time.Since(restarted)
+	// Recovered by itself: tokens again within 10s.
+	okAtRestart := ok.Load()
+	for deadline := time.Now().Add(10 * time.Second); ok.Load() < okAtRestart+20; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no tokens within 10s of the restart")
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	status, code, _, _, _ := exchange(claimed)
+	if status != 400 || code != "invalid_request" {
+		t.Errorf("a single-use token claimed before the restart, again after it: %d %q", status, code)
+	}
+	if status, _, _, kid, _ := exchange(sign()); status != 200 || kid != kidBefore {
+		t.Errorf("after the restart: %d, signed by %q (before: %q)", status, kid, kidBefore)
+	}
+	t.Logf("PostgreSQL restarted under load in %s: %d tokens, %d answered 503 with Retry-After, %d other; slowest answer %s",
+		took.Round(time.Millisecond), ok.Load(), unavailable.Load(), other.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	if time.Duration(slowest.Load()) > 10*time.Second {
+		t.Errorf("an answer took %s: requests must fail fast", time.Duration(slowest.Load()))
+	}
 }
