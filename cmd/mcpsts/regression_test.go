@@ -1,22 +1,31 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/mcpsts/mcpsts/attest/aws"
 	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/awsfake"
+	"github.com/mcpsts/mcpsts/resource"
 )
 
 // regressionCase is one hostile request and its exact answer.
@@ -29,6 +38,9 @@ type regressionCase struct {
 	header      map[string]string
 	status      int
 	code        string // the OAuth error ("" when none is checked)
+	// resource sends the request to the resource server instead of the
+	// broker; code is then the error of its WWW-Authenticate challenge.
+	resource bool
 }
 
 // TestSecurityRegressions runs the project's negative cases of every class
@@ -48,17 +60,30 @@ func TestSecurityRegressions(t *testing.T) {
 	os.WriteFile(corpCA, corp.CAPEM(), 0o600)
 	os.WriteFile(secret, []byte("s3cret"), 0o600)
 	const files = "https://files.example.com/mcp"
+	// A fake STS that checks real SigV4 signatures: AWS evidence.
+	creds := sdkaws.Credentials{AccessKeyID: "AKIDFAKEEXAMPLE01", SecretAccessKey: "fake-secret"}
+	sts := httptest.NewTLSServer(awsfake.AssumedRole(creds, "us-east-1"))
+	t.Cleanup(sts.Close)
+	trap := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("a non-allow-listed STS endpoint was contacted") }))
+	t.Cleanup(trap.Close)
+	stsCA := filepath.Join(dir, "sts.pem")
+	os.WriteFile(stsCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sts.Certificate().Raw}), 0o600)
 	broker, ca := serveBroker(t, `id: agent
 match: {provider: ci, subject: agent}
-grant: {client_id: agent, audiences: ["`+files+`"], scopes: [files:read]}
+grant: {client_id: agent, audiences: ["`+files+`", "https://other.example.com/mcp"], scopes: [files:read]}
+---
+id: role
+match: {provider: aws, subject: "arn:aws:iam::111122223333:role/token-client-role"}
+grant: {client_id: role, audiences: ["`+files+`"]}
 ---
 id: bound
 match: {provider: ci, subject: bound}
 grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 `, fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}
-  - {name: corp, kind: user, issuer: %s, discovery: true, ca_file: %s, login: {client_id: mcpsts, client_secret_file: %s}}`,
-		idp.URL, idpCA, corp.URL, corpCA, secret))
+  - {name: corp, kind: user, issuer: %s, discovery: true, ca_file: %s, login: {client_id: mcpsts, client_secret_file: %s}}
+aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}`,
+		idp.URL, idpCA, corp.URL, corpCA, secret, strings.TrimPrefix(sts.URL, "https://"), stsCA))
 	c := clientTrusting(t, ca)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	now := time.Now().Unix()
@@ -96,6 +121,60 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 	signer, _ := dpop.NewSigner(key, nil)
 	wrongHTU, _ := signer.Proof("POST", broker+"/other", "", "")
 	form := "application/x-www-form-urlencoded"
+	awsEvidence := func(endpoint, audience string, c sdkaws.Credentials, at time.Time) string {
+		ev, err := aws.BuildEvidence(context.Background(), credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, ""), "us-east-1", endpoint, audience, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	sigv4 := func(evidence string) url.Values {
+		return url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {evidence},
+			"subject_token_type": {aws.TokenType}, "resource": {files}}
+	}
+	goodAWS := awsEvidence(sts.URL, broker, creds, time.Now())
+	rawAWS, _ := url.QueryUnescape(goodAWS)
+	wrongSecret := creds
+	wrongSecret.SecretAccessKey = "not-the-secret"
+
+	// A resource server (the resource package) in front of a tool, trusting
+	// this broker: tokens the broker really issued, used wrongly.
+	rs, err := resource.New(resource.Config{Resource: files, Issuer: broker, Transport: c.Transport,
+		ToolScopes: map[string][]string{"write_file": {"files:write"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mcp := httptest.NewTLSServer(rs.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{}`)) })))
+	t.Cleanup(mcp.Close)
+	issue := func(form url.Values, header ...string) string {
+		req, _ := http.NewRequest("POST", broker+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		tok, ok := body["access_token"].(string)
+		if !ok {
+			t.Fatalf("no token for the resource cases: %d %v", resp.StatusCode, body)
+		}
+		return tok
+	}
+	access := issue(exchange(idp.Sign(claims(map[string]any{"jti": "rs-1"}), nil), "scope", "files:read"))
+	otherAudience := issue(exchange(idp.Sign(claims(map[string]any{"jti": "rs-2"}), nil), "resource", "https://other.example.com/mcp"))
+	boundProof, _ := signer.Proof("POST", broker+"/token", "", "")
+	bound := issue(exchange(idp.Sign(claims(map[string]any{"sub": "bound", "jti": "rs-3"}), nil)), "DPoP", boundProof)
+	ap := strings.Split(access, ".")
+	accessTampered := ap[0] + "." + b64(map[string]any{"scope": "files:read files:write"}) + "." + ap[2]
+	toolsCall := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{}}}`
+	bearer := func(tok string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+	}
 
 	cases := []regressionCase{
 		// Hostile subject tokens.
@@ -140,6 +219,28 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 		{class: "admin API", name: "no credentials", method: "GET", path: "/admin/v1/trust-maps", status: 401, code: "unauthenticated"},
 		{class: "admin API", name: "a workload token as bearer", method: "GET", path: "/admin/v1/trust-maps", header: map[string]string{"Authorization": "Bearer " + good}, status: 401, code: "unauthenticated"},
 		{class: "admin API", name: "a revocation without credentials", method: "POST", path: "/admin/v1/revocations", raw: `{"client":"agent"}`, status: 401, code: "unauthenticated"},
+		// SigV4 evidence (AWS): every refusal before STS but a bad signature,
+		// which the fake STS refuses as the real one does.
+		{class: "SigV4 evidence", name: "another broker's evidence", form: sigv4(awsEvidence(sts.URL, "https://other-broker.example.com", creds, time.Now())), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "a stale signature", form: sigv4(awsEvidence(sts.URL, broker, creds, time.Now().Add(-20*time.Minute))), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "an endpoint not allow-listed", form: sigv4(awsEvidence(trap.URL, broker, creds, time.Now())), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "a bad signature", form: sigv4(awsEvidence(sts.URL, broker, wrongSecret, time.Now())), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "the audience header not signed", form: sigv4(url.QueryEscape(strings.Replace(rawAWS, ";x-mcpsts-audience", "", 1))), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "another action", form: sigv4(url.QueryEscape(strings.Replace(rawAWS, "GetCallerIdentity", "AssumeRole", 1))), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "components appended to Authorization", form: sigv4(url.QueryEscape(strings.Replace(rawAWS, `"Authorization","value":"`, `"Authorization","value":"AWS4-HMAC-SHA256 Credential=x, `, 1))), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "not URL-escaped JSON", form: sigv4("%zz"), status: 400, code: "invalid_request"},
+		{class: "SigV4 evidence", name: "valid evidence, first use", form: sigv4(goodAWS), status: 200},
+		{class: "SigV4 evidence", name: "the same evidence replayed", form: sigv4(goodAWS), status: 400, code: "invalid_request"},
+		// A resource server verifying the broker's tokens: the error of the
+		// WWW-Authenticate challenge, or of the body of a 400.
+		{class: "resource server", resource: true, name: "no token", raw: `{}`, header: map[string]string{"Content-Type": "application/json"}, status: 401},
+		{class: "resource server", resource: true, name: "a token for another resource", raw: `{}`, header: bearer(otherAudience), status: 401, code: "invalid_token"},
+		{class: "resource server", resource: true, name: "a tampered token", raw: `{}`, header: bearer(accessTampered), status: 401, code: "invalid_token"},
+		{class: "resource server", resource: true, name: "the workload's own token (passthrough)", raw: `{}`, header: bearer(good), status: 401, code: "invalid_token"},
+		{class: "resource server", resource: true, name: "a tool beyond the token's scopes", raw: toolsCall, header: bearer(access), status: 403, code: "insufficient_scope"},
+		{class: "resource server", resource: true, name: "the token in the query", path: "/mcp?access_token=" + access, raw: `{}`, header: map[string]string{"Content-Type": "application/json"}, status: 400, code: "invalid_request"},
+		{class: "resource server", resource: true, name: "a DPoP-bound token as a bearer token", raw: `{}`, header: bearer(bound), status: 401, code: "invalid_token"},
+		{class: "resource server", resource: true, name: "two Authorization schemes", raw: `{}`, header: map[string]string{"Authorization": "Bearer " + access + ", Bearer " + access, "Content-Type": "application/json"}, status: 400, code: "invalid_request"},
 		// Browser flows.
 		{class: "browser flows", name: "an unknown client", method: "GET", path: "/authorize?response_type=code&client_id=x&redirect_uri=https%3A%2F%2Fevil.example%2Fcb", status: 400},
 		{class: "browser flows", name: "a login callback without state", method: "GET", path: "/login/callback?code=x", status: 400},
@@ -151,7 +252,14 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 		if method == "" {
 			method = "POST"
 		}
-		if path == "" {
+		base := broker
+		switch {
+		case tc.resource:
+			base = mcp.URL
+			if path == "" {
+				path = "/mcp"
+			}
+		case path == "":
 			path = "/token"
 		}
 		var body io.Reader
@@ -161,14 +269,18 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 		case tc.form != nil:
 			body = strings.NewReader(tc.form.Encode())
 		}
-		req, _ := http.NewRequest(method, broker+path, body)
+		req, _ := http.NewRequest(method, base+path, body)
 		if tc.form != nil {
 			req.Header.Set("Content-Type", form)
 		}
 		for k, v := range tc.header {
 			req.Header.Set(k, v)
 		}
-		resp, err := c.Do(req)
+		client := c
+		if tc.resource {
+			client = mcp.Client()
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("%s/%s: %v", tc.class, tc.name, err)
 		}
@@ -177,6 +289,14 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 		var answer map[string]any
 		json.Unmarshal(raw, &answer)
 		got, _ := answer["error"].(string)
+		if tc.resource { // the challenge's error, else the body's (a 400 has no challenge)
+			if m := regexp.MustCompile(`error="([^"]+)"`).FindStringSubmatch(resp.Header.Get("WWW-Authenticate")); m != nil {
+				got = m[1]
+			}
+			if resp.StatusCode == 401 && !strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata=") {
+				t.Errorf("%s / %s: a 401 without resource_metadata in its challenge", tc.class, tc.name)
+			}
+		}
 		if resp.StatusCode != tc.status || (tc.code != "" && got != tc.code) || resp.Header.Get("Location") != "" {
 			t.Errorf("%s / %s: %d %q (Location %q), want %d %q", tc.class, tc.name, resp.StatusCode, got, resp.Header.Get("Location"), tc.status, tc.code)
 		}
