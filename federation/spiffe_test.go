@@ -232,3 +232,28 @@ func TestWorkloadAPIDown(t *testing.T) {
 		t.Fatalf("no agent: %v, want ErrNotReady", err)
 	}
 }
+
+// FuzzLoadBundleFile: a trust domain's bundle is attacker input when a
+// bundle endpoint or a file is not ours. Parsing never panics, and a bundle
+// that parses belongs to the trust domain asked for. (A bundle endpoint's
+// answer goes through the same go-spiffe parser, spiffebundle.Read.)
+func FuzzLoadBundleFile(f *testing.F) {
+	td := federationtest.NewTrustDomain("prod.example.org")
+	f.Add(marshal(td.Bundle()))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\n" + b64lines(td.Bundle().X509Authorities()[0].Raw) + "-----END CERTIFICATE-----\n"))
+	f.Add([]byte(`{"keys":[{"use":"jwt-svid","kty":"EC","crv":"P-256","x":"","y":""}],"spiffe_refresh_hint":-1}`))
+	f.Add([]byte(`{`))
+	path := filepath.Join(f.TempDir(), "bundle")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, err := federation.LoadBundleFile(td.TD, path)
+		if err != nil {
+			return
+		}
+		if b.TrustDomain() != td.TD {
+			t.Fatalf("a bundle of %s parsed as %s's", b.TrustDomain(), td.TD)
+		}
+	})
+}

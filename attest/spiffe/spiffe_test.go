@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func (s static) GetBundleForTrustDomain(spiffeid.TrustDomain) (*spiffebundle.Bun
 	return s.td.Bundle(), nil
 }
 
-func setup(t *testing.T) (*spiffe.Verifier, *federationtest.TrustDomain, *federationtest.TrustDomain, *federationtest.TrustDomain) {
+func setup(t testing.TB) (*spiffe.Verifier, *federationtest.TrustDomain, *federationtest.TrustDomain, *federationtest.TrustDomain) {
 	t.Helper()
 	prod, partner, stranger := federationtest.NewTrustDomain("prod.example.org"), federationtest.NewTrustDomain("partner.example.com"), federationtest.NewTrustDomain("stranger.example.net")
 	b := federation.NewBundles()
@@ -118,4 +119,27 @@ func TestJWTSVID(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzAttestJWTSVID: JWT-SVIDs are attacker input. Attest never panics, and
+// an identity it returns is in a trusted trust domain, named by it.
+func FuzzAttestJWTSVID(f *testing.F) {
+	v, prod, partner, stranger := setup(f)
+	f.Add(prod.JWTSVID("/ns/billing/sa/agent", []string{broker}, time.Now().Add(time.Hour)))
+	f.Add(partner.SignJWT("spiffe://prod.example.org/admin", []string{broker}, time.Now().Add(time.Hour)))
+	f.Add(stranger.JWTSVID("/a", []string{broker}, time.Now().Add(time.Hour)))
+	f.Add("x.y.z")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tok string) {
+		id, err := v.Attest(context.Background(), attest.Evidence{Type: "urn:ietf:params:oauth:token-type:jwt", Token: []byte(tok)})
+		if err != nil {
+			if attest.ReasonOf(err) == "" {
+				t.Fatalf("an error without a reason: %v", err)
+			}
+			return
+		}
+		if (id.Provider != "prod.example.org" && id.Provider != "partner.example.com") || !strings.HasPrefix(id.Subject, "spiffe://"+id.Provider+"/") {
+			t.Fatalf("identity %+v", id)
+		}
+	})
 }
