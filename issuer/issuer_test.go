@@ -677,3 +677,49 @@ func TestVerifyBinding(t *testing.T) {
 		})
 	}
 }
+
+// TestMintIDJAG: an ID-JAG verifies against the JWKS with go-jose, has typ
+// oauth-id-jag+jwt and exactly the SEP-990 claims, lives at most 5 minutes,
+// and is not an access token: Verify refuses it.
+func TestMintIDJAG(t *testing.T) {
+	f := newIssuer(t, issuer.ES256, nil)
+	g := issuer.IDJAG{Subject: "alice", Audience: "https://as.example.com", Resource: "https://files.example.com/mcp",
+		ClientID: "desktop", Scopes: []string{"files:read"}, TTL: time.Hour}
+	tok, err := f.iss.MintIDJAG(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := josejwt.ParseSigned(tok.Raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ := parsed.Headers[0].ExtraHeaders["typ"]; typ != issuer.IDJAGType {
+		t.Fatalf("typ %v", typ)
+	}
+	var all map[string]any
+	set := jwks(t, f.iss)
+	if err := parsed.Claims(set.Key(tok.KeyID)[0].Key, &all); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"iss": iss, "sub": "alice", "aud": "https://as.example.com", "resource": "https://files.example.com/mcp",
+		"client_id": "desktop", "scope": "files:read"}
+	for k, v := range want {
+		if all[k] != v {
+			t.Errorf("%s = %v, want %v", k, all[k], v)
+		}
+	}
+	if len(all) != len(want)+3 || all["jti"] == nil {
+		t.Errorf("claims %v: want exactly iss sub aud resource client_id scope jti iat exp", all)
+	}
+	if life := all["exp"].(float64) - all["iat"].(float64); life != 300 {
+		t.Errorf("lifetime %vs, want 300 (an hour asked)", life)
+	}
+	if _, err := f.iss.Verify(tok.Raw, "https://as.example.com", nil); err == nil {
+		t.Fatal("an ID-JAG verified as an access token")
+	}
+	for _, bad := range []issuer.IDJAG{{Audience: "a", Resource: "r", ClientID: "c"}, {Subject: "alice", Resource: "r", ClientID: "c"}, {Subject: "a\nb", Audience: "a", Resource: "r", ClientID: "c"}} {
+		if _, err := f.iss.MintIDJAG(context.Background(), bad); err == nil {
+			t.Errorf("minted %+v", bad)
+		}
+	}
+}

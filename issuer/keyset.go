@@ -38,12 +38,16 @@ type signingKey struct {
 	header string
 }
 
-func encodeHeader(s Signer) (string, error) {
+func encodeHeader(s Signer) (string, error) { return encodeTypedHeader(s, "at+jwt") }
+
+// encodeTypedHeader encodes the JWS protected header of s's tokens of type
+// typ.
+func encodeTypedHeader(s Signer, typ string) (string, error) {
 	h, err := json.Marshal(struct {
 		Alg string `json:"alg"`
 		Kid string `json:"kid"`
 		Typ string `json:"typ"`
-	}{string(s.Algorithm()), s.KeyID(), "at+jwt"})
+	}{string(s.Algorithm()), s.KeyID(), typ})
 	if err != nil {
 		return "", fmt.Errorf("issuer: encode header: %w", err)
 	}

@@ -140,19 +140,12 @@ func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
 			return Token{}, invalid("extra claims: %v", err)
 		}
 	}
-	// header.payload, then the signature: RFC 7515 compact serialization.
-	b64 := base64.RawURLEncoding
-	input := make([]byte, 0, len(key.header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(512))
-	input = append(input, key.header...)
-	input = append(input, '.')
-	input = b64.AppendEncode(input, payload)
-	sig, err := key.signer.Sign(ctx, input)
+	raw, err := sign(ctx, key.signer, key.header, payload)
 	if err != nil {
 		return Token{}, err
 	}
-	raw := b64.AppendEncode(append(input, '.'), sig)
 	return Token{
-		Raw:       string(raw),
+		Raw:       raw,
 		ID:        c.ID,
 		KeyID:     key.signer.KeyID(),
 		Subject:   sub,
@@ -162,6 +155,21 @@ func (i *Issuer) Mint(ctx context.Context, g Grant) (Token, error) {
 		IssuedAt:  iat,
 		ExpiresAt: iat.Add(ttl),
 	}, nil
+}
+
+// sign returns the compact JWS of payload under header (RFC 7515):
+// header.payload, then the signature.
+func sign(ctx context.Context, s Signer, header string, payload []byte) (string, error) {
+	b64 := base64.RawURLEncoding
+	input := make([]byte, 0, len(header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(512))
+	input = append(input, header...)
+	input = append(input, '.')
+	input = b64.AppendEncode(input, payload)
+	sig, err := s.Sign(ctx, input)
+	if err != nil {
+		return "", err
+	}
+	return string(b64.AppendEncode(append(input, '.'), sig)), nil
 }
 
 // check applies the issuer's own limits to g and returns the sub and

@@ -1,0 +1,85 @@
+package issuer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// IDJAGType is the JOSE typ of an Identity Assertion JWT Authorization
+// Grant (the MCP extension enterprise-managed authorization, SEP-990).
+const IDJAGType = "oauth-id-jag+jwt"
+
+// MaxIDJAGLifetime bounds an ID-JAG's lifetime: it is a grant to be
+// redeemed at once, not a credential to keep.
+const MaxIDJAGLifetime = 5 * time.Minute
+
+// IDJAG is what an ID-JAG says: that the user Subject may, through the
+// client ClientID, get from the authorization server Audience a token for
+// Resource with Scopes.
+type IDJAG struct {
+	Subject  string
+	Audience string // the target authorization server's issuer
+	Resource string // the MCP server
+	ClientID string
+	Scopes   []string
+	TTL      time.Duration // 0 or above MaxIDJAGLifetime: MaxIDJAGLifetime
+}
+
+type idjagClaims struct {
+	Issuer   string `json:"iss"`
+	Subject  string `json:"sub"`
+	Audience string `json:"aud"`
+	Resource string `json:"resource"`
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope,omitempty"`
+	ID       string `json:"jti"`
+	IssuedAt int64  `json:"iat"`
+	Expiry   int64  `json:"exp"`
+}
+
+// MintIDJAG signs an ID-JAG with the current signing key, typ
+// oauth-id-jag+jwt, so that no verifier of access tokens (typ at+jwt)
+// accepts it as one.
+func (i *Issuer) MintIDJAG(ctx context.Context, g IDJAG) (Token, error) {
+	switch {
+	case g.Subject == "" || strings.ContainsFunc(g.Subject, isControl):
+		return Token{}, invalid("ID-JAG: empty subject or control characters")
+	case g.Audience == "" || g.Resource == "" || g.ClientID == "":
+		return Token{}, invalid("ID-JAG: audience, resource and client_id are required")
+	}
+	ttl := g.TTL
+	if ttl <= 0 || ttl > MaxIDJAGLifetime {
+		ttl = MaxIDJAGLifetime
+	}
+	now := i.now()
+	key, err := i.keys.Load().signer(now)
+	if err != nil {
+		return Token{}, err
+	}
+	header, err := encodeTypedHeader(key.signer, IDJAGType)
+	if err != nil {
+		return Token{}, err
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return Token{}, fmt.Errorf("issuer: jti: %w", err)
+	}
+	iat := now.Truncate(time.Second)
+	c := idjagClaims{Issuer: i.cfg.Issuer, Subject: g.Subject, Audience: g.Audience, Resource: g.Resource, ClientID: g.ClientID,
+		Scope: strings.Join(g.Scopes, " "), ID: base64.RawURLEncoding.EncodeToString(id[:]), IssuedAt: iat.Unix(), Expiry: iat.Add(ttl).Unix()}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return Token{}, fmt.Errorf("issuer: ID-JAG: %w", err)
+	}
+	raw, err := sign(ctx, key.signer, header, payload)
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{Raw: raw, ID: c.ID, KeyID: key.signer.KeyID(), Subject: g.Subject, Audience: g.Audience, ClientID: g.ClientID,
+		Scopes: g.Scopes, IssuedAt: iat, ExpiresAt: iat.Add(ttl)}, nil
+}
