@@ -18,6 +18,9 @@ func (g jwtBearerGrant) serve(ctx context.Context, r *http.Request, f form) (*to
 	if assertion == "" {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "assertion is required")
 	}
+	if t.ownIDJAG(assertion) {
+		return t.redeemOwnIDJAG(ctx, r, f, assertion)
+	}
 	att, ok := t.cfg.Attestors[GrantJWTBearer]
 	if !ok {
 		return nil, fail(http.StatusBadRequest, errUnsupportedGrantType, "the JWT bearer grant is not enabled")
@@ -27,7 +30,10 @@ func (g jwtBearerGrant) serve(ctx context.Context, r *http.Request, f form) (*to
 		return nil, attestError(err, errInvalidGrant) // RFC 7523 §3.1
 	}
 	if id.Kind == oidc.UserKind {
-		return nil, fail(http.StatusBadRequest, errInvalidGrant, "a user's assertion gets a token only through a token exchange with the acting workload and the user's consent")
+		if oidc.IsIDJAGType(joseType(assertion)) {
+			return t.redeemIDJAG(ctx, r, f, id)
+		}
+		return nil, fail(http.StatusBadRequest, errInvalidGrant, "a user's assertion gets a token only as an ID-JAG, or through a token exchange with the acting workload and the user's consent")
 	}
 	return t.grant(ctx, r, f, id, GrantJWTBearer, TokenTypeAccessToken)
 }

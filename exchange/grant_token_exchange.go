@@ -29,6 +29,9 @@ func (g tokenExchangeGrant) serve(ctx context.Context, r *http.Request, f form) 
 	if oerr != nil {
 		return nil, oerr
 	}
+	if issued == TokenTypeIDJAG && subjectType != TokenTypeIDToken {
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an ID-JAG is issued for a user's ID token (subject_token_type "+TokenTypeIDToken+")")
+	}
 	if subjectType == TokenTypeAccessToken {
 		return t.delegate(ctx, r, f, issued)
 	}
@@ -49,7 +52,14 @@ func (g tokenExchangeGrant) serve(ctx context.Context, r *http.Request, f form) 
 		// invalid_request, not invalid_grant.
 		return nil, attestError(err, errInvalidRequest)
 	}
-	if id.Kind == oidc.UserKind {
+	switch {
+	case oidc.IsIDJAGType(joseType(subject)):
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an ID-JAG is redeemed with the JWT bearer grant, not exchanged")
+	case issued == TokenTypeIDJAG && id.Kind != oidc.UserKind:
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an ID-JAG is issued for a user's ID token, not a workload's")
+	case issued == TokenTypeIDJAG:
+		return t.issueIDJAG(ctx, r, f, id)
+	case id.Kind == oidc.UserKind:
 		return t.onBehalfOfUser(ctx, r, f, id, issued)
 	}
 	if f.get("actor_token") != "" {
@@ -64,6 +74,8 @@ func requestedType(rt string) (string, *oauthError) {
 		return TokenTypeAccessToken, nil
 	case TokenTypeJWT:
 		return TokenTypeJWT, nil
+	case TokenTypeIDJAG:
+		return TokenTypeIDJAG, nil
 	}
-	return "", fail(http.StatusBadRequest, errInvalidRequest, "requested_token_type must be "+TokenTypeAccessToken+" or "+TokenTypeJWT)
+	return "", fail(http.StatusBadRequest, errInvalidRequest, "requested_token_type must be "+TokenTypeAccessToken+", "+TokenTypeJWT+" or "+TokenTypeIDJAG)
 }

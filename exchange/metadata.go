@@ -34,6 +34,10 @@ type Metadata struct {
 	DPoPSigningAlgValuesSupported              []string `json:"dpop_signing_alg_values_supported,omitempty"`
 	AuthorizationResponseISSParameterSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
 	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
+	// IdentityChainingRequestedTokenTypesSupported names the token types a
+	// token exchange may ask for across trust domains: the ID-JAG when this
+	// server issues them (SEP-990; draft-ietf-oauth-identity-chaining).
+	IdentityChainingRequestedTokenTypesSupported []string `json:"identity_chaining_requested_token_types_supported,omitempty"`
 }
 
 // Paths are where an issuer's well-known documents live on its host.

@@ -78,6 +78,12 @@ type Config struct {
 	Attestors map[string]attest.Attestor
 	Decider   Decider
 	Minter    Minter
+	// IDJAGs signs ID-JAGs (SEP-990) for the token exchange that asks for
+	// one, mcpsts being the users' identity provider; nil: not offered.
+	IDJAGs IDJAGIssuer
+	// Replay claims the jti of this server's own ID-JAGs when they are
+	// redeemed here, once across replicas; nil: they cannot be redeemed.
+	Replay attest.ReplayCache
 	// Tokens verifies our own tokens presented for delegation; nil
 	// disables delegation.
 	Tokens TokenInspector
@@ -374,8 +380,8 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *s
 	if oerr != nil {
 		return nil, oerr
 	}
-	if f.get("client_assertion") != "" && gt != GrantClientCreds {
-		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant")
+	if f.get("client_assertion") != "" && gt != GrantClientCreds && !idjagRequest(gt, f) {
+		return nil, fail(http.StatusUnauthorized, errInvalidClient, "a client_assertion is only used by the "+GrantClientCreds+" grant and by ID-JAG requests")
 	}
 	g, ok := t.grants[gt]
 	switch {
@@ -498,10 +504,7 @@ func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Gran
 	}
 	tok, err := t.cfg.Minter.Mint(ctx, g)
 	if err != nil {
-		if errors.Is(err, issuer.ErrNoSigningKey) {
-			return nil, &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "no signing key is available; retry later", detail: err.Error()}
-		}
-		return nil, &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
+		return nil, mintError(err)
 	}
 	annotateToken(ctx, tok, binding)
 	tokenType := "Bearer"
@@ -519,6 +522,14 @@ func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Gran
 		resp.Scope = granted
 	}
 	return resp, nil
+}
+
+// mintError is the answer when the issuer cannot sign.
+func mintError(err error) *oauthError {
+	if errors.Is(err, issuer.ErrNoSigningKey) {
+		return &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "no signing key is available; retry later", detail: err.Error()}
+	}
+	return &oauthError{status: http.StatusInternalServerError, code: errServerError, description: "internal error", detail: err.Error()}
 }
 
 func peer(r *http.Request) []*x509.Certificate {

@@ -5,9 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpsts/mcpsts/internal/claimname"
 )
 
 // IDJAGType is the JOSE typ of an Identity Assertion JWT Authorization
@@ -82,4 +86,61 @@ func (i *Issuer) MintIDJAG(ctx context.Context, g IDJAG) (Token, error) {
 	}
 	return Token{Raw: raw, ID: c.ID, KeyID: key.signer.KeyID(), Subject: g.Subject, Audience: g.Audience, ClientID: g.ClientID,
 		Scopes: g.Scopes, IssuedAt: iat, ExpiresAt: iat.Add(ttl)}, nil
+}
+
+// VerifiedIDJAG is an ID-JAG this issuer signed, verified.
+type VerifiedIDJAG struct {
+	IDJAG
+	ID        string // jti
+	ExpiresAt time.Time
+}
+
+// VerifyIDJAG verifies an ID-JAG this issuer signed (mcpsts being both the
+// users' identity provider and the MCP authorization server): typ
+// oauth-id-jag+jwt, a published key, this issuer, one audience equal to
+// audience, unexpired, a lifetime within MaxIDJAGLifetime, and the claims a
+// redemption needs.
+func (i *Issuer) VerifyIDJAG(raw, audience string) (VerifiedIDJAG, error) {
+	ks := i.keys.Load()
+	if ks == nil {
+		return VerifiedIDJAG{}, ErrNoSigningKey
+	}
+	var c struct {
+		jwt.RegisteredClaims
+		Resource string `json:"resource"`
+		ClientID string `json:"client_id"`
+		Scope    string `json:"scope"`
+	}
+	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), IDJAGType) {
+			return nil, errors.New("not an ID-JAG (typ)")
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, ok := ks.published[kid]
+		if !ok || string(k.alg) != t.Method.Alg() {
+			return nil, errors.New("not signed by a published key")
+		}
+		return k.pub, nil
+	},
+		jwt.WithValidMethods([]string{string(ES256), string(EdDSA), string(RS256)}),
+		jwt.WithIssuer(i.cfg.Issuer),
+		jwt.WithAudience(audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(i.now),
+		jwt.WithLeeway(30*time.Second),
+	)
+	switch {
+	case err != nil:
+		return VerifiedIDJAG{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	case len(c.Audience) != 1 || c.IssuedAt == nil || c.ID == "" || c.Subject == "" || c.Resource == "" || c.ClientID == "":
+		return VerifiedIDJAG{}, fmt.Errorf("%w: an ID-JAG has one aud, iat, jti, sub, resource and client_id", ErrInvalidToken)
+	case c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxIDJAGLifetime:
+		return VerifiedIDJAG{}, fmt.Errorf("%w: an ID-JAG lives at most %s", ErrInvalidToken, MaxIDJAGLifetime)
+	}
+	if err := claimname.CheckPayload(payloadOf(raw)); err != nil {
+		return VerifiedIDJAG{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	return VerifiedIDJAG{IDJAG: IDJAG{Subject: c.Subject, Audience: c.Audience[0], Resource: c.Resource, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope)},
+		ID: c.ID, ExpiresAt: c.ExpiresAt.Time}, nil
 }

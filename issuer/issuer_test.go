@@ -717,6 +717,21 @@ func TestMintIDJAG(t *testing.T) {
 	if _, err := f.iss.Verify(tok.Raw, "https://as.example.com", nil); err == nil {
 		t.Fatal("an ID-JAG verified as an access token")
 	}
+	v, err := f.iss.VerifyIDJAG(tok.Raw, "https://as.example.com")
+	if err != nil || v.Subject != "alice" || v.ClientID != "desktop" || v.Resource != g.Resource || v.ID != tok.ID || len(v.Scopes) != 1 {
+		t.Fatalf("VerifyIDJAG: %+v %v", v, err)
+	}
+	if _, err := f.iss.VerifyIDJAG(tok.Raw, "https://other-as.example.com"); err == nil {
+		t.Fatal("an ID-JAG for another authorization server verified")
+	}
+	access, _ := f.iss.Mint(context.Background(), grant())
+	if _, err := f.iss.VerifyIDJAG(access.Raw, "https://payments.example.com/mcp"); err == nil {
+		t.Fatal("an access token verified as an ID-JAG")
+	}
+	f.clock.Advance(6 * time.Minute)
+	if _, err := f.iss.VerifyIDJAG(tok.Raw, "https://as.example.com"); err == nil {
+		t.Fatal("an expired ID-JAG verified")
+	}
 	for _, bad := range []issuer.IDJAG{{Audience: "a", Resource: "r", ClientID: "c"}, {Subject: "alice", Resource: "r", ClientID: "c"}, {Subject: "a\nb", Audience: "a", Resource: "r", ClientID: "c"}} {
 		if _, err := f.iss.MintIDJAG(context.Background(), bad); err == nil {
 			t.Errorf("minted %+v", bad)

@@ -189,6 +189,7 @@ resource "mcpsts_trust_map" "agent" {
     default_scopes = ["files:read"]
     max_ttl        = "10m"
     may_act        = [{ provider = "ci", subject = "system:serviceaccount:apps:files" }]
+    authorization_servers = ["https://as.example.com"]
   }
 }
 `, conditions, scopes)
@@ -216,9 +217,10 @@ func TestAccTrustMap(t *testing.T) {
 					resource.TestCheckResourceAttr(name, "priority", "0"),
 					resource.TestCheckResourceAttr(name, "grant.scopes.#", "1"),
 					resource.TestCheckResourceAttr(name, "grant.may_act.0.subject", "system:serviceaccount:apps:files"),
+					resource.TestCheckResourceAttr(name, "grant.authorization_servers.0", "https://as.example.com"),
 					func(*tfterraform.State) error {
 						status, body := b.admin(t, "GET", "/admin/v1/trust-maps/agent", "", nil)
-						if status != 200 || !strings.Contains(fmt.Sprint(body["map"]), "request.scopes.size() <= 2") {
+						if status != 200 || !strings.Contains(fmt.Sprint(body["map"]), "request.scopes.size() <= 2") || !strings.Contains(fmt.Sprint(body["map"]), "https://as.example.com") {
 							return fmt.Errorf("the server holds %d %v", status, body)
 						}
 						return nil

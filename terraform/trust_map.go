@@ -60,6 +60,7 @@ type grantModel struct {
 	RequireBinding types.String `tfsdk:"require_binding"`
 	SingleUse      types.Bool   `tfsdk:"single_use"`
 	MayAct         []actorModel `tfsdk:"may_act"`
+	AuthServers    types.List   `tfsdk:"authorization_servers"`
 }
 
 type actorModel struct {
@@ -97,15 +98,16 @@ func (r *trustMapResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 				}},
 			"grant": schema.SingleNestedAttribute{Required: true, Description: "What a matching identity gets.",
 				Attributes: map[string]schema.Attribute{
-					"client_id":       str(false, "The MCP client the identity acts as; one of client_id and client_id_expr."),
-					"client_id_expr":  str(false, "A CEL expression giving the client ID."),
-					"audiences":       list(true, "Canonical resource URIs of the MCP servers."),
-					"scopes":          list(false, "Scopes the identity may get."),
-					"default_scopes":  list(false, "Scopes granted when a request names none; a subset of scopes."),
-					"max_ttl":         str(false, "Caps the token lifetime (a Go duration, e.g. 10m)."),
-					"claims":          schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "Claims added to the token (reserved claims cannot be set)."},
-					"require_binding": str(false, "none, mtls or dpop."),
-					"single_use":      schema.BoolAttribute{Optional: true, Description: "Tokens valid for one use (claimed at the first introspection)."},
+					"client_id":             str(false, "The MCP client the identity acts as; one of client_id and client_id_expr."),
+					"client_id_expr":        str(false, "A CEL expression giving the client ID."),
+					"audiences":             list(true, "Canonical resource URIs of the MCP servers."),
+					"scopes":                list(false, "Scopes the identity may get."),
+					"default_scopes":        list(false, "Scopes granted when a request names none; a subset of scopes."),
+					"max_ttl":               str(false, "Caps the token lifetime (a Go duration, e.g. 10m)."),
+					"claims":                schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "Claims added to the token (reserved claims cannot be set)."},
+					"require_binding":       str(false, "none, mtls or dpop."),
+					"single_use":            schema.BoolAttribute{Optional: true, Description: "Tokens valid for one use (claimed at the first introspection)."},
+					"authorization_servers": list(false, "Issuers of the authorization servers an ID-JAG (SEP-990) for this identity may name, with mcpsts as the identity provider."),
 					"may_act": schema.ListNestedAttribute{Optional: true, Description: "Who may act for this identity in a delegation exchange.",
 						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 							"provider":        str(true, "The actor's provider."),
@@ -157,6 +159,7 @@ func (m trustMapModel) document(ctx context.Context) ([]byte, diag.Diagnostics) 
 	setList(grant, "default_scopes", m.Grant.DefaultScopes)
 	set(grant, "max_ttl", m.Grant.MaxTTL)
 	set(grant, "require_binding", m.Grant.RequireBinding)
+	setList(grant, "authorization_servers", m.Grant.AuthServers)
 	if !m.Grant.SingleUse.IsNull() {
 		grant["single_use"] = m.Grant.SingleUse.ValueBool()
 	}
@@ -210,6 +213,7 @@ func (m *trustMapModel) fromDocument(raw []byte, version int64) error {
 			Claims         map[string]any `json:"claims"`
 			RequireBinding *string        `json:"require_binding"`
 			SingleUse      *bool          `json:"single_use"`
+			AuthServers    []string       `json:"authorization_servers"`
 			MayAct         []struct {
 				Provider       *string `json:"provider"`
 				Subject        *string `json:"subject"`
@@ -240,7 +244,7 @@ func (m *trustMapModel) fromDocument(raw []byte, version int64) error {
 	m.Match = &matchModel{Provider: str(doc.Match.Provider), Subject: str(doc.Match.Subject), SubjectPattern: str(doc.Match.SubjectPattern), Conditions: list(doc.Match.Conditions)}
 	g := &grantModel{ClientID: str(doc.Grant.ClientID), ClientIDExpr: str(doc.Grant.ClientIDExpr), Audiences: list(doc.Grant.Audiences),
 		Scopes: list(doc.Grant.Scopes), DefaultScopes: list(doc.Grant.DefaultScopes), MaxTTL: str(doc.Grant.MaxTTL), RequireBinding: str(doc.Grant.RequireBinding),
-		Claims: types.MapNull(types.StringType), SingleUse: types.BoolNull()}
+		Claims: types.MapNull(types.StringType), SingleUse: types.BoolNull(), AuthServers: list(doc.Grant.AuthServers)}
 	if doc.Grant.SingleUse != nil {
 		g.SingleUse = types.BoolValue(*doc.Grant.SingleUse)
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -208,6 +210,15 @@ func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *co
 		}
 		cm.audiences[canon] = true
 		cm.Grant.Audiences[i] = canon
+	}
+	for i, as := range g.AuthorizationServers {
+		u, err := url.Parse(as)
+		switch {
+		case err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			fail(fmt.Sprintf("grant.authorization_servers[%d]", i), "%q is not an issuer URL (https, no query, fragment or user information)", as)
+		case slices.Contains(g.AuthorizationServers[:i], as):
+			fail(fmt.Sprintf("grant.authorization_servers[%d]", i), "%q repeated", as)
+		}
 	}
 	for i, s := range g.Scopes {
 		if !validScope(s) {

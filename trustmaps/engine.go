@@ -25,7 +25,11 @@ type Request struct {
 	// flow names it before the person signs in): only a map granting that
 	// client decides. CEL sees it as request.client_id ("" otherwise).
 	ClientID string
-	SourceIP string
+	// AuthorizationServer, when set, asks for an ID-JAG (SEP-990) naming
+	// this authorization server's issuer: only a map that lists it in
+	// grant.authorization_servers decides.
+	AuthorizationServer string
+	SourceIP            string
 	// MTLS reports whether the client proved a certificate over TLS.
 	MTLS bool
 	Time time.Time
@@ -228,6 +232,10 @@ func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, 
 		return o
 	case !m.audiences[audience]:
 		o.reason, o.kind = fmt.Sprintf("audience %q not granted", audience), ErrInvalidTarget
+		return o
+	}
+	if as := r.AuthorizationServer; as != "" && !slices.Contains(m.Grant.AuthorizationServers, as) {
+		o.reason, o.kind = fmt.Sprintf("authorization server %q not granted (ID-JAGs)", as), ErrInvalidTarget
 		return o
 	}
 	scopes := r.Scopes

@@ -53,6 +53,11 @@ type Grant struct {
 	SingleUse bool `yaml:"single_use" json:"single_use,omitempty"`
 	// MayAct lists who may act for this identity in a delegation exchange.
 	MayAct []ActorRule `yaml:"may_act" json:"may_act,omitempty"`
+	// AuthorizationServers are the issuers of the authorization servers an
+	// ID-JAG (SEP-990) for this identity may name, mcpsts itself included
+	// when listed: with mcpsts as the identity provider, an ID-JAG is
+	// issued only for these, and only for the grant's audiences and scopes.
+	AuthorizationServers []string `yaml:"authorization_servers" json:"authorization_servers,omitempty"`
 }
 
 // ActorRule names identities allowed to act for another.

@@ -380,3 +380,61 @@ func TestCanonicalResource(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthorizationServers: an ID-JAG request (Request.AuthorizationServer)
+// is decided only by a map that lists that authorization server, for the
+// map's audiences and scopes; ordinary requests ignore the list; the list
+// holds issuer URLs only.
+func TestAuthorizationServers(t *testing.T) {
+	e, err := trustmaps.Compile(trustmaps.Document{Name: "people.yaml", Data: []byte(`id: engineers
+match: {provider: corp, subject_pattern: ".+", conditions: ['"engineering" in identity.attributes.groups']}
+grant:
+  client_id_expr: request.client_id
+  audiences: ["https://files.example.com/mcp"]
+  scopes: [files:read]
+  authorization_servers: ["https://as.example.com", "https://sts.example.com"]
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := attest.Identity{Kind: "user", Provider: "corp", Subject: "alice", Attributes: map[string]any{"groups": []any{"engineering"}}}
+	bob := attest.Identity{Kind: "user", Provider: "corp", Subject: "bob", Attributes: map[string]any{"groups": []any{"sales"}}}
+	ask := func(id attest.Identity, as, audience string, scopes ...string) (trustmaps.Decision, error) {
+		return e.Decide(context.Background(), id, trustmaps.Request{AuthorizationServer: as, Audience: audience, Scopes: scopes, ClientID: "desktop", Time: monday})
+	}
+	if d, err := ask(alice, "https://as.example.com", "https://files.example.com/mcp", "files:read"); err != nil || d.ClientID != "desktop" || d.MapID != "engineers" {
+		t.Fatalf("alice, a listed server: %+v %v", d, err)
+	}
+	for _, tc := range []struct {
+		name         string
+		id           attest.Identity
+		as, audience string
+		scopes       []string
+		kind         error
+	}{
+		{"a server not listed", alice, "https://evil.example.com", "https://files.example.com/mcp", nil, trustmaps.ErrInvalidTarget},
+		{"a resource not granted", alice, "https://as.example.com", "https://mail.example.com/mcp", nil, trustmaps.ErrInvalidTarget},
+		{"a scope not granted", alice, "https://as.example.com", "https://files.example.com/mcp", []string{"files:write"}, trustmaps.ErrInvalidScope},
+		{"a user outside the group", bob, "https://as.example.com", "https://files.example.com/mcp", nil, trustmaps.ErrDenied},
+	} {
+		var den *trustmaps.Denial
+		if _, err := ask(tc.id, tc.as, tc.audience, tc.scopes...); !errors.As(err, &den) || den.Kind != tc.kind {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.kind)
+		}
+	}
+	if _, err := e.Decide(context.Background(), alice, trustmaps.Request{ClientID: "desktop", Time: monday}); err != nil {
+		t.Errorf("an ordinary request: %v", err)
+	}
+	_, err = trustmaps.Compile(trustmaps.Document{Name: "bad.yaml", Data: []byte(`id: bad
+match: {provider: corp, subject: alice}
+grant: {client_id: c, audiences: ["https://files.example.com/mcp"], authorization_servers: ["http://as.example.com", "https://as.example.com?x=1", "https://a.example", "https://a.example"]}
+`)})
+	for _, want := range []string{"grant.authorization_servers[0]", "grant.authorization_servers[1]", `grant.authorization_servers[3]: "https://a.example" repeated`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("compile: %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "authorization_servers[2]") {
+		t.Errorf("a good issuer URL refused: %v", err)
+	}
+}

@@ -56,6 +56,11 @@ type ProviderConfig struct {
 	// UserKind, and get tokens only through a workload acting for them with
 	// the user's consent.
 	Users bool
+	// IDJAG marks a user provider that issues Identity Assertion JWT
+	// Authorization Grants (typ oauth-id-jag+jwt, SEP-990): only its
+	// tokens of that type are accepted as ID-JAGs, and each is usable once
+	// (its jti, required).
+	IDJAG bool
 }
 
 // Verifier verifies tokens from several trusted issuers, each routed by its
@@ -297,7 +302,15 @@ func claimsError(err error) error {
 }
 
 func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now time.Time) (attest.Identity, error) {
-	if p.Typ != "" && !strings.EqualFold(strings.TrimPrefix(hdr.Typ, "application/"), p.Typ) {
+	idjag := IsIDJAGType(hdr.Typ)
+	switch {
+	case idjag && !(p.IDJAG && p.Users):
+		return attest.Identity{}, attest.Invalid("not_an_id_jag_issuer", fmt.Sprintf("provider %s does not issue ID-JAGs", p.Keys.Name()))
+	case idjag:
+		if jti, _ := claims["jti"].(string); jti == "" {
+			return attest.Identity{}, attest.Invalid("missing_claim", "jti")
+		}
+	case p.Typ != "" && !strings.EqualFold(strings.TrimPrefix(hdr.Typ, "application/"), p.Typ):
 		return attest.Identity{}, attest.Invalid("wrong_token_type", fmt.Sprintf("typ %q, want %q", truncate(hdr.Typ), p.Typ))
 	}
 	sub, _ := claims["sub"].(string)
@@ -333,7 +346,7 @@ func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now ti
 		Attributes: attrs,
 		Expiry:     exp.Time,
 	}
-	if p.SingleUse {
+	if p.SingleUse || idjag {
 		if jti, _ := claims["jti"].(string); jti != "" {
 			id.ReplayKey = "oidc:" + id.Provider + ":jti:" + jti
 		} else {
@@ -342,6 +355,16 @@ func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now ti
 		}
 	}
 	return id, nil
+}
+
+// IDJAGType is the JOSE typ of an Identity Assertion JWT Authorization
+// Grant (SEP-990).
+const IDJAGType = "oauth-id-jag+jwt"
+
+// IsIDJAGType reports whether a JOSE typ names an ID-JAG (case-insensitive,
+// with or without the application/ prefix, RFC 7515 §4.1.9).
+func IsIDJAGType(typ string) bool {
+	return strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), IDJAGType)
 }
 
 // truncate keeps attacker-chosen strings short in messages.

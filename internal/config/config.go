@@ -102,7 +102,11 @@ type Provider struct {
 	RequiredClaims []string      `yaml:"required_claims"`
 	Typ            string        `yaml:"typ"`
 	SingleUse      bool          `yaml:"single_use"`
-	Refresh        Refresh       `yaml:"refresh"`
+	// IDJAG, on a user provider, accepts its Identity Assertion JWT
+	// Authorization Grants (typ oauth-id-jag+jwt, SEP-990) at the JWT
+	// bearer grant, each once.
+	IDJAG   bool    `yaml:"id_jag"`
+	Refresh Refresh `yaml:"refresh"`
 	// Login, on a user provider, signs people in at it for the browser
 	// flows, with mcpsts as its OpenID Connect relying party.
 	Login *Login `yaml:"login"`

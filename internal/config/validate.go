@@ -509,6 +509,9 @@ func (p *Provider) problems() []problem {
 	if p.Kind != "" && p.Kind != "workload" && p.Kind != "user" {
 		out = append(out, problem{"kind", fmt.Sprintf("%q is not workload or user", p.Kind)})
 	}
+	if p.IDJAG && p.Kind != "user" {
+		out = append(out, problem{"id_jag", "ID-JAGs name a user: only a provider of kind user issues them"})
+	}
 	if p.Preset != "" && !slices.Contains(oidc.Presets(), oidc.Preset(p.Preset)) {
 		out = append(out, problem{"preset", fmt.Sprintf("%q is not one of %s", p.Preset, presetNames())})
 	}

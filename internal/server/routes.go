@@ -63,12 +63,15 @@ func routes(rc routeConfig) (http.Handler, error) {
 		authMethods = append(authMethods, "tls_client_auth")
 	}
 	md := exchange.Metadata{
-		Issuer:                            issuerURL,
-		JWKSURI:                           paths.Origin + paths.JWKS,
-		TokenEndpoint:                     paths.Origin + paths.Token,
-		AuthorizationEndpoint:             paths.Origin + paths.Authorize,
-		GrantTypesSupported:               []string{exchange.GrantTokenExchange, exchange.GrantJWTBearer, exchange.GrantClientCreds},
-		TokenEndpointAuthMethodsSupported: authMethods,
+		Issuer:                issuerURL,
+		JWKSURI:               paths.Origin + paths.JWKS,
+		TokenEndpoint:         paths.Origin + paths.Token,
+		AuthorizationEndpoint: paths.Origin + paths.Authorize,
+		GrantTypesSupported:   []string{exchange.GrantTokenExchange, exchange.GrantJWTBearer, exchange.GrantClientCreds},
+		// ID-JAGs for the users of this server's user providers, as the
+		// trust maps allow (grant.authorization_servers).
+		IdentityChainingRequestedTokenTypesSupported: []string{exchange.TokenTypeIDJAG},
+		TokenEndpointAuthMethodsSupported:            authMethods,
 		// private_key_jwt assertions are provider-signed workload JWTs.
 		TokenEndpointAuthSigningAlgValuesSupported: signingAlgs,
 		TLSClientCertificateBoundAccessTokens:      true, // require_binding: mtls

@@ -335,7 +335,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		Clients:   s.clients,
 		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 		Attestors: attestors,
-		Decider:   s.policy, Minter: iss, Tokens: iss, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
+		Decider:   s.policy, Minter: iss, IDJAGs: iss, Replay: st, Tokens: iss, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
 		DefaultTTL:  cfg.Tokens.DefaultTTL,
 		PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
