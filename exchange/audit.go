@@ -46,6 +46,11 @@ const (
 	attrExpiry          = "mcpsts.token.exp"
 	attrBinding         = "mcpsts.token.binding"
 	attrDPoPJKT         = "mcpsts.dpop.jkt"
+	// attrIDJAGTarget is the authorization server an ID-JAG is issued for
+	// (SEP-990), attrIssuedType the token type issued when not an access
+	// token.
+	attrIDJAGTarget = "mcpsts.id_jag.authorization_server"
+	attrIssuedType  = "mcpsts.token.issued_type"
 )
 
 // annotations gathers a request's attributes so that its server span gets

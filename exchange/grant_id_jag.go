@@ -133,7 +133,8 @@ func (t *tokenEndpoint) redeemOwnIDJAG(ctx context.Context, r *http.Request, f f
 	if ok, wait := t.perClient.allow(ctx, client); !ok {
 		return nil, limited("client", wait)
 	}
-	annotate(ctx, attribute.String(attrClientID, client))
+	annotate(ctx, attribute.String(attrClientID, client), attribute.String(attrAudience, jag.Resource), attribute.String(attrScopes, strings.Join(scopes, " ")),
+		attribute.String(attrIDJAGTarget, jag.Audience))
 	return t.mint(ctx, r, issuer.Grant{Subject: jag.Subject, SubjectType: issuer.User, Audience: jag.Resource, ClientID: client, Scopes: scopes}, "", scopes, TokenTypeAccessToken)
 }
 
@@ -308,7 +309,8 @@ func (t *tokenEndpoint) issueIDJAG(ctx context.Context, r *http.Request, f form,
 		return nil, e
 	}
 	scopes := strings.Fields(f.get("scope"))
-	annotate(ctx, attribute.String(attrRequestAudience, canon), attribute.String(attrRequestScopes, strings.Join(scopes, " ")))
+	annotate(ctx, attribute.String(attrRequestAudience, canon), attribute.String(attrRequestScopes, strings.Join(scopes, " ")),
+		attribute.String(attrIDJAGTarget, truncate(target)), attribute.String(attrIssuedType, "id-jag"))
 	if ok, wait := t.perIdentity.allow(ctx, user.Provider+"\x00"+user.Subject); !ok {
 		return nil, limited("identity", wait)
 	}

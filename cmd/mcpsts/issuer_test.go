@@ -47,7 +47,8 @@ func TestMetadataAdvertisesOnlyImplemented(t *testing.T) {
 		"code_challenge_methods_supported": true, "scopes_supported": true,
 		"authorization_response_iss_parameter_supported": true, "client_id_metadata_document_supported": true,
 		"dpop_signing_alg_values_supported": true, "introspection_endpoint": true, "revocation_endpoint": true,
-		"introspection_endpoint_auth_methods_supported": true, "revocation_endpoint_auth_methods_supported": true}
+		"introspection_endpoint_auth_methods_supported": true, "revocation_endpoint_auth_methods_supported": true,
+		"identity_chaining_requested_token_types_supported": true}
 	for k, v := range doc {
 		if !implemented[k] {
 			t.Errorf("metadata advertises %q = %v, which is not implemented", k, v)

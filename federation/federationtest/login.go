@@ -93,6 +93,10 @@ func (l *login) serve(is *Issuer, w http.ResponseWriter, r *http.Request) {
 			tokenError(w, http.StatusUnauthorized, "invalid_client")
 			return
 		}
+		if r.PostFormValue("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange" {
+			l.issueIDJAG(is, w, r)
+			return
+		}
 		l.mu.Lock()
 		c, found := l.codes[r.PostFormValue("code")]
 		if found {
@@ -112,6 +116,34 @@ func (l *login) serve(is *Issuer, w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// issueIDJAG is the identity provider's side of enterprise-managed
+// authorization (SEP-990): the client's own ID token (issued here to it)
+// becomes an ID-JAG for the authorization server and resource it names.
+// This provider's policy lets every user through; the receiving server's
+// trust maps decide.
+func (l *login) issueIDJAG(is *Issuer, w http.ResponseWriter, r *http.Request) {
+	if r.PostFormValue("requested_token_type") != "urn:ietf:params:oauth:token-type:id-jag" ||
+		r.PostFormValue("subject_token_type") != "urn:ietf:params:oauth:token-type:id_token" ||
+		r.PostFormValue("audience") == "" || r.PostFormValue("resource") == "" {
+		tokenError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(r.PostFormValue("subject_token"), claims, func(*jwt.Token) (any, error) { return is.PublicKey(), nil },
+		jwt.WithValidMethods([]string{"ES256", "RS256"}), jwt.WithAudience(l.ClientID), jwt.WithIssuer(is.URL), jwt.WithExpirationRequired())
+	if err != nil {
+		tokenError(w, http.StatusBadRequest, "invalid_grant")
+		return
+	}
+	now := time.Now()
+	jag := is.Sign(map[string]any{"iss": is.URL, "sub": claims["sub"], "aud": r.PostFormValue("audience"), "resource": r.PostFormValue("resource"),
+		"client_id": l.ClientID, "scope": r.PostFormValue("scope"), "jti": base64.RawURLEncoding.EncodeToString([]byte(now.String())),
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}, map[string]any{"typ": "oauth-id-jag+jwt"})
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"access_token": jag, "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag",
+		"token_type": "N_A", "expires_in": 300})
 }
 
 // authenticated checks the client: its secret, or its assertion signed

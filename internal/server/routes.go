@@ -32,6 +32,8 @@ type routeConfig struct {
 	admin         http.Handler
 	signingAlgs   []string // of client assertions (private_key_jwt)
 	tlsClientAuth bool
+	// idjag: a provider of the configuration accepts ID-JAGs (SEP-990).
+	idjag bool
 	log           *slog.Logger
 	traces        trace.TracerProvider
 	meters        metric.MeterProvider
@@ -81,6 +83,12 @@ func routes(rc routeConfig) (http.Handler, error) {
 		md.IntrospectionEndpoint, md.RevocationEndpoint = paths.Origin+paths.Base+"/introspect", paths.Origin+paths.Base+"/revoke"
 		md.IntrospectionEndpointAuthMethodsSupported = []string{"private_key_jwt", "tls_client_auth", "bearer"}
 		md.RevocationEndpointAuthMethodsSupported = []string{"none", "private_key_jwt", "tls_client_auth"}
+	}
+	if rc.idjag {
+		// MCP clients check PKCE support in every authorization server's
+		// metadata before any flow, the enterprise one too (the Go SDK's
+		// extauth); the authorization endpoint, when on, takes S256 only.
+		md.CodeChallengeMethodsSupported = []string{"S256"}
 	}
 	if rc.browser != nil {
 		md.ResponseTypesSupported = []string{"code"}
