@@ -33,10 +33,10 @@ type routeConfig struct {
 	signingAlgs   []string // of client assertions (private_key_jwt)
 	tlsClientAuth bool
 	// idjag: a provider of the configuration accepts ID-JAGs (SEP-990).
-	idjag bool
-	log           *slog.Logger
-	traces        trace.TracerProvider
-	meters        metric.MeterProvider
+	idjag  bool
+	log    *slog.Logger
+	traces trace.TracerProvider
+	meters metric.MeterProvider
 	// browser is the browser flows (nil: off); register, dynamic client
 	// registration (nil: off); documents, whether client ID metadata
 	// documents are accepted; scopes, the described scopes.
