@@ -33,7 +33,7 @@ func newTrustmapCommand(e env) *cobra.Command {
 			return nil
 		},
 	})
-	var identityFile, provider, subject, audience, sourceIP, at, grantType string
+	var identityFile, provider, subject, audience, sourceIP, at, grantType, clientID, authServer string
 	var scopes []string
 	var mtls bool
 	explain := &cobra.Command{
@@ -80,6 +80,7 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 			}
 			tr := eng.Explain(cmd.Context(), id, trustmaps.Request{
 				Audience: audience, Scopes: scopes, GrantType: grantType, SourceIP: sourceIP, MTLS: mtls, Time: when,
+				ClientID: clientID, AuthorizationServer: authServer,
 			})
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
@@ -100,6 +101,8 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 	fl.StringVar(&at, "time", "", "the request time, RFC 3339 (default now)")
 	fl.StringVar(&grantType, "grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "the grant type")
 	fl.BoolVar(&mtls, "mtls", false, "the client proved a certificate over TLS")
+	fl.StringVar(&clientID, "client-id", "", "the client the request is for (a person's client: browser flows, ID-JAGs); CEL's request.client_id")
+	fl.StringVar(&authServer, "authorization-server", "", "explain an ID-JAG request (SEP-990) naming this authorization server's issuer")
 	explain.MarkFlagRequired("audience")
 	cmd.AddCommand(explain)
 	return cmd

@@ -122,3 +122,40 @@ func TestReservedClaimsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustmapExplainUsersAndIDJAGs: explain answers for a person (a user
+// identity with attributes, through a named client) and for an ID-JAG
+// request naming an authorization server, granted or not.
+func TestTrustmapExplainUsersAndIDJAGs(t *testing.T) {
+	dir := t.TempDir()
+	maps := filepath.Join(dir, "people.yaml")
+	os.WriteFile(maps, []byte(`id: engineers
+match: {provider: corp, subject_pattern: ".+", conditions: ['"engineering" in identity.attributes.groups']}
+grant:
+  client_id_expr: request.client_id
+  audiences: ["https://files.example.com/mcp"]
+  scopes: [files:read]
+  authorization_servers: ["https://as.example.com"]
+`), 0o600)
+	idFile := filepath.Join(dir, "alice.json")
+	os.WriteFile(idFile, []byte(`{"provider":"corp","subject":"alice","kind":"user","attributes":{"groups":["engineering"]}}`), 0o600)
+	explain := func(extra ...string) (trustmaps.Trace, error) {
+		args := append([]string{"trustmap", "explain", maps, "--identity", idFile, "--audience", "https://files.example.com/mcp", "--client-id", "desktop"}, extra...)
+		out, _, err := run(t, testEnv(nil), args...)
+		var tr trustmaps.Trace
+		if jerr := json.Unmarshal([]byte(out), &tr); jerr != nil {
+			t.Fatalf("%v: %q", args, out)
+		}
+		return tr, err
+	}
+	if tr, err := explain(); err != nil || tr.Decision == nil || tr.Decision.ClientID != "desktop" {
+		t.Fatalf("a person through desktop: %+v %v", tr, err)
+	}
+	if tr, err := explain("--authorization-server", "https://as.example.com"); err != nil || tr.Decision == nil {
+		t.Fatalf("an ID-JAG for a listed server: %+v %v", tr, err)
+	}
+	tr, err := explain("--authorization-server", "https://evil.example.com")
+	if err == nil || tr.Decision != nil || len(tr.Maps) != 1 || !strings.Contains(tr.Maps[0].Outcome, `authorization server "https://evil.example.com" not granted`) {
+		t.Fatalf("an ID-JAG for a server not listed: %+v %v", tr, err)
+	}
+}
