@@ -64,6 +64,10 @@ grant:
   default_scopes: [files:read]
   authorization_servers: ["` + remoteAS + `", "` + broker + `"]
 ---
+id: partners
+match: {provider: partner, subject_pattern: ".+"}
+grant: {client_id_expr: request.client_id, audiences: ["` + files + `"], scopes: [files:read]}
+---
 id: desktop-app
 match: {provider: ci, subject: desktop-app}
 grant: {client_id: desktop, audiences: ["` + files + `"]}
@@ -74,7 +78,8 @@ grant: {client_id: desktop, audiences: ["` + files + `"]}
 	e.restart(t, func(c *exchange.Config) {
 		c.Attestors = map[string]attest.Attestor{exchange.TokenTypeJWT: att, exchange.TokenTypeIDToken: att, exchange.GrantJWTBearer: att}
 		c.Decider = eng
-		c.Clients = clientMap{"desktop": {ID: "desktop", GrantTypes: []string{exchange.GrantJWTBearer, exchange.GrantTokenExchange}}}
+		c.Clients = clientMap{"desktop": {ID: "desktop", GrantTypes: []string{exchange.GrantJWTBearer, exchange.GrantTokenExchange}},
+			"other-app": {ID: "other-app", GrantTypes: []string{exchange.GrantJWTBearer}}}
 		c.IDJAGs, c.Replay = e.iss, &memCache{held: map[string]time.Time{}}
 	})
 	return e, corp, partner
@@ -135,6 +140,9 @@ func TestRedeemIDJAG(t *testing.T) {
 		{"typ JWT (an ID token, not an ID-JAG)", redeem(jag(corp, nil, map[string]any{"typ": "JWT"})), 400, "invalid_grant"},
 		{"no typ", redeem(jag(corp, nil, map[string]any{})), 400, "invalid_grant"},
 		{"for another authorization server", redeem(jag(corp, func(c map[string]any) { c["aud"] = remoteAS }, nil)), 400, "invalid_grant"},
+		// The provider's audiences hold its clients too (its ID tokens go to
+		// them): only the ID-JAG's own check refuses this one.
+		{"addressed to a client, not to this server", redeem(jag(corp, func(c map[string]any) { c["aud"] = "desktop" }, nil)), 400, "invalid_grant"},
 		{"issued to another client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "other-app" }, nil)), 400, "invalid_grant"},
 		{"no client authentication", redeem(jag(corp, nil, nil), "client_id", ""), 401, "invalid_client"},
 		{"an unregistered public client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "stranger" }, nil), "client_id", "stranger"), 401, "invalid_client"},
@@ -155,6 +163,11 @@ func TestRedeemIDJAG(t *testing.T) {
 		if tc.res.status != tc.status || tc.res.body["error"] != tc.code {
 			t.Errorf("%s: %d %v, want %d %s", tc.name, tc.res.status, tc.res.body, tc.status, tc.code)
 		}
+	}
+	// The partner's users have a map: only the ID-JAG issuer check refuses
+	// its ID-JAG.
+	if res := redeem(jag(partner, nil, nil)); res.status != 400 || e.check() != "not_an_id_jag_issuer" {
+		t.Errorf("an ID-JAG of a provider not marked id_jag: %d %v (%s)", res.status, res.body, e.check())
 	}
 }
 
@@ -208,7 +221,7 @@ func TestIssueIDJAG(t *testing.T) {
 		}
 		return e.post(t, f, nil)
 	}
-	if res := redeem("client_id", "other-app"); res.status != 401 || res.body["error"] != "invalid_client" {
+	if res := redeem("client_id", "stranger"); res.status != 401 || res.body["error"] != "invalid_client" {
 		t.Fatalf("our ID-JAG by an unregistered client: %d %v", res.status, res.body)
 	}
 	res = redeem()
@@ -219,8 +232,14 @@ func TestIssueIDJAG(t *testing.T) {
 	if claims["sub"] != "alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" {
 		t.Fatalf("claims %v", claims)
 	}
-	if res := redeem(); res.status != 400 || res.body["error"] != "invalid_grant" {
-		t.Fatalf("our ID-JAG again: %d %v", res.status, res.body)
+	if res := redeem(); res.status != 400 || res.body["error"] != "invalid_grant" || e.check() != "token_replayed" {
+		t.Fatalf("our ID-JAG again: %d %v (%s)", res.status, res.body, e.check())
+	}
+	// Another registered client cannot redeem it.
+	res = ask(idToken(nil), "audience", broker)
+	own = res.body["access_token"].(string)
+	if res := redeem("client_id", "other-app"); res.status != 400 || res.body["error"] != "invalid_grant" || e.check() != "id_jag_client" {
+		t.Fatalf("our ID-JAG by another client: %d %v (%s)", res.status, res.body, e.check())
 	}
 
 	for _, tc := range []struct {

@@ -724,9 +724,16 @@ func TestMintIDJAG(t *testing.T) {
 	if _, err := f.iss.VerifyIDJAG(tok.Raw, "https://other-as.example.com"); err == nil {
 		t.Fatal("an ID-JAG for another authorization server verified")
 	}
-	access, _ := f.iss.Mint(context.Background(), grant())
-	if _, err := f.iss.VerifyIDJAG(access.Raw, "https://payments.example.com/mcp"); err == nil {
-		t.Fatal("an access token verified as an ID-JAG")
+	// An access token carrying every claim of an ID-JAG is still not one:
+	// the typ tells them apart.
+	lookalike := grant()
+	lookalike.Claims = map[string]any{"resource": "https://payments.example.com/mcp"}
+	access, err := f.iss.Mint(context.Background(), lookalike)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.iss.VerifyIDJAG(access.Raw, "https://payments.example.com/mcp"); err == nil || !strings.Contains(err.Error(), "typ") {
+		t.Fatalf("an access token verified as an ID-JAG: %v", err)
 	}
 	f.clock.Advance(6 * time.Minute)
 	if _, err := f.iss.VerifyIDJAG(tok.Raw, "https://as.example.com"); err == nil {

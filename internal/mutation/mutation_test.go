@@ -22,6 +22,18 @@ type mutant struct {
 }
 
 var mutants = []mutant{
+	// Enterprise-managed authorization (ID-JAGs).
+	{"exchange: an ID-JAG of another client", "exchange/grant_id_jag.go", "\tif client != jagClient {", "\tif false && client != jagClient {", "./exchange"},
+	{"exchange: our own ID-JAG of another client", "exchange/grant_id_jag.go", "\tif client != jag.ClientID {", "\tif false && client != jag.ClientID {", "./exchange"},
+	{"exchange: an ID-JAG for another authorization server", "exchange/grant_id_jag.go",
+		"if !slices.ContainsFunc(audiences(user),", "if false && !slices.ContainsFunc(audiences(user),", "./exchange"},
+	{"exchange: an ID token of another client made an ID-JAG", "exchange/grant_id_jag.go", "if !slices.Contains(audiences(user), client) {", "if false {", "./exchange"},
+	{"exchange: our own ID-JAG redeemed twice", "exchange/grant_id_jag.go", "case errors.Is(err, attest.ErrReplayed):", "case false && errors.Is(err, attest.ErrReplayed):", "./exchange"},
+	{"oidc: ID-JAGs of any provider", "attest/oidc/oidc.go", "case idjag && !(p.IDJAG && p.Users):", "case false:", "./exchange"},
+	{"trustmaps: ID-JAGs for any authorization server", "trustmaps/engine.go",
+		"if as := r.AuthorizationServer; as != \"\" && ", "if as := r.AuthorizationServer; false && as != \"\" && ", "./trustmaps"},
+	{"issuer: an access token taken for an ID-JAG", "issuer/idjag.go",
+		"!strings.EqualFold(strings.TrimPrefix(typ, \"application/\"), IDJAGType)", "false && typ == \"\"", "./issuer"},
 	// Review of the verifiers and the token endpoint.
 	{"issuer: typ at+jwt not checked", "issuer/verify.go",
 		`!strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt")`, `false && typ == ""`, "./issuer"},
