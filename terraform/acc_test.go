@@ -491,6 +491,12 @@ func TestAccProviderAndClient(t *testing.T) {
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`issuer: `),
 			},
+			{
+				// ID-JAGs name a person: only a user provider issues them.
+				Config:      strings.Replace(both, `leeway    = "30s"`, `leeway    = "30s"`+"\n  id_jag    = true", 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`id_jag: ID-JAGs name a user`),
+			},
 			{ResourceName: "mcpsts_federation_provider.gitlab", ImportState: true, ImportStateId: "gitlab", ImportStateVerify: true},
 			{ResourceName: "mcpsts_client.deployer", ImportState: true, ImportStateId: "deployer", ImportStateVerify: true},
 			{

@@ -47,6 +47,7 @@ type federationProviderModel struct {
 	Leeway         types.String `tfsdk:"leeway"`
 	MaxTokenAge    types.String `tfsdk:"max_token_age"`
 	SingleUse      types.Bool   `tfsdk:"single_use"`
+	IDJAG          types.Bool   `tfsdk:"id_jag"`
 	// type spiffe: the trust domain (id) and one bundle source.
 	BundleFile        types.String `tfsdk:"bundle_file"`
 	WorkloadAPI       types.Bool   `tfsdk:"workload_api"`
@@ -90,6 +91,7 @@ type providerDoc struct {
 	Leeway         *string  `json:"leeway,omitempty"`
 	MaxTokenAge    *string  `json:"max_token_age,omitempty"`
 	SingleUse      *bool    `json:"single_use,omitempty"`
+	IDJAG          *bool    `json:"id_jag,omitempty"`
 }
 
 func (r *federationProviderResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -133,6 +135,7 @@ func (r *federationProviderResource) Schema(_ context.Context, _ resource.Schema
 			"leeway":                  opt("Clock leeway (a Go duration)."),
 			"max_token_age":           opt("The oldest iat accepted (a Go duration)."),
 			"single_use":              schema.BoolAttribute{Optional: true, Description: "Each token gets one exchange."},
+			"id_jag":                  schema.BoolAttribute{Optional: true, Description: "On a user provider: accept its ID-JAGs (enterprise-managed authorization, SEP-990), each once."},
 			"version":                 schema.Int64Attribute{Computed: true, Description: "The stored version."},
 		},
 	}
@@ -163,7 +166,7 @@ func (m *federationProviderModel) document(ctx context.Context) ([]byte, diag.Di
 			"discovery": docBool(m.Discovery), "jwks_uri": docString(m.JWKSURI), "jwks": docString(m.JWKS), "ca_file": docString(m.CAFile),
 			"algorithms": docList(ctx, m.Algorithms, &diags), "audiences": docList(ctx, m.Audiences, &diags),
 			"required_claims": docList(ctx, m.RequiredClaims, &diags), "typ": docString(m.Typ), "leeway": docString(m.Leeway),
-			"max_token_age": docString(m.MaxTokenAge), "single_use": docBool(m.SingleUse),
+			"max_token_age": docString(m.MaxTokenAge), "single_use": docBool(m.SingleUse), "id_jag": docBool(m.IDJAG),
 		}
 	}
 	b, err := json.Marshal(compact(doc))
@@ -188,7 +191,7 @@ func (m *federationProviderModel) fromDocument(raw []byte, version int64) error 
 	*m = federationProviderModel{ID: types.StringValue(id), Type: strValue(d.Type), Issuer: strValue(d.Issuer), Kind: strValue(d.Kind), Preset: strValue(d.Preset),
 		Discovery: boolValue(d.Discovery), JWKSURI: strValue(d.JWKSURI), JWKS: strValue(d.JWKS), CAFile: strValue(d.CAFile),
 		Algorithms: listValue(d.Algorithms), Audiences: listValue(d.Audiences), RequiredClaims: listValue(d.RequiredClaims),
-		Typ: strValue(d.Typ), Leeway: strValue(d.Leeway), MaxTokenAge: strValue(d.MaxTokenAge), SingleUse: boolValue(d.SingleUse),
+		Typ: strValue(d.Typ), Leeway: strValue(d.Leeway), MaxTokenAge: strValue(d.MaxTokenAge), SingleUse: boolValue(d.SingleUse), IDJAG: boolValue(d.IDJAG),
 		BundleFile: strValue(d.BundleFile), WorkloadAPI: boolValue(d.WorkloadAPI),
 		BundleEndpointURL: types.StringNull(), BundleProfile: types.StringNull(), BundleCAFile: types.StringNull(),
 		EndpointSPIFFEID: types.StringNull(), InitialBundleFile: types.StringNull(),
