@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -111,17 +110,7 @@ func (i *Issuer) VerifyIDJAG(raw, audience string) (VerifiedIDJAG, error) {
 		ClientID string `json:"client_id"`
 		Scope    string `json:"scope"`
 	}
-	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
-		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), IDJAGType) {
-			return nil, errors.New("not an ID-JAG (typ)")
-		}
-		kid, _ := t.Header["kid"].(string)
-		k, ok := ks.published[kid]
-		if !ok || string(k.alg) != t.Method.Alg() {
-			return nil, errors.New("not signed by a published key")
-		}
-		return k.pub, nil
-	},
+	_, err := jwt.ParseWithClaims(raw, &c, ks.keyFunc(IDJAGType, "an ID-JAG"),
 		jwt.WithValidMethods([]string{string(ES256), string(EdDSA), string(RS256)}),
 		jwt.WithIssuer(i.cfg.Issuer),
 		jwt.WithAudience(audience),

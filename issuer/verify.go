@@ -94,17 +94,7 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 		Cnf       map[string]any `json:"cnf"` // read exactly, not by struct fields
 		SingleUse bool           `json:"single_use"`
 	}
-	tok, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
-		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), "at+jwt") {
-			return nil, errors.New("not an access token (typ)")
-		}
-		kid, _ := t.Header["kid"].(string)
-		k, ok := ks.published[kid]
-		if !ok || string(k.alg) != t.Method.Alg() {
-			return nil, errors.New("not signed by a published key")
-		}
-		return k.pub, nil
-	},
+	tok, err := jwt.ParseWithClaims(raw, &c, ks.keyFunc("at+jwt", "an access token"),
 		jwt.WithValidMethods([]string{string(ES256), string(EdDSA), string(RS256)}),
 		jwt.WithIssuer(i.cfg.Issuer),
 		jwt.WithExpirationRequired(),
@@ -139,6 +129,23 @@ func (i *Issuer) Inspect(raw string) (VerifiedToken, error) {
 		v.Scopes = strings.Fields(c.Scope)
 	}
 	return v, nil
+}
+
+// keyFunc finds the published key of a token of JOSE type typ (what, in
+// errors), the algorithm it was published for and the one the token names
+// agreeing.
+func (ks *keySet) keyFunc(typ, what string) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		if got, _ := t.Header["typ"].(string); !strings.EqualFold(strings.TrimPrefix(got, "application/"), typ) {
+			return nil, errors.New("not " + what + " (typ)")
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, ok := ks.published[kid]
+		if !ok || string(k.alg) != t.Method.Alg() {
+			return nil, errors.New("not signed by a published key")
+		}
+		return k.pub, nil
+	}
 }
 
 // payloadOf decodes the payload of a compact JWS that has parsed.
