@@ -51,6 +51,21 @@ const (
 	// token.
 	attrIDJAGTarget = "mcpsts.id_jag.authorization_server"
 	attrIssuedType  = "mcpsts.token.issued_type"
+	// What a replay of the decision against other maps needs (package
+	// trustmaps/impact): JSON of the identity (with the attributes the
+	// maps read), of the request, and of the maps' outcome.
+	attrReplayIdentity = "mcpsts.replay.identity"
+	attrReplayRequest  = "mcpsts.replay.request"
+	attrReplayOutcome  = "mcpsts.replay.outcome"
+)
+
+// Bounds of the replay fields of an audit line (with the explain trace's
+// 4 KiB, a line stays under 8 KiB): past one, the decision is recorded
+// without them, and counted as not replayable.
+const (
+	maxReplayIdentity = 1536
+	maxReplayRequest  = 768
+	maxReplayOutcome  = 512
 )
 
 // annotations gathers a request's attributes so that its server span gets
@@ -85,7 +100,7 @@ func bound(s string, n int) string { return auditvalue.Bound(s, n) }
 
 func annotate(ctx context.Context, kv ...attribute.KeyValue) {
 	for i, a := range kv {
-		if a.Value.Type() == attribute.STRING && a.Key != attrDenyTrace {
+		if a.Value.Type() == attribute.STRING && a.Key != attrDenyTrace && !strings.HasPrefix(string(a.Key), "mcpsts.replay.") {
 			if v := a.Value.AsString(); len(v) > maxAttrBytes || !utf8.ValidString(v) {
 				kv[i] = attribute.String(string(a.Key), bound(v, maxAttrBytes))
 			}

@@ -266,7 +266,7 @@ func (t *tokenEndpoint) redeemIDJAG(ctx context.Context, r *http.Request, f form
 	if ok, wait := t.perIdentity.allow(ctx, user.Provider+"\x00"+user.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
-	d, err := t.cfg.Decider.Decide(ctx, user, trustmaps.Request{Audience: resource, Scopes: scopes, ClientID: client, GrantType: GrantJWTBearer,
+	d, err := t.decide(ctx, user, trustmaps.Request{Audience: resource, Scopes: scopes, ClientID: client, GrantType: GrantJWTBearer,
 		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock()})
 	if err != nil {
 		return nil, decisionError(err, GrantJWTBearer)
@@ -314,7 +314,7 @@ func (t *tokenEndpoint) issueIDJAG(ctx context.Context, r *http.Request, f form,
 	if ok, wait := t.perIdentity.allow(ctx, user.Provider+"\x00"+user.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
-	d, err := t.cfg.Decider.Decide(ctx, user, trustmaps.Request{Audience: canon, Scopes: scopes, ClientID: client, AuthorizationServer: target,
+	d, err := t.decide(ctx, user, trustmaps.Request{Audience: canon, Scopes: scopes, ClientID: client, AuthorizationServer: target,
 		GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock()})
 	if err != nil {
 		return nil, decisionError(err, GrantTokenExchange)

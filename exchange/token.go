@@ -81,6 +81,10 @@ type Config struct {
 	// IDJAGs signs ID-JAGs (SEP-990) for the token exchange that asks for
 	// one, mcpsts being the users' identity provider; nil: not offered.
 	IDJAGs IDJAGIssuer
+	// ReplayAttributes names the identity attributes each decision's audit
+	// line records for a later replay against other maps (all: every
+	// attribute); nil records none.
+	ReplayAttributes func() (names []string, all bool)
 	// Replay claims the jti of this server's own ID-JAGs when they are
 	// redeemed here, once across replicas; nil: they cannot be redeemed.
 	Replay attest.ReplayCache
@@ -443,7 +447,7 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	if ok, wait := t.perIdentity.allow(ctx, id.Provider+"\x00"+id.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
-	d, err := t.cfg.Decider.Decide(ctx, id, req)
+	d, err := t.decide(ctx, id, req)
 	if err != nil {
 		return nil, decisionError(err, grantType)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/common/types"
@@ -77,6 +78,11 @@ type Engine struct {
 	byProvider map[string][]*compiled            // every map of a provider, ordered
 	exact      map[string]map[string][]*compiled // provider → subject → maps, ordered
 	patterns   map[string][]*compiled            // provider → maps with a subject pattern, ordered
+
+	// The attributes the maps read, found once (ReferencedAttributes).
+	refOnce  sync.Once
+	refNames []string
+	refAll   bool
 }
 
 func less(a, b *compiled) int {

@@ -438,3 +438,31 @@ grant: {client_id: c, audiences: ["https://files.example.com/mcp"], authorizatio
 		t.Errorf("a good issuer URL refused: %v", err)
 	}
 }
+
+func TestReferencedAttributes(t *testing.T) {
+	e, err := trustmaps.Compile(trustmaps.Document{Name: "m.yaml", Data: []byte(`id: a
+match: {provider: k8s, subject_pattern: ".+", conditions: ['identity.attributes.namespace == "billing"', 'identity.attributes.?team.orValue("") != "x"', 'has(identity.attributes.pod_name)']}
+grant: {client_id_expr: 'identity.attributes["service_account"]', audiences: ["https://a.example.com/mcp"]}
+---
+id: b
+match: {provider: k8s, subject: x}
+grant: {client_id: b, audiences: ["https://a.example.com/mcp"]}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, all := e.ReferencedAttributes()
+	if fmt.Sprint(names) != "[namespace pod_name service_account team]" || all {
+		t.Fatalf("referenced %v, all %v", names, all)
+	}
+	e, err = trustmaps.Compile(trustmaps.Document{Name: "m.yaml", Data: []byte(`id: a
+match: {provider: k8s, subject: x, conditions: ['"admin" in identity.attributes']}
+grant: {client_id: a, audiences: ["https://a.example.com/mcp"]}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, all := e.ReferencedAttributes(); !all {
+		t.Fatal("a condition reading the attributes as a whole")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"time"
@@ -11,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/impact"
 )
 
 func newTrustmapCommand(e env) *cobra.Command {
@@ -104,7 +107,103 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 	fl.StringVar(&clientID, "client-id", "", "the client the request is for (a person's client: browser flows, ID-JAGs); CEL's request.client_id")
 	fl.StringVar(&authServer, "authorization-server", "", "explain an ID-JAG request (SEP-990) naming this authorization server's issuer")
 	explain.MarkFlagRequired("audience")
-	cmd.AddCommand(explain)
+	cmd.AddCommand(explain, newImpactCommand(e))
+	return cmd
+}
+
+// newImpactCommand is `mcpsts trustmap impact`: the blast radius of a
+// change of the maps, from the decisions the audit log recorded.
+func newImpactCommand(e env) *cobra.Command {
+	var audits, maps []string
+	var since time.Duration
+	var format string
+	var fromStore bool
+	var kf keysFlags
+	cmd := &cobra.Command{
+		Use:   "impact --audit FILE… --maps DIR|FILE… [--since 168h] [--format text|json|markdown] [--current-from-store]",
+		Short: "Replay recorded decisions against proposed trust maps: who gains and who loses access",
+		Long: `Compile the proposed maps and decide again every decision the audit logs
+recorded (with what a replay needs) in the window, at its recorded time. The
+report groups and counts the identities that lose access, gain access, or
+get another client, scopes, lifetime, binding or map, with one example trace
+ID each. "Before" is the recorded outcome, or with --current-from-store the
+decision of the store's current maps (--config or --data say which store).
+Exit status: 0 when nothing changes, 2 when access changes, 1 on errors.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(audits) == 0 || len(maps) == 0 {
+				return errors.New("--audit and --maps are required")
+			}
+			after, err := compileFiles(cmd, maps)
+			if err != nil {
+				return fmt.Errorf("--maps: %w", err)
+			}
+			opt := impact.Options{}
+			if since > 0 {
+				opt.Since = e.now().Add(-since)
+			}
+			if fromStore {
+				_, _, st, err := openStore(cmd.Context(), kf, e)
+				if err != nil {
+					return err
+				}
+				docs, err := trustmaps.RepositorySource{Repo: st}.Documents(cmd.Context())
+				st.Close()
+				if err != nil {
+					return err
+				}
+				if opt.Before, err = trustmaps.Compile(docs...); err != nil {
+					return fmt.Errorf("the store's maps: %w", err)
+				}
+			}
+			var files []*os.File
+			defer func() {
+				for _, f := range files {
+					f.Close()
+				}
+			}()
+			var readers []io.Reader
+			for _, path := range audits {
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("--audit: %w", err)
+				}
+				files = append(files, f)
+				readers = append(readers, f)
+			}
+			records := func(yield func(impact.Record, error) bool) {
+				for i, r := range readers {
+					for rec, err := range auditlog.Records(r) {
+						if err != nil {
+							err = fmt.Errorf("%s: %w", audits[i], err)
+						}
+						if !yield(rec, err) || err != nil {
+							return
+						}
+					}
+				}
+			}
+			rep, err := impact.Replay(cmd.Context(), records, after, opt)
+			if err != nil {
+				return err
+			}
+			if err := rep.Write(cmd.OutOrStdout(), format); err != nil {
+				return err
+			}
+			if rep.AccessChanges() {
+				return &exitError{code: 2, err: errors.New("the proposed maps change access")}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&audits, "audit", nil, "audit log `file` (repeatable: one per replica)")
+	fl.StringArrayVar(&maps, "maps", nil, "the proposed trust maps: a `file` or directory (repeatable)")
+	fl.DurationVar(&since, "since", 168*time.Hour, "replay the decisions of this last `duration` (0: all)")
+	fl.StringVar(&format, "format", "text", "text, json or markdown")
+	fl.BoolVar(&fromStore, "current-from-store", false, "decide the before side with the store's current maps instead of the recorded outcomes")
+	fl.StringVar(&kf.config, "config", "", "YAML configuration `file` naming the store (with --current-from-store)")
+	fl.StringVar(&kf.data, "data", ".mcpsts", "data `directory` of mcpsts serve --dev (with --current-from-store)")
 	return cmd
 }
 

@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mcpsts/mcpsts/federation/federationtest"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
@@ -157,5 +161,93 @@ grant:
 	tr, err := explain("--authorization-server", "https://evil.example.com")
 	if err == nil || tr.Decision != nil || len(tr.Maps) != 1 || !strings.Contains(tr.Maps[0].Outcome, `authorization server "https://evil.example.com" not granted`) {
 		t.Fatalf("an ID-JAG for a server not listed: %+v %v", tr, err)
+	}
+}
+
+// TestTrustmapImpact: real decisions of a running server, recorded in its
+// audit log, replayed against proposed maps: the report names who loses
+// and who gains, with exit status 2; the same maps change nothing (0); a
+// corrupted log is an error naming the line (1).
+func TestTrustmapImpact(t *testing.T) {
+	idp := federationtest.NewIssuer(t)
+	dir := t.TempDir()
+	idpCA, auditFile := filepath.Join(dir, "idp.pem"), filepath.Join(dir, "audit.log")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	const files = "https://files.example.com/mcp"
+	current := `id: agents
+match: {provider: ci, subject_pattern: "agent-.*", conditions: ['identity.attributes.team in ["payments", "search"]']}
+grant: {client_id: agents, audiences: ["` + files + `"], scopes: [files:read]}
+`
+	broker, ca := serveBroker(t, current, fmt.Sprintf(`audit: {file: %s}
+providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, auditFile, idp.URL, idpCA))
+	c := clientTrusting(t, ca)
+	exchange := func(sub, team string) int {
+		n := time.Now().Unix()
+		tok := idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": broker, "iat": n, "exp": n + 300, "team": team}, nil)
+		resp, err := c.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {tok},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {files}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, r := range []struct {
+		sub, team string
+		n, want   int
+	}{{"agent-pay", "payments", 3, 200}, {"agent-search", "search", 2, 200}, {"agent-ads", "ads", 1, 400}} {
+		for range r.n {
+			if got := exchange(r.sub, r.team); got != r.want {
+				t.Fatalf("%s: %d", r.sub, got)
+			}
+		}
+	}
+	// Wait for the six decisions in the log.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		data, _ := os.ReadFile(auditFile)
+		if strings.Count(string(data), `"mcpsts.replay.outcome"`) == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit log:\n%s", data)
+		}
+	}
+	proposed := filepath.Join(dir, "proposed.yaml")
+	os.WriteFile(proposed, []byte(strings.Replace(current, `["payments", "search"]`, `["payments", "ads"]`, 1)), 0o600)
+	out, _, err := run(t, testEnv(nil), "trustmap", "impact", "--audit", auditFile, "--maps", proposed)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("impact of a change: %v\n%s", err, out)
+	}
+	for _, want := range []string{"6 decisions replayed: 2 lose access, 1 gain access, 0 change, 3 unchanged",
+		"ci/agent-search token-exchange " + files + " []: map agents, client agents → denied (no_matching_map); 2 decisions",
+		"ci/agent-ads token-exchange " + files + " []: denied (no_matching_map) → map agents, client agents; 1 decisions"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report does not say %q:\n%s", want, out)
+		}
+	}
+	out, _, err = run(t, testEnv(nil), "trustmap", "impact", "--audit", auditFile, "--maps", proposed, "--format", "json")
+	var rep struct {
+		Lose []struct {
+			Subject string `json:"subject"`
+			Count   int    `json:"count"`
+			Trace   string `json:"example_trace_id"`
+		} `json:"lose"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil || len(rep.Lose) != 1 || rep.Lose[0].Subject != "agent-search" || rep.Lose[0].Count != 2 || len(rep.Lose[0].Trace) != 32 {
+		t.Fatalf("JSON report: %v %v\n%s", jerr, err, out)
+	}
+	same := filepath.Join(dir, "same.yaml")
+	os.WriteFile(same, []byte(current), 0o600)
+	if out, _, err := run(t, testEnv(nil), "trustmap", "impact", "--audit", auditFile, "--maps", same, "--format", "markdown"); err != nil || !strings.Contains(out, "0 lose access, 0 gain access, 0 change, 6 unchanged") {
+		t.Fatalf("impact of no change: %v\n%s", err, out)
+	}
+	data, _ := os.ReadFile(auditFile)
+	corrupt := filepath.Join(dir, "corrupt.log")
+	os.WriteFile(corrupt, append(append([]byte{}, data...), "not json\n"...), 0o600)
+	if _, _, err := run(t, testEnv(nil), "trustmap", "impact", "--audit", corrupt, "--maps", same); err == nil || errors.As(err, &ee) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("audit log line %d: not a JSON audit record", strings.Count(string(data), "\n")+1)) {
+		t.Fatalf("a corrupted log: %v", err)
 	}
 }

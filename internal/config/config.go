@@ -320,6 +320,10 @@ type Audit struct {
 	// File is the log's path; empty means <data_dir>/audit.log, "off"
 	// writes none (the traces remain the audit trail).
 	File string `yaml:"file"`
+	// ReplayAttributes names the identity attributes each decision's line
+	// records so that `mcpsts trustmap impact` can replay it against other
+	// maps; none given: those the loaded maps read.
+	ReplayAttributes []string `yaml:"replay_attributes"`
 }
 
 // AuditFile is the audit log to write, "" for none.

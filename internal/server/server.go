@@ -332,7 +332,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	tokenCfg := exchange.Config{
 		DPoP: proofs, TokenURL: paths.Origin + paths.Token,
 		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL,
-		Audit:     decisions,
+		Audit: decisions,
+		ReplayAttributes: func() ([]string, bool) {
+			if names := cfg.Audit.ReplayAttributes; len(names) > 0 {
+				return names, false
+			}
+			return s.policy.Engine().ReferencedAttributes()
+		},
 		Clients:   s.clients,
 		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 		Attestors: attestors,

@@ -1,0 +1,47 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/impact"
+)
+
+// decide asks the trust maps for id and records, for the audit line, what
+// a replay of this decision against other maps needs: the identity with
+// the attributes the maps read (Config.ReplayAttributes), the request and
+// the outcome. Used where the decision is about the request's subject
+// itself; a decision made for an actor is not recorded for replay.
+func (t *tokenEndpoint) decide(ctx context.Context, id attest.Identity, req trustmaps.Request) (trustmaps.Decision, error) {
+	d, err := t.cfg.Decider.Decide(ctx, id, req)
+	if t.cfg.Audit == nil {
+		return d, err
+	}
+	rid := impact.Identity{Kind: id.Kind, Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject}
+	if t.cfg.ReplayAttributes != nil && len(id.Attributes) > 0 {
+		names, all := t.cfg.ReplayAttributes()
+		for k, v := range id.Attributes {
+			if all || slices.Contains(names, k) {
+				if rid.Attributes == nil {
+					rid.Attributes = map[string]any{}
+				}
+				rid.Attributes[k] = v
+			}
+		}
+	}
+	ident, _ := json.Marshal(rid)
+	request, _ := json.Marshal(impact.Request{GrantType: req.GrantType, Audience: req.Audience, Scopes: req.Scopes, ClientID: req.ClientID,
+		AuthorizationServer: req.AuthorizationServer, SourceIP: req.SourceIP, MTLS: req.MTLS})
+	outcome, _ := json.Marshal(impact.OutcomeOf(d, err))
+	if len(ident) > maxReplayIdentity || len(request) > maxReplayRequest || len(outcome) > maxReplayOutcome {
+		return d, err // too large to record: the line is not replayable
+	}
+	annotate(ctx, attribute.String(attrReplayIdentity, string(ident)), attribute.String(attrReplayRequest, string(request)),
+		attribute.String(attrReplayOutcome, string(outcome)))
+	return d, err
+}
