@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +54,12 @@ type Config struct {
 	Auth               Authorizer
 	Log                *slog.Logger
 	Clock              func() time.Time
+	// AuditFile is the server's own audit log, which POST /admin/v1/impact
+	// replays ("" : not served); it reads at most ImpactMaxBytes of its end
+	// (0: 256 MiB) within ImpactTimeout (0: 30s).
+	AuditFile      string
+	ImpactMaxBytes int64
+	ImpactTimeout  time.Duration
 }
 
 // maxBody bounds a request body.
@@ -69,6 +77,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("PUT /admin/v1/trust-maps/{id}", a.put)
 	mux.HandleFunc("DELETE /admin/v1/trust-maps/{id}", a.delete)
 	mux.HandleFunc("POST /admin/v1/explain", a.explain)
+	if cfg.AuditFile != "" {
+		mux.HandleFunc("POST /admin/v1/impact", a.impact)
+	}
 	mux.HandleFunc("GET /admin/v1/consents", a.listConsents)
 	mux.HandleFunc("POST /admin/v1/consents", a.grantConsent)
 	mux.HandleFunc("DELETE /admin/v1/consents/{id}", a.revokeConsent)
@@ -301,24 +312,34 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 // validate compiles every map with id's document replaced by doc (or
 // removed when doc is nil) and returns the problems, or nil.
 func (a *api) validate(r *http.Request, id string, doc []byte) []string {
+	_, problems := a.with(r, map[string][]byte{id: doc})
+	return problems
+}
+
+// with compiles every map with the store's maps of changes replaced by
+// their documents (removed for a nil one), and returns the engine or the
+// problems.
+func (a *api) with(r *http.Request, changes map[string][]byte) (*trustmaps.Engine, []string) {
 	docs, err := a.cfg.Source.Documents(r.Context())
 	if err != nil {
-		return []string{"cannot read the current maps: " + err.Error()}
+		return nil, []string{"cannot read the current maps: " + err.Error()}
 	}
-	name := "store:" + id
-	next := make([]trustmaps.Document, 0, len(docs)+1)
+	next := make([]trustmaps.Document, 0, len(docs)+len(changes))
 	for _, d := range docs {
-		if d.Name != name {
+		if _, changed := changes[strings.TrimPrefix(d.Name, "store:")]; !changed || !strings.HasPrefix(d.Name, "store:") {
 			next = append(next, d)
 		}
 	}
-	if doc != nil {
-		next = append(next, trustmaps.Document{Name: name, Data: doc})
+	for _, id := range slices.Sorted(maps.Keys(changes)) {
+		if doc := changes[id]; doc != nil {
+			next = append(next, trustmaps.Document{Name: "store:" + id, Data: doc})
+		}
 	}
-	if _, err := trustmaps.Compile(next...); err != nil {
-		return strings.Split(err.Error(), "\n")
+	e, err := trustmaps.Compile(next...)
+	if err != nil {
+		return nil, strings.Split(err.Error(), "\n")
 	}
-	return nil
+	return e, nil
 }
 
 func (a *api) reload(r *http.Request) {

@@ -43,7 +43,10 @@ type env struct {
 	st     *store.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the admin configuration changed by mut.
+func newEnvWith(t *testing.T, mut func(*admin.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"))
@@ -75,14 +78,19 @@ func newEnv(t *testing.T) *env {
 	e.ca, _ = x509.ParseCertificate(der)
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca)
-	h := admin.Handler(admin.Config{
+	cfg := admin.Config{
 		Repo: st, Policy: policy, Source: src, Consents: st, Revocations: st,
 		Auth: admin.AnyOf{
 			admin.TokenAuth{Verifier: is, Audience: iss + "/admin"},
 			admin.CertAuth{Roots: roots, Names: []string{"spiffe://example.org/ops/terraform"}},
 		},
-		Log: slog.New(slog.DiscardHandler),
-	})
+		Log:   slog.New(slog.DiscardHandler),
+		Clock: time.Now,
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	h := admin.Handler(cfg)
 	e.srv = httptest.NewUnstartedServer(h)
 	e.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	e.srv.StartTLS()

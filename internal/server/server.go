@@ -373,7 +373,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		idjag: slices.ContainsFunc(cfg.Providers, func(p config.Provider) bool { return p.IDJAG }),
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients()),
-			Revocations: st, RevokeFor: cfg.Tokens.MaxTTL}),
+			Revocations: st, RevokeFor: cfg.Tokens.MaxTTL, AuditFile: cfg.AuditFile()}),
 		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,
 		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions,
 		introspect: introspect, revoke: revoke})
