@@ -652,3 +652,65 @@ resource "mcpsts_trust_map" "agent" {
 		},
 	})
 }
+
+// TestAccImpact: real traffic through a real server, then mcpsts_impact
+// in a plan: removing the map the traffic used shows its identity losing
+// access, and a postcondition guarding a protected identity fails the plan
+// (terraform/examples/impact/main.tf, run here); an unchanged map changes
+// nothing.
+func TestAccImpact(t *testing.T) {
+	acceptance(t)
+	b := startBroker(t)
+	b.trustIdP(t)
+	const sub = "system:serviceaccount:apps:agent"
+	doc := `{"id":"agent","match":{"provider":"ci","subject":"` + sub + `"},"grant":{"client_id":"agent","audiences":["https://files.example.com/mcp"]}}`
+	if status, body := b.admin(t, "PUT", "/admin/v1/trust-maps/agent", doc, map[string]string{"If-None-Match": "*"}); status != 201 {
+		t.Fatalf("map: %d %v", status, body)
+	}
+	if err := eventually("token exchange", func() (bool, string) {
+		status, out := b.tokenFor(t, b.idp, sub, "https://files.example.com/mcp")
+		return status == 200, outcome(status, out)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if status, out := b.tokenFor(t, b.idp, sub, "https://files.example.com/mcp"); status != 200 {
+			t.Fatalf("traffic: %d %v", status, out)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the audit log is written every 50 ms
+	example, err := os.ReadFile(filepath.Join("examples", "impact", "main.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := regexp.MustCompile(`(?s)terraform \{.*?\n\}\n`).ReplaceAllString(string(example), "")
+	base = strings.Replace(base, `provider "mcpsts" {}`, "", 1)
+	// The data source alone (the resource would apply the proposal).
+	onlyData := regexp.MustCompile(`(?s)resource "mcpsts_trust_map" "agent" \{.*?\n\}\n`).ReplaceAllString(base, "")
+	removing := strings.Replace(onlyData, `maps  = { (local.agent_map.id) = jsonencode(local.agent_map) }`, `removed = ["agent"]`, 1)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{
+				// The map as it is: nothing changes, the plan passes.
+				Config: onlyData,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("data.mcpsts_impact.proposed", "changes", "false"),
+					resource.TestCheckResourceAttr("data.mcpsts_impact.proposed", "lose_count", "0"),
+					func(s *tfterraform.State) error {
+						if n := s.RootModule().Resources["data.mcpsts_impact.proposed"].Primary.Attributes["unchanged"]; n == "0" {
+							return fmt.Errorf("no decision replayed")
+						}
+						return nil
+					},
+				),
+			},
+			{
+				// Removing the map cuts off a protected identity: the plan
+				// fails with the postcondition's message.
+				Config:      removing,
+				ExpectError: regexp.MustCompile(`the change cuts off: ci/system:serviceaccount:apps:agent`),
+			},
+		},
+	})
+}

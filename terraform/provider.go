@@ -157,5 +157,5 @@ func (p *mcpstsProvider) Resources(context.Context) []func() resource.Resource {
 }
 
 func (p *mcpstsProvider) DataSources(context.Context) []func() datasource.DataSource {
-	return []func() datasource.DataSource{newMetadataDataSource, newExplainDataSource}
+	return []func() datasource.DataSource{newMetadataDataSource, newExplainDataSource, newImpactDataSource}
 }
