@@ -1,0 +1,288 @@
+// Package gateway protects an MCP server in any language: a reverse proxy
+// for the MCP Streamable HTTP transport that verifies every request with
+// the resource package, exactly as a Go server would, and never forwards a
+// token. The upstream learns the caller only from headers the gateway sets
+// (and overwrites) on every request.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpsts/mcpsts/resource"
+)
+
+// Headers the upstream reads the caller from; whatever a client sends under
+// these names is dropped.
+const (
+	HeaderSubject  = "X-MCPSTS-Subject"
+	HeaderClientID = "X-MCPSTS-Client-ID"
+	HeaderScopes   = "X-MCPSTS-Scopes"
+	HeaderActor    = "X-MCPSTS-Actor"
+)
+
+// Config wires a gateway.
+type Config struct {
+	// Resource verifies every request (its Config.Resource is the public
+	// MCP URL the gateway answers at).
+	Resource *resource.Server
+	// Upstream is the MCP server's URL: http on a loopback address, or
+	// unix:///path/to/socket[?path=/mcp] for a Unix socket; https when
+	// UpstreamTLS is set.
+	Upstream string
+	// UpstreamTLS trusts the upstream's certificate (https only); nil: the
+	// upstream must be loopback or a Unix socket, where no one else can
+	// read what the gateway sends it.
+	UpstreamTLS *http.Transport
+	// MaxResponseBytes bounds a response that is not an event stream
+	// (0: 16 MiB); streams flow unbounded, event by event.
+	MaxResponseBytes int64
+	// Sessions bounds the MCP sessions remembered (0: 100,000).
+	Sessions int
+	Log      *slog.Logger
+}
+
+// Gateway is the handler.
+type Gateway struct {
+	cfg      Config
+	proxy    *httputil.ReverseProxy
+	upstream *url.URL
+	sessions *sessions
+	log      *slog.Logger
+}
+
+// New checks cfg and returns the gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Resource == nil {
+		return nil, errors.New("gateway: a resource server is required")
+	}
+	target, transport, err := upstream(cfg.Upstream, cfg.UpstreamTLS)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = 16 << 20
+	}
+	if cfg.Sessions == 0 {
+		cfg.Sessions = 100_000
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{cfg: cfg, upstream: target, sessions: newSessions(cfg.Sessions), log: cfg.Log}
+	g.proxy = &httputil.ReverseProxy{
+		Transport:      transport,
+		FlushInterval:  -1, // every write at once: SSE events as they come
+		Rewrite:        g.rewrite,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				return // the client went away; the upstream request is cancelled with it
+			}
+			g.log.Warn("upstream unavailable", "error", err)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "the MCP server behind this gateway is not answering", http.StatusBadGateway)
+		},
+	}
+	return g, nil
+}
+
+// upstream parses the upstream URL and returns the transport to reach it.
+func upstream(raw string, tlsTransport *http.Transport) (*url.URL, http.RoundTripper, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" && u.Scheme != "unix" {
+		return nil, nil, fmt.Errorf("gateway: upstream %q is not a URL (http://127.0.0.1:PORT/mcp or unix:///path.sock)", raw)
+	}
+	switch u.Scheme {
+	case "unix":
+		sock := u.Path
+		if sock == "" {
+			return nil, nil, fmt.Errorf("gateway: upstream %q names no socket", raw)
+		}
+		path := u.Query().Get("path")
+		if path == "" {
+			path = "/mcp"
+		}
+		t := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+		return &url.URL{Scheme: "http", Host: "unix", Path: path}, t, nil
+	case "http":
+		ip := net.ParseIP(u.Hostname())
+		if (ip == nil || !ip.IsLoopback()) && u.Hostname() != "localhost" {
+			return nil, nil, fmt.Errorf("gateway: upstream %q: plain http only to a loopback address (the caller's identity travels in headers); use https with upstream TLS", raw)
+		}
+		return u, &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}, nil
+	case "https":
+		if tlsTransport == nil {
+			return nil, nil, fmt.Errorf("gateway: upstream %q: https needs the upstream's CA (upstream TLS)", raw)
+		}
+		return u, tlsTransport, nil
+	}
+	return nil, nil, fmt.Errorf("gateway: upstream %q: scheme %q is not http, https or unix", raw, u.Scheme)
+}
+
+// Handler serves the MCP endpoint (every request verified), the RFC 9728
+// metadata, and /healthz and /readyz.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	g.cfg.Resource.Mount(mux, http.HandlerFunc(g.serve))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", g.ready)
+	return mux
+}
+
+// ready: the broker's keys are loaded and the upstream accepts connections.
+func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
+	if err := g.cfg.Resource.Ready(); err != nil {
+		http.Error(w, "broker keys not loaded", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodOptions, g.upstream.String(), nil)
+	resp, err := g.proxy.Transport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, "upstream not answering", http.StatusServiceUnavailable)
+		return
+	}
+	resp.Body.Close()
+	io.WriteString(w, "ready\n")
+}
+
+// serve runs behind the resource middleware: the caller is verified.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	c, ok := resource.CallerFromContext(r.Context())
+	if !ok {
+		http.Error(w, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
+	p := principal(c.Claims)
+	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
+		switch owner, known := g.sessions.owner(id); {
+		case known && owner != p:
+			http.Error(w, "this MCP session belongs to another caller", http.StatusForbidden)
+			return
+		case known && r.Method == http.MethodDelete:
+			defer g.sessions.forget(id)
+		}
+	}
+	g.proxy.ServeHTTP(w, r)
+}
+
+// rewrite sends the request upstream: no credential of the client, the
+// caller in the gateway's own headers.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(g.upstream)
+	pr.Out.URL.Path, pr.Out.URL.RawPath = g.upstream.Path, ""
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	h := pr.Out.Header
+	for _, name := range []string{"Authorization", "DPoP", "Cookie", "Proxy-Authorization", HeaderSubject, HeaderClientID, HeaderScopes, HeaderActor} {
+		h.Del(name)
+	}
+	if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
+		h.Set(HeaderSubject, c.Claims.Subject)
+		h.Set(HeaderClientID, c.Claims.ClientID)
+		h.Set(HeaderScopes, strings.Join(c.Claims.Scopes, " "))
+		if c.Claims.Actor != nil {
+			h.Set(HeaderActor, c.Claims.Actor.Subject)
+		}
+		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), principalKey{}, principal(c.Claims)))
+	}
+}
+
+type principalKey struct{}
+
+// modifyResponse binds a new session to its caller and bounds responses
+// that are not streams.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
+		if p, ok := resp.Request.Context().Value(principalKey{}).(string); ok {
+			if owner, known := g.sessions.owner(id); !known {
+				g.sessions.bind(id, p)
+			} else if owner != p {
+				return errors.New("the upstream answered with another caller's session")
+			}
+		}
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body = &capped{ReadCloser: resp.Body, left: g.cfg.MaxResponseBytes}
+	}
+	return nil
+}
+
+// capped fails a body past its bound.
+type capped struct {
+	io.ReadCloser
+	left int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("gateway: the upstream's response is larger than allowed")
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.ReadCloser.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+// principal is who a session is bound to: subject, client and current
+// actor (as resource/mcpgo binds SDK sessions).
+func principal(c resource.Claims) string {
+	p := "sub=" + c.Subject + "\x00client_id=" + c.ClientID
+	if c.Actor != nil {
+		p += "\x00act=" + c.Actor.Subject
+	}
+	return p
+}
+
+// sessions maps MCP session IDs to their callers, bounded: when full, the
+// oldest binding goes.
+type sessions struct {
+	mu    sync.Mutex
+	max   int
+	byID  map[string]string
+	order []string
+}
+
+func newSessions(max int) *sessions { return &sessions{max: max, byID: map[string]string{}} }
+
+func (s *sessions) owner(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.byID[id]
+	return p, ok
+}
+
+func (s *sessions) bind(id, p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[id]; ok {
+		return
+	}
+	if len(s.order) >= s.max {
+		delete(s.byID, s.order[0])
+		s.order = s.order[1:]
+	}
+	s.byID[id] = p
+	s.order = append(s.order, id)
+}
+
+func (s *sessions) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byID, id)
+}

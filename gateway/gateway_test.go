@@ -1,0 +1,253 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpsts/mcpsts/gateway"
+	"github.com/mcpsts/mcpsts/issuer/issuertest"
+	"github.com/mcpsts/mcpsts/resource"
+)
+
+// upstream is an MCP server (the Go SDK's, plain http on loopback) that
+// records the headers of every request it receives.
+type upstream struct {
+	mu        sync.Mutex
+	headers   []http.Header
+	cancelled chan struct{}
+}
+
+func (u *upstream) seen() []http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]http.Header(nil), u.headers...)
+}
+
+func startUpstream(t *testing.T) (*upstream, string) {
+	u := &upstream{cancelled: make(chan struct{}, 1)}
+	s := mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1.0.0"}, nil)
+	type echoIn struct {
+		Text string `json:"text"`
+	}
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echo"}, func(ctx context.Context, req *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "write", Description: "needs files:write"}, func(ctx context.Context, req *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "written"}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "progress", Description: "streams progress"}, func(ctx context.Context, req *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+		for i := range 4 {
+			time.Sleep(300 * time.Millisecond)
+			req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i + 1), Total: 4})
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "block", Description: "waits until cancelled"}, func(ctx context.Context, req *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+		<-ctx.Done()
+		u.cancelled <- struct{}{}
+		return nil, nil, ctx.Err()
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.headers = append(u.headers, r.Header.Clone())
+		u.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return u, srv.URL + "/mcp"
+}
+
+// bearer adds a token to every request, as an MCP client's OAuth does,
+// and a spoofed caller header the gateway must overwrite.
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	r.Header.Set(gateway.HeaderSubject, "spoofed-admin")
+	return b.base.RoundTrip(r)
+}
+
+// TestGateway: the Go SDK client through the gateway to a Go SDK server:
+// tools listed and called with the token's caller in the gateway's
+// headers and never a token; the refusals of the resource package at the
+// edge; sessions bound to their caller; progress events streamed as they
+// come; a client that goes away cancels the upstream call.
+func TestGateway(t *testing.T) {
+	up, upURL := startUpstream(t)
+	broker, err := issuertest.New("https://sts.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handler http.Handler
+	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	gw.StartTLS()
+	t.Cleanup(gw.Close)
+	mcpURL := gw.URL + "/mcp"
+	rs, err := resource.New(resource.Config{Resource: mcpURL, Issuer: broker.URL, Keys: broker, ToolScopes: map[string][]string{"write": {"files:write"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: upURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler = g.Handler()
+	token := func(aud, client, sub string, scopes ...string) string {
+		tok, err := broker.Token(aud, client, sub, scopes...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ctx := context.Background()
+	var progressAt []time.Time
+	var pmu sync.Mutex
+	connect := func(tok string) *mcp.ClientSession {
+		c := mcp.NewClient(&mcp.Implementation{Name: "gw-test", Version: "1.0.0"}, &mcp.ClientOptions{
+			ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) {
+				pmu.Lock()
+				progressAt = append(progressAt, time.Now())
+				pmu.Unlock()
+			}})
+		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: &http.Client{Transport: bearer{tok, gw.Client().Transport}}, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		t.Cleanup(func() { cs.Close() })
+		return cs
+	}
+	cs := connect(token(mcpURL, "agent", "ci/agent", "files:read"))
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 4 {
+		t.Fatalf("tools: %v %v", tools, err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}})
+	if err != nil || res.Content[0].(*mcp.TextContent).Text != "hello" {
+		t.Fatalf("echo: %v %v", res, err)
+	}
+	for _, h := range up.seen() {
+		if h.Get("Authorization") != "" || h.Get("DPoP") != "" {
+			t.Fatalf("the upstream saw a credential: %v", h)
+		}
+		if h.Get(gateway.HeaderSubject) != "workload:ci/agent" || h.Get(gateway.HeaderClientID) != "agent" || h.Get(gateway.HeaderScopes) != "files:read" {
+			t.Fatalf("the upstream's caller headers: %v", h)
+		}
+	}
+
+	// Progress arrives event by event, not at the end.
+	start := time.Now()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "progress", Meta: mcp.Meta{"progressToken": "p1"}, Arguments: map[string]any{"text": ""}}); err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Time
+	for deadline := time.Now().Add(2 * time.Second); len(at) < 4 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		pmu.Lock()
+		at = append([]time.Time(nil), progressAt...)
+		pmu.Unlock()
+	}
+	if len(at) != 4 || at[0].Sub(start) > 900*time.Millisecond || at[3].Sub(at[0]) < 600*time.Millisecond {
+		t.Fatalf("progress events at %v after the call (want 4, the first within 0.9s, spread over 0.9s)", at)
+	}
+
+	// The client goes away: the upstream call is cancelled.
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	cs.CallTool(cctx, &mcp.CallToolParams{Name: "block", Arguments: map[string]any{"text": ""}})
+	cancel()
+	select {
+	case <-up.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream call was not cancelled")
+	}
+
+	// A tool beyond the token's scopes: 403 at the edge (the SDK client
+	// then closes that session).
+	other := connect(token(mcpURL, "agent", "ci/agent", "files:read"))
+	if _, err := other.CallTool(ctx, &mcp.CallToolParams{Name: "write", Arguments: map[string]any{"text": "x"}}); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Fatalf("write without files:write: %v", err)
+	}
+
+	// Refusals at the edge, as a Go server's.
+	post := func(tok, path, session string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+		}
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	}
+	if status, ch := post("", "/mcp", ""); status != 401 || !strings.Contains(ch, "resource_metadata=") {
+		t.Errorf("no token: %d %q", status, ch)
+	}
+	if status, ch := post(token("https://other.example.com/mcp", "agent", "ci/agent"), "/mcp", ""); status != 401 || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Errorf("another server's token: %d %q", status, ch)
+	}
+	if status, _ := post("", "/mcp?access_token="+token(mcpURL, "agent", "ci/agent"), ""); status != 400 {
+		t.Errorf("a token in the query: %d", status)
+	}
+	// Another caller cannot use the first one's session.
+	var session string // the first client's, still open
+	for _, h := range up.seen() {
+		if s := h.Get("Mcp-Session-Id"); s != "" && session == "" {
+			session = s
+		}
+	}
+	if session == "" {
+		t.Fatal("no session seen")
+	}
+	if status, _ := post(token(mcpURL, "intruder", "ci/intruder"), "/mcp", session); status != 403 {
+		t.Errorf("another caller in the session: %d", status)
+	}
+	if status, _ := post(token(mcpURL, "agent", "ci/agent"), "/mcp", session); status != 200 {
+		t.Errorf("the session's own caller: %d", status)
+	}
+	// The metadata is the gateway's own.
+	resp, err := gw.Client().Get(gw.URL + "/.well-known/oauth-protected-resource/mcp")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metadata: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestUpstreamRules(t *testing.T) {
+	broker, _ := issuertest.New("https://sts.example.com")
+	rs, _ := resource.New(resource.Config{Resource: "https://gw.example.com/mcp", Issuer: broker.URL, Keys: broker})
+	for up, want := range map[string]string{
+		"http://10.0.0.5:8080/mcp":  "plain http only to a loopback address",
+		"https://mcp.internal/mcp":  "https needs the upstream's CA",
+		"ftp://127.0.0.1/mcp":       `scheme "ftp"`,
+		"unix://":                   "names no socket",
+		"http://127.0.0.1:8080/mcp": "",
+		"http://[::1]:8080/mcp":     "",
+		"unix:///run/mcp.sock":      "",
+		"http://localhost:3000/mcp": "",
+	} {
+		_, err := gateway.New(gateway.Config{Resource: rs, Upstream: up})
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", up, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want %q", up, err, want)
+		}
+	}
+}
