@@ -186,8 +186,12 @@ func (l *Log) Decision(name string, at time.Time, sc trace.SpanContext, attrs []
 
 func (l *Log) append(r record) error {
 	if l.failed.Load() {
-		l.bufs.Put(r.buf)
+		// The writer may have recovered since the flag was read: the
+		// record is refused, and its buffer freed, only if it is still
+		// failing (a buffer freed and then queued would be another
+		// record's too, and break the chain).
 		if err := l.Failing(); err != nil {
+			l.bufs.Put(r.buf)
 			return err
 		}
 	}
