@@ -47,6 +47,6 @@ func newRootCommand(e env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newTokensCommand(e), newAuditCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newTokensCommand(e), newAuditCommand(), newGatewayCommand(e), newVersionCommand())
 	return root
 }
