@@ -95,7 +95,7 @@ grant: {client_id: agent, audiences: ["`+resourceURL+`"], scopes: [files:read]}
 	bc := clientTrusting(t, brokerCA)
 	n := time.Now().Unix()
 	resp, err := bc.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "resource": {resourceURL},
-		"subject_token": {idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": n, "exp": n + 300}, nil)},
+		"subject_token":      {idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": n, "exp": n + 300}, nil)},
 		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}})
 	if err != nil {
 		t.Fatal(err)
