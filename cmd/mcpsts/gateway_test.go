@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,13 +35,114 @@ func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
+// gatewayFixture is `mcpsts gateway` (in process, on its own listener) in
+// front of an upstream, with a broker that issues tokens for its URL.
+type gatewayFixture struct {
+	resource string
+	tr       *http.Transport // trusts the gateway
+	errOut   *syncBuffer
+	token    func(t *testing.T, audience string, scopes ...string) string
+}
+
+func startGateway(t *testing.T, upstream string, extra ...string) *gatewayFixture {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &gatewayFixture{resource: "https://" + ln.Addr().String() + "/mcp", errOut: &syncBuffer{}}
+	idp := federationtest.NewIssuer(t)
+	idpCA := filepath.Join(t.TempDir(), "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	broker, brokerCA := serveBroker(t, `id: agent
+match: {provider: ci, subject: agent}
+grant: {client_id: agent, audiences: ["`+f.resource+`", "https://other.example.com/mcp"], scopes: [files:read, files:write], default_scopes: [files:read]}
+`, fmt.Sprintf(`providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA))
+	cert, key, gwCA := productionFiles(t)
+	e := testEnv(nil)
+	e.listener = handOver(ln.Addr().String(), ln)
+	root := newRootCommand(e)
+	var out syncBuffer
+	root.SetOut(&out)
+	root.SetErr(f.errOut)
+	root.SetArgs(append([]string{"gateway", "--listen", ln.Addr().String(), "--resource", f.resource, "--broker", broker, "--broker-ca", brokerCA,
+		"--upstream", upstream, "--cert", cert, "--key", key}, extra...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "mcpsts gateway {"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner:\n%s\n%s", out.String(), f.errOut.String())
+		}
+	}
+	pem, _ := os.ReadFile(gwCA)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	f.tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	bc := clientTrusting(t, brokerCA)
+	f.token = func(t *testing.T, audience string, scopes ...string) string {
+		t.Helper()
+		n := time.Now().Unix()
+		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "resource": {audience},
+			"subject_token":      {idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": n, "exp": n + 300}, nil)},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}}
+		if len(scopes) > 0 {
+			form.Set("scope", strings.Join(scopes, " "))
+		}
+		resp, err := bc.PostForm(broker+"/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tok)
+		if tok.AccessToken == "" {
+			t.Fatalf("no token: %d", resp.StatusCode)
+		}
+		return tok.AccessToken
+	}
+	return f
+}
+
+// connect is the Go SDK client through the gateway with tok.
+func (f *gatewayFixture) connect(t *testing.T, ctx context.Context, tok string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "through-gateway", Version: "1.0.0"}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: f.resource, HTTPClient: &http.Client{Transport: tokenTransport{tok, f.tr}}, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, f.errOut.String())
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// post sends one JSON-RPC message to the gateway, outside any SDK.
+func (f *gatewayFixture) post(t *testing.T, path, tok, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(f.resource, "/mcp")+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := (&http.Client{Transport: f.tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
+
 // TestGatewayCommand: `mcpsts gateway` in front of an MCP server that knows
 // nothing of tokens (the Go SDK's, plain http on loopback), with a token
-// the broker issued for the gateway's URL: the Go SDK client lists and
-// calls tools through it; the upstream never sees the token and reads the
-// caller from the gateway's headers; no token is 401; /readyz is ready.
+// the broker issued for the gateway's URL: the Go SDK client calls a tool
+// through it; the upstream never sees the token and reads the caller from
+// the gateway's headers; no token is 401; /readyz is ready.
 func TestGatewayCommand(t *testing.T) {
-	// The MCP server behind the gateway.
 	var mu sync.Mutex
 	var seen []http.Header
 	s := mcp.NewServer(&mcp.Implementation{Name: "plain", Version: "1.0.0"}, nil)
@@ -56,69 +159,10 @@ func TestGatewayCommand(t *testing.T) {
 		mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
-	defer up.Close()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resourceURL := "https://" + ln.Addr().String() + "/mcp"
-	idp := federationtest.NewIssuer(t)
-	idpCA := filepath.Join(t.TempDir(), "idp.pem")
-	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
-	broker, brokerCA := serveBroker(t, `id: agent
-match: {provider: ci, subject: agent}
-grant: {client_id: agent, audiences: ["`+resourceURL+`"], scopes: [files:read]}
-`, fmt.Sprintf(`providers:
-  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA))
-	cert, key, gwCA := productionFiles(t)
-
-	e := testEnv(nil)
-	e.listener = handOver(ln.Addr().String(), ln)
-	root := newRootCommand(e)
-	var out, errOut syncBuffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs([]string{"gateway", "--listen", ln.Addr().String(), "--resource", resourceURL, "--broker", broker, "--broker-ca", brokerCA,
-		"--upstream", up.URL + "/mcp", "--cert", cert, "--key", key})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "mcpsts gateway {"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner:\n%s\n%s", out.String(), errOut.String())
-		}
-	}
-
-	// A token for the gateway's URL, from the broker.
-	bc := clientTrusting(t, brokerCA)
-	n := time.Now().Unix()
-	resp, err := bc.PostForm(broker+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "resource": {resourceURL},
-		"subject_token":      {idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": n, "exp": n + 300}, nil)},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	if tok.AccessToken == "" {
-		t.Fatalf("no token: %d", resp.StatusCode)
-	}
-
-	pem, _ := os.ReadFile(gwCA)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
-	c := mcp.NewClient(&mcp.Implementation{Name: "through-gateway", Version: "1.0.0"}, nil)
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: resourceURL, HTTPClient: &http.Client{Transport: tokenTransport{tok.AccessToken, tr}}, MaxRetries: -1}, nil)
-	if err != nil {
-		t.Fatalf("connect: %v\n%s", err, errOut.String())
-	}
-	defer cs.Close()
+	t.Cleanup(up.Close) // last: after the client and the gateway have closed their streams
+	f := startGateway(t, up.URL+"/mcp")
+	ctx := context.Background()
+	cs := f.connect(t, ctx, f.token(t, f.resource))
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "through"}})
 	if err != nil || res.Content[0].(*mcp.TextContent).Text != "through" {
 		t.Fatalf("echo: %v %v", res, err)
@@ -130,15 +174,86 @@ grant: {client_id: agent, audiences: ["`+resourceURL+`"], scopes: [files:read]}
 		}
 	}
 	mu.Unlock()
-	hc := &http.Client{Transport: tr}
-	r, err := hc.Post(resourceURL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
-	if err != nil || r.StatusCode != 401 || r.Header.Get("Strict-Transport-Security") == "" {
-		t.Fatalf("no token: %v %v", r, err)
+	if status, ch := f.post(t, "/mcp", "", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); status != 401 || !strings.Contains(ch, "resource_metadata=") {
+		t.Fatalf("no token: %d %q", status, ch)
 	}
-	r.Body.Close()
-	r, err = hc.Get("https://" + ln.Addr().String() + "/readyz")
+	r, err := (&http.Client{Transport: f.tr}).Get(strings.TrimSuffix(f.resource, "/mcp") + "/readyz")
 	if err != nil || r.StatusCode != 200 {
 		t.Fatalf("readyz: %v %v", r, err)
 	}
 	r.Body.Close()
+}
+
+// TestGatewayWithTypeScriptServer: an MCP server on the TypeScript SDK
+// (@modelcontextprotocol/sdk 1.32, examples/mcp-server/ts-client/
+// upstream-server.mjs) behind the gateway, called by the Go SDK client with
+// a token from the broker: tools listed and called, the caller known to
+// the server from the gateway's headers; a token for another audience 401,
+// a missing tool scope 403 with the challenge, a token in the query 400;
+// the server never sees an Authorization header.
+func TestGatewayWithTypeScriptServer(t *testing.T) {
+	node, dir := nodeClient(t, "@modelcontextprotocol/sdk/package.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "upstream-server.mjs")
+	cmd.Dir = dir
+	stdout, _ := cmd.StdoutPipe()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var port string
+	select {
+	case l := <-lines:
+		port = strings.TrimPrefix(l, "listening ")
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the TypeScript server did not start: %s", stderr.String())
+	}
+	toolScopes := filepath.Join(t.TempDir(), "tool-scopes.yaml")
+	os.WriteFile(toolScopes, []byte("write_file: [files:write]\n"), 0o600)
+	f := startGateway(t, "http://127.0.0.1:"+port+"/mcp", "--tool-scopes", toolScopes)
+
+	reader := f.token(t, f.resource, "files:read")
+	cs := f.connect(t, ctx, reader)
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 2 {
+		t.Fatalf("tools: %v %v", tools, err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if err != nil || res.Content[0].(*mcp.TextContent).Text != "subject=workload:ci/agent client=agent authorization=absent" {
+		t.Fatalf("whoami: %v %v", res, err)
+	}
+	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"write_file","arguments":{"name":"x"}}}`
+	if status, ch := f.post(t, "/mcp", reader, call); status != 403 || !strings.Contains(ch, `error="insufficient_scope"`) || !strings.Contains(ch, `scope="files:write"`) {
+		t.Fatalf("a tool beyond the token's scopes: %d %q", status, ch)
+	}
+	if status, ch := f.post(t, "/mcp", f.token(t, "https://other.example.com/mcp"), call); status != 401 || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Fatalf("another server's token: %d %q", status, ch)
+	}
+	if status, _ := f.post(t, "/mcp?access_token="+reader, "", call); status != 400 {
+		t.Fatalf("a token in the query: %d", status)
+	}
+	cancel()
+	n := 0
+	for l := range lines {
+		if strings.HasPrefix(l, "request ") {
+			n++
+			if !strings.Contains(l, "authorization=absent") {
+				t.Errorf("the TypeScript server saw: %s", l)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("the TypeScript server logged no request")
+	}
 }
