@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpsts/mcpsts/resource"
@@ -49,7 +50,21 @@ type Config struct {
 	MaxResponseBytes int64
 	// Sessions bounds the MCP sessions remembered (0: 100,000).
 	Sessions int
-	Log      *slog.Logger
+	// Refused, when set, is told of every request refused at the edge
+	// (never forwarded): for the audit trail.
+	Refused func(Refusal)
+	Log     *slog.Logger
+}
+
+// Refusal is a request the gateway refused before the upstream saw it.
+type Refusal struct {
+	Time      time.Time
+	Method    string
+	Path      string
+	SourceIP  string
+	Status    int
+	Challenge string // the WWW-Authenticate header, if any
+	TraceID   string // from traceparent, if any
 }
 
 // Gateway is the handler.
@@ -59,6 +74,7 @@ type Gateway struct {
 	upstream *url.URL
 	sessions *sessions
 	log      *slog.Logger
+	handler  atomic.Pointer[http.Handler] // the routes of the current resource server
 }
 
 // New checks cfg and returns the gateway.
@@ -94,7 +110,19 @@ func New(cfg Config) (*Gateway, error) {
 			http.Error(w, "the MCP server behind this gateway is not answering", http.StatusBadGateway)
 		},
 	}
+	g.SetResource(cfg.Resource)
 	return g, nil
+}
+
+// SetResource verifies the requests from now on with rs (a resource server
+// built again, with tool scopes reloaded, say); sessions stay bound.
+func (g *Gateway) SetResource(rs *resource.Server) {
+	mux := http.NewServeMux()
+	rs.Mount(mux, http.HandlerFunc(g.serve))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { g.ready(w, r, rs) })
+	var h http.Handler = mux
+	g.handler.Store(&h)
 }
 
 // upstream parses the upstream URL and returns the transport to reach it.
@@ -133,18 +161,59 @@ func upstream(raw string, tlsTransport *http.Transport) (*url.URL, http.RoundTri
 }
 
 // Handler serves the MCP endpoint (every request verified), the RFC 9728
-// metadata, and /healthz and /readyz.
+// metadata, and /healthz and /readyz; it reports each request refused at
+// the edge to Config.Refused.
 func (g *Gateway) Handler() http.Handler {
-	mux := http.NewServeMux()
-	g.cfg.Resource.Mount(mux, http.HandlerFunc(g.serve))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", g.ready)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &recorder{ResponseWriter: w}
+		fwd := new(bool)
+		(*g.handler.Load()).ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardedKey{}, fwd)))
+		if !*fwd && rec.status >= 400 && g.cfg.Refused != nil {
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			trace := ""
+			if tp := strings.Split(r.Header.Get("traceparent"), "-"); len(tp) == 4 && len(tp[1]) == 32 {
+				trace = tp[1]
+			}
+			g.cfg.Refused(Refusal{Time: time.Now(), Method: r.Method, Path: r.URL.Path, SourceIP: host, Status: rec.status,
+				Challenge: w.Header().Get("WWW-Authenticate"), TraceID: trace})
+		}
+	})
+}
+
+type forwardedKey struct{}
+
+// recorder notes the status of a response and passes flushes through
+// (event streams).
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // ready: the broker's keys are loaded and the upstream accepts connections.
-func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
-	if err := g.cfg.Resource.Ready(); err != nil {
+func (g *Gateway) ready(w http.ResponseWriter, r *http.Request, rs *resource.Server) {
+	if err := rs.Ready(); err != nil {
 		http.Error(w, "broker keys not loaded", http.StatusServiceUnavailable)
 		return
 	}
@@ -176,6 +245,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		case known && r.Method == http.MethodDelete:
 			defer g.sessions.forget(id)
 		}
+	}
+	if fwd, ok := r.Context().Value(forwardedKey{}).(*bool); ok {
+		*fwd = true // past the edge: what follows is the upstream's answer
 	}
 	g.proxy.ServeHTTP(w, r)
 }

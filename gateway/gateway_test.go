@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,7 +100,13 @@ func TestGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: upURL})
+	var rmu sync.Mutex
+	var refused []gateway.Refusal
+	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: upURL, Refused: func(r gateway.Refusal) {
+		rmu.Lock()
+		refused = append(refused, r)
+		rmu.Unlock()
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +227,19 @@ func TestGateway(t *testing.T) {
 	}
 	if status, _ := post(token(mcpURL, "agent", "ci/agent"), "/mcp", session); status != 200 {
 		t.Errorf("the session's own caller: %d", status)
+	}
+	// Every refusal at the edge was reported, and only those.
+	rmu.Lock()
+	var statuses []int
+	for _, r := range refused {
+		statuses = append(statuses, r.Status)
+		if r.Path != "/mcp" || r.SourceIP != "127.0.0.1" {
+			t.Errorf("refusal %+v", r)
+		}
+	}
+	rmu.Unlock()
+	if fmt.Sprint(statuses) != "[403 401 401 400 403]" {
+		t.Errorf("refusals reported: %v, want the write (403), no token, another server's token, the token in the query, the session's intruder", statuses)
 	}
 	// The metadata is the gateway's own.
 	resp, err := gw.Client().Get(gw.URL + "/.well-known/oauth-protected-resource/mcp")

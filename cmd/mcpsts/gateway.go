@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpsts/mcpsts/gateway"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/resource"
@@ -29,7 +32,8 @@ type gatewayConfig struct {
 	BrokerCA   string `yaml:"broker_ca"`   // a CA file for the broker (default: system roots)
 	Upstream   string `yaml:"upstream"`    // http://127.0.0.1:PORT/mcp or unix:///path.sock
 	UpstreamCA string `yaml:"upstream_ca"` // https upstreams only: the CA that signs its certificate
-	ToolScopes string `yaml:"tool_scopes"` // a JSON or YAML file: tool name → scopes
+	ToolScopes string `yaml:"tool_scopes"` // a JSON or YAML file: tool name → scopes, reloaded when it changes
+	AuditLog   string `yaml:"audit_log"`   // a hash-chained audit log of the requests refused at the edge
 	TLS        struct {
 		Cert string `yaml:"cert_file"`
 		Key  string `yaml:"key_file"`
@@ -83,6 +87,7 @@ trusts an https one: the caller's identity travels in those headers.`,
 	fl.StringVar(&flags.Upstream, "upstream", "", "the MCP server: http://127.0.0.1:PORT/mcp or unix:///path.sock")
 	fl.StringVar(&flags.UpstreamCA, "upstream-ca", "", "CA `file` of an https upstream")
 	fl.StringVar(&flags.ToolScopes, "tool-scopes", "", "JSON or YAML `file`: tool name → the scopes it needs")
+	fl.StringVar(&flags.AuditLog, "audit-log", "", "`file` of the audit log of refused requests (hash-chained, as the broker's)")
 	fl.StringVar(&flags.TLS.Cert, "cert", "", "TLS certificate `file`")
 	fl.StringVar(&flags.TLS.Key, "key", "", "TLS key `file`")
 	return cmd
@@ -93,7 +98,7 @@ func merge(cfg *gatewayConfig, f gatewayConfig) {
 		dst *string
 		v   string
 	}{{&cfg.Listen, f.Listen}, {&cfg.Resource, f.Resource}, {&cfg.Broker, f.Broker},
-		{&cfg.BrokerCA, f.BrokerCA}, {&cfg.Upstream, f.Upstream}, {&cfg.UpstreamCA, f.UpstreamCA}, {&cfg.ToolScopes, f.ToolScopes},
+		{&cfg.BrokerCA, f.BrokerCA}, {&cfg.Upstream, f.Upstream}, {&cfg.UpstreamCA, f.UpstreamCA}, {&cfg.ToolScopes, f.ToolScopes}, {&cfg.AuditLog, f.AuditLog},
 		{&cfg.TLS.Cert, f.TLS.Cert}, {&cfg.TLS.Key, f.TLS.Key}} {
 		if p.v != "" {
 			*p.dst = p.v
@@ -129,23 +134,42 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	if err != nil {
 		return err
 	}
-	toolScopes := map[string][]string{}
-	if cfg.ToolScopes != "" {
-		data, err := os.ReadFile(cfg.ToolScopes)
-		if err != nil {
-			return err
-		}
-		if err := yaml.Unmarshal(data, &toolScopes); err != nil { // JSON is YAML
-			return fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
-		}
-	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-	rs, err := resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: brokerRoots, MinVersion: tls.VersionTLS12}}})
+	brokerTransport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: brokerRoots, MinVersion: tls.VersionTLS12}}
+	newResource := func() (*resource.Server, error) {
+		toolScopes := map[string][]string{}
+		if cfg.ToolScopes != "" {
+			data, err := os.ReadFile(cfg.ToolScopes)
+			if err != nil {
+				return nil, err
+			}
+			if err := yaml.Unmarshal(data, &toolScopes); err != nil { // JSON is YAML
+				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
+			}
+		}
+		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport})
+	}
+	rs, err := newResource()
 	if err != nil {
 		return err
 	}
 	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, Log: log}
+	var audit *auditlog.Log
+	if cfg.AuditLog != "" {
+		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {
+			return err
+		}
+		defer audit.Close()
+	}
+	gc.Refused = func(r gateway.Refusal) {
+		log.Warn("request refused", "status", r.Status, "method", r.Method, "path", r.Path, "source_ip", r.SourceIP, "challenge", r.Challenge)
+		if audit != nil {
+			audit.Append(auditlog.Event{Name: "gateway.refuse", Time: r.Time, Attrs: []attribute.KeyValue{
+				attribute.Int("mcpsts.http.status", r.Status), attribute.String("mcpsts.http.method", r.Method),
+				attribute.String("mcpsts.http.path", r.Path), attribute.String("mcpsts.source_ip", r.SourceIP),
+				attribute.String("mcpsts.challenge", r.Challenge), attribute.String("mcpsts.trace_id", r.TraceID)}})
+		}
+	}
 	if cfg.UpstreamCA != "" {
 		roots, err := pool(cfg.UpstreamCA)
 		if err != nil {
@@ -172,9 +196,64 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	if err != nil {
 		return err
 	}
-	go rs.Run(ctx)
+	// The resource server in force keeps the broker's keys fresh; a reload
+	// of the tool scopes starts the next one and stops this one.
+	var runMu sync.Mutex
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer func() { runMu.Lock(); stopRun(); runMu.Unlock() }()
+	go rs.Run(runCtx)
+	if cfg.ToolScopes != "" {
+		go reloadToolScopes(ctx, cfg.ToolScopes, log, func() {
+			next, err := newResource()
+			if err != nil {
+				log.Error("tool scopes not reloaded: the previous ones stay in force", "file", cfg.ToolScopes, "error", err)
+				return
+			}
+			nextCtx, stopNext := context.WithCancel(ctx)
+			go next.Run(nextCtx)
+			for deadline := time.Now().Add(10 * time.Second); next.Ready() != nil; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					stopNext()
+					log.Error("tool scopes not reloaded: the broker's keys did not load", "file", cfg.ToolScopes)
+					return
+				}
+			}
+			g.SetResource(next)
+			runMu.Lock()
+			stopRun()
+			stopRun = stopNext
+			runMu.Unlock()
+			log.Info("tool scopes reloaded", "file", cfg.ToolScopes)
+		})
+	}
 	banner, _ := json.Marshal(map[string]string{"listening": srv.Addr().String(), "resource": cfg.Resource, "upstream": cfg.Upstream})
 	fmt.Fprintf(cmd.OutOrStdout(), "mcpsts gateway %s\n", banner)
 	log.Info("mcpsts gateway serving", "addr", srv.Addr().String(), "resource", cfg.Resource, "started", time.Now().UTC().Format(time.RFC3339))
 	return srv.Serve(ctx, g.Handler())
+}
+
+// reloadToolScopes calls reload each time the file's size or modification
+// time changes (checked every second), until ctx is done.
+func reloadToolScopes(ctx context.Context, file string, log *slog.Logger, reload func()) {
+	stat := func() string {
+		fi, err := os.Stat(file)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
+	last := stat()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if now := stat(); now != last && now != "" {
+				last = now
+				reload()
+			}
+		}
+	}
 }

@@ -160,7 +160,10 @@ func TestGatewayCommand(t *testing.T) {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(up.Close) // last: after the client and the gateway have closed their streams
-	f := startGateway(t, up.URL+"/mcp")
+	dir := t.TempDir()
+	toolScopes, auditFile := filepath.Join(dir, "tool-scopes.yaml"), filepath.Join(dir, "gateway-audit.log")
+	os.WriteFile(toolScopes, []byte("echo: []\n"), 0o600)
+	f := startGateway(t, up.URL+"/mcp", "--tool-scopes", toolScopes, "--audit-log", auditFile)
 	ctx := context.Background()
 	cs := f.connect(t, ctx, f.token(t, f.resource))
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "through"}})
@@ -182,6 +185,33 @@ func TestGatewayCommand(t *testing.T) {
 		t.Fatalf("readyz: %v %v", r, err)
 	}
 	r.Body.Close()
+
+	// The tool scopes change on disk: echo now needs files:write, without
+	// a restart.
+	reader := f.token(t, f.resource, "files:read")
+	echo := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`
+	os.WriteFile(toolScopes, []byte("echo: [files:write]\n"), 0o600)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if status, ch := f.post(t, "/mcp", reader, echo); status == 403 && strings.Contains(ch, `scope="files:write"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new tool scopes are not in force after 10s:\n%s", f.errOut.String())
+		}
+	}
+	// Each refusal at the edge is an audit line; the chain verifies.
+	var data []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if data, _ = os.ReadFile(auditFile); strings.Count(string(data), `"event":"gateway.refuse"`) >= 2 {
+			break
+		}
+	}
+	if !strings.Contains(string(data), `"mcpsts.http.status":401`) || !strings.Contains(string(data), `"mcpsts.http.status":403`) || strings.Contains(string(data), reader) {
+		t.Fatalf("the gateway's audit log:\n%s", data)
+	}
+	if out, _, err := run(t, testEnv(nil), "audit", "verify", auditFile); err != nil || !strings.Contains(out, "chain intact") {
+		t.Fatalf("audit verify: %q %v", out, err)
+	}
 }
 
 // TestGatewayWithTypeScriptServer: an MCP server on the TypeScript SDK
