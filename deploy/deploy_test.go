@@ -234,3 +234,54 @@ func TestDockerfileBuild(t *testing.T) {
 		t.Fatalf("mcpsts version: %s %v", b, err)
 	}
 }
+
+// TestGatewaySidecar: the gateway in front of an MCP server in the same
+// pod: the server on loopback only, the gateway's configuration valid for
+// `mcpsts gateway` (its upstream loopback), probes on /readyz and /healthz
+// over HTTPS, every container hardened, and the Service exposing the
+// gateway's port alone.
+func TestGatewaySidecar(t *testing.T) {
+	objs := objects(t, "gateway-sidecar.yaml")
+	var dep appsv1.Deployment
+	decode(t, objs["Deployment/files-mcp"], &dep)
+	pod := dep.Spec.Template.Spec
+	hardened(t, "files-mcp", pod)
+	var gw *corev1.Container
+	for i, c := range pod.Containers {
+		if c.Name == "gateway" {
+			gw = &pod.Containers[i]
+		}
+		if c.Name == "mcp-server" && len(c.Ports) > 0 {
+			t.Error("the MCP server declares a port: it must listen on loopback only")
+		}
+	}
+	if gw == nil || strings.Join(gw.Command, " ") != "/usr/local/bin/mcpsts gateway --config /etc/mcpsts-gateway/gateway.yaml" {
+		t.Fatalf("no gateway container: %+v", gw)
+	}
+	if gw.ReadinessProbe == nil || gw.ReadinessProbe.HTTPGet.Path != "/readyz" || gw.ReadinessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS ||
+		gw.LivenessProbe == nil || gw.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("probes: %+v %+v", gw.ReadinessProbe, gw.LivenessProbe)
+	}
+	var cm corev1.ConfigMap
+	decode(t, objs["ConfigMap/files-mcp-gateway"], &cm)
+	var cfg struct {
+		Listen, Resource, Broker, Upstream string
+		ToolScopes                         string `json:"tool_scopes"`
+		TLS                                map[string]string
+	}
+	if err := yaml.UnmarshalStrict([]byte(cm.Data["gateway.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream != "http://127.0.0.1:3000/mcp" || !strings.HasPrefix(cfg.Resource, "https://") || !strings.HasPrefix(cfg.Broker, "https://") || cfg.ToolScopes == "" {
+		t.Errorf("gateway.yaml: %+v", cfg)
+	}
+	var scopes map[string][]string
+	if err := yaml.UnmarshalStrict([]byte(cm.Data["tool-scopes.yaml"]), &scopes); err != nil || len(scopes["write_file"]) == 0 {
+		t.Errorf("tool-scopes.yaml: %v %v", scopes, err)
+	}
+	var svc corev1.Service
+	decode(t, objs["Service/files-mcp"], &svc)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "https" {
+		t.Errorf("the Service exposes %+v, want the gateway's port alone", svc.Spec.Ports)
+	}
+}
