@@ -20,6 +20,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/mcpsts/mcpsts/resource"
 )
 
@@ -53,7 +61,12 @@ type Config struct {
 	// Refused, when set, is told of every request refused at the edge
 	// (never forwarded): for the audit trail.
 	Refused func(Refusal)
-	Log     *slog.Logger
+	// Tracer records a server span per request, continuing the caller's
+	// traceparent and passed on to the upstream; Meter counts requests by
+	// outcome and times the upstream. Nil: none.
+	Tracer trace.Tracer
+	Meter  metric.Meter
+	Log    *slog.Logger
 }
 
 // Refusal is a request the gateway refused before the upstream saw it.
@@ -69,12 +82,15 @@ type Refusal struct {
 
 // Gateway is the handler.
 type Gateway struct {
-	cfg      Config
-	proxy    *httputil.ReverseProxy
-	upstream *url.URL
-	sessions *sessions
-	log      *slog.Logger
-	handler  atomic.Pointer[http.Handler] // the routes of the current resource server
+	cfg          Config
+	proxy        *httputil.ReverseProxy
+	upstream     *url.URL
+	sessions     *sessions
+	log          *slog.Logger
+	handler      atomic.Pointer[http.Handler] // the routes of the current resource server
+	tracer       trace.Tracer
+	requests     metric.Int64Counter
+	upstreamTime metric.Float64Histogram
 }
 
 // New checks cfg and returns the gateway.
@@ -95,7 +111,16 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, upstream: target, sessions: newSessions(cfg.Sessions), log: cfg.Log}
+	if cfg.Tracer == nil {
+		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("")
+	}
+	if cfg.Meter == nil {
+		cfg.Meter = metricnoop.NewMeterProvider().Meter("")
+	}
+	g := &Gateway{cfg: cfg, upstream: target, sessions: newSessions(cfg.Sessions), log: cfg.Log, tracer: cfg.Tracer}
+	g.requests, _ = cfg.Meter.Int64Counter("mcpsts.gateway.requests", metric.WithDescription("Requests by outcome: forwarded, refused (at the edge), upstream_error."))
+	g.upstreamTime, _ = cfg.Meter.Float64Histogram("mcpsts.gateway.upstream.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to the upstream's response headers."))
 	g.proxy = &httputil.ReverseProxy{
 		Transport:      transport,
 		FlushInterval:  -1, // every write at once: SSE events as they come
@@ -165,10 +190,25 @@ func upstream(raw string, tlsTransport *http.Transport) (*url.URL, http.RoundTri
 // the edge to Config.Refused.
 func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := g.tracer.Start(ctx, "mcpsts.gateway "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		defer span.End()
 		rec := &recorder{ResponseWriter: w}
 		fwd := new(bool)
-		(*g.handler.Load()).ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardedKey{}, fwd)))
-		if !*fwd && rec.status >= 400 && g.cfg.Refused != nil {
+		(*g.handler.Load()).ServeHTTP(rec, r.WithContext(context.WithValue(ctx, forwardedKey{}, fwd)))
+		outcome := "forwarded"
+		switch {
+		case !*fwd && rec.status >= 400:
+			outcome = "refused"
+			span.SetStatus(codes.Error, "refused")
+		case *fwd && rec.status == http.StatusBadGateway:
+			outcome = "upstream_error"
+			span.SetStatus(codes.Error, "upstream")
+		}
+		span.SetAttributes(attribute.Int("http.response.status_code", rec.status), attribute.String("mcpsts.gateway.outcome", outcome))
+		g.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+		if outcome == "refused" && g.cfg.Refused != nil {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			trace := ""
 			if tp := strings.Split(r.Header.Get("traceparent"), "-"); len(tp) == 4 && len(tp[1]) == 32 {
@@ -249,6 +289,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if fwd, ok := r.Context().Value(forwardedKey{}).(*bool); ok {
 		*fwd = true // past the edge: what follows is the upstream's answer
 	}
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("mcpsts.subject", c.Claims.Subject), attribute.String("mcpsts.client_id", c.Claims.ClientID))
 	g.proxy.ServeHTTP(w, r)
 }
 
@@ -262,6 +303,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	for _, name := range []string{"Authorization", "DPoP", "Cookie", "Proxy-Authorization", HeaderSubject, HeaderClientID, HeaderScopes, HeaderActor} {
 		h.Del(name)
 	}
+	// The upstream's spans are children of the gateway's.
+	h.Del("traceparent")
+	h.Del("tracestate")
+	propagation.TraceContext{}.Inject(pr.In.Context(), propagation.HeaderCarrier(h))
 	if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
 		h.Set(HeaderSubject, c.Claims.Subject)
 		h.Set(HeaderClientID, c.Claims.ClientID)
@@ -271,13 +316,19 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		}
 		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), principalKey{}, principal(c.Claims)))
 	}
+	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), startKey{}, time.Now()))
 }
 
 type principalKey struct{}
 
+type startKey struct{}
+
 // modifyResponse binds a new session to its caller and bounds responses
 // that are not streams.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if start, ok := resp.Request.Context().Value(startKey{}).(time.Time); ok {
+		g.upstreamTime.Record(resp.Request.Context(), time.Since(start).Seconds())
+	}
 	if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
 		if p, ok := resp.Request.Context().Value(principalKey{}).(string); ok {
 			if owner, known := g.sessions.owner(id); !known {

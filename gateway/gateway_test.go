@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,10 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/issuer/issuertest"
@@ -269,5 +274,86 @@ func TestUpstreamRules(t *testing.T) {
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("%s: %v, want %q", up, err, want)
 		}
+	}
+}
+
+// TestGatewayTelemetry: a server span per request continues the caller's
+// trace and is the upstream's parent; requests are counted by outcome and
+// the upstream timed.
+func TestGatewayTelemetry(t *testing.T) {
+	var mu sync.Mutex
+	var upstreamParent string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		upstreamParent = r.Header.Get("traceparent")
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	broker, _ := issuertest.New("https://sts.example.com")
+	var handler http.Handler
+	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	gw.StartTLS()
+	defer gw.Close()
+	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker})
+	spans := tracetest.NewSpanRecorder()
+	reader := sdkmetric.NewManualReader()
+	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: up.URL + "/mcp",
+		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test"),
+		Meter:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler = g.Handler()
+	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	send := func(auth string) int {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("traceparent", "00-"+trace+"-00f067aa0ba902b7-01")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if send(tok) != 200 || send("") != 401 {
+		t.Fatal("statuses")
+	}
+	ended := spans.Ended()
+	if len(ended) != 2 || ended[0].SpanContext().TraceID().String() != trace || ended[0].Parent().SpanID().String() != "00f067aa0ba902b7" {
+		t.Fatalf("spans: %d, first %v parent %v", len(ended), ended[0].SpanContext().TraceID(), ended[0].Parent().SpanID())
+	}
+	mu.Lock()
+	if want := "00-" + trace + "-" + ended[0].SpanContext().SpanID().String() + "-01"; upstreamParent != want {
+		t.Errorf("the upstream's traceparent %q, want the gateway's span %q", upstreamParent, want)
+	}
+	mu.Unlock()
+	var rm metricdata.ResourceMetrics
+	reader.Collect(context.Background(), &rm)
+	counts := map[string]int64{}
+	var timed uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					o, _ := p.Attributes.Value("outcome")
+					counts[o.AsString()] += p.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					timed += p.Count
+				}
+			}
+		}
+	}
+	if counts["forwarded"] != 1 || counts["refused"] != 1 || timed != 1 {
+		t.Errorf("requests %v, upstream timed %d", counts, timed)
 	}
 }

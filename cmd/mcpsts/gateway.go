@@ -20,6 +20,7 @@ import (
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
+	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/resource"
 )
@@ -153,7 +154,16 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	if err != nil {
 		return err
 	}
-	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, Log: log}
+	tp, err := telemetry.New(ctx, telemetry.Options{ServiceVersion: version(), InstanceID: "gateway", Getenv: e.getenv})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tp.Shutdown(sctx)
+	}()
+	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	var audit *auditlog.Log
 	if cfg.AuditLog != "" {
 		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {
