@@ -28,6 +28,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/mcpsts/mcpsts/resource"
 )
 
@@ -58,6 +60,13 @@ type Config struct {
 	MaxResponseBytes int64
 	// Sessions bounds the MCP sessions remembered (0: 100,000).
 	Sessions int
+	// UpstreamAudience, when set, is the upstream's own resource URI: the
+	// gateway then sends the upstream, instead of the X-MCPSTS-* headers, a
+	// short-lived token for that audience that it gets for each caller by
+	// a delegation exchange (the Resource server's Delegator acting for the
+	// caller, recorded in act), for upstreams that verify a JWT themselves.
+	// The token is kept for its caller until shortly before it expires.
+	UpstreamAudience string
 	// Refused, when set, is told of every request refused at the edge
 	// (never forwarded): for the audit trail.
 	Refused func(Refusal)
@@ -87,7 +96,8 @@ type Gateway struct {
 	upstream     *url.URL
 	sessions     *sessions
 	log          *slog.Logger
-	handler      atomic.Pointer[http.Handler] // the routes of the current resource server
+	handler      atomic.Pointer[http.Handler]  // the routes of the current resource server
+	tokens       *lru.Cache[string, delegated] // the upstream's tokens, by the caller's token ID
 	tracer       trace.Tracer
 	requests     metric.Int64Counter
 	upstreamTime metric.Float64Histogram
@@ -118,6 +128,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Meter = metricnoop.NewMeterProvider().Meter("")
 	}
 	g := &Gateway{cfg: cfg, upstream: target, sessions: newSessions(cfg.Sessions), log: cfg.Log, tracer: cfg.Tracer}
+	g.tokens, _ = lru.New[string, delegated](10_000)
 	g.requests, _ = cfg.Meter.Int64Counter("mcpsts.gateway.requests", metric.WithDescription("Requests by outcome: forwarded, refused (at the edge), upstream_error."))
 	g.upstreamTime, _ = cfg.Meter.Float64Histogram("mcpsts.gateway.upstream.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to the upstream's response headers."))
@@ -286,6 +297,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 			defer g.sessions.forget(id)
 		}
 	}
+	if g.cfg.UpstreamAudience != "" {
+		tok, err := g.delegate(r.Context(), c)
+		if err != nil {
+			g.log.Warn("no token for the upstream", "subject", c.Claims.Subject, "error", err)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "the gateway cannot get a token for the MCP server behind it now; retry later", http.StatusServiceUnavailable)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), delegatedKey{}, tok))
+	}
 	if fwd, ok := r.Context().Value(forwardedKey{}).(*bool); ok {
 		*fwd = true // past the edge: what follows is the upstream's answer
 	}
@@ -307,19 +328,50 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	h.Del("traceparent")
 	h.Del("tracestate")
 	propagation.TraceContext{}.Inject(pr.In.Context(), propagation.HeaderCarrier(h))
-	if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
+	if tok, ok := pr.In.Context().Value(delegatedKey{}).(string); ok {
+		h.Set("Authorization", "Bearer "+tok) // a token for the upstream itself, never the caller's
+	} else if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
 		h.Set(HeaderSubject, c.Claims.Subject)
 		h.Set(HeaderClientID, c.Claims.ClientID)
 		h.Set(HeaderScopes, strings.Join(c.Claims.Scopes, " "))
 		if c.Claims.Actor != nil {
 			h.Set(HeaderActor, c.Claims.Actor.Subject)
 		}
+	}
+	if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
 		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), principalKey{}, principal(c.Claims)))
 	}
 	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), startKey{}, time.Now()))
 }
 
 type principalKey struct{}
+
+type delegatedKey struct{}
+
+// delegated is a token for the upstream, and when to stop using it.
+type delegated struct {
+	token string
+	until time.Time
+}
+
+// delegate returns the caller's token for the upstream: kept from an
+// earlier request until 30 s before it expires, else exchanged now.
+func (g *Gateway) delegate(ctx context.Context, c *resource.Caller) (string, error) {
+	key := c.Claims.ID
+	if d, ok := g.tokens.Get(key); ok && time.Now().Before(d.until) {
+		return d.token, nil
+	}
+	tok, err := c.Delegate(ctx, g.cfg.UpstreamAudience, c.Claims.Scopes...)
+	if err != nil {
+		return "", err
+	}
+	until := tok.Expiry.Add(-30 * time.Second)
+	if tok.Expiry.IsZero() {
+		until = time.Now().Add(time.Minute)
+	}
+	g.tokens.Add(key, delegated{token: tok.AccessToken, until: until})
+	return tok.AccessToken, nil
+}
 
 type startKey struct{}
 

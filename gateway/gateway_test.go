@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"golang.org/x/oauth2"
 
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/issuer/issuertest"
@@ -355,5 +357,84 @@ func TestGatewayTelemetry(t *testing.T) {
 	}
 	if counts["forwarded"] != 1 || counts["refused"] != 1 || timed != 1 {
 		t.Errorf("requests %v, upstream timed %d", counts, timed)
+	}
+}
+
+// fakeDelegator stands for the broker's delegation exchange.
+type fakeDelegator struct {
+	mu    sync.Mutex
+	calls int
+	fail  bool
+}
+
+func (f *fakeDelegator) Delegate(_ context.Context, subjectToken, audience string, scopes []string) (*oauth2.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.fail {
+		return nil, errors.New("broker down")
+	}
+	if subjectToken == "" || audience != "https://upstream.internal/mcp" {
+		return nil, errors.New("a wrong delegation")
+	}
+	return &oauth2.Token{AccessToken: fmt.Sprintf("delegated-%d", f.calls), Expiry: time.Now().Add(10 * time.Minute)}, nil
+}
+
+// TestGatewayDelegation: with an upstream audience, the upstream gets a
+// token the gateway obtained for it by delegation (kept per caller), never
+// the caller's and no X-MCPSTS-* headers; when none can be obtained, 503.
+func TestGatewayDelegation(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	broker, _ := issuertest.New("https://sts.example.com")
+	var handler http.Handler
+	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	gw.StartTLS()
+	defer gw.Close()
+	del := &fakeDelegator{}
+	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker, Delegator: del})
+	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: up.URL + "/mcp", UpstreamAudience: "https://upstream.internal/mcp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler = g.Handler()
+	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent", "files:read")
+	send := func() int {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if send() != 200 || send() != 200 {
+		t.Fatal("through the gateway")
+	}
+	mu.Lock()
+	for _, h := range seen {
+		if h.Get("Authorization") != "Bearer delegated-1" || h.Get(gateway.HeaderSubject) != "" || strings.Contains(h.Get("Authorization"), tok) {
+			t.Errorf("the upstream saw %v", h)
+		}
+	}
+	mu.Unlock()
+	if del.calls != 1 {
+		t.Errorf("%d delegation exchanges for two requests of one caller, want 1", del.calls)
+	}
+	del.fail = true
+	other, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent", "files:read")
+	tok = other
+	if status := send(); status != 503 {
+		t.Errorf("no token for the upstream: %d", status)
 	}
 }

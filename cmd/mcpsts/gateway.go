@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
@@ -35,7 +36,12 @@ type gatewayConfig struct {
 	UpstreamCA string `yaml:"upstream_ca"` // https upstreams only: the CA that signs its certificate
 	ToolScopes string `yaml:"tool_scopes"` // a JSON or YAML file: tool name → scopes, reloaded when it changes
 	AuditLog   string `yaml:"audit_log"`   // a hash-chained audit log of the requests refused at the edge
-	TLS        struct {
+	// UpstreamAudience: send the upstream a token for this audience,
+	// obtained by delegation with the gateway's own credential
+	// (TokenSource, as mcpsts token --source), instead of X-MCPSTS-* headers.
+	UpstreamAudience string `yaml:"upstream_audience"`
+	TokenSource      string `yaml:"token_source"`
+	TLS              struct {
 		Cert string `yaml:"cert_file"`
 		Key  string `yaml:"key_file"`
 	} `yaml:"tls"`
@@ -89,6 +95,8 @@ trusts an https one: the caller's identity travels in those headers.`,
 	fl.StringVar(&flags.UpstreamCA, "upstream-ca", "", "CA `file` of an https upstream")
 	fl.StringVar(&flags.ToolScopes, "tool-scopes", "", "JSON or YAML `file`: tool name → the scopes it needs")
 	fl.StringVar(&flags.AuditLog, "audit-log", "", "`file` of the audit log of refused requests (hash-chained, as the broker's)")
+	fl.StringVar(&flags.UpstreamAudience, "upstream-audience", "", "send the upstream a token for this `URI` (delegation) instead of the X-MCPSTS-* headers")
+	fl.StringVar(&flags.TokenSource, "token-source", "", "the gateway's own credential for --upstream-audience, as mcpsts token --source (k8s, spiffe, file:PATH…)")
 	fl.StringVar(&flags.TLS.Cert, "cert", "", "TLS certificate `file`")
 	fl.StringVar(&flags.TLS.Key, "key", "", "TLS key `file`")
 	return cmd
@@ -100,6 +108,7 @@ func merge(cfg *gatewayConfig, f gatewayConfig) {
 		v   string
 	}{{&cfg.Listen, f.Listen}, {&cfg.Resource, f.Resource}, {&cfg.Broker, f.Broker},
 		{&cfg.BrokerCA, f.BrokerCA}, {&cfg.Upstream, f.Upstream}, {&cfg.UpstreamCA, f.UpstreamCA}, {&cfg.ToolScopes, f.ToolScopes}, {&cfg.AuditLog, f.AuditLog},
+		{&cfg.UpstreamAudience, f.UpstreamAudience}, {&cfg.TokenSource, f.TokenSource},
 		{&cfg.TLS.Cert, f.TLS.Cert}, {&cfg.TLS.Key, f.TLS.Key}} {
 		if p.v != "" {
 			*p.dst = p.v
@@ -137,6 +146,19 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 	brokerTransport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: brokerRoots, MinVersion: tls.VersionTLS12}}
+	var delegator resource.Delegator
+	if cfg.UpstreamAudience != "" {
+		if cfg.TokenSource == "" {
+			return errors.New("upstream_audience (--upstream-audience) needs token_source (--token-source): the gateway's own credential for the delegation")
+		}
+		src, err := client.SourceByName(cfg.TokenSource, e.getenv)
+		if err != nil {
+			return fmt.Errorf("token_source: %w", err)
+		}
+		if delegator, err = client.New(cfg.Broker, src, client.Options{HTTPClient: &http.Client{Transport: brokerTransport, Timeout: 30 * time.Second}, Clock: e.now}); err != nil {
+			return err
+		}
+	}
 	newResource := func() (*resource.Server, error) {
 		toolScopes := map[string][]string{}
 		if cfg.ToolScopes != "" {
@@ -148,7 +170,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
 			}
 		}
-		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport})
+		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator})
 	}
 	rs, err := newResource()
 	if err != nil {
@@ -163,7 +185,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 		defer cancel()
 		tp.Shutdown(sctx)
 	}()
-	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
+	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	var audit *auditlog.Log
 	if cfg.AuditLog != "" {
 		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +40,8 @@ func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // gatewayFixture is `mcpsts gateway` (in process, on its own listener) in
 // front of an upstream, with a broker that issues tokens for its URL.
 type gatewayFixture struct {
+	idp      *federationtest.Issuer
+	broker   string
 	resource string
 	tr       *http.Transport // trusts the gateway
 	errOut   *syncBuffer
@@ -52,14 +56,21 @@ func startGateway(t *testing.T, upstream string, extra ...string) *gatewayFixtur
 	}
 	f := &gatewayFixture{resource: "https://" + ln.Addr().String() + "/mcp", errOut: &syncBuffer{}}
 	idp := federationtest.NewIssuer(t)
+	f.idp = idp
 	idpCA := filepath.Join(t.TempDir(), "idp.pem")
 	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
 	broker, brokerCA := serveBroker(t, `id: agent
 match: {provider: ci, subject: agent}
-grant: {client_id: agent, audiences: ["`+f.resource+`", "https://other.example.com/mcp"], scopes: [files:read, files:write], default_scopes: [files:read]}
+grant:
+  client_id: agent
+  audiences: ["`+f.resource+`", "https://other.example.com/mcp", "https://upstream.internal/mcp"]
+  scopes: [files:read, files:write]
+  default_scopes: [files:read]
+  may_act: [{provider: ci, subject: gateway}]
 `, fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA))
 	cert, key, gwCA := productionFiles(t)
+	f.broker = broker
 	e := testEnv(nil)
 	e.listener = handOver(ln.Addr().String(), ln)
 	root := newRootCommand(e)
@@ -285,5 +296,52 @@ func TestGatewayWithTypeScriptServer(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("the TypeScript server logged no request")
+	}
+}
+
+// TestGatewayDelegationCommand: with --upstream-audience, an upstream that
+// verifies JWTs itself gets a token for its own audience, obtained by a
+// delegation exchange with the gateway's own workload credential: the
+// caller as sub, the gateway in act; never the caller's token.
+func TestGatewayDelegationCommand(t *testing.T) {
+	var mu sync.Mutex
+	var auths []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auths = append(auths, r.Header.Get("Authorization")+"|"+r.Header.Get("X-Mcpsts-Subject"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	t.Cleanup(up.Close)
+	credential := filepath.Join(t.TempDir(), "gateway-token")
+	f := startGateway(t, up.URL+"/mcp", "--upstream-audience", "https://upstream.internal/mcp", "--token-source", "file:"+credential)
+	n := time.Now().Unix()
+	os.WriteFile(credential, []byte(f.idp.Sign(map[string]any{"iss": f.idp.URL, "sub": "gateway", "aud": f.broker, "iat": n, "exp": n + 600}, nil)), 0o600)
+	caller := f.token(t, f.resource, "files:read")
+	if status, _ := f.post(t, "/mcp", caller, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != 200 {
+		t.Fatalf("through the gateway: %d\n%s", status, f.errOut.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auths) != 1 {
+		t.Fatalf("the upstream saw %v", auths)
+	}
+	bearer, subject, _ := strings.Cut(auths[0], "|")
+	tok := strings.TrimPrefix(bearer, "Bearer ")
+	if subject != "" || tok == bearer || tok == caller {
+		t.Fatalf("the upstream saw %q (subject header %q)", bearer, subject)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	var claims struct {
+		Aud string `json:"aud"`
+		Sub string `json:"sub"`
+		Act struct {
+			Sub string `json:"sub"`
+		} `json:"act"`
+	}
+	json.Unmarshal(payload, &claims)
+	if claims.Aud != "https://upstream.internal/mcp" || claims.Sub != "workload:ci/agent" || claims.Act.Sub != "workload:ci/gateway" {
+		t.Fatalf("the upstream's token: %s", payload)
 	}
 }
