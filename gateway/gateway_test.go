@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -436,5 +439,46 @@ func TestGatewayDelegation(t *testing.T) {
 	tok = other
 	if status := send(); status != 503 {
 		t.Errorf("no token for the upstream: %d", status)
+	}
+}
+
+// TestUnixSocketUpstream: an upstream on a Unix socket (unix:///path.sock,
+// its MCP path in ?path=, default /mcp) gets the request and the caller.
+func TestUnixSocketUpstream(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "mcp.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Skipf("no Unix sockets here: %v", err)
+	}
+	var got atomic.Value
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Path + " " + r.Header.Get(gateway.HeaderSubject))
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	broker, _ := issuertest.New("https://sts.example.com")
+	var handler http.Handler
+	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	gw.StartTLS()
+	defer gw.Close()
+	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker})
+	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: "unix://" + sock + "?path=/rpc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler = g.Handler()
+	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
+	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := gw.Client().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("through the socket: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if got.Load() != "/rpc workload:ci/agent" {
+		t.Fatalf("the upstream saw %v", got.Load())
 	}
 }
