@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/impact"
 )
 
 const cliMaps = `id: billing
@@ -249,5 +252,48 @@ providers:
 	if _, _, err := run(t, testEnv(nil), "trustmap", "impact", "--audit", corrupt, "--maps", same); err == nil || errors.As(err, &ee) ||
 		!strings.Contains(err.Error(), fmt.Sprintf("audit log line %d: not a JSON audit record", strings.Count(string(data), "\n")+1)) {
 		t.Fatalf("a corrupted log: %v", err)
+	}
+}
+
+// TestTrustmapImpactFromStore: --current-from-store decides the "before"
+// side with the store's maps instead of the recorded outcomes: decisions
+// recorded as denials, which the store's current map allows as the
+// proposal does, are then unchanged (0), and without the flag a gain (2).
+func TestTrustmapImpactFromStore(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	s := startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	const doc = `{"id":"agents","match":{"provider":"ci","subject":"agent-x"},"grant":{"client_id":"agents","audiences":["https://files.example.com/mcp"]}}`
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(data, "mcpsts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutRecord(context.Background(), "agents", []byte(doc), 0); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	var log strings.Builder
+	for i := range 2 {
+		line, _ := json.Marshal(map[string]any{"event": "token.deny", "time": time.Now().Add(-time.Hour), "trace_id": fmt.Sprintf("t%d", i),
+			"mcpsts.replay.identity": js(impact.Identity{Kind: "oidc", Provider: "ci", Subject: "agent-x"}),
+			"mcpsts.replay.request":  js(impact.Request{GrantType: "urn:ietf:params:oauth:grant-type:token-exchange", Audience: "https://files.example.com/mcp"}),
+			"mcpsts.replay.outcome":  js(impact.Outcome{Reason: "no_matching_map"})})
+		log.Write(append(line, '\n'))
+	}
+	dir := t.TempDir()
+	auditFile, proposed := filepath.Join(dir, "audit.log"), filepath.Join(dir, "proposed.json")
+	os.WriteFile(auditFile, []byte(log.String()), 0o600)
+	os.WriteFile(proposed, []byte(doc), 0o600)
+	out, _, err := run(t, devEnv, "trustmap", "impact", "--audit", auditFile, "--maps", proposed, "--current-from-store", "--data", data)
+	if err != nil || !strings.Contains(out, "0 lose access, 0 gain access, 0 change, 2 unchanged") {
+		t.Fatalf("with the store's maps as before: %v\n%s", err, out)
+	}
+	out, _, err = run(t, devEnv, "trustmap", "impact", "--audit", auditFile, "--maps", proposed)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(out, "0 lose access, 2 gain access") {
+		t.Fatalf("with the recorded outcomes as before: %v\n%s", err, out)
 	}
 }
