@@ -53,7 +53,10 @@ func (g tokenExchangeGrant) serve(ctx context.Context, r *http.Request, f form) 
 		return nil, attestError(err, errInvalidRequest)
 	}
 	switch {
-	case oidc.IsIDJAGType(joseType(subject)):
+	// Only a user provider marked id_jag verifies an ID-JAG (the attestor
+	// refuses the type from any other): workload tokens, the common case,
+	// are not decoded again.
+	case id.Kind == oidc.UserKind && oidc.IsIDJAGType(joseType(subject)):
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an ID-JAG is redeemed with the JWT bearer grant, not exchanged")
 	case issued == TokenTypeIDJAG && id.Kind != oidc.UserKind:
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "an ID-JAG is issued for a user's ID token, not a workload's")
