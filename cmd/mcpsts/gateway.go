@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -228,64 +227,11 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	if err != nil {
 		return err
 	}
-	// The resource server in force keeps the broker's keys fresh; a reload
-	// of the tool scopes starts the next one and stops this one.
-	var runMu sync.Mutex
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer func() { runMu.Lock(); stopRun(); runMu.Unlock() }()
-	go rs.Run(runCtx)
-	if cfg.ToolScopes != "" {
-		go reloadToolScopes(ctx, cfg.ToolScopes, log, func() {
-			next, err := newResource()
-			if err != nil {
-				log.Error("tool scopes not reloaded: the previous ones stay in force", "file", cfg.ToolScopes, "error", err)
-				return
-			}
-			nextCtx, stopNext := context.WithCancel(ctx)
-			go next.Run(nextCtx)
-			for deadline := time.Now().Add(10 * time.Second); next.Ready() != nil; time.Sleep(50 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					stopNext()
-					log.Error("tool scopes not reloaded: the broker's keys did not load", "file", cfg.ToolScopes)
-					return
-				}
-			}
-			g.SetResource(next)
-			runMu.Lock()
-			stopRun()
-			stopRun = stopNext
-			runMu.Unlock()
-			log.Info("tool scopes reloaded", "file", cfg.ToolScopes)
-		})
-	}
+	// The resource server in force keeps the broker's keys fresh, and is
+	// built again when the tool-scope file changes.
+	go g.Run(ctx, gateway.Reload{File: cfg.ToolScopes, Build: newResource})
 	banner, _ := json.Marshal(map[string]string{"listening": srv.Addr().String(), "resource": cfg.Resource, "upstream": cfg.Upstream})
 	fmt.Fprintf(cmd.OutOrStdout(), "mcpsts gateway %s\n", banner)
 	log.Info("mcpsts gateway serving", "addr", srv.Addr().String(), "resource", cfg.Resource, "started", time.Now().UTC().Format(time.RFC3339))
 	return srv.Serve(ctx, g.Handler())
-}
-
-// reloadToolScopes calls reload each time the file's size or modification
-// time changes (checked every second), until ctx is done.
-func reloadToolScopes(ctx context.Context, file string, log *slog.Logger, reload func()) {
-	stat := func() string {
-		fi, err := os.Stat(file)
-		if err != nil {
-			return ""
-		}
-		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
-	}
-	last := stat()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if now := stat(); now != last && now != "" {
-				last = now
-				reload()
-			}
-		}
-	}
 }
