@@ -10,10 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mcpsts/mcpsts/gateway"
-	"github.com/mcpsts/mcpsts/issuer/issuertest"
-	"github.com/mcpsts/mcpsts/resource"
 )
 
 // BenchmarkGatewayLatency measures what the gateway adds to a request with
@@ -31,17 +27,7 @@ func BenchmarkGatewayLatency(b *testing.B) {
 		io.WriteString(w, body)
 	}))
 	defer up.Close()
-	broker, _ := issuertest.New("https://sts.example.com")
-	var handler http.Handler
-	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	gw.StartTLS()
-	defer gw.Close()
-	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker})
-	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: up.URL + "/mcp"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	handler = g.Handler()
+	gw, broker, _ := serveGateway(b, up.URL+"/mcp", nil, nil)
 	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
 	through := gw.Client()
 	through.Transport.(*http.Transport).MaxIdleConnsPerHost = 16

@@ -2,12 +2,14 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,30 +99,18 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // come; a client that goes away cancels the upstream call.
 func TestGateway(t *testing.T) {
 	up, upURL := startUpstream(t)
-	broker, err := issuertest.New("https://sts.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var handler http.Handler
-	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	gw.StartTLS()
-	t.Cleanup(gw.Close)
-	mcpURL := gw.URL + "/mcp"
-	rs, err := resource.New(resource.Config{Resource: mcpURL, Issuer: broker.URL, Keys: broker, ToolScopes: map[string][]string{"write": {"files:write"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rmu sync.Mutex
 	var refused []gateway.Refusal
-	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: upURL, Refused: func(r gateway.Refusal) {
-		rmu.Lock()
-		refused = append(refused, r)
-		rmu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler = g.Handler()
+	gw, broker, _ := serveGateway(t, upURL,
+		func(rc *resource.Config) { rc.ToolScopes = map[string][]string{"write": {"files:write"}} },
+		func(gc *gateway.Config) {
+			gc.Refused = func(r gateway.Refusal) {
+				rmu.Lock()
+				refused = append(refused, r)
+				rmu.Unlock()
+			}
+		})
+	mcpURL := gw.URL + "/mcp"
 	token := func(aud, client, sub string, scopes ...string) string {
 		tok, err := broker.Token(aud, client, sub, scopes...)
 		if err != nil {
@@ -296,21 +286,12 @@ func TestGatewayTelemetry(t *testing.T) {
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
 	}))
 	defer up.Close()
-	broker, _ := issuertest.New("https://sts.example.com")
-	var handler http.Handler
-	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	gw.StartTLS()
-	defer gw.Close()
-	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker})
 	spans := tracetest.NewSpanRecorder()
 	reader := sdkmetric.NewManualReader()
-	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: up.URL + "/mcp",
-		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test"),
-		Meter:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler = g.Handler()
+	gw, broker, _ := serveGateway(t, up.URL+"/mcp", nil, func(gc *gateway.Config) {
+		gc.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test")
+		gc.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
+	})
 	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	send := func(auth string) int {
@@ -397,18 +378,9 @@ func TestGatewayDelegation(t *testing.T) {
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
 	}))
 	defer up.Close()
-	broker, _ := issuertest.New("https://sts.example.com")
-	var handler http.Handler
-	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	gw.StartTLS()
-	defer gw.Close()
 	del := &fakeDelegator{}
-	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker, Delegator: del})
-	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: up.URL + "/mcp", UpstreamAudience: "https://upstream.internal/mcp"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler = g.Handler()
+	gw, broker, _ := serveGateway(t, up.URL+"/mcp", func(rc *resource.Config) { rc.Delegator = del },
+		func(gc *gateway.Config) { gc.UpstreamAudience = "https://upstream.internal/mcp" })
 	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent", "files:read")
 	send := func() int {
 		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
@@ -458,17 +430,7 @@ func TestUnixSocketUpstream(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	broker, _ := issuertest.New("https://sts.example.com")
-	var handler http.Handler
-	gw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	gw.StartTLS()
-	defer gw.Close()
-	rs, _ := resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker})
-	g, err := gateway.New(gateway.Config{Resource: rs, Upstream: "unix://" + sock + "?path=/rpc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler = g.Handler()
+	gw, broker, _ := serveGateway(t, "unix://"+sock+"?path=/rpc", nil, nil)
 	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
 	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -481,4 +443,64 @@ func TestUnixSocketUpstream(t *testing.T) {
 	if got.Load() != "/rpc workload:ci/agent" {
 		t.Fatalf("the upstream saw %v", got.Load())
 	}
+}
+
+// TestRunReloadsToolScopes: Run builds the resource server again when the
+// tool-scope file changes and swaps it in; a file that does not build
+// leaves the scopes in force.
+func TestRunReloadsToolScopes(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	file := filepath.Join(t.TempDir(), "tool-scopes.json")
+	os.WriteFile(file, []byte(`{"echo": []}`), 0o600)
+	gw, broker, g := serveGateway(t, up.URL+"/mcp", nil, nil)
+	build := func() (*resource.Server, error) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		var scopes map[string][]string
+		if err := json.Unmarshal(data, &scopes); err != nil {
+			return nil, err
+		}
+		return resource.New(resource.Config{Resource: gw.URL + "/mcp", Issuer: broker.URL, Keys: broker, ToolScopes: scopes})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx, gateway.Reload{File: file, Every: 20 * time.Millisecond, Build: build})
+	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent", "files:read")
+	call := func() int {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := call(); status != 200 {
+		t.Fatalf("before the change: %d", status)
+	}
+	waitStatus := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); call() != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %d within 5s", want)
+			}
+		}
+	}
+	os.WriteFile(file, []byte(`{"echo": ["files:write"]}`), 0o600)
+	waitStatus(403)
+	os.WriteFile(file, []byte(`{"echo": `), 0o600) // does not build
+	time.Sleep(200 * time.Millisecond)
+	if status := call(); status != 403 {
+		t.Fatalf("after a broken file: %d, want the scopes in force (403)", status)
+	}
+	os.WriteFile(file, []byte(`{"echo": []}`), 0o600)
+	waitStatus(200)
 }
