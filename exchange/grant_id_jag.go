@@ -2,8 +2,6 @@ package exchange
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -27,27 +25,13 @@ type IDJAGIssuer interface {
 	VerifyIDJAG(raw, audience string) (issuer.VerifiedIDJAG, error)
 }
 
-// segment decodes the JSON of part i (0: the header, 1: the payload) of a
-// compact JWS into v, unverified: for routing only, never for a decision.
-func segment(token string, i int, v any) {
-	parts := strings.SplitN(token, ".", 3)
-	if len(parts) < 2 || len(parts[i]) > 16<<10 {
-		return
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[i])
-	if err != nil {
-		return
-	}
-	json.Unmarshal(raw, v)
-}
-
 // joseType returns the typ of a compact JWS's protected header, or "" when
 // it has none or is not one.
 func joseType(token string) string {
 	var h struct {
 		Typ string `json:"typ"`
 	}
-	segment(token, 0, &h)
+	attest.UnverifiedSegment(token, 0, &h)
 	return h.Typ
 }
 
@@ -73,7 +57,7 @@ func (t *tokenEndpoint) ownIDJAG(assertion string) bool {
 	var c struct {
 		Iss string `json:"iss"`
 	}
-	segment(assertion, 1, &c)
+	attest.UnverifiedSegment(assertion, 1, &c)
 	return c.Iss != "" && slices.Contains(t.cfg.Self, strings.TrimSuffix(c.Iss, "/"))
 }
 
