@@ -287,7 +287,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthenticated", http.StatusUnauthorized)
 		return
 	}
-	p := principal(c.Claims)
+	p := c.Claims.Principal()
 	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
 		switch owner, known := g.sessions.owner(id); {
 		case known && owner != p:
@@ -339,7 +339,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
-		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), principalKey{}, principal(c.Claims)))
+		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), principalKey{}, c.Claims.Principal()))
 	}
 	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), startKey{}, time.Now()))
 }
@@ -412,16 +412,6 @@ func (c *capped) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.left -= int64(n)
 	return n, err
-}
-
-// principal is who a session is bound to: subject, client and current
-// actor (as resource/mcpgo binds SDK sessions).
-func principal(c resource.Claims) string {
-	p := "sub=" + c.Subject + "\x00client_id=" + c.ClientID
-	if c.Actor != nil {
-		p += "\x00act=" + c.Actor.Subject
-	}
-	return p
 }
 
 // sessions maps MCP session IDs to their callers, bounded: when full, the

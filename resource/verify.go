@@ -289,3 +289,15 @@ func bindingCheck(cnf map[string]any, peer []*x509.Certificate) (string, *tokenE
 	}
 	return want, nil
 }
+
+// Principal is who an MCP session is bound to: the subject, the client and
+// the current actor, so that neither another client of the same subject
+// nor another actor can take over a session (a session ID alone never
+// authenticates).
+func (c Claims) Principal() string {
+	p := "sub=" + c.Subject + "\x00client_id=" + c.ClientID
+	if c.Actor != nil {
+		p += "\x00act=" + c.Actor.Subject
+	}
+	return p
+}

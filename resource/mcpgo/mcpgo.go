@@ -8,7 +8,6 @@ package mcpgo
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -33,7 +32,7 @@ func Handler(next http.Handler) http.Handler {
 			return nil, auth.ErrInvalidToken
 		}
 		return &auth.TokenInfo{
-			UserID:     principal(c.Claims),
+			UserID:     c.Claims.Principal(),
 			Scopes:     c.Claims.Scopes,
 			Expiration: c.Claims.ExpiresAt,
 			Extra:      map[string]any{callerKey: c},
@@ -43,17 +42,6 @@ func Handler(next http.Handler) http.Handler {
 		r.Header.Set("Authorization", placeholder)
 		inner.ServeHTTP(w, r)
 	})
-}
-
-// principal is who a session is bound to: the subject, the client and the
-// current actor, so that neither another client of the same subject nor
-// another actor can take over a session.
-func principal(c resource.Claims) string {
-	p := []string{"sub=" + c.Subject, "client_id=" + c.ClientID}
-	if c.Actor != nil {
-		p = append(p, "act="+c.Actor.Subject)
-	}
-	return strings.Join(p, "\x00")
 }
 
 // Caller returns the verified caller of a tool call (req.Extra of a
