@@ -141,3 +141,27 @@ func (s singleUse) Attest(ctx context.Context, ev Evidence) (Identity, error) {
 	}
 	return id, nil
 }
+
+// Posture is what one posture source said about the workload of a request:
+// a verified assertion it pushed, or attributes pulled for its identity.
+// Conditions read the attributes of a present posture as context.<source>.
+type Posture struct {
+	Source string `json:"source"`
+	// Status is PosturePresent, PostureAbsent (nothing was sent, or the
+	// source fails as absent) or PostureUnavailable (the source failed:
+	// every map that reads it is false).
+	Status string `json:"status"`
+	// Reason says why a posture is not present: a short code and detail,
+	// never the assertion itself.
+	Reason string `json:"reason,omitempty"`
+	// IssuedAt is when the assertion was issued or the attributes fetched.
+	IssuedAt   time.Time      `json:"issued_at,omitzero"`
+	Attributes map[string]any `json:"-"`
+}
+
+// Posture statuses.
+const (
+	PosturePresent     = "present"
+	PostureAbsent      = "absent"
+	PostureUnavailable = "unavailable"
+)

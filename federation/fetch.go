@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -128,7 +129,17 @@ var ErrFetch = errors.New("federation: fetch failed")
 // A fetch made while serving a request is a child span of that request's
 // span (federation.fetch): the tracer comes from the context's span, so a
 // background refresh records none.
-func (f *Fetcher) Get(ctx context.Context, rawURL string) (_ *Response, err error) {
+func (f *Fetcher) Get(ctx context.Context, rawURL string) (*Response, error) {
+	return f.do(ctx, http.MethodGet, rawURL, nil)
+}
+
+// Post sends a JSON body to rawURL, which must be https, under the same
+// rules as Get: the answer must be 200 and within the cap.
+func (f *Fetcher) Post(ctx context.Context, rawURL string, body []byte) (*Response, error) {
+	return f.do(ctx, http.MethodPost, rawURL, body)
+}
+
+func (f *Fetcher) do(ctx context.Context, method, rawURL string, reqBody []byte) (_ *Response, err error) {
 	ctx, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("mcpsts").Start(ctx, "federation.fetch",
 		trace.WithAttributes(attribute.String("url.full", rawURL)))
 	defer func() {
@@ -141,26 +152,33 @@ func (f *Fetcher) Get(ctx context.Context, rawURL string) (_ *Response, err erro
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("%w: %q is not an https URL", ErrFetch, rawURL)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	var rd io.Reader
+	if reqBody != nil {
+		rd = bytes.NewReader(reqBody)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFetch, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if reqBody != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: GET %s: %v", ErrFetch, rawURL, err)
+		return nil, fmt.Errorf("%w: %s %s: %v", ErrFetch, method, rawURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, f.maxBytes))
-		return nil, fmt.Errorf("%w: GET %s: status %d", ErrFetch, rawURL, resp.StatusCode)
+		return nil, fmt.Errorf("%w: %s %s: status %d", ErrFetch, method, rawURL, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: GET %s: %v", ErrFetch, rawURL, err)
+		return nil, fmt.Errorf("%w: %s %s: %v", ErrFetch, method, rawURL, err)
 	}
 	if int64(len(body)) > f.maxBytes {
-		return nil, fmt.Errorf("%w: GET %s: response larger than %d bytes", ErrFetch, rawURL, f.maxBytes)
+		return nil, fmt.Errorf("%w: %s %s: response larger than %d bytes", ErrFetch, method, rawURL, f.maxBytes)
 	}
 	return &Response{Body: body, Header: resp.Header}, nil
 }

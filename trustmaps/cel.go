@@ -27,6 +27,8 @@ type celEnv struct {
 	regexps map[string]*regexp.Regexp
 	windows map[string]*window
 	zones   map[string]*time.Location
+
+	places Places // nil: no geolocation database
 }
 
 // The variables every expression sees:
@@ -46,10 +48,15 @@ type celEnv struct {
 //	                          cidr(c).containsIP(ip(s)) from the network extension
 //	t.within(spec, zone)      time window: "Mon-Fri 07:00-19:00", "Sat,Sun
 //	                          10:00-16:00", "daily 22:00-06:00", in an IANA zone
-func newCELEnv() (*celEnv, error) {
-	c := &celEnv{regexps: map[string]*regexp.Regexp{}, windows: map[string]*window{}, zones: map[string]*time.Location{}}
+//	ip(s).country()           ISO country code of the address ("" unknown),
+//	ip(s).continent()         its continent code ("" unknown),
+//	ip(s).asn()               its autonomous system number (0 unknown),
+//	ip(s).in_country(list)    whether its country is one of list; these
+//	                          four need a geolocation database (Options.Places)
+func newCELEnv(places Places) (*celEnv, error) {
+	c := &celEnv{regexps: map[string]*regexp.Regexp{}, windows: map[string]*window{}, zones: map[string]*time.Location{}, places: places}
 	mapType := cel.MapType(cel.StringType, cel.DynType)
-	env, err := cel.NewEnv(
+	opts := append([]cel.EnvOption{
 		cel.Variable("identity", mapType),
 		cel.Variable("request", mapType),
 		cel.Variable("context", mapType),
@@ -89,7 +96,8 @@ func newCELEnv() (*celEnv, error) {
 					}
 					return types.Bool(ok)
 				}))),
-	)
+	}, c.geoFunctions()...)
+	env, err := cel.NewEnv(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("trustmaps: CEL environment: %w", err)
 	}
@@ -97,8 +105,9 @@ func newCELEnv() (*celEnv, error) {
 	return c, nil
 }
 
-// compile type-checks expr, which must give want, and plans it.
-func (c *celEnv) compile(expr string, want *cel.Type) (cel.Program, error) {
+// compile type-checks expr, which must give want, and plans it; it says
+// what the expression reads beyond identity and request.
+func (c *celEnv) compile(expr string, want *cel.Type) (cel.Program, reads, error) {
 	ast, iss := c.env.Compile(expr)
 	if iss.Err() != nil {
 		// One line per issue, "line:column: message", without the source
@@ -109,17 +118,21 @@ func (c *celEnv) compile(expr string, want *cel.Type) (cel.Program, error) {
 				msgs = append(msgs, strings.TrimPrefix(l, "ERROR: <input>:"))
 			}
 		}
-		return nil, fmt.Errorf("%s", strings.Join(msgs, "; "))
+		return nil, reads{}, fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	// dyn is checked when evaluated (attributes are dynamic by nature).
 	if out := ast.OutputType(); !out.IsExactType(want) && !out.IsExactType(cel.DynType) {
-		return nil, fmt.Errorf("gives %s, want %s", ast.OutputType(), want)
+		return nil, reads{}, fmt.Errorf("gives %s, want %s", ast.OutputType(), want)
+	}
+	rd := readsOf(ast.NativeRep())
+	if rd.place && c.places == nil {
+		return nil, reads{}, fmt.Errorf("uses geolocation (country, continent, asn, in_country), but no geolocation database is configured (geoip.database)")
 	}
 	prg, err := c.env.Program(ast, cel.CostLimit(costLimit), cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, err
+		return nil, reads{}, err
 	}
-	return prg, nil
+	return prg, rd, nil
 }
 
 func (c *celEnv) regexp(p string) (*regexp.Regexp, error) {

@@ -61,6 +61,7 @@ type compiled struct {
 	actors     []actorRule
 	audiences  map[string]bool
 	scopes     map[string]bool
+	reads      reads // what its expressions read of context and place
 }
 
 type actorRule struct {
@@ -71,12 +72,15 @@ type actorRule struct {
 // Compile checks every map of docs and builds an engine. All problems come
 // back at once, joined, each a *Problem naming the document, line, map id
 // and field path.
-func Compile(docs ...Document) (*Engine, error) {
-	env, err := newCELEnv()
+func Compile(docs ...Document) (*Engine, error) { return Options{}.Compile(docs...) }
+
+// Compile is Compile with these options.
+func (o Options) Compile(docs ...Document) (*Engine, error) {
+	env, err := newCELEnv(o.Places)
 	if err != nil {
 		return nil, err
 	}
-	c := compiler{env: env, ids: map[string]string{}, programs: map[string]cel.Program{}}
+	c := compiler{env: env, ids: map[string]string{}, programs: map[string]program{}}
 	var maps []*compiled
 	for _, d := range docs {
 		maps = append(maps, c.document(d)...)
@@ -89,8 +93,8 @@ func Compile(docs ...Document) (*Engine, error) {
 
 type compiler struct {
 	env      *celEnv
-	ids      map[string]string      // map id → document
-	programs map[string]cel.Program // by expression: maps often share them
+	ids      map[string]string  // map id → document
+	programs map[string]program // by expression: maps often share them
 	problems []error
 }
 
@@ -182,7 +186,8 @@ func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *co
 		if err != nil {
 			fail(fmt.Sprintf("match.conditions[%d]", i), "%v", err)
 		}
-		cm.conditions = append(cm.conditions, prg)
+		cm.conditions = append(cm.conditions, prg.Program)
+		cm.reads.merge(prg.reads)
 	}
 	g := m.Grant
 	switch {
@@ -195,7 +200,8 @@ func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *co
 		if err != nil {
 			fail("grant.client_id_expr", "%v", err)
 		}
-		cm.clientID = prg
+		cm.clientID = prg.Program
+		cm.reads.merge(prg.reads)
 	}
 	if len(g.Audiences) == 0 {
 		fail("grant.audiences", "at least one is required")
@@ -283,17 +289,23 @@ func (c *compiler) check(m Map, fail func(path, format string, args ...any)) *co
 	return cm
 }
 
-func (c *compiler) program(expr string, want *cel.Type) (cel.Program, error) {
+// program is a planned expression and what it reads.
+type program struct {
+	cel.Program
+	reads reads
+}
+
+func (c *compiler) program(expr string, want *cel.Type) (program, error) {
 	key := want.String() + "\x00" + expr
 	if prg, ok := c.programs[key]; ok {
 		return prg, nil
 	}
-	prg, err := c.env.compile(expr, want)
+	prg, rd, err := c.env.compile(expr, want)
 	if err != nil {
-		return nil, err
+		return program{}, err
 	}
-	c.programs[key] = prg
-	return prg, nil
+	c.programs[key] = program{prg, rd}
+	return c.programs[key], nil
 }
 
 // validScope follows RFC 6749 §3.3.

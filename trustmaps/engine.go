@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -34,8 +36,13 @@ type Request struct {
 	// MTLS reports whether the client proved a certificate over TLS.
 	MTLS bool
 	Time time.Time
-	// Context holds posture attributes (from attestors or a posture source).
+	// Context holds posture attributes given as such (the admin API's
+	// explain); conditions read them as context.<name>.
 	Context map[string]any
+	// Posture is what each posture source said: the attributes of a
+	// present one join Context under its name; a map that reads an
+	// unavailable one is false.
+	Posture []attest.Posture
 }
 
 // Decision is a grant: what the token minted for the request holds.
@@ -79,6 +86,8 @@ type Engine struct {
 	exact      map[string]map[string][]*compiled // provider → subject → maps, ordered
 	patterns   map[string][]*compiled            // provider → maps with a subject pattern, ordered
 
+	readsPlace bool // some map uses geolocation
+
 	// The attributes the maps read, found once (ReferencedAttributes).
 	refOnce  sync.Once
 	refNames []string
@@ -97,6 +106,7 @@ func newEngine(env *celEnv, maps []*compiled) *Engine {
 	e := &Engine{env: env, maps: maps, byProvider: map[string][]*compiled{},
 		exact: map[string]map[string][]*compiled{}, patterns: map[string][]*compiled{}}
 	for _, m := range maps {
+		e.readsPlace = e.readsPlace || m.reads.place
 		p := m.Match.Provider
 		e.byProvider[p] = append(e.byProvider[p], m)
 		if m.subject != nil {
@@ -153,6 +163,17 @@ func activation(id attest.Identity, r Request) map[string]any {
 		scopes = []string{}
 	}
 	ctx := r.Context
+	if len(r.Posture) > 0 {
+		ctx = maps.Clone(ctx)
+		if ctx == nil {
+			ctx = make(map[string]any, len(r.Posture))
+		}
+		for _, p := range r.Posture {
+			if p.Status == attest.PosturePresent {
+				ctx[p.Source] = p.Attributes
+			}
+		}
+	}
 	if ctx == nil {
 		ctx = map[string]any{}
 	}
@@ -174,12 +195,19 @@ type outcome struct {
 	conditions []ConditionTrace
 	reason     string // why the map did not decide
 	kind       error  // ErrDenied, ErrInvalidTarget or ErrInvalidScope
+	posture    bool   // it did not decide because a source it reads is unavailable
 }
 
 // evaluate applies one map. With all, every condition is evaluated (for
 // Explain); otherwise evaluation stops at the first that does not hold.
 func (m *compiled) evaluate(ctx context.Context, act map[string]any, r Request, all bool) outcome {
 	var o outcome
+	for _, p := range r.Posture {
+		if p.Status == attest.PostureUnavailable && m.reads.readsSource(p.Source) {
+			o.reason, o.kind, o.posture = fmt.Sprintf("posture source %q unavailable: %s", p.Source, p.Reason), ErrDenied, true
+			return o
+		}
+	}
 	holds := true
 	for i, prg := range m.conditions {
 		if !holds && !all {
@@ -291,12 +319,14 @@ func (e *Engine) Decide(ctx context.Context, id attest.Identity, r Request) (Dec
 		return Decision{}, &Denial{Kind: ErrDenied, Reason: "no_matching_map", Detail: fmt.Sprintf("no map for provider %q and this subject", id.Provider)}
 	}
 	act := activation(id, r)
-	var target, scope *outcome
+	var target, scope, posture *outcome
 	for _, m := range cands {
 		o := m.evaluate(ctx, act, r, false)
 		switch {
 		case o.decision != nil:
 			return *o.decision, nil
+		case o.posture && posture == nil:
+			posture = &o
 		case o.kind == ErrInvalidScope && scope == nil:
 			scope = &o
 		case o.kind == ErrInvalidTarget && target == nil:
@@ -308,6 +338,8 @@ func (e *Engine) Decide(ctx context.Context, id attest.Identity, r Request) (Dec
 		return Decision{}, &Denial{Kind: ErrInvalidScope, Reason: "scope_not_granted", Detail: scope.reason}
 	case target != nil:
 		return Decision{}, &Denial{Kind: ErrInvalidTarget, Reason: "audience_not_granted", Detail: target.reason}
+	case posture != nil:
+		return Decision{}, &Denial{Kind: ErrDenied, Reason: "no_matching_map", Detail: "no map's conditions hold (" + posture.reason + ")"}
 	}
 	return Decision{}, &Denial{Kind: ErrDenied, Reason: "no_matching_map", Detail: "no map's conditions hold"}
 }
@@ -321,6 +353,26 @@ type Trace struct {
 	Decision *Decision  `json:"decision,omitempty"`
 	// Denial is the reason code when nothing was granted.
 	Denial string `json:"denial,omitempty"`
+	// Posture is what each posture source said, with the attributes the
+	// evaluated maps read of it; never an assertion itself.
+	Posture []PostureTrace `json:"posture,omitempty"`
+	// Place is where the request came from, when an evaluated map reads it.
+	Place *PlaceTrace `json:"place,omitempty"`
+}
+
+// PostureTrace is one posture source's part of a Trace.
+type PostureTrace struct {
+	attest.Posture
+	// Age is how old the assertion or the fetched attributes were.
+	Age string `json:"age,omitempty"`
+	// Read lists the attributes the evaluated maps read ("*": all of them).
+	Read []string `json:"read,omitempty"`
+}
+
+// PlaceTrace is the geolocation of the request's source address.
+type PlaceTrace struct {
+	SourceIP string `json:"source_ip"`
+	Place
 }
 
 // MapTrace is one map's part of a Trace.
@@ -350,6 +402,7 @@ func (e *Engine) Explain(ctx context.Context, id attest.Identity, r Request) Tra
 	}
 	act := activation(id, r)
 	decided := false
+	var used reads
 	for _, m := range e.byProvider[id.Provider] {
 		if len(t.Maps) == maxTraceMaps {
 			t.Maps = append(t.Maps, MapTrace{ID: "…", Outcome: fmt.Sprintf("%d more maps not shown", len(e.byProvider[id.Provider])-maxTraceMaps)})
@@ -362,6 +415,7 @@ func (e *Engine) Explain(ctx context.Context, id attest.Identity, r Request) Tra
 		case decided:
 			mt.Outcome = "not reached: an earlier map decided"
 		default:
+			used.merge(m.reads)
 			o := m.evaluate(ctx, act, r, true)
 			mt.Conditions = o.conditions
 			if o.decision != nil {
@@ -372,8 +426,56 @@ func (e *Engine) Explain(ctx context.Context, id attest.Identity, r Request) Tra
 		}
 		t.Maps = append(t.Maps, mt)
 	}
+	t.Posture, t.Place = e.traceInputs(used, r)
 	return t
 }
+
+// traceInputs says what of posture and place the maps that were evaluated
+// read.
+func (e *Engine) traceInputs(used reads, r Request) ([]PostureTrace, *PlaceTrace) {
+	var out []PostureTrace
+	sources := r.Posture
+	for _, name := range slices.Sorted(maps.Keys(r.Context)) { // given as such (admin explain)
+		sources = append(sources, attest.Posture{Source: name, Status: "given"})
+	}
+	for _, p := range sources {
+		pt := PostureTrace{Posture: p}
+		if !p.IssuedAt.IsZero() && !r.Time.IsZero() {
+			pt.Age = r.Time.Sub(p.IssuedAt).Round(time.Second).String()
+		}
+		switch {
+		case used.contextAll:
+			pt.Read = []string{"*"}
+		case used.readsSource(p.Source):
+			pt.Read = slices.Sorted(slices.Values(used.context[p.Source]))
+			if pt.Read == nil {
+				pt.Read = []string{"*"}
+			}
+		}
+		out = append(out, pt)
+	}
+	if !used.place {
+		return out, nil
+	}
+	p, ok := e.Place(r.SourceIP)
+	if !ok {
+		return out, &PlaceTrace{SourceIP: r.SourceIP}
+	}
+	return out, &PlaceTrace{SourceIP: r.SourceIP, Place: p}
+}
+
+// Place locates a source address with the engine's geolocation database;
+// ok is false without one, or for an address that does not parse.
+func (e *Engine) Place(sourceIP string) (p Place, ok bool) {
+	addr, err := netip.ParseAddr(sourceIP)
+	if e.env.places == nil || err != nil {
+		return Place{}, false
+	}
+	return e.env.places.Place(addr.Unmap()), true
+}
+
+// ReadsPlace reports whether some map uses geolocation.
+func (e *Engine) ReadsPlace() bool { return e.readsPlace }
 
 // MayAct reports whether actor may act for identities granted by map
 // mapID (its may_act rules).

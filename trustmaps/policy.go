@@ -28,6 +28,7 @@ type Source interface {
 // for concurrent use.
 type Policy struct {
 	src      Source
+	opts     Options
 	log      *slog.Logger
 	failures metric.Int64Counter
 
@@ -39,13 +40,18 @@ type Policy struct {
 // NewPolicy loads and compiles the source once; that first version must
 // compile. meter may be nil.
 func NewPolicy(ctx context.Context, src Source, log *slog.Logger, meter metric.Meter) (*Policy, error) {
+	return NewPolicyWith(ctx, src, Options{}, log, meter)
+}
+
+// NewPolicyWith is NewPolicy compiling with opts.
+func NewPolicyWith(ctx context.Context, src Source, opts Options, log *slog.Logger, meter metric.Meter) (*Policy, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if meter == nil {
 		meter = noop.Meter{}
 	}
-	p := &Policy{src: src, log: log}
+	p := &Policy{src: src, opts: opts, log: log}
 	p.failures, _ = meter.Int64Counter("mcpsts.trustmaps.reload_failures",
 		metric.WithDescription("trust map versions that did not compile and were not put in force"))
 	if _, err := p.Reload(ctx); err != nil {
@@ -64,6 +70,9 @@ func (p *Policy) Decide(ctx context.Context, id attest.Identity, r Request) (Dec
 func (p *Policy) MayAct(mapID string, actor attest.Identity) bool {
 	return p.engine.Load().MayAct(mapID, actor)
 }
+
+// Options are the options the policy compiles with.
+func (p *Policy) Options() Options { return p.opts }
 
 // Engine is the engine in force.
 func (p *Policy) Engine() *Engine { return p.engine.Load() }
@@ -93,7 +102,7 @@ func (p *Policy) Reload(ctx context.Context) (changed bool, err error) {
 	if p.engine.Load() != nil && digest == p.digest {
 		return false, nil
 	}
-	e, err := Compile(docs...)
+	e, err := p.opts.Compile(docs...)
 	if err != nil {
 		if p.engine.Load() != nil {
 			p.failures.Add(ctx, 1)

@@ -38,6 +38,10 @@ type ProviderConfig struct {
 	// must carry at least one. A token addressed to another service is
 	// refused: it was not meant for us, and using it would be passthrough.
 	Audiences []string
+	// NoAudience accepts tokens whatever their aud, for issuers that do
+	// not address their statements to us (a posture source that sets no
+	// audience); it excludes Audiences. Never for credentials.
+	NoAudience bool
 	// Leeway absorbs clock differences in exp, nbf and iat (default 60s).
 	Leeway time.Duration
 	// MaxTokenAge refuses tokens issued longer ago (default 24h); tokens
@@ -116,8 +120,11 @@ func NewVerifier(o Options, providers ...ProviderConfig) (*Verifier, error) {
 		if _, dup := v.byIssuer[pc.Keys.Issuer()]; dup {
 			errs = append(errs, fmt.Errorf("oidc: provider %s: issuer %s is trusted twice", name, pc.Keys.Issuer()))
 		}
-		if len(pc.Audiences) == 0 {
+		if len(pc.Audiences) == 0 && !pc.NoAudience {
 			errs = append(errs, fmt.Errorf("oidc: provider %s: audiences: at least one is required", name))
+		}
+		if len(pc.Audiences) > 0 && pc.NoAudience {
+			errs = append(errs, fmt.Errorf("oidc: provider %s: audiences and no audience both given", name))
 		}
 		if pc.Leeway == 0 {
 			pc.Leeway = 60 * time.Second
@@ -136,17 +143,17 @@ func NewVerifier(o Options, providers ...ProviderConfig) (*Verifier, error) {
 			errs = append(errs, fmt.Errorf("oidc: provider %s: unknown preset %q", name, pc.Preset))
 		}
 		pc.RequiredClaims = append(append([]string(nil), preset.required...), pc.RequiredClaims...)
-		v.byIssuer[pc.Keys.Issuer()] = &provider{
-			ProviderConfig: pc,
-			validator: jwt.NewValidator(
-				jwt.WithIssuer(pc.Keys.Issuer()),
-				jwt.WithAudience(pc.Audiences...),
-				jwt.WithExpirationRequired(),
-				jwt.WithIssuedAt(),
-				jwt.WithLeeway(pc.Leeway),
-				jwt.WithTimeFunc(now),
-			),
+		rules := []jwt.ParserOption{
+			jwt.WithIssuer(pc.Keys.Issuer()),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(pc.Leeway),
+			jwt.WithTimeFunc(now),
 		}
+		if !pc.NoAudience {
+			rules = append(rules, jwt.WithAudience(pc.Audiences...))
+		}
+		v.byIssuer[pc.Keys.Issuer()] = &provider{ProviderConfig: pc, validator: jwt.NewValidator(rules...)}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
