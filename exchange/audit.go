@@ -51,6 +51,11 @@ const (
 	// token.
 	attrIDJAGTarget = "mcpsts.id_jag.authorization_server"
 	attrIssuedType  = "mcpsts.token.issued_type"
+	// What the maps read beyond the request: each posture source's status
+	// (with the assertion's age and why one is missing), and the place of
+	// the source address when a map uses geolocation.
+	attrPosture = "mcpsts.posture"
+	attrPlace   = "mcpsts.place"
 	// What a replay of the decision against other maps needs (package
 	// trustmaps/impact): JSON of the identity (with the attributes the
 	// maps read), of the request, and of the maps' outcome.

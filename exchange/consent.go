@@ -54,9 +54,11 @@ func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f f
 		return nil, oerr
 	}
 	scopes := strings.Fields(f.get("scope"))
-	d, err := t.cfg.Decider.Decide(ctx, actor, trustmaps.Request{
+	req := trustmaps.Request{
 		Audience: target, Scopes: scopes, GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
-	})
+	}
+	t.conditionInputs(ctx, actor, &req) // the posture of the agent acting for the user
+	d, err := t.cfg.Decider.Decide(ctx, actor, req)
 	if err != nil {
 		return nil, decisionError(err, GrantTokenExchange)
 	}

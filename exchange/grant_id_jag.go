@@ -168,8 +168,10 @@ func (t *tokenEndpoint) authenticateClient(ctx context.Context, r *http.Request,
 		return "", fail(http.StatusUnauthorized, errInvalidClient, "a user's token is not a client credential")
 	}
 	annotateIdentity(ctx, workload, true)
-	d, err := t.cfg.Decider.Decide(ctx, workload, trustmaps.Request{Audience: resource, ClientID: clientID, GrantType: grantType,
-		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock()})
+	req := trustmaps.Request{Audience: resource, ClientID: clientID, GrantType: grantType,
+		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock()}
+	t.conditionInputs(ctx, workload, &req)
+	d, err := t.cfg.Decider.Decide(ctx, workload, req)
 	if err != nil || d.ClientID != clientID {
 		e := fail(http.StatusUnauthorized, errInvalidClient, "no trust map makes this workload the client "+truncate(clientID))
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 // the outcome. Used where the decision is about the request's subject
 // itself; a decision made for an actor is not recorded for replay.
 func (t *tokenEndpoint) decide(ctx context.Context, id attest.Identity, req trustmaps.Request) (trustmaps.Decision, error) {
+	t.conditionInputs(ctx, id, &req)
 	d, err := t.cfg.Decider.Decide(ctx, id, req)
 	if t.cfg.Audit == nil {
 		return d, err

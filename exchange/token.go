@@ -132,6 +132,10 @@ type Config struct {
 	// public URL, which proofs name (htu).
 	DPoP     *dpop.Verifier
 	TokenURL string
+	// Posture gives what the posture sources say of each identity
+	// decided for, from the assertions its request carries
+	// (posture_token) and from the sources the broker asks; nil: none.
+	Posture PostureSources
 	// Audit records every decision (the audit log); nil: none.
 	Audit DecisionLog
 	Meter metric.Meter // nil: no metrics
@@ -165,11 +169,12 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Meter == nil {
 		cfg.Meter = metricnoop.Meter{}
 	}
+	inputs, _ := cfg.Decider.(conditionInputs) // before it is wrapped
 	if cfg.Clients != nil && cfg.Decider != nil {
 		cfg.Decider = registeredClients{cfg.Decider, cfg.Clients}
 	}
 	cfg = traced(cfg)
-	t := &tokenEndpoint{cfg: cfg, metrics: newInstruments(cfg.Meter), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
+	t := &tokenEndpoint{cfg: cfg, inputs: inputs, metrics: newInstruments(cfg.Meter), perSource: newKeyedLimiter(cfg.PerSource, cfg.Clock)}
 	sharedFailed := func(err error) {
 		cfg.Log.Warn("shared rate limits unavailable: this process's own apply", "error", err)
 	}
@@ -189,6 +194,7 @@ func NewHandler(cfg Config) http.Handler {
 
 type tokenEndpoint struct {
 	cfg                    Config
+	inputs                 conditionInputs // nil: the decider says nothing of what its maps read
 	metrics                instruments
 	perIdentity, perClient *limiter
 	perSource              *keyedLimiter
@@ -279,7 +285,7 @@ func (f form) get(name string) string {
 }
 
 // repeatable parameters (RFC 8707 §2, RFC 8693 §2.1).
-var repeatable = map[string]bool{"resource": true, "audience": true}
+var repeatable = map[string]bool{"resource": true, "audience": true, ParamPostureToken: true}
 
 func (t *tokenEndpoint) parse(r *http.Request) (form, *oauthError) {
 	if r.Method != http.MethodPost {
@@ -370,6 +376,9 @@ func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *s
 		return nil, oerr
 	}
 	if oerr := clientAuth(r, f); oerr != nil {
+		return nil, oerr
+	}
+	if ctx, oerr = withPostureTokens(ctx, f); oerr != nil {
 		return nil, oerr
 	}
 	gt := f.get("grant_type")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
@@ -82,6 +83,8 @@ type explainModel struct {
 	Attributes types.Map    `tfsdk:"attributes"`
 	Audience   types.String `tfsdk:"audience"`
 	Scopes     types.List   `tfsdk:"scopes"`
+	SourceIP   types.String `tfsdk:"source_ip"`
+	Context    types.String `tfsdk:"context_json"`
 	Allowed    types.Bool   `tfsdk:"allowed"`
 	MapID      types.String `tfsdk:"map_id"`
 	ClientID   types.String `tfsdk:"client_id"`
@@ -103,6 +106,8 @@ func (d *explainDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 			"attributes":        schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "The identity's claims (string values)."},
 			"audience":          schema.StringAttribute{Required: true, Description: "The MCP server asked for."},
 			"scopes":            schema.ListAttribute{ElementType: types.StringType, Optional: true, Description: "The scopes asked for."},
+			"source_ip":         schema.StringAttribute{Optional: true, Description: "The client's address: CIDR and geolocation conditions read it, and the trace gives its place."},
+			"context_json":      schema.StringAttribute{Optional: true, Description: "Posture attributes by source, JSON (`{\"edr\": {\"compliant\": true, \"score\": 80}}`): what conditions read as context.<source>. The trace lists the attributes the maps read."},
 			"allowed":           schema.BoolAttribute{Computed: true, Description: "Whether a token would be issued."},
 			"map_id":            schema.StringAttribute{Computed: true, Description: "The deciding map."},
 			"client_id":         schema.StringAttribute{Computed: true, Description: "The MCP client the identity would act as."},
@@ -133,9 +138,18 @@ func (d *explainDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	if !m.Scopes.IsNull() {
 		resp.Diagnostics.Append(m.Scopes.ElementsAs(ctx, &scopes, false)...)
 	}
+	request := map[string]any{"audience": m.Audience.ValueString(), "scopes": scopes, "source_ip": m.SourceIP.ValueString()}
+	if c := m.Context.ValueString(); c != "" {
+		var postureContext map[string]any
+		if err := json.Unmarshal([]byte(c), &postureContext); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("context_json"), "Invalid context_json", "want a JSON object of attributes by posture source: "+err.Error())
+			return
+		}
+		request["context"] = postureContext
+	}
 	body := map[string]any{
 		"identity": map[string]any{"provider": m.Provider.ValueString(), "subject": m.Subject.ValueString(), "attributes": attrs},
-		"request":  map[string]any{"audience": m.Audience.ValueString(), "scopes": scopes},
+		"request":  request,
 	}
 	var raw json.RawMessage
 	if _, err := d.c.do(ctx, http.MethodPost, "/admin/v1/explain", body, nil, &raw); err != nil {

@@ -86,7 +86,8 @@ type Engine struct {
 	exact      map[string]map[string][]*compiled // provider → subject → maps, ordered
 	patterns   map[string][]*compiled            // provider → maps with a subject pattern, ordered
 
-	readsPlace bool // some map uses geolocation
+	readsPlace bool  // some map uses geolocation
+	reads      reads // what all the maps read of context and place
 
 	// The attributes the maps read, found once (ReferencedAttributes).
 	refOnce  sync.Once
@@ -107,6 +108,7 @@ func newEngine(env *celEnv, maps []*compiled) *Engine {
 		exact: map[string]map[string][]*compiled{}, patterns: map[string][]*compiled{}}
 	for _, m := range maps {
 		e.readsPlace = e.readsPlace || m.reads.place
+		e.reads.merge(m.reads)
 		p := m.Match.Provider
 		e.byProvider[p] = append(e.byProvider[p], m)
 		if m.subject != nil {
@@ -473,6 +475,9 @@ func (e *Engine) Place(sourceIP string) (p Place, ok bool) {
 	}
 	return e.env.places.Place(addr.Unmap()), true
 }
+
+// ReadsContext reports whether some map reads posture source name.
+func (e *Engine) ReadsContext(name string) bool { return e.reads.readsSource(name) }
 
 // ReadsPlace reports whether some map uses geolocation.
 func (e *Engine) ReadsPlace() bool { return e.readsPlace }

@@ -71,8 +71,22 @@ func (p *Policy) MayAct(mapID string, actor attest.Identity) bool {
 	return p.engine.Load().MayAct(mapID, actor)
 }
 
+// ReadsContext reports whether a map in force reads posture source name.
+func (p *Policy) ReadsContext(name string) bool { return p.Engine().ReadsContext(name) }
+
+// ReadsPlace reports whether a map in force uses geolocation.
+func (p *Policy) ReadsPlace() bool { return p.Engine().ReadsPlace() }
+
+// Place is Engine().Place.
+func (p *Policy) Place(sourceIP string) (Place, bool) { return p.Engine().Place(sourceIP) }
+
 // Options are the options the policy compiles with.
-func (p *Policy) Options() Options { return p.opts }
+func (p *Policy) Options() Options {
+	if p == nil {
+		return Options{}
+	}
+	return p.opts
+}
 
 // Engine is the engine in force.
 func (p *Policy) Engine() *Engine { return p.engine.Load() }

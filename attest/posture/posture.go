@@ -150,15 +150,21 @@ func New(now func() time.Time, assertions []AssertionConfig, pulls []*Pull) (*Se
 func (s *Set) Sources() []string { return slices.Clone(s.sources) }
 
 // Evaluate verifies the assertions a request carries and pulls posture for
-// its identity, and says what each source gave: one Posture per source, in
-// configuration order, then one of status "ignored" per assertion that no
-// source issued. It never fails: a failure is the failing source's status.
-func (s *Set) Evaluate(ctx context.Context, id attest.Identity, assertions []string) []attest.Posture {
+// its identity, and says what each source gave: one Posture per source
+// that read reports as read (nil: every source), in configuration order,
+// then one of status "ignored" per assertion that no source issued. A
+// source that is not read is not asked and its assertions are not
+// verified. It never fails: a failure is the failing source's status.
+func (s *Set) Evaluate(ctx context.Context, id attest.Identity, assertions []string, read func(source string) bool) []attest.Posture {
+	wanted := func(name string) bool { return read == nil || read(name) }
 	out := make([]attest.Posture, 0, len(s.sources))
 	got := map[string]attest.Posture{}
 	var ignored []attest.Posture
 	for i, raw := range assertions {
 		src := s.route(raw)
+		if src != nil && !wanted(src.Name) {
+			continue
+		}
 		if src == nil {
 			ignored = append(ignored, attest.Posture{Source: "(none)", Status: "ignored",
 				Reason: fmt.Sprintf("posture_token %d: its issuer is not a posture source", i+1)})
@@ -171,9 +177,14 @@ func (s *Set) Evaluate(ctx context.Context, id attest.Identity, assertions []str
 		got[src.Name] = s.verify(ctx, src, id, raw)
 	}
 	for _, p := range s.pulls {
-		got[p.cfg.Name] = p.get(ctx, id, s.now())
+		if wanted(p.cfg.Name) {
+			got[p.cfg.Name] = p.get(ctx, id, s.now())
+		}
 	}
 	for _, name := range s.sources {
+		if !wanted(name) {
+			continue
+		}
 		p, ok := got[name]
 		if !ok {
 			p = attest.Posture{Source: name, Status: attest.PostureAbsent, Reason: "no assertion sent"}

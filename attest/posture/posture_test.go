@@ -136,7 +136,7 @@ func TestAssertions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := f.set(t, tc.onError)
-			got := s.Evaluate(context.Background(), workload, tc.assertions)
+			got := s.Evaluate(context.Background(), workload, tc.assertions, nil)
 			p := got[0]
 			if p.Source != "edr" || p.Status != tc.status || !strings.HasPrefix(p.Reason, tc.reason) {
 				t.Fatalf("posture %+v, want status %s and a reason starting %q", p, tc.status, tc.reason)
@@ -295,7 +295,7 @@ func TestPull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := s.Evaluate(context.Background(), workload, nil)
+			got := s.Evaluate(context.Background(), workload, nil, nil)
 			if len(got) != 1 || got[0].Status != tc.status || !strings.HasPrefix(got[0].Reason, tc.reason) {
 				t.Fatalf("%+v, want %s with a reason starting %q", got, tc.status, tc.reason)
 			}
@@ -328,7 +328,7 @@ func TestPullCache(t *testing.T) {
 	}
 	ctx := context.Background()
 	for range 5 {
-		s.Evaluate(ctx, workload, nil)
+		s.Evaluate(ctx, workload, nil, nil)
 	}
 	if n := ps.calls.Load(); n != 1 {
 		t.Fatalf("%d calls for one identity asked five times, want 1 (cached)", n)
@@ -337,7 +337,7 @@ func TestPullCache(t *testing.T) {
 		return attest.Identity{Provider: "gce", Subject: "other-" + string(rune('a'+i))}
 	}
 	for i := range 3 {
-		if got := s.Evaluate(ctx, other(i), nil); got[0].Attributes["compliant"] != false {
+		if got := s.Evaluate(ctx, other(i), nil, nil); got[0].Attributes["compliant"] != false {
 			t.Fatalf("identity %d: %+v: one identity's answer served for another", i, got[0])
 		}
 	}
@@ -346,16 +346,16 @@ func TestPullCache(t *testing.T) {
 	}
 	// A failure is not cached, and an entry expires with its TTL.
 	ps.mode.Store("down")
-	if got := s.Evaluate(ctx, other(9), nil); got[0].Status != "unavailable" {
+	if got := s.Evaluate(ctx, other(9), nil, nil); got[0].Status != "unavailable" {
 		t.Fatalf("%+v", got[0])
 	}
 	ps.mode.Store("ok")
-	if got := s.Evaluate(ctx, other(9), nil); got[0].Status != "present" {
+	if got := s.Evaluate(ctx, other(9), nil, nil); got[0].Status != "present" {
 		t.Fatalf("after a failure: %+v, want a new fetch", got[0])
 	}
 	time.Sleep(300 * time.Millisecond)
 	before := ps.calls.Load()
-	s.Evaluate(ctx, workload, nil)
+	s.Evaluate(ctx, workload, nil, nil)
 	if ps.calls.Load() != before+1 {
 		t.Fatal("an entry past its TTL was served from the cache")
 	}

@@ -57,6 +57,8 @@ type tokenFlags struct {
 	// there when missing) or one made in memory.
 	dpop    bool
 	dpopKey string
+	// --posture: the sources of signed posture assertions.
+	posture []string
 }
 
 func newTokenCommand(e env) *cobra.Command {
@@ -110,6 +112,12 @@ the key lives in memory, which only --exec can use: the child finds the key's
 file in $MCPSTS_DPOP_KEY_FILE (removed when it exits). Go agents call MCP
 servers through dpop.Transport with the same key.
 
+--posture FILE sends the signed posture assertion (a JWT from an
+endpoint-detection or compliance service) that the EDR agent keeps in FILE
+with every request, read again for each (--watch and --exec refresh it with
+the token); --posture "cmd:COMMAND ARGS" runs a command that prints one
+instead. Repeatable, one per posture source.
+
 Exit codes: 2 configuration, 3 credential (evidence) failed, 4 the broker
 refused, 5 the broker is unreachable.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -137,6 +145,7 @@ refused, 5 the broker is unreachable.`,
 	fl.BoolVar(&f.dpop, "dpop", false, "get a DPoP-bound token (see above)")
 	fl.StringVar(&f.dpopKey, "dpop-key", "", "with --dpop: the PEM private key `FILE` (made when missing)")
 	fl.BoolVar(&f.dev, "dev", false, "use the development identity of a serve --dev (see above)")
+	fl.StringArrayVar(&f.posture, "posture", nil, "a signed posture assertion: a `FILE`, or cmd:COMMAND that prints one (repeatable; see above)")
 	fl.StringVar(&f.data, "data", ".mcpsts", "with --dev: the dev server's data `directory`")
 	fl.StringVar(&f.subject, "subject", broker.DevSubject, "with --dev: the development workload's `name`")
 	cmd.MarkFlagRequired("audience")
@@ -151,7 +160,7 @@ func classify(err error) error {
 		return &exitError{exitConfig, err}
 	case ce.Step == client.StepConfig:
 		return &exitError{exitConfig, err}
-	case ce.Step == client.StepEvidence:
+	case ce.Step == client.StepEvidence, ce.Step == client.StepPosture:
 		return &exitError{exitEvidence, err}
 	case client.IsUnreachable(err) || ce.Status == 0:
 		return &exitError{exitUnreachable, err}
@@ -199,7 +208,11 @@ func runToken(ctx context.Context, f tokenFlags, args []string, e env, stdout, s
 	if keyFile != "" && f.dpopKey == "" {
 		defer os.RemoveAll(filepath.Dir(keyFile))
 	}
-	c, err := client.New(f.broker, src, client.Options{HTTPClient: httpClient, Clock: e.now, DPoP: signer})
+	var posture []client.PostureSource
+	for _, p := range f.posture {
+		posture = append(posture, client.ParsePosture(p))
+	}
+	c, err := client.New(f.broker, src, client.Options{HTTPClient: httpClient, Clock: e.now, DPoP: signer, Posture: posture})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
+	"github.com/mcpsts/mcpsts/internal/geoip"
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
 	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/impact"
@@ -23,6 +24,7 @@ func newTrustmapCommand(e env) *cobra.Command {
 		Use:   "trustmap",
 		Short: "Check trust maps and explain their decisions, offline",
 	}
+	cmd.PersistentFlags().String("geoip", "", "MaxMind-format geolocation database `file` (maps that use geolocation need one)")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "check FILE|DIR…",
 		Short: "Compile trust maps and report every problem",
@@ -39,14 +41,17 @@ func newTrustmapCommand(e env) *cobra.Command {
 	var identityFile, provider, subject, audience, sourceIP, at, grantType, clientID, authServer string
 	var scopes []string
 	var mtls bool
+	var contextFile string
 	explain := &cobra.Command{
 		Use:   "explain FILE|DIR… --identity FILE --audience URI [--scope S…]",
 		Short: "Say which map grants a request, or why none does",
 		Long: `Evaluate a request against trust maps and print the trace as JSON: every map
 of the identity's provider, each condition's value, and why a map did or did
 not decide. The identity file is JSON: {"provider": …, "subject": …,
-"issuer": …, "kind": …, "attributes": {…}}. The exit status is 0 for a grant,
-1 for a denial.`,
+"issuer": …, "kind": …, "attributes": {…}}. The context file is JSON of the
+posture attributes by source, as conditions read them ({"edr": {"compliant":
+true, "score": 80}}); with --geoip, the trace gives the place of --source-ip.
+The exit status is 0 for a grant, 1 for a denial.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			eng, err := compileFiles(cmd, args)
@@ -81,9 +86,19 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 					return fmt.Errorf("--time: want RFC 3339, e.g. 2026-11-23T10:00:00+01:00")
 				}
 			}
+			var postureContext map[string]any
+			if contextFile != "" {
+				raw, err := os.ReadFile(contextFile)
+				if err != nil {
+					return fmt.Errorf("--context: %w", err)
+				}
+				if err := json.Unmarshal(raw, &postureContext); err != nil {
+					return fmt.Errorf("--context %s: want a JSON object of attributes by posture source: %v", contextFile, err)
+				}
+			}
 			tr := eng.Explain(cmd.Context(), id, trustmaps.Request{
 				Audience: audience, Scopes: scopes, GrantType: grantType, SourceIP: sourceIP, MTLS: mtls, Time: when,
-				ClientID: clientID, AuthorizationServer: authServer,
+				ClientID: clientID, AuthorizationServer: authServer, Context: postureContext,
 			})
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
@@ -104,6 +119,7 @@ not decide. The identity file is JSON: {"provider": …, "subject": …,
 	fl.StringVar(&at, "time", "", "the request time, RFC 3339 (default now)")
 	fl.StringVar(&grantType, "grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "the grant type")
 	fl.BoolVar(&mtls, "mtls", false, "the client proved a certificate over TLS")
+	fl.StringVar(&contextFile, "context", "", "JSON `file` of posture attributes by source (context.<source> in conditions)")
 	fl.StringVar(&clientID, "client-id", "", "the client the request is for (a person's client: browser flows, ID-JAGs); CEL's request.client_id")
 	fl.StringVar(&authServer, "authorization-server", "", "explain an ID-JAG request (SEP-990) naming this authorization server's issuer")
 	explain.MarkFlagRequired("audience")
@@ -215,7 +231,15 @@ func compileFiles(cmd *cobra.Command, paths []string) (*trustmaps.Engine, error)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := trustmaps.Compile(docs...)
+	var opts trustmaps.Options
+	if path, _ := cmd.Flags().GetString("geoip"); path != "" {
+		db, err := geoip.Open(path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--geoip: %w", err)
+		}
+		opts.Places = db
+	}
+	eng, err := opts.Compile(docs...)
 	if err != nil {
 		return nil, err
 	}

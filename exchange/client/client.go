@@ -59,7 +59,8 @@ type Client struct {
 	source Source
 	now    func() time.Time
 
-	dpop *dpop.Signer // nil: bearer tokens
+	dpop    *dpop.Signer // nil: bearer tokens
+	posture []PostureSource
 
 	mu            sync.Mutex
 	nonce         string                  // the broker's last DPoP nonce
@@ -77,6 +78,9 @@ type Options struct {
 	// the tokens are DPoP-bound to it (RFC 9449); call MCP servers with
 	// them through dpop.Transport.
 	DPoP *dpop.Signer
+	// Posture are the sources of the signed posture assertions sent with
+	// every token request (posture_token), read again for each.
+	Posture []PostureSource
 }
 
 // New returns a client for the broker at issuer URL broker (https only).
@@ -101,7 +105,7 @@ func New(broker string, source Source, o Options) (*Client, error) {
 		}
 		o.HTTPClient = hc
 	}
-	return &Client{broker: strings.TrimSuffix(broker, "/"), http: o.HTTPClient, source: source, now: o.Clock, dpop: o.DPoP}, nil
+	return &Client{broker: strings.TrimSuffix(broker, "/"), http: o.HTTPClient, source: source, now: o.Clock, dpop: o.DPoP, posture: o.Posture}, nil
 }
 
 // withClientCertificate returns a copy of hc whose TLS handshakes present
@@ -133,6 +137,7 @@ const (
 	StepDiscovery = "discovery"
 	StepEvidence  = "evidence"
 	StepExchange  = "exchange"
+	StepPosture   = "posture"
 )
 
 // Error says which step failed and, for the exchange, the OAuth error the
@@ -250,6 +255,13 @@ func (c *Client) exchange(ctx context.Context, form url.Values, audience string,
 	}
 	form.Set("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")
 	form.Set("resource", audience)
+	for _, p := range c.posture {
+		a, err := p.Assertion(ctx)
+		if err != nil {
+			return nil, &Error{Step: StepPosture, Description: "posture source " + p.Name(), Err: err}
+		}
+		form.Add("posture_token", a)
+	}
 	if len(scopes) > 0 {
 		form.Set("scope", strings.Join(scopes, " "))
 	}

@@ -335,7 +335,7 @@ func (a *api) with(r *http.Request, changes map[string][]byte) (*trustmaps.Engin
 			next = append(next, trustmaps.Document{Name: "store:" + id, Data: doc})
 		}
 	}
-	e, err := trustmaps.Compile(next...)
+	e, err := a.cfg.Policy.Options().Compile(next...)
 	if err != nil {
 		return nil, strings.Split(err.Error(), "\n")
 	}

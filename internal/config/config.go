@@ -36,6 +36,10 @@ type Config struct {
 	Audiences []string `yaml:"audiences"`
 	// Providers are the external issuers whose tokens are trusted.
 	Providers []Provider `yaml:"providers"`
+	// Posture sources fill context.<name> for trust-map conditions.
+	Posture []PostureSource `yaml:"posture"`
+	// GeoIP gives conditions the place of a request's source address.
+	GeoIP GeoIP `yaml:"geoip"`
 	// TrustMaps are the policy files.
 	TrustMaps TrustMaps `yaml:"trust_maps"`
 	SPIFFE    SPIFFE    `yaml:"spiffe"`
@@ -307,6 +311,69 @@ type Server struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	// TrustedProxies are the addresses or networks of the proxies in front
+	// of the server: only from them is X-Forwarded-For believed, for the
+	// source address that limits, conditions and the audit log see.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// PostureSource is a source of security posture: signed assertions the
+// agents push (kind assertion) or attributes the broker pulls for each
+// identity (kind pull).
+type PostureSource struct {
+	Name string `yaml:"name"`
+	Kind string `yaml:"kind"` // assertion or pull
+	// OnError is deny (the default: a source that fails makes every map
+	// that reads it false) or absent (as if it had said nothing).
+	OnError string `yaml:"on_error"`
+
+	// kind assertion: the issuer, its keys as for providers, and the rules.
+	Issuer     string   `yaml:"issuer"`
+	Discovery  bool     `yaml:"discovery"`
+	JWKSURI    string   `yaml:"jwks_uri"`
+	JWKS       string   `yaml:"jwks"`
+	JWKSFile   string   `yaml:"jwks_file"`
+	Algorithms []string `yaml:"algorithms"`
+	Refresh    Refresh  `yaml:"refresh"`
+	// Audience, when set, is the aud every assertion must carry.
+	Audience string        `yaml:"audience"`
+	MaxAge   time.Duration `yaml:"max_age"` // default 1h
+	Preset   string        `yaml:"preset"`  // generic
+	Bind     PostureBind   `yaml:"bind"`
+
+	// kind pull: the endpoint, asked with the broker's own certificate.
+	URL          string        `yaml:"url"`
+	CertFile     string        `yaml:"cert_file"`
+	KeyFile      string        `yaml:"key_file"`
+	Timeout      time.Duration `yaml:"timeout"`   // default 2s
+	MaxBytes     int64         `yaml:"max_bytes"` // default 64 KiB
+	CacheTTL     time.Duration `yaml:"cache_ttl"` // default 1m, at most 10m
+	CacheEntries int           `yaml:"cache_entries"`
+
+	// CAFile is the CA to trust for the issuer's or the endpoint's TLS.
+	CAFile string `yaml:"ca_file"`
+}
+
+// PostureBind ties an assertion to the identity it is about: its Claim
+// (default sub) must equal the identity's subject or one of its
+// attributes (Identity: subject or attributes.<path>).
+type PostureBind struct {
+	Claim    string `yaml:"claim"`
+	Identity string `yaml:"identity"`
+}
+
+// GeoIP configures geolocation.
+type GeoIP struct {
+	// Database is a MaxMind-format database file (GeoIP2 or GeoLite2
+	// Country, City or ASN), reloaded when it changes.
+	Database       string        `yaml:"database"`
+	ReloadInterval time.Duration `yaml:"reload_interval"` // default 1m
+}
+
+// AssertionKeys is the key source of an assertion source, as a provider's.
+func (p *PostureSource) AssertionKeys() Provider {
+	return Provider{Name: "posture:" + p.Name, Issuer: p.Issuer, Discovery: p.Discovery, JWKSURI: p.JWKSURI,
+		JWKS: p.JWKS, JWKSFile: p.JWKSFile, CAFile: p.CAFile, Algorithms: p.Algorithms, Refresh: p.Refresh}
 }
 
 // Log configures the server log on standard error.

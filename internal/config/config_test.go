@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml: tls.key_file: required",
 		}},
 		{"unknown keys", good + "lissen: :443\nserver:\n  read_timeot: 5s\n", []string{
-			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, audit, authorization, aws, data_dir, dpop, introspection, issuer, keys, limits, listen, log, providers, registration, server, spiffe, store, tls, tokens, trust_maps)",
+			"mcpsts.yaml:5: lissen: unknown field (known: admin, audiences, audit, authorization, aws, data_dir, dpop, geoip, introspection, issuer, keys, limits, listen, log, posture, providers, registration, server, spiffe, store, tls, tokens, trust_maps)",
 			"mcpsts.yaml:7: server.read_timeot: unknown field (known: idle_timeout, max_body_bytes",
 		}},
 		{"repeated key", good + "issuer: https://other.example\n", []string{"mcpsts.yaml:5: issuer: set twice (first at line 1)"}},
@@ -322,6 +322,33 @@ authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
 			"spiffe.trust_domains[1].bundle_endpoint.initial_bundle_file: no such file or directory (/no/b)",
 			`spiffe.trust_domains[2].name: "prod.example.org" is also spiffe.trust_domains[0]`,
 			`spiffe.trust_domains[2].bundle_endpoint.profile: "ftp" is not https_web or https_spiffe`,
+		}},
+		{"posture", good + `posture:
+  - {name: edr, kind: assertion, issuer: "https://edr.example", jwks_uri: "https://edr.example/keys", url: "https://x", on_error: allow}
+  - {name: edr, kind: assertion, issuer: "https://edr2.example", discovery: true, bind: {identity: instance_id}, preset: crowdstrike, max_age: 48h}
+  - {name: mdm, kind: pull, url: "http://mdm.example/posture", cache_ttl: 1h, timeout: 1m, bind: {identity: subject}, on_error: maybe}
+  - {name: x, kind: push}
+geoip: {database: /no/geo.mmdb, reload_interval: 10ms}
+server:
+  trusted_proxies: ["10.0.0.0/8", "192.0.2.7", "proxy.example"]
+`, []string{
+			`mcpsts.yaml:6: posture[0].bind.identity: required: subject or attributes.<name>`,
+			`mcpsts.yaml:6: posture[0].on_error: "allow" is not offered: a source that fails must not grant; want deny or absent`,
+			`mcpsts.yaml:6: posture[0].url: only for kind pull`,
+			`mcpsts.yaml:7: posture[1].bind.identity: "instance_id" is not subject or attributes.<name>`,
+			`mcpsts.yaml:7: posture[1].max_age: 48h0m0s is out of range (want 0 for 1h, at most 24h)`,
+			`mcpsts.yaml:7: posture[1].preset: "crowdstrike" is not generic`,
+			`mcpsts.yaml:7: posture[1].name: "edr" is also the name of posture[0]`,
+			`mcpsts.yaml:8: posture[2].bind: only for kind assertion`,
+			`mcpsts.yaml:8: posture[2].cache_ttl: 1h0m0s is out of range (want 0 for 1m, at most 10m)`,
+			`mcpsts.yaml:8: posture[2].cert_file: cert_file and key_file are required: the broker asks with its own certificate (mTLS), never a static secret`,
+			`mcpsts.yaml:8: posture[2].on_error: "maybe" is not deny or absent`,
+			`mcpsts.yaml:8: posture[2].timeout: 1m0s is out of range (want 0 for 2s, at most 30s)`,
+			`mcpsts.yaml:8: posture[2].url: "http://mdm.example/posture" is not an https URL`,
+			`mcpsts.yaml:9: posture[3].kind: "push" is not assertion or pull`,
+			`mcpsts.yaml:10: geoip.database: no such file or directory (/no/geo.mmdb)`,
+			`mcpsts.yaml:10: geoip.reload_interval: 10ms is out of range (want 1s to 24h, or 0 for 1m)`,
+			`mcpsts.yaml:12: server.trusted_proxies[2]: "proxy.example" is not an IP address or a CIDR network`,
 		}},
 		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
 			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -265,6 +267,29 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 				add(fmt.Sprintf("providers[%d].login", i), fmt.Sprintf("providers[%d] has the login already: people sign in at one provider", j))
 			}
 			names["\x00login"] = i
+		}
+	}
+	postureNames := map[string]int{}
+	for i, ps := range c.Posture {
+		for _, problem := range ps.problems() {
+			add(fmt.Sprintf("posture[%d].%s", i, problem.field), problem.msg)
+		}
+		if j, dup := postureNames[ps.Name]; dup && ps.Name != "" {
+			add(fmt.Sprintf("posture[%d].name", i), fmt.Sprintf("%q is also the name of posture[%d]", ps.Name, j))
+		}
+		postureNames[ps.Name] = i
+	}
+	if f := c.GeoIP.Database; f != "" {
+		if msg := fileProblem(f); msg != "" {
+			add("geoip.database", msg)
+		}
+	}
+	if d := c.GeoIP.ReloadInterval; d != 0 && (d < time.Second || d > 24*time.Hour) {
+		add("geoip.reload_interval", fmt.Sprintf("%s is out of range (want 1s to 24h, or 0 for 1m)", d))
+	}
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := ParseProxy(p); err != nil {
+			add(fmt.Sprintf("server.trusted_proxies[%d]", i), err.Error())
 		}
 	}
 	for i, ic := range c.Introspection.Callers {
@@ -535,6 +560,99 @@ func (p *Provider) problems() []problem {
 	}
 	slices.SortFunc(out, func(a, b problem) int { return strings.Compare(a.field, b.field) })
 	return out
+}
+
+// problems of a posture source.
+func (p *PostureSource) problems() []problem {
+	var out []problem
+	if msg := NameProblem(p.Name); msg != "" {
+		out = append(out, problem{"name", msg})
+	}
+	switch p.OnError {
+	case "", "deny", "absent":
+	case "allow":
+		out = append(out, problem{"on_error", `"allow" is not offered: a source that fails must not grant; want deny or absent`})
+	default:
+		out = append(out, problem{"on_error", fmt.Sprintf("%q is not deny or absent", p.OnError)})
+	}
+	assertionOnly := map[string]bool{"issuer": p.Issuer != "", "discovery": p.Discovery, "jwks_uri": p.JWKSURI != "", "jwks": p.JWKS != "",
+		"jwks_file": p.JWKSFile != "", "algorithms": len(p.Algorithms) > 0, "audience": p.Audience != "", "max_age": p.MaxAge != 0,
+		"preset": p.Preset != "", "bind": p.Bind != (PostureBind{})}
+	pullOnly := map[string]bool{"url": p.URL != "", "cert_file": p.CertFile != "", "key_file": p.KeyFile != "", "timeout": p.Timeout != 0,
+		"max_bytes": p.MaxBytes != 0, "cache_ttl": p.CacheTTL != 0, "cache_entries": p.CacheEntries != 0}
+	misplaced := func(fields map[string]bool, kind string) {
+		for _, f := range slices.Sorted(maps.Keys(fields)) {
+			if fields[f] {
+				out = append(out, problem{f, "only for kind " + kind})
+			}
+		}
+	}
+	switch p.Kind {
+	case "assertion":
+		misplaced(pullOnly, "pull")
+		keys := p.AssertionKeys()
+		for _, pr := range keys.problems() {
+			if pr.field != "name" {
+				out = append(out, pr)
+			}
+		}
+		switch id := p.Bind.Identity; {
+		case id == "":
+			out = append(out, problem{"bind.identity", "required: subject or attributes.<name>, what of the verified identity the assertion must name (so that one host's report cannot serve another)"})
+		case id != "subject" && (!strings.HasPrefix(id, "attributes.") || len(id) == len("attributes.")):
+			out = append(out, problem{"bind.identity", fmt.Sprintf("%q is not subject or attributes.<name>", id)})
+		}
+		if p.Preset != "" && p.Preset != "generic" {
+			out = append(out, problem{"preset", fmt.Sprintf("%q is not generic (the one preset for posture assertions)", p.Preset)})
+		}
+		if p.MaxAge < 0 || p.MaxAge > 24*time.Hour {
+			out = append(out, problem{"max_age", fmt.Sprintf("%s is out of range (want 0 for 1h, at most 24h)", p.MaxAge)})
+		}
+	case "pull":
+		misplaced(assertionOnly, "assertion")
+		if u, err := url.Parse(p.URL); err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "" || u.User != nil {
+			out = append(out, problem{"url", fmt.Sprintf("%q is not an https URL", p.URL)})
+		}
+		if p.CertFile == "" || p.KeyFile == "" {
+			out = append(out, problem{"cert_file", "cert_file and key_file are required: the broker asks with its own certificate (mTLS), never a static secret"})
+		}
+		for field, f := range map[string]string{"cert_file": p.CertFile, "key_file": p.KeyFile, "ca_file": p.CAFile} {
+			if f != "" {
+				if msg := fileProblem(f); msg != "" {
+					out = append(out, problem{field, msg})
+				}
+			}
+		}
+		if p.Timeout < 0 || p.Timeout > 30*time.Second {
+			out = append(out, problem{"timeout", fmt.Sprintf("%s is out of range (want 0 for 2s, at most 30s)", p.Timeout)})
+		}
+		if p.MaxBytes < 0 || p.MaxBytes > 1<<20 {
+			out = append(out, problem{"max_bytes", fmt.Sprintf("%d is out of range (want 0 for 64 KiB, at most 1 MiB)", p.MaxBytes)})
+		}
+		if p.CacheTTL < 0 || p.CacheTTL > 10*time.Minute {
+			out = append(out, problem{"cache_ttl", fmt.Sprintf("%s is out of range (want 0 for 1m, at most 10m)", p.CacheTTL)})
+		}
+		if p.CacheEntries < 0 || p.CacheEntries > 1_000_000 {
+			out = append(out, problem{"cache_entries", fmt.Sprintf("%d is out of range (want 0 for 10000, at most 1000000)", p.CacheEntries)})
+		}
+	default:
+		out = append(out, problem{"kind", fmt.Sprintf("%q is not assertion or pull", p.Kind)})
+	}
+	slices.SortFunc(out, func(a, b problem) int { return strings.Compare(a.field, b.field) })
+	return out
+}
+
+// ParseProxy reads a trusted proxy: an address or a network.
+func ParseProxy(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR network", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func absoluteURIProblem(s string) string {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,7 @@ import (
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/devpki"
+	"github.com/mcpsts/mcpsts/internal/geoip"
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
 	"github.com/mcpsts/mcpsts/internal/redislimits"
 	"github.com/mcpsts/mcpsts/internal/store"
@@ -92,6 +94,8 @@ type Server struct {
 	iss           *issuer.Issuer
 	providers     []*federation.Provider
 	bundleRunners []func(context.Context)
+	geo           *geoip.DB              // nil: no geolocation
+	postureKeys   []*federation.Provider // of the posture assertion sources
 }
 
 // New builds the server from cfg and binds its address. On an error
@@ -189,7 +193,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	}
 	// Maps come from the files and from the store (the admin API's).
 	mapSource := trustmaps.Sources{mapfiles.Files(mapPaths), trustmaps.RepositorySource{Repo: st}}
-	if s.policy, err = trustmaps.NewPolicy(ctx, mapSource, log, meter); err != nil {
+	var mapOpts trustmaps.Options
+	if cfg.GeoIP.Database != "" {
+		if s.geo, err = geoip.Open(cfg.GeoIP.Database, log); err != nil {
+			return nil, err
+		}
+		mapOpts.Places = s.geo
+	}
+	if s.policy, err = trustmaps.NewPolicyWith(ctx, mapSource, mapOpts, log, meter); err != nil {
 		return nil, err
 	}
 
@@ -237,6 +248,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	s.bundleRunners = bundleRunners
+	postureSet, postureKeys, err := newPosture(cfg, opts.Now, log, meter)
+	if err != nil {
+		return nil, err
+	}
+	s.postureKeys = postureKeys
 	aws := &dynamicAWS{audiences: audiences, replay: st, now: opts.Now}
 	if cfg.AWS.Enabled {
 		if err := aws.set(&cfg.AWS); err != nil {
@@ -348,6 +364,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
 	}
+	if postureSet != nil {
+		tokenCfg.Posture = postureSet
+	}
 	switch {
 	case cfg.SharedLimits():
 		tokenCfg.SharedLimits = st
@@ -380,6 +399,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if err != nil {
 		return nil, err
 	}
+	var proxies []netip.Prefix
+	for _, p := range cfg.Server.TrustedProxies {
+		pr, _ := config.ParseProxy(p) // validated
+		proxies = append(proxies, pr)
+	}
+	s.handler = forwardedFor(proxies, s.handler)
 	return s, nil
 }
 
@@ -403,15 +428,23 @@ func (s *Server) Run(ctx context.Context) error {
 	// trying in the background and does not stop the server.
 	first, cancel := context.WithTimeout(ctx, 3*time.Second)
 	var loading sync.WaitGroup
-	for _, p := range s.providers {
+	keySources := append(slices.Clone(s.providers), s.postureKeys...)
+	for _, p := range keySources {
 		loading.Add(1)
 		go func() { defer loading.Done(); p.Refresh(first) }()
 	}
 	loading.Wait()
 	cancel()
-	for _, p := range s.providers {
+	for _, p := range keySources {
 		log.Info("trusting provider", "provider", p.Name(), "issuer", p.Issuer())
 		go p.Run(ctx)
+	}
+	if s.geo != nil {
+		every := cfg.GeoIP.ReloadInterval
+		if every == 0 {
+			every = time.Minute
+		}
+		go s.geo.Run(ctx, every)
 	}
 	for _, run := range s.bundleRunners {
 		go run(ctx)

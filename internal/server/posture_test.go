@@ -1,0 +1,45 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+)
+
+func TestForwardedFor(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:1::/48")}
+	var seen string
+	h := forwardedFor(trusted, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.RemoteAddr }))
+	for _, tc := range []struct {
+		name, peer string
+		xff        []string
+		want       string
+	}{
+		{"no header", "203.0.113.9:5555", nil, "203.0.113.9:5555"},
+		{"spoofed by an untrusted peer", "203.0.113.9:5555", []string{"81.2.69.160"}, "203.0.113.9:5555"},
+		{"trusted proxy", "10.1.2.3:443", []string{"81.2.69.160"}, "81.2.69.160:0"},
+		{"client-invented hops to the left are not believed", "10.1.2.3:443", []string{"1.1.1.1, 81.2.69.160"}, "81.2.69.160:0"},
+		{"chain of trusted proxies", "10.1.2.3:443", []string{"81.2.69.160, 10.9.9.9", "10.5.5.5"}, "81.2.69.160:0"},
+		{"IPv6 proxy and client", "[2001:db8:1::7]:443", []string{"2a02:8100::1"}, "[2a02:8100::1]:0"},
+		{"mapped IPv4 is unmapped", "10.1.2.3:443", []string{"::ffff:81.2.69.160"}, "81.2.69.160:0"},
+		{"malformed hop stops the walk", "10.1.2.3:443", []string{"81.2.69.160, garbage, 10.9.9.9"}, "10.9.9.9:0"},
+		{"only trusted hops", "10.1.2.3:443", []string{"10.7.7.7"}, "10.7.7.7:0"},
+		{"peer just outside the trusted network", "11.0.0.1:443", []string{"81.2.69.160"}, "11.0.0.1:443"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/token", nil)
+		r.RemoteAddr = tc.peer
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if seen != tc.want {
+			t.Errorf("%s: source %s, want %s", tc.name, seen, tc.want)
+		}
+	}
+	// No trusted proxy: the handler itself, X-Forwarded-For never read.
+	plain := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	if got := forwardedFor(nil, plain); got == nil {
+		t.Fatal("nil handler")
+	}
+}
