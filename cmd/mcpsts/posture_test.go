@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/geoip/geoiptest"
 )
 
@@ -244,4 +245,83 @@ audit: {file: %s}`, idp.URL, idpCA, edr.URL, edrCA, mdm.URL, mdmCA, clientCert, 
 
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestStorePostureSources: a posture source added through the admin API is
+// asked from the server's next reload, by the rules of the configuration
+// file's; a removed one no longer is.
+func TestStorePostureSources(t *testing.T) {
+	idp, edr := federationtest.NewIssuer(t), federationtest.NewIssuer(t)
+	dir := t.TempDir()
+	idpCA, edrCA := filepath.Join(dir, "idp.pem"), filepath.Join(dir, "edr.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	os.WriteFile(edrCA, edr.CAPEM(), 0o600)
+	adminPKI, err := devpki.Ensure(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminCert, adminKey, _ := devpki.EnsureAdmin(dir, time.Now())
+	broker, ca := serveBroker(t, `id: compliant
+match: {provider: ci, subject: agent, conditions: ["context.edr.compliant == true"]}
+grant: {client_id: agent, audiences: ["https://tools.example/mcp"]}
+`, fmt.Sprintf(`providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+admin: {client_ca_file: %s, client_names: [%s]}`, idp.URL, idpCA, adminPKI.CAPath, devpki.AdminName))
+	c := clientTrusting(t, ca)
+	pair, _ := tls.LoadX509KeyPair(adminCert, adminKey)
+	c.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{pair}
+	do := func(method, id, doc string) (int, string) {
+		req, _ := http.NewRequest(method, broker+"/admin/v1/posture-sources/"+id, strings.NewReader(doc))
+		switch method {
+		case http.MethodPut:
+			req.Header.Set("If-None-Match", "*")
+		case http.MethodDelete:
+			req.Header.Set("If-Match", `"1"`)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	now := time.Now().Unix()
+	workload := filepath.Join(dir, "token")
+	os.WriteFile(workload, []byte(idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": now, "exp": now + 600}, nil)), 0o600)
+	report := filepath.Join(dir, "edr.jwt")
+	os.WriteFile(report, []byte(edr.Sign(map[string]any{"iss": edr.URL, "sub": "agent", "iat": now, "exp": now + 600, "compliant": true}, nil)), 0o600)
+	token := func() error {
+		_, _, err := run(t, testEnv(nil), "token", "--broker", broker, "--ca", ca, "--audience", "https://tools.example/mcp",
+			"--source", "file:"+workload, "--posture", report)
+		return err
+	}
+	if token() == nil {
+		t.Fatal("granted before any posture source exists")
+	}
+	// The file's rules: an allow on error, a source without a binding.
+	status, body := do(http.MethodPut, "edr", fmt.Sprintf(`{"name":"edr","kind":"assertion","issuer":%q,"discovery":true,"ca_file":%q,"on_error":"allow"}`, edr.URL, edrCA))
+	if status != 400 || !strings.Contains(body, `on_error: \"allow\" is not offered`) || !strings.Contains(body, "bind.identity: required") {
+		t.Fatalf("an invalid source: %d %s", status, body)
+	}
+	status, body = do(http.MethodPut, "edr", fmt.Sprintf(`{"name":"edr","kind":"assertion","issuer":%q,"discovery":true,"ca_file":%q,"bind":{"identity":"subject"}}`, edr.URL, edrCA))
+	if status != 201 {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	waitFor(t, 15*time.Second, "the store's posture source in force", func() bool { return token() == nil })
+	if status, body := do(http.MethodDelete, "edr", ""); status != 204 {
+		t.Fatalf("DELETE: %d %s", status, body)
+	}
+	waitFor(t, 15*time.Second, "the removed source out of force", func() bool { return token() != nil })
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -51,9 +51,11 @@ type Config struct {
 	// MCP clients) are served at /admin/v1/providers and
 	// /admin/v1/clients when set.
 	Providers, Clients *Documents
-	Auth               Authorizer
-	Log                *slog.Logger
-	Clock              func() time.Time
+	// PostureSources are served at /admin/v1/posture-sources.
+	PostureSources *Documents
+	Auth           Authorizer
+	Log            *slog.Logger
+	Clock          func() time.Time
 	// AuditFile is the server's own audit log, which POST /admin/v1/impact
 	// replays ("" : not served); it reads at most ImpactMaxBytes of its end
 	// (0: 256 MiB) within ImpactTimeout (0: 30s).
@@ -88,6 +90,9 @@ func Handler(cfg Config) http.Handler {
 	}
 	if cfg.Revocations != nil {
 		mux.HandleFunc("POST /admin/v1/revocations", a.revokeTokens)
+	}
+	if cfg.PostureSources != nil {
+		documentAPI{a, cfg.PostureSources, "posture_source"}.mount(mux, "posture-sources")
 	}
 	if cfg.Providers != nil {
 		documentAPI{a, cfg.Providers, "provider"}.mount(mux, "providers")
@@ -162,7 +167,7 @@ func operation(pattern string) string {
 	case "POST /admin/v1/revocations":
 		return "token.revoke"
 	}
-	for kind, singular := range map[string]string{"providers": "provider", "clients": "client"} {
+	for kind, singular := range map[string]string{"providers": "provider", "clients": "client", "posture-sources": "posture_source"} {
 		switch pattern {
 		case "GET /admin/v1/" + kind:
 			return singular + ".list"
@@ -181,7 +186,8 @@ func operation(pattern string) string {
 func IsChange(op string) bool {
 	switch op {
 	case "trust_map.put", "trust_map.delete", "consent.grant", "consent.revoke",
-		"provider.put", "provider.delete", "client.put", "client.delete", "token.revoke":
+		"provider.put", "provider.delete", "client.put", "client.delete", "token.revoke",
+		"posture_source.put", "posture_source.delete":
 		return true
 	}
 	return false

@@ -130,6 +130,13 @@ func ParseFederationDocument(name string, data []byte) (FederationDocument, erro
 	return doc, &FieldError{File: name, Path: "type", Msg: fmt.Sprintf("%q is not oidc, spiffe or aws", typ)}
 }
 
+// ParsePostureSource decodes and checks one posture source document of the
+// admin API, by the rules of posture[] in the configuration file.
+func ParsePostureSource(name string, data []byte) (*PostureSource, error) {
+	ps := &PostureSource{}
+	return ps, decodeChecked(name, data, ps, ps.problems)
+}
+
 // decodeChecked decodes data strictly into v, then checks it.
 func decodeChecked(name string, data []byte, v any, check func() []problem) error {
 	docs, err := strictyaml.Documents(data)

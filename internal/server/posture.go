@@ -1,83 +1,262 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/attest/posture"
 	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/config"
+	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
-// newPosture builds the posture sources of the configuration; nil when
-// there are none. It returns the key sources of the assertion sources, to
-// load and refresh like the providers'.
-func newPosture(cfg *config.Config, now func() time.Time, log *slog.Logger, meter metric.Meter) (*posture.Set, []*federation.Provider, error) {
-	if len(cfg.Posture) == 0 {
-		return nil, nil, nil
-	}
-	var assertions []posture.AssertionConfig
-	var pulls []*posture.Pull
-	var keys []*federation.Provider
+// dynamicPosture holds the posture sources of the configuration file and
+// those managed through the admin API, which it reloads from the store: a
+// source added there is asked from the next reload, one removed no longer.
+// It is safe for concurrent use.
+type dynamicPosture struct {
+	fixed   []builtSource
+	repo    trustmaps.Repository // nil: the file's sources only
+	now     func() time.Time
+	log     *slog.Logger
+	meter   metric.Meter
+	set     atomic.Pointer[posture.Set]
+	mu      sync.Mutex // one reload at a time; guards running and ctx
+	running map[string]*builtSource
+	ctx     context.Context // of Run: store sources' key refreshers live in it
+}
+
+// builtSource is one source, ready for posture.New.
+type builtSource struct {
+	version   int64
+	assertion *posture.AssertionConfig
+	keys      *federation.Provider // of an assertion source
+	pull      *posture.Pull
+	stop      context.CancelFunc // of a store source's key refresher
+}
+
+// newPosture builds the posture sources of the configuration file; the
+// store's join them at Run.
+func newPosture(cfg *config.Config, repo trustmaps.Repository, now func() time.Time, log *slog.Logger, meter metric.Meter) (*dynamicPosture, error) {
+	d := &dynamicPosture{repo: repo, now: now, log: log, meter: meter, running: map[string]*builtSource{}}
 	for i, ps := range cfg.Posture {
-		where := fmt.Sprintf("posture[%d] (%s)", i, ps.Name)
-		switch ps.Kind {
-		case "assertion":
-			p, _, err := buildProvider(ps.AssertionKeys(), []string{"unused"}, now, log, meter)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", where, err)
-			}
-			keys = append(keys, p)
-			assertions = append(assertions, posture.AssertionConfig{
-				Name: ps.Name, Keys: p, Audience: ps.Audience, MaxAge: ps.MaxAge, Preset: ps.Preset,
-				BindClaim: ps.Bind.Claim, BindIdentity: ps.Bind.Identity, OnError: posture.OnError(ps.OnError),
-			})
-		case "pull":
-			t, err := providerTransport(config.Provider{CAFile: ps.CAFile})
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", where, err)
-			}
-			tr := t.(*http.Transport)
-			if tr.TLSClientConfig == nil {
-				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-			cert := &certFiles{cert: ps.CertFile, key: ps.KeyFile}
-			if _, err := cert.get(nil); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", where, err)
-			}
-			tr.TLSClientConfig.GetClientCertificate = cert.get
-			timeout, maxBytes := ps.Timeout, ps.MaxBytes
-			if timeout == 0 {
-				timeout = 2 * time.Second
-			}
-			if maxBytes == 0 {
-				maxBytes = 64 << 10
-			}
-			p, err := posture.NewPull(posture.PullConfig{
-				Name: ps.Name, URL: ps.URL, CacheTTL: ps.CacheTTL, CacheEntries: ps.CacheEntries, OnError: posture.OnError(ps.OnError),
-				Fetcher: federation.NewFetcher(federation.FetcherOptions{Transport: tr, Timeout: timeout, MaxBytes: maxBytes, NoRedirects: true}),
-			})
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", where, err)
-			}
-			pulls = append(pulls, p)
+		b, err := buildPostureSource(ps, now, log, meter)
+		if err != nil {
+			return nil, fmt.Errorf("posture[%d] (%s): %w", i, ps.Name, err)
+		}
+		d.fixed = append(d.fixed, b)
+	}
+	if err := d.swap(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Keys are the key sources of the file's assertion sources, to load and
+// refresh like the providers'.
+func (d *dynamicPosture) Keys() []*federation.Provider {
+	var out []*federation.Provider
+	for _, b := range d.fixed {
+		if b.keys != nil {
+			out = append(out, b.keys)
 		}
 	}
-	set, err := posture.New(now, assertions, pulls)
-	if err != nil {
-		return nil, nil, err
+	return out
+}
+
+// Evaluate implements exchange.PostureSources with the sources in force.
+func (d *dynamicPosture) Evaluate(ctx context.Context, id attest.Identity, assertions []string, read func(string) bool) []attest.Posture {
+	return d.set.Load().Evaluate(ctx, id, assertions, read)
+}
+
+func buildPostureSource(ps config.PostureSource, now func() time.Time, log *slog.Logger, meter metric.Meter) (builtSource, error) {
+	if ps.Kind == "assertion" {
+		p, _, err := buildProvider(ps.AssertionKeys(), []string{"unused"}, now, log, meter)
+		if err != nil {
+			return builtSource{}, err
+		}
+		return builtSource{keys: p, assertion: &posture.AssertionConfig{
+			Name: ps.Name, Keys: p, Audience: ps.Audience, MaxAge: ps.MaxAge, Preset: ps.Preset,
+			BindClaim: ps.Bind.Claim, BindIdentity: ps.Bind.Identity, OnError: posture.OnError(ps.OnError),
+		}}, nil
 	}
-	return set, keys, nil
+	t, err := providerTransport(config.Provider{CAFile: ps.CAFile})
+	if err != nil {
+		return builtSource{}, err
+	}
+	tr := t.(*http.Transport)
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	cert := &certFiles{cert: ps.CertFile, key: ps.KeyFile}
+	if _, err := cert.get(nil); err != nil {
+		return builtSource{}, err
+	}
+	tr.TLSClientConfig.GetClientCertificate = cert.get
+	timeout, maxBytes := ps.Timeout, ps.MaxBytes
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	if maxBytes == 0 {
+		maxBytes = 64 << 10
+	}
+	p, err := posture.NewPull(posture.PullConfig{
+		Name: ps.Name, URL: ps.URL, CacheTTL: ps.CacheTTL, CacheEntries: ps.CacheEntries, OnError: posture.OnError(ps.OnError),
+		Fetcher: federation.NewFetcher(federation.FetcherOptions{Transport: tr, Timeout: timeout, MaxBytes: maxBytes, NoRedirects: true}),
+	})
+	if err != nil {
+		return builtSource{}, err
+	}
+	return builtSource{pull: p}, nil
+}
+
+// swap puts the file's sources and the running store sources in force.
+func (d *dynamicPosture) swap() error {
+	var assertions []posture.AssertionConfig
+	var pulls []*posture.Pull
+	add := func(b *builtSource) {
+		if b.assertion != nil {
+			assertions = append(assertions, *b.assertion)
+		} else {
+			pulls = append(pulls, b.pull)
+		}
+	}
+	for i := range d.fixed {
+		add(&d.fixed[i])
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.running)) {
+		add(d.running[id])
+	}
+	set, err := posture.New(d.now, assertions, pulls)
+	if err != nil {
+		return err
+	}
+	d.set.Store(set)
+	return nil
+}
+
+// Reload reads the store's sources and puts changes in force. A source
+// whose document does not build is logged and left out; the others stay.
+func (d *dynamicPosture) Reload(ctx context.Context) error {
+	if d.repo == nil {
+		return nil
+	}
+	recs, err := d.repo.Records(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := false
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		seen[rec.ID] = true
+		if cur, ok := d.running[rec.ID]; ok && cur.version == rec.Version {
+			continue
+		}
+		ps, err := config.ParsePostureSource("store:"+rec.ID, rec.Document)
+		var b builtSource
+		if err == nil {
+			b, err = buildPostureSource(*ps, d.now, d.log, d.meter)
+		}
+		if err != nil {
+			d.log.Error("posture source from the store not put in force", "posture_source", rec.ID, "version", rec.Version, "error", err)
+			continue
+		}
+		runCtx, stop := context.WithCancel(d.runContext())
+		b.version, b.stop = rec.Version, stop
+		if b.keys != nil {
+			go b.keys.Run(runCtx)
+		}
+		if cur, ok := d.running[rec.ID]; ok {
+			cur.stop()
+		}
+		d.running[rec.ID] = &b
+		d.log.Info("posture source from the store in force", "posture_source", rec.ID, "kind", ps.Kind, "version", rec.Version)
+		changed = true
+	}
+	for id, cur := range d.running {
+		if !seen[id] {
+			cur.stop()
+			delete(d.running, id)
+			d.log.Info("posture source removed from the store", "posture_source", id)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := d.swap(); err != nil {
+		d.log.Error("posture sources from the store not put in force", "error", err)
+		return err
+	}
+	return nil
+}
+
+func (d *dynamicPosture) runContext() context.Context {
+	if d.ctx != nil {
+		return d.ctx
+	}
+	return context.Background()
+}
+
+// Run reloads the store's sources every interval until ctx is done.
+func (d *dynamicPosture) Run(ctx context.Context, every time.Duration) {
+	d.mu.Lock()
+	d.ctx = ctx
+	d.mu.Unlock()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := d.Reload(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("posture sources: reload failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// postureDocuments checks the posture sources written through the admin
+// API by the rules of the configuration file's.
+func postureDocuments(repo trustmaps.Repository, cfg *config.Config) *admin.Documents {
+	return &admin.Documents{Repo: repo, Check: func(ctx context.Context, id string, doc []byte) []string {
+		if doc == nil {
+			return nil
+		}
+		ps, err := config.ParsePostureSource("posture source "+id, doc)
+		if err != nil {
+			return strings.Split(err.Error(), "\n")
+		}
+		var problems []string
+		if ps.Name != id {
+			problems = append(problems, fmt.Sprintf("name: %q is not the id in the path %q", ps.Name, id))
+		}
+		for i, f := range cfg.Posture {
+			if f.Name == ps.Name {
+				problems = append(problems, fmt.Sprintf("name: %q is taken by posture[%d] of the configuration file", ps.Name, i))
+			}
+		}
+		return problems
+	}}
 }
 
 // certFiles is the broker's client certificate for pulled posture, read

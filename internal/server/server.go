@@ -94,8 +94,8 @@ type Server struct {
 	iss           *issuer.Issuer
 	providers     []*federation.Provider
 	bundleRunners []func(context.Context)
-	geo           *geoip.DB              // nil: no geolocation
-	postureKeys   []*federation.Provider // of the posture assertion sources
+	geo           *geoip.DB // nil: no geolocation
+	posture       *dynamicPosture
 }
 
 // New builds the server from cfg and binds its address. On an error
@@ -248,11 +248,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		return nil, err
 	}
 	s.bundleRunners = bundleRunners
-	postureSet, postureKeys, err := newPosture(cfg, opts.Now, log, meter)
-	if err != nil {
+	if s.posture, err = newPosture(cfg, st.PostureSources(), opts.Now, log, meter); err != nil {
 		return nil, err
 	}
-	s.postureKeys = postureKeys
 	aws := &dynamicAWS{audiences: audiences, replay: st, now: opts.Now}
 	if cfg.AWS.Enabled {
 		if err := aws.set(&cfg.AWS); err != nil {
@@ -364,9 +362,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
 		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
 	}
-	if postureSet != nil {
-		tokenCfg.Posture = postureSet
-	}
+	tokenCfg.Posture = s.posture
 	switch {
 	case cfg.SharedLimits():
 		tokenCfg.SharedLimits = st
@@ -392,7 +388,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		idjag: slices.ContainsFunc(cfg.Providers, func(p config.Provider) bool { return p.IDJAG }),
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients()),
-			Revocations: st, RevokeFor: cfg.Tokens.MaxTTL, AuditFile: cfg.AuditFile()}),
+			PostureSources: postureDocuments(st.PostureSources(), cfg),
+			Revocations:    st, RevokeFor: cfg.Tokens.MaxTTL, AuditFile: cfg.AuditFile()}),
 		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,
 		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions,
 		introspect: introspect, revoke: revoke})
@@ -428,7 +425,8 @@ func (s *Server) Run(ctx context.Context) error {
 	// trying in the background and does not stop the server.
 	first, cancel := context.WithTimeout(ctx, 3*time.Second)
 	var loading sync.WaitGroup
-	keySources := append(slices.Clone(s.providers), s.postureKeys...)
+	go s.posture.Run(ctx, cfg.TrustMaps.ReloadInterval)
+	keySources := append(slices.Clone(s.providers), s.posture.Keys()...)
 	for _, p := range keySources {
 		loading.Add(1)
 		go func() { defer loading.Done(); p.Refresh(first) }()

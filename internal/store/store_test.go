@@ -302,6 +302,7 @@ func TestDocumentRepositoryConformance(t *testing.T) {
 	for _, b := range backends(t) {
 		for name, repo := range map[string]func(*Store) trustmaps.Repository{
 			"providers": (*Store).FederationProviders, "clients": (*Store).Clients,
+			"posture sources": (*Store).PostureSources,
 		} {
 			t.Run(b.Name+"/"+name, func(t *testing.T) {
 				repotest.Run(t, func(t *testing.T) trustmaps.Repository {

@@ -29,6 +29,12 @@ func (s *Store) FederationProviders() trustmaps.Repository {
 	return documents{s, "federation_providers", "federation provider"}
 }
 
+// PostureSources is the repository of posture sources managed through
+// the admin API.
+func (s *Store) PostureSources() trustmaps.Repository {
+	return documents{s, "posture_sources", "posture source"}
+}
+
 // Clients is the repository of registered MCP clients.
 func (s *Store) Clients() trustmaps.Repository { return documents{s, "clients", "client"} }
 
