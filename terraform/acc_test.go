@@ -362,13 +362,13 @@ func (b *broker) tokenFor(t *testing.T, idp *federationtest.Issuer, sub, resourc
 	return b.exchangeJWT(t, idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": b.issuer, "iat": n, "exp": n + 600}, nil), resource)
 }
 
-// exchangeJWT posts a token exchange of the JWT subject for resource and
-// returns the answer's status and body.
-func (b *broker) exchangeJWT(t *testing.T, subject, resource string) (int, map[string]any) {
+// exchangeJWT posts a token exchange of the JWT subject for resource, with
+// the posture assertions given, and returns the answer's status and body.
+func (b *broker) exchangeJWT(t *testing.T, subject, resource string, posture ...string) (int, map[string]any) {
 	t.Helper()
 	resp, err := b.http.PostForm(b.issuer+"/token", url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {resource},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {resource}, "posture_token": posture,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -711,6 +711,88 @@ func TestAccImpact(t *testing.T) {
 				Config:      removing,
 				ExpectError: regexp.MustCompile(`the change cuts off: ci/system:serviceaccount:apps:agent`),
 			},
+		},
+	})
+}
+
+// TestAccPostureSource: mcpsts_posture_source puts an EDR service's signed
+// assertions in force (from the server's next reload), a trust map reads
+// them, mcpsts_explain shows what the map read of them; import, and the
+// plan-time rules (no allow on error).
+func TestAccPostureSource(t *testing.T) {
+	acceptance(t)
+	b := startBroker(t)
+	b.trustIdP(t)
+	edr := federationtest.NewIssuer(t)
+	edrCA := filepath.Join(t.TempDir(), "edr.pem")
+	os.WriteFile(edrCA, edr.CAPEM(), 0o600)
+	const sub = "system:serviceaccount:apps:agent"
+	cfg := fmt.Sprintf(`
+resource "mcpsts_posture_source" "edr" {
+  id            = "edr"
+  kind          = "assertion"
+  issuer        = %q
+  discovery     = true
+  ca_file       = %q
+  max_age       = "30m"
+  bind_identity = "subject"
+}
+
+resource "mcpsts_trust_map" "compliant" {
+  id = "compliant-agent"
+  match = {
+    provider   = "ci"
+    subject    = %q
+    conditions = ["context.${mcpsts_posture_source.edr.id}.?compliant.orValue(false)", "context.edr.score >= 70"]
+  }
+  grant = {
+    client_id = "agent"
+    audiences = ["https://files.example.com/mcp"]
+  }
+}
+
+data "mcpsts_explain" "compliant" {
+  identity_provider = "ci"
+  subject           = mcpsts_trust_map.compliant.match.subject
+  audience          = "https://files.example.com/mcp"
+  context_json      = jsonencode({ edr = { compliant = true, score = 82 } })
+}
+`, edr.URL, edrCA, sub)
+	report := func(compliant bool) string {
+		n := time.Now().Unix()
+		return edr.Sign(map[string]any{"iss": edr.URL, "sub": sub, "iat": n, "exp": n + 600, "compliant": compliant, "score": 90}, nil)
+	}
+	granted := func(*tfterraform.State) error {
+		return eventually("a token with a compliant report", func() (bool, string) {
+			n := time.Now().Unix()
+			subject := b.idp.Sign(map[string]any{"iss": b.idp.URL, "sub": sub, "aud": b.issuer, "iat": n, "exp": n + 600}, nil)
+			status, out := b.exchangeJWT(t, subject, "https://files.example.com/mcp", report(true))
+			if status != 200 {
+				return false, outcome(status, out)
+			}
+			status, out = b.exchangeJWT(t, subject, "https://files.example.com/mcp", report(false))
+			return status == 400, "not compliant: " + outcome(status, out)
+		})
+	}
+	explained := func(s *tfterraform.State) error {
+		a := s.RootModule().Resources["data.mcpsts_explain.compliant"].Primary.Attributes
+		if a["allowed"] != "true" || !strings.Contains(a["trace"], `"source":"edr","status":"given","read":["compliant","score"]`) {
+			return fmt.Errorf("explain: allowed %s, trace %s", a["allowed"], a["trace"])
+		}
+		return nil
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: cfg, Check: resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr("mcpsts_posture_source.edr", "version", "1"), granted, explained)},
+			{ResourceName: "mcpsts_posture_source.edr", ImportState: true, ImportStateId: "edr", ImportStateVerify: true},
+			{
+				Config:      strings.Replace(cfg, `bind_identity = "subject"`, `bind_identity = "subject"`+"\n"+`  on_error = "allow"`, 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`"allow" is not offered`),
+			},
+			{Config: cfg, PlanOnly: true},
 		},
 	})
 }

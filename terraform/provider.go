@@ -153,7 +153,7 @@ func (p *mcpstsProvider) Configure(ctx context.Context, req provider.ConfigureRe
 }
 
 func (p *mcpstsProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{newTrustMapResource, newConsentResource, newFederationProviderResource, newClientResource}
+	return []func() resource.Resource{newTrustMapResource, newConsentResource, newFederationProviderResource, newClientResource, newPostureSourceResource}
 }
 
 func (p *mcpstsProvider) DataSources(context.Context) []func() datasource.DataSource {

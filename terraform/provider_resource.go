@@ -215,6 +215,17 @@ func (r *federationProviderResource) ValidateConfig(ctx context.Context, req res
 		return
 	}
 	_, err := config.ParseFederationDocument(m.ID.ValueString(), doc)
+	addConfigProblems(&resp.Diagnostics, "Invalid federation provider", err, map[string]string{"name": "id", "provider": "id",
+		"bundle_endpoint.url": "bundle_endpoint_url", "bundle_endpoint.profile": "bundle_endpoint_profile",
+		"bundle_endpoint.ca_file": "bundle_endpoint_ca_file", "bundle_endpoint.endpoint_spiffe_id": "endpoint_spiffe_id",
+		"bundle_endpoint.initial_bundle_file": "initial_bundle_file"})
+}
+
+// addConfigProblems reports the problems of a document checked by the
+// configuration file's rules, each on its attribute (fields renamed by
+// rename). Files are the broker's: they are checked where it runs, at
+// apply.
+func addConfigProblems(diags *diag.Diagnostics, title string, err error, rename map[string]string) {
 	if err == nil {
 		return
 	}
@@ -225,19 +236,17 @@ func (r *federationProviderResource) ValidateConfig(ctx context.Context, req res
 	for _, e := range errs {
 		var fe *config.FieldError
 		if errors.As(e, &fe) && strings.Contains(fe.Msg, "no such file") {
-			continue // files are the broker's: checked where it runs, at apply
+			continue
 		}
 		if !errors.As(e, &fe) || fe.Path == "" {
-			resp.Diagnostics.AddError("Invalid federation provider", e.Error())
+			diags.AddError(title, e.Error())
 			continue
 		}
 		field := fe.Path
-		if f, ok := map[string]string{"name": "id", "provider": "id", "bundle_endpoint.url": "bundle_endpoint_url",
-			"bundle_endpoint.profile": "bundle_endpoint_profile", "bundle_endpoint.ca_file": "bundle_endpoint_ca_file",
-			"bundle_endpoint.endpoint_spiffe_id": "endpoint_spiffe_id", "bundle_endpoint.initial_bundle_file": "initial_bundle_file"}[field]; ok {
+		if f, ok := rename[field]; ok {
 			field = f
 		}
-		resp.Diagnostics.AddAttributeError(fieldPath(field), "Invalid federation provider", fe.Path+": "+fe.Msg)
+		diags.AddAttributeError(fieldPath(field), title, fe.Path+": "+fe.Msg)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -282,7 +283,10 @@ func (r *trustMapResource) ValidateConfig(ctx context.Context, req resource.Vali
 	if diags.HasError() {
 		return
 	}
-	_, err := trustmaps.Compile(trustmaps.Document{Name: "terraform", Data: doc})
+	// Whether the broker has a geolocation database is known where it
+	// runs: a map that uses geolocation passes the plan, and the admin API
+	// refuses it at apply when the broker has none.
+	_, err := trustmaps.Options{Places: anyPlaces{}}.Compile(trustmaps.Document{Name: "terraform", Data: doc})
 	if err == nil {
 		return
 	}
@@ -432,3 +436,8 @@ func (r *trustMapResource) Delete(ctx context.Context, req resource.DeleteReques
 func (r *trustMapResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
+
+// anyPlaces stands for the broker's geolocation database at plan time.
+type anyPlaces struct{}
+
+func (anyPlaces) Place(netip.Addr) trustmaps.Place { return trustmaps.Place{} }
