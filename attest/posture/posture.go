@@ -160,24 +160,42 @@ func (s *Set) Evaluate(ctx context.Context, id attest.Identity, assertions []str
 		return nil
 	}
 	wanted := func(name string) bool { return read == nil || read(name) }
+	// When every assertion source is read, the verifier finds an
+	// assertion's source by its issuer; otherwise it is found first, so
+	// that an assertion for a source no map reads is not verified.
+	allWanted := true
+	for _, src := range s.byIssuer {
+		allWanted = allWanted && wanted(src.Name)
+	}
 	out := make([]attest.Posture, 0, len(s.sources))
 	got := map[string]attest.Posture{}
 	var ignored []attest.Posture
 	for i, raw := range assertions {
-		src := s.route(raw)
-		if src != nil && !wanted(src.Name) {
-			continue
+		var src *assertionSource
+		if !allWanted {
+			if src = s.route(raw); src == nil || !wanted(src.Name) {
+				if src == nil {
+					ignored = append(ignored, ignoredAssertion(i))
+				}
+				continue
+			}
+		}
+		a, err := s.verifier.Attest(ctx, attest.Evidence{Token: []byte(raw)})
+		switch {
+		case err == nil:
+			src = s.byIssuer[a.Issuer]
+		case src == nil:
+			src = s.route(raw) // to say which source failed
 		}
 		if src == nil {
-			ignored = append(ignored, attest.Posture{Source: "(none)", Status: "ignored",
-				Reason: fmt.Sprintf("posture_token %d: its issuer is not a posture source", i+1)})
+			ignored = append(ignored, ignoredAssertion(i))
 			continue
 		}
 		if _, seen := got[src.Name]; seen {
 			got[src.Name] = s.failed(src.Name, "several_assertions", "more than one assertion of this source")
 			continue
 		}
-		got[src.Name] = s.verify(ctx, src, id, raw)
+		got[src.Name] = s.verified(src, id, a, err)
 	}
 	for _, p := range s.pulls {
 		if wanted(p.cfg.Name) {
@@ -222,8 +240,13 @@ func (s *Set) failed(name, reason, detail string) attest.Posture {
 	return attest.Posture{Source: name, Status: status, Reason: reason}
 }
 
-func (s *Set) verify(ctx context.Context, src *assertionSource, id attest.Identity, raw string) attest.Posture {
-	a, err := s.verifier.Attest(ctx, attest.Evidence{Token: []byte(raw)})
+func ignoredAssertion(i int) attest.Posture {
+	return attest.Posture{Source: "(none)", Status: "ignored", Reason: fmt.Sprintf("posture_token %d: its issuer is not a posture source", i+1)}
+}
+
+// verified is what an assertion of src, verified into a (or refused with
+// err), says of the workload id.
+func (s *Set) verified(src *assertionSource, id attest.Identity, a attest.Identity, err error) attest.Posture {
 	if err != nil {
 		var ae *attest.Error
 		if errors.As(err, &ae) {

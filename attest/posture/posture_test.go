@@ -42,7 +42,7 @@ grant:
   scopes: [tools.read]
 `
 
-func engine(t *testing.T, doc string) *trustmaps.Engine {
+func engine(t testing.TB, doc string) *trustmaps.Engine {
 	t.Helper()
 	e, err := trustmaps.Compile(trustmaps.Document{Name: "maps.yaml", Data: []byte(doc)})
 	if err != nil {
@@ -57,13 +57,13 @@ type fixture struct {
 	now   time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{edr: federationtest.NewIssuer(t), other: federationtest.NewIssuer(t), now: time.Now()}
 	f.edr.AddKey("ES256")
 	return f
 }
 
-func (f *fixture) keys(t *testing.T, is *federationtest.Issuer) *federation.Provider {
+func (f *fixture) keys(t testing.TB, is *federationtest.Issuer) *federation.Provider {
 	t.Helper()
 	p, err := federation.NewProvider(federation.ProviderConfig{Name: "edr", Issuer: is.URL, Discovery: true,
 		Algorithms: []string{"ES256", "RS256"}, Fetcher: is.Fetcher()})
@@ -86,7 +86,7 @@ func (f *fixture) report(is *federationtest.Issuer, host string, compliant bool,
 	}, nil)
 }
 
-func (f *fixture) set(t *testing.T, onError posture.OnError, pulls ...*posture.Pull) *posture.Set {
+func (f *fixture) set(t testing.TB, onError posture.OnError, pulls ...*posture.Pull) *posture.Set {
 	t.Helper()
 	s, err := posture.New(func() time.Time { return f.now }, []posture.AssertionConfig{{
 		Name: "edr", Keys: f.keys(t, f.edr), Audience: "https://sts.example", MaxAge: 30 * time.Minute,
@@ -212,7 +212,7 @@ type pullServer struct {
 	lastReq atomic.Value // the identity asked about
 }
 
-func newPullServer(t *testing.T) *pullServer {
+func newPullServer(t testing.TB) *pullServer {
 	ps := &pullServer{}
 	ps.mode.Store("ok")
 	ps.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -247,7 +247,7 @@ func newPullServer(t *testing.T) *pullServer {
 	return ps
 }
 
-func (ps *pullServer) pull(t *testing.T, cfg posture.PullConfig) *posture.Pull {
+func (ps *pullServer) pull(t testing.TB, cfg posture.PullConfig) *posture.Pull {
 	t.Helper()
 	cfg.Name, cfg.URL = "mdm", ps.URL+"/posture"
 	cfg.Fetcher = federation.NewFetcher(federation.FetcherOptions{Transport: ps.Client().Transport,
@@ -366,3 +366,46 @@ func TestPullCache(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestNotRead: a source no map reads is not asked, and its assertions are
+// not verified (nor reported).
+func TestNotRead(t *testing.T) {
+	f := newFixture(t)
+	ps := newPullServer(t)
+	s, err := posture.New(func() time.Time { return f.now }, []posture.AssertionConfig{{Name: "edr", Keys: f.keys(t, f.edr),
+		BindIdentity: "attributes.google.compute_engine.instance_id"}}, []*posture.Pull{ps.pull(t, posture.PullConfig{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	only := func(name string) func(string) bool { return func(s string) bool { return s == name } }
+	got := s.Evaluate(ctx, workload, []string{f.report(f.edr, host, true, 90, time.Minute)}, only("edr"))
+	if len(got) != 1 || got[0].Source != "edr" || got[0].Status != "present" || ps.calls.Load() != 0 {
+		t.Fatalf("edr read: %+v, %d pulls", got, ps.calls.Load())
+	}
+	got = s.Evaluate(ctx, workload, []string{f.report(f.edr, host, true, 90, time.Minute), f.report(f.other, host, true, 90, time.Minute)}, only("mdm"))
+	if len(got) != 2 || got[0].Source != "mdm" || got[1].Status != "ignored" || ps.calls.Load() != 1 {
+		t.Fatalf("mdm read: %+v, %d pulls", got, ps.calls.Load())
+	}
+	if got := s.Evaluate(ctx, workload, nil, only("nothing")); len(got) != 0 {
+		t.Fatalf("nothing read: %+v", got)
+	}
+}
+
+// FuzzEvaluate: whatever a request carries as posture_token, evaluation
+// never fails open: no source is present without its issuer's signature.
+func FuzzEvaluate(f *testing.F) {
+	fx := newFixture(f)
+	s := fx.set(f, "")
+	f.Add(fx.report(fx.other, host, true, 99, time.Minute))
+	f.Add(forge(fx.report(fx.other, host, true, 99, time.Minute), fx.edr.URL))
+	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, assertion string) {
+		for _, p := range s.Evaluate(context.Background(), workload, []string{assertion}, nil) {
+			if p.Status == attest.PosturePresent {
+				t.Fatalf("present from a token the test did not sign: %+v", p)
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -42,4 +43,42 @@ func TestForwardedFor(t *testing.T) {
 	if got := forwardedFor(nil, plain); got == nil {
 		t.Fatal("nil handler")
 	}
+}
+
+// FuzzForwardedFor: whatever X-Forwarded-For holds, the source address is
+// the peer's or an address parsed from the header, and only a trusted
+// peer's header is read.
+func FuzzForwardedFor(f *testing.F) {
+	f.Add("10.1.2.3", "81.2.69.160, 10.9.9.9")
+	f.Add("203.0.113.9", "81.2.69.160")
+	f.Add("10.0.0.1", "::ffff:1.2.3.4,,garbage,[::1]")
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	var seen string
+	h := forwardedFor(trusted, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.RemoteAddr }))
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		ip, err := netip.ParseAddr(peer)
+		if err != nil {
+			return
+		}
+		r := httptest.NewRequest(http.MethodPost, "/token", nil)
+		r.RemoteAddr = netip.AddrPortFrom(ip, 443).String()
+		r.Header["X-Forwarded-For"] = []string{xff}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if !trusted[0].Contains(ip.Unmap()) {
+			if seen != r.RemoteAddr {
+				t.Fatalf("an untrusted peer's header was read: %s -> %s", r.RemoteAddr, seen)
+			}
+			return
+		}
+		got, err := netip.ParseAddrPort(seen)
+		if err != nil {
+			t.Fatalf("source %q is not an address", seen)
+		}
+		if got.Addr() != ip.Unmap() && !strings.Contains(xff, got.Addr().String()) && !strings.Contains(xff, got.Addr().StringExpanded()) {
+			// an unmapped IPv4 may be written mapped in the header
+			if !got.Addr().Is4() || !strings.Contains(xff, "ffff") {
+				t.Fatalf("source %s is neither the peer nor in the header %q", got, xff)
+			}
+		}
+	})
 }
