@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/geoip/geoiptest"
 	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
@@ -295,5 +296,58 @@ func TestTrustmapImpactFromStore(t *testing.T) {
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(out, "0 lose access, 2 gain access") {
 		t.Fatalf("with the recorded outcomes as before: %v\n%s", err, out)
+	}
+}
+
+// TestTrustmapExplainPostureAndPlace: explain takes posture attributes
+// (--context) and a geolocation database (--geoip), and its trace shows
+// what the maps read of both; without --geoip a map that uses geolocation
+// does not compile.
+func TestTrustmapExplainPostureAndPlace(t *testing.T) {
+	dir := t.TempDir()
+	maps := filepath.Join(dir, "maps.yaml")
+	os.WriteFile(maps, []byte(`id: eu-compliant
+match:
+  provider: k8s
+  subject: agent
+  conditions:
+    - context.edr.?compliant.orValue(false) && context.edr.score >= 70
+    - ip(request.source_ip).in_country(["DE", "FR"])
+grant: {client_id: agent, audiences: ["https://tools.example/mcp"]}
+`), 0o600)
+	geo := geoiptest.Write(t, dir, map[string]geoiptest.Entry{"81.2.69.0/24": {Country: "DE", Continent: "EU", ASN: 3320}})
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`{"edr": {"compliant": true, "score": 82}}`), 0o600)
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"edr": {"compliant": true, "score": 12}}`), 0o600)
+	args := []string{"trustmap", "explain", maps, "--provider", "k8s", "--subject", "agent", "--audience", "https://tools.example/mcp", "--geoip", geo}
+	for _, tc := range []struct {
+		name    string
+		extra   []string
+		granted bool
+		outcome string
+	}{
+		{"compliant, from Germany", []string{"--context", good, "--source-ip", "81.2.69.160"}, true, "decided"},
+		{"low score", []string{"--context", bad, "--source-ip", "81.2.69.160"}, false, "condition 1 is false"},
+		{"no posture", []string{"--source-ip", "81.2.69.160"}, false, "condition 1 failed: no such key: edr"},
+		{"from elsewhere", []string{"--context", good, "--source-ip", "192.0.2.1"}, false, "condition 2 is false"},
+	} {
+		out, _, err := run(t, testEnv(nil), append(args, tc.extra...)...)
+		var tr trustmaps.Trace
+		json.Unmarshal([]byte(out), &tr)
+		if (err == nil) != tc.granted || len(tr.Maps) != 1 || tr.Maps[0].Outcome != tc.outcome || tr.Place == nil {
+			t.Fatalf("%s: %s, %v", tc.name, out, err)
+		}
+		if tc.name == "compliant, from Germany" && (tr.Place.Country != "DE" || tr.Place.ASN != 3320 ||
+			len(tr.Posture) != 1 || strings.Join(tr.Posture[0].Read, ",") != "compliant,score") {
+			t.Fatalf("%s: place %+v, posture %+v", tc.name, tr.Place, tr.Posture)
+		}
+	}
+	_, _, err := run(t, testEnv(nil), "trustmap", "check", maps)
+	if err == nil || !strings.Contains(err.Error(), "no geolocation database is configured (geoip.database)") {
+		t.Fatalf("check without --geoip: %v", err)
+	}
+	if out, _, err := run(t, testEnv(nil), "trustmap", "check", maps, "--geoip", geo); err != nil || !strings.Contains(out, "1 trust maps compile") {
+		t.Fatalf("check with --geoip: %q %v", out, err)
 	}
 }
