@@ -12,11 +12,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -371,6 +373,59 @@ func TestRevocations(t *testing.T) {
 	}{{"j-1", "x", "y", true}, {"j-9", "workload:ci/agent", "y", true}, {"j-9", "x", "evil-app", true}, {"j-3", "x", "y", false}} {
 		if got, err := e.st.Revoked(context.Background(), tc.jti, tc.sub, tc.client, issued); err != nil || got != tc.want {
 			t.Errorf("%+v: %v %v", tc, got, err)
+		}
+	}
+}
+
+// fixedPlaces locates every address in Germany, but 192.0.2.0/24 nowhere.
+type fixedPlaces struct{}
+
+func (fixedPlaces) Place(a netip.Addr) trustmaps.Place {
+	if netip.MustParsePrefix("192.0.2.0/24").Contains(a) {
+		return trustmaps.Place{}
+	}
+	return trustmaps.Place{Country: "DE", Continent: "EU", ASN: 3320}
+}
+
+// TestExplainPostureAndPlace: a map that uses geolocation is refused by a
+// server without a database and taken by one with it; the explain trace
+// shows the posture given and the place of the source address.
+func TestExplainPostureAndPlace(t *testing.T) {
+	const doc = `{"id":"eu","match":{"provider":"k8s","subject":"agent","conditions":["context.edr.compliant == true","ip(request.source_ip).in_country([\"DE\"])"]},"grant":{"client_id":"agent","audiences":["https://tools.example/mcp"]}}`
+	create := func(e *env) (int, map[string]any) {
+		auth := map[string]string{"Authorization": "Bearer " + e.token(t, iss+"/admin", admin.Scope), "If-None-Match": "*"}
+		status, _, body := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/eu", body: doc, header: auth})
+		return status, body
+	}
+	if status, body := create(newEnv(t)); status != 400 || !strings.Contains(fmt.Sprint(body), "no geolocation database is configured (geoip.database)") {
+		t.Fatalf("without a database: %d %v", status, body)
+	}
+	e := newEnvWith(t, func(c *admin.Config) {
+		p, err := trustmaps.NewPolicyWith(context.Background(), c.Source, trustmaps.Options{Places: fixedPlaces{}}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy = p
+	})
+	if status, body := create(e); status != 201 {
+		t.Fatalf("with a database: %d %v", status, body)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + e.token(t, iss+"/admin", admin.Scope)}
+	for _, tc := range []struct {
+		ip, context string
+		denial      string
+	}{
+		{"81.2.69.160", `{"edr":{"compliant":true}}`, ""},
+		{"192.0.2.1", `{"edr":{"compliant":true}}`, "no_matching_map"},
+		{"81.2.69.160", `{"edr":{"compliant":false}}`, "no_matching_map"},
+	} {
+		status, _, body := e.do(t, call{method: "POST", path: "/admin/v1/explain", header: auth,
+			body: `{"identity":{"provider":"k8s","subject":"agent"},"request":{"audience":"https://tools.example/mcp","source_ip":"` + tc.ip + `","context":` + tc.context + `}}`})
+		b, _ := json.Marshal(body)
+		if status != 200 || fmt.Sprint(body["denial"]) != tc.denial && !(tc.denial == "" && body["denial"] == nil) ||
+			!strings.Contains(string(b), `"posture":[{"read":["compliant"],"source":"edr","status":"given"}]`) ||
+			!strings.Contains(string(b), `"source_ip":"`+tc.ip+`"`) {
+			t.Fatalf("%s %s: %d %s", tc.ip, tc.context, status, b)
 		}
 	}
 }
