@@ -58,7 +58,7 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) *fixture {
-	f := &fixture{edr: federationtest.NewIssuer(t), other: federationtest.NewIssuer(t), now: time.Now()}
+	f := &fixture{edr: federationtest.NewIssuer(t), other: federationtest.NewIssuer(t), now: time.Now().Truncate(time.Second)}
 	f.edr.AddKey("ES256")
 	return f
 }

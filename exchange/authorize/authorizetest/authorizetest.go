@@ -23,7 +23,8 @@ type Stores interface {
 
 func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 	ctx := context.Background()
-	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	// In the future, so that no store purges the flows as expired.
+	exp := time.Now().UTC().Truncate(time.Second).Add(time.Hour)
 	code := authorize.Code{Hash: authorize.Hash("code-1"), ClientID: "https://app.example.com/client.json", RedirectURI: "http://127.0.0.1:8080/cb",
 		Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Resource: "https://mail.example.com/mcp", Scopes: []string{"mail:read", "offline_access"},
 		Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, Family: "fam-1", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp}
