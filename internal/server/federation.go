@@ -116,6 +116,7 @@ type storeProvider struct {
 	kind    string // oidc, spiffe, aws
 	cfg     oidc.ProviderConfig
 	td      spiffeid.TrustDomain
+	src     federation.BundleGetter // spiffe
 	stop    context.CancelFunc
 }
 
@@ -127,16 +128,10 @@ func (d *dynamicOIDC) Attest(ctx context.Context, ev attest.Evidence) (attest.Id
 // Trusts reports whether iss is a trusted provider's issuer now.
 func (d *dynamicOIDC) Trusts(iss string) bool { return d.set.Trusts(iss) }
 
-// started is a store provider ready to be put in force.
-type started struct {
-	storeProvider
-	src federation.BundleGetter // spiffe
-}
-
 // start builds a store provider and starts its refresher.
-func (d *dynamicOIDC) start(doc config.FederationDocument, version int64) (*started, error) {
+func (d *dynamicOIDC) start(doc config.FederationDocument, version int64) (*storeProvider, error) {
 	runCtx, stop := context.WithCancel(d.runContext())
-	sp := &started{storeProvider: storeProvider{version: version, kind: doc.Type, stop: stop}}
+	sp := &storeProvider{version: version, kind: doc.Type, stop: stop}
 	switch doc.Type {
 	case "oidc":
 		p, opc, err := buildProvider(*doc.OIDC, d.audiences, d.now, d.log, d.meter)
@@ -205,40 +200,24 @@ func (d *dynamicOIDC) Reload(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	changed := false
-	seen := map[string]bool{}
-	for _, rec := range recs {
-		seen[rec.ID] = true
-		if cur, ok := d.running[rec.ID]; ok && cur.version == rec.Version {
-			continue
-		}
-		doc, err := config.ParseFederationDocument("store:"+rec.ID, rec.Document)
-		var sp *started
-		if err == nil {
-			sp, err = d.start(doc, rec.Version)
-		}
-		if err != nil {
-			d.log.Error("federation provider from the store not put in force", "provider", rec.ID, "version", rec.Version, "error", err)
-			continue
-		}
-		if cur, ok := d.running[rec.ID]; ok {
-			d.stopProvider(cur)
-		}
-		if sp.kind == "spiffe" {
-			d.spiffe.bundles.Add(sp.td, sp.src)
-		}
-		d.running[rec.ID] = &sp.storeProvider
-		d.log.Info("trusting provider from the store", "provider", rec.ID, "type", sp.kind, "version", rec.Version)
-		changed = true
-	}
-	for id, cur := range d.running {
-		if !seen[id] {
-			d.stopProvider(cur)
-			delete(d.running, id)
-			d.log.Info("no longer trusting provider removed from the store", "provider", id)
-			changed = true
-		}
-	}
+	changed := reconciler[*storeProvider]{
+		what:    "federation provider",
+		version: func(p *storeProvider) int64 { return p.version },
+		start: func(rec trustmaps.Record) (*storeProvider, error) {
+			doc, err := config.ParseFederationDocument("store:"+rec.ID, rec.Document)
+			if err != nil {
+				return nil, err
+			}
+			return d.start(doc, rec.Version)
+		},
+		put: func(p *storeProvider) {
+			if p.kind == "spiffe" {
+				d.spiffe.bundles.Add(p.td, p.src)
+			}
+		},
+		stop: d.stopProvider,
+		log:  d.log,
+	}.apply(recs, d.running)
 	if !changed {
 		return nil
 	}

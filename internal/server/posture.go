@@ -163,42 +163,28 @@ func (d *dynamicPosture) Reload(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	changed := false
-	seen := map[string]bool{}
-	for _, rec := range recs {
-		seen[rec.ID] = true
-		if cur, ok := d.running[rec.ID]; ok && cur.version == rec.Version {
-			continue
-		}
-		ps, err := config.ParsePostureSource("store:"+rec.ID, rec.Document)
-		var b builtSource
-		if err == nil {
-			b, err = buildPostureSource(*ps, d.now, d.log, d.meter)
-		}
-		if err != nil {
-			d.log.Error("posture source from the store not put in force", "posture_source", rec.ID, "version", rec.Version, "error", err)
-			continue
-		}
-		runCtx, stop := context.WithCancel(d.runContext())
-		b.version, b.stop = rec.Version, stop
-		if b.keys != nil {
-			go b.keys.Run(runCtx)
-		}
-		if cur, ok := d.running[rec.ID]; ok {
-			cur.stop()
-		}
-		d.running[rec.ID] = &b
-		d.log.Info("posture source from the store in force", "posture_source", rec.ID, "kind", ps.Kind, "version", rec.Version)
-		changed = true
-	}
-	for id, cur := range d.running {
-		if !seen[id] {
-			cur.stop()
-			delete(d.running, id)
-			d.log.Info("posture source removed from the store", "posture_source", id)
-			changed = true
-		}
-	}
+	changed := reconciler[*builtSource]{
+		what:    "posture source",
+		version: func(b *builtSource) int64 { return b.version },
+		start: func(rec trustmaps.Record) (*builtSource, error) {
+			ps, err := config.ParsePostureSource("store:"+rec.ID, rec.Document)
+			if err != nil {
+				return nil, err
+			}
+			b, err := buildPostureSource(*ps, d.now, d.log, d.meter)
+			if err != nil {
+				return nil, err
+			}
+			runCtx, stop := context.WithCancel(d.runContext())
+			b.version, b.stop = rec.Version, stop
+			if b.keys != nil {
+				go b.keys.Run(runCtx)
+			}
+			return &b, nil
+		},
+		stop: func(b *builtSource) { b.stop() },
+		log:  d.log,
+	}.apply(recs, d.running)
 	if !changed {
 		return nil
 	}
