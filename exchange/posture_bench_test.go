@@ -3,7 +3,6 @@ package exchange_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -89,18 +88,7 @@ func BenchmarkPostureCost(b *testing.B) {
 	for i := range tokens {
 		tokens[i] = e.subjectToken(mainSub, nil)
 	}
-	serve := func(h http.Handler, body string) time.Duration {
-		r := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		w := httptest.NewRecorder()
-		t0 := time.Now()
-		h.ServeHTTP(w, r)
-		d := time.Since(t0)
-		if w.Code != 200 {
-			b.Fatal(w.Body.String())
-		}
-		return d
-	}
+	serve := func(h http.Handler, body string) time.Duration { return timedServe(b, h, body, "") }
 	var tPlain, tPosture, tVerify time.Duration
 	i := 0
 	for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -32,7 +33,19 @@ import (
 // that single-use providers claim their tokens in replay. Remote key sets
 // load when the providers Run.
 func newOIDC(cfg *config.Config, brokerAudiences []string, replay attest.ReplayCache, repo trustmaps.Repository, now func() time.Time, log *slog.Logger, meter metric.Meter) (*dynamicOIDC, attest.Attestor, []*federation.Provider, error) {
-	d := &dynamicOIDC{repo: repo, audiences: brokerAudiences, now: now, log: log, meter: meter, running: map[string]*storeProvider{}}
+	d := &dynamicOIDC{audiences: brokerAudiences, now: now, log: log, meter: meter}
+	d.storeSet = storeSet[*storeProvider]{
+		repo: repo, what: "federation provider", log: log,
+		version: func(p *storeProvider) int64 { return p.version },
+		start:   d.start,
+		put: func(p *storeProvider) {
+			if p.kind == "spiffe" {
+				d.spiffe.bundles.Add(p.td, p.src)
+			}
+		},
+		stop: d.stopProvider,
+		swap: d.swap,
+	}
 	var fixed []oidc.ProviderConfig
 	for i, pc := range cfg.Providers {
 		p, opc, err := buildProvider(pc, brokerAudiences, now, log, meter)
@@ -93,7 +106,8 @@ func buildProvider(pc config.Provider, brokerAudiences []string, now func() time
 // the store: a provider added there is trusted from the next reload, one
 // removed no longer. It is safe for concurrent use.
 type dynamicOIDC struct {
-	repo      trustmaps.Repository
+	storeSet[*storeProvider] // Reload, Run
+
 	audiences []string
 	now       func() time.Time
 	log       *slog.Logger
@@ -101,10 +115,6 @@ type dynamicOIDC struct {
 
 	fixed []*federation.Provider
 	set   *oidc.Set // the file's providers, and the store's put in force by swap
-
-	mu      sync.Mutex // one reload at a time; guards running
-	running map[string]*storeProvider
-	ctx     context.Context // of Run: store providers' refreshers live in it
 
 	// The store's SPIFFE trust domains and AWS settings go here.
 	spiffe *spiffeSet
@@ -129,8 +139,13 @@ func (d *dynamicOIDC) Attest(ctx context.Context, ev attest.Evidence) (attest.Id
 func (d *dynamicOIDC) Trusts(iss string) bool { return d.set.Trusts(iss) }
 
 // start builds a store provider and starts its refresher.
-func (d *dynamicOIDC) start(doc config.FederationDocument, version int64) (*storeProvider, error) {
-	runCtx, stop := context.WithCancel(d.runContext())
+func (d *dynamicOIDC) start(run context.Context, rec trustmaps.Record) (*storeProvider, error) {
+	doc, err := config.ParseFederationDocument("store:"+rec.ID, rec.Document)
+	if err != nil {
+		return nil, err
+	}
+	version := rec.Version
+	runCtx, stop := context.WithCancel(run)
 	sp := &storeProvider{version: version, kind: doc.Type, stop: stop}
 	switch doc.Type {
 	case "oidc":
@@ -172,86 +187,14 @@ func (d *dynamicOIDC) stopProvider(p *storeProvider) {
 }
 
 // swap puts the running store providers in force beside the fixed ones.
-// d.mu is held.
-func (d *dynamicOIDC) swap() error {
+func (d *dynamicOIDC) swap(running map[string]*storeProvider) error {
 	var pcs []oidc.ProviderConfig
-	ids := make([]string, 0, len(d.running))
-	for id := range d.running {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if d.running[id].kind == "oidc" {
-			pcs = append(pcs, d.running[id].cfg)
+	for _, id := range slices.Sorted(maps.Keys(running)) {
+		if running[id].kind == "oidc" {
+			pcs = append(pcs, running[id].cfg)
 		}
 	}
 	return d.set.Swap(pcs)
-}
-
-// Reload reads the store's providers and puts changes in force. A provider
-// whose document does not build is logged and left out; the others stay.
-func (d *dynamicOIDC) Reload(ctx context.Context) error {
-	if d.repo == nil {
-		return nil
-	}
-	recs, err := d.repo.Records(ctx)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	changed := reconciler[*storeProvider]{
-		what:    "federation provider",
-		version: func(p *storeProvider) int64 { return p.version },
-		start: func(rec trustmaps.Record) (*storeProvider, error) {
-			doc, err := config.ParseFederationDocument("store:"+rec.ID, rec.Document)
-			if err != nil {
-				return nil, err
-			}
-			return d.start(doc, rec.Version)
-		},
-		put: func(p *storeProvider) {
-			if p.kind == "spiffe" {
-				d.spiffe.bundles.Add(p.td, p.src)
-			}
-		},
-		stop: d.stopProvider,
-		log:  d.log,
-	}.apply(recs, d.running)
-	if !changed {
-		return nil
-	}
-	if err := d.swap(); err != nil {
-		d.log.Error("federation providers from the store not put in force", "error", err)
-		return err
-	}
-	return nil
-}
-
-func (d *dynamicOIDC) runContext() context.Context {
-	if d.ctx != nil {
-		return d.ctx
-	}
-	return context.Background()
-}
-
-// Run reloads the store's providers every interval until ctx is done.
-func (d *dynamicOIDC) Run(ctx context.Context, every time.Duration) {
-	d.mu.Lock()
-	d.ctx = ctx
-	d.mu.Unlock()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if err := d.Reload(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("federation providers: reload failed", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // providerFetcher is the hardened fetcher of one provider, trusting only

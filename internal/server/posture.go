@@ -31,15 +31,13 @@ import (
 // source added there is asked from the next reload, one removed no longer.
 // It is safe for concurrent use.
 type dynamicPosture struct {
-	fixed   []builtSource
-	repo    trustmaps.Repository // nil: the file's sources only
-	now     func() time.Time
-	log     *slog.Logger
-	meter   metric.Meter
-	set     atomic.Pointer[posture.Set]
-	mu      sync.Mutex // one reload at a time; guards running and ctx
-	running map[string]*builtSource
-	ctx     context.Context // of Run: store sources' key refreshers live in it
+	storeSet[*builtSource] // Reload, Run
+
+	fixed []builtSource
+	now   func() time.Time
+	log   *slog.Logger
+	meter metric.Meter
+	set   atomic.Pointer[posture.Set]
 }
 
 // builtSource is one source, ready for posture.New.
@@ -54,7 +52,14 @@ type builtSource struct {
 // newPosture builds the posture sources of the configuration file; the
 // store's join them at Run.
 func newPosture(cfg *config.Config, repo trustmaps.Repository, now func() time.Time, log *slog.Logger, meter metric.Meter) (*dynamicPosture, error) {
-	d := &dynamicPosture{repo: repo, now: now, log: log, meter: meter, running: map[string]*builtSource{}}
+	d := &dynamicPosture{now: now, log: log, meter: meter}
+	d.storeSet = storeSet[*builtSource]{
+		repo: repo, what: "posture source", log: log,
+		version: func(b *builtSource) int64 { return b.version },
+		start:   d.start,
+		stop:    func(b *builtSource) { b.stop() },
+		swap:    d.swap,
+	}
 	for i, ps := range cfg.Posture {
 		b, err := buildPostureSource(ps, now, log, meter)
 		if err != nil {
@@ -62,7 +67,7 @@ func newPosture(cfg *config.Config, repo trustmaps.Repository, now func() time.T
 		}
 		d.fixed = append(d.fixed, b)
 	}
-	if err := d.swap(); err != nil {
+	if err := d.swap(nil); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -126,8 +131,26 @@ func buildPostureSource(ps config.PostureSource, now func() time.Time, log *slog
 	return builtSource{pull: p}, nil
 }
 
+// start builds a store source and starts its key refresher.
+func (d *dynamicPosture) start(run context.Context, rec trustmaps.Record) (*builtSource, error) {
+	ps, err := config.ParsePostureSource("store:"+rec.ID, rec.Document)
+	if err != nil {
+		return nil, err
+	}
+	b, err := buildPostureSource(*ps, d.now, d.log, d.meter)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(run)
+	b.version, b.stop = rec.Version, stop
+	if b.keys != nil {
+		go b.keys.Run(runCtx)
+	}
+	return &b, nil
+}
+
 // swap puts the file's sources and the running store sources in force.
-func (d *dynamicPosture) swap() error {
+func (d *dynamicPosture) swap(running map[string]*builtSource) error {
 	var assertions []posture.AssertionConfig
 	var pulls []*posture.Pull
 	add := func(b *builtSource) {
@@ -140,8 +163,8 @@ func (d *dynamicPosture) swap() error {
 	for i := range d.fixed {
 		add(&d.fixed[i])
 	}
-	for _, id := range slices.Sorted(maps.Keys(d.running)) {
-		add(d.running[id])
+	for _, id := range slices.Sorted(maps.Keys(running)) {
+		add(running[id])
 	}
 	set, err := posture.New(d.now, assertions, pulls)
 	if err != nil {
@@ -149,76 +172,6 @@ func (d *dynamicPosture) swap() error {
 	}
 	d.set.Store(set)
 	return nil
-}
-
-// Reload reads the store's sources and puts changes in force. A source
-// whose document does not build is logged and left out; the others stay.
-func (d *dynamicPosture) Reload(ctx context.Context) error {
-	if d.repo == nil {
-		return nil
-	}
-	recs, err := d.repo.Records(ctx)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	changed := reconciler[*builtSource]{
-		what:    "posture source",
-		version: func(b *builtSource) int64 { return b.version },
-		start: func(rec trustmaps.Record) (*builtSource, error) {
-			ps, err := config.ParsePostureSource("store:"+rec.ID, rec.Document)
-			if err != nil {
-				return nil, err
-			}
-			b, err := buildPostureSource(*ps, d.now, d.log, d.meter)
-			if err != nil {
-				return nil, err
-			}
-			runCtx, stop := context.WithCancel(d.runContext())
-			b.version, b.stop = rec.Version, stop
-			if b.keys != nil {
-				go b.keys.Run(runCtx)
-			}
-			return &b, nil
-		},
-		stop: func(b *builtSource) { b.stop() },
-		log:  d.log,
-	}.apply(recs, d.running)
-	if !changed {
-		return nil
-	}
-	if err := d.swap(); err != nil {
-		d.log.Error("posture sources from the store not put in force", "error", err)
-		return err
-	}
-	return nil
-}
-
-func (d *dynamicPosture) runContext() context.Context {
-	if d.ctx != nil {
-		return d.ctx
-	}
-	return context.Background()
-}
-
-// Run reloads the store's sources every interval until ctx is done.
-func (d *dynamicPosture) Run(ctx context.Context, every time.Duration) {
-	d.mu.Lock()
-	d.ctx = ctx
-	d.mu.Unlock()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if err := d.Reload(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("posture sources: reload failed", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // postureDocuments checks the posture sources written through the admin

@@ -1,57 +1,111 @@
 package server
 
 import (
+	"context"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
-// reconciler puts the documents of a store repository (providers, posture
-// sources) in force beside the configuration file's: a new or changed
-// record is built and started, the one it replaces stopped, a removed one
-// stopped. A record that does not build is logged and left out; the
-// others stay.
-type reconciler[T any] struct {
-	what    string // in log lines: "federation provider"
+// storeSet keeps the documents of a store repository (providers, posture
+// sources) in force beside the configuration file's: at each reload a new
+// or changed record is built and started, the one it replaces stopped, a
+// removed one stopped, and the set is swapped in. A record that does not
+// build is logged and left out; the others stay.
+type storeSet[T any] struct {
+	repo    trustmaps.Repository // nil: the file's only
+	what    string               // in log lines: "federation provider"
 	version func(T) int64
-	// start builds and starts a record; put (optional) puts it in force
-	// once the one it replaces is stopped.
-	start func(rec trustmaps.Record) (T, error)
+	// start builds and starts a record; what it runs in the background
+	// lives in run, Run's context. put (optional) puts it in force once
+	// the one it replaces is stopped.
+	start func(run context.Context, rec trustmaps.Record) (T, error)
 	put   func(T)
 	stop  func(T)
-	log   *slog.Logger
+	// swap puts the running records in force (with the file's).
+	swap func(running map[string]T) error
+	log  *slog.Logger
+
+	mu      sync.Mutex // one reload at a time; guards running and run
+	running map[string]T
+	run     context.Context
 }
 
-// apply brings running to recs and reports whether anything changed.
-func (r reconciler[T]) apply(recs []trustmaps.Record, running map[string]T) (changed bool) {
+// Reload reads the store and puts changes in force.
+func (s *storeSet[T]) Reload(ctx context.Context) error {
+	if s.repo == nil {
+		return nil
+	}
+	recs, err := s.repo.Records(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		s.running = map[string]T{}
+	}
+	run := s.run
+	if run == nil {
+		run = context.Background()
+	}
+	changed := false
 	seen := map[string]bool{}
 	for _, rec := range recs {
 		seen[rec.ID] = true
-		if cur, ok := running[rec.ID]; ok && r.version(cur) == rec.Version {
+		if cur, ok := s.running[rec.ID]; ok && s.version(cur) == rec.Version {
 			continue
 		}
-		next, err := r.start(rec)
+		next, err := s.start(run, rec)
 		if err != nil {
-			r.log.Error(r.what+" from the store not put in force", "id", rec.ID, "version", rec.Version, "error", err)
+			s.log.Error(s.what+" from the store not put in force", "id", rec.ID, "version", rec.Version, "error", err)
 			continue
 		}
-		if cur, ok := running[rec.ID]; ok {
-			r.stop(cur)
+		if cur, ok := s.running[rec.ID]; ok {
+			s.stop(cur)
 		}
-		if r.put != nil {
-			r.put(next)
+		if s.put != nil {
+			s.put(next)
 		}
-		running[rec.ID] = next
-		r.log.Info(r.what+" from the store in force", "id", rec.ID, "version", rec.Version)
+		s.running[rec.ID] = next
+		s.log.Info(s.what+" from the store in force", "id", rec.ID, "version", rec.Version)
 		changed = true
 	}
-	for id, cur := range running {
+	for id, cur := range s.running {
 		if !seen[id] {
-			r.stop(cur)
-			delete(running, id)
-			r.log.Info(r.what+" removed from the store: no longer in force", "id", id)
+			s.stop(cur)
+			delete(s.running, id)
+			s.log.Info(s.what+" removed from the store: no longer in force", "id", id)
 			changed = true
 		}
 	}
-	return changed
+	if !changed {
+		return nil
+	}
+	if err := s.swap(s.running); err != nil {
+		s.log.Error(s.what+"s from the store not put in force", "error", err)
+		return err
+	}
+	return nil
+}
+
+// Run reloads every interval until ctx is done.
+func (s *storeSet[T]) Run(ctx context.Context, every time.Duration) {
+	s.mu.Lock()
+	s.run = ctx
+	s.mu.Unlock()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.Reload(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn(s.what+"s: reload failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
