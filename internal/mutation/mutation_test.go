@@ -22,6 +22,22 @@ type mutant struct {
 }
 
 var mutants = []mutant{
+	// Posture and place (issue 23).
+	{"posture: an assertion about another workload accepted", "attest/posture/posture.go",
+		`case claim == "" || claim != want:`, `case claim == "" || claim != want && claim == "":`, "./attest/posture"},
+	{"posture: on_error deny treated as absent", "attest/posture/posture.go",
+		"\tif s.onErrorOf[name] == Absent {", "\tif true {", "./attest/posture"},
+	{"posture: assertions of any audience", "attest/posture/posture.go",
+		"\t\t\toc.Audiences = []string{a.Audience}", "\t\t\toc.NoAudience = true", "./attest/posture"},
+	{"posture: a pulled answer served for another identity", "attest/posture/pull.go",
+		`key := id.Provider + "\x00" + id.Subject`, `key := id.Provider`, "./attest/posture"},
+	{"trustmaps: a map reading an unavailable source decides", "trustmaps/engine.go",
+		"if p.Status == attest.PostureUnavailable && m.reads.readsSource(p.Source) {", "if false {", "./trustmaps"},
+	{"trustmaps: geolocation without a database compiles", "trustmaps/cel.go", "if rd.place && c.places == nil {", "if false {", "./trustmaps"},
+	{"trustmaps: an unknown address in any country", "trustmaps/place.go", "\t\t\t\tif p.Country == \"\" {\n\t\t\t\t\treturn types.False", "\t\t\t\tif p.Country == \"\" {\n\t\t\t\t\treturn types.True", "./trustmaps"},
+	{"server: X-Forwarded-For believed from anyone", "internal/server/posture.go",
+		"len(values) == 0 || !isTrusted(peer.Unmap())", "len(values) == 0", "./internal/server"},
+	{"server: client-invented hops believed", "internal/server/posture.go", "\t\t\tif !isTrusted(client) {\n\t\t\t\tbreak", "\t\t\tif false {\n\t\t\t\tbreak", "./internal/server"},
 	// Enterprise-managed authorization (ID-JAGs).
 	{"exchange: an ID-JAG of another client", "exchange/grant_id_jag.go", "\tif client != jagClient {", "\tif false && client != jagClient {", "./exchange"},
 	{"exchange: our own ID-JAG of another client", "exchange/grant_id_jag.go", "\tif client != jag.ClientID {", "\tif false && client != jag.ClientID {", "./exchange"},
