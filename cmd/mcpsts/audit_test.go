@@ -15,13 +15,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 )
 
 // waitLines waits for the audit log to hold at least n lines.
@@ -201,5 +204,79 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [r
 	time.Sleep(100 * time.Millisecond) // a third line, were the decision written twice
 	if ls = waitLines(t, logFile, 2); len(ls) != 2 || !strings.Contains(ls[1], `"event":"token.allow"`) || !strings.Contains(ls[1], `"trace_id":"`+traceID+`"`) {
 		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
+	}
+}
+
+// TestAuditRotationServerAndCLI: the server rotates its audit log by size
+// under load while key rotations from the command line append to the same
+// log; mcpsts audit verify checks the rotated set as one chain, and names
+// a file that goes missing.
+func TestAuditRotationServerAndCLI(t *testing.T) {
+	idp := federationtest.NewIssuer(t)
+	dir := t.TempDir()
+	idpCA := filepath.Join(dir, "idp.pem")
+	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
+	audit := filepath.Join(dir, "audit.log")
+	broker, ca, file := serveBrokerFile(t, testEnv(nil), `id: agent
+match: {provider: ci, subject_pattern: "agent-.*"}
+grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"]}
+`, fmt.Sprintf(`providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}
+limits: {per_identity: {rate: 0}, per_client: {rate: 0}, per_source: {rate: 0}}
+audit: {file: %s, max_size: 64KiB, compress: true}`, idp.URL, idpCA, audit))
+	c := clientTrusting(t, ca)
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				n := time.Now().Unix()
+				tok := idp.Sign(map[string]any{"iss": idp.URL, "sub": fmt.Sprintf("agent-%d-%d", w, i), "aud": broker, "iat": n, "exp": n + 600}, nil)
+				resp, err := c.PostForm(broker+"/token", url.Values{"grant_type": {exchange.GrantTokenExchange}, "subject_token": {tok},
+					"subject_token_type": {exchange.TokenTypeJWT}, "resource": {"https://mcp.example.com/mcp"}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					granted.Add(1)
+				}
+			}
+		}()
+	}
+	for range 3 {
+		if _, _, err := run(t, testEnv(nil), "keys", "rotate", "--config", file); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	time.Sleep(300 * time.Millisecond) // the last batch, and compression
+	out, _, err := run(t, testEnv(nil), "audit", "verify", audit)
+	if err != nil || !strings.Contains(out, "chain intact") || strings.Count(out, ".gz: ") < 3 {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+	rc, err := auditlog.OpenSet(audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(rc)
+	rc.Close()
+	if n := strings.Count(string(all), `"event":"token.allow"`); int64(n) != granted.Load() || n != 400 {
+		t.Fatalf("%d token.allow lines for %d tokens", n, granted.Load())
+	}
+	if n := strings.Count(string(all), `"event":"keys.rotate"`); n != 3 {
+		t.Fatalf("%d keys.rotate lines, want 3", n)
+	}
+	// A rotated file removed from the middle is named.
+	files, _ := auditlog.Files(audit)
+	os.Remove(files[1])
+	_, _, err = run(t, testEnv(nil), "audit", "verify", audit)
+	if err == nil || !strings.Contains(err.Error(), "continues "+strings.TrimSuffix(filepath.Base(files[1]), ".gz")+", which is missing") {
+		t.Fatalf("verify with a file missing: %v", err)
 	}
 }

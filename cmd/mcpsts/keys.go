@@ -119,7 +119,7 @@ func auditCLI(cfg *config.Config, e env, event, operation, result string, attrs 
 	if path == "" {
 		return nil
 	}
-	l, err := auditlog.Open(path, e.now)
+	l, err := auditlog.OpenWith(path, cfg.AuditOptions(e.now, nil))
 	if err != nil {
 		return fmt.Errorf("audit.file: %w", err)
 	}

@@ -37,6 +37,14 @@ func serveBroker(t *testing.T, trustMap, section string) (broker, ca string) {
 // serveBrokerEnv is serveBroker in the environment e.
 func serveBrokerEnv(t *testing.T, e env, trustMap, section string) (broker, ca string) {
 	t.Helper()
+	broker, ca, _ = serveBrokerFile(t, e, trustMap, section)
+	return broker, ca
+}
+
+// serveBrokerFile is serveBrokerEnv that also returns the configuration
+// file, for the command line tools to share.
+func serveBrokerFile(t *testing.T, e env, trustMap, section string) (broker, ca, file string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +55,7 @@ func serveBrokerEnv(t *testing.T, e env, trustMap, section string) (broker, ca s
 	maps := t.TempDir()
 	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(trustMap), 0o600)
 	broker = "https://" + addr
-	file := writeConfig(t, fmt.Sprintf(`
+	file = writeConfig(t, fmt.Sprintf(`
 issuer: %s
 listen: %s
 data_dir: %s
@@ -56,7 +64,7 @@ tls: {cert_file: %s, key_file: %s}
 trust_maps: {paths: [%s]}
 `, broker, addr, t.TempDir(), cert, key, section, maps))
 	startServe(t, e, "--config", file)
-	return broker, ca
+	return broker, ca, file
 }
 
 // brokerWithProvider serves mcpsts with issuer https://127.0.0.1:PORT, a

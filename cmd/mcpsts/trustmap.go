@@ -168,11 +168,15 @@ Exit status: 0 when nothing changes, 2 when access changes, 1 on errors.`,
 				if err != nil {
 					return err
 				}
-				if opt.Before, err = trustmaps.Compile(docs...); err != nil {
+				opts, err := compileOptions(cmd)
+				if err != nil {
+					return err
+				}
+				if opt.Before, err = opts.Compile(docs...); err != nil {
 					return fmt.Errorf("the store's maps: %w", err)
 				}
 			}
-			var files []*os.File
+			var files []io.Closer
 			defer func() {
 				for _, f := range files {
 					f.Close()
@@ -180,7 +184,7 @@ Exit status: 0 when nothing changes, 2 when access changes, 1 on errors.`,
 			}()
 			var readers []io.Reader
 			for _, path := range audits {
-				f, err := os.Open(path)
+				f, err := auditlog.OpenSet(path) // with its rotated files
 				if err != nil {
 					return fmt.Errorf("--audit: %w", err)
 				}
@@ -223,6 +227,19 @@ Exit status: 0 when nothing changes, 2 when access changes, 1 on errors.`,
 	return cmd
 }
 
+// compileOptions are the options of --geoip.
+func compileOptions(cmd *cobra.Command) (trustmaps.Options, error) {
+	var opts trustmaps.Options
+	if path, _ := cmd.Flags().GetString("geoip"); path != "" {
+		db, err := geoip.Open(path, nil)
+		if err != nil {
+			return opts, fmt.Errorf("--geoip: %w", err)
+		}
+		opts.Places = db
+	}
+	return opts, nil
+}
+
 // errDenied is explain's non-zero exit for a denial, after the trace.
 var errDenied = errors.New("denied")
 
@@ -231,13 +248,9 @@ func compileFiles(cmd *cobra.Command, paths []string) (*trustmaps.Engine, error)
 	if err != nil {
 		return nil, err
 	}
-	var opts trustmaps.Options
-	if path, _ := cmd.Flags().GetString("geoip"); path != "" {
-		db, err := geoip.Open(path, nil)
-		if err != nil {
-			return nil, fmt.Errorf("--geoip: %w", err)
-		}
-		opts.Places = db
+	opts, err := compileOptions(cmd)
+	if err != nil {
+		return nil, err
 	}
 	eng, err := opts.Compile(docs...)
 	if err != nil {

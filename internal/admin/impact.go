@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mcpsts/mcpsts/internal/auditlog"
@@ -68,13 +69,12 @@ func (a *api) impact(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	f, err := os.Open(a.cfg.AuditFile)
-	if err != nil {
-		a.internal(w, err)
-		return
-	}
-	defer f.Close()
-	src, partial, err := tail(f, a.cfg.ImpactMaxBytes)
+	src, partial, files, err := tailSet(a.cfg.AuditFile, a.cfg.ImpactMaxBytes)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	if err != nil {
 		a.internal(w, err)
 		return
@@ -93,6 +93,52 @@ func (a *api) impact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, impactResponse{Report: rep, Partial: partial})
+}
+
+// tailSet reads the end of the audit log at path and of its rotated files,
+// newest last: whole files while they fit in max bytes (on disk; 0: 256
+// MiB), then the end of the next uncompressed one, from a line. partial
+// reports whether it left something out.
+// The files it opened are for the caller to close, on an error too.
+func tailSet(path string, max int64) (r io.Reader, partial bool, opened []io.Closer, err error) {
+	if max <= 0 {
+		max = 256 << 20
+	}
+	files, err := auditlog.Files(path)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	var readers []io.Reader
+	for i := len(files) - 1; i >= 0; i-- {
+		fi, err := os.Stat(files[i])
+		if err != nil {
+			return nil, false, opened, err
+		}
+		if fi.Size() <= max {
+			rc, err := auditlog.OpenFile(files[i])
+			if err != nil {
+				return nil, false, opened, err
+			}
+			readers, opened = append([]io.Reader{rc}, readers...), append(opened, rc)
+			max -= fi.Size()
+			continue
+		}
+		partial = true
+		if !strings.HasSuffix(files[i], ".gz") {
+			f, err := os.Open(files[i])
+			if err != nil {
+				return nil, false, opened, err
+			}
+			opened = append(opened, f)
+			t, _, err := tail(f, max)
+			if err != nil {
+				return nil, false, opened, err
+			}
+			readers = append([]io.Reader{t}, readers...)
+		}
+		break
+	}
+	return io.MultiReader(readers...), partial, opened, nil
 }
 
 // tail returns a reader of at most max bytes of f's end (0: 256 MiB),

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,10 @@ const hashMember = `,"hash":"`
 // Append hands the event to a writer goroutine; the queue is bounded and a
 // full queue makes Append wait rather than lose an event.
 type Log struct {
+	path    string
+	opts    Options
+	lockf   *os.File // path.lock: every writer of the log takes its lock
+	gen     uint64   // the rotations of the file we hold, as the lock file counts them
 	f       *os.File
 	w       *bufio.Writer
 	queue   chan record
@@ -61,7 +66,11 @@ type Log struct {
 	pending []record   // taken from the queue, not yet written
 	prev    string     // hash of the last line in the file
 	seq     int64
-	size    int64 // the file's size after our last write
+	size    int64     // the file's size after our last write
+	born    time.Time // the time of the file's first line (zero: empty)
+
+	retiring sync.WaitGroup // compressions and removals of rotated files
+	retireMu sync.Mutex     // one at a time
 	// err is the last write error while the log cannot be written, nil
 	// while it can: the writer retries what is pending on every tick,
 	// and Append refuses new events until a retry succeeds.
@@ -90,23 +99,67 @@ type Event struct {
 // reserved are the members the log itself writes.
 var reserved = map[string]bool{"event": true, "time": true, "seq": true, "prev": true, "hash": true}
 
+// Options configure a Log.
+type Options struct {
+	Clock func() time.Time // nil: time.Now
+	// MaxSize rotates the file before a write would take it past this many
+	// bytes; MaxAge rotates it once its first line is this old (0: never).
+	// The chain continues across files: a new file's first line is an
+	// audit.rotated event naming the file before and holding its last hash.
+	MaxSize int64
+	MaxAge  time.Duration
+	// MaxFiles is how many rotated files are kept (0: all); the oldest
+	// beyond it are removed.
+	MaxFiles int
+	// Compress gzips rotated files (name.gz).
+	Compress bool
+	// Log reports rotations, removals and compression failures; nil: none.
+	Log *slog.Logger
+}
+
 // Open opens (creating it 0600) the audit log at path and continues its
 // chain: the last line must be intact, or Open refuses to append to a log
-// that was tampered with.
+// that was tampered with. It never rotates.
 func Open(path string, clock func() time.Time) (*Log, error) {
-	if clock == nil {
-		clock = time.Now
+	return OpenWith(path, Options{Clock: clock})
+}
+
+// OpenWith is Open with rotation and the other options.
+func OpenWith(path string, o Options) (*Log, error) {
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	lf, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("auditlog: %w", err)
 	}
-	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), bufs: sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}, queue: make(chan record, 16384), done: make(chan struct{}), stopped: make(chan struct{}), clock: clock, size: -1}
-	lock(f)
+	lock(lf)
+	if fi, err := lf.Stat(); err == nil && fi.Size() < 8 {
+		// The count of rotations, written in place from now on: a full
+		// disk cannot make a rotation's count fail to land.
+		if err := setGeneration(lf, 0); err != nil {
+			unlock(lf)
+			lf.Close()
+			return nil, fmt.Errorf("auditlog: %s.lock: %w", path, err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		unlock(lf)
+		lf.Close()
+		return nil, fmt.Errorf("auditlog: %w", err)
+	}
+	l := &Log{path: path, opts: o, lockf: lf, gen: generation(lf), f: f, w: bufio.NewWriterSize(f, 64<<10),
+		bufs:  sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
+		queue: make(chan record, 16384), done: make(chan struct{}), stopped: make(chan struct{}), clock: o.Clock, size: -1}
 	err = l.reload()
-	unlock(f)
+	unlock(lf)
 	if err != nil {
 		f.Close()
+		lf.Close()
 		return nil, fmt.Errorf("auditlog: %s: %w", path, err)
 	}
 	go l.run()
@@ -114,8 +167,19 @@ func Open(path string, clock func() time.Time) (*Log, error) {
 }
 
 // reload reads the chain's head from the file when another process (a
-// command line tool) appended since our last write. The file is locked.
+// command line tool) appended since our last write, and follows a rotation
+// another writer made: the file at path is then another file. The lock is
+// held.
 func (l *Log) reload() error {
+	if gen := generation(l.lockf); gen != l.gen {
+		f, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		l.f.Close()
+		l.f, l.size, l.gen = f, -1, gen
+		l.w.Reset(f)
+	}
 	fi, err := l.f.Stat()
 	if err != nil {
 		return err
@@ -127,8 +191,27 @@ func (l *Log) reload() error {
 	if err != nil {
 		return err
 	}
+	l.born = time.Time{}
+	if fi.Size() > 0 {
+		if l.born, err = head(l.f); err != nil {
+			return err
+		}
+	}
 	l.prev, l.seq, l.size = prev, seq, fi.Size()
 	return nil
+}
+
+// head reads the time of the first line of f.
+func head(f *os.File) (time.Time, error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 4096)
+	var h struct {
+		Time time.Time `json:"time"`
+	}
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&h); err != nil {
+		return time.Time{}, fmt.Errorf("the first line is not an audit record: %w", err)
+	}
+	return h.Time, nil
 }
 
 // tail reads the hash and seq of the last line of f, however long it is:
@@ -421,9 +504,9 @@ func (l *Log) flush() {
 	if len(l.pending) == 0 {
 		return
 	}
-	lock(l.f)
+	lock(l.lockf)
 	err := l.writePending()
-	unlock(l.f)
+	unlock(l.lockf)
 	if err != nil {
 		l.setErr(err)
 		return
@@ -441,6 +524,14 @@ func (l *Log) flush() {
 func (l *Log) writePending() error {
 	if err := l.reload(); err != nil {
 		return fmt.Errorf("auditlog: %w", err)
+	}
+	if l.due() {
+		if err := l.rotate(); err != nil {
+			return fmt.Errorf("auditlog: rotate: %w", err)
+		}
+	}
+	if l.born.IsZero() && len(l.pending) > 0 {
+		l.born = l.clock()
 	}
 	seq, prev, size := l.seq, l.prev, l.size
 	var err error
@@ -480,6 +571,10 @@ func (l *Log) setErr(err error) {
 	}
 }
 
+// Flush writes what was appended so far, now, rather than at the writer's
+// next tick.
+func (l *Log) Flush() { l.drain() }
+
 // Failing returns why the log cannot be written now, or nil.
 func (l *Log) Failing() error {
 	l.mu.Lock()
@@ -514,9 +609,10 @@ func (l *Log) Close() error {
 	l.closing.Unlock()
 	close(l.done)
 	<-l.stopped // it flushed
+	l.retiring.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return errors.Join(l.err, l.f.Sync(), l.f.Close())
+	return errors.Join(l.err, l.f.Sync(), l.f.Close(), l.lockf.Close())
 }
 
 // check verifies one line's own hash and returns its prev, hash and seq.
@@ -541,47 +637,166 @@ func check(line []byte) (prev, hash string, seq int64, err error) {
 	return head.Prev, hash, head.Seq, nil
 }
 
-// BreakError names the first line where the chain breaks.
+// BreakError names the first line where the chain breaks, and its file
+// when a rotated set is verified.
 type BreakError struct {
-	Line   int // 1-based
+	File   string // "" for one file
+	Line   int    // 1-based; 0 for the file as a whole
 	Reason string
 }
 
-func (e *BreakError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
+func (e *BreakError) Error() string {
+	where := fmt.Sprintf("line %d", e.Line)
+	switch {
+	case e.File != "" && e.Line == 0:
+		where = e.File
+	case e.File != "":
+		where = e.File + ": " + where
+	}
+	return where + ": " + e.Reason
+}
 
-// Verify checks the chain of the log read from r and returns how many
-// lines it holds and the last hash, or a *BreakError naming the first
-// broken line.
-func Verify(r io.Reader) (lines int, last string, err error) {
+// stream is what verifying the lines of one file found.
+type stream struct {
+	lines            int
+	firstPrev        string
+	firstSeq         int64
+	continues        string // previous_file of a first line audit.rotated
+	lastHash         string
+	lastSeq          int64
+	firstLineRotated bool
+}
+
+// verifyStream checks that every line of r is intact and follows the one
+// before it; the first line's own place in the chain is for the caller.
+func verifyStream(r io.Reader) (stream, error) {
+	var st stream
 	br := bufio.NewReaderSize(r, 64<<10)
-	prev, seq := genesis, int64(0)
 	for {
 		line, rerr := br.ReadBytes('\n') // any length, as Open reads the last line
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			return lines, "", fmt.Errorf("auditlog: read: %w", rerr)
+			return st, fmt.Errorf("auditlog: read: %w", rerr)
 		}
 		if len(line) == 0 && rerr != nil {
 			break
 		}
-		lines++
+		st.lines++
 		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 		p, h, s, err := check(line)
 		switch {
 		case err != nil:
-			return lines, "", &BreakError{lines, err.Error()}
-		case p != prev && lines == 1:
-			return lines, "", &BreakError{lines, "the first line does not start the chain: lines before it were deleted"}
-		case p != prev:
-			return lines, "", &BreakError{lines, fmt.Sprintf("prev does not match the hash of line %d: a line before it was deleted, inserted or moved", lines-1)}
-		case s != seq+1:
-			return lines, "", &BreakError{lines, fmt.Sprintf("seq %d follows seq %d", s, seq)}
+			return st, &BreakError{Line: st.lines, Reason: err.Error()}
+		case st.lines == 1:
+			st.firstPrev, st.firstSeq = p, s
+			var first struct {
+				Event        string `json:"event"`
+				PreviousFile string `json:"previous_file"`
+			}
+			json.Unmarshal(line, &first)
+			if first.Event == EventRotated && first.PreviousFile != "" {
+				st.firstLineRotated, st.continues = true, first.PreviousFile
+			}
+		case p != st.lastHash:
+			return st, &BreakError{Line: st.lines, Reason: fmt.Sprintf("prev does not match the hash of line %d: a line before it was deleted, inserted or moved", st.lines-1)}
+		case s != st.lastSeq+1:
+			return st, &BreakError{Line: st.lines, Reason: fmt.Sprintf("seq %d follows seq %d", s, st.lastSeq)}
 		}
-		prev, seq = h, s
+		st.lastHash, st.lastSeq = h, s
 		if rerr != nil {
 			break
 		}
 	}
-	return lines, prev, nil
+	return st, nil
+}
+
+// Verify checks the chain of the log read from r and returns how many
+// lines it holds and the last hash, or a *BreakError naming the first
+// broken line. Its first line starts the chain, or is the audit.rotated
+// line that continues a file before it (VerifySet checks that link).
+func Verify(r io.Reader) (lines int, last string, err error) {
+	st, err := verifyStream(r)
+	if err != nil {
+		return st.lines, "", err
+	}
+	if st.lines > 0 && !st.firstLineRotated && (st.firstPrev != genesis || st.firstSeq != 1) {
+		if st.firstPrev != genesis {
+			return 1, "", &BreakError{Line: 1, Reason: "the first line does not start the chain: lines before it were deleted"}
+		}
+		return 1, "", &BreakError{Line: 1, Reason: fmt.Sprintf("seq %d follows seq 0", st.firstSeq)}
+	}
+	return st.lines, st.lastHash, nil
+}
+
+// FileReport is one file of a verified set.
+type FileReport struct {
+	Name             string
+	Lines            int
+	FirstSeq, Seq    int64  // the first and last seq (0, 0 for an empty file)
+	ContinuesMissing string // of the oldest file: the file its first line continues, no longer present
+}
+
+// VerifySet checks the log at path with its rotated files: each file's
+// chain, and that each file's first line continues the last line of the
+// file before it, so that a missing, reordered or edited file is named.
+// The oldest file may continue one removed by max_files: its report says
+// which. It returns the last hash.
+func VerifySet(path string) (files []FileReport, last string, err error) {
+	names, err := Files(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(names) == 0 {
+		return nil, "", fmt.Errorf("auditlog: %s: %w", path, os.ErrNotExist)
+	}
+	present := map[string]bool{}
+	for _, n := range names {
+		present[strings.TrimSuffix(filepath.Base(n), ".gz")] = true
+	}
+	var prevHash, prevName string
+	var prevSeq int64
+	for i, name := range names {
+		base := filepath.Base(name)
+		rc, err := OpenFile(name)
+		if err != nil {
+			return files, "", err
+		}
+		st, err := verifyStream(rc)
+		rc.Close()
+		if be := (*BreakError)(nil); errors.As(err, &be) {
+			be.File = base
+			return files, "", be
+		}
+		if err != nil {
+			return files, "", fmt.Errorf("%s: %w", base, err)
+		}
+		rep := FileReport{Name: base, Lines: st.lines, FirstSeq: st.firstSeq, Seq: st.lastSeq}
+		switch {
+		case st.lines == 0 && i < len(names)-1:
+			return files, "", &BreakError{File: base, Reason: "a rotated file is empty"}
+		case st.lines == 0:
+		case i == 0 && st.firstLineRotated:
+			if present[st.continues] {
+				return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("continues %s, which is not before it", st.continues)}
+			}
+			rep.ContinuesMissing = st.continues
+		case i == 0 && (st.firstPrev != genesis || st.firstSeq != 1):
+			return files, "", &BreakError{File: base, Line: 1, Reason: "the first line does not start the chain: lines before it were deleted"}
+		case i > 0 && !st.firstLineRotated:
+			return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("starts a new chain: it does not continue %s", prevName)}
+		case i > 0 && st.continues != strings.TrimSuffix(prevName, ".gz") && !present[st.continues]:
+			return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("continues %s, which is missing", st.continues)}
+		case i > 0 && st.continues != strings.TrimSuffix(prevName, ".gz"):
+			return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("continues %s, not %s: the files are out of order", st.continues, prevName)}
+		case i > 0 && (st.firstPrev != prevHash || st.firstSeq != prevSeq+1):
+			return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("does not continue the last line of %s: lines were removed from its end, or it was replaced", prevName)}
+		}
+		files = append(files, rep)
+		if st.lines > 0 {
+			prevHash, prevSeq = st.lastHash, st.lastSeq
+		}
+		prevName = base
+	}
+	return files, prevHash, nil
 }
 
 // Processor returns a span processor that appends the spans that are audit

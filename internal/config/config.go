@@ -8,12 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is the server configuration. The YAML keys are the field tags.
@@ -391,7 +396,44 @@ type Audit struct {
 	// records so that `mcpsts trustmap impact` can replay it against other
 	// maps; none given: those the loaded maps read.
 	ReplayAttributes []string `yaml:"replay_attributes"`
+	// Rotation: the file is rotated before it passes MaxSize and once its
+	// first line is MaxAge old (0: never); MaxFiles rotated files are kept
+	// (0: all); Compress gzips them. The chain continues across files.
+	MaxSize  ByteSize      `yaml:"max_size"`
+	MaxAge   time.Duration `yaml:"max_age"`
+	MaxFiles int           `yaml:"max_files"`
+	Compress bool          `yaml:"compress"`
 }
+
+// ByteSize is a number of bytes, written as a whole number or with a
+// unit: 512KiB, 100MiB, 2GiB (KB, MB and GB are powers of ten).
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+// UnmarshalYAML reads a ByteSize.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64/mult {
+		return fmt.Errorf("%q is not a size", n.Value)
+	}
+	*b = ByteSize(v * mult)
+	return nil
+}
+
+// Describe names the form in error messages.
+func (ByteSize) Describe() string { return "a size such as 100MiB or 1048576" }
 
 // AuditFile is the audit log to write, "" for none.
 func (c *Config) AuditFile() string {
@@ -402,6 +444,12 @@ func (c *Config) AuditFile() string {
 		return filepath.Join(c.DataDir, "audit.log")
 	}
 	return c.Audit.File
+}
+
+// AuditOptions are the audit log's rotation settings.
+func (c *Config) AuditOptions(clock func() time.Time, log *slog.Logger) auditlog.Options {
+	return auditlog.Options{Clock: clock, Log: log, MaxSize: int64(c.Audit.MaxSize), MaxAge: c.Audit.MaxAge,
+		MaxFiles: c.Audit.MaxFiles, Compress: c.Audit.Compress}
 }
 
 // Defaults returns the configuration every file starts from.
@@ -428,7 +476,8 @@ func Defaults() Config {
 			MaxHeaderBytes:    l.MaxHeaderBytes,
 			MaxBodyBytes:      l.MaxBodyBytes,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:   Log{Level: "info", Format: "text"},
+		Audit: Audit{MaxSize: 256 << 20, MaxAge: 24 * time.Hour, Compress: true},
 	}
 }
 

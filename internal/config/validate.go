@@ -269,6 +269,15 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			names["\x00login"] = i
 		}
 	}
+	if n := c.Audit.MaxSize; n != 0 && n < 64<<10 {
+		add("audit.max_size", fmt.Sprintf("%d bytes is too small (want 0 for no size limit, or at least 64KiB)", n))
+	}
+	if d := c.Audit.MaxAge; d < 0 || d != 0 && d < time.Minute || d > 366*24*time.Hour {
+		add("audit.max_age", fmt.Sprintf("%s is out of range (want 0 for no age limit, or 1m to 8784h)", d))
+	}
+	if n := c.Audit.MaxFiles; n < 0 || n > 1_000_000 {
+		add("audit.max_files", fmt.Sprintf("%d is out of range (want 0 to keep every rotated file, at most 1000000)", n))
+	}
 	postureNames := map[string]int{}
 	for i, ps := range c.Posture {
 		for _, problem := range ps.problems() {

@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	// The audit log: the token endpoint writes its decisions to it; it is
 	// also a span processor, for administrative changes and key rotations.
 	if path := cfg.AuditFile(); path != "" {
-		if s.audit, err = auditlog.Open(path, opts.Now); err != nil {
+		if s.audit, err = auditlog.OpenWith(path, cfg.AuditOptions(opts.Now, log)); err != nil {
 			return nil, fmt.Errorf("audit.file: %w", err)
 		}
 		tp.RegisterSpanProcessor(s.audit.Processor(auditEvent))

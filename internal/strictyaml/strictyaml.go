@@ -195,6 +195,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
 }
 
 func describe(t reflect.Type) string {
+	if d, ok := reflect.New(t).Interface().(interface{ Describe() string }); ok {
+		return d.Describe()
+	}
 	switch {
 	case t == durationType:
 		return "a duration such as 30s or 5m"

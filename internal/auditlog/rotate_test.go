@@ -1,0 +1,252 @@
+package auditlog_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/internal/auditlog"
+)
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// appendFlushed appends n events, flushing every batch events.
+func appendFlushed(t *testing.T, l *auditlog.Log, prefix string, n, batch int) {
+	t.Helper()
+	for i := range n {
+		if err := l.Append(event(fmt.Sprintf("%s-%d", prefix, i))); err != nil {
+			t.Fatal(err)
+		}
+		if (i+1)%batch == 0 {
+			l.Flush()
+		}
+	}
+	l.Flush()
+}
+
+// linesOf counts the lines of the set and the events among them that are
+// not rotations.
+func linesOf(t *testing.T, path string) (all, events int) {
+	t.Helper()
+	rc, err := auditlog.OpenSet(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		all++
+		if !strings.Contains(line, `"event":"audit.rotated"`) {
+			events++
+		}
+	}
+	return all, events
+}
+
+func TestRotateBySize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := auditlog.OpenWith(path, auditlog.Options{MaxSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFlushed(t, l, "agent", 300, 10)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := auditlog.Files(path)
+	if len(files) < 5 {
+		t.Fatalf("%d files, want a rotation every 4 KiB", len(files))
+	}
+	for _, f := range files {
+		// A batch (here 10 lines) is written whole, in one file.
+		if fi, _ := os.Stat(f); fi.Size() > 4<<10+10*250 {
+			t.Errorf("%s: %d bytes", f, fi.Size())
+		}
+	}
+	reps, last, err := auditlog.VerifySet(path)
+	if err != nil || len(reps) != len(files) || last == "" || reps[0].ContinuesMissing != "" {
+		t.Fatalf("verify: %+v %q %v", reps, last, err)
+	}
+	all, events := linesOf(t, path)
+	if events != 300 || all != 300+len(files)-1 {
+		t.Fatalf("%d lines, %d events, want 300 events and one rotation line per rotated file", all, events)
+	}
+	// The set continues after a restart, and rotates by the same rules.
+	l, err = auditlog.OpenWith(path, auditlog.Options{MaxSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFlushed(t, l, "again", 50, 10)
+	l.Close()
+	if _, _, err := auditlog.VerifySet(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRotateByAgeAndRetention(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	clock := &fakeClock{now: time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)}
+	l, err := auditlog.OpenWith(path, auditlog.Options{Clock: clock.Now, MaxAge: time.Hour, MaxFiles: 2, Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for day := range 5 {
+		appendFlushed(t, l, fmt.Sprintf("hour%d", day), 5, 5)
+		clock.Add(61 * time.Minute)
+	}
+	appendFlushed(t, l, "last", 1, 1)
+	if err := l.Close(); err != nil { // waits for compression and removal
+		t.Fatal(err)
+	}
+	files, _ := auditlog.Files(path)
+	if len(files) != 3 || !strings.HasSuffix(files[0], "Z.gz") || !strings.HasSuffix(files[1], "Z.gz") || files[2] != path {
+		t.Fatalf("files %v, want two compressed rotated files and the log", files)
+	}
+	// Rotated at 10:01, 11:02, 12:03, 13:04 and 14:05: the last two kept.
+	if !strings.Contains(files[0], ".20261207T130400.") || !strings.Contains(files[1], ".20261207T140500.") {
+		t.Fatalf("kept %v, want the files rotated at 13:04 and 14:05", files[:2])
+	}
+	reps, _, err := auditlog.VerifySet(path)
+	if err != nil || !strings.HasPrefix(reps[0].ContinuesMissing, "audit.log.20261207T1") {
+		t.Fatalf("verify: %+v %v", reps, err)
+	}
+	if _, events := linesOf(t, path); events != 11 { // 5+5 kept of 25, and the last
+		t.Fatalf("%d events", events)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// TestVerifySetTampering: a missing, reordered, shortened or replaced file
+// is named.
+func TestVerifySetTampering(t *testing.T) {
+	build := func(t *testing.T) (string, []string) {
+		path := filepath.Join(t.TempDir(), "audit.log")
+		l, err := auditlog.OpenWith(path, auditlog.Options{MaxSize: 2 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendFlushed(t, l, "agent", 80, 5)
+		l.Close()
+		files, _ := auditlog.Files(path)
+		if len(files) < 4 {
+			t.Fatalf("%d files", len(files))
+		}
+		return path, files
+	}
+	base := filepath.Base
+	for _, tc := range []struct {
+		name   string
+		tamper func(files []string)
+		want   func(files []string) string
+	}{
+		{"a file in the middle removed", func(f []string) { os.Remove(f[1]) },
+			func(f []string) string {
+				return base(f[2]) + ": line 1: continues " + base(f[1]) + ", which is missing"
+			}},
+		{"two files swapped", func(f []string) {
+			os.Rename(f[1], f[1]+".x")
+			os.Rename(f[2], f[1])
+			os.Rename(f[1]+".x", f[2])
+		}, func(f []string) string {
+			return base(f[1]) + ": line 1: continues " + base(f[1]) + ", not " + base(f[0]) + ": the files are out of order"
+		}},
+		{"lines removed from the end of a rotated file", func(f []string) {
+			b, _ := os.ReadFile(f[1])
+			ls := strings.SplitAfter(string(b), "\n")
+			os.WriteFile(f[1], []byte(strings.Join(ls[:len(ls)-3], "")), 0o600)
+		}, func(f []string) string {
+			return base(f[2]) + ": line 1: does not continue the last line of " + base(f[1]) + ": lines were removed from its end, or it was replaced"
+		}},
+		{"a line edited in a rotated file", func(f []string) {
+			b, _ := os.ReadFile(f[1])
+			os.WriteFile(f[1], []byte(strings.Replace(string(b), "agent-", "admin-", 1)), 0o600)
+		}, func(f []string) string {
+			return base(f[1]) + ": line 2: its hash does not match its content: the line was edited"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, files := build(t)
+			tc.tamper(files)
+			_, _, err := auditlog.VerifySet(path)
+			var be *auditlog.BreakError
+			if !errors.As(err, &be) || !strings.HasPrefix(err.Error(), tc.want(files)) {
+				t.Fatalf("err = %v\nwant %s", err, tc.want(files))
+			}
+		})
+	}
+}
+
+// TestRotateConcurrentWriters: the server and a command line tool append to
+// one log, each rotating by the same rules, under one lock: one chain, no
+// event lost or written twice.
+func TestRotateConcurrentWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	opts := auditlog.Options{MaxSize: 3 << 10, Compress: true, MaxFiles: 1000}
+	server, err := auditlog.OpenWith(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				if err := server.Append(event(fmt.Sprintf("server%d-%d", w, i))); err != nil {
+					t.Error(err)
+				}
+				if i%7 == 0 {
+					server.Flush()
+				}
+			}
+		}()
+	}
+	// The command line: open, append one event, close, again and again.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 40 {
+			cli, err := auditlog.OpenWith(path, opts)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cli.Append(event(fmt.Sprintf("cli-%d", i)))
+			if err := cli.Close(); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	wg.Wait()
+	if err := server.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := auditlog.Files(path)
+	reps, _, err := auditlog.VerifySet(path)
+	if err != nil || len(files) < 5 {
+		t.Fatalf("%d files: %v", len(files), err)
+	}
+	all, events := linesOf(t, path)
+	if events != 4*150+40 || all-events != len(reps)-1 {
+		t.Fatalf("%d events (want %d), %d rotation lines for %d files", events, 4*150+40, all-events, len(reps))
+	}
+}
