@@ -94,10 +94,10 @@ func TestAdminAPI(t *testing.T) {
 	// The change and the refused request are in the audit log, with the
 	// administrator who made the change.
 	ls := waitLines(t, filepath.Join(data, "audit.log"), 3)
-	if !strings.Contains(ls[0], `"event":"admin.trust_map.list"`) || !strings.Contains(ls[0], `"mcpsts.admin.result":"unauthenticated"`) ||
-		!strings.Contains(ls[1], `"event":"admin.metrics.scrape"`) || !strings.Contains(ls[1], `"mcpsts.admin.result":"unauthenticated"`) ||
-		!strings.Contains(ls[2], `"event":"admin.trust_map.put"`) || !strings.Contains(ls[2], `"mcpsts.admin.principal":"`) ||
-		!strings.Contains(ls[2], `"mcpsts.admin.target":"ops"`) || !strings.Contains(ls[2], `"mcpsts.admin.result":"ok"`) {
+	if !strings.Contains(ls[0], `"event":"admin.trust_map.list"`) || !strings.Contains(ls[0], `"admin.result":"unauthenticated"`) ||
+		!strings.Contains(ls[1], `"event":"admin.metrics.scrape"`) || !strings.Contains(ls[1], `"admin.result":"unauthenticated"`) ||
+		!strings.Contains(ls[2], `"event":"admin.trust_map.put"`) || !strings.Contains(ls[2], `"admin.principal":"`) ||
+		!strings.Contains(ls[2], `"admin.target":"ops"`) || !strings.Contains(ls[2], `"admin.result":"ok"`) {
 		t.Fatalf("audit log:\n%s", strings.Join(ls, "\n"))
 	}
 	// In --dev, the generated administrator's certificate is an admin.

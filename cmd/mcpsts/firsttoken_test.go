@@ -70,7 +70,7 @@ func TestFirstTokenWalkthrough(t *testing.T) {
 	}
 
 	lines := waitLines(t, filepath.Join(data, "audit.log"), 2)
-	if !strings.Contains(lines[0], `"event":"token.allow"`) || !strings.Contains(lines[0], `"mcpsts.subject.id":"demo-agent"`) || !strings.Contains(lines[0], `"mcpsts.client_id":"demo-agent"`) {
+	if !strings.Contains(lines[0], `"event":"token.allow"`) || !strings.Contains(lines[0], `"subject.id":"demo-agent"`) || !strings.Contains(lines[0], `"client_id":"demo-agent"`) {
 		t.Fatalf("audit line %s", lines[0])
 	}
 	if out, _, err := run(t, devEnv, "audit", "verify", filepath.Join(data, "audit.log")); err != nil || !strings.Contains(out, "intact") {

@@ -217,7 +217,7 @@ func TestGatewayCommand(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(string(data), `"mcpsts.http.status":401`) || !strings.Contains(string(data), `"mcpsts.http.status":403`) || strings.Contains(string(data), reader) {
+	if !strings.Contains(string(data), `"http.status":401`) || !strings.Contains(string(data), `"http.status":403`) || strings.Contains(string(data), reader) {
 		t.Fatalf("the gateway's audit log:\n%s", data)
 	}
 	if out, _, err := run(t, testEnv(nil), "audit", "verify", auditFile); err != nil || !strings.Contains(out, "chain intact") {

@@ -120,7 +120,7 @@ func TestKeysCommands(t *testing.T) {
 	// Both are in the audit log, naming the operating-system user.
 	audit, _ := os.ReadFile(filepath.Join(data, "audit.log"))
 	if ls := strings.Split(strings.TrimSpace(string(audit)), "\n"); len(ls) != 2 || !strings.Contains(ls[0], `"event":"keys.rotate"`) ||
-		!strings.Contains(ls[0], `"mcpsts.keys.added":"`+added[1]+`"`) || !strings.Contains(ls[0], `"mcpsts.admin.principal":"cli:`) {
+		!strings.Contains(ls[0], `"keys.added":"`+added[1]+`"`) || !strings.Contains(ls[0], `"admin.principal":"cli:`) {
 		t.Fatalf("audit log after rotations:\n%s", audit)
 	}
 	out, _, _ = run(t, devEnv, "keys", "list", "--data", data)

@@ -224,14 +224,14 @@ audit: {file: %s}`, idp.URL, idpCA, edr.URL, edrCA, mdm.URL, mdmCA, clientCert, 
 	log := string(raw)
 	goodJWT, _ := os.ReadFile(good)
 	for _, want := range []string{
-		`"mcpsts.posture":"edr present age=1m`,
-		`"mcpsts.posture":"edr unavailable (not_bound: the assertion's sub is not the identity's attributes.node_name: it is about another workload); mdm present`,
-		`"mcpsts.posture":"edr absent (no assertion sent); mdm present`,
-		`"mcpsts.posture":"edr unavailable (token_expired: token is expired); mdm present`,
+		`"posture":"edr present age=1m`,
+		`"posture":"edr unavailable (not_bound: the assertion's sub is not the identity's attributes.node_name: it is about another workload); mdm present`,
+		`"posture":"edr absent (no assertion sent); mdm present`,
+		`"posture":"edr unavailable (token_expired: token is expired); mdm present`,
 		`mdm unavailable (unreachable: federation: fetch failed: POST`,
-		`"mcpsts.place":"country=DE continent=EU asn=3320"`,
-		`"mcpsts.place":"country=US continent=NA asn=0"`,
-		`"mcpsts.place":"unknown"`,
+		`"place":"country=DE continent=EU asn=3320"`,
+		`"place":"country=US continent=NA asn=0"`,
+		`"place":"unknown"`,
 		`posture source \"mdm\" unavailable`, // the deny trace
 	} {
 		if !strings.Contains(log, want) {

@@ -28,7 +28,7 @@ func TestClockSkew(t *testing.T) {
 	os.WriteFile(strictCA, strict.CAPEM(), 0o600)
 	os.WriteFile(lenientCA, lenient.CAPEM(), 0o600)
 	auditFile := filepath.Join(dir, "audit.log")
-	// check is the audit line's mcpsts.deny.check for the request of a
+	// check is the audit line's deny.check for the request of a
 	// trace (the client sees only "the credential was refused").
 	check := func(trace string) string {
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -37,7 +37,7 @@ func TestClockSkew(t *testing.T) {
 				if strings.Contains(line, trace) {
 					var rec map[string]any
 					json.Unmarshal([]byte(line), &rec)
-					c, _ := rec["mcpsts.deny.check"].(string)
+					c, _ := rec["deny.check"].(string)
 					return c
 				}
 			}

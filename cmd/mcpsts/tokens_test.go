@@ -33,7 +33,7 @@ func TestTokensRevokeCommand(t *testing.T) {
 		t.Fatalf("the store's list: %v %v", revoked, err)
 	}
 	log, _ := os.ReadFile(filepath.Join(data, "audit.log"))
-	if !strings.Contains(string(log), `"event":"admin.token.revoke"`) || !strings.Contains(string(log), `"mcpsts.admin.target":"subject:workload:dev/demo-agent"`) {
+	if !strings.Contains(string(log), `"event":"admin.token.revoke"`) || !strings.Contains(string(log), `"admin.target":"subject:workload:dev/demo-agent"`) {
 		t.Fatalf("audit log:\n%s", log)
 	}
 	_, _, err = run(t, devEnv, "tokens", "revoke", "--data", data, "--jti", "a", "--client", "b")

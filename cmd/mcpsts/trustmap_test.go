@@ -210,7 +210,7 @@ providers:
 	// Wait for the six decisions in the log.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		data, _ := os.ReadFile(auditFile)
-		if strings.Count(string(data), `"mcpsts.replay.outcome"`) == 6 {
+		if strings.Count(string(data), `"replay.outcome"`) == 6 {
 			break
 		}
 		if time.Now().After(deadline) {

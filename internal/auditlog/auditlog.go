@@ -332,6 +332,11 @@ func (l *Log) drain() {
 // IDs of sc when it is valid, then the attributes: only the mcpsts.* ones
 // when onlyOurs, else all but the reserved names). It writes JSON by hand,
 // members in a fixed order: it runs for every decision.
+//
+// Lines are lean: an attribute's name goes without its mcpsts. prefix
+// (subject.id, not mcpsts.subject.id), an empty string is left out, and a
+// replay document (mcpsts.replay.*, JSON that the token endpoint wrote) is
+// a JSON member of its own rather than a string that quotes it.
 func (l *Log) encode(name string, t time.Time, sc trace.SpanContext, attrs []attribute.KeyValue, onlyOurs bool) record {
 	buf := l.bufs.Get().(*[]byte)
 	b := append((*buf)[:0], `{"event":`...)
@@ -349,12 +354,17 @@ func (l *Log) encode(name string, t time.Time, sc trace.SpanContext, attrs []att
 		b = append(b, '"')
 	}
 	for _, kv := range attrs {
-		if onlyOurs && !strings.HasPrefix(string(kv.Key), "mcpsts.") || !onlyOurs && reserved[string(kv.Key)] {
+		key, ours := strings.CutPrefix(string(kv.Key), "mcpsts.")
+		if onlyOurs && !ours || reserved[key] || kv.Value.Type() == attribute.STRING && kv.Value.AsString() == "" {
 			continue
 		}
 		b = append(b, ',')
-		b = appendString(b, string(kv.Key))
+		b = appendString(b, key)
 		b = append(b, ':')
+		if v := kv.Value.AsString(); ours && strings.HasPrefix(key, "replay.") && kv.Value.Type() == attribute.STRING && json.Valid([]byte(v)) {
+			b = append(b, v...)
+			continue
+		}
 		b = appendValue(b, kv.Value)
 	}
 	*buf = b

@@ -77,7 +77,7 @@ func TestChain(t *testing.T) {
 		t.Fatalf("intact log: %d lines, %v", n, err)
 	}
 	ls := lines(t, path)
-	if !regexp.MustCompile(`^\{"event":"token.allow","time":"[^"]+Z","seq":1,"prev":"0{64}","mcpsts.subject.id":"agent-\d+","hash":"[0-9a-f]{64}"\}$`).MatchString(ls[0]) {
+	if !regexp.MustCompile(`^\{"event":"token.allow","time":"[^"]+Z","seq":1,"prev":"0{64}","subject.id":"agent-\d+","hash":"[0-9a-f]{64}"\}$`).MatchString(ls[0]) {
 		t.Fatalf("first line %s", ls[0])
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
@@ -159,7 +159,7 @@ func TestProcessor(t *testing.T) {
 	}
 	ls := lines(t, path)
 	want := `","seq":1,"prev":"` + strings.Repeat("0", 64) + `","trace_id":"` + token.SpanContext().TraceID().String() + `","span_id":"` +
-		token.SpanContext().SpanID().String() + `","mcpsts.decision":"deny","mcpsts.deny.reason":"no map","hash":"`
+		token.SpanContext().SpanID().String() + `","decision":"deny","deny.reason":"no map","hash":"`
 	if len(ls) != 1 || !strings.HasPrefix(ls[0], `{"event":"token.deny","time":"`) || !strings.Contains(ls[0], want) {
 		t.Fatalf("lines %q", ls)
 	}

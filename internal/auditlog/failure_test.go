@@ -108,7 +108,7 @@ func TestWriteFailureRecovers(t *testing.T) {
 	ls := lines(t, path)
 	var subjects []string
 	for _, line := range ls {
-		_, rest, _ := strings.Cut(line, `"mcpsts.subject.id":"`)
+		_, rest, _ := strings.Cut(line, `"subject.id":"`)
 		s, _, _ := strings.Cut(rest, `"`)
 		subjects = append(subjects, s)
 	}

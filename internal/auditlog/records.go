@@ -47,13 +47,19 @@ func Records(r io.Reader) iter.Seq2[impact.Record, error] {
 	}
 }
 
+// decisionLine is what a replay reads of a line: the replay documents as
+// members of their own, or, in lines written before lines were lean,
+// strings quoting them under mcpsts.-prefixed names.
 type decisionLine struct {
-	Event    string          `json:"event"`
-	Time     time.Time       `json:"time"`
-	TraceID  string          `json:"trace_id"`
-	Identity json.RawMessage `json:"mcpsts.replay.identity"`
-	Request  json.RawMessage `json:"mcpsts.replay.request"`
-	Outcome  json.RawMessage `json:"mcpsts.replay.outcome"`
+	Event       string          `json:"event"`
+	Time        time.Time       `json:"time"`
+	TraceID     string          `json:"trace_id"`
+	Identity    json.RawMessage `json:"replay.identity"`
+	Request     json.RawMessage `json:"replay.request"`
+	Outcome     json.RawMessage `json:"replay.outcome"`
+	OldIdentity json.RawMessage `json:"mcpsts.replay.identity"`
+	OldRequest  json.RawMessage `json:"mcpsts.replay.request"`
+	OldOutcome  json.RawMessage `json:"mcpsts.replay.outcome"`
 }
 
 func parseRecord(line []byte, n int) (impact.Record, bool, error) {
@@ -68,16 +74,25 @@ func parseRecord(line []byte, n int) (impact.Record, bool, error) {
 		return impact.Record{}, false, nil
 	}
 	rec := impact.Record{Line: n, TraceID: l.TraceID, Time: l.Time}
+	if l.Identity == nil && l.Request == nil && l.Outcome == nil {
+		l.Identity, l.Request, l.Outcome = l.OldIdentity, l.OldRequest, l.OldOutcome
+	}
 	if l.Identity == nil || l.Request == nil || l.Outcome == nil {
 		return rec, true, nil // recorded without what a replay needs
 	}
-	// The replay fields are JSON documents in string members.
 	for _, f := range []struct {
 		raw json.RawMessage
 		v   any
 	}{{l.Identity, &rec.Identity}, {l.Request, &rec.Request}, {l.Outcome, &rec.Outcome}} {
-		var s string
-		if err := json.Unmarshal(f.raw, &s); err != nil || json.Unmarshal([]byte(s), f.v) != nil {
+		doc := []byte(f.raw)
+		if len(doc) > 0 && doc[0] == '"' { // an older line: a string quoting the document
+			var s string
+			if err := json.Unmarshal(doc, &s); err != nil {
+				return impact.Record{}, false, fmt.Errorf("audit log line %d: a replay field is not what mcpsts records", n)
+			}
+			doc = []byte(s)
+		}
+		if err := json.Unmarshal(doc, f.v); err != nil || len(doc) == 0 || doc[0] != '{' {
 			return impact.Record{}, false, fmt.Errorf("audit log line %d: a replay field is not what mcpsts records", n)
 		}
 	}

@@ -5,12 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpsts/mcpsts/internal/auditlog"
 	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/impact"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func decisionLine(i int) string {
@@ -87,5 +92,49 @@ func BenchmarkReplayAuditLines(b *testing.B) {
 		if err != nil || rep.Replayed != lines {
 			b.Fatalf("%+v %v", rep, err)
 		}
+	}
+}
+
+// TestLeanLines: a decision's line names its members without the mcpsts.
+// prefix, leaves empty values out, holds the replay documents as JSON
+// members (not quoted in strings), and is read back by Records, as lines in
+// the older form are.
+func TestLeanLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := auditlog.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident := `{"kind":"oidc","provider":"k8s","subject":"agent","attributes":{"namespace":"apps"}}`
+	l.Decision("token.allow", time.Now(), trace.SpanContext{}, []attribute.KeyValue{
+		attribute.String("mcpsts.subject.id", "agent"), attribute.String("mcpsts.request.scopes", ""),
+		attribute.String("mcpsts.replay.identity", ident),
+		attribute.String("mcpsts.replay.request", `{"grant_type":"client_credentials","audience":"https://files.example.com/mcp"}`),
+		attribute.String("mcpsts.replay.outcome", `{"allowed":true,"map":"m"}`),
+		attribute.String("other.key", "not ours"),
+	})
+	l.Close()
+	data, _ := os.ReadFile(path)
+	line := string(data)
+	for _, bad := range []string{`"mcpsts.`, `"request.scopes"`, `other.key`, `\"`} {
+		if strings.Contains(line, bad) {
+			t.Errorf("the line holds %s: %s", bad, line)
+		}
+	}
+	if !strings.Contains(line, `"subject.id":"agent","replay.identity":`+ident+`,`) {
+		t.Errorf("line %s", line)
+	}
+	var got []impact.Record
+	for rec, err := range auditlog.Records(strings.NewReader(line + decisionLine(1))) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec)
+	}
+	if len(got) != 2 || !got[0].Replayable || got[0].Identity.Attributes["namespace"] != "apps" || got[0].Outcome.MapID != "m" || !got[1].Replayable {
+		t.Fatalf("records %+v", got)
+	}
+	if n, _, err := auditlog.Verify(strings.NewReader(line)); n != 1 || err != nil {
+		t.Fatalf("verify: %d %v", n, err)
 	}
 }

@@ -120,7 +120,12 @@ var mutants = []mutant{
 	{"exchange: revoked tokens active", "exchange/introspect.go", `		case revoked:
 			return introspection{}, "revoked", nil`, `		case revoked && false:
 			return introspection{}, "revoked", nil`, "./exchange"},
-	{"auditlog: seq continuity not verified", "internal/auditlog/auditlog.go", "case s != seq+1:", "case false:", "./internal/auditlog"},
+	{"auditlog: seq continuity not verified", "internal/auditlog/auditlog.go", "case s != st.lastSeq+1:", "case false:", "./internal/auditlog"},
+	{"auditlog: a rotated file need not continue the one before", "internal/auditlog/auditlog.go",
+		"case i > 0 && (st.firstPrev != prevHash || st.firstSeq != prevSeq+1):", "case i < 0 && (st.firstPrev != prevHash || st.firstSeq != prevSeq+1):", "./internal/auditlog"},
+	{"auditlog: a missing rotated file not named", "internal/auditlog/auditlog.go",
+		"case i > 0 && st.continues != strings.TrimSuffix(prevName, \".gz\") && !present[st.continues]:", "case false:", "./internal/auditlog"},
+	{"auditlog: a writer keeps the file rotated away", "internal/auditlog/auditlog.go", "if gen := generation(l.lockf); gen != l.gen {", "if gen := generation(l.lockf); false && gen != l.gen {", "./internal/auditlog"},
 	{"auditlog: a partial write left in the file", "internal/auditlog/auditlog.go",
 		"if terr := l.f.Truncate(size); terr != nil {", "if terr := error(nil); size < 0 && terr != nil {", "./internal/auditlog"},
 	{"auditlog: a write failure latches", "internal/auditlog/auditlog.go", "\tl.pending = l.pending[:0]\n\tl.setErr(nil)", "\tl.pending = l.pending[:0]", "./internal/auditlog"},

@@ -180,13 +180,13 @@ providers:
 		}
 	}
 	// Each decision names the user, the client, the target and the outcome.
-	for _, want := range []string{`"mcpsts.subject.kind":"id-jag"`, `"mcpsts.token.issued_type":"id-jag"`,
-		`"mcpsts.id_jag.authorization_server":"` + broker + `"`, `"mcpsts.subject.id":"alice"`, `"mcpsts.client_id":"desktop"`} {
+	for _, want := range []string{`"subject.kind":"id-jag"`, `"token.issued_type":"id-jag"`,
+		`"id_jag.authorization_server":"` + broker + `"`, `"subject.id":"alice"`, `"client_id":"desktop"`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("the audit log has no %s:\n%s", want, data)
 		}
 	}
-	if n := strings.Count(string(data), `"mcpsts.subject.kind":"id-jag"`); n != 2 {
+	if n := strings.Count(string(data), `"subject.kind":"id-jag"`); n != 2 {
 		t.Errorf("%d ID-JAG redemptions in the audit log, want 2", n)
 	}
 }
