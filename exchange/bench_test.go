@@ -142,3 +142,45 @@ func timedServe(b *testing.B, h http.Handler, body, proof string) time.Duration 
 	}
 	return d
 }
+
+// BenchmarkTokenEndpoint serves one full token exchange per iteration,
+// in-process, as the server runs it (audit log and metrics on, no spans):
+// with distinct subject tokens (each verified) and with one repeated token
+// (the verified-token cache answers). Its allocations per request are the
+// figure of issue 24 (go test -bench TokenEndpoint -benchmem -cpu 1).
+func BenchmarkTokenEndpoint(b *testing.B) {
+	e := newEnv(b)
+	v, err := oidc.NewVerifier(oidc.Options{Now: func() time.Time { return e.now }, CacheEntries: 10_000}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := auditlog.Open(filepath.Join(b.TempDir(), "audit.log"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	cfg := e.cfg
+	cfg.Attestors = map[string]attest.Attestor{exchange.TokenTypeJWT: v}
+	cfg.Tracer, cfg.Audit = nil, l
+	cfg.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())).Meter("mcpsts")
+	h := exchange.NewHandler(cfg)
+	const pool = 2048
+	bodies := make([]string, pool)
+	for i := range bodies {
+		bodies[i] = exchangeForm(e.subjectToken(mainSub, nil)).Encode()
+	}
+	b.Run("distinct", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			timedServe(b, h, bodies[i%pool], "")
+			i++
+		}
+	})
+	b.Run("repeated", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			timedServe(b, h, bodies[0], "")
+		}
+	})
+}

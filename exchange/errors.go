@@ -55,11 +55,6 @@ func fail(status int, code, description string) *oauthError {
 }
 
 // noStore marks a response as not cacheable: every token endpoint answer.
-func noStore(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-}
-
 func writeError(w http.ResponseWriter, e *oauthError, traceID string) {
 	noStore(w)
 	if e.status == http.StatusUnauthorized && e.basic {

@@ -5,15 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -259,8 +256,7 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t.cfg.DPoP != nil && t.cfg.DPoP.Nonces != nil {
 		w.Header().Set(dpop.NonceHeader, t.cfg.DPoP.Nonces.Nonce()) // the next proof's (RFC 9449 §8.2)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
+	writeToken(w, resp)
 }
 
 // tokenResponse is the success answer (RFC 6749 §5.1, RFC 8693 §2.2.1).
@@ -297,20 +293,14 @@ func (t *tokenEndpoint) parse(r *http.Request) (form, *oauthError) {
 	if r.URL.RawQuery != "" {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "parameters go in the body, not the query string")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, fail(http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("the request is larger than %d bytes", MaxBody))
-		}
-		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the body could not be read")
-	}
-	if len(body) > MaxBody {
+	values, tooBig, err := readForm(r.Body, MaxBody)
+	switch {
+	case tooBig:
 		return nil, fail(http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("the request is larger than %d bytes", MaxBody))
-	}
-	values, err := url.ParseQuery(string(body))
-	if err != nil {
+	case errors.Is(err, errFormEncoding):
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the body is not valid form encoding")
+	case err != nil:
+		return nil, fail(http.StatusBadRequest, errInvalidRequest, "the body could not be read")
 	}
 	f := form{}
 	for name, vs := range values {

@@ -320,7 +320,15 @@ func (e *Engine) Decide(ctx context.Context, id attest.Identity, r Request) (Dec
 	if len(cands) == 0 {
 		return Decision{}, &Denial{Kind: ErrDenied, Reason: "no_matching_map", Detail: fmt.Sprintf("no map for provider %q and this subject", id.Provider)}
 	}
-	act := activation(id, r)
+	// What expressions see is built once, and only when a candidate has
+	// one: most maps match on provider and subject alone.
+	var act map[string]any
+	for _, m := range cands {
+		if len(m.conditions) > 0 || m.clientID != nil {
+			act = activation(id, r)
+			break
+		}
+	}
 	var target, scope, posture *outcome
 	for _, m := range cands {
 		o := m.evaluate(ctx, act, r, false)

@@ -4,7 +4,6 @@
 package oidc
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/federation"
+	"github.com/mcpsts/mcpsts/internal/claimname"
 )
 
 // Kinds of the identities from this package: workloads, and users of a
@@ -184,16 +184,18 @@ func (v *Verifier) Attest(ctx context.Context, ev attest.Evidence) (attest.Ident
 	if len(raw) > MaxTokenSize {
 		return attest.Identity{}, attest.Invalid("token_too_large", fmt.Sprintf("%d bytes, at most %d", len(raw), MaxTokenSize))
 	}
-	hdr, err := checkHeader(raw)
-	if err != nil {
-		return attest.Identity{}, err
-	}
+	// A token verified before is these very bytes, whose header was
+	// checked then: the cache answers first.
 	var sum [32]byte
 	if v.cache != nil {
 		sum = sha256.Sum256(ev.Token)
 		if id, ok := v.cache.get(sum, v.now()); ok {
 			return id, nil
 		}
+	}
+	hdr, err := checkHeader(raw)
+	if err != nil {
+		return attest.Identity{}, err
 	}
 	var p *provider
 	var kid string
@@ -221,49 +223,37 @@ func (v *Verifier) Attest(ctx context.Context, ev attest.Evidence) (attest.Ident
 
 // header is what we read of the JOSE header ourselves.
 type header struct {
-	Typ string `json:"typ"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
 }
 
 // checkHeader refuses headers golang-jwt would accept but we must not: a
-// repeated member (JSON parsers disagree on which wins) and crit (we
-// understand no extension). jku, x5u, x5c and jwk are never read.
+// repeated member (JSON parsers disagree on which wins; members that
+// differ only in letter case count as repeated) and crit (we understand no
+// extension). jku, x5u, x5c and jwk are never read.
 func checkHeader(raw string) (header, error) {
 	seg, _, ok := strings.Cut(raw, ".")
 	if !ok {
 		return header{}, attest.Invalid("malformed_token", "not a compact JWS")
 	}
-	b, err := base64.RawURLEncoding.DecodeString(seg)
+	var stack [512]byte
+	b := stack[:0]
+	if n := base64.RawURLEncoding.DecodedLen(len(seg)); n > len(stack) {
+		b = make([]byte, 0, n)
+	}
+	b, err := base64.RawURLEncoding.AppendDecode(b, []byte(seg))
 	if err != nil {
 		return header{}, attest.Invalid("malformed_token", "header is not base64url")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return header{}, attest.Invalid("malformed_token", "header is not a JSON object")
+	if err := claimname.CheckPayload(b); err != nil {
+		return header{}, attest.Invalid("malformed_token", "header members repeated")
 	}
-	seen := map[string]bool{}
 	var h header
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return header{}, attest.Invalid("malformed_token", "header is not a JSON object")
-		}
-		name, _ := t.(string)
-		if seen[name] {
-			return header{}, attest.Invalid("malformed_token", fmt.Sprintf("header member %q repeated", name))
-		}
-		seen[name] = true
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return header{}, attest.Invalid("malformed_token", "header is not a JSON object")
-		}
-		switch name {
-		case "crit":
-			return header{}, attest.Invalid("unsupported_token", "header has crit extensions")
-		case "typ":
-			if json.Unmarshal(val, &h.Typ) != nil {
-				return header{}, attest.Invalid("malformed_token", "header typ is not a string")
-			}
-		}
+	if err := json.Unmarshal(b, &h); err != nil || len(b) == 0 || b[0] != '{' {
+		return header{}, attest.Invalid("malformed_token", "header is not a JSON object, or its typ not a string")
+	}
+	if h.Crit != nil {
+		return header{}, attest.Invalid("unsupported_token", "header has crit extensions")
 	}
 	return h, nil
 }
