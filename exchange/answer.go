@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -9,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/mcpsts/mcpsts/internal/jsonstr"
 )
 
 // Header values shared by every answer: net/http only reads them.
@@ -34,17 +34,17 @@ var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 func writeToken(w http.ResponseWriter, resp *tokenResponse) {
 	bp := answerBufs.Get().(*[]byte)
 	b := append((*bp)[:0], `{"access_token":`...)
-	b = appendJSONString(b, resp.AccessToken)
+	b = jsonstr.Append(b, resp.AccessToken)
 	if resp.IssuedTokenType != "" {
-		b = appendJSONString(append(b, `,"issued_token_type":`...), resp.IssuedTokenType)
+		b = jsonstr.Append(append(b, `,"issued_token_type":`...), resp.IssuedTokenType)
 	}
-	b = appendJSONString(append(b, `,"token_type":`...), resp.TokenType)
+	b = jsonstr.Append(append(b, `,"token_type":`...), resp.TokenType)
 	b = strconv.AppendInt(append(b, `,"expires_in":`...), resp.ExpiresIn, 10)
 	if resp.Scope != "" {
-		b = appendJSONString(append(b, `,"scope":`...), resp.Scope)
+		b = jsonstr.Append(append(b, `,"scope":`...), resp.Scope)
 	}
 	if resp.RefreshToken != "" {
-		b = appendJSONString(append(b, `,"refresh_token":`...), resp.RefreshToken)
+		b = jsonstr.Append(append(b, `,"refresh_token":`...), resp.RefreshToken)
 	}
 	b = append(b, "}\n"...)
 	h := w.Header()
@@ -52,21 +52,6 @@ func writeToken(w http.ResponseWriter, resp *tokenResponse) {
 	w.Write(b)
 	*bp = b
 	answerBufs.Put(bp)
-}
-
-// appendJSONString appends s as a JSON string. The values of an answer are
-// ASCII (tokens, token types, scope tokens): anything else is left to
-// encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // bodyBufs hold request bodies while they are parsed.

@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -35,14 +34,21 @@ func (t *tokenEndpoint) decide(ctx context.Context, id attest.Identity, req trus
 			}
 		}
 	}
-	ident, _ := json.Marshal(rid)
-	request, _ := json.Marshal(impact.Request{GrantType: req.GrantType, Audience: req.Audience, Scopes: req.Scopes, ClientID: req.ClientID,
-		AuthorizationServer: req.AuthorizationServer, SourceIP: req.SourceIP, MTLS: req.MTLS})
-	outcome, _ := json.Marshal(impact.OutcomeOf(d, err))
-	if len(ident) > maxReplayIdentity || len(request) > maxReplayRequest || len(outcome) > maxReplayOutcome {
+	// The three documents in one buffer, and one string for all three.
+	request := impact.Request{GrantType: req.GrantType, Audience: req.Audience, Scopes: req.Scopes, ClientID: req.ClientID,
+		AuthorizationServer: req.AuthorizationServer, SourceIP: req.SourceIP, MTLS: req.MTLS}
+	outcome := impact.OutcomeOf(d, err)
+	var stack [1024]byte
+	buf := rid.AppendJSON(stack[:0])
+	i := len(buf)
+	buf = request.AppendJSON(buf)
+	j := len(buf)
+	buf = outcome.AppendJSON(buf)
+	if i > maxReplayIdentity || j-i > maxReplayRequest || len(buf)-j > maxReplayOutcome {
 		return d, err // too large to record: the line is not replayable
 	}
-	annotate(ctx, attribute.String(attrReplayIdentity, string(ident)), attribute.String(attrReplayRequest, string(request)),
-		attribute.String(attrReplayOutcome, string(outcome)))
+	docs := string(buf)
+	annotate(ctx, attribute.String(attrReplayIdentity, docs[:i]), attribute.String(attrReplayRequest, docs[i:j]),
+		attribute.String(attrReplayOutcome, docs[j:]))
 	return d, err
 }

@@ -86,12 +86,12 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [r
 	}
 	ls := waitLines(t, logFile, 2)
 	for i, want := range []string{`"event":"token.allow"`, `"event":"token.deny"`} {
-		if !strings.Contains(ls[i], want) || !strings.Contains(ls[i], `"mcpsts.subject.id":"system:serviceaccount:apps:agent"`) ||
+		if !strings.Contains(ls[i], want) || !strings.Contains(ls[i], `"subject.id":"system:serviceaccount:apps:agent"`) ||
 			!strings.Contains(ls[i], `"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"`) {
 			t.Fatalf("line %d: %s", i+1, ls[i])
 		}
 	}
-	if !strings.Contains(ls[1], `"mcpsts.deny.trace":"{`) || !strings.Contains(ls[0], `"mcpsts.token.jti":"`) {
+	if !strings.Contains(ls[1], `"deny.trace":"{`) || !strings.Contains(ls[0], `"token.jti":"`) {
 		t.Fatalf("lines lack the explain trace or jti:\n%s", strings.Join(ls, "\n"))
 	}
 	for _, l := range ls {

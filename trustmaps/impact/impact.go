@@ -7,14 +7,17 @@ package impact
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/internal/jsonstr"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
@@ -52,6 +55,79 @@ type Outcome struct {
 	Binding   string   `json:"binding,omitempty"`
 	SingleUse bool     `json:"single_use,omitempty"`
 	Reason    string   `json:"reason,omitempty"`
+}
+
+// AppendJSON appends r as encoding/json writes it (on every decision the
+// audit log records: no reflection).
+func (r *Request) AppendJSON(b []byte) []byte {
+	b = jsonstr.Append(append(b, `{"grant_type":`...), r.GrantType)
+	if r.Audience != "" {
+		b = jsonstr.Append(append(b, `,"audience":`...), r.Audience)
+	}
+	if len(r.Scopes) > 0 {
+		b = jsonstr.AppendList(append(b, `,"scopes":`...), r.Scopes)
+	}
+	if r.ClientID != "" {
+		b = jsonstr.Append(append(b, `,"client_id":`...), r.ClientID)
+	}
+	if r.AuthorizationServer != "" {
+		b = jsonstr.Append(append(b, `,"authorization_server":`...), r.AuthorizationServer)
+	}
+	if r.SourceIP != "" {
+		b = jsonstr.Append(append(b, `,"source_ip":`...), r.SourceIP)
+	}
+	if r.MTLS {
+		b = append(b, `,"mtls":true`...)
+	}
+	return append(b, '}')
+}
+
+// AppendJSON appends o as encoding/json writes it.
+func (o *Outcome) AppendJSON(b []byte) []byte {
+	b = strconv.AppendBool(append(b, `{"allowed":`...), o.Allowed)
+	for _, m := range []struct{ name, v string }{{"map", o.MapID}, {"client_id", o.ClientID}, {"audience", o.Audience}} {
+		if m.v != "" {
+			b = jsonstr.Append(append(append(append(b, `,"`...), m.name...), `":`...), m.v)
+		}
+	}
+	if len(o.Scopes) > 0 {
+		b = jsonstr.AppendList(append(b, `,"scopes":`...), o.Scopes)
+	}
+	if o.TTL != 0 {
+		b = strconv.AppendInt(append(b, `,"ttl":`...), o.TTL, 10)
+	}
+	if o.Binding != "" {
+		b = jsonstr.Append(append(b, `,"binding":`...), o.Binding)
+	}
+	if o.SingleUse {
+		b = append(b, `,"single_use":true`...)
+	}
+	if o.Reason != "" {
+		b = jsonstr.Append(append(b, `,"reason":`...), o.Reason)
+	}
+	return append(b, '}')
+}
+
+// AppendJSON appends id as encoding/json writes it; attributes, of any
+// shape, are left to encoding/json.
+func (id *Identity) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if id.Kind != "" {
+		b = jsonstr.Append(append(b, `"kind":`...), id.Kind)
+		b = append(b, ',')
+	}
+	b = jsonstr.Append(append(b, `"provider":`...), id.Provider)
+	if id.Issuer != "" {
+		b = jsonstr.Append(append(b, `,"issuer":`...), id.Issuer)
+	}
+	b = jsonstr.Append(append(b, `,"subject":`...), id.Subject)
+	if len(id.Attributes) > 0 {
+		attrs, err := json.Marshal(id.Attributes)
+		if err == nil {
+			b = append(append(b, `,"attributes":`...), attrs...)
+		}
+	}
+	return append(b, '}')
 }
 
 // OutcomeOf records a decision of the maps (d, or the denial err).

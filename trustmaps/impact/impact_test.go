@@ -3,6 +3,7 @@ package impact_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"iter"
 	"strings"
@@ -227,5 +228,31 @@ func BenchmarkReplay(b *testing.B) {
 		if _, err := impact.Replay(context.Background(), recs, after, impact.Options{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAppendJSON: the audit line's replay documents are what encoding/json
+// writes.
+func TestAppendJSON(t *testing.T) {
+	ids := []impact.Identity{{Provider: "k8s", Subject: "a"}, {Kind: "oidc", Provider: "k8s", Issuer: "https://i", Subject: "sa:<x>&\"é",
+		Attributes: map[string]any{"namespace": "apps", "n": 3.0, "list": []any{"a", true}}}}
+	reqs := []impact.Request{{GrantType: "client_credentials"}, {GrantType: "urn:x", Audience: "https://a/mcp", Scopes: []string{"a", "b<"},
+		ClientID: "c", AuthorizationServer: "https://as", SourceIP: "10.0.0.1", MTLS: true}}
+	outs := []impact.Outcome{{Reason: "no_matching_map"}, {Allowed: true, MapID: "m", ClientID: "c", Audience: "https://a/mcp",
+		Scopes: []string{"x"}, TTL: 600, Binding: "dpop", SingleUse: true}}
+	check := func(v any, got []byte) {
+		want, _ := json.Marshal(v)
+		if string(got) != string(want) {
+			t.Errorf("%s\nwant %s", got, want)
+		}
+	}
+	for _, id := range ids {
+		check(id, id.AppendJSON(nil))
+	}
+	for _, r := range reqs {
+		check(r, r.AppendJSON(nil))
+	}
+	for _, o := range outs {
+		check(o, o.AppendJSON(nil))
 	}
 }
