@@ -192,6 +192,7 @@ func NewHandler(cfg Config) http.Handler {
 type tokenEndpoint struct {
 	cfg                    Config
 	inputs                 conditionInputs // nil: the decider says nothing of what its maps read
+	resources              trustmaps.ResourceMemo
 	metrics                instruments
 	perIdentity, perClient *limiter
 	perSource              *keyedLimiter
@@ -418,7 +419,7 @@ func (t *tokenEndpoint) targets(f form) (string, *oauthError) {
 			if name == "audience" && slices.Contains(t.cfg.Self, strings.TrimSuffix(v, "/")) {
 				continue
 			}
-			canon, err := trustmaps.CanonicalResource(v)
+			canon, err := t.resources.Canonical(v)
 			if err != nil {
 				return "", fail(http.StatusBadRequest, errInvalidTarget, name+" "+err.Error())
 			}

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mcpsts/mcpsts/internal/claimname"
+	"github.com/mcpsts/mcpsts/internal/jsonstr"
 )
 
 // SubjectType says whose identity a token's sub names.
@@ -306,9 +308,34 @@ type accessClaims struct {
 // marshal encodes the claims as one JSON object. (Not a MarshalJSON
 // method: encoding/json re-scans what those return, a cost on every mint.)
 func (c *accessClaims) marshal() ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil || len(c.extra) == 0 {
-		return b, err
+	var b []byte
+	if c.Actor == nil && c.Cnf == nil {
+		// The common token, written without reflection, as encoding/json
+		// writes it.
+		b = make([]byte, 0, 384)
+		b = jsonstr.Append(append(b, `{"iss":`...), c.Issuer)
+		b = jsonstr.Append(append(b, `,"sub":`...), c.Subject)
+		b = jsonstr.Append(append(b, `,"aud":`...), c.Audience)
+		b = jsonstr.Append(append(b, `,"client_id":`...), c.ClientID)
+		if c.Scope != "" {
+			b = jsonstr.Append(append(b, `,"scope":`...), c.Scope)
+		}
+		b = strconv.AppendInt(append(b, `,"iat":`...), c.IssuedAt, 10)
+		b = strconv.AppendInt(append(b, `,"nbf":`...), c.NotBefore, 10)
+		b = strconv.AppendInt(append(b, `,"exp":`...), c.Expiry, 10)
+		b = jsonstr.Append(append(b, `,"jti":`...), c.ID)
+		if c.SingleUse {
+			b = append(b, `,"single_use":true`...)
+		}
+		b = append(b, '}')
+	} else {
+		var err error
+		if b, err = json.Marshal(c); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.extra) == 0 {
+		return b, nil
 	}
 	x, err := json.Marshal(c.extra)
 	if err != nil {

@@ -86,6 +86,7 @@ type Engine struct {
 	exact      map[string]map[string][]*compiled // provider → subject → maps, ordered
 	patterns   map[string][]*compiled            // provider → maps with a subject pattern, ordered
 
+	resources  ResourceMemo
 	readsPlace bool  // some map uses geolocation
 	reads      reads // what all the maps read of context and place
 
@@ -310,7 +311,7 @@ func errOr(err error, v any) any {
 // the audience but not the scopes, ErrDenied when no map matched.
 func (e *Engine) Decide(ctx context.Context, id attest.Identity, r Request) (Decision, error) {
 	if r.Audience != "" {
-		canon, err := CanonicalResource(r.Audience)
+		canon, err := e.resources.Canonical(r.Audience)
 		if err != nil {
 			return Decision{}, &Denial{Kind: ErrInvalidTarget, Reason: "invalid_audience", Detail: err.Error()}
 		}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // CanonicalResource returns the canonical form of an MCP server's resource
@@ -46,4 +48,31 @@ func CanonicalResource(s string) (string, error) {
 		out += "?" + u.RawQuery
 	}
 	return out, nil
+}
+
+// ResourceMemo remembers canonical forms: a token endpoint sees the same
+// few MCP servers named again and again. It keeps at most 4,096 names
+// (then it computes without keeping) and is safe for concurrent use.
+type ResourceMemo struct {
+	m sync.Map // string → memoEntry
+	n atomic.Int64
+}
+
+type memoEntry struct {
+	canon string
+	err   error
+}
+
+// Canonical is CanonicalResource, remembered.
+func (r *ResourceMemo) Canonical(s string) (string, error) {
+	if e, ok := r.m.Load(s); ok {
+		return e.(memoEntry).canon, e.(memoEntry).err
+	}
+	canon, err := CanonicalResource(s)
+	if r.n.Load() < 4096 && len(s) <= 512 {
+		if _, loaded := r.m.LoadOrStore(s, memoEntry{canon, err}); !loaded {
+			r.n.Add(1)
+		}
+	}
+	return canon, err
 }

@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -10,13 +11,19 @@ import (
 )
 
 // verifiedCache holds verified identities by the SHA-256 of their token.
-// It is bounded: when full, the oldest entry goes.
+// It is bounded: when full, the oldest entry goes. It keeps only tokens
+// seen again: a token's first verification only notes its fingerprint (a
+// doorkeeper of 8 bytes a token, cleared when it holds 4 times the cache's
+// bound), so that a stream of tokens used once each, the usual shape of
+// distinct workloads' requests, does not fill memory with entries that
+// are never read.
 type verifiedCache struct {
 	max int
 
 	mu      sync.Mutex
 	entries map[[32]byte]cached
 	order   [][32]byte // insertion order, for eviction
+	seen    map[uint64]struct{}
 }
 
 type cached struct {
@@ -27,7 +34,7 @@ type cached struct {
 }
 
 func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, entries: make(map[[32]byte]cached, max)}
+	return &verifiedCache{max: max, entries: map[[32]byte]cached{}, seen: map[uint64]struct{}{}}
 }
 
 // get returns the identity of a cached token that is still valid at now:
@@ -59,6 +66,15 @@ func (c *verifiedCache) put(sum [32]byte, e cached) {
 	if _, ok := c.entries[sum]; ok {
 		return
 	}
+	fp := binary.LittleEndian.Uint64(sum[:8])
+	if _, again := c.seen[fp]; !again {
+		if len(c.seen) >= 4*c.max {
+			clear(c.seen)
+		}
+		c.seen[fp] = struct{}{}
+		return
+	}
+	delete(c.seen, fp)
 	for len(c.entries) >= c.max && len(c.order) > 0 {
 		delete(c.entries, c.order[0])
 		c.order = c.order[1:]
@@ -74,4 +90,10 @@ func (c *verifiedCache) put(sum [32]byte, e cached) {
 		}
 		c.order = live
 	}
+}
+
+func (c *verifiedCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }

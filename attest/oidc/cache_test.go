@@ -3,6 +3,7 @@ package oidc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -39,8 +40,10 @@ func TestVerifiedCache(t *testing.T) {
 	// A cached token whose key rotates away is no longer accepted.
 	e = cachedEnv(t)
 	tok = e.is.Sign(e.claims(), nil)
-	if _, err := e.attest(tok); err != nil {
-		t.Fatal(err)
+	for range 2 { // seen again: cached
+		if _, err := e.attest(tok); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.is.AddKey("ES256")
 	e.is.DropOldKeys()
@@ -56,11 +59,39 @@ func TestVerifiedCache(t *testing.T) {
 	// A tampered token is not a cache hit (the original is cached).
 	e = cachedEnv(t)
 	tok = e.is.Sign(e.claims(), nil)
-	if _, err := e.attest(tok); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := e.attest(tok); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := e.attest(tok[:len(tok)-2] + "AA"); attest.ReasonOf(err) != "bad_signature" {
 		t.Fatalf("a tampered token = %v, want bad_signature", err)
+	}
+}
+
+// TestVerifiedCacheAdmission: a token is cached only once it is seen
+// again, so that tokens used once each do not fill the cache.
+func TestVerifiedCacheAdmission(t *testing.T) {
+	e := cachedEnv(t)
+	v := e.v
+	for i := range 50 {
+		c := e.claims()
+		c["jti"] = fmt.Sprint("once-", i) // each token distinct
+		if _, err := e.attest(e.is.Sign(c, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v.CacheLen(); n != 0 {
+		t.Fatalf("%d tokens used once each cached, want none", n)
+	}
+	tok := e.is.Sign(e.claims(), nil)
+	for i := range 3 {
+		if _, err := e.attest(tok); err != nil {
+			t.Fatal(err)
+		}
+		if n, want := v.CacheLen(), min(i, 1); n != want {
+			t.Fatalf("after use %d: %d cached, want %d", i+1, n, want)
+		}
 	}
 }
 
@@ -77,8 +108,10 @@ func TestVerifiedCacheMaxAge(t *testing.T) {
 	c := e.claims()
 	c["exp"] = e.now().Add(time.Hour).Unix()
 	tok := e.is.Sign(c, nil)
-	if _, err := e.attest(tok); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := e.attest(tok); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.advance(4 * time.Minute)
 	if _, err := e.attest(tok); err != nil {

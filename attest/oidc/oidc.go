@@ -164,6 +164,14 @@ func NewVerifier(o Options, providers ...ProviderConfig) (*Verifier, error) {
 	return v, nil
 }
 
+// CacheLen is the number of verified tokens cached.
+func (v *Verifier) CacheLen() int {
+	if v.cache == nil {
+		return 0
+	}
+	return v.cache.len()
+}
+
 // Issuers lists the trusted issuers.
 func (v *Verifier) Issuers() []string {
 	out := make([]string, 0, len(v.byIssuer))
