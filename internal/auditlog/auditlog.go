@@ -361,7 +361,11 @@ func (l *Log) encode(name string, t time.Time, sc trace.SpanContext, attrs []att
 		b = append(b, ',')
 		b = appendString(b, key)
 		b = append(b, ':')
-		if v := kv.Value.AsString(); ours && strings.HasPrefix(key, "replay.") && kv.Value.Type() == attribute.STRING && json.Valid([]byte(v)) {
+		// The token endpoint writes the replay documents as JSON objects
+		// itself (trustmaps/impact AppendJSON): the line holds them as
+		// members; anything else in those names stays a string.
+		if v := kv.Value.AsString(); ours && strings.HasPrefix(key, "replay.") && kv.Value.Type() == attribute.STRING &&
+			len(v) > 1 && v[0] == '{' && v[len(v)-1] == '}' {
 			b = append(b, v...)
 			continue
 		}
