@@ -75,13 +75,18 @@ const (
 
 // annotations gathers a request's attributes so that its server span gets
 // them in one SetAttributes call when it ends, not one per step.
-type annotations struct{ kv []attribute.KeyValue }
+type annotations struct {
+	kv    []attribute.KeyValue
+	steps []attribute.KeyValue // the span's only: step timings
+}
 
 type annotationsKey struct{}
 
 // annotationsPool recycles the buffers: the span copies the attributes
 // when they are set, so a buffer is free again once they are.
-var annotationsPool = sync.Pool{New: func() any { return &annotations{kv: make([]attribute.KeyValue, 0, 24)} }}
+var annotationsPool = sync.Pool{New: func() any {
+	return &annotations{kv: make([]attribute.KeyValue, 0, 32), steps: make([]attribute.KeyValue, 0, 6)}
+}}
 
 func withAnnotations(ctx context.Context) (context.Context, *annotations) {
 	a := annotationsPool.Get().(*annotations)
@@ -90,9 +95,13 @@ func withAnnotations(ctx context.Context) (context.Context, *annotations) {
 
 // flush sets the gathered attributes on span and frees the buffer.
 func (a *annotations) flush(span trace.Span) {
-	span.SetAttributes(a.kv...)
+	if span.IsRecording() {
+		span.SetAttributes(a.kv...)
+		span.SetAttributes(a.steps...)
+	}
 	clear(a.kv)
-	a.kv = a.kv[:0]
+	clear(a.steps)
+	a.kv, a.steps = a.kv[:0], a.steps[:0]
 	annotationsPool.Put(a)
 }
 

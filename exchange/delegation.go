@@ -49,10 +49,9 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 	if f.get("actor_token") == "" {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation needs the acting service's own credential in actor_token")
 	}
-	_, span := t.cfg.Tracer.Start(ctx, "inspect")
+	start := time.Now()
 	in, err := t.cfg.Tokens.Inspect(f.get("subject_token"))
-	failed(span, err)
-	span.End()
+	stepDone(ctx, stepInspect, start, err)
 	if err != nil {
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest, description: "the subject token is not a valid access token of this broker", detail: err.Error()}
 	}

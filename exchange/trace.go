@@ -3,9 +3,9 @@ package exchange
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpsts/mcpsts/attest"
@@ -14,11 +14,14 @@ import (
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
-// Each step of a token request is a child span of its server span: attest
-// (with replay.claim and federation.fetch under it when they happen),
-// decide, consent.check, mint, and for delegation inspect. The decorators
-// below wrap the endpoint's dependencies once, in NewHandler, so that no
-// grant can skip a span.
+// Each step of a token request is timed on its server span, one attribute
+// per step (mcpsts.step.attest_us, decide_us, consent_us, mint_us,
+// inspect_us: microseconds), with mcpsts.deny.step naming the step that
+// refused; replay.claim and federation.fetch, when they happen, are child
+// spans of it. (Child spans per step cost a tenth of a request's time with
+// an exporter; attributes of the one span cost nothing but the clock.) The
+// decorators below wrap the endpoint's dependencies once, in NewHandler, so
+// that no grant can skip its timing.
 
 // maxTraceBytes bounds the explain trace a denial records.
 const maxTraceBytes = 4 << 10
@@ -26,11 +29,34 @@ const maxTraceBytes = 4 << 10
 const (
 	attrEvidenceType = "mcpsts.evidence.type"
 	attrDenyTrace    = "mcpsts.deny.trace"
+	attrDenyStep     = "mcpsts.deny.step"
 )
 
-func failed(span trace.Span, err error) {
+// The steps, and the attribute that times each.
+const (
+	stepAttest  = "attest"
+	stepDecide  = "decide"
+	stepConsent = "consent"
+	stepMint    = "mint"
+	stepInspect = "inspect"
+)
+
+var stepKeys = map[string]attribute.Key{
+	stepAttest: "mcpsts.step.attest_us", stepDecide: "mcpsts.step.decide_us", stepConsent: "mcpsts.step.consent_us",
+	stepMint: "mcpsts.step.mint_us", stepInspect: "mcpsts.step.inspect_us",
+}
+
+// stepDone times a step that started at start on the request's server span
+// (not in the audit line: the timings are for traces), and names it as the
+// step that refused when err is set.
+func stepDone(ctx context.Context, name string, start time.Time, err error) {
+	a, ok := ctx.Value(annotationsKey{}).(*annotations)
+	if !ok {
+		return
+	}
+	a.steps = append(a.steps, attribute.Int64(string(stepKeys[name]), time.Since(start).Microseconds()))
 	if err != nil {
-		span.SetStatus(codes.Error, attest.ReasonOf(err))
+		a.steps = append(a.steps, attribute.String(attrDenyStep, name))
 	}
 }
 
@@ -40,10 +66,9 @@ type tracedAttestor struct {
 }
 
 func (a tracedAttestor) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
-	ctx, span := a.tracer.Start(ctx, "attest", trace.WithAttributes(attribute.String(attrEvidenceType, ev.Type)))
-	defer span.End()
+	start := time.Now()
 	id, err := a.Attestor.Attest(ctx, ev)
-	failed(span, err)
+	stepDone(ctx, stepAttest, start, err)
 	return id, err
 }
 
@@ -62,17 +87,15 @@ type tracedDecider struct {
 // attributes (its span and audit line): operators see why, the client only
 // the reason code.
 func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustmaps.Request) (trustmaps.Decision, error) {
-	requestCtx := ctx
-	ctx, span := d.tracer.Start(ctx, "decide")
-	defer span.End()
+	start := time.Now()
 	dec, err := d.Decider.Decide(ctx, id, r)
+	stepDone(ctx, stepDecide, start, err)
 	if err == nil {
 		return dec, nil
 	}
-	span.SetStatus(codes.Error, "denied")
 	if ex, ok := d.Decider.(explainer); ok {
 		b, _ := json.Marshal(ex.Explain(ctx, id, r))
-		annotate(requestCtx, attribute.String(attrDenyTrace, bound(string(b), maxTraceBytes)))
+		annotate(ctx, attribute.String(attrDenyTrace, bound(string(b), maxTraceBytes)))
 	}
 	return dec, err
 }
@@ -83,10 +106,9 @@ type tracedMinter struct {
 }
 
 func (m tracedMinter) Mint(ctx context.Context, g issuer.Grant) (issuer.Token, error) {
-	ctx, span := m.tracer.Start(ctx, "mint")
-	defer span.End()
+	start := time.Now()
 	tok, err := m.Minter.Mint(ctx, g)
-	failed(span, err)
+	stepDone(ctx, stepMint, start, err)
 	return tok, err
 }
 
@@ -96,10 +118,9 @@ type tracedConsents struct {
 }
 
 func (c tracedConsents) Consents(ctx context.Context, provider, user, clientID string) ([]consent.Consent, error) {
-	ctx, span := c.tracer.Start(ctx, "consent.check")
-	defer span.End()
+	start := time.Now()
 	cs, err := c.Store.Consents(ctx, provider, user, clientID)
-	failed(span, err)
+	stepDone(ctx, stepConsent, start, err)
 	return cs, err
 }
 
