@@ -250,3 +250,38 @@ func TestRotateConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d events (want %d), %d rotation lines for %d files", events, 4*150+40, all-events, len(reps))
 	}
 }
+
+// TestRotationFailureFailsClosed: a rotation that cannot happen (here the
+// new file cannot be made, as on a full disk) refuses new events, keeps
+// what was queued, and writes it all, in one chain, once it can.
+func TestRotationFailureFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := auditlog.OpenWith(path, auditlog.Options{MaxSize: 2 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFlushed(t, l, "before", 10, 10)
+	// What the rotation writes first cannot be made.
+	blocker := path + ".next"
+	os.MkdirAll(filepath.Join(blocker, "x"), 0o700)
+	appendFlushed(t, l, "queued", 10, 10) // past max_size: the rotation fails
+	if err := l.Failing(); err == nil || !strings.Contains(err.Error(), "rotate") {
+		t.Fatalf("failing = %v, want the rotation's error", err)
+	}
+	if err := l.Append(event("refused")); err == nil {
+		t.Fatal("an event was taken while the log cannot be written")
+	}
+	os.RemoveAll(blocker)
+	l.Flush()
+	if err := l.Failing(); err != nil {
+		t.Fatalf("after the obstacle went: %v", err)
+	}
+	l.Close()
+	if _, _, err := auditlog.VerifySet(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, events := linesOf(t, path); events != 20 {
+		t.Fatalf("%d events, want the 10 before and the 10 queued", events)
+	}
+}
