@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -60,10 +59,7 @@ func stepDone(ctx context.Context, name string, start time.Time, err error) {
 	}
 }
 
-type tracedAttestor struct {
-	attest.Attestor
-	tracer trace.Tracer
-}
+type tracedAttestor struct{ attest.Attestor }
 
 func (a tracedAttestor) Attest(ctx context.Context, ev attest.Evidence) (attest.Identity, error) {
 	start := time.Now()
@@ -78,10 +74,7 @@ type explainer interface {
 	Explain(ctx context.Context, id attest.Identity, r trustmaps.Request) trustmaps.Trace
 }
 
-type tracedDecider struct {
-	Decider
-	tracer trace.Tracer
-}
+type tracedDecider struct{ Decider }
 
 // Decide records a denial's explain trace, bounded, with the request's
 // attributes (its span and audit line): operators see why, the client only
@@ -100,10 +93,7 @@ func (d tracedDecider) Decide(ctx context.Context, id attest.Identity, r trustma
 	return dec, err
 }
 
-type tracedMinter struct {
-	Minter
-	tracer trace.Tracer
-}
+type tracedMinter struct{ Minter }
 
 func (m tracedMinter) Mint(ctx context.Context, g issuer.Grant) (issuer.Token, error) {
 	start := time.Now()
@@ -112,10 +102,7 @@ func (m tracedMinter) Mint(ctx context.Context, g issuer.Grant) (issuer.Token, e
 	return tok, err
 }
 
-type tracedConsents struct {
-	consent.Store
-	tracer trace.Tracer
-}
+type tracedConsents struct{ consent.Store }
 
 func (c tracedConsents) Consents(ctx context.Context, provider, user, clientID string) ([]consent.Consent, error) {
 	start := time.Now()
@@ -124,21 +111,21 @@ func (c tracedConsents) Consents(ctx context.Context, provider, user, clientID s
 	return cs, err
 }
 
-// traced wraps cfg's dependencies so that each step is a span.
+// traced wraps cfg's dependencies so that each step is timed.
 func traced(cfg Config) Config {
 	atts := make(map[string]attest.Attestor, len(cfg.Attestors))
 	for k, a := range cfg.Attestors {
-		atts[k] = tracedAttestor{a, cfg.Tracer}
+		atts[k] = tracedAttestor{a}
 	}
 	cfg.Attestors = atts
 	if cfg.Decider != nil {
-		cfg.Decider = tracedDecider{cfg.Decider, cfg.Tracer}
+		cfg.Decider = tracedDecider{cfg.Decider}
 	}
 	if cfg.Minter != nil {
-		cfg.Minter = tracedMinter{cfg.Minter, cfg.Tracer}
+		cfg.Minter = tracedMinter{cfg.Minter}
 	}
 	if cfg.Consents != nil {
-		cfg.Consents = tracedConsents{cfg.Consents, cfg.Tracer}
+		cfg.Consents = tracedConsents{cfg.Consents}
 	}
 	return cfg
 }
