@@ -2,7 +2,9 @@ package exchange_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,4 +107,32 @@ func BenchmarkPostureCost(b *testing.B) {
 	b.ReportMetric(per(tPosture-tPlain), "added-ns/op")
 	b.ReportMetric(per(tVerify), "verify-ns/op")
 	b.ReportMetric(float64(tPosture-tPlain)/float64(tVerify), "added/verify")
+}
+
+// TestPostureTokenBounds: more posture assertions than a request may carry,
+// or one too large, is invalid_request before any is verified.
+func TestPostureTokenBounds(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name   string
+		tokens []string
+		want   string
+	}{
+		{"nine", slices.Repeat([]string{"a.b.c"}, posture.MaxAssertions+1), "at most 8 posture_token parameters"},
+		{"too large", []string{strings.Repeat("a", posture.MaxAssertionSize) + ".b.c"}, "a posture_token is larger than"},
+	} {
+		f := exchangeForm(e.subjectToken(mainSub, nil))
+		f["posture_token"] = tc.tokens
+		res := e.post(t, f, nil)
+		if res.status != 400 || res.body["error"] != "invalid_request" || !strings.Contains(fmt.Sprint(res.body["error_description"]), tc.want) {
+			t.Errorf("%s: %d %s", tc.name, res.status, res.raw)
+		}
+	}
+	// Within the bounds, a client that sends assertions no source reads
+	// gets its token as before.
+	f := exchangeForm(e.subjectToken(mainSub, nil))
+	f["posture_token"] = []string{"a.b.c", "d.e.f"}
+	if res := e.post(t, f, nil); res.status != 200 {
+		t.Fatalf("%d %s", res.status, res.raw)
+	}
 }

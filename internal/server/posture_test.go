@@ -38,10 +38,16 @@ func TestForwardedFor(t *testing.T) {
 			t.Errorf("%s: source %s, want %s", tc.name, seen, tc.want)
 		}
 	}
-	// No trusted proxy: the handler itself, X-Forwarded-For never read.
-	plain := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	if got := forwardedFor(nil, plain); got == nil {
-		t.Fatal("nil handler")
+	// No trusted proxy: X-Forwarded-For is never read, whoever sends it.
+	plain := forwardedFor(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.RemoteAddr }))
+	for _, peer := range []string{"10.1.2.3:443", "203.0.113.9:5555"} {
+		r := httptest.NewRequest(http.MethodPost, "/token", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-For", "81.2.69.160")
+		plain.ServeHTTP(httptest.NewRecorder(), r)
+		if seen != peer {
+			t.Errorf("no trusted proxies, peer %s: source %s", peer, seen)
+		}
 	}
 }
 
