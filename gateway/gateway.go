@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -307,11 +308,42 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(context.WithValue(r.Context(), delegatedKey{}, tok))
 	}
+	if !readWhole(w, r) {
+		return
+	}
 	if fwd, ok := r.Context().Value(forwardedKey{}).(*bool); ok {
 		*fwd = true // past the edge: what follows is the upstream's answer
 	}
 	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("mcpsts.subject", c.Claims.Subject), attribute.String("mcpsts.client_id", c.Claims.ClientID))
 	g.proxy.ServeHTTP(w, r)
+}
+
+// readWhole replaces the request's body with its bytes, read now (the
+// server bounds them: MCP messages are small), and answers the client
+// itself when they cannot be read. A body streamed upstream instead races
+// the HTTP/1 server: when the upstream's answer starts, the server drains
+// and closes the request body, and the transport's last read of a body it
+// has already sent then fails and drops the upstream connection, cutting
+// an event stream in the middle of its answer (golang/go#40747). A body in
+// memory is also one the transport may send again on a fresh connection.
+func readWhole(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			http.Error(w, "the request body is larger than this gateway accepts", http.StatusRequestEntityTooLarge)
+			return false
+		}
+		http.Error(w, "the request body could not be read", http.StatusBadRequest)
+		return false
+	}
+	r.ContentLength, r.TransferEncoding = int64(len(body)), nil
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return true
 }
 
 // rewrite sends the request upstream: no credential of the client, the

@@ -517,3 +517,80 @@ func TestRunReloadsToolScopes(t *testing.T) {
 	os.WriteFile(file, []byte(`{"echo": []}`), 0o600)
 	waitStatus(200)
 }
+
+// TestRequestBodyForwardedWhole: the gateway reads a request's body whole
+// before it goes upstream, so the upstream sees one request with a
+// Content-Length even when the client streams its body, and a body that
+// the server has closed can never cut the upstream's answer
+// (golang/go#40747: under load, an event stream through the gateway was
+// dropped in the middle of its answer). A body over the server's bound is
+// answered 413 at the edge.
+func TestRequestBodyForwardedWhole(t *testing.T) {
+	type seen struct {
+		at            time.Time
+		length        int64
+		chunked, body string
+	}
+	got := make(chan seen, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		body, _ := io.ReadAll(r.Body)
+		got <- seen{at, r.ContentLength, strings.Join(r.TransferEncoding, ","), string(body)}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "event: message\ndata: {}\n\n")
+	}))
+	defer up.Close()
+	gw, broker, g := serveGateway(t, up.URL+"/mcp", nil, nil)
+	tok, err := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const first, rest = `{"jsonrpc":"2.0","id":1,`, `"method":"tools/list"}`
+	pr, pw := io.Pipe()
+	sentAt := make(chan time.Time, 1)
+	go func() {
+		pw.Write([]byte(first))
+		time.Sleep(150 * time.Millisecond)
+		sentAt <- time.Now()
+		pw.Write([]byte(rest))
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", pr) // no length: sent chunked
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := gw.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(answer) != "event: message\ndata: {}\n\n" {
+		t.Fatalf("answer %d %q", resp.StatusCode, answer)
+	}
+	s, sent := <-got, <-sentAt
+	if s.body != first+rest || s.length != int64(len(first+rest)) || s.chunked != "" {
+		t.Fatalf("the upstream got %q, Content-Length %d, Transfer-Encoding %q: want the whole body with its length", s.body, s.length, s.chunked)
+	}
+	if s.at.Before(sent) {
+		t.Fatalf("the upstream was called %v before the client finished its body", sent.Sub(s.at))
+	}
+
+	// Past the server's bound (tlsserver wraps bodies in MaxBytesReader):
+	// 413, and the upstream is not asked.
+	rec := httptest.NewRecorder()
+	big := httptest.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(strings.Repeat("x", 64)))
+	big.Header.Set("Authorization", "Bearer "+tok)
+	big.Header.Set("Content-Type", "application/json")
+	big.Header.Set("Accept", "application/json, text/event-stream")
+	big.Body = http.MaxBytesReader(rec, big.Body, 16)
+	g.Handler().ServeHTTP(rec, big)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over the bound: %d %s", rec.Code, rec.Body)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("the upstream was asked with %q", s.body)
+	default:
+	}
+}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -41,10 +44,11 @@ func TestConformanceThroughGateway(t *testing.T) {
 		}
 	}
 	upstream := startEverythingServer(t, server)
-	run := func(target string) (passed, failed string, out string) {
+	run := func(target string) (passed, failed, out, failures string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, suite, "server", "--url", target)
+		results := t.TempDir()
+		cmd := exec.CommandContext(ctx, suite, "server", "--url", target, "--output-dir", results)
 		cmd.Env = append(os.Environ(), "PATH="+node+string(os.PathListSeparator)+os.Getenv("PATH"))
 		var buf bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &buf, &buf
@@ -53,11 +57,11 @@ func TestConformanceThroughGateway(t *testing.T) {
 		if m == nil {
 			t.Fatalf("no summary from the suite against %s:\n%s", target, buf.String())
 		}
-		return m[1], m[2], buf.String()
+		return m[1], m[2], buf.String(), failedChecks(t, results)
 	}
-	alonePassed, aloneFailed, _ := run(upstream)
+	alonePassed, aloneFailed, _, aloneFailures := run(upstream)
 	if aloneFailed != "0" {
-		t.Fatalf("the conformance server alone fails %s checks", aloneFailed)
+		t.Fatalf("the conformance server alone fails %s checks:\n%s", aloneFailed, aloneFailures)
 	}
 
 	f := startGateway(t, upstream)
@@ -70,7 +74,7 @@ func TestConformanceThroughGateway(t *testing.T) {
 	self := proxyLn.Addr().String()
 	tr := f.tr.Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: f.tr.TLSClientConfig.RootCAs}
-	proxy := &httptest.Server{Listener: proxyLn, Config: &http.Server{Handler: &httputil.ReverseProxy{FlushInterval: -1, Transport: tr,
+	rp := &httputil.ReverseProxy{FlushInterval: -1, Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(gw)
 			if pr.In.Host != self {
@@ -80,12 +84,27 @@ func TestConformanceThroughGateway(t *testing.T) {
 				pr.Out.Header.Set("Origin", gw.Scheme+"://"+gw.Host)
 			}
 			pr.Out.Header.Set("Authorization", "Bearer "+token)
-		}}}}
+		}}
+	// The proxy reads each body whole before forwarding it, as the gateway
+	// does: a body streamed through httputil.ReverseProxy is closed by the
+	// server when the answer starts, and the transport then drops the
+	// connection in the middle of an event stream (golang/go#40747).
+	proxy := &httptest.Server{Listener: proxyLn, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
+		rp.ServeHTTP(w, r)
+	})}}
 	proxy.Start()
 	defer proxy.Close()
-	passed, failed, out := run("http://" + self + "/mcp")
+	passed, failed, out, failures := run("http://" + self + "/mcp")
 	if failed != "0" || passed != alonePassed {
-		t.Fatalf("through the gateway %s passed, %s failed (alone: %s passed):\n%s\ngateway log:\n%s", passed, failed, alonePassed, out, f.errOut.String())
+		// The checks that failed come last: CI shows the end of a log.
+		t.Fatalf("through the gateway %s passed, %s failed (alone: %s passed):\n%s\ngateway log:\n%s\nthe checks that failed:\n%s",
+			passed, failed, alonePassed, out, f.errOut.String(), failures)
 	}
 	t.Logf("the MCP conformance suite: %s of %s checks pass through the gateway, as alone", passed, alonePassed)
 }
@@ -127,4 +146,29 @@ func startEverythingServer(t *testing.T, bin string) string {
 	}
 	t.Fatal("the conformance server did not start")
 	return ""
+}
+
+// failedChecks returns the checks of the suite's results directory that
+// did not pass, with what they recorded: the summary names a scenario
+// only.
+func failedChecks(t *testing.T, dir string) string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "checks.json"))
+	var b strings.Builder
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var checks []map[string]any
+		if err := json.Unmarshal(raw, &checks); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, c := range checks {
+			if c["status"] == "FAILURE" {
+				line, _ := json.Marshal(c)
+				fmt.Fprintf(&b, "FAILED %s: %s\n", filepath.Base(filepath.Dir(f)), line)
+			}
+		}
+	}
+	return b.String()
 }
