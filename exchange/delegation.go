@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -43,17 +44,31 @@ func (t *tokenEndpoint) capTTL(ttl time.Duration, until time.Time) (time.Duratio
 // downstream server, for the same subject, recording the acting service in
 // act, with no wider scopes and no longer life than the incoming token.
 func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, issuedType string) (*tokenResponse, *oauthError) {
-	if t.cfg.Tokens == nil {
+	if t.cfg.Acceptor == nil {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation is not enabled")
 	}
 	if f.get("actor_token") == "" {
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "delegation needs the acting service's own credential in actor_token")
 	}
 	start := time.Now()
-	in, err := t.cfg.Tokens.Inspect(f.get("subject_token"))
+	// The subject token is a statement about its subject, not the
+	// actor's credential (actor_token is): its holder is not checked, the
+	// rest of the one acceptance is; a single-use token is delegated once.
+	in, err := t.cfg.Acceptor.Accept(ctx, f.get("subject_token"), Acceptance{UseOnce: UseDelegation})
 	stepDone(ctx, stepInspect, start, err)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrTokenRevoked):
+		e := fail(http.StatusBadRequest, errInvalidRequest, "the subject token is revoked")
+		e.check = "token_revoked"
+		return nil, e
+	case errors.Is(err, ErrTokenUsed):
+		e := fail(http.StatusBadRequest, errInvalidRequest, "the single-use subject token was delegated before")
+		e.check = "token_replayed"
+		return nil, e
+	case errors.Is(err, ErrNotAccepted):
 		return nil, &oauthError{status: http.StatusBadRequest, code: errInvalidRequest, description: "the subject token is not a valid access token of this broker", detail: err.Error()}
+	case err != nil:
+		return nil, storeUnavailable(err)
 	}
 	// A workload's sub is workload:PROVIDER/SUBJECT; provider names
 	// never hold '/' (the configuration refuses them), so the first '/'

@@ -61,6 +61,15 @@ func NewLifecycleHandlers(cfg Config, lc LifecycleConfig) (introspect, revoke ht
 	if lc.MaxTTL == 0 {
 		lc.MaxTTL = time.Hour
 	}
+	if cfg.Revocations == nil {
+		cfg.Revocations = lc.Revocations
+	}
+	if cfg.Acceptor == nil && cfg.Tokens != nil {
+		cfg.Acceptor, _ = NewAcceptor(AcceptorConfig{Tokens: cfg.Tokens, Revocations: lc.Revocations, SingleUse: lc.SingleUse, Clock: cfg.Clock})
+	}
+	if cfg.Acceptor != nil && lc.Revocations != nil {
+		lc.Revocations = cfg.Acceptor // a revocation here is seen here at once
+	}
 	l := &lifecycle{t: NewHandler(cfg).(*tokenEndpoint), cfg: lc}
 	return http.HandlerFunc(l.introspect), http.HandlerFunc(l.revoke)
 }
@@ -116,9 +125,17 @@ func (l *lifecycle) authenticate(ctx context.Context, r *http.Request, f form) (
 		if t.cfg.Tokens == nil || l.cfg.AdminAudience == "" {
 			return authenticated{}, fail(http.StatusUnauthorized, errInvalidClient, "admin tokens are not accepted here")
 		}
-		v, err := t.cfg.Tokens.Inspect(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-		if err != nil || v.Audience != l.cfg.AdminAudience || !v.HasScope(l.cfg.AdminScope) || v.Cnf != nil {
-			return authenticated{}, fail(http.StatusUnauthorized, errInvalidClient, "the bearer token is not an admin token")
+		v, err := t.cfg.Acceptor.Accept(ctx, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "),
+			Acceptance{Audience: l.cfg.AdminAudience, Holder: true, Peer: peer(r), UseOnce: UseAccess})
+		switch {
+		case err != nil && !errors.Is(err, ErrNotAccepted):
+			return authenticated{}, storeUnavailable(err)
+		case err != nil || !v.HasScope(l.cfg.AdminScope):
+			e := fail(http.StatusUnauthorized, errInvalidClient, "the bearer token is not an admin token")
+			if err != nil {
+				e.detail = err.Error()
+			}
+			return authenticated{}, e
 		}
 		return authenticated{admin: true, name: "admin:" + v.ClientID + ":" + v.Subject}, nil
 	case len(peer(r)) > 0 && t.cfg.Attestors[EvidenceTLSClient] != nil:
@@ -199,25 +216,17 @@ func (l *lifecycle) inspect(ctx context.Context, raw string, admin bool, allowed
 	if !admin && !slices.Contains(allowed, v.Audience) {
 		return introspection{}, "another audience's token", nil
 	}
-	if l.cfg.Revocations != nil {
-		revoked, err := l.cfg.Revocations.Revoked(ctx, v.ID, v.Subject, v.ClientID, v.IssuedAt)
-		switch {
-		case err != nil:
-			return introspection{}, "", err
-		case revoked:
-			return introspection{}, "revoked", nil
-		}
-	}
-	if v.SingleUse {
-		if l.cfg.SingleUse == nil {
-			return introspection{}, "single use not enforceable", nil
-		}
-		switch err := l.cfg.SingleUse.Claim(ctx, "single-use:"+v.ID, v.ExpiresAt); {
-		case errors.Is(err, attest.ErrReplayed):
-			return introspection{}, "single-use token used before", nil
-		case err != nil:
-			return introspection{}, "", err
-		}
+	// The resource server checks the holder (RFC 8705 §3, RFC 9449 §7);
+	// the rest is the one acceptance every path applies.
+	switch v, err = t.cfg.Acceptor.Accept(ctx, raw, Acceptance{UseOnce: UseAccess}); {
+	case errors.Is(err, ErrTokenRevoked):
+		return introspection{}, "revoked", nil
+	case errors.Is(err, ErrTokenUsed):
+		return introspection{}, "single-use token used before", nil
+	case errors.Is(err, ErrNotAccepted):
+		return introspection{}, "not a token of this server", nil
+	case err != nil:
+		return introspection{}, "", err
 	}
 	out := introspection{Active: true, Scope: strings.Join(v.Scopes, " "), ClientID: v.ClientID, TokenType: "Bearer",
 		Exp: v.ExpiresAt.Unix(), Iat: v.IssuedAt.Unix(), Sub: v.Subject, Aud: v.Audience, Iss: t.cfg.issuer(), JTI: v.ID, Act: v.Actor, SingleUse: v.SingleUse}

@@ -48,9 +48,11 @@ grant: {client_id: once-ci, audiences: ["` + paymentsMCP + `"], single_use: true
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.restart(t, func(c *exchange.Config) { c.Decider = eng })
+	// The token endpoint (delegation) reads the same revocation list and
+	// claims single use in the same store.
+	e.restart(t, func(c *exchange.Config) { c.Decider, c.Revocations, c.Replay = eng, st, st })
 	cfg := e.cfg
-	cfg.Decider = eng
+	cfg.Decider, cfg.Revocations, cfg.Replay = eng, st, st
 	lc := exchange.LifecycleConfig{
 		Callers:       []exchange.IntrospectionCaller{{Provider: "ci", Subject: paymentsServer, Audiences: []string{paymentsMCP}}},
 		AdminAudience: broker + "/admin", AdminScope: "mcpsts:admin",

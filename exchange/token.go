@@ -88,6 +88,15 @@ type Config struct {
 	// Tokens verifies our own tokens presented for delegation; nil
 	// disables delegation.
 	Tokens TokenInspector
+	// Acceptor accepts our own tokens wherever the endpoint takes one
+	// (delegation's subject token, introspection): the one check of
+	// signature, audience, binding, revocation and single use. nil: one
+	// is built on Tokens, with Revocations and Replay.
+	Acceptor *Acceptor
+	// Revocations is the revocation list (nil: none), read through
+	// Acceptor and written when a reused authorization code revokes the
+	// access token its first redemption gave.
+	Revocations Revocations
 	// MaxChain bounds delegation chains (0: DefaultMaxChain).
 	MaxChain int
 	// DefaultTTL is the issuer's default token lifetime (0: 15m), which
@@ -165,6 +174,12 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	if cfg.Meter == nil {
 		cfg.Meter = metricnoop.Meter{}
+	}
+	if cfg.Acceptor == nil && cfg.Tokens != nil {
+		cfg.Acceptor, _ = NewAcceptor(AcceptorConfig{Tokens: cfg.Tokens, Revocations: cfg.Revocations, SingleUse: cfg.Replay, Clock: cfg.Clock})
+	}
+	if cfg.Acceptor != nil && cfg.Revocations != nil {
+		cfg.Revocations = cfg.Acceptor // what this endpoint revokes is seen at once
 	}
 	inputs, _ := cfg.Decider.(conditionInputs) // before it is wrapped
 	if cfg.Clients != nil && cfg.Decider != nil {

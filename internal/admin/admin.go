@@ -117,6 +117,11 @@ func Handler(cfg Config) http.Handler {
 			span.SetAttributes(attribute.String(AttrResult, "forbidden"))
 			a.fail(w, http.StatusForbidden, "forbidden", "the caller is not an administrator")
 			return
+		case errors.Is(err, ErrUnavailable):
+			span.SetAttributes(attribute.String(AttrResult, "unavailable"))
+			w.Header().Set("Retry-After", "5")
+			a.fail(w, http.StatusServiceUnavailable, "unavailable", "the caller cannot be checked now; retry later")
+			return
 		case err != nil:
 			span.SetAttributes(attribute.String(AttrResult, "unauthenticated"))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpsts-admin", scope="`+Scope+`"`)

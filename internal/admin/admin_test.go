@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
 	"github.com/mcpsts/mcpsts/internal/store"
@@ -43,6 +44,8 @@ type env struct {
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
 	st     *store.Store
+	accept *exchange.Acceptor // this admin API's
+	other  *exchange.Acceptor // another replica's on the same store
 }
 
 func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
@@ -80,10 +83,17 @@ func newEnvWith(t *testing.T, mut func(*admin.Config)) *env {
 	e.ca, _ = x509.ParseCertificate(der)
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca)
+	// The acceptor of the replica this admin API runs on; e.other is
+	// another replica's, sharing the store.
+	e.accept, err = exchange.NewAcceptor(exchange.AcceptorConfig{Tokens: is, Revocations: st, SingleUse: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.other, _ = exchange.NewAcceptor(exchange.AcceptorConfig{Tokens: is, Revocations: st, SingleUse: st})
 	cfg := admin.Config{
-		Repo: st, Policy: policy, Source: src, Consents: st, Revocations: st,
+		Repo: st, Policy: policy, Source: src, Consents: st, Revocations: e.accept,
 		Auth: admin.AnyOf{
-			admin.TokenAuth{Verifier: is, Audience: iss + "/admin"},
+			admin.TokenAuth{Acceptor: e.accept, Audience: iss + "/admin"},
 			admin.CertAuth{Roots: roots, Names: []string{"spiffe://example.org/ops/terraform"}},
 		},
 		Log:   slog.New(slog.DiscardHandler),
@@ -375,6 +385,83 @@ func TestRevocations(t *testing.T) {
 			t.Errorf("%+v: %v %v", tc, got, err)
 		}
 	}
+}
+
+// TestRevokedAdminToken (finding 1 of the decision review): an admin token
+// revoked by jti, by subject or by client, here or at another replica, no
+// longer reads or writes trust maps; a single-use admin token is taken
+// once. Another replica's revocation is seen once the cache's bound has
+// passed; this replica's at once.
+func TestRevokedAdminToken(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		revoke func(e *env, tok string) // the revocation, made at another replica
+	}{
+		{"by jti", func(e *env, tok string) {
+			v, _ := e.iss.Inspect(tok)
+			e.other.Revoke(ctx, exchange.RevokeJTI, v.ID, time.Now(), v.ExpiresAt)
+		}},
+		{"by subject", func(e *env, _ string) {
+			e.other.Revoke(ctx, exchange.RevokeSubject, "workload:github/repo:ops/infra", time.Now(), time.Now().Add(time.Hour))
+		}},
+		{"by client", func(e *env, _ string) {
+			e.other.Revoke(ctx, exchange.RevokeClient, "terraform", time.Now(), time.Now().Add(time.Hour))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			tok := e.token(t, iss+"/admin", admin.Scope)
+			auth := map[string]string{"Authorization": "Bearer " + tok}
+			if status, _, body := e.do(t, call{method: "GET", path: "/admin/v1/trust-maps", header: auth}); status != 200 {
+				t.Fatalf("before: %d %v", status, body)
+			}
+			tc.revoke(e, tok)
+			// Past the cache's bound (the acceptor's default).
+			deadline := time.Now().Add(exchange.DefaultRevocationCacheFor + 2*time.Second)
+			for {
+				status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/trust-maps", header: auth})
+				if status == 401 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("revoked admin token still answered %d past the cache's bound", status)
+				}
+			}
+			m := `{"match":{"provider":"p","subject":"attacker"},"grant":{"client_id":"x","audiences":["` + iss + `/admin"],"scopes":["mcpsts:admin"]}}`
+			if status, _, body := e.do(t, call{method: "PUT", path: "/admin/v1/trust-maps/escalate", header: auth, body: m}); status != 401 {
+				t.Fatalf("revoked admin token wrote a trust map: %d %v", status, body)
+			}
+		})
+	}
+	t.Run("revoked through this admin API is refused at once", func(t *testing.T) {
+		e := newEnv(t)
+		tok := e.token(t, iss+"/admin", admin.Scope)
+		v, _ := e.iss.Inspect(tok)
+		auth := map[string]string{"Authorization": "Bearer " + tok}
+		if status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/trust-maps", header: auth}); status != 200 {
+			t.Fatalf("before: %d", status)
+		}
+		if status, _, body := e.do(t, call{method: "POST", path: "/admin/v1/revocations", header: auth, body: `{"jti":"` + v.ID + `"}`}); status != 204 {
+			t.Fatalf("revoke: %d %v", status, body)
+		}
+		if status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/trust-maps", header: auth}); status != 401 {
+			t.Fatalf("after its own revocation: %d, want 401", status)
+		}
+	})
+	t.Run("single use", func(t *testing.T) {
+		e := newEnv(t)
+		tok, err := e.iss.Mint(ctx, issuer.Grant{Subject: "github/repo:ops/infra", Audience: iss + "/admin", ClientID: "terraform", Scopes: []string{admin.Scope}, SingleUse: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth := map[string]string{"Authorization": "Bearer " + tok.Raw}
+		for i, want := range []int{200, 401} {
+			if status, _, _ := e.do(t, call{method: "GET", path: "/admin/v1/trust-maps", header: auth}); status != want {
+				t.Fatalf("use %d: %d, want %d", i+1, status, want)
+			}
+		}
+	})
 }
 
 // fixedPlaces locates every address in Germany, but 192.0.2.0/24 nowhere.

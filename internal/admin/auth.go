@@ -1,12 +1,15 @@
 package admin
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/issuer"
 )
 
@@ -25,19 +28,27 @@ type Authorizer interface {
 var (
 	ErrUnauthenticated = errors.New("admin: unauthenticated")
 	ErrForbidden       = errors.New("admin: not an administrator")
+	// ErrUnavailable: the caller cannot be checked now (the revocation
+	// list cannot be read); the answer is 503.
+	ErrUnavailable = errors.New("admin: the caller cannot be checked now")
 )
 
-// Verifier checks the broker's own access tokens; *issuer.Issuer is one.
-type Verifier interface {
-	Verify(raw, audience string, peer []*x509.Certificate) (issuer.VerifiedToken, error)
+// Acceptor is the broker's one acceptance of its own access tokens
+// (signature, audience, holder, revocation, single use); *exchange.Acceptor
+// is one.
+type Acceptor interface {
+	Accept(ctx context.Context, raw string, want exchange.Acceptance) (issuer.VerifiedToken, error)
 }
 
 // TokenAuth accepts access tokens minted by this broker for Audience that
 // carry the admin scope: an operator's CI gets one through a trust map that
 // grants it, never through a shared secret. A certificate-bound token is
-// accepted only over a connection that presents its certificate.
+// accepted only over a connection that presents its certificate, a
+// DPoP-bound one never (the admin API takes no proofs), a revoked one never
+// (read through the acceptor's cache, at most its CacheFor late), a
+// single-use one once.
 type TokenAuth struct {
-	Verifier Verifier
+	Acceptor Acceptor
 	Audience string
 }
 
@@ -52,9 +63,13 @@ func (a TokenAuth) Authorize(r *http.Request) (string, error) {
 	if r.TLS != nil {
 		peer = r.TLS.PeerCertificates
 	}
-	v, err := a.Verifier.Verify(strings.TrimSpace(raw), a.Audience, peer)
-	if err != nil {
-		return "", ErrUnauthenticated
+	v, err := a.Acceptor.Accept(r.Context(), strings.TrimSpace(raw),
+		exchange.Acceptance{Audience: a.Audience, Holder: true, Peer: peer, UseOnce: exchange.UseAccess})
+	switch {
+	case errors.Is(err, exchange.ErrNotAccepted):
+		return "", fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	case err != nil:
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !v.HasScope(Scope) {
 		return "", ErrForbidden
@@ -106,7 +121,7 @@ func (as AnyOf) Authorize(r *http.Request) (string, error) {
 		if e == nil {
 			return p, nil
 		}
-		if errors.Is(e, ErrForbidden) {
+		if errors.Is(e, ErrForbidden) || errors.Is(e, ErrUnavailable) && !errors.Is(err, ErrForbidden) {
 			err = e
 		}
 	}

@@ -294,6 +294,10 @@ type Refresh struct {
 type Tokens struct {
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	MaxTTL     time.Duration `yaml:"max_ttl"`
+	// RevocationCacheFor bounds how late a revocation made at another
+	// replica is seen by this one's admin API, introspection and
+	// delegation (0: 500ms; at most 1s).
+	RevocationCacheFor time.Duration `yaml:"revocation_cache_for"`
 }
 
 // KEKEnv is the environment variable that may hold the key-encryption key.
@@ -460,7 +464,7 @@ func Defaults() Config {
 		DataDir:   ".mcpsts",
 		TLS:       TLS{MinVersion: "1.2"},
 		Keys:      Keys{Algorithm: "ES256", RotationPeriod: 24 * time.Hour, RefreshInterval: 30 * time.Second, RSABits: 2048},
-		Tokens:    Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute},
+		Tokens:    Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 60 * time.Minute, RevocationCacheFor: 500 * time.Millisecond},
 		TrustMaps: TrustMaps{ReloadInterval: 5 * time.Second},
 		Limits: Limits{
 			PerIdentity: RateLimit{Rate: 10, Burst: 20},

@@ -124,6 +124,7 @@ var checks = []check{
 		return ""
 	}},
 	{"tokens.max_ttl", func(c *Config, _ time.Time) string { return ttlProblem(c.Tokens.MaxTTL) }},
+	{"tokens.revocation_cache_for", durationRule(func(c *Config) time.Duration { return c.Tokens.RevocationCacheFor }, time.Second)},
 	{"server.read_header_timeout", durationRule(func(c *Config) time.Duration { return c.Server.ReadHeaderTimeout }, time.Minute)},
 	{"server.read_timeout", durationRule(func(c *Config) time.Duration { return c.Server.ReadTimeout }, time.Hour)},
 	{"server.write_timeout", durationRule(func(c *Config) time.Duration { return c.Server.WriteTimeout }, time.Hour)},

@@ -8,17 +8,16 @@ import (
 
 	"github.com/mcpsts/mcpsts/internal/admin"
 	"github.com/mcpsts/mcpsts/internal/config"
-	"github.com/mcpsts/mcpsts/issuer"
 )
 
 // adminAuthorizer accepts broker tokens for the admin audience with the
 // admin scope and, when configured, administrators' client certificates.
-func adminAuthorizer(cfg *config.Config, issuerURL string, iss *issuer.Issuer) (admin.Authorizer, error) {
+func adminAuthorizer(cfg *config.Config, issuerURL string, accept admin.Acceptor) (admin.Authorizer, error) {
 	audience := cfg.Admin.Audience
 	if audience == "" {
 		audience = strings.TrimSuffix(issuerURL, "/") + "/admin"
 	}
-	auth := admin.AnyOf{admin.TokenAuth{Verifier: iss, Audience: audience}}
+	auth := admin.AnyOf{admin.TokenAuth{Acceptor: accept, Audience: audience}}
 	if f := cfg.Admin.ClientCAFile; f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {

@@ -276,7 +276,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if err := keyAgeGauge(meter, iss); err != nil {
 		return nil, err
 	}
-	adminAuth, err := adminAuthorizer(cfg, issuerURL, iss)
+	// One acceptance of our own tokens for every place that takes one
+	// (admin API, introspection, delegation), reading the revocation list
+	// the replicas share; revocations made here go through it.
+	accept, err := exchange.NewAcceptor(exchange.AcceptorConfig{Tokens: iss, Revocations: st, SingleUse: st,
+		CacheFor: cfg.Tokens.RevocationCacheFor, Clock: opts.Now})
+	if err != nil {
+		return nil, err
+	}
+	adminAuth, err := adminAuthorizer(cfg, issuerURL, accept)
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +364,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		Clients:   s.clients,
 		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 		Attestors: attestors,
-		Decider:   s.policy, Minter: iss, IDJAGs: iss, Replay: st, Tokens: iss, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
+		Decider:   s.policy, Minter: iss, IDJAGs: iss, Replay: st, Tokens: iss, Acceptor: accept, Revocations: accept, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
 		DefaultTTL:  cfg.Tokens.DefaultTTL,
 		PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
@@ -379,7 +387,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if adminAudience == "" {
 		adminAudience = strings.TrimSuffix(issuerURL, "/") + "/admin"
 	}
-	lifecycle := exchange.LifecycleConfig{AdminAudience: adminAudience, AdminScope: admin.Scope, Revocations: st, SingleUse: st, MaxTTL: cfg.Tokens.MaxTTL}
+	lifecycle := exchange.LifecycleConfig{AdminAudience: adminAudience, AdminScope: admin.Scope, Revocations: accept, SingleUse: st, MaxTTL: cfg.Tokens.MaxTTL}
 	for _, c := range cfg.Introspection.Callers {
 		lifecycle.Callers = append(lifecycle.Callers, exchange.IntrospectionCaller(c))
 	}
@@ -389,7 +397,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients()),
 			PostureSources: postureDocuments(st.PostureSources(), cfg),
-			Revocations:    st, RevokeFor: cfg.Tokens.MaxTTL, AuditFile: cfg.AuditFile()}),
+			Revocations:    accept, RevokeFor: cfg.Tokens.MaxTTL, AuditFile: cfg.AuditFile()}),
 		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,
 		browser: browser, register: register, documents: docs != nil, scopes: cfg.Authorization.ScopeDescriptions,
 		introspect: introspect, revoke: revoke})
