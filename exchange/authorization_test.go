@@ -10,6 +10,7 @@ import (
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/internal/store"
+	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
@@ -36,10 +37,28 @@ type browserEnv struct {
 	consent consent.Consent
 }
 
+// peopleMaps grant people of corp, through the client they use, the
+// payments server: redeeming a code and refreshing decide again with them.
+const peopleMaps = `---
+id: people
+match: {provider: corp, subject_pattern: "[a-z]+"}
+grant:
+  client_id_expr: request.client_id
+  audiences: ["https://payments.example.com/mcp"]
+  scopes: ["payments:read", "payments:write"]
+  max_ttl: 10m
+`
+
 func newBrowserEnv(t *testing.T) *browserEnv {
 	e := newEnv(t)
 	_, st := withUsers(t, e)
-	e.restart(t, func(c *exchange.Config) { c.Consents, c.Authorizations = st, st })
+	eng, err := trustmaps.Compile(trustmaps.Document{Name: "maps.yaml", Data: []byte(maps + peopleMaps)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kept by every later restart.
+	e.cfg.Decider, e.cfg.Consents, e.cfg.Authorizations = eng, st, st
+	e.restart(t, func(*exchange.Config) {})
 	c, err := st.GrantConsent(context.Background(), consent.Consent{User: userSubject, Provider: "corp", ClientID: desktop,
 		Scopes: []string{mailScope, exchange.ScopeOfflineAccess}, Resources: []string{mailServer}, ExpiresAt: e.now.Add(24 * time.Hour)})
 	if err != nil {
@@ -89,7 +108,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 		t.Fatalf("redeem: %d %v", res.status, res.body)
 	}
 	c := verify(t, b.env, res.body["access_token"].(string))
-	if c["sub"] != userSubject || c["client_id"] != desktop || c["aud"] != mailServer || c["scope"] != mailScope || c["exp"].(float64)-c["iat"].(float64) != accessLife.Seconds() {
+	if c["sub"] != "user:corp/"+userSubject || c["client_id"] != desktop || c["aud"] != mailServer || c["scope"] != mailScope || c["exp"].(float64)-c["iat"].(float64) != accessLife.Seconds() {
 		t.Fatalf("claims %v", c)
 	}
 	refresh := res.body["refresh_token"].(string)
@@ -151,7 +170,7 @@ func TestRefreshTokenGrant(t *testing.T) {
 	if second.status != 200 || r2 == "" || r2 == r1 {
 		t.Fatalf("refresh: %d %v", second.status, second.body)
 	}
-	if c := verify(t, b.env, second.body["access_token"].(string)); c["sub"] != userSubject || c["client_id"] != desktop || c["scope"] != mailScope {
+	if c := verify(t, b.env, second.body["access_token"].(string)); c["sub"] != "user:corp/"+userSubject || c["client_id"] != desktop || c["scope"] != mailScope {
 		t.Fatalf("refreshed claims %v", c)
 	}
 	// The rotated token used again: refused, and its successor with it.

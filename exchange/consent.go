@@ -54,19 +54,16 @@ func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f f
 		return nil, oerr
 	}
 	scopes := strings.Fields(f.get("scope"))
-	req := trustmaps.Request{
-		Audience: target, Scopes: scopes, GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
-	}
-	t.conditionInputs(ctx, actor, &req) // the posture of the agent acting for the user
-	d, err := t.cfg.Decider.Decide(ctx, actor, req)
-	if err != nil {
-		return nil, decisionError(err, GrantTokenExchange)
+	// The agent's maps decide (with the agent's posture and place); the
+	// person's consent bounds what they give.
+	d, oerr := t.decideGrant(ctx, r, actor, trustmaps.Request{Audience: target, Scopes: scopes, GrantType: GrantTokenExchange})
+	if oerr != nil {
+		return nil, oerr
 	}
 	if t.cfg.Consents == nil {
 		return nil, fail(http.StatusBadRequest, errInvalidGrant, "user-delegated tokens need the consent registry, which is not enabled")
 	}
 	annotateIdentity(ctx, user, false)
-	annotateDecision(ctx, d)
 	if oerr := sentClient(ctx, f, d); oerr != nil {
 		return nil, oerr
 	}
@@ -78,13 +75,11 @@ func (t *tokenEndpoint) onBehalfOfUser(ctx context.Context, r *http.Request, f f
 	case err != nil:
 		return nil, &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "consent cannot be checked now; retry later", detail: err.Error()}
 	}
-	g := issuer.Grant{
-		Subject: user.Subject, SubjectType: issuer.User,
-		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims, SingleUse: d.SingleUse,
-		Actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: d.ClientID},
-	}
-	if g.TTL, oerr = t.capTTL(d.TTL, user.Expiry); oerr != nil {
-		return nil, oerr
-	}
-	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
+	return t.issue(ctx, r, d, principal{subject: userSubject(user), kind: issuer.User, notAfter: user.Expiry,
+		actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: d.ClientID}},
+		scopes, issuedType)
 }
+
+// userSubject is the subject of a person's grant, PROVIDER/SUBJECT: their
+// tokens' sub is issuer.UserSubjectPrefix and it (see issuer.User).
+func userSubject(user attest.Identity) string { return user.Provider + "/" + user.Subject }

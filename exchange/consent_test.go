@@ -96,7 +96,7 @@ func TestUserDelegatedExchange(t *testing.T) {
 	}
 	claims := verify(t, e, res.body["access_token"].(string))
 	act, _ := claims["act"].(map[string]any)
-	if claims["sub"] != "alice" || claims["client_id"] != "payments-ci" || act["sub"] != "workload:ci/"+mainSub || claims["scope"] != "payments:read" {
+	if claims["sub"] != "user:corp/alice" || claims["client_id"] != "payments-ci" || act["sub"] != "workload:ci/"+mainSub || claims["scope"] != "payments:read" {
 		t.Fatalf("claims %v", claims)
 	}
 	refused("scope beyond the consent", form("payments:write"), "invalid_grant", "has not consented")

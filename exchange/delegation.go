@@ -107,14 +107,11 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 		}
 	}
 	original := attest.Identity{Kind: "delegated", Provider: provider, Subject: subject}
-	d, err := t.cfg.Decider.Decide(ctx, original, trustmaps.Request{
-		Audience: target, Scopes: scopes, GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
-	})
-	if err != nil {
-		return nil, decisionError(err, GrantTokenExchange)
-	}
 	annotateIdentity(ctx, original, false)
-	annotateDecision(ctx, d)
+	d, oerr := t.decideGrant(ctx, r, original, trustmaps.Request{Audience: target, Scopes: scopes, GrantType: GrantTokenExchange})
+	if oerr != nil {
+		return nil, oerr
+	}
 	if oerr := sentClient(ctx, f, d); oerr != nil {
 		return nil, oerr
 	}
@@ -123,14 +120,7 @@ func (t *tokenEndpoint) delegate(ctx context.Context, r *http.Request, f form, i
 			description: "the acting service may not act for this subject at this server (may_act)",
 			detail:      fmt.Sprintf("map %s, actor %s/%s", d.MapID, actor.Provider, actor.Subject)}
 	}
-	ttl, oerr := t.capTTL(d.TTL, in.ExpiresAt)
-	if oerr != nil {
-		return nil, oerr
-	}
-	g := issuer.Grant{
-		Subject: provider + "/" + subject, SubjectType: issuer.Workload,
-		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: ttl, Claims: d.Claims, SingleUse: d.SingleUse,
-		Actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: in.ClientID, Actor: in.Actor},
-	}
-	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
+	return t.issue(ctx, r, d, principal{subject: provider + "/" + subject, kind: issuer.Workload, notAfter: in.ExpiresAt,
+		actor: &issuer.Actor{Subject: issuer.WorkloadSubjectPrefix + actor.Provider + "/" + actor.Subject, ClientID: in.ClientID, Actor: in.Actor}},
+		scopes, issuedType)
 }

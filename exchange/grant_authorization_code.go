@@ -10,8 +10,11 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/mcpsts/mcpsts/attest"
+	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/issuer"
+	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
@@ -41,7 +44,11 @@ func (g authorizationCodeGrant) serve(ctx context.Context, r *http.Request, f fo
 	}
 	c, err := t.cfg.Authorizations.RedeemCode(ctx, authorize.Hash(code))
 	if err != nil {
-		return nil, t.claimRefused(ctx, err, c.ClientID, c.Family, "authorization code", "the authorization code was already used; the tokens it gave are revoked", "code_reused")
+		oerr := t.claimRefused(ctx, err, c.ClientID, c.Family, "authorization code", "the authorization code was already used; the tokens it gave are revoked", "code_reused")
+		if errors.Is(err, authorize.ErrReused) {
+			t.revokeAccess(ctx, c, oerr)
+		}
+		return nil, oerr
 	}
 	switch {
 	case !t.cfg.Clock().Before(c.ExpiresAt):
@@ -60,10 +67,29 @@ func (g authorizationCodeGrant) serve(ctx context.Context, r *http.Request, f fo
 	if oerr := sameResource(t, f, c.Resource); oerr != nil {
 		return nil, oerr
 	}
-	return t.userTokens(ctx, r, userGrant{
-		provider: c.Provider, subject: c.Subject, clientID: c.ClientID, resource: c.Resource,
-		scopes: c.Scopes, ttl: c.TTL, family: c.Family,
+	resp, oerr := t.userTokens(ctx, r, userGrant{
+		provider: c.Provider, subject: c.Subject, person: c.Person, clientID: c.ClientID, resource: c.Resource,
+		scopes: c.Scopes, family: c.Family, familyEnd: t.cfg.Clock().Add(t.cfg.RefreshMaxLifetime), grantType: GrantAuthorizationCode,
 	}, "")
+	if oerr != nil {
+		return nil, oerr
+	}
+	// A second use of the code revokes this access token (RFC 6749 §4.1.2).
+	if err := t.cfg.Authorizations.RecordAccess(ctx, c.Hash, resp.jti, resp.expiresAt); err != nil {
+		t.cfg.Log.Warn("recording a code's access token", "error", err)
+	}
+	return resp, nil
+}
+
+// revokeAccess revokes the access token a reused code's first redemption
+// gave, into the revocation list until it expires.
+func (t *tokenEndpoint) revokeAccess(ctx context.Context, c authorize.Code, e *oauthError) {
+	if c.AccessJTI == "" || t.cfg.Revocations == nil {
+		return
+	}
+	if err := t.cfg.Revocations.Revoke(ctx, RevokeJTI, c.AccessJTI, t.cfg.Clock(), c.AccessExpiresAt); err != nil {
+		e.detail = strings.TrimPrefix(e.detail+"; ", "; ") + "revoking the first redemption's access token: " + err.Error()
+	}
 }
 
 // sameResource refuses a resource or audience parameter that names another
@@ -81,18 +107,24 @@ func sameResource(t *tokenEndpoint, f form, granted string) *oauthError {
 }
 
 // userGrant is what a browser grant issues: tokens for a user, to a client,
-// for one resource.
+// for one resource, as the trust maps decide again now.
 type userGrant struct {
 	provider, subject, clientID, resource string
-	scopes                                []string
-	ttl                                   time.Duration
+	person                                authorize.Person
+	scopes                                []string // the grant's, offline_access included when it has a refresh token
 	family                                string
+	familyEnd                             time.Time // the family's absolute end (a new refresh token's)
+	grantType                             string    // as the trust maps see it
 }
 
-// userTokens issues an access token for a user's grant, after checking
-// that the user's consent for this client still covers it, and a refresh
-// token when offline_access is part of it: refresh, when the refresh grant
-// has stored it already (its rotation), or a new one.
+// userTokens issues an access token for a user's grant: the trust maps
+// decide again, for the person as the grant recorded them, with this
+// request's address, place, posture and time (narrowed to what they grant
+// now, refused when they grant nothing); the user's consent for this
+// client must still cover what is granted; the token is minted from the
+// decision (binding, single use, claims, lifetime). A refresh token comes
+// when offline_access is part of the grant: refresh, when the refresh
+// grant has stored it already (its rotation), or a new one.
 func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userGrant, refresh string) (*tokenResponse, *oauthError) {
 	annotate(ctx,
 		attribute.String(attrSubjectKind, "user"), attribute.String(attrProvider, g.provider), attribute.String(attrSubject, g.subject),
@@ -100,7 +132,19 @@ func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userG
 	if t.cfg.Consents == nil {
 		return nil, t.revoked(ctx, g.family, fail(http.StatusBadRequest, errInvalidGrant, "user grants need the consent registry, which is not enabled"))
 	}
-	switch err := consent.Check(ctx, t.cfg.Consents, g.provider, g.subject, g.clientID, g.scopes, g.resource, t.cfg.Clock()); {
+	person := attest.Identity{Kind: oidc.UserKind, Provider: g.provider, Issuer: g.person.Issuer, Subject: g.subject, Attributes: g.person.Attributes}
+	asked := slices.DeleteFunc(slices.Clone(g.scopes), func(s string) bool { return s == ScopeOfflineAccess })
+	d, oerr := t.decideNarrowed(ctx, r, person, trustmaps.Request{Audience: g.resource, Scopes: asked, ClientID: g.clientID, GrantType: g.grantType})
+	if oerr != nil {
+		e := fail(http.StatusBadRequest, errInvalidGrant, "the trust maps no longer grant this grant; it is revoked")
+		e.check, e.detail = "grant_denied", oerr.description+"; "+oerr.detail
+		return nil, t.revoked(ctx, g.family, e)
+	}
+	granted := d.Scopes
+	if slices.Contains(g.scopes, ScopeOfflineAccess) {
+		granted = append(slices.Clone(granted), ScopeOfflineAccess)
+	}
+	switch err := consent.Check(ctx, t.cfg.Consents, g.provider, g.subject, g.clientID, granted, g.resource, t.cfg.Clock()); {
 	case errors.Is(err, consent.ErrNoConsent):
 		e := fail(http.StatusBadRequest, errInvalidGrant, "the user's consent for this client no longer covers this grant")
 		e.check = "consent_missing"
@@ -108,23 +152,30 @@ func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userG
 	case err != nil:
 		return nil, storeUnavailable(err)
 	}
+	resp, oerr := t.issue(ctx, r, d, principal{subject: userSubject(person), kind: issuer.User}, g.scopes, TokenTypeAccessToken)
+	if oerr != nil {
+		return nil, t.revoked(ctx, g.family, oerr)
+	}
 	if refresh == "" && slices.Contains(g.scopes, ScopeOfflineAccess) {
 		refresh = authorize.Random(32)
 		proof, _ := proofOf(ctx) // a public client's refresh token stays bound to its key (RFC 9449 §5)
 		if err := t.cfg.Authorizations.SaveRefresh(ctx, authorize.Refresh{Hash: authorize.Hash(refresh), Family: g.family, ClientID: g.clientID,
-			Resource: g.resource, Scopes: g.scopes, Provider: g.provider, Subject: g.subject, TTL: g.ttl, JKT: proof.JKT,
-			ExpiresAt: t.cfg.Clock().Add(t.cfg.RefreshTTL)}); err != nil {
+			Resource: g.resource, Scopes: g.scopes, Provider: g.provider, Subject: g.subject, TTL: d.TTL, JKT: proof.JKT, Person: g.person,
+			ExpiresAt: minTime(t.cfg.Clock().Add(t.cfg.RefreshTTL), g.familyEnd), FamilyExpiresAt: g.familyEnd}); err != nil {
 			return nil, storeUnavailable(err)
 		}
 	}
-	access := slices.DeleteFunc(slices.Clone(g.scopes), func(s string) bool { return s == ScopeOfflineAccess })
-	annotate(ctx, attribute.String(attrScopes, strings.Join(access, " ")))
-	resp, oerr := t.mint(ctx, r, issuer.Grant{Subject: g.subject, SubjectType: issuer.User, Audience: g.resource, ClientID: g.clientID, Scopes: access, TTL: g.ttl}, "", g.scopes, TokenTypeAccessToken)
-	if oerr != nil {
-		return nil, oerr
-	}
+	annotate(ctx, attribute.String(attrScopes, strings.Join(d.Scopes, " ")))
 	resp.IssuedTokenType, resp.RefreshToken = "", refresh
 	return resp, nil
+}
+
+// minTime is the earlier of a and b, b zero meaning none.
+func minTime(a, b time.Time) time.Time {
+	if !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // claimRefused answers a code or refresh token (what) that the store would

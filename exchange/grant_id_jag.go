@@ -13,6 +13,7 @@ import (
 	"github.com/mcpsts/mcpsts/attest/oidc"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/impact"
 )
 
 // TokenTypeIDJAG is the token type of an Identity Assertion JWT
@@ -83,6 +84,10 @@ func (t *tokenEndpoint) redeemOwnIDJAG(ctx context.Context, r *http.Request, f f
 		return nil, e
 	}
 	annotate(ctx, attribute.String(attrSubject, jag.Subject), attribute.String(attrRequestAudience, jag.Resource))
+	if oerr := sameResource(t, f, jag.Resource); oerr != nil {
+		oerr.description = "resource differs from the ID-JAG's"
+		return nil, oerr
+	}
 	if t.cfg.Replay == nil {
 		return nil, fail(http.StatusBadRequest, errInvalidGrant, "this server cannot redeem its own ID-JAGs (no replay cache)")
 	}
@@ -114,12 +119,39 @@ func (t *tokenEndpoint) redeemOwnIDJAG(ctx context.Context, r *http.Request, f f
 	if len(scopes) == 0 {
 		scopes = jag.Scopes
 	}
+	// The person the ID-JAG names, as it was decided for then: the trust
+	// maps decide again now (binding, single use, claims, lifetime,
+	// conditions), never wider than the ID-JAG.
+	person, ok := personOf(jag)
+	if !ok {
+		e := fail(http.StatusBadRequest, errInvalidGrant, "the ID-JAG does not name a person of this server")
+		e.check = "id_jag_invalid"
+		return nil, e
+	}
+	annotate(ctx, attribute.String(attrProvider, person.Provider))
+	d, oerr := t.decideGrant(ctx, r, person, trustmaps.Request{Audience: jag.Resource, Scopes: scopes, ClientID: client, GrantType: GrantJWTBearer})
+	if oerr != nil {
+		return nil, oerr
+	}
 	if ok, wait := t.perClient.allow(ctx, client); !ok {
 		return nil, limited("client", wait)
 	}
-	annotate(ctx, attribute.String(attrClientID, client), attribute.String(attrAudience, jag.Resource), attribute.String(attrScopes, strings.Join(scopes, " ")),
-		attribute.String(attrIDJAGTarget, jag.Audience))
-	return t.mint(ctx, r, issuer.Grant{Subject: jag.Subject, SubjectType: issuer.User, Audience: jag.Resource, ClientID: client, Scopes: scopes}, "", scopes, TokenTypeAccessToken)
+	d.Scopes = slices.DeleteFunc(slices.Clone(d.Scopes), func(s string) bool { return !slices.Contains(jag.Scopes, s) })
+	annotate(ctx, attribute.String(attrIDJAGTarget, jag.Audience))
+	return t.issue(ctx, r, d, principal{subject: userSubject(person), kind: issuer.User}, scopes, TokenTypeAccessToken)
+}
+
+// personOf reads the person an ID-JAG of this server names: its sub is
+// user:PROVIDER/SUBJECT, and mcpsts_person what the maps read of them.
+func personOf(jag issuer.VerifiedIDJAG) (attest.Identity, bool) {
+	provider, subject, ok := strings.Cut(strings.TrimPrefix(jag.Subject, issuer.UserSubjectPrefix), "/")
+	if !strings.HasPrefix(jag.Subject, issuer.UserSubjectPrefix) || !ok || provider == "" || subject == "" {
+		return attest.Identity{}, false
+	}
+	id := attest.Identity{Kind: oidc.UserKind, Provider: provider, Subject: subject, Expiry: jag.ExpiresAt}
+	id.Issuer, _ = jag.Person["iss"].(string)
+	id.Attributes, _ = jag.Person["attributes"].(map[string]any)
+	return id, true
 }
 
 // authenticateClient authenticates the client of an ID-JAG request (either
@@ -252,19 +284,16 @@ func (t *tokenEndpoint) redeemIDJAG(ctx context.Context, r *http.Request, f form
 	if ok, wait := t.perIdentity.allow(ctx, user.Provider+"\x00"+user.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
-	d, err := t.decide(ctx, user, trustmaps.Request{Audience: resource, Scopes: scopes, ClientID: client, GrantType: GrantJWTBearer,
-		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock()})
-	if err != nil {
-		return nil, decisionError(err, GrantJWTBearer)
+	d, oerr := t.decideGrant(ctx, r, user, trustmaps.Request{Audience: resource, Scopes: scopes, ClientID: client, GrantType: GrantJWTBearer})
+	if oerr != nil {
+		return nil, oerr
 	}
-	annotateDecision(ctx, d)
 	if ok, wait := t.perClient.allow(ctx, d.ClientID); !ok {
 		return nil, limited("client", wait)
 	}
 	// Default scopes of the map are granted only as far as the ID-JAG goes.
-	final := slices.DeleteFunc(slices.Clone(d.Scopes), func(s string) bool { return !slices.Contains(granted, s) })
-	g := issuer.Grant{Subject: user.Subject, SubjectType: issuer.User, Audience: d.Audience, ClientID: client, Scopes: final, TTL: d.TTL, Claims: d.Claims}
-	return t.mint(ctx, r, g, d.Binding, scopes, TokenTypeAccessToken)
+	d.Scopes = slices.DeleteFunc(slices.Clone(d.Scopes), func(s string) bool { return !slices.Contains(granted, s) })
+	return t.issue(ctx, r, d, principal{subject: userSubject(user), kind: issuer.User}, scopes, TokenTypeAccessToken)
 }
 
 // issueIDJAG answers a token exchange for an ID-JAG (SEP-990, mcpsts as the
@@ -300,13 +329,24 @@ func (t *tokenEndpoint) issueIDJAG(ctx context.Context, r *http.Request, f form,
 	if ok, wait := t.perIdentity.allow(ctx, user.Provider+"\x00"+user.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
-	d, err := t.decide(ctx, user, trustmaps.Request{Audience: canon, Scopes: scopes, ClientID: client, AuthorizationServer: target,
-		GrantType: GrantTokenExchange, SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock()})
-	if err != nil {
-		return nil, decisionError(err, GrantTokenExchange)
+	d, oerr := t.decideGrant(ctx, r, user, trustmaps.Request{Audience: canon, Scopes: scopes, ClientID: client, AuthorizationServer: target,
+		GrantType: GrantTokenExchange})
+	if oerr != nil {
+		return nil, oerr
 	}
-	annotateDecision(ctx, d)
-	tok, err := t.cfg.IDJAGs.MintIDJAG(ctx, issuer.IDJAG{Subject: user.Subject, Audience: target, Resource: d.Audience, ClientID: client, Scopes: d.Scopes})
+	g := issuer.IDJAG{Subject: issuer.UserSubjectPrefix + userSubject(user), Audience: target, Resource: d.Audience, ClientID: client, Scopes: d.Scopes}
+	if slices.Contains(t.cfg.Self, target) {
+		// Redeemed here: what the maps read of the person goes along, for
+		// the redemption to decide again (another server gets none).
+		g.Person = map[string]any{"iss": user.Issuer}
+		if t.cfg.ReplayAttributes != nil {
+			names, all := t.cfg.ReplayAttributes()
+			if a := impact.Recorded(user.Attributes, names, all); a != nil {
+				g.Person["attributes"] = a
+			}
+		}
+	}
+	tok, err := t.cfg.IDJAGs.MintIDJAG(ctx, g)
 	if err != nil {
 		return nil, mintError(err)
 	}

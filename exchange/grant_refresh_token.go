@@ -28,6 +28,8 @@ func (g refreshTokenGrant) serve(ctx context.Context, r *http.Request, f form) (
 		return nil, fail(http.StatusBadRequest, errInvalidRequest, "client_id is required")
 	}
 	next := authorize.Random(32)
+	// The successor's sliding expiry; the store holds it within the
+	// family's absolute end.
 	old, err := t.cfg.Authorizations.RotateRefresh(ctx, authorize.Hash(secret), authorize.Hash(next), t.cfg.Clock().Add(t.cfg.RefreshTTL))
 	if err != nil {
 		return nil, t.claimRefused(ctx, err, old.ClientID, old.Family, "refresh token", "the refresh token was already used; its grant is revoked", "refresh_reused")
@@ -59,7 +61,9 @@ func (g refreshTokenGrant) serve(ctx context.Context, r *http.Request, f form) (
 		return nil, t.revoked(ctx, old.Family, oerr)
 	}
 	return t.userTokens(ctx, r, userGrant{
-		provider: old.Provider, subject: old.Subject, clientID: old.ClientID, resource: old.Resource,
-		scopes: scopes, ttl: old.TTL, family: old.Family,
+		provider: old.Provider, subject: old.Subject, person: old.Person, clientID: old.ClientID, resource: old.Resource,
+		// Decided again as the code grant it continues: the maps and the
+		// client's registration see authorization_code.
+		scopes: scopes, family: old.Family, familyEnd: old.FamilyExpiresAt, grantType: GrantAuthorizationCode,
 	}, next)
 }

@@ -81,6 +81,7 @@ grant: {client_id: desktop, audiences: ["` + files + `"]}
 		c.Clients = clientMap{"desktop": {ID: "desktop", GrantTypes: []string{exchange.GrantJWTBearer, exchange.GrantTokenExchange}},
 			"other-app": {ID: "other-app", GrantTypes: []string{exchange.GrantJWTBearer}}}
 		c.IDJAGs, c.Replay = e.iss, &memCache{held: map[string]time.Time{}}
+		c.ReplayAttributes = eng.ReferencedAttributes // as the server wires it
 	})
 	return e, corp, partner
 }
@@ -121,7 +122,7 @@ func TestRedeemIDJAG(t *testing.T) {
 		t.Fatalf("an ID-JAG: %d %v", res.status, res.body)
 	}
 	claims := verify(t, e, res.body["access_token"].(string))
-	if claims["sub"] != "alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" || claims["act"] != nil {
+	if claims["sub"] != "user:corp/alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" || claims["act"] != nil {
 		t.Fatalf("claims %v", claims)
 	}
 	// The desktop app authenticating with its own workload credential.
@@ -205,7 +206,7 @@ func TestIssueIDJAG(t *testing.T) {
 		t.Fatalf("expires_in %v", exp)
 	}
 	jag, err := e.iss.VerifyIDJAG(res.body["access_token"].(string), remoteAS)
-	if err != nil || jag.Subject != "alice" || jag.ClientID != "desktop" || jag.Resource != files || strings.Join(jag.Scopes, " ") != "files:read" {
+	if err != nil || jag.Subject != "user:corp/alice" || jag.ClientID != "desktop" || jag.Resource != files || strings.Join(jag.Scopes, " ") != "files:read" {
 		t.Fatalf("the ID-JAG: %+v %v", jag, err)
 	}
 	// For this server itself: issued, then redeemed here once.
@@ -229,11 +230,17 @@ func TestIssueIDJAG(t *testing.T) {
 		t.Fatalf("redeeming our own ID-JAG: %d %v", res.status, res.body)
 	}
 	claims := verify(t, e, res.body["access_token"].(string))
-	if claims["sub"] != "alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" {
+	if claims["sub"] != "user:corp/alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" {
 		t.Fatalf("claims %v", claims)
 	}
 	if res := redeem(); res.status != 400 || res.body["error"] != "invalid_grant" || e.check() != "token_replayed" {
 		t.Fatalf("our ID-JAG again: %d %v (%s)", res.status, res.body, e.check())
+	}
+	// Finding 3 of the decision review: a resource other than the
+	// ID-JAG's is invalid_target, not a token for the ID-JAG's.
+	own = ask(idToken(nil), "audience", broker).body["access_token"].(string)
+	if res := redeem("resource", "https://mail.example.com/mcp"); res.status != 400 || res.body["error"] != "invalid_target" {
+		t.Fatalf("our ID-JAG for another resource: %d %v", res.status, res.body)
 	}
 	// Another registered client cannot redeem it.
 	res = ask(idToken(nil), "audience", broker)

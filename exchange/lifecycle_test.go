@@ -108,7 +108,7 @@ func with(v url.Values, k, val string) url.Values {
 func TestIntrospection(t *testing.T) {
 	l := newLifecycleEnv(t)
 	tok := l.accessToken(t, mainSub)
-	admin, err := l.iss.Mint(context.Background(), issuer.Grant{Subject: "ops", SubjectType: issuer.User, Audience: broker + "/admin", ClientID: "ops-cli", Scopes: []string{"mcpsts:admin"}})
+	admin, err := l.iss.Mint(context.Background(), issuer.Grant{Subject: "corp/ops", SubjectType: issuer.User, Audience: broker + "/admin", ClientID: "ops-cli", Scopes: []string{"mcpsts:admin"}})
 	if err != nil {
 		t.Fatal(err)
 	}

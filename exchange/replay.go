@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"context"
-	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -25,14 +24,7 @@ func (t *tokenEndpoint) decide(ctx context.Context, id attest.Identity, req trus
 	rid := impact.Identity{Kind: id.Kind, Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject}
 	if t.cfg.ReplayAttributes != nil && len(id.Attributes) > 0 {
 		names, all := t.cfg.ReplayAttributes()
-		for k, v := range id.Attributes {
-			if all || slices.Contains(names, k) {
-				if rid.Attributes == nil {
-					rid.Attributes = map[string]any{}
-				}
-				rid.Attributes[k] = v
-			}
-		}
+		rid.Attributes = impact.Recorded(id.Attributes, names, all)
 	}
 	// The three documents in one buffer, and one string for all three.
 	request := impact.Request{GrantType: req.GrantType, Audience: req.Audience, Scopes: req.Scopes, ClientID: req.ClientID,

@@ -133,6 +133,10 @@ type Config struct {
 	// RefreshTTL bounds a refresh token's life (0: 24h); each use rotates
 	// it, and every use checks the user's consent again.
 	RefreshTTL time.Duration
+	// RefreshMaxLifetime is a refresh family's absolute life, from its
+	// code's redemption, which no rotation extends (0: 30 days); the
+	// consent bounds it too, being checked at every refresh.
+	RefreshMaxLifetime time.Duration
 	// DPoP verifies DPoP proofs (RFC 9449); nil: proofs are not read and
 	// tokens are bearer or certificate-bound. TokenURL is this endpoint's
 	// public URL, which proofs name (htu).
@@ -171,6 +175,9 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	if cfg.RefreshTTL == 0 {
 		cfg.RefreshTTL = 24 * time.Hour
+	}
+	if cfg.RefreshMaxLifetime == 0 {
+		cfg.RefreshMaxLifetime = 30 * 24 * time.Hour
 	}
 	if cfg.Meter == nil {
 		cfg.Meter = metricnoop.Meter{}
@@ -283,6 +290,9 @@ type tokenResponse struct {
 	ExpiresIn       int64  `json:"expires_in"`
 	Scope           string `json:"scope,omitempty"`
 	RefreshToken    string `json:"refresh_token,omitempty"`
+
+	jti       string    // the access token's, never written
+	expiresAt time.Time // its expiry
 }
 
 // form is the parsed request body: each parameter once, except those that
@@ -455,29 +465,20 @@ func (t *tokenEndpoint) grant(ctx context.Context, r *http.Request, f form, id a
 	}
 	scopes := strings.Fields(f.get("scope"))
 	annotate(ctx, attribute.String(attrRequestAudience, target), attribute.String(attrRequestScopes, strings.Join(scopes, " ")))
-	req := trustmaps.Request{
-		Audience: target, Scopes: scopes, GrantType: grantType,
-		SourceIP: sourceIP(r), MTLS: len(peer(r)) > 0, Time: t.cfg.Clock(),
-	}
 	if ok, wait := t.perIdentity.allow(ctx, id.Provider+"\x00"+id.Subject); !ok {
 		return nil, limited("identity", wait)
 	}
-	d, err := t.decide(ctx, id, req)
-	if err != nil {
-		return nil, decisionError(err, grantType)
+	d, oerr := t.decideGrant(ctx, r, id, trustmaps.Request{Audience: target, Scopes: scopes, GrantType: grantType})
+	if oerr != nil {
+		return nil, oerr
 	}
-	annotateDecision(ctx, d)
 	if oerr := sentClient(ctx, f, d); oerr != nil {
 		return nil, oerr
 	}
 	if ok, wait := t.perClient.allow(ctx, d.ClientID); !ok {
 		return nil, limited("client", wait)
 	}
-	g := issuer.Grant{
-		Subject: id.Provider + "/" + id.Subject, SubjectType: issuer.Workload,
-		Audience: d.Audience, ClientID: d.ClientID, Scopes: d.Scopes, TTL: d.TTL, Claims: d.Claims, SingleUse: d.SingleUse,
-	}
-	return t.mint(ctx, r, g, d.Binding, scopes, issuedType)
+	return t.issue(ctx, r, d, principal{subject: id.Provider + "/" + id.Subject, kind: issuer.Workload}, scopes, issuedType)
 }
 
 // sentClient refuses, whatever the grant, a request that names a client_id
@@ -531,6 +532,7 @@ func (t *tokenEndpoint) mint(ctx context.Context, r *http.Request, g issuer.Gran
 		tokenType = dpop.Scheme
 	}
 	resp := &tokenResponse{
+		jti: tok.ID, expiresAt: tok.ExpiresAt,
 		AccessToken: tok.Raw, IssuedTokenType: issuedType, TokenType: tokenType,
 		ExpiresIn: int64(tok.ExpiresAt.Sub(t.cfg.Clock()) / time.Second), // whole seconds left, never more
 	}

@@ -31,6 +31,11 @@ type IDJAG struct {
 	ClientID string
 	Scopes   []string
 	TTL      time.Duration // 0 or above MaxIDJAGLifetime: MaxIDJAGLifetime
+	// Person holds what the trust maps read of the person (claim
+	// mcpsts_person: the identity provider's issuer and attributes) for an
+	// ID-JAG this issuer will redeem itself and decide again; nil: none
+	// (an ID-JAG for another authorization server carries none).
+	Person map[string]any
 }
 
 type idjagClaims struct {
@@ -39,10 +44,11 @@ type idjagClaims struct {
 	Audience string `json:"aud"`
 	Resource string `json:"resource"`
 	ClientID string `json:"client_id"`
-	Scope    string `json:"scope,omitempty"`
-	ID       string `json:"jti"`
-	IssuedAt int64  `json:"iat"`
-	Expiry   int64  `json:"exp"`
+	Scope    string         `json:"scope,omitempty"`
+	ID       string         `json:"jti"`
+	IssuedAt int64          `json:"iat"`
+	Expiry   int64          `json:"exp"`
+	Person   map[string]any `json:"mcpsts_person,omitempty"`
 }
 
 // MintIDJAG signs an ID-JAG with the current signing key, typ
@@ -74,7 +80,7 @@ func (i *Issuer) MintIDJAG(ctx context.Context, g IDJAG) (Token, error) {
 	}
 	iat := now.Truncate(time.Second)
 	c := idjagClaims{Issuer: i.cfg.Issuer, Subject: g.Subject, Audience: g.Audience, Resource: g.Resource, ClientID: g.ClientID,
-		Scope: strings.Join(g.Scopes, " "), ID: base64.RawURLEncoding.EncodeToString(id[:]), IssuedAt: iat.Unix(), Expiry: iat.Add(ttl).Unix()}
+		Scope: strings.Join(g.Scopes, " "), ID: base64.RawURLEncoding.EncodeToString(id[:]), IssuedAt: iat.Unix(), Expiry: iat.Add(ttl).Unix(), Person: g.Person}
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return Token{}, fmt.Errorf("issuer: ID-JAG: %w", err)
@@ -106,9 +112,10 @@ func (i *Issuer) VerifyIDJAG(raw, audience string) (VerifiedIDJAG, error) {
 	}
 	var c struct {
 		jwt.RegisteredClaims
-		Resource string `json:"resource"`
-		ClientID string `json:"client_id"`
-		Scope    string `json:"scope"`
+		Resource string         `json:"resource"`
+		ClientID string         `json:"client_id"`
+		Scope    string         `json:"scope"`
+		Person   map[string]any `json:"mcpsts_person"`
 	}
 	_, err := jwt.ParseWithClaims(raw, &c, ks.keyFunc(IDJAGType, "an ID-JAG"),
 		jwt.WithValidMethods([]string{string(ES256), string(EdDSA), string(RS256)}),
@@ -130,6 +137,6 @@ func (i *Issuer) VerifyIDJAG(raw, audience string) (VerifiedIDJAG, error) {
 	if err := claimname.CheckPayload(payloadOf(raw)); err != nil {
 		return VerifiedIDJAG{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
-	return VerifiedIDJAG{IDJAG: IDJAG{Subject: c.Subject, Audience: c.Audience[0], Resource: c.Resource, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope)},
+	return VerifiedIDJAG{IDJAG: IDJAG{Subject: c.Subject, Audience: c.Audience[0], Resource: c.Resource, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope), Person: c.Person},
 		ID: c.ID, ExpiresAt: c.ExpiresAt.Time}, nil
 }

@@ -195,9 +195,12 @@ func TestMintLimits(t *testing.T) {
 	}{
 		{"empty subject", func(g *issuer.Grant) { g.Subject = "" }, "empty subject"},
 		{"control char subject", func(g *issuer.Grant) { g.Subject = "a\nb" }, "control characters"},
-		{"user subject in workload namespace", func(g *issuer.Grant) {
-			g.SubjectType, g.Subject = issuer.User, "workload:admin"
-		}, "user subject in the workload namespace"},
+		{"user subject without its provider", func(g *issuer.Grant) {
+			g.SubjectType, g.Subject = issuer.User, "alice"
+		}, "a user subject is PROVIDER/SUBJECT"},
+		{"user subject with an empty provider", func(g *issuer.Grant) {
+			g.SubjectType, g.Subject = issuer.User, "/alice"
+		}, "a user subject is PROVIDER/SUBJECT"},
 		{"no audience", func(g *issuer.Grant) { g.Audience = "" }, "audience is empty"},
 		{"relative audience", func(g *issuer.Grant) { g.Audience = "/mcp" }, "is not an absolute URI"},
 		{"two audiences", func(g *issuer.Grant) { g.Audience = "https://a.example https://b.example" }, "audience"},
@@ -249,14 +252,14 @@ func TestMintLimits(t *testing.T) {
 		})
 	}
 
-	t.Run("user subject kept as is, TTL honoured", func(t *testing.T) {
+	t.Run("user subject in the user namespace with its provider, TTL honoured", func(t *testing.T) {
 		g := grant()
-		g.SubjectType, g.Subject, g.TTL, g.Scopes = issuer.User, "alice@example.com", 5*time.Minute, nil
+		g.SubjectType, g.Subject, g.TTL, g.Scopes = issuer.User, "corp/alice@example.com", 5*time.Minute, nil
 		tok, err := f.iss.Mint(context.Background(), g)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tok.Subject != "alice@example.com" || tok.ExpiresAt.Sub(tok.IssuedAt) != 5*time.Minute {
+		if tok.Subject != "user:corp/alice@example.com" || tok.ExpiresAt.Sub(tok.IssuedAt) != 5*time.Minute {
 			t.Fatalf("token = %+v", tok)
 		}
 		var claims map[string]any

@@ -24,13 +24,19 @@ const (
 	// namespace, WorkloadSubjectPrefix, so that no workload can take a
 	// user's sub (RFC 9068 §5).
 	Workload SubjectType = iota
-	// User subjects are delegated user identities, never in the workload
-	// namespace.
+	// User subjects are people, in their own namespace,
+	// UserSubjectPrefix, and named with their identity provider
+	// (PROVIDER/SUBJECT, as workloads are), so that two identity
+	// providers' people never share a sub at any MCP server.
 	User
 )
 
-// WorkloadSubjectPrefix starts the sub of every workload token.
-const WorkloadSubjectPrefix = "workload:"
+// WorkloadSubjectPrefix starts the sub of every workload token, and
+// UserSubjectPrefix that of every person's.
+const (
+	WorkloadSubjectPrefix = "workload:"
+	UserSubjectPrefix     = "user:"
+)
 
 // Grant is what a token is minted for, as decided by the trust maps.
 type Grant struct {
@@ -187,10 +193,10 @@ func (i *Issuer) check(g Grant) (sub string, ttl time.Duration, err error) {
 	case Workload:
 		sub = WorkloadSubjectPrefix + g.Subject
 	case User:
-		if strings.HasPrefix(g.Subject, WorkloadSubjectPrefix) {
-			return "", 0, invalid("user subject in the workload namespace %q", WorkloadSubjectPrefix)
+		if provider, _, ok := strings.Cut(g.Subject, "/"); !ok || provider == "" {
+			return "", 0, invalid("a user subject is PROVIDER/SUBJECT")
 		}
-		sub = g.Subject
+		sub = UserSubjectPrefix + g.Subject
 	default:
 		return "", 0, invalid("unknown subject type %d", g.SubjectType)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
 	"github.com/mcpsts/mcpsts/internal/devpki"
@@ -147,9 +148,18 @@ limits: {per_identity: {rate: 0.001, burst: 3}}
 	if status, _, body := post(a, "/revoke", asCaller("agent", tok)); status != 200 {
 		t.Fatalf("revoke at A: %d %v", status, body)
 	}
-	if got := active(b, tok); got != false {
-		t.Fatalf("B after A's revocation: %v", got)
+	if got := active(a, tok); got != false {
+		t.Fatalf("A after its own revocation: %v", got)
 	}
+	// B may answer from its revocation cache for its bound
+	// (tokens.revocation_cache_for, 500ms by default), not longer.
+	revoked := time.Now()
+	for active(b, tok) != false {
+		if time.Since(revoked) > exchange.DefaultRevocationCacheFor+time.Second {
+			t.Fatalf("B still says active %s after A's revocation", time.Since(revoked))
+		}
+	}
+	t.Logf("B refused the token revoked at A after %s (bound %s)", time.Since(revoked).Round(time.Millisecond), exchange.DefaultRevocationCacheFor)
 
 	// A single-use token used at A is spent at B.
 	_, _, body = exchangeAt(b, "once")

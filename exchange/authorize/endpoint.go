@@ -71,9 +71,13 @@ type Config struct {
 	RefreshTTL time.Duration
 	// ScopeDescriptions describe scopes to people on the consent screen.
 	ScopeDescriptions map[string]string
-	Audit             DecisionLog // nil: none
-	Log               *slog.Logger
-	Clock             func() time.Time
+	// Remember picks the attributes of a person that a grant keeps for
+	// the decisions its redemption and refreshes make again (those the
+	// trust maps read); nil keeps none.
+	Remember func(attributes map[string]any) map[string]any
+	Audit    DecisionLog // nil: none
+	Log      *slog.Logger
+	Clock    func() time.Time
 }
 
 // Lifetimes of the flows' secrets.
@@ -355,6 +359,10 @@ func (e *Endpoint) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Provider, f.Subject = id.Provider, id.Subject
+	f.Person = Person{Issuer: id.Issuer}
+	if e.cfg.Remember != nil {
+		f.Person.Attributes = e.cfg.Remember(id.Attributes)
+	}
 	e.audit(ctx, "login.allow", attribute.String(attrProvider, id.Provider), attribute.String(attrSubject, bound(id.Subject)),
 		attribute.String(attrClientID, bound(f.ClientID)))
 	if f.Purpose == PurposeConsents {
@@ -392,18 +400,25 @@ func (e *Endpoint) callback(w http.ResponseWriter, r *http.Request) {
 // advertises); the consent screen shows what is left, and the token
 // response says it. None granted is invalid_scope.
 func (e *Endpoint) grant(ctx context.Context, r *http.Request, id attest.Identity, f Flow) (trustmaps.Decision, error) {
-	ask := func(scopes []string) (trustmaps.Decision, error) {
+	return Narrow(f.Scopes, func(scopes []string) (trustmaps.Decision, error) {
 		return e.cfg.Decider.Decide(ctx, id, trustmaps.Request{
 			Audience: f.Resource, Scopes: scopes, GrantType: GrantAuthorizationCode, ClientID: f.ClientID,
 			SourceIP: sourceIP(r), Time: e.cfg.Clock(),
 		})
-	}
-	d, err := ask(f.Scopes)
-	if !errors.Is(err, trustmaps.ErrInvalidScope) || len(f.Scopes) < 2 {
+	})
+}
+
+// Narrow asks the trust maps (ask) for scopes, and when some of them are
+// not granted, for those that are: the browser flow and every decision
+// its grant makes again (code redemption, refresh) narrow the same way.
+// None granted is the first answer's invalid_scope.
+func Narrow(scopes []string, ask func(scopes []string) (trustmaps.Decision, error)) (trustmaps.Decision, error) {
+	d, err := ask(scopes)
+	if !errors.Is(err, trustmaps.ErrInvalidScope) || len(scopes) < 2 {
 		return d, err
 	}
 	var granted []string
-	for _, s := range f.Scopes {
+	for _, s := range scopes {
 		if _, err := ask([]string{s}); err == nil {
 			granted = append(granted, s)
 		}
@@ -466,7 +481,7 @@ func (e *Endpoint) issueCode(w http.ResponseWriter, r *http.Request, f Flow, con
 	code := Random(32)
 	err := e.cfg.Codes.SaveCode(r.Context(), Code{Hash: Hash(code), ClientID: f.ClientID, RedirectURI: f.RedirectURI, Challenge: f.Challenge,
 		Resource: f.Resource, Scopes: f.consented(), Provider: f.Provider, Subject: f.Subject, TTL: f.TTL, Family: Random(16), JKT: f.JKT,
-		ExpiresAt: e.cfg.Clock().Add(CodeTTL)})
+		ExpiresAt: e.cfg.Clock().Add(CodeTTL), Person: f.Person})
 	if err != nil {
 		e.unavailable(w, r, err)
 		return

@@ -27,6 +27,23 @@ type Code struct {
 	// §10): redeemed only with a proof of that key. "" for none.
 	JKT       string
 	ExpiresAt time.Time
+	// Person is what the trust maps read of the person when the code was
+	// issued: its redemption and every refresh of its family decide
+	// again with it.
+	Person Person
+	// AccessJTI and AccessExpiresAt name the access token the code's first
+	// redemption gave (RecordAccess): a second use revokes it.
+	AccessJTI       string
+	AccessExpiresAt time.Time
+}
+
+// Person is the decision's input about a person kept with a grant: the
+// identity provider's issuer and the attributes of the person that the
+// trust maps read (as impact analysis records them); Provider and Subject
+// are the grant's own fields.
+type Person struct {
+	Issuer     string         `json:"iss,omitempty"`
+	Attributes map[string]any `json:"attributes,omitempty"`
 }
 
 // Refresh is the grant behind a refresh token, kept under its SHA-256.
@@ -46,6 +63,12 @@ type Refresh struct {
 	// that key. "" for none.
 	JKT       string
 	ExpiresAt time.Time
+	// Person is the decision's input about the person (see Code).
+	Person Person
+	// FamilyExpiresAt is the absolute end of the family, set when its
+	// code was redeemed: no rotation goes past it. Zero: not set (a
+	// token stored before it existed).
+	FamilyExpiresAt time.Time
 }
 
 // Errors of Store.
@@ -68,13 +91,17 @@ type Store interface {
 	// used before gives its grant and ErrReused, an unknown one
 	// ErrNotFound. Expiry is the caller's to check.
 	RedeemCode(ctx context.Context, hash string) (Code, error)
+	// RecordAccess records the access token a code's redemption gave, for
+	// a second use of the code to revoke it.
+	RecordAccess(ctx context.Context, hash, jti string, expiresAt time.Time) error
 	// SaveRefresh stores a new refresh token's grant.
 	SaveRefresh(ctx context.Context, r Refresh) error
 	// RotateRefresh marks the refresh token hash used and stores its
 	// successor, the same grant under nextHash until nextExpiry, and
 	// returns the used one's grant; a token used before gives its grant
-	// and ErrReused, a revoked or unknown one ErrNotFound. Expiry is the
-	// caller's to check.
+	// and ErrReused, a revoked or unknown one ErrNotFound. The successor
+	// never outlives the family's FamilyExpiresAt. Expiry is the caller's
+	// to check.
 	RotateRefresh(ctx context.Context, hash, nextHash string, nextExpiry time.Time) (Refresh, error)
 	// RevokeFamily revokes every refresh token of family.
 	RevokeFamily(ctx context.Context, family string) error
@@ -117,6 +144,7 @@ type Flow struct {
 	// The person, once signed in, and what the trust maps granted.
 	Provider string        `json:"provider,omitempty"`
 	Subject  string        `json:"subject,omitempty"`
+	Person   Person        `json:"person,omitzero"`
 	Granted  []string      `json:"granted,omitempty"`
 	TTL      time.Duration `json:"ttl,omitempty"`
 

@@ -142,6 +142,11 @@ type Authorization struct {
 	// RefreshTTL bounds a refresh token's life (default 24h, at most 90
 	// days); each use rotates it.
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
+	// RefreshMaxLifetime is a refresh family's absolute life from its
+	// code's redemption, which rotations never extend (default 30 days,
+	// at most 366 days; the consent, checked at every refresh, ends it
+	// sooner when it ends sooner).
+	RefreshMaxLifetime time.Duration `yaml:"refresh_max_lifetime"`
 	// ClientMetadataDocuments accepts clients whose ID is the https URL of
 	// their metadata document (default true).
 	ClientMetadataDocuments *bool `yaml:"client_metadata_documents"`

@@ -322,6 +322,9 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	if d := c.Authorization.RefreshTTL; d < 0 || d > 90*24*time.Hour {
 		add("authorization.refresh_ttl", fmt.Sprintf("%s is out of range (want 0 for 24h, at most 2160h)", d))
 	}
+	if d := c.Authorization.RefreshMaxLifetime; d < 0 || d > 366*24*time.Hour || d != 0 && d < c.Authorization.RefreshTTL {
+		add("authorization.refresh_max_lifetime", fmt.Sprintf("%s is out of range (want 0 for 30 days, at least refresh_ttl, at most 8784h)", d))
+	}
 	for scope, desc := range c.Authorization.ScopeDescriptions {
 		if scope == "" || desc == "" || len(desc) > 200 {
 			add("authorization.scope_descriptions."+scope, "a scope name and a description of at most 200 characters")

@@ -114,12 +114,20 @@ var mutants = []mutant{
 	{"exchange: a bound refresh token without its key", "exchange/dpop.go", "if p, ok := proofOf(ctx); !ok || p.JKT != jkt {", "if p, ok := proofOf(ctx); false && (!ok || p.JKT != jkt) {", "./exchange"},
 	{"exchange: introspection of another audience's token", "exchange/introspect.go", "if !admin && !slices.Contains(allowed, v.Audience) {", "if false {", "./exchange"},
 	{"exchange: revocation by another client", "exchange/revoke.go", "if !l.holds(ctx, r, caller, workload, f, v) {", "if false {", "./exchange"},
-	{"exchange: single-use tokens reusable", "exchange/introspect.go", `case errors.Is(err, attest.ErrReplayed):
-			return introspection{}, "single-use token used before", nil`, `case false:
-			return introspection{}, "single-use token used before", nil`, "./exchange"},
-	{"exchange: revoked tokens active", "exchange/introspect.go", `		case revoked:
-			return introspection{}, "revoked", nil`, `		case revoked && false:
-			return introspection{}, "revoked", nil`, "./exchange"},
+	{"exchange: single-use tokens reusable", "exchange/accept.go", `		case errors.Is(err, attest.ErrReplayed):
+			return issuer.VerifiedToken{}, ErrTokenUsed`, `		case false:
+			return issuer.VerifiedToken{}, ErrTokenUsed`, "./exchange"},
+	{"exchange: revoked tokens accepted", "exchange/accept.go", `	case revoked:
+		return issuer.VerifiedToken{}, ErrTokenRevoked`, `	case revoked && false:
+		return issuer.VerifiedToken{}, ErrTokenRevoked`, "./exchange"},
+	{"exchange: acceptance ignores the holder", "exchange/accept.go", `	if want.Holder {`, `	if false {`, "./exchange"},
+	{"exchange: acceptance ignores the audience", "exchange/accept.go", `if want.Audience != "" && v.Audience != want.Audience {`, `if false {`, "./exchange"},
+	{"exchange: a revocation here cached as not revoked", "exchange/accept.go", `	a.cache.Purge()`, `	_ = a.cache`, "./internal/admin"},
+	{"exchange: a reused code leaves its access token", "exchange/grant_authorization_code.go", `		if errors.Is(err, authorize.ErrReused) {
+			t.revokeAccess(ctx, c, oerr)
+		}`, ``, "./exchange"},
+	{"exchange: refresh does not decide again", "exchange/grant_authorization_code.go", `d, oerr := t.decideNarrowed(ctx, r, person, trustmaps.Request{Audience: g.resource, Scopes: asked, ClientID: g.clientID, GrantType: g.grantType})`,
+		`d, oerr := trustmaps.Decision{ClientID: g.clientID, Audience: g.resource, Scopes: asked}, (*oauthError)(nil)`, "./exchange"},
 	{"auditlog: seq continuity not verified", "internal/auditlog/auditlog.go", "case s != st.lastSeq+1:", "case false:", "./internal/auditlog"},
 	{"auditlog: a rotated file need not continue the one before", "internal/auditlog/auditlog.go",
 		"case i > 0 && (st.firstPrev != prevHash || st.firstSeq != prevSeq+1):", "case i < 0 && (st.firstPrev != prevHash || st.firstSeq != prevSeq+1):", "./internal/auditlog"},

@@ -341,7 +341,7 @@ func TestBrowserFlow(t *testing.T) {
 		t.Fatalf("code exchange: %d %v", status, tok)
 	}
 	claims := p.inspect(t, tok["access_token"].(string))
-	if claims["sub"] != "alice" || claims["client_id"] != desktopID || claims["aud"] != filesServer || claims["scope"] != "files:read" {
+	if claims["sub"] != "user:corp/alice" || claims["client_id"] != desktopID || claims["aud"] != filesServer || claims["scope"] != "files:read" {
 		t.Fatalf("access token claims %v", claims)
 	}
 	refresh := tok["refresh_token"].(string)

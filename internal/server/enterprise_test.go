@@ -168,7 +168,7 @@ providers:
 			payload, _ := base64.RawURLEncoding.DecodeString(part[1])
 			var claims map[string]any
 			json.Unmarshal(payload, &claims)
-			if claims["sub"] != "alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" || claims["iss"] != broker {
+			if claims["sub"] != "user:corp/alice" || claims["client_id"] != "desktop" || claims["aud"] != files || claims["scope"] != "files:read" || claims["iss"] != broker {
 				t.Fatalf("the access token's claims: %v", claims)
 			}
 		})

@@ -43,6 +43,7 @@ import (
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/impact"
 )
 
 // Options are what the command line adds to the configuration.
@@ -334,6 +335,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 			Issuer: issuerURL, Base: paths.Base, Clients: exchange.BrowserClients{Registry: s.clients, Documents: docs},
 			Decider: s.policy, Consents: st, Codes: st, Flows: st, Login: login,
 			Refresh: true, RefreshTTL: cfg.Authorization.RefreshTTL, ScopeDescriptions: cfg.Authorization.ScopeDescriptions,
+			Remember: s.rememberedAttributes,
 			Audit: flowsAudit, Log: log, Clock: opts.Now,
 		})
 		if err != nil {
@@ -353,14 +355,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	}
 	tokenCfg := exchange.Config{
 		DPoP: proofs, TokenURL: paths.Origin + paths.Token,
-		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL,
+		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL, RefreshMaxLifetime: cfg.Authorization.RefreshMaxLifetime,
 		Audit: decisions,
-		ReplayAttributes: func() ([]string, bool) {
-			if names := cfg.Audit.ReplayAttributes; len(names) > 0 {
-				return names, false
-			}
-			return s.policy.Engine().ReferencedAttributes()
-		},
+		ReplayAttributes: s.replayAttributes,
 		Clients:   s.clients,
 		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
 		Attestors: attestors,
@@ -492,6 +489,23 @@ func (s *Server) close() {
 		s.redis.Close()
 		s.redis = nil
 	}
+}
+
+// replayAttributes names the identity attributes a decision's record keeps
+// for a later replay: audit.replay_attributes, or those the maps read.
+func (s *Server) replayAttributes() ([]string, bool) {
+	if names := s.cfg.Audit.ReplayAttributes; len(names) > 0 {
+		return names, false
+	}
+	return s.policy.Engine().ReferencedAttributes()
+}
+
+// rememberedAttributes are the attributes of a person a browser grant
+// keeps for the decisions its redemption and refreshes make again: the
+// same as a decision's record keeps.
+func (s *Server) rememberedAttributes(attrs map[string]any) map[string]any {
+	names, all := s.replayAttributes()
+	return impact.Recorded(attrs, names, all)
 }
 
 // openRedisLimits connects to the Redis that keeps the replicas' shared

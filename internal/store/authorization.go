@@ -16,11 +16,15 @@ var _ authorize.Store = (*Store)(nil)
 
 // SaveCode implements authorize.Store.
 func (s *Store) SaveCode(ctx context.Context, c authorize.Code) error {
-	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`
-		INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, jkt, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	person, err := personJSON(c.Person)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, s.dialect.rebind(`
+		INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, jkt, expires_at, identity)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		c.Hash, c.ClientID, c.RedirectURI, c.Challenge, c.Resource, strings.Join(c.Scopes, " "), c.Provider, c.Subject,
-		int64(c.TTL/time.Second), c.Family, c.JKT, c.ExpiresAt.UnixMicro())
+		int64(c.TTL/time.Second), c.Family, c.JKT, c.ExpiresAt.UnixMicro(), person)
 	if err != nil {
 		return fmt.Errorf("store: save authorization code: %w", err)
 	}
@@ -37,12 +41,14 @@ func (s *Store) RedeemCode(ctx context.Context, hash string) (authorize.Code, er
 	}
 	claimed, _ := res.RowsAffected()
 	var c authorize.Code
-	var scopes string
-	var ttl, expires int64
+	var scopes, person string
+	var ttl, expires, accessExpires int64
 	err = s.db.QueryRowContext(ctx, s.dialect.rebind(`
-		SELECT code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, jkt, expires_at
+		SELECT code_hash, client_id, redirect_uri, code_challenge, resource, scopes, provider, user_sub, ttl_seconds, family, jkt, expires_at,
+			identity, access_jti, access_expires_at
 		FROM authorization_codes WHERE code_hash = ?`), hash).
-		Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.Challenge, &c.Resource, &scopes, &c.Provider, &c.Subject, &ttl, &c.Family, &c.JKT, &expires)
+		Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.Challenge, &c.Resource, &scopes, &c.Provider, &c.Subject, &ttl, &c.Family, &c.JKT, &expires,
+			&person, &c.AccessJTI, &accessExpires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return authorize.Code{}, authorize.ErrNotFound
@@ -50,10 +56,49 @@ func (s *Store) RedeemCode(ctx context.Context, hash string) (authorize.Code, er
 		return authorize.Code{}, fmt.Errorf("store: read authorization code: %w", err)
 	}
 	c.Scopes, c.TTL, c.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
+	if accessExpires != 0 {
+		c.AccessExpiresAt = time.UnixMicro(accessExpires).UTC()
+	}
+	if c.Person, err = parsePerson(person); err != nil {
+		return authorize.Code{}, err
+	}
 	if claimed == 0 {
 		return c, authorize.ErrReused
 	}
 	return c, nil
+}
+
+// RecordAccess implements authorize.Store.
+func (s *Store) RecordAccess(ctx context.Context, hash, jti string, expiresAt time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE authorization_codes SET access_jti = ?, access_expires_at = ? WHERE code_hash = ?`),
+		jti, expiresAt.UnixMicro(), hash)
+	if err != nil {
+		return fmt.Errorf("store: record a code's access token: %w", err)
+	}
+	return nil
+}
+
+// personJSON and parsePerson keep a grant's person as JSON ("" for none).
+func personJSON(p authorize.Person) (string, error) {
+	if p.Issuer == "" && len(p.Attributes) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("store: a grant's person: %w", err)
+	}
+	return string(b), nil
+}
+
+func parsePerson(s string) (authorize.Person, error) {
+	var p authorize.Person
+	if s == "" {
+		return p, nil
+	}
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return p, fmt.Errorf("store: a grant's person: %w", err)
+	}
+	return p, nil
 }
 
 // SaveRefresh implements authorize.Store.
@@ -67,10 +112,19 @@ type execer interface {
 }
 
 func saveRefresh(ctx context.Context, db execer, d dialect, r authorize.Refresh) error {
-	_, err := db.ExecContext(ctx, d.rebind(`
-		INSERT INTO refresh_tokens (token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		r.Hash, r.Family, r.ClientID, r.Resource, strings.Join(r.Scopes, " "), r.Provider, r.Subject, int64(r.TTL/time.Second), r.JKT, r.ExpiresAt.UnixMicro())
+	person, err := personJSON(r.Person)
+	if err != nil {
+		return err
+	}
+	var familyEnd int64
+	if !r.FamilyExpiresAt.IsZero() {
+		familyEnd = r.FamilyExpiresAt.UnixMicro()
+	}
+	_, err = db.ExecContext(ctx, d.rebind(`
+		INSERT INTO refresh_tokens (token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at, identity, family_expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		r.Hash, r.Family, r.ClientID, r.Resource, strings.Join(r.Scopes, " "), r.Provider, r.Subject, int64(r.TTL/time.Second), r.JKT, r.ExpiresAt.UnixMicro(),
+		person, familyEnd)
 	if err != nil {
 		return fmt.Errorf("store: save refresh token: %w", err)
 	}
@@ -103,6 +157,9 @@ func (s *Store) RotateRefresh(ctx context.Context, hash, nextHash string, nextEx
 	}
 	next := r
 	next.Hash, next.ExpiresAt = nextHash, nextExpiry
+	if !r.FamilyExpiresAt.IsZero() && r.FamilyExpiresAt.Before(nextExpiry) {
+		next.ExpiresAt = r.FamilyExpiresAt // the family's absolute end
+	}
 	if err := saveRefresh(ctx, tx, s.dialect, next); err != nil {
 		return authorize.Refresh{}, err
 	}
@@ -132,12 +189,12 @@ type queryer interface {
 // readRefresh reads a refresh token's grant and when it was used and
 // revoked (0: not); ErrNotFound when there is none.
 func readRefresh(ctx context.Context, db queryer, d dialect, hash string) (r authorize.Refresh, used, revoked int64, err error) {
-	var scopes string
-	var ttl, expires int64
+	var scopes, person string
+	var ttl, expires, familyEnd int64
 	err = db.QueryRowContext(ctx, d.rebind(`
-		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at, used_at, revoked_at
+		SELECT token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at, used_at, revoked_at, identity, family_expires_at
 		FROM refresh_tokens WHERE token_hash = ?`), hash).
-		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires, &used, &revoked)
+		Scan(&r.Hash, &r.Family, &r.ClientID, &r.Resource, &scopes, &r.Provider, &r.Subject, &ttl, &r.JKT, &expires, &used, &revoked, &person, &familyEnd)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return authorize.Refresh{}, 0, 0, authorize.ErrNotFound
@@ -145,6 +202,12 @@ func readRefresh(ctx context.Context, db queryer, d dialect, hash string) (r aut
 		return authorize.Refresh{}, 0, 0, fmt.Errorf("store: read refresh token: %w", err)
 	}
 	r.Scopes, r.TTL, r.ExpiresAt = strings.Fields(scopes), time.Duration(ttl)*time.Second, time.UnixMicro(expires).UTC()
+	if familyEnd != 0 {
+		r.FamilyExpiresAt = time.UnixMicro(familyEnd).UTC()
+	}
+	if r.Person, err = parsePerson(person); err != nil {
+		return authorize.Refresh{}, 0, 0, err
+	}
 	return r, used, revoked, nil
 }
 

@@ -275,6 +275,23 @@ func Replay(ctx context.Context, records iter.Seq2[Record, error], after *trustm
 }
 
 // AsAttest is the identity as the maps see it.
+// Recorded are the attributes of attrs a decision's record keeps for a
+// later replay: those named, or every one when all is set; nil when none.
+// The token endpoint's audit lines and the browser grants (codes, refresh
+// tokens) keep the same ones.
+func Recorded(attrs map[string]any, names []string, all bool) map[string]any {
+	var out map[string]any
+	for k, v := range attrs {
+		if all || slices.Contains(names, k) {
+			if out == nil {
+				out = map[string]any{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
 func (i Identity) AsAttest() attest.Identity {
 	return attest.Identity{Kind: i.Kind, Provider: i.Provider, Issuer: i.Issuer, Subject: i.Subject, Attributes: i.Attributes}
 }

@@ -27,10 +27,12 @@ func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 	exp := time.Now().UTC().Truncate(time.Second).Add(time.Hour)
 	code := authorize.Code{Hash: authorize.Hash("code-1"), ClientID: "https://app.example.com/client.json", RedirectURI: "http://127.0.0.1:8080/cb",
 		Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Resource: "https://mail.example.com/mcp", Scopes: []string{"mail:read", "offline_access"},
-		Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, Family: "fam-1", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp}
+		Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, Family: "fam-1", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp,
+		Person: authorize.Person{Issuer: "https://idp.example.com", Attributes: map[string]any{"groups": []any{"staff"}, "email_verified": true}}}
 	refresh := func(secret, family string) authorize.Refresh {
 		return authorize.Refresh{Hash: authorize.Hash(secret), Family: family, ClientID: code.ClientID, Resource: code.Resource,
-			Scopes: []string{"mail:read", "offline_access"}, Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp.Add(24 * time.Hour)}
+			Scopes: []string{"mail:read", "offline_access"}, Provider: "corp", Subject: "alice", TTL: 10 * time.Minute, JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", ExpiresAt: exp.Add(24 * time.Hour),
+			Person: code.Person, FamilyExpiresAt: exp.Add(30 * 24 * time.Hour)}
 	}
 
 	t.Run("a code is redeemed once", func(t *testing.T) {
@@ -51,6 +53,31 @@ func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 		}
 		if err := s.SaveCode(ctx, code); err == nil {
 			t.Fatal("a code saved twice")
+		}
+		// The access token of the first redemption comes back with a
+		// reuse, for it to be revoked.
+		at := exp.Add(15 * time.Minute)
+		if err := s.RecordAccess(ctx, code.Hash, "jti-1", at); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := s.RedeemCode(ctx, code.Hash); !errors.Is(err, authorize.ErrReused) || again.AccessJTI != "jti-1" || !again.AccessExpiresAt.Equal(at) {
+			t.Fatalf("reuse after RecordAccess = %+v, %v", again, err)
+		}
+	})
+
+	t.Run("a rotation never goes past the family's end", func(t *testing.T) {
+		s := newStore(t)
+		r := refresh("rt-end", "fam-end")
+		r.FamilyExpiresAt = exp.Add(time.Hour)
+		if err := s.SaveRefresh(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RotateRefresh(ctx, r.Hash, authorize.Hash("rt-end-2"), exp.Add(48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		next, err := s.LookupRefresh(ctx, authorize.Hash("rt-end-2"))
+		if err != nil || !next.ExpiresAt.Equal(r.FamilyExpiresAt) || !next.FamilyExpiresAt.Equal(r.FamilyExpiresAt) || !reflect.DeepEqual(next.Person, r.Person) {
+			t.Fatalf("successor = %+v, %v; want it to end with the family at %v", next, err, r.FamilyExpiresAt)
 		}
 	})
 
