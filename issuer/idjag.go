@@ -39,11 +39,11 @@ type IDJAG struct {
 }
 
 type idjagClaims struct {
-	Issuer   string `json:"iss"`
-	Subject  string `json:"sub"`
-	Audience string `json:"aud"`
-	Resource string `json:"resource"`
-	ClientID string `json:"client_id"`
+	Issuer   string         `json:"iss"`
+	Subject  string         `json:"sub"`
+	Audience string         `json:"aud"`
+	Resource string         `json:"resource"`
+	ClientID string         `json:"client_id"`
 	Scope    string         `json:"scope,omitempty"`
 	ID       string         `json:"jti"`
 	IssuedAt int64          `json:"iat"`

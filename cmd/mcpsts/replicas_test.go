@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/dpop"
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
 	"github.com/mcpsts/mcpsts/internal/devpki"
 	"github.com/mcpsts/mcpsts/internal/store/storetest"

@@ -336,7 +336,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 			Decider: s.policy, Consents: st, Codes: st, Flows: st, Login: login,
 			Refresh: true, RefreshTTL: cfg.Authorization.RefreshTTL, ScopeDescriptions: cfg.Authorization.ScopeDescriptions,
 			Remember: s.rememberedAttributes,
-			Audit: flowsAudit, Log: log, Clock: opts.Now,
+			Audit:    flowsAudit, Log: log, Clock: opts.Now,
 		})
 		if err != nil {
 			return nil, err
@@ -356,12 +356,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	tokenCfg := exchange.Config{
 		DPoP: proofs, TokenURL: paths.Origin + paths.Token,
 		Authorizations: codes, RefreshTTL: cfg.Authorization.RefreshTTL, RefreshMaxLifetime: cfg.Authorization.RefreshMaxLifetime,
-		Audit: decisions,
+		Audit:            decisions,
 		ReplayAttributes: s.replayAttributes,
-		Clients:   s.clients,
-		Self:      []string{strings.TrimSuffix(issuerURL, "/")},
-		Attestors: attestors,
-		Decider:   s.policy, Minter: iss, IDJAGs: iss, Replay: st, Tokens: iss, Acceptor: accept, Revocations: accept, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
+		Clients:          s.clients,
+		Self:             []string{strings.TrimSuffix(issuerURL, "/")},
+		Attestors:        attestors,
+		Decider:          s.policy, Minter: iss, IDJAGs: iss, Replay: st, Tokens: iss, Acceptor: accept, Revocations: accept, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
 		DefaultTTL:  cfg.Tokens.DefaultTTL,
 		PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
 		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
