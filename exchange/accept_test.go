@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mcpsts/mcpsts/exchange"
+	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
 )
 
@@ -135,4 +138,106 @@ func TestAcceptanceMatrix(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestAcceptor: each check of the one acceptance, on its own, with an
+// injected clock for the revocation cache's bound.
+func TestAcceptor(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(func() time.Time { return e.now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := e.now
+	clock := func() time.Time { return now }
+	newAcceptor := func() *exchange.Acceptor {
+		a, err := exchange.NewAcceptor(exchange.AcceptorConfig{Tokens: e.iss, Revocations: st, SingleUse: st, CacheFor: time.Second, Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	mint := func(g issuer.Grant) string {
+		g.Subject, g.ClientID, g.Scopes = "ci/"+mainSub, "payments-ci", []string{"payments:read"}
+		if g.Audience == "" {
+			g.Audience = paymentsMCP
+		}
+		tok, err := e.iss.Mint(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Raw
+	}
+	a := newAcceptor()
+	for _, tc := range []struct {
+		name string
+		raw  string
+		want exchange.Acceptance
+		err  error
+	}{
+		{"valid", mint(issuer.Grant{}), exchange.Acceptance{Audience: paymentsMCP, Holder: true}, nil},
+		{"another audience", mint(issuer.Grant{Audience: ledgerMCP}), exchange.Acceptance{Audience: paymentsMCP}, exchange.ErrTokenAud},
+		{"any audience when none is asked", mint(issuer.Grant{Audience: ledgerMCP}), exchange.Acceptance{}, nil},
+		{"not ours", "x.y.z", exchange.Acceptance{}, exchange.ErrTokenInvalid},
+		{"DPoP-bound without a proof", mint(issuer.Grant{Confirmation: &issuer.Confirmation{JKT: x5tOf("k")}}), exchange.Acceptance{Holder: true}, exchange.ErrTokenBinding},
+		{"DPoP-bound with another key's proof", mint(issuer.Grant{Confirmation: &issuer.Confirmation{JKT: x5tOf("k")}}), exchange.Acceptance{Holder: true, ProofJKT: x5tOf("other")}, exchange.ErrTokenBinding},
+		{"DPoP-bound with its key's proof", mint(issuer.Grant{Confirmation: &issuer.Confirmation{JKT: x5tOf("k")}}), exchange.Acceptance{Holder: true, ProofJKT: x5tOf("k")}, nil},
+		{"certificate-bound without a certificate", mint(issuer.Grant{Confirmation: &issuer.Confirmation{X5TS256: x5tOf("c")}}), exchange.Acceptance{Holder: true}, exchange.ErrTokenBinding},
+		{"bound, as a subject token", mint(issuer.Grant{Confirmation: &issuer.Confirmation{X5TS256: x5tOf("c")}}), exchange.Acceptance{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.Accept(ctx, tc.raw, tc.want)
+			if !errors.Is(err, tc.err) || (tc.err != nil) != (err != nil) {
+				t.Fatalf("Accept = %v, want %v", err, tc.err)
+			}
+			if err != nil && !errors.Is(err, exchange.ErrNotAccepted) {
+				t.Fatalf("a refusal that is not ErrNotAccepted: %v", err)
+			}
+		})
+	}
+
+	t.Run("revocation: here at once, at another replica within the cache's bound", func(t *testing.T) {
+		here, there := newAcceptor(), newAcceptor()
+		raw := mint(issuer.Grant{})
+		v, _ := e.iss.Inspect(raw)
+		for _, acc := range []*exchange.Acceptor{here, there} {
+			if _, err := acc.Accept(ctx, raw, exchange.Acceptance{}); err != nil { // cached as not revoked
+				t.Fatal(err)
+			}
+		}
+		if err := here.Revoke(ctx, exchange.RevokeJTI, v.ID, now, v.ExpiresAt); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := here.Accept(ctx, raw, exchange.Acceptance{}); !errors.Is(err, exchange.ErrTokenRevoked) {
+			t.Fatalf("where it was revoked: %v", err)
+		}
+		if _, err := there.Accept(ctx, raw, exchange.Acceptance{}); err != nil {
+			t.Fatalf("at the other replica within the bound: %v, want its cached answer", err)
+		}
+		now = now.Add(time.Second)
+		if _, err := there.Accept(ctx, raw, exchange.Acceptance{}); !errors.Is(err, exchange.ErrTokenRevoked) {
+			t.Fatalf("at the other replica past the bound: %v", err)
+		}
+	})
+	t.Run("single use: once per use", func(t *testing.T) {
+		raw := mint(issuer.Grant{SingleUse: true})
+		for i, want := range []error{nil, exchange.ErrTokenUsed} {
+			if _, err := a.Accept(ctx, raw, exchange.Acceptance{UseOnce: exchange.UseAccess}); !errors.Is(err, want) || (want == nil) != (err == nil) {
+				t.Fatalf("access %d: %v, want %v", i+1, err, want)
+			}
+		}
+		if _, err := a.Accept(ctx, raw, exchange.Acceptance{UseOnce: exchange.UseDelegation}); err != nil {
+			t.Fatalf("its one delegation after its access: %v", err)
+		}
+		if _, err := a.Accept(ctx, raw, exchange.Acceptance{}); err != nil {
+			t.Fatalf("accepted without a use claimed: %v", err)
+		}
+	})
+}
+
+func x5tOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

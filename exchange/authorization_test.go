@@ -57,7 +57,7 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 		t.Fatal(err)
 	}
 	// Kept by every later restart.
-	e.cfg.Decider, e.cfg.Consents, e.cfg.Authorizations = eng, st, st
+	e.cfg.Decider, e.cfg.Consents, e.cfg.Authorizations, e.cfg.Revocations = eng, st, st, st
 	e.restart(t, func(*exchange.Config) {})
 	c, err := st.GrantConsent(context.Background(), consent.Consent{User: userSubject, Provider: "corp", ClientID: desktop,
 		Scopes: []string{mailScope, exchange.ScopeOfflineAccess}, Resources: []string{mailServer}, ExpiresAt: e.now.Add(24 * time.Hour)})
@@ -113,9 +113,17 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 	}
 	refresh := res.body["refresh_token"].(string)
 
-	// A second use of the code fails and revokes what the first gave.
+	// A second use of the code fails and revokes what the first gave:
+	// its refresh family and (finding 6 of the decision review) its access
+	// token.
+	if revoked, err := b.st.Revoked(context.Background(), c["jti"].(string), "x", "x", b.now); err != nil || revoked {
+		t.Fatalf("the access token revoked before the code's reuse: %v %v", revoked, err)
+	}
 	b.refused(t, redeem(code), 400, "invalid_grant", "the authorization code was already used; the tokens it gave are revoked")
 	b.refused(t, refreshForm(refresh), 400, "invalid_grant", "the refresh token is not valid")
+	if revoked, err := b.st.Revoked(context.Background(), c["jti"].(string), "x", "x", b.now); err != nil || !revoked {
+		t.Fatalf("the first redemption's access token is not revoked after the code's reuse: %v %v", revoked, err)
+	}
 
 	for _, tc := range []struct {
 		name string

@@ -353,11 +353,24 @@ func TestPullCache(t *testing.T) {
 	if got := s.Evaluate(ctx, other(9), nil, nil); got[0].Status != "present" {
 		t.Fatalf("after a failure: %+v, want a new fetch", got[0])
 	}
-	time.Sleep(300 * time.Millisecond)
+	f.now = f.now.Add(300 * time.Millisecond) // past the TTL, on the set's clock
 	before := ps.calls.Load()
 	s.Evaluate(ctx, workload, nil, nil)
 	if ps.calls.Load() != before+1 {
 		t.Fatal("an entry past its TTL was served from the cache")
+	}
+	// Finding 5 of the decision review: two hosts of one subject (same
+	// provider and subject, other attributes) are each asked for their own
+	// posture; an answer is reused only for the same request.
+	host := func(node string) attest.Identity {
+		return attest.Identity{Provider: "k8s", Subject: "system:serviceaccount:prod:agent", Attributes: map[string]any{"node": node}}
+	}
+	before = ps.calls.Load()
+	s.Evaluate(ctx, host("node-a"), nil, nil)
+	s.Evaluate(ctx, host("node-b"), nil, nil)
+	s.Evaluate(ctx, host("node-a"), nil, nil)
+	if n := ps.calls.Load() - before; n != 2 {
+		t.Fatalf("%d calls for two hosts of one subject (one asked twice), want 2", n)
 	}
 	if _, err := posture.NewPull(posture.PullConfig{Name: "x", Fetcher: federation.NewFetcher(federation.FetcherOptions{}), CacheTTL: time.Hour}); err == nil ||
 		!strings.Contains(err.Error(), "cache_ttl 1h0m0s is out of range") {

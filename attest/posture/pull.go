@@ -3,12 +3,13 @@ package posture
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/federation"
@@ -24,9 +25,11 @@ type PullConfig struct {
 	// client certificate (mTLS, no static secret), its timeout and its size
 	// cap bound the answer, and it must refuse redirects.
 	Fetcher *federation.Fetcher
-	// CacheTTL is how long an identity's answer is reused (default 1m, at
-	// most 10m); CacheEntries bounds the cache (default 10,000). Failures
-	// are not cached.
+	// CacheTTL is how long an answer is reused (default 1m, at most 10m)
+	// for exactly the same request (the SHA-256 of the body sent: the
+	// identity with every attribute, so that two hosts of one subject are
+	// asked each for their own); CacheEntries bounds the cache (default
+	// 10,000). Failures are not cached. Time is the set's clock.
 	CacheTTL     time.Duration
 	CacheEntries int
 	OnError      OnError
@@ -38,7 +41,12 @@ const MaxCacheTTL = 10 * time.Minute
 // Pull is a pulled source. It is safe for concurrent use.
 type Pull struct {
 	cfg   PullConfig
-	cache *expirable.LRU[string, attest.Posture]
+	cache *lru.Cache[[sha256.Size]byte, cachedPosture] // by the body sent; nil: no cache
+}
+
+type cachedPosture struct {
+	posture attest.Posture
+	until   time.Time
 }
 
 // NewPull checks cfg and makes its cache.
@@ -65,11 +73,20 @@ func NewPull(cfg PullConfig) (*Pull, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Pull{cfg: cfg, cache: expirable.NewLRU[string, attest.Posture](cfg.CacheEntries, nil, cfg.CacheTTL)}, nil
+	p := &Pull{cfg: cfg}
+	if cfg.CacheEntries > 0 {
+		p.cache, _ = lru.New[[sha256.Size]byte, cachedPosture](cfg.CacheEntries)
+	}
+	return p, nil
 }
 
-// CacheLen is the number of identities whose posture is cached.
-func (p *Pull) CacheLen() int { return p.cache.Len() }
+// CacheLen is the number of answers cached.
+func (p *Pull) CacheLen() int {
+	if p.cache == nil {
+		return 0
+	}
+	return p.cache.Len()
+}
 
 type pullRequest struct {
 	Identity pullIdentity `json:"identity"`
@@ -84,10 +101,6 @@ type pullIdentity struct {
 }
 
 func (p *Pull) get(ctx context.Context, id attest.Identity, now time.Time) attest.Posture {
-	key := id.Provider + "\x00" + id.Subject
-	if got, ok := p.cache.Get(key); ok {
-		return got
-	}
 	fail := func(reason, detail string) attest.Posture {
 		status := attest.PostureUnavailable
 		if p.cfg.OnError == Absent {
@@ -100,6 +113,12 @@ func (p *Pull) get(ctx context.Context, id attest.Identity, now time.Time) attes
 	if err != nil {
 		return fail("unreachable", "the identity cannot be encoded")
 	}
+	key := sha256.Sum256(body)
+	if p.cache != nil {
+		if got, ok := p.cache.Get(key); ok && now.Before(got.until) {
+			return got.posture
+		}
+	}
 	resp, err := p.cfg.Fetcher.Post(ctx, p.cfg.URL, body)
 	if err != nil {
 		return fail("unreachable", err.Error())
@@ -111,8 +130,8 @@ func (p *Pull) get(ctx context.Context, id attest.Identity, now time.Time) attes
 		return fail("invalid_answer", "not a JSON object")
 	}
 	got := attest.Posture{Source: p.cfg.Name, Status: attest.PosturePresent, IssuedAt: now, Attributes: numbers(attrs).(map[string]any)}
-	if p.cfg.CacheEntries > 0 {
-		p.cache.Add(key, got)
+	if p.cache != nil {
+		p.cache.Add(key, cachedPosture{posture: got, until: now.Add(p.cfg.CacheTTL)})
 	}
 	return got
 }
