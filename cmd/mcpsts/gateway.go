@@ -40,6 +40,13 @@ type gatewayConfig struct {
 	// (TokenSource, as mcpsts token --source), instead of X-MCPSTS-* headers.
 	UpstreamAudience string `yaml:"upstream_audience"`
 	TokenSource      string `yaml:"token_source"`
+	// DPoP is off, accept (default) or require.
+	DPoP string `yaml:"dpop"`
+	// IntrospectionSource is the gateway's own credential (as mcpsts token
+	// --source) with which it asks the broker about every token: revoked
+	// tokens are then refused, single-use tokens taken once. Required
+	// when a trust map for the gateway's audience is single_use.
+	IntrospectionSource string `yaml:"introspection_source"`
 	TLS              struct {
 		Cert string `yaml:"cert_file"`
 		Key  string `yaml:"key_file"`
@@ -96,6 +103,8 @@ trusts an https one: the caller's identity travels in those headers.`,
 	fl.StringVar(&flags.AuditLog, "audit-log", "", "`file` of the audit log of refused requests (hash-chained, as the broker's)")
 	fl.StringVar(&flags.UpstreamAudience, "upstream-audience", "", "send the upstream a token for this `URI` (delegation) instead of the X-MCPSTS-* headers")
 	fl.StringVar(&flags.TokenSource, "token-source", "", "the gateway's own credential for --upstream-audience, as mcpsts token --source (k8s, spiffe, file:PATH…)")
+	fl.StringVar(&flags.DPoP, "dpop", "", "DPoP-bound tokens: off, accept (default) or require")
+	fl.StringVar(&flags.IntrospectionSource, "introspection-source", "", "the gateway's own credential (as mcpsts token --source) to ask the broker whether each token is revoked or used (single use)")
 	fl.StringVar(&flags.TLS.Cert, "cert", "", "TLS certificate `file`")
 	fl.StringVar(&flags.TLS.Key, "key", "", "TLS key `file`")
 	return cmd
@@ -107,7 +116,7 @@ func merge(cfg *gatewayConfig, f gatewayConfig) {
 		v   string
 	}{{&cfg.Listen, f.Listen}, {&cfg.Resource, f.Resource}, {&cfg.Broker, f.Broker},
 		{&cfg.BrokerCA, f.BrokerCA}, {&cfg.Upstream, f.Upstream}, {&cfg.UpstreamCA, f.UpstreamCA}, {&cfg.ToolScopes, f.ToolScopes}, {&cfg.AuditLog, f.AuditLog},
-		{&cfg.UpstreamAudience, f.UpstreamAudience}, {&cfg.TokenSource, f.TokenSource},
+		{&cfg.UpstreamAudience, f.UpstreamAudience}, {&cfg.TokenSource, f.TokenSource}, {&cfg.DPoP, f.DPoP}, {&cfg.IntrospectionSource, f.IntrospectionSource},
 		{&cfg.TLS.Cert, f.TLS.Cert}, {&cfg.TLS.Key, f.TLS.Key}} {
 		if p.v != "" {
 			*p.dst = p.v
@@ -158,6 +167,18 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 			return err
 		}
 	}
+	proofs, err := resource.DPoPMode(cfg.DPoP)
+	if err != nil {
+		return fmt.Errorf("dpop (--dpop): %w", err)
+	}
+	var introspection *resource.Introspection
+	if cfg.IntrospectionSource != "" {
+		src, err := client.SourceByName(cfg.IntrospectionSource, e.getenv)
+		if err != nil {
+			return fmt.Errorf("introspection_source (--introspection-source): %w", err)
+		}
+		introspection = resource.BrokerIntrospection(cfg.Broker, client.Assertion(src, cfg.Broker))
+	}
 	newResource := func() (*resource.Server, error) {
 		toolScopes := map[string][]string{}
 		if cfg.ToolScopes != "" {
@@ -169,7 +190,8 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
 			}
 		}
-		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator})
+		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator,
+			DPoP: proofs, Introspection: introspection})
 	}
 	rs, err := newResource()
 	if err != nil {

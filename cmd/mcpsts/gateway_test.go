@@ -23,6 +23,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
 )
 
@@ -46,9 +47,21 @@ type gatewayFixture struct {
 	tr       *http.Transport // trusts the gateway
 	errOut   *syncBuffer
 	token    func(t *testing.T, audience string, scopes ...string) string
+	// brokerClient trusts the broker.
+	brokerClient *http.Client
 }
 
 func startGateway(t *testing.T, upstream string, extra ...string) *gatewayFixture {
+	t.Helper()
+	return startGatewayWith(t, upstream, brokerAdditions{}, extra...)
+}
+
+// brokerAdditions are trust maps and configuration sections the broker of
+// a gateway fixture serves besides its own; RESOURCE in them is replaced
+// by the gateway's URL.
+type brokerAdditions struct{ maps, config string }
+
+func startGatewayWith(t *testing.T, upstream string, add brokerAdditions, extra ...string) *gatewayFixture {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,8 +80,8 @@ grant:
   scopes: [files:read, files:write]
   default_scopes: [files:read]
   may_act: [{provider: ci, subject: gateway}]
-`, fmt.Sprintf(`providers:
-  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA))
+`+strings.ReplaceAll(add.maps, "RESOURCE", f.resource), fmt.Sprintf(`providers:
+  - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA)+strings.ReplaceAll(add.config, "RESOURCE", f.resource))
 	cert, key, gwCA := productionFiles(t)
 	f.broker = broker
 	e := testEnv(nil)
@@ -93,16 +106,33 @@ grant:
 	roots.AppendCertsFromPEM(pem)
 	f.tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 	bc := clientTrusting(t, brokerCA)
+	f.brokerClient = bc
 	f.token = func(t *testing.T, audience string, scopes ...string) string {
 		t.Helper()
+		return f.tokenFor(t, "agent", audience, nil, scopes...)
+	}
+	return f
+}
+
+// tokenFor gets a token for the workload sub of the fixture's IdP at
+// audience, its request changed by mut (a DPoP proof).
+func (f *gatewayFixture) tokenFor(t *testing.T, sub, audience string, mut func(*http.Request), scopes ...string) string {
+	t.Helper()
+	{
+		idp, broker, bc := f.idp, f.broker, f.brokerClient
 		n := time.Now().Unix()
 		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "resource": {audience},
-			"subject_token":      {idp.Sign(map[string]any{"iss": idp.URL, "sub": "agent", "aud": broker, "iat": n, "exp": n + 300}, nil)},
+			"subject_token":      {idp.Sign(map[string]any{"iss": idp.URL, "sub": sub, "aud": broker, "iat": n, "exp": n + 300}, nil)},
 			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}}
 		if len(scopes) > 0 {
 			form.Set("scope", strings.Join(scopes, " "))
 		}
-		resp, err := bc.PostForm(broker+"/token", form)
+		req, _ := http.NewRequest(http.MethodPost, broker+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if mut != nil {
+			mut(req)
+		}
+		resp, err := bc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +146,6 @@ grant:
 		}
 		return tok.AccessToken
 	}
-	return f
 }
 
 // connect is the Go SDK client through the gateway with tok.
@@ -344,4 +373,98 @@ func TestGatewayDelegationCommand(t *testing.T) {
 	if claims.Aud != "https://upstream.internal/mcp" || claims.Sub != "workload:ci/agent" || claims.Act.Sub != "workload:ci/gateway" {
 		t.Fatalf("the upstream's token: %s", payload)
 	}
+}
+
+// TestGatewayAcceptsWhatTheBrokerIssues (finding 1 and item 3 of the
+// decision review): `mcpsts gateway --introspection-source` refuses a token
+// revoked at the broker and takes a single-use token once; with its default
+// --dpop accept it takes a DPoP-bound token with its proof and refuses it
+// as a bearer token. Each against the real broker and the shipped command.
+func TestGatewayAcceptsWhatTheBrokerIssues(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}`)
+	}))
+	t.Cleanup(up.Close)
+	// The gateway's own workload credential, written before the fixture
+	// knows the broker's URL: the fixture's IdP signs it below.
+	credential := filepath.Join(t.TempDir(), "gateway.jwt")
+	os.WriteFile(credential, []byte("not yet"), 0o600)
+	f := startGatewayWith(t, up.URL+"/mcp", brokerAdditions{
+		maps: `---
+id: once
+match: {provider: ci, subject: once}
+grant: {client_id: once, audiences: ["RESOURCE"], scopes: [files:read], single_use: true}
+---
+id: dpop-agent
+match: {provider: ci, subject: dpop-agent}
+grant: {client_id: dpop-agent, audiences: ["RESOURCE"], scopes: [files:read], require_binding: dpop}
+`,
+		config: `
+introspection:
+  callers: [{provider: ci, subject: gateway, audiences: ["RESOURCE"]}]`,
+	}, "--introspection-source", "file:"+credential)
+	n := time.Now().Unix()
+	os.WriteFile(credential, []byte(f.idp.Sign(map[string]any{"iss": f.idp.URL, "sub": "gateway", "aud": f.broker, "iat": n, "exp": n + 600}, nil)), 0o600)
+
+	call := func(scheme, tok, proof string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, f.resource, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", scheme+" "+tok)
+		if proof != "" {
+			req.Header.Set("DPoP", proof)
+		}
+		resp, err := (&http.Client{Transport: f.tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := call("Bearer", f.token(t, f.resource), ""); got != 200 {
+		t.Fatalf("a valid token: %d\n%s", got, f.errOut.String())
+	}
+
+	t.Run("revoked at the broker", func(t *testing.T) {
+		tok := f.token(t, f.resource)
+		n := time.Now().Unix()
+		form := url.Values{"token": {tok}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {f.idp.Sign(map[string]any{"iss": f.idp.URL, "sub": "agent", "aud": f.broker, "iat": n, "exp": n + 300}, nil)}}
+		resp, err := f.brokerClient.PostForm(f.broker+"/revoke", form)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("revoke: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		if got := call("Bearer", tok, ""); got != 401 {
+			t.Fatalf("a revoked token: %d, want 401", got)
+		}
+	})
+	t.Run("single use", func(t *testing.T) {
+		tok := f.tokenFor(t, "once", f.resource, nil)
+		for i, want := range []int{200, 401} {
+			if got := call("Bearer", tok, ""); got != want {
+				t.Fatalf("use %d: %d, want %d", i+1, got, want)
+			}
+		}
+	})
+	t.Run("DPoP-bound", func(t *testing.T) {
+		key, _ := dpop.GenerateKey()
+		s, err := dpop.NewSigner(key, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := f.tokenFor(t, "dpop-agent", f.resource, func(r *http.Request) {
+			p, _ := s.Proof(http.MethodPost, f.broker+"/token", "", "")
+			r.Header.Set("DPoP", p)
+		})
+		if got := call("Bearer", tok, ""); got != 401 {
+			t.Fatalf("a DPoP-bound token as bearer: %d, want 401", got)
+		}
+		p, _ := s.Proof(http.MethodPost, f.resource, tok, "")
+		if got := call("DPoP", tok, p); got != 200 {
+			t.Fatalf("a DPoP-bound token with its proof: %d, want 200\n%s", got, f.errOut.String())
+		}
+	})
 }

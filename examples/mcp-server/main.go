@@ -44,6 +44,8 @@ func run() error {
 	key := flag.String("key", "", "TLS key (PEM)")
 	audit := flag.String("audit", "", "files: the audit server's resource URI")
 	identity := flag.String("identity", "", "files: a file holding this server's own workload token, its actor credential for delegation")
+	dpopMode := flag.String("dpop", resource.DPoPAccept, "DPoP-bound tokens: off, accept or require")
+	introspect := flag.String("introspection-identity", "", "a file holding this server's own workload token, to ask the broker whether each token is revoked or used (single use)")
 	flag.Parse()
 
 	pem, err := os.ReadFile(*caFile)
@@ -59,6 +61,13 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	cfg := resource.Config{Resource: *res, Issuer: *broker, Transport: tr, Log: log}
+	if cfg.DPoP, err = resource.DPoPMode(*dpopMode); err != nil {
+		return fmt.Errorf("--dpop: %w", err)
+	}
+	if *introspect != "" {
+		src := client.FileSource{Path: *introspect, Label: "introspection-identity"}
+		cfg.Introspection = resource.BrokerIntrospection(*broker, client.Assertion(src, *broker))
+	}
 	var h func(*resource.Server) http.Handler
 	switch *role {
 	case "files":

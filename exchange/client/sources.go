@@ -320,3 +320,21 @@ func SourceByName(name string, getenv func(string) string) (Source, error) {
 	}
 	return nil, fmt.Errorf("unknown source %q (want auto, k8s, github, spiffe, spiffe-mtls, aws, gcp, azure or file:PATH)", name)
 }
+
+// Assertion returns the workload credential of src addressed to audience
+// (the broker's issuer) as a client_assertion (RFC 7523 §2.2), read afresh
+// on every call: what an edge authenticates its introspection requests
+// with. A source whose evidence is not a JWT (an AWS signed request, a TLS
+// client certificate) cannot be an assertion.
+func Assertion(src Source, audience string) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		ev, err := src.Evidence(ctx, audience)
+		if err != nil {
+			return "", err
+		}
+		if ev.TokenType != typeJWT || ev.Token == "" {
+			return "", fmt.Errorf("client: source %s gives no JWT to authenticate with", src.Name())
+		}
+		return ev.Token, nil
+	}
+}
