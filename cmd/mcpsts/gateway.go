@@ -47,7 +47,7 @@ type gatewayConfig struct {
 	// tokens are then refused, single-use tokens taken once. Required
 	// when a trust map for the gateway's audience is single_use.
 	IntrospectionSource string `yaml:"introspection_source"`
-	TLS              struct {
+	TLS                 struct {
 		Cert string `yaml:"cert_file"`
 		Key  string `yaml:"key_file"`
 	} `yaml:"tls"`
