@@ -49,7 +49,7 @@ grant:
   max_ttl: 10m
 `
 
-func newBrowserEnv(t *testing.T) *browserEnv {
+func newBrowserEnv(t testing.TB) *browserEnv {
 	e := newEnv(t)
 	_, st := withUsers(t, e)
 	eng, err := trustmaps.Compile(trustmaps.Document{Name: "maps.yaml", Data: []byte(maps + peopleMaps)})
@@ -68,7 +68,7 @@ func newBrowserEnv(t *testing.T) *browserEnv {
 }
 
 // code saves an authorization code for alice and returns it.
-func (b *browserEnv) code(t *testing.T, family string, mut func(*authorize.Code)) string {
+func (b *browserEnv) code(t testing.TB, family string, mut func(*authorize.Code)) string {
 	t.Helper()
 	secret := authorize.Random(32)
 	c := authorize.Code{Hash: authorize.Hash(secret), ClientID: desktop, RedirectURI: desktopCB, Challenge: pkceChallenge, Resource: mailServer,

@@ -18,7 +18,7 @@ import (
 )
 
 // withUsers adds a user provider (the corporate IdP) and a consent store.
-func withUsers(t *testing.T, e *env) (*federationtest.Issuer, *store.Store) {
+func withUsers(t testing.TB, e *env) (*federationtest.Issuer, *store.Store) {
 	t.Helper()
 	corp := federationtest.NewIssuer(t)
 	clock := func() time.Time { return e.now }

@@ -33,7 +33,7 @@ type lifecycleEnv struct {
 	introspect, revoker *httptest.Server
 }
 
-func newLifecycleEnv(t *testing.T) *lifecycleEnv {
+func newLifecycleEnv(t testing.TB) *lifecycleEnv {
 	e := newEnv(t)
 	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(func() time.Time { return e.now }))
 	if err != nil {

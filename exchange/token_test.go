@@ -181,7 +181,7 @@ type result struct {
 	raw    string
 }
 
-func (e *env) post(t *testing.T, form url.Values, mut func(*http.Request), certs ...tls.Certificate) result {
+func (e *env) post(t testing.TB, form url.Values, mut func(*http.Request), certs ...tls.Certificate) result {
 	t.Helper()
 	req, _ := http.NewRequest("POST", e.srv.URL, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

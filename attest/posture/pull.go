@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -108,11 +109,14 @@ func (p *Pull) get(ctx context.Context, id attest.Identity, now time.Time) attes
 		}
 		return attest.Posture{Source: p.cfg.Name, Status: status, Reason: reason + ": " + detail}
 	}
-	body, err := json.Marshal(pullRequest{Identity: pullIdentity{
-		Kind: id.Kind, Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject, Attributes: id.Attributes}})
-	if err != nil {
+	buf := bodies.Get().(*bytes.Buffer)
+	defer bodies.Put(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(pullRequest{Identity: pullIdentity{
+		Kind: id.Kind, Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject, Attributes: id.Attributes}}); err != nil {
 		return fail("unreachable", "the identity cannot be encoded")
 	}
+	body := buf.Bytes()
 	key := sha256.Sum256(body)
 	if p.cache != nil {
 		if got, ok := p.cache.Get(key); ok && now.Before(got.until) {
@@ -135,6 +139,9 @@ func (p *Pull) get(ctx context.Context, id attest.Identity, now time.Time) attes
 	}
 	return got
 }
+
+// bodies are the buffers requests are encoded in.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // numbers turns JSON numbers into CEL's int (when whole) or double.
 func numbers(v any) any {
