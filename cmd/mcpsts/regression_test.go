@@ -60,6 +60,7 @@ func TestSecurityRegressions(t *testing.T) {
 	os.WriteFile(corpCA, corp.CAPEM(), 0o600)
 	os.WriteFile(secret, []byte("s3cret"), 0o600)
 	const files = "https://files.example.com/mcp"
+	const adminAudience = "https://admin.mcpsts.example/admin"
 	// A fake STS that checks real SigV4 signatures: AWS evidence.
 	creds := sdkaws.Credentials{AccessKeyID: "AKIDFAKEEXAMPLE01", SecretAccessKey: "fake-secret"}
 	sts := httptest.NewTLSServer(awsfake.AssumedRole(creds, "us-east-1"))
@@ -70,7 +71,11 @@ func TestSecurityRegressions(t *testing.T) {
 	os.WriteFile(stsCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sts.Certificate().Raw}), 0o600)
 	broker, ca := serveBroker(t, `id: agent
 match: {provider: ci, subject: agent}
-grant: {client_id: agent, audiences: ["`+files+`", "https://other.example.com/mcp"], scopes: [files:read]}
+grant: {client_id: agent, audiences: ["`+files+`", "https://other.example.com/mcp"], scopes: [files:read], may_act: [{provider: ci, subject: files-server}]}
+---
+id: ops
+match: {provider: ci, subject: ops}
+grant: {client_id: ops-ci, audiences: ["`+adminAudience+`"], scopes: [mcpsts:admin]}
 ---
 id: role
 match: {provider: aws, subject: "arn:aws:iam::111122223333:role/token-client-role"}
@@ -82,8 +87,9 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 `, fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}
   - {name: corp, kind: user, issuer: %s, discovery: true, ca_file: %s, login: {client_id: mcpsts, client_secret_file: %s}}
-aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}`,
-		idp.URL, idpCA, corp.URL, corpCA, secret, strings.TrimPrefix(sts.URL, "https://"), stsCA))
+aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}
+admin: {audience: "%s"}`,
+		idp.URL, idpCA, corp.URL, corpCA, secret, strings.TrimPrefix(sts.URL, "https://"), stsCA, adminAudience))
 	c := clientTrusting(t, ca)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	now := time.Now().Unix()
@@ -172,6 +178,31 @@ aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}`,
 	ap := strings.Split(access, ".")
 	accessTampered := ap[0] + "." + b64(map[string]any{"scope": "files:read files:write"}) + "." + ap[2]
 	toolsCall := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{}}}`
+	// Finding 1 of the decision review: tokens revoked at the broker (by
+	// their own client, at /revoke) before their first use.
+	revoke := func(tok, sub string) string {
+		resp, err := c.PostForm(broker+"/revoke", url.Values{"token": {tok}, "client_assertion": {idp.Sign(claims(map[string]any{"sub": sub, "jti": "rv-" + tok[len(tok)-8:]}), nil)},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("revoke: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		return tok
+	}
+	adminToken := func(jti string) string {
+		return issue(exchange(idp.Sign(claims(map[string]any{"sub": "ops", "jti": jti}), nil), "resource", adminAudience, "scope", "mcpsts:admin"))
+	}
+	liveAdmin, revokedAdmin := adminToken("adm-1"), revoke(adminToken("adm-2"), "ops")
+	incoming := func(jti string) string {
+		return issue(exchange(idp.Sign(claims(map[string]any{"jti": jti}), nil), "scope", "files:read"))
+	}
+	liveIncoming, revokedIncoming := incoming("in-1"), revoke(incoming("in-2"), "agent")
+	delegate := func(subject string) url.Values {
+		return url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "resource": {"https://other.example.com/mcp"},
+			"actor_token": {idp.Sign(claims(map[string]any{"sub": "files-server", "jti": "act-" + subject[len(subject)-8:]}), nil)}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"}}
+	}
+	newMap := `{"match":{"provider":"ci","subject":"attacker"},"grant":{"client_id":"x","audiences":["` + adminAudience + `"],"scopes":["mcpsts:admin"]}}`
 	bearer := func(tok string) map[string]string {
 		return map[string]string{"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
 	}
@@ -206,6 +237,8 @@ aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}`,
 		{class: "delegation", name: "a foreign token as the access token subject", form: url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
 			"subject_token": {good}, "subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "resource": {files},
 			"actor_token": {good}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"}}, status: 400, code: "invalid_request"},
+		{class: "delegation", name: "a live incoming token (the control)", form: delegate(liveIncoming), status: 200},
+		{class: "delegation", name: "a revoked incoming token", form: delegate(revokedIncoming), status: 400, code: "invalid_request"},
 		// DPoP.
 		{class: "DPoP", name: "a map requiring DPoP, no proof", form: exchange(idp.Sign(claims(map[string]any{"sub": "bound"}), nil)), status: 400, code: "invalid_dpop_proof"},
 		{class: "DPoP", name: "a proof for another URL", form: exchange(good), header: map[string]string{"DPoP": wrongHTU}, status: 400, code: "invalid_dpop_proof"},
@@ -219,6 +252,10 @@ aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}`,
 		{class: "admin API", name: "no credentials", method: "GET", path: "/admin/v1/trust-maps", status: 401, code: "unauthenticated"},
 		{class: "admin API", name: "a workload token as bearer", method: "GET", path: "/admin/v1/trust-maps", header: map[string]string{"Authorization": "Bearer " + good}, status: 401, code: "unauthenticated"},
 		{class: "admin API", name: "a revocation without credentials", method: "POST", path: "/admin/v1/revocations", raw: `{"client":"agent"}`, status: 401, code: "unauthenticated"},
+		{class: "admin API", name: "a live admin token lists the maps (the control)", method: "GET", path: "/admin/v1/trust-maps", header: map[string]string{"Authorization": "Bearer " + liveAdmin}, status: 200},
+		{class: "admin API", name: "a revoked admin token writes a map", method: "PUT", path: "/admin/v1/trust-maps/escalate", raw: newMap,
+			header: map[string]string{"Authorization": "Bearer " + revokedAdmin, "If-None-Match": "*", "Content-Type": "application/json"}, status: 401, code: "unauthenticated"},
+		{class: "admin API", name: "a revoked admin token lists the maps", method: "GET", path: "/admin/v1/trust-maps", header: map[string]string{"Authorization": "Bearer " + revokedAdmin}, status: 401, code: "unauthenticated"},
 		// Enterprise-managed authorization (ID-JAGs).
 		{class: "ID-JAGs", name: "an ID-JAG from a workload provider", form: url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "client_id": {"agent"},
 			"assertion": {idp.Sign(claims(map[string]any{"client_id": "agent", "resource": files, "jti": "jag-1"}), map[string]any{"typ": "oauth-id-jag+jwt"})}}, status: 400, code: "invalid_grant"},
