@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -475,6 +477,52 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 					b.Fatal(err)
 				}
 				i++
+			}
+		})
+	}
+}
+
+// TestGrantsFromBeforeTheDecisionReview: a refresh token and a consent
+// stored by a server of schema 11 (before the grants kept the person and
+// their family's end) still refresh after the upgrade: the migration adds
+// the columns with their defaults, and such a token has no person (the maps
+// decide on the provider and subject alone) and no family end.
+func TestGrantsFromBeforeTheDecisionReview(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			u := b.NewURL(t)
+			old, err := Open(ctx, u, WithoutMigration())
+			if err != nil {
+				t.Fatal(err)
+			}
+			upTo11 := fstest.MapFS{}
+			entries, _ := fs.ReadDir(migrationFiles, "migrations")
+			for _, e := range entries {
+				if v, _ := strconv.Atoi(e.Name()[:4]); v <= 11 {
+					data, _ := fs.ReadFile(migrationFiles, "migrations/"+e.Name())
+					upTo11["migrations/"+e.Name()] = &fstest.MapFile{Data: data}
+				}
+			}
+			if err := old.migrate(ctx, upTo11); err != nil {
+				t.Fatal(err)
+			}
+			exp := time.Now().Add(time.Hour)
+			if _, err := old.db.ExecContext(ctx, old.dialect.rebind(`
+				INSERT INTO refresh_tokens (token_hash, family, client_id, resource, scopes, provider, user_sub, ttl_seconds, jkt, expires_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				authorize.Hash("old-rt"), "fam-old", "app", "https://r.example/mcp", "a offline_access", "corp", "alice", 600, "", exp.UnixMicro()); err != nil {
+				t.Fatal(err)
+			}
+			old.Close()
+			s := openTest(t, u, time.Now) // migrates to the newest
+			got, err := s.RotateRefresh(ctx, authorize.Hash("old-rt"), authorize.Hash("new-rt"), exp.Add(time.Hour))
+			if err != nil || got.Provider != "corp" || got.Subject != "alice" || got.Person.Issuer != "" || got.Person.Attributes != nil || !got.FamilyExpiresAt.IsZero() {
+				t.Fatalf("the old refresh token after the upgrade = %+v, %v", got, err)
+			}
+			next, err := s.LookupRefresh(ctx, authorize.Hash("new-rt"))
+			if err != nil || !next.ExpiresAt.Equal(exp.Add(time.Hour).Truncate(time.Microsecond)) {
+				t.Fatalf("its successor = %+v, %v (no family end: the sliding expiry)", next, err)
 			}
 		})
 	}
