@@ -128,6 +128,10 @@ var mutants = []mutant{
 	{"exchange: a reused code leaves its access token", "exchange/grant_authorization_code.go", `		if errors.Is(err, authorize.ErrReused) {
 			t.revokeAccess(ctx, c, oerr)
 		}`, ``, "./exchange"},
+	{"exchange: our own ID-JAG redeemed for another resource", "exchange/grant_id_jag.go", `	if oerr := sameResource(t, f, jag.Resource); oerr != nil {`,
+		`	if oerr := sameResource(t, f, jag.Resource); false && oerr != nil {`, "./exchange"},
+	{"issuer: a person's sub without their provider", "issuer/mint.go", `if provider, _, ok := strings.Cut(g.Subject, "/"); !ok || provider == "" {`, `if false {`, "./issuer"},
+	{"store: a rotation past the family's end", "internal/store/authorization.go", `if !r.FamilyExpiresAt.IsZero() && r.FamilyExpiresAt.Before(nextExpiry) {`, `if false {`, "./internal/store"},
 	{"exchange: refresh does not decide again", "exchange/grant_authorization_code.go", `d, oerr := t.decideNarrowed(ctx, r, person, trustmaps.Request{Audience: g.resource, Scopes: asked, ClientID: g.clientID, GrantType: g.grantType})`,
 		`d, oerr := trustmaps.Decision{ClientID: g.clientID, Audience: g.resource, Scopes: asked}, (*oauthError)(nil)`, "./exchange"},
 	{"auditlog: seq continuity not verified", "internal/auditlog/auditlog.go", "case s != st.lastSeq+1:", "case false:", "./internal/auditlog"},
