@@ -63,7 +63,10 @@ func newReplicaFixture(t *testing.T) replicaFixture {
 func TestReplicasOnPostgres(t *testing.T) {
 	f := newReplicaFixture(t)
 	pg, idp, idpCA, kek, maps := f.pg, f.idp, f.idpCA, f.kek, f.maps
-	const files = "https://files.example.com/mcp"
+	const files, ledger = "https://files.example.com/mcp", "https://ledger.example.com/mcp"
+	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
+	lnB, _ := net.Listen("tcp", "127.0.0.1:0")
+	issuerURL := "https://" + lnA.Addr().String()
 	os.WriteFile(filepath.Join(maps, "m.yaml"), []byte(`id: agent
 match: {provider: ci, subject: agent}
 grant: {client_id: agent, audiences: ["`+files+`"], scopes: [files:read]}
@@ -75,11 +78,16 @@ grant: {client_id: limited, audiences: ["`+files+`"]}
 id: once
 match: {provider: ci, subject: once}
 grant: {client_id: once, audiences: ["`+files+`"], single_use: true}
+---
+id: deleg
+match: {provider: ci, subject: deleg}
+grant: {client_id: deleg, audiences: ["`+files+`", "`+ledger+`"], scopes: [files:read], may_act: [{provider: ci, subject_pattern: "files-server-.*"}]}
+---
+id: ops
+match: {provider: ci, subject: ops}
+grant: {client_id: ops, audiences: ["`+issuerURL+`/admin"], scopes: [mcpsts:admin]}
 `), 0o600)
 	cert, key, ca := productionFiles(t)
-	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
-	lnB, _ := net.Listen("tcp", "127.0.0.1:0")
-	issuerURL := "https://" + lnA.Addr().String()
 	replica := func(ln net.Listener) string {
 		e := testEnv(nil)
 		e.listener = handOver(ln.Addr().String(), ln)
@@ -160,6 +168,67 @@ limits: {per_identity: {rate: 0.001, burst: 3}}
 		}
 	}
 	t.Logf("B refused the token revoked at A after %s (bound %s)", time.Since(revoked).Round(time.Millisecond), exchange.DefaultRevocationCacheFor)
+
+	// The same bound at B's admin API and B's delegation (one acceptor
+	// per replica): each used at B first (its answer cached there), then
+	// revoked at A, then refused by B within the bound.
+	revokeAt := func(base, token, owner string) time.Time {
+		t.Helper()
+		if status, _, body := post(base, "/revoke", asCaller(owner, token)); status != 200 {
+			t.Fatalf("revoke at %s: %d %v", base, status, body)
+		}
+		return time.Now()
+	}
+	within := func(what string, since time.Time, refused func() bool) {
+		t.Helper()
+		for !refused() {
+			if time.Since(since) > exchange.DefaultRevocationCacheFor+time.Second {
+				t.Fatalf("%s: still accepted %s after the revocation at A", what, time.Since(since))
+			}
+		}
+		t.Logf("%s refused %s after the revocation at A (bound %s)", what, time.Since(since).Round(time.Millisecond), exchange.DefaultRevocationCacheFor)
+	}
+	status, _, body = post(a, "/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {jwt("ops")},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {issuerURL + "/admin"}, "scope": {"mcpsts:admin"}})
+	if status != 200 {
+		t.Fatalf("admin token at A: %d %v", status, body)
+	}
+	adminTok := body["access_token"].(string)
+	adminAt := func(base string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/admin/v1/trust-maps", nil)
+		req.Header.Set("Authorization", "Bearer "+adminTok)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := adminAt(b); got != 200 {
+		t.Fatalf("admin token at B: %d", got)
+	}
+	since := revokeAt(a, adminTok, "ops")
+	within("B's admin API", since, func() bool { return adminAt(b) == 401 })
+
+	status, _, body = post(a, "/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {jwt("deleg")},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"}, "resource": {files}})
+	if status != 200 {
+		t.Fatalf("incoming token at A: %d %v", status, body)
+	}
+	incoming := body["access_token"].(string)
+	actor := 0
+	delegateAt := func(base string) int {
+		actor++ // an actor of its own each time: per-identity limits stay out of the way
+		status, _, _ := post(base, "/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {incoming},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "resource": {ledger},
+			"actor_token": {jwt(fmt.Sprintf("files-server-%d", actor))}, "actor_token_type": {"urn:ietf:params:oauth:token-type:jwt"}})
+		return status
+	}
+	if got := delegateAt(b); got != 200 {
+		t.Fatalf("delegation at B: %d", got)
+	}
+	since = revokeAt(a, incoming, "deleg")
+	within("B's delegation", since, func() bool { return delegateAt(b) == 400 })
 
 	// A single-use token used at A is spent at B.
 	_, _, body = exchangeAt(b, "once")
