@@ -385,3 +385,40 @@ func indent(lines string) string {
 	}
 	return "  " + lines + "\n"
 }
+
+// TestPeopleOfTwoProvidersNeverShareASub (finding 4 of the decision
+// review): the same subject at two identity providers gets tokens whose
+// sub differ, each naming its provider.
+func TestPeopleOfTwoProvidersNeverShareASub(t *testing.T) {
+	m := newMatrixEnv(t)
+	m.serve(t, `id: people
+match: {provider: corp, subject: 00u1ceo}
+grant: {client_id_expr: request.client_id, audiences: ["`+paymentsMCP+`"], scopes: ["payments:read"]}
+---
+id: partners
+match: {provider: partner, subject: 00u1ceo}
+grant: {client_id_expr: request.client_id, audiences: ["`+paymentsMCP+`"], scopes: ["payments:read"]}
+`)
+	subs := map[string]string{}
+	for _, provider := range []string{"corp", "partner"} {
+		if _, err := m.st.GrantConsent(context.Background(), consent.Consent{User: "00u1ceo", Provider: provider, ClientID: "desktop",
+			Scopes: []string{"payments:read"}, Resources: []string{paymentsMCP}, ExpiresAt: m.now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		secret := authorize.Random(32)
+		if err := m.st.SaveCode(context.Background(), authorize.Code{Hash: authorize.Hash(secret), ClientID: "desktop", RedirectURI: desktopCB,
+			Challenge: pkceChallenge, Resource: paymentsMCP, Scopes: []string{"payments:read"}, Provider: provider, Subject: "00u1ceo",
+			Family: authorize.Random(8), ExpiresAt: m.now.Add(codeLife)}); err != nil {
+			t.Fatal(err)
+		}
+		res := m.post(t, codeForm(secret), nil)
+		if res.status != 200 {
+			t.Fatalf("%s: %d %s", provider, res.status, res.raw)
+		}
+		c := verify(t, m.env, res.body["access_token"].(string))
+		subs[provider] = c["sub"].(string)
+	}
+	if subs["corp"] != "user:corp/00u1ceo" || subs["partner"] != "user:partner/00u1ceo" {
+		t.Fatalf("subs %v", subs)
+	}
+}

@@ -88,6 +88,18 @@ func (t *tokenEndpoint) redeemOwnIDJAG(ctx context.Context, r *http.Request, f f
 		oerr.description = "resource differs from the ID-JAG's"
 		return nil, oerr
 	}
+	// The revocation list holds for our ID-JAGs as for our access tokens:
+	// by jti, by the person (sub), by the client.
+	if t.cfg.Acceptor != nil {
+		switch revoked, err := t.cfg.Acceptor.Revoked(ctx, jag.ID, jag.Subject, jag.ClientID, jag.IssuedAt); {
+		case err != nil:
+			return nil, storeUnavailable(err)
+		case revoked:
+			e := fail(http.StatusBadRequest, errInvalidGrant, "the ID-JAG is revoked")
+			e.check = "token_revoked"
+			return nil, e
+		}
+	}
 	if t.cfg.Replay == nil {
 		return nil, fail(http.StatusBadRequest, errInvalidGrant, "this server cannot redeem its own ID-JAGs (no replay cache)")
 	}

@@ -82,6 +82,7 @@ grant: {client_id: desktop, audiences: ["` + files + `"]}
 			"other-app": {ID: "other-app", GrantTypes: []string{exchange.GrantJWTBearer}}}
 		c.IDJAGs, c.Replay = e.iss, &memCache{held: map[string]time.Time{}}
 		c.ReplayAttributes = eng.ReferencedAttributes // as the server wires it
+		c.Revocations = e.revocations(t)
 	})
 	return e, corp, partner
 }
@@ -242,6 +243,16 @@ func TestIssueIDJAG(t *testing.T) {
 	if res := redeem("resource", "https://mail.example.com/mcp"); res.status != 400 || res.body["error"] != "invalid_target" {
 		t.Fatalf("our ID-JAG for another resource: %d %v", res.status, res.body)
 	}
+	// The revocation list holds for our ID-JAGs: a person revoked (by
+	// their sub) after it was issued cannot redeem it.
+	own = ask(idToken(nil), "audience", broker).body["access_token"].(string)
+	if err := e.revoked.Revoke(context.Background(), exchange.RevokeSubject, "user:corp/alice", e.now, e.now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if res := redeem(); res.status != 400 || res.body["error"] != "invalid_grant" || e.check() != "token_revoked" {
+		t.Fatalf("our ID-JAG of a revoked person: %d %v (%s)", res.status, res.body, e.check())
+	}
+	e.now = e.now.Add(time.Second) // ID-JAGs issued after the revocation are good
 	// Another registered client cannot redeem it.
 	res = ask(idToken(nil), "audience", broker)
 	own = res.body["access_token"].(string)

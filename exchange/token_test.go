@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ import (
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/federation"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/internal/store"
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 	"github.com/mcpsts/mcpsts/trustmaps"
@@ -88,14 +90,16 @@ func (m *memCache) Claim(_ context.Context, key string, until time.Time) error {
 }
 
 type env struct {
-	idp  *federationtest.Issuer
-	srv  *httptest.Server
-	iss  *issuer.Issuer
-	logs *bytes.Buffer
-	now  time.Time
-	cfg  exchange.Config
-	rec  *tracetest.SpanRecorder
-	prov *federation.Provider
+	// revoked is the revocation list of revocations(), if made.
+	revoked *store.Store
+	idp     *federationtest.Issuer
+	srv     *httptest.Server
+	iss     *issuer.Issuer
+	logs    *bytes.Buffer
+	now     time.Time
+	cfg     exchange.Config
+	rec     *tracetest.SpanRecorder
+	prov    *federation.Provider
 }
 
 // check is the mcpsts.deny.check of the last finished span: the audit
@@ -111,6 +115,20 @@ func (e *env) check() string {
 		}
 	}
 	return ""
+}
+
+// revocations opens a store for the endpoint's revocation list (once).
+func (e *env) revocations(t testing.TB) exchange.Revocations {
+	t.Helper()
+	if e.revoked == nil {
+		st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "revocations.db"), store.WithClock(func() time.Time { return e.now }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		e.revoked = st
+	}
+	return e.revoked
 }
 
 // restart serves the endpoint again with cfg changed by mut.

@@ -97,6 +97,7 @@ func (i *Issuer) MintIDJAG(ctx context.Context, g IDJAG) (Token, error) {
 type VerifiedIDJAG struct {
 	IDJAG
 	ID        string // jti
+	IssuedAt  time.Time
 	ExpiresAt time.Time
 }
 
@@ -138,5 +139,5 @@ func (i *Issuer) VerifyIDJAG(raw, audience string) (VerifiedIDJAG, error) {
 		return VerifiedIDJAG{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return VerifiedIDJAG{IDJAG: IDJAG{Subject: c.Subject, Audience: c.Audience[0], Resource: c.Resource, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope), Person: c.Person},
-		ID: c.ID, ExpiresAt: c.ExpiresAt.Time}, nil
+		ID: c.ID, IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time}, nil
 }
