@@ -20,7 +20,8 @@ import (
 	"github.com/mcpsts/mcpsts/exchange"
 )
 
-// keyPrefix namespaces the buckets in a Redis database shared with others.
+// keyPrefix namespaces the buckets in a Redis database shared with others
+// (Options.KeyPrefix).
 const keyPrefix = "mcpsts:rl:"
 
 // take refills the bucket for the time since its last use (never for a
@@ -46,6 +47,7 @@ return {1, 0}
 // Limits is a Redis client holding the buckets.
 type Limits struct {
 	client *redis.Client
+	prefix string
 }
 
 var _ exchange.SharedLimits = (*Limits)(nil)
@@ -58,6 +60,9 @@ type Options struct {
 	// Timeout bounds each call (default 250ms): past it the caller falls
 	// back to its own buckets rather than hold a token request.
 	Timeout time.Duration
+	// KeyPrefix starts every bucket's key (default "mcpsts:rl:"): a
+	// deployment, or a test, of its own in a shared database.
+	KeyPrefix string
 }
 
 // New connects to the Redis at rawURL (redis://host:port[/db] or
@@ -77,7 +82,10 @@ func New(rawURL string, o Options) (*Limits, error) {
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = o.Timeout, o.Timeout, o.Timeout
 	// A failed take falls back at once; retries only add latency.
 	opts.MaxRetries, opts.DialerRetries = -1, 1
-	return &Limits{client: redis.NewClient(opts)}, nil
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = keyPrefix
+	}
+	return &Limits{client: redis.NewClient(opts), prefix: o.KeyPrefix}, nil
 }
 
 // CheckURL reports what is wrong with a limits.store Redis URL: another
@@ -107,7 +115,7 @@ func (l *Limits) Take(ctx context.Context, key string, rate float64, burst int, 
 		return true, 0, nil
 	}
 	sum := sha256.Sum256([]byte(key)) // keys hold any bytes
-	res, err := take.Run(ctx, l.client, []string{keyPrefix + hex.EncodeToString(sum[:])},
+	res, err := take.Run(ctx, l.client, []string{l.prefix + hex.EncodeToString(sum[:])},
 		rate/1e6, burst, now.UnixMicro()).Int64Slice()
 	if err != nil {
 		return false, 0, fmt.Errorf("redis: rate limit: %w", err)

@@ -32,7 +32,12 @@ func testURL(t testing.TB) string {
 
 func open(t testing.TB, u string) *Limits {
 	t.Helper()
-	l, err := New(u, Options{})
+	return openWith(t, u, Options{})
+}
+
+func openWith(t testing.TB, u string, o Options) *Limits {
+	t.Helper()
+	l, err := New(u, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,15 +51,19 @@ func TestSharedLimitsConformance(t *testing.T) {
 	u := testURL(t)
 	t.Run("redis", func(t *testing.T) {
 		limitstest.Run(t, func(t *testing.T) (exchange.SharedLimits, exchange.SharedLimits) {
-			a, b := open(t, u), open(t, u)
-			// A fresh backend: this run's buckets only.
-			opts, _ := redis.ParseURL(u)
-			c := redis.NewClient(opts)
-			defer c.Close()
-			keys, _ := c.Keys(context.Background(), keyPrefix+"*").Result()
-			if len(keys) > 0 {
-				c.Del(context.Background(), keys...)
-			}
+			// A fresh backend: buckets under a prefix of this run's own,
+			// removed at its end; other tests' buckets in the same
+			// database (cmd/mcpsts's replicas) are never touched.
+			o := Options{KeyPrefix: fmt.Sprintf("%stest-%d:", keyPrefix, time.Now().UnixNano())}
+			a, b := openWith(t, u, o), openWith(t, u, o)
+			t.Cleanup(func() {
+				opts, _ := redis.ParseURL(u)
+				c := redis.NewClient(opts)
+				defer c.Close()
+				if keys, _ := c.Keys(context.Background(), o.KeyPrefix+"*").Result(); len(keys) > 0 {
+					c.Del(context.Background(), keys...)
+				}
+			})
 			return a, b
 		})
 	})
@@ -71,7 +80,7 @@ func TestBucketsExpire(t *testing.T) {
 		t.Fatalf("take: %v %v", ok, err)
 	}
 	sum := sha256.Sum256([]byte(key))
-	ttl, err := l.client.PTTL(ctx, keyPrefix+hex.EncodeToString(sum[:])).Result()
+	ttl, err := l.client.PTTL(ctx, l.prefix+hex.EncodeToString(sum[:])).Result()
 	if err != nil || ttl <= 0 || ttl > 1500*time.Millisecond { // 5 at 10/s: full in 500ms, + 1s
 		t.Fatalf("the bucket expires in %s (%v)", ttl, err)
 	}
