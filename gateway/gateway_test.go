@@ -85,7 +85,9 @@ func startUpstream(t *testing.T) (*upstream, string) {
 }
 
 // bearer adds a token to every request, as an MCP client's OAuth does,
-// and a spoofed caller header the gateway must overwrite.
+// and every caller header spoofed (the gateway must overwrite or drop each:
+// the actor header is set only when the token has an actor) and a cookie
+// (never forwarded).
 type bearer struct {
 	token string
 	base  http.RoundTripper
@@ -95,6 +97,10 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	r.Header.Set(gateway.HeaderSubject, "spoofed-admin")
+	r.Header.Set(gateway.HeaderClientID, "spoofed-client")
+	r.Header.Set(gateway.HeaderScopes, "admin files:write")
+	r.Header.Set(gateway.HeaderActor, "workload:ci/spoofed-actor")
+	r.Header.Set("Cookie", "session=spoofed")
 	return b.base.RoundTrip(r)
 }
 
@@ -154,7 +160,8 @@ func TestGateway(t *testing.T) {
 		if h.Get("Authorization") != "" || h.Get("DPoP") != "" {
 			t.Fatalf("the upstream saw a credential: %v", h)
 		}
-		if h.Get(gateway.HeaderSubject) != "workload:ci/agent" || h.Get(gateway.HeaderClientID) != "agent" || h.Get(gateway.HeaderScopes) != "files:read" {
+		if h.Get(gateway.HeaderSubject) != "workload:ci/agent" || h.Get(gateway.HeaderClientID) != "agent" || h.Get(gateway.HeaderScopes) != "files:read" ||
+			len(h.Values(gateway.HeaderActor)) != 0 || len(h.Values("Cookie")) != 0 {
 			t.Fatalf("the upstream's caller headers: %v", h)
 		}
 	}
@@ -234,8 +241,14 @@ func TestGateway(t *testing.T) {
 	if session == "" {
 		t.Fatal("no session seen")
 	}
-	if status, _ := post(token(mcpURL, "intruder", "ci/intruder"), "/mcp", session); status != 403 {
-		t.Errorf("another caller in the session: %d", status)
+	// The session is bound to the subject and the client each: another
+	// subject of the same client, and the same subject through another
+	// client, are each refused.
+	if status, _ := post(token(mcpURL, "agent", "ci/intruder"), "/mcp", session); status != 403 {
+		t.Errorf("another subject of the same client in the session: %d", status)
+	}
+	if status, _ := post(token(mcpURL, "intruder", "ci/agent"), "/mcp", session); status != 403 {
+		t.Errorf("the same subject through another client in the session: %d", status)
 	}
 	if status, _ := post(token(mcpURL, "agent", "ci/agent"), "/mcp", session); status != 200 {
 		t.Errorf("the session's own caller: %d", status)
@@ -253,8 +266,8 @@ func TestGateway(t *testing.T) {
 	// Each is reported once its answer is sent, from the connection it
 	// came on: compare them in order of status.
 	slices.Sort(statuses)
-	if fmt.Sprint(statuses) != "[400 401 401 403 403]" {
-		t.Errorf("refusals reported: %v, want the write (403), no token, another server's token, the token in the query, the session's intruder", statuses)
+	if fmt.Sprint(statuses) != "[400 401 401 403 403 403]" {
+		t.Errorf("refusals reported: %v, want the write (403), no token, another server's token, the token in the query, the session's two intruders", statuses)
 	}
 	// The metadata is the gateway's own.
 	resp, err := gw.Client().Get(gw.URL + "/.well-known/oauth-protected-resource/mcp")

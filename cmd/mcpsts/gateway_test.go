@@ -468,3 +468,47 @@ introspection:
 		}
 	})
 }
+
+// TestGatewayCommandBodyBound: the bound the gateway command sets on a
+// request body (4 MiB) holds: one byte over it is 413 at the edge and the
+// upstream is never asked; at the bound the request goes through.
+func TestGatewayCommandBodyBound(t *testing.T) {
+	var asked sync.Map
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		asked.Store(n, true)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	t.Cleanup(up.Close)
+	f := startGateway(t, up.URL+"/mcp")
+	tok := f.token(t, f.resource)
+	send := func(size int) int {
+		t.Helper()
+		prefix := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"pad":"`
+		body := prefix + strings.Repeat("x", size-len(prefix)-3) + `"}}`
+		req, _ := http.NewRequest(http.MethodPost, f.resource, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := (&http.Client{Transport: f.tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const bound = 4 << 20
+	if got := send(bound + 1); got != http.StatusRequestEntityTooLarge {
+		t.Fatalf("one byte over the bound: %d, want 413", got)
+	}
+	if _, ok := asked.Load(int64(bound + 1)); ok {
+		t.Fatal("the upstream was asked with a body over the bound")
+	}
+	if got := send(bound); got != 200 {
+		t.Fatalf("a body at the bound: %d, want 200", got)
+	}
+	if _, ok := asked.Load(int64(bound)); !ok {
+		t.Fatal("the upstream never saw the body at the bound")
+	}
+}
