@@ -345,6 +345,15 @@ func TestAuthorizationRequestRefusals(t *testing.T) {
 	if ans.location == nil || ans.location.Query().Get("error") != "invalid_scope" || ans.location.Query().Get("iss") != e.srv.URL {
 		t.Errorf("a scope beyond the maps: %d %v", ans.status, ans.location)
 	}
+	// Several scopes, none of them granted: narrowing finds nothing and
+	// the answer is invalid_scope, never the map's default scopes.
+	q = request(challenge)
+	q.Set("scope", "mail:delete mail:admin")
+	b = e.browser()
+	_, ans = e.signIn(t, b, e.start(t, b, q), "alice")
+	if ans.location == nil || ans.location.Query().Get("error") != "invalid_scope" {
+		t.Errorf("several scopes beyond the maps: %d %v", ans.status, ans.location)
+	}
 }
 
 // TestFlowState: the state of the sign-in and the consent form's token

@@ -171,6 +171,14 @@ func TestDecide(t *testing.T) {
 		{"audience not a URI", billingAgent, func() trustmaps.Request { r := officeRequest(); r.Audience = "payments"; return r }, nil, trustmaps.ErrInvalidTarget, "invalid_audience"},
 		{"unknown provider", func() attest.Identity { id := billingAgent(); id.Provider = "k8s-dev"; return id }, officeRequest, nil, trustmaps.ErrDenied, "no_matching_map"},
 		{"subject matches no map", func() attest.Identity { id := billingAgent(); id.Subject = "system:serviceaccount:hr:agent"; return id }, officeRequest, nil, trustmaps.ErrDenied, "no_matching_map"},
+		// Patterns are anchored: a subject that holds a match of
+		// "system:serviceaccount:billing:.*" after a prefix of its own
+		// matches no map (unanchored, the fallback map would take it).
+		{"a pattern's match inside a longer subject", func() attest.Identity {
+			id := billingAgent()
+			id.Subject = "system:serviceaccount:hr:x-system:serviceaccount:billing:batch"
+			return id
+		}, officeRequest, nil, trustmaps.ErrDenied, "no_matching_map"},
 		{"priority tie broken by id", func() attest.Identity {
 			id := billingAgent()
 			id.Subject, id.Attributes["service_account"] = "system:serviceaccount:billing:reporter", "reporter"

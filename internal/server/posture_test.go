@@ -22,6 +22,11 @@ func TestForwardedFor(t *testing.T) {
 		{"trusted proxy", "10.1.2.3:443", []string{"81.2.69.160"}, "81.2.69.160:0"},
 		{"client-invented hops to the left are not believed", "10.1.2.3:443", []string{"1.1.1.1, 81.2.69.160"}, "81.2.69.160:0"},
 		{"chain of trusted proxies", "10.1.2.3:443", []string{"81.2.69.160, 10.9.9.9", "10.5.5.5"}, "81.2.69.160:0"},
+		// The client's address only in the first of several header lines,
+		// the trusted hops after it each on a line of their own: every
+		// line is read, in order (reading only the first or only the last
+		// line gives another answer).
+		{"chain split over several header lines", "10.1.2.3:443", []string{"1.1.1.1", "81.2.69.160", "10.9.9.9", "10.5.5.5"}, "81.2.69.160:0"},
 		{"IPv6 proxy and client", "[2001:db8:1::7]:443", []string{"2a02:8100::1"}, "[2a02:8100::1]:0"},
 		{"mapped IPv4 is unmapped", "10.1.2.3:443", []string{"::ffff:81.2.69.160"}, "81.2.69.160:0"},
 		{"malformed hop stops the walk", "10.1.2.3:443", []string{"81.2.69.160, garbage, 10.9.9.9"}, "10.9.9.9:0"},
