@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,18 +23,28 @@ import (
 	"github.com/mcpsts/mcpsts/dpop"
 )
 
+// memReplay is a replay cache that holds each key until the time its
+// claim names, on its clock (nil: the fixed test time), as the store does.
 type memReplay struct {
-	mu   sync.Mutex
-	seen map[string]bool
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	clock func() time.Time
 }
 
-func (m *memReplay) Claim(_ context.Context, key string, _ time.Time) error {
+func newMemReplay(clock func() time.Time) *memReplay {
+	if clock == nil {
+		clock = func() time.Time { return now }
+	}
+	return &memReplay{seen: map[string]time.Time{}, clock: clock}
+}
+
+func (m *memReplay) Claim(_ context.Context, key string, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.seen[key] {
+	if u, ok := m.seen[key]; ok && m.clock().Before(u) {
 		return attest.ErrReplayed
 	}
-	m.seen[key] = true
+	m.seen[key] = until
 	return nil
 }
 
@@ -135,7 +146,7 @@ func TestVerify(t *testing.T) {
 		{"a mismatched ath", []string{mustProof(t, signer, "GET", "https://mcp.example.com/mcp", "another token", "")}, dpop.Check{Method: "GET", URL: "https://mcp.example.com/mcp", AccessToken: "at", JKT: jkt}, dpop.ErrInvalidProof},
 		{"no ath where a token is presented", []string{mustProof(t, signer, "GET", "https://mcp.example.com/mcp", "", "")}, dpop.Check{Method: "GET", URL: "https://mcp.example.com/mcp", AccessToken: "at"}, dpop.ErrInvalidProof},
 	} {
-		v := &dpop.Verifier{Replay: &memReplay{seen: map[string]bool{}}, Clock: func() time.Time { return now }}
+		v := &dpop.Verifier{Replay: newMemReplay(nil), Clock: func() time.Time { return now }}
 		p, err := v.Verify(context.Background(), tc.headers, tc.check)
 		switch {
 		case tc.want == nil && (err != nil || p.JKT != jkt):
@@ -164,12 +175,39 @@ func mustProof(t *testing.T, s *dpop.Signer, method, url, token, nonce string) s
 	return p
 }
 
+// TestReplayHeldForTheWindow: a proof's jti is held as long as its iat
+// could be accepted (2 minutes back, 30 seconds ahead): a replay 30 s, 60 s
+// and 149 s later is refused as a replay, by a cache that forgets a key at
+// the time its claim names.
+func TestReplayHeldForTheWindow(t *testing.T) {
+	clock := now
+	key, _ := dpop.GenerateKey()
+	// The proof claims an iat 30 s ahead of the verifier, the latest it
+	// accepts: held until iat + 2m30s.
+	ahead, _ := dpop.NewSigner(key, func() time.Time { return now.Add(30 * time.Second) })
+	v := &dpop.Verifier{Replay: newMemReplay(func() time.Time { return clock }), Clock: func() time.Time { return clock }}
+	proof, err := ahead.Proof("POST", tokenURL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), []string{proof}, dpop.Check{Method: "POST", URL: tokenURL}); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	for _, later := range []time.Duration{30 * time.Second, 60 * time.Second, 149 * time.Second} {
+		clock = now.Add(later)
+		_, err := v.Verify(context.Background(), []string{proof}, dpop.Check{Method: "POST", URL: tokenURL})
+		if !errors.Is(err, dpop.ErrInvalidProof) || !strings.Contains(err.Error(), "used before") {
+			t.Fatalf("a replay %s later: %v, want refused as used before", later, err)
+		}
+	}
+}
+
 // TestReplay: a proof is accepted once, also when 20 goroutines present it
 // at once.
 func TestReplay(t *testing.T) {
 	key, _ := dpop.GenerateKey()
 	s := mustSigner(t, key)
-	v := &dpop.Verifier{Replay: &memReplay{seen: map[string]bool{}}, Clock: func() time.Time { return now }}
+	v := &dpop.Verifier{Replay: newMemReplay(nil), Clock: func() time.Time { return now }}
 	proof := mustProof(t, s, "POST", tokenURL, "", "")
 	var ok atomic.Int32
 	var wg sync.WaitGroup
