@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/authorize"
 	"github.com/mcpsts/mcpsts/internal/store"
@@ -131,7 +132,8 @@ grant:
 		mux.Handle(p, ep)
 	}
 	mux.Handle("/token", exchange.NewHandler(exchange.Config{Self: []string{e.srv.URL}, Decider: eng, Minter: iss, Tokens: iss,
-		Consents: st, Authorizations: st, Audit: e, Clock: clock}))
+		Consents: st, Authorizations: st, Audit: e, Clock: clock,
+		DPoP: &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Clock: clock}, TokenURL: e.srv.URL + "/token"}))
 	return e
 }
 
@@ -239,6 +241,81 @@ func (e *flowEnv) token(t *testing.T, f url.Values) (int, map[string]any) {
 
 func redeemForm(code, verifier string) url.Values {
 	return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {appID}, "redirect_uri": {appCB}, "code_verifier": {verifier}}
+}
+
+// TestDPoPBoundCodeThroughTheEndpoints: /authorize?dpop_jkt=… binds the
+// code it gives to that key (RFC 9449 §10), end to end through the
+// authorization endpoint and the token endpoint: redeemed without a proof
+// or with another key's, it is refused; with its key's, the token is
+// DPoP-bound to it. A dpop_jkt that is no SHA-256 thumbprint is refused at
+// the authorization endpoint.
+func TestDPoPBoundCodeThroughTheEndpoints(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	key, _ := dpop.GenerateKey()
+	s, _ := dpop.NewSigner(key, func() time.Time { return e.now })
+	otherKey, _ := dpop.GenerateKey()
+	other, _ := dpop.NewSigner(otherKey, func() time.Time { return e.now })
+	redeem := func(code string, signer *dpop.Signer) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader(redeemForm(code, pkceVerifier).Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if signer != nil {
+			p, err := signer.Proof(http.MethodPost, e.srv.URL+"/token", "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("DPoP", p)
+		}
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	bound := func() string {
+		q := request(challengeOf(pkceVerifier))
+		q.Set("dpop_jkt", s.JKT())
+		return e.code(t, e.browser(), q)
+	}
+	for _, tc := range []struct {
+		name   string
+		signer *dpop.Signer
+	}{{"no proof", nil}, {"another key's proof", other}} {
+		if status, body := redeem(bound(), tc.signer); status != 400 || body["error"] != "invalid_dpop_proof" {
+			t.Errorf("a dpop_jkt code, %s: %d %v", tc.name, status, body)
+		}
+	}
+	status, body := redeem(bound(), s)
+	if status != 200 || body["token_type"] != "DPoP" {
+		t.Fatalf("a dpop_jkt code with its key's proof: %d %v", status, body)
+	}
+	if got := cnfJKTOf(t, body["access_token"].(string)); got != s.JKT() {
+		t.Fatalf("cnf.jkt %q, want %q", got, s.JKT())
+	}
+	q := request(challengeOf(pkceVerifier))
+	q.Set("dpop_jkt", s.JKT()+"A")
+	a := do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+q.Encode(), nil)
+	if a.location == nil || a.location.Query().Get("error") != "invalid_request" {
+		t.Fatalf("a dpop_jkt that is no thumbprint: %d %v", a.status, a.location)
+	}
+}
+
+// cnfJKTOf reads a token's cnf.jkt (unverified: the token is ours).
+func cnfJKTOf(t *testing.T, raw string) string {
+	t.Helper()
+	var c struct {
+		Cnf struct {
+			JKT string `json:"jkt"`
+		} `json:"cnf"`
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(raw, ".")[1])
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Cnf.JKT
 }
 
 // TestAuthorizationRequestRefusals: a request whose client or redirect URI
