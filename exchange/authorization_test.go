@@ -230,3 +230,48 @@ func TestBrowserGrantsOff(t *testing.T) {
 		t.Fatalf("%d %v", res.status, res.body)
 	}
 }
+
+// TestRefreshLifetimes: time passes on the endpoint's clock. A refresh
+// token is good until its sliding expiry (refresh_ttl) and not a second
+// past it; a family ends at its absolute lifetime (refresh_max_lifetime)
+// however often it rotated.
+func TestRefreshLifetimes(t *testing.T) {
+	b := newBrowserEnv(t)
+	b.cfg.RefreshTTL, b.cfg.RefreshMaxLifetime = time.Hour, 90*time.Minute
+	b.restart(t, func(*exchange.Config) {})
+	start := b.now
+	// The clock moves; the issuer reloads its keys as its Run would.
+	at := func(t time.Time) {
+		b.now = t
+		if err := b.iss.Refresh(context.Background()); err != nil {
+			panic(err)
+		}
+	}
+	first := b.post(t, redeem(b.code(t, "fam-life", nil)), nil)
+	if first.status != 200 {
+		t.Fatal(first.raw)
+	}
+	// Sliding: 59 minutes later it refreshes; its successor, left 61
+	// minutes, has expired.
+	at(start.Add(59 * time.Minute))
+	second := b.post(t, refreshForm(first.body["refresh_token"].(string)), nil)
+	if second.status != 200 {
+		t.Fatalf("59 minutes in: %d %s", second.status, second.raw)
+	}
+	at(b.now.Add(61 * time.Minute))
+	b.refused(t, refreshForm(second.body["refresh_token"].(string)), 400, "invalid_grant", "the refresh token has expired")
+
+	// Absolute: rotated every 40 minutes, the family still ends 90 minutes
+	// after its code was redeemed.
+	at(start)
+	res := b.post(t, redeem(b.code(t, "fam-abs", nil)), nil)
+	for _, in := range []time.Duration{40 * time.Minute, 80 * time.Minute} {
+		at(start.Add(in))
+		res = b.post(t, refreshForm(res.body["refresh_token"].(string)), nil)
+		if res.status != 200 {
+			t.Fatalf("%s in: %d %s", in, res.status, res.raw)
+		}
+	}
+	at(start.Add(90*time.Minute + time.Second))
+	b.refused(t, refreshForm(res.body["refresh_token"].(string)), 400, "invalid_grant", "the refresh token has expired")
+}

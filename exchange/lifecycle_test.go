@@ -139,6 +139,33 @@ func TestIntrospection(t *testing.T) {
 	if status, body := call(t, l.introspect, url.Values{"token": {ledger}}, "Authorization", "Bearer "+admin.Raw); status != 200 || body["active"] != true {
 		t.Fatalf("an administrator introspects any audience: %d %v", status, body)
 	}
+	// Time passes: active until its exp (within the 30 s leeway), inactive
+	// once past it.
+	exp := time.Unix(int64(mustFloat(t, call2(t, l, tok)["exp"])), 0)
+	l.now = exp.Add(29 * time.Second)
+	if _, body := call(t, l.introspect, with(l.assertion(paymentsServer), "token", tok)); body["active"] != true {
+		t.Fatalf("29 s past exp (within the leeway): %v", body)
+	}
+	l.now = exp.Add(31 * time.Second)
+	if _, body := call(t, l.introspect, with(l.assertion(paymentsServer), "token", tok)); body["active"] != false || len(body) != 1 {
+		t.Fatalf("31 s past exp: %v, want only active false", body)
+	}
+}
+
+// call2 introspects tok as the payments server and returns the answer.
+func call2(t *testing.T, l *lifecycleEnv, tok string) map[string]any {
+	t.Helper()
+	_, body := call(t, l.introspect, with(l.assertion(paymentsServer), "token", tok))
+	return body
+}
+
+func mustFloat(t *testing.T, v any) float64 {
+	t.Helper()
+	f, ok := v.(float64)
+	if !ok {
+		t.Fatalf("%v is not a number", v)
+	}
+	return f
 }
 
 // TestRevocation: the token's own client revokes it, another is refused;
