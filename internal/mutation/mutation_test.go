@@ -16,12 +16,114 @@ import (
 )
 
 // mutant replaces the one occurrence of from in file with to; the tests of
-// pkg must fail.
+// pkg must fail. pkg may start with "-run NAME" to run only some of them
+// (a package whose whole suite takes minutes).
 type mutant struct {
 	name, file, from, to, pkg string
 }
 
 var mutants = []mutant{
+	// The outside mutation audit of 2026-12 (issue 39): each caught by its
+	// own package's tests.
+	{name: "authorize: port freedom for any http IP literal", file: "exchange/authorize/redirect.go",
+		from: "if ip == nil || !ip.IsLoopback() || host != ip.String()", to: "if ip == nil || host != ip.String()", pkg: "./exchange/..."},
+	{name: "authorize: code_challenge length not checked", file: "exchange/authorize/pkce.go",
+		from: "err != nil || len(b) != sha256.Size {\n\t\treturn ErrPKCEChallenge", to: "err != nil {\n\t\treturn ErrPKCEChallenge", pkg: "./exchange/..."},
+	{name: "authorize: anything but deny approves", file: "exchange/authorize/endpoint.go",
+		from: `if r.PostFormValue("decision") != "approve" {`, to: `if r.PostFormValue("decision") == "deny" {`, pkg: "./exchange/..."},
+	{name: "authorize: consent duration not limited to the choices", file: "exchange/authorize/endpoint.go",
+		from: "if err != nil || !slices.Contains(consentDurations, life) {", to: "if err != nil {", pkg: "./exchange/..."},
+	{name: "authorize: none of the scopes granted asks with none (map defaults)", file: "exchange/authorize/endpoint.go",
+		from: "\tif len(granted) == 0 {\n\t\treturn d, err\n\t}\n\treturn ask(granted)", to: "\treturn ask(granted)", pkg: "./exchange/..."},
+	{name: "authorize: dpop_jkt not bound to the code", file: "exchange/authorize/endpoint.go",
+		from: "Family: Random(16), JKT: f.JKT,", to: `Family: Random(16), JKT: "",`, pkg: "./exchange/..."},
+	{name: "authorize: dpop_jkt length not checked", file: "exchange/authorize/endpoint.go",
+		from: "DecodeString(jkt); err != nil || len(b) != sha256.Size {", to: "DecodeString(jkt); err != nil {", pkg: "./exchange/..."},
+	{name: "authorize: upstream ID token aud not compared with our client_id", file: "exchange/authorize/login.go",
+		from: `if aud := audiences(id.Attributes["aud"]); !slices.Contains(aud, l.OAuth2.ClientID) {`, to: `if aud := audiences(id.Attributes["aud"]); false && !slices.Contains(aud, l.OAuth2.ClientID) {`, pkg: "./exchange/..."},
+	{name: "authorize: the consents page accepts a token of another step", file: "exchange/authorize/consent_page.go",
+		from: "if f.Purpose != PurposeConsents || f.Subject == \"\" {", to: "if f.Subject == \"\" {", pkg: "./exchange/..."},
+	{name: "authorize: a withdrawn consent leaves its refresh tokens", file: "exchange/authorize/consent_page.go",
+		from: "if err := e.cfg.Flows.RevokeGrants(ctx, c.Provider, c.User, c.ClientID); err != nil {", to: "if err := error(nil); err != nil {", pkg: "./exchange/..."},
+	{name: "exchange: an expired refresh token accepted", file: "exchange/grant_refresh_token.go",
+		from: "case !t.cfg.Clock().Before(old.ExpiresAt):", to: "case false:", pkg: "./exchange"},
+	{name: "exchange: a refresh for another resource", file: "exchange/grant_refresh_token.go",
+		from: "if oerr := sameResource(t, f, old.Resource); oerr != nil {", to: "if oerr := sameResource(t, f, old.Resource); false && oerr != nil {", pkg: "./exchange"},
+	{name: "store: LookupRefresh returns used tokens", file: "internal/store/authorization.go",
+		from: "case used != 0 || revoked != 0:", to: "case revoked != 0:", pkg: "./internal/store"},
+	{name: "dpop: the configured algorithm allow-list ignored", file: "dpop/dpop.go",
+		from: "\talgs := v.Algorithms\n", to: "\talgs := []string(nil)\n", pkg: "./dpop"},
+	{name: "dpop: a jti held only 30 s", file: "dpop/dpop.go", from: "iat.Add(maxAge+future)", to: "iat.Add(30*time.Second)", pkg: "./dpop"},
+	{name: "dpop: proof size unbounded", file: "dpop/dpop.go", from: "if len(raw) > MaxProofBytes {", to: "if false {", pkg: "./dpop"},
+	{name: "introspection: a user's token authenticates a caller", file: "exchange/introspect.go",
+		from: "if err != nil || id.Kind == oidc.UserKind {", to: "if err != nil {", pkg: "./exchange"},
+	{name: "introspection: an admin token of any audience", file: "exchange/introspect.go",
+		from: "Acceptance{Audience: l.cfg.AdminAudience, Holder: true,", to: "Acceptance{Holder: true,", pkg: "./exchange"},
+	{name: "introspection: a sender-constrained admin token used as bearer", file: "exchange/introspect.go",
+		from: "Acceptance{Audience: l.cfg.AdminAudience, Holder: true,", to: "Acceptance{Audience: l.cfg.AdminAudience, Holder: false,", pkg: "./exchange"},
+	{name: "introspection: another audience's refresh token", file: "exchange/introspect.go",
+		from: "case !admin && !slices.Contains(allowed, rt.Resource):", to: "case false:", pkg: "./exchange"},
+	{name: "introspection: an expired refresh token active", file: "exchange/introspect.go",
+		from: "case !l.t.cfg.Clock().Before(rt.ExpiresAt):", to: "case false:", pkg: "./exchange"},
+	{name: "exchange: our own ID-JAG redeemed for scopes wider than it", file: "exchange/grant_id_jag.go",
+		from: "\t\tif !slices.Contains(jag.Scopes, s) {\n\t\t\treturn nil, fail(", to: "\t\tif false {\n\t\t\treturn nil, fail(", pkg: "./exchange"},
+	{name: "exchange: an ID-JAG's map default scopes beyond the ID-JAG granted", file: "exchange/grant_id_jag.go",
+		from: "d.Scopes = slices.DeleteFunc(slices.Clone(d.Scopes), func(s string) bool { return !slices.Contains(granted, s) })", to: "d.Scopes = slices.Clone(d.Scopes)", pkg: "./exchange"},
+	{name: "exchange: a user's token as an ID-JAG client credential", file: "exchange/grant_id_jag.go",
+		from: "if workload.Kind == oidc.UserKind {", to: "if false {", pkg: "./exchange"},
+	{name: "exchange: a workload authenticates as any client_id", file: "exchange/grant_id_jag.go",
+		from: "if err != nil || d.ClientID != clientID {", to: "if err != nil {", pkg: "./exchange"},
+	{name: "exchange: a registered public client without the grant type", file: "exchange/grant_id_jag.go",
+		from: "if ok && slices.Contains(c.GrantTypes, grantType) {", to: "if ok {", pkg: "./exchange"},
+	{name: "issuer: an ID-JAG's lifetime unbounded", file: "issuer/idjag.go",
+		from: "case c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxIDJAGLifetime:", to: "case false:", pkg: "./issuer"},
+	{name: "gateway: the caller's Authorization forwarded", file: "gateway/gateway.go",
+		from: `[]string{"Authorization", "DPoP", "Cookie",`, to: `[]string{"DPoP", "Cookie",`, pkg: "./gateway"},
+	{name: "gateway: a client-sent X-MCPSTS-Actor kept", file: "gateway/gateway.go",
+		from: "HeaderClientID, HeaderScopes, HeaderActor} {", to: "HeaderClientID, HeaderScopes} {", pkg: "./gateway"},
+	{name: "gateway: Cookie forwarded", file: "gateway/gateway.go",
+		from: `[]string{"Authorization", "DPoP", "Cookie",`, to: `[]string{"Authorization", "DPoP",`, pkg: "./gateway"},
+	{name: "gateway: the upstream answers with another caller's session", file: "gateway/gateway.go",
+		from: "} else if owner != p {", to: "} else if false {", pkg: "./gateway"},
+	{name: "gateway: the response size not capped", file: "gateway/gateway.go",
+		from: "\tif !strings.HasPrefix(resp.Header.Get(\"Content-Type\"), \"text/event-stream\") {\n\t\tresp.Body = &capped",
+		to:   "\tif false && !strings.HasPrefix(resp.Header.Get(\"Content-Type\"), \"text/event-stream\") {\n\t\tresp.Body = &capped", pkg: "./gateway"},
+	{name: "resource: the session principal ignores the client", file: "resource/verify.go",
+		from: `p := "sub=" + c.Subject + "\x00client_id=" + c.ClientID`, to: `p := "sub=" + c.Subject`, pkg: "./resource"},
+	{name: "resource: the session principal ignores the actor", file: "resource/verify.go",
+		from: `p += "\x00act=" + c.Actor.Subject`, to: `p += ""`, pkg: "./resource"},
+	{name: "gateway command: request body unbounded", file: "cmd/mcpsts/gateway.go",
+		from: "limits.MaxBodyBytes = 4 << 20", to: "limits.MaxBodyBytes = 1 << 40", pkg: "-run TestGateway ./cmd/mcpsts"},
+	{name: "server: only the first X-Forwarded-For line read", file: "internal/server/posture.go",
+		from: "\t\tfor _, v := range values {\n\t\t\thops = append(hops, strings.Split(v, \",\")...)\n\t\t}", to: "\t\thops = strings.Split(values[0], \",\")", pkg: "-run TestForwardedFor ./internal/server"},
+	{name: "impact: source_ip not replayed", file: "trustmaps/impact/impact.go",
+		from: "SourceIP: r.Request.SourceIP, ", to: "", pkg: "./trustmaps/impact"},
+	{name: "impact: a binding change not reported", file: "trustmaps/impact/impact.go",
+		from: `diff("binding", before.Binding, now.Binding)`, to: "", pkg: "./trustmaps/impact"},
+	{name: "auditlog: VerifySet accepts an oldest file whose head was cut", file: "internal/auditlog/auditlog.go",
+		from: "case i == 0 && (st.firstPrev != genesis || st.firstSeq != 1):", to: "case false:", pkg: "./internal/auditlog"},
+	{name: "auditlog: a rotated-in file readable by others", file: "internal/auditlog/rotate.go",
+		from: "os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)", to: "os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)", pkg: "./internal/auditlog"},
+	{name: "auditlog: an empty rotated file accepted", file: "internal/auditlog/auditlog.go",
+		from: "case st.lines == 0 && i < len(names)-1:", to: "case false:", pkg: "./internal/auditlog"},
+	{name: "redis: a bucket refills beyond its burst", file: "internal/redislimits/redislimits.go",
+		from: "tokens = math.min(burst, tonumber(v[1]) + math.max(0, now - tonumber(v[2])) * rate)", to: "tokens = tonumber(v[1]) + math.max(0, now - tonumber(v[2])) * rate", pkg: "./internal/redislimits"},
+	{name: "redis: a replica with a clock behind refills twice", file: "internal/redislimits/redislimits.go",
+		from: "last = math.max(now, tonumber(v[2]))", to: "last = now", pkg: "./internal/redislimits"},
+	{name: "limits: a store failure fails open", file: "exchange/ratelimit.go",
+		from: "\t\tl.onFail(err)\n\t}\n\treturn l.local.allow(key)", to: "\t\tl.onFail(err)\n\t\treturn true, 0\n\t}\n\treturn l.local.allow(key)", pkg: "./exchange"},
+	{name: "trustmaps: subject_pattern unanchored", file: "trustmaps/compile.go",
+		from: "regexp.Compile(`^(?:` + m.Match.SubjectPattern + `)$`)", to: "regexp.Compile(`(?:` + m.Match.SubjectPattern + `)`)", pkg: "./trustmaps"},
+	{name: "DCR/CIMD: a plain-http redirect URI on any IP literal", file: "exchange/clients.go",
+		from: "(ip != nil && ip.IsLoopback()) || p.Hostname() == \"localhost\"", to: "ip != nil || p.Hostname() == \"localhost\"", pkg: "./exchange"},
+	{name: "fetch: link-local (169.254.169.254) counted public", file: "federation/fetch.go",
+		from: "!ip.IsLinkLocalUnicast() && ", to: "", pkg: "./federation"},
+	{name: "DCR: client_name with control characters or markup", file: "exchange/registration.go",
+		from: "len(md.ClientName) > 128 || bytes.ContainsAny(", to: "len(md.ClientName) > 128 || false && bytes.ContainsAny(", pkg: "./exchange"},
+	{name: "consent: covers any scope", file: "trustmaps/consent/consent.go",
+		from: "\t\tif !slices.Contains(c.Scopes, s) {", to: "\t\tif false {", pkg: "./trustmaps/consent"},
+	{name: "consent: covers any resource", file: "trustmaps/consent/consent.go",
+		from: "\tif !slices.Contains(c.Resources, resource) {", to: "\tif false {", pkg: "./trustmaps/consent"},
 	// Posture and place (issue 23).
 	{"posture: an assertion about another workload accepted", "attest/posture/posture.go",
 		`case claim == "" || claim != want:`, `case claim == "" || claim != want && claim == "":`, "./attest/posture"},
@@ -179,7 +281,8 @@ func TestMutants(t *testing.T) {
 			if err := os.WriteFile(ov, overlay, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("go", "test", "-count=1", "-failfast", "-overlay="+ov, m.pkg)
+			args := []string{"test", "-count=1", "-failfast", "-overlay=" + ov}
+			cmd := exec.Command("go", append(args, strings.Fields(m.pkg)...)...)
 			cmd.Dir = root
 			out, err := cmd.CombinedOutput()
 			switch {
