@@ -145,7 +145,7 @@ func TestAcceptanceMatrix(t *testing.T) {
 func TestAcceptor(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(func() time.Time { return e.now }))
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(e.clock))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,7 +217,7 @@ func TestRefreshTokenGrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = fresh()
-	b.now = b.now.Add(2 * time.Hour)
+	b.setNow(b.now.Add(2 * time.Hour))
 	b.refused(t, refreshForm(r), 400, "invalid_grant", "the user's consent for this client no longer covers this grant")
 }
 
@@ -242,7 +242,7 @@ func TestRefreshLifetimes(t *testing.T) {
 	start := b.now
 	// The clock moves; the issuer reloads its keys as its Run would.
 	at := func(t time.Time) {
-		b.now = t
+		b.setNow(t)
 		if err := b.iss.Refresh(context.Background()); err != nil {
 			panic(err)
 		}

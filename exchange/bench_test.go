@@ -33,7 +33,7 @@ import (
 func BenchmarkAuditCost(b *testing.B) {
 	e := newEnv(b)
 	// Not single-use, so that a repeated token is verified from cache.
-	cached, err := oidc.NewVerifier(oidc.Options{Now: func() time.Time { return e.now }, CacheEntries: 1000}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
+	cached, err := oidc.NewVerifier(oidc.Options{Now: e.clock, CacheEntries: 1000}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,14 +94,14 @@ func BenchmarkAuditCost(b *testing.B) {
 // proofs are made outside the timed part.
 func BenchmarkDPoPCost(b *testing.B) {
 	e := newEnv(b)
-	v, err := oidc.NewVerifier(oidc.Options{Now: func() time.Time { return e.now }}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
+	v, err := oidc.NewVerifier(oidc.Options{Now: e.clock}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	cfg := e.cfg
 	cfg.Attestors = map[string]attest.Attestor{exchange.TokenTypeJWT: v}
 	cfg.Tracer, cfg.TokenURL = nil, tokenURL
-	cfg.DPoP = &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Clock: func() time.Time { return e.now }}
+	cfg.DPoP = &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Clock: e.clock}
 	h := exchange.NewHandler(cfg)
 	const pool = 512
 	tokens := make([]string, pool)
@@ -109,7 +109,7 @@ func BenchmarkDPoPCost(b *testing.B) {
 		tokens[i] = e.subjectToken(mainSub, nil)
 	}
 	key, _ := dpop.GenerateKey()
-	signer, _ := dpop.NewSigner(key, func() time.Time { return e.now })
+	signer, _ := dpop.NewSigner(key, e.clock)
 	serve := func(b *testing.B, body, proof string) time.Duration { return timedServe(b, h, body, proof) }
 	var tOff, tOn time.Duration
 	i := 0
@@ -150,7 +150,7 @@ func timedServe(b *testing.B, h http.Handler, body, proof string) time.Duration 
 // figure of issue 24 (go test -bench TokenEndpoint -benchmem -cpu 1).
 func BenchmarkTokenEndpoint(b *testing.B) {
 	e := newEnv(b)
-	v, err := oidc.NewVerifier(oidc.Options{Now: func() time.Time { return e.now }, CacheEntries: 10_000}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
+	v, err := oidc.NewVerifier(oidc.Options{Now: e.clock, CacheEntries: 10_000}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 func withUsers(t testing.TB, e *env) (*federationtest.Issuer, *store.Store) {
 	t.Helper()
 	corp := federationtest.NewIssuer(t)
-	clock := func() time.Time { return e.now }
+	clock := e.clock
 	provider := func(name string, is *federationtest.Issuer) *federation.Provider {
 		p, err := federation.NewProvider(federation.ProviderConfig{Name: name, Issuer: is.URL, Discovery: true, Fetcher: is.Fetcher(), Clock: clock})
 		if err != nil {

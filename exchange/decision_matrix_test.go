@@ -122,7 +122,7 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	t.Helper()
 	e := newEnv(t)
 	m := &matrixEnv{env: e, corp: federationtest.NewIssuer(t)}
-	clock := func() time.Time { return e.now }
+	clock := e.clock
 	corp, err := federation.NewProvider(federation.ProviderConfig{Name: "corp", Issuer: m.corp.URL, Discovery: true, Fetcher: m.corp.Fetcher(), Clock: clock})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/issuer"
@@ -62,7 +61,7 @@ func TestDelegation(t *testing.T) {
 	foreign := func() string {
 		text, _ := issuer.GenerateKEK()
 		kek, _ := issuer.ParseKEK(text)
-		other, _ := issuer.New(issuer.Config{Issuer: broker, Store: keystoretest.NewMemory(), Local: &issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256}, Clock: func() time.Time { return e.now }})
+		other, _ := issuer.New(issuer.Config{Issuer: broker, Store: keystoretest.NewMemory(), Local: &issuer.LocalKeys{KEK: kek, Algorithm: issuer.ES256}, Clock: e.clock})
 		other.Start(context.Background())
 		tok, _ := other.Mint(context.Background(), issuer.Grant{Subject: "ci/" + mainSub, Audience: "https://payments.example.com/mcp", ClientID: "payments-ci", Scopes: []string{"payments:read"}})
 		return tok.Raw

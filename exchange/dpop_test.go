@@ -35,14 +35,14 @@ grant:
 	}
 	e.restart(t, func(c *exchange.Config) {
 		c.Decider, c.TokenURL = eng, tokenURL
-		c.DPoP = &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Nonces: nonces, Clock: func() time.Time { return e.now }}
+		c.DPoP = &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Nonces: nonces, Clock: e.clock}
 	})
 }
 
 func newSigner(t *testing.T, e *env) *dpop.Signer {
 	t.Helper()
 	k, _ := dpop.GenerateKey()
-	s, err := dpop.NewSigner(k, func() time.Time { return e.now })
+	s, err := dpop.NewSigner(k, e.clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +103,8 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 	wrongMethod, _ := s.Proof("GET", tokenURL, "", "")
 	stale, _ := (func() (string, error) {
 		old := e.now
-		e.now = e.now.Add(-5 * time.Minute)
-		defer func() { e.now = old }()
+		e.setNow(e.now.Add(-5 * time.Minute))
+		defer func() { e.setNow(old) }()
 		return s.Proof("POST", tokenURL, "", "")
 	})()
 	for _, tc := range []struct {
@@ -130,7 +130,7 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 // nonce.
 func TestDPoPNonce(t *testing.T) {
 	e := newEnv(t)
-	nonces := dpop.HMACNonces{Key: []byte("shared"), Clock: func() time.Time { return e.now }}
+	nonces := dpop.HMACNonces{Key: []byte("shared"), Clock: e.clock}
 	withDPoP(t, e, nonces)
 	s := newSigner(t, e)
 	p, _ := s.Proof("POST", tokenURL, "", "")
@@ -144,7 +144,7 @@ func TestDPoPNonce(t *testing.T) {
 	if res.status != 200 || res.body["token_type"] != "DPoP" || res.header.Get("DPoP-Nonce") == "" {
 		t.Fatalf("with the nonce: %d %s", res.status, res.raw)
 	}
-	e.now = e.now.Add(11 * time.Minute)
+	e.setNow(e.now.Add(11 * time.Minute))
 	p, _ = s.Proof("POST", tokenURL, "", nonce)
 	if res := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), withProof(p)); res.status != 400 || res.body["error"] != "use_dpop_nonce" {
 		t.Fatalf("a stale nonce: %d %s", res.status, res.raw)
@@ -159,7 +159,7 @@ func TestDPoPBrowserGrants(t *testing.T) {
 	b.restart(t, func(c *exchange.Config) {
 		c.Consents, c.Authorizations = b.st, b.st
 		c.TokenURL = tokenURL
-		c.DPoP = &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Clock: func() time.Time { return b.now }}
+		c.DPoP = &dpop.Verifier{Replay: &memCache{held: map[string]time.Time{}}, Clock: b.clock}
 	})
 	s, other := newSigner(t, b.env), newSigner(t, b.env)
 	proof := func(s *dpop.Signer) func(*http.Request) {

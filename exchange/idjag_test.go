@@ -38,7 +38,7 @@ func idjagEnv(t *testing.T) (*env, *federationtest.Issuer, *federationtest.Issue
 	t.Helper()
 	e := newEnv(t)
 	corp, partner := federationtest.NewIssuer(t), federationtest.NewIssuer(t)
-	clock := func() time.Time { return e.now }
+	clock := e.clock
 	provider := func(name string, is *federationtest.Issuer) *federation.Provider {
 		p, err := federation.NewProvider(federation.ProviderConfig{Name: name, Issuer: is.URL, Discovery: true, Fetcher: is.Fetcher(), Clock: clock})
 		if err != nil {
@@ -252,7 +252,7 @@ func TestIssueIDJAG(t *testing.T) {
 	if res := redeem(); res.status != 400 || res.body["error"] != "invalid_grant" || e.check() != "token_revoked" {
 		t.Fatalf("our ID-JAG of a revoked person: %d %v (%s)", res.status, res.body, e.check())
 	}
-	e.now = e.now.Add(time.Second) // ID-JAGs issued after the revocation are good
+	e.setNow(e.now.Add(time.Second)) // ID-JAGs issued after the revocation are good
 	// Another registered client cannot redeem it.
 	res = ask(idToken(nil), "audience", broker)
 	own = res.body["access_token"].(string)

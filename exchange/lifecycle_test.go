@@ -35,7 +35,7 @@ type lifecycleEnv struct {
 
 func newLifecycleEnv(t testing.TB) *lifecycleEnv {
 	e := newEnv(t)
-	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(func() time.Time { return e.now }))
+	st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "s.db"), store.WithClock(e.clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +142,11 @@ func TestIntrospection(t *testing.T) {
 	// Time passes: active until its exp (within the 30 s leeway), inactive
 	// once past it.
 	exp := time.Unix(int64(mustFloat(t, call2(t, l, tok)["exp"])), 0)
-	l.now = exp.Add(29 * time.Second)
+	l.setNow(exp.Add(29 * time.Second))
 	if _, body := call(t, l.introspect, with(l.assertion(paymentsServer), "token", tok)); body["active"] != true {
 		t.Fatalf("29 s past exp (within the leeway): %v", body)
 	}
-	l.now = exp.Add(31 * time.Second)
+	l.setNow(exp.Add(31 * time.Second))
 	if _, body := call(t, l.introspect, with(l.assertion(paymentsServer), "token", tok)); body["active"] != false || len(body) != 1 {
 		t.Fatalf("31 s past exp: %v, want only active false", body)
 	}

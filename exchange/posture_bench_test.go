@@ -41,7 +41,7 @@ grant:
 // one verification. Run with -cpu 1.
 func BenchmarkPostureCost(b *testing.B) {
 	e := newEnv(b)
-	v, err := oidc.NewVerifier(oidc.Options{Now: func() time.Time { return e.now }}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
+	v, err := oidc.NewVerifier(oidc.Options{Now: e.clock}, oidc.ProviderConfig{Keys: e.prov, Audiences: []string{broker}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func BenchmarkPostureCost(b *testing.B) {
 	if err := keys.Refresh(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	set, err := posture.New(func() time.Time { return e.now }, []posture.AssertionConfig{{Name: "edr", Keys: keys, BindIdentity: "subject"}}, nil)
+	set, err := posture.New(e.clock, []posture.AssertionConfig{{Name: "edr", Keys: keys, BindIdentity: "subject"}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func BenchmarkPostureCost(b *testing.B) {
 	compliant := handler(`"context.edr.compliant == true && context.edr.score >= 70"`)
 	n := e.now.Unix()
 	assertion := edr.Sign(map[string]any{"iss": edr.URL, "sub": mainSub, "iat": n, "exp": n + 600, "compliant": true, "score": 90}, nil)
-	one, err := oidc.New(func() time.Time { return e.now }, oidc.ProviderConfig{Keys: keys, NoAudience: true})
+	one, err := oidc.New(e.clock, oidc.ProviderConfig{Keys: keys, NoAudience: true})
 	if err != nil {
 		b.Fatal(err)
 	}

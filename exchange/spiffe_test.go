@@ -41,7 +41,7 @@ func TestSPIFFEClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ov, _ := oidc.New(func() time.Time { return e.now }) // no OIDC providers here
+	ov, _ := oidc.New(e.clock) // no OIDC providers here
 	router := attest.JWTRouter{OIDC: ov, SPIFFE: sv}
 	e.restart(t, func(c *exchange.Config) {
 		c.Attestors = map[string]attest.Attestor{exchange.TokenTypeJWT: router, exchange.GrantJWTBearer: router, exchange.EvidenceTLSClient: sv}

@@ -90,6 +90,10 @@ func (m *memCache) Claim(_ context.Context, key string, until time.Time) error {
 }
 
 type env struct {
+	// nowMu guards now against the goroutines that read the clock in the
+	// background (a provider refreshing its keys): tests move it with
+	// setNow.
+	nowMu sync.Mutex
 	// revoked is the revocation list of revocations(), if made.
 	revoked *store.Store
 	idp     *federationtest.Issuer
@@ -117,11 +121,25 @@ func (e *env) check() string {
 	return ""
 }
 
+// clock is the endpoint's clock: now, read under its lock.
+func (e *env) clock() time.Time {
+	e.nowMu.Lock()
+	defer e.nowMu.Unlock()
+	return e.now
+}
+
+// setNow moves the clock.
+func (e *env) setNow(t time.Time) {
+	e.nowMu.Lock()
+	defer e.nowMu.Unlock()
+	e.now = t
+}
+
 // revocations opens a store for the endpoint's revocation list (once).
 func (e *env) revocations(t testing.TB) exchange.Revocations {
 	t.Helper()
 	if e.revoked == nil {
-		st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "revocations.db"), store.WithClock(func() time.Time { return e.now }))
+		st, err := store.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "revocations.db"), store.WithClock(e.clock))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +163,7 @@ func (e *env) restart(t testing.TB, mut func(*exchange.Config)) {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{idp: federationtest.NewIssuer(t), logs: &bytes.Buffer{}, now: time.Now().Truncate(time.Second), rec: tracetest.NewSpanRecorder()}
-	clock := func() time.Time { return e.now }
+	clock := e.clock
 	prov, err := federation.NewProvider(federation.ProviderConfig{Name: "ci", Issuer: e.idp.URL, Discovery: true, Fetcher: e.idp.Fetcher(), Clock: clock})
 	if err != nil {
 		t.Fatal(err)
