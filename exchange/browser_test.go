@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -764,4 +765,89 @@ func (m *memRegistrar) Client(_ context.Context, id string) (exchange.Client, bo
 	defer m.mu.Unlock()
 	c, ok := m.clients[id]
 	return c, ok, nil
+}
+
+// TestConsentAnswersAndWithdrawal: only "approve" approves, a consent lasts
+// one of the offered durations only, the consents page takes its own
+// form's token only, and withdrawing a consent there revokes the refresh
+// tokens it allowed.
+func TestConsentAnswersAndWithdrawal(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	ctx := context.Background()
+	consentForm := func(t *testing.T) (*http.Client, string) {
+		t.Helper()
+		b := e.browser()
+		csrf, a := e.signIn(t, b, e.start(t, b, request(challengeOf(pkceVerifier))), "erin")
+		if csrf == "" {
+			t.Fatalf("no consent form: %d %s", a.status, a.body)
+		}
+		return b, csrf
+	}
+	for _, decision := range []string{"", "maybe", "APPROVE", "approved", "deny"} {
+		b, csrf := consentForm(t)
+		a := do(t, b, "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrf}, "decision": {decision}})
+		if a.location == nil || a.location.Query().Get("error") != "access_denied" || a.location.Query().Get("code") != "" {
+			t.Fatalf("decision %q: %d %v, want access_denied", decision, a.status, a.location)
+		}
+	}
+	if cs, err := e.st.Consents(ctx, "corp", "erin", appID); err != nil || len(cs) != 0 {
+		t.Fatalf("consents after refusals: %v %v", cs, err)
+	}
+	for _, tc := range []struct {
+		duration string
+		want     time.Duration
+	}{{"1h0m0s", time.Hour}, {"8760h0m0s", 30 * 24 * time.Hour}, {"-1h", 30 * 24 * time.Hour}} {
+		b, csrf := consentForm(t)
+		a := do(t, b, "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrf}, "decision": {"approve"}, "duration": {tc.duration}})
+		if a.location == nil || a.location.Query().Get("code") == "" {
+			t.Fatalf("approve for %s: %d %v", tc.duration, a.status, a.location)
+		}
+		cs, err := e.st.Consents(ctx, "corp", "erin", appID)
+		if err != nil || len(cs) == 0 {
+			t.Fatalf("no consent: %v", err)
+		}
+		if got := cs[len(cs)-1].ExpiresAt.Sub(e.now); got != tc.want {
+			t.Fatalf("duration %s gave a consent of %s, want %s", tc.duration, got, tc.want)
+		}
+		for _, c := range cs {
+			e.st.RevokeConsent(ctx, c.ID)
+		}
+	}
+
+	// A refresh token under a consent, then the consents page.
+	code := e.code(t, e.browser(), request(challengeOf(pkceVerifier)))
+	status, tok := e.token(t, redeemForm(code, pkceVerifier))
+	if status != 200 || tok["refresh_token"] == nil {
+		t.Fatalf("redeem: %d %v", status, tok)
+	}
+	refresh := tok["refresh_token"].(string)
+	cs, err := e.st.Consents(ctx, "corp", "alice", appID)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("alice's consents: %v %v", cs, err)
+	}
+	// The consent form's token (another step) does not work the page.
+	_, csrf := consentForm(t)
+	a := do(t, e.browser(), "POST", e.srv.URL+"/consents", url.Values{"csrf": {csrf}, "revoke": {cs[0].ID}})
+	if a.status != http.StatusBadRequest {
+		t.Fatalf("the consents page with a consent form's token: %d", a.status)
+	}
+	if now, _ := e.st.Consents(ctx, "corp", "alice", appID); len(now) != 1 {
+		t.Fatal("a consent was withdrawn with another step's token")
+	}
+	// The page's own token: withdrawn, and its refresh tokens with it.
+	b := e.browser()
+	start := do(t, b, "GET", e.srv.URL+"/consents", nil)
+	if start.location == nil {
+		t.Fatalf("GET /consents: %d", start.status)
+	}
+	pageCSRF, page := e.signIn(t, b, start.location.Query().Get("state"), "alice")
+	if pageCSRF == "" {
+		t.Fatalf("no consents page: %d %s", page.status, page.body)
+	}
+	if a := do(t, b, "POST", e.srv.URL+"/consents", url.Values{"csrf": {pageCSRF}, "revoke": {cs[0].ID}}); a.status != 200 {
+		t.Fatalf("withdrawal: %d %s", a.status, a.body)
+	}
+	if _, err := e.st.LookupRefresh(ctx, authorize.Hash(refresh)); !errors.Is(err, authorize.ErrNotFound) {
+		t.Fatalf("the withdrawn consent's refresh token: %v, want revoked", err)
+	}
 }

@@ -7,7 +7,8 @@ import (
 )
 
 func TestRedirectMatches(t *testing.T) {
-	registered := []string{"https://app.example.com/callback", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "http://localhost:3000/oauth/cb", "https://127.0.0.1:8443/tls"}
+	registered := []string{"https://app.example.com/callback", "http://127.0.0.1:8080/cb", "http://[::1]/cb", "http://localhost:3000/oauth/cb", "https://127.0.0.1:8443/tls",
+		"http://192.0.2.7:8080/cb"}
 	for _, tc := range []struct {
 		name, uri string
 		want      bool
@@ -34,6 +35,10 @@ func TestRedirectMatches(t *testing.T) {
 		{"loopback, another loopback name", "http://localhost:8080/cb", false},
 		{"loopback, another loopback address", "http://127.0.0.2:8080/cb", false},
 		{"loopback over https, another port", "https://127.0.0.1:51004/cb", false},
+		// The port may vary for loopback addresses only, not for any
+		// http IP literal.
+		{"an http IP literal that is not loopback, exact", "http://192.0.2.7:8080/cb", true},
+		{"an http IP literal that is not loopback, another port", "http://192.0.2.7:9999/cb", false},
 		{"an https loopback URI, exact", "https://127.0.0.1:8443/tls", true},
 		{"an https loopback URI, another port (the exception is http's)", "https://127.0.0.1:9443/tls", false},
 		{"loopback, userinfo", "http://evil@127.0.0.1:51004/cb", false},
