@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -281,4 +282,36 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", proof, p)
 		}
 	})
+}
+
+// TestAlgorithmsAndSize: a verifier configured for some algorithms refuses
+// a proof of another, valid in every other respect; a proof over
+// MaxProofBytes is refused before it is parsed.
+func TestAlgorithmsAndSize(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := dpop.NewSigner(rsaKey, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := rs.Proof("POST", tokenURL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := dpop.Check{Method: "POST", URL: tokenURL}
+	all := &dpop.Verifier{Replay: newMemReplay(nil), Clock: func() time.Time { return now }}
+	if _, err := all.Verify(context.Background(), []string{proof}, check); err != nil {
+		t.Fatalf("an RS256 proof with the default algorithms: %v", err)
+	}
+	proof, _ = rs.Proof("POST", tokenURL, "", "")
+	onlyES := &dpop.Verifier{Replay: newMemReplay(nil), Clock: func() time.Time { return now }, Algorithms: []string{"ES256"}}
+	if _, err := onlyES.Verify(context.Background(), []string{proof}, check); !errors.Is(err, dpop.ErrInvalidProof) || !strings.Contains(err.Error(), "allowed algorithm") {
+		t.Fatalf("an RS256 proof where ES256 only is configured: %v", err)
+	}
+	big := strings.Repeat("a", dpop.MaxProofBytes+1)
+	if _, err := all.Verify(context.Background(), []string{big}, check); !errors.Is(err, dpop.ErrInvalidProof) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a proof over the bound: %v", err)
+	}
 }
