@@ -166,6 +166,13 @@ func TestRedeemIDJAG(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d %s", tc.name, tc.res.status, tc.res.body, tc.status, tc.code)
 		}
 	}
+	// An ID-JAG without scopes: the map's default scopes are granted only
+	// as far as the ID-JAG goes, that is none.
+	if res := redeem(jag(corp, func(c map[string]any) { delete(c, "scope") }, nil)); res.status != 200 || res.body["scope"] != nil && res.body["scope"] != "" {
+		t.Errorf("an ID-JAG without scopes: %d %v", res.status, res.body)
+	} else if c := verify(t, e, res.body["access_token"].(string)); c["scope"] != nil {
+		t.Errorf("an ID-JAG without scopes gave %v", c["scope"])
+	}
 	// The partner's users have a map: only the ID-JAG issuer check refuses
 	// its ID-JAG.
 	if res := redeem(jag(partner, nil, nil)); res.status != 400 || e.check() != "not_an_id_jag_issuer" {
@@ -242,6 +249,10 @@ func TestIssueIDJAG(t *testing.T) {
 	own = ask(idToken(nil), "audience", broker).body["access_token"].(string)
 	if res := redeem("resource", "https://mail.example.com/mcp"); res.status != 400 || res.body["error"] != "invalid_target" {
 		t.Fatalf("our ID-JAG for another resource: %d %v", res.status, res.body)
+	}
+	own = ask(idToken(nil), "audience", broker).body["access_token"].(string)
+	if res := redeem("scope", "files:write"); res.status != 400 || res.body["error"] != "invalid_scope" {
+		t.Fatalf("our ID-JAG for a scope wider than it: %d %v", res.status, res.body)
 	}
 	// The revocation list holds for our ID-JAGs: a person revoked (by
 	// their sub) after it was issued cannot redeem it.

@@ -139,6 +139,14 @@ func TestIntrospection(t *testing.T) {
 	if status, body := call(t, l.introspect, url.Values{"token": {ledger}}, "Authorization", "Bearer "+admin.Raw); status != 200 || body["active"] != true {
 		t.Fatalf("an administrator introspects any audience: %d %v", status, body)
 	}
+	// A token with the admin scope for another audience is no admin token.
+	elsewhere, err := l.iss.Mint(context.Background(), issuer.Grant{Subject: "corp/ops", SubjectType: issuer.User, Audience: paymentsMCP, ClientID: "ops-cli", Scopes: []string{"mcpsts:admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := call(t, l.introspect, url.Values{"token": {ledger}}, "Authorization", "Bearer "+elsewhere.Raw); status != 401 || body["error"] != "invalid_client" {
+		t.Fatalf("an admin-scoped token of another audience: %d %v", status, body)
+	}
 	// Time passes: active until its exp (within the 30 s leeway), inactive
 	// once past it.
 	exp := time.Unix(int64(mustFloat(t, call2(t, l, tok)["exp"])), 0)
