@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -745,6 +746,25 @@ func TestMintIDJAG(t *testing.T) {
 	}
 	if _, err := f.iss.VerifyIDJAG(access.Raw, "https://payments.example.com/mcp"); err == nil || !strings.Contains(err.Error(), "typ") {
 		t.Fatalf("an access token verified as an ID-JAG: %v", err)
+	}
+	// Signed by the issuer's key and valid now, but living longer than an
+	// ID-JAG may: refused. The same claims with the bound's lifetime pass
+	// (the row differs in its lifetime only).
+	long := func(life int64) string {
+		iat := int64(all["iat"].(float64))
+		payload, _ := json.Marshal(map[string]any{"iss": iss, "sub": "alice", "aud": "https://as.example.com", "resource": "https://files.example.com/mcp",
+			"client_id": "desktop", "jti": "long-" + strconv.FormatInt(life, 10), "iat": iat, "exp": iat + life})
+		raw, err := issuer.SignForTest(f.iss, map[string]any{"typ": issuer.IDJAGType}, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	if _, err := f.iss.VerifyIDJAG(long(300), "https://as.example.com"); err != nil {
+		t.Fatalf("an ID-JAG of exactly 5 minutes: %v", err)
+	}
+	if _, err := f.iss.VerifyIDJAG(long(3600), "https://as.example.com"); !errors.Is(err, issuer.ErrInvalidToken) || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("an ID-JAG of an hour: %v", err)
 	}
 	f.clock.Advance(6 * time.Minute)
 	if _, err := f.iss.VerifyIDJAG(tok.Raw, "https://as.example.com"); err == nil {

@@ -22,3 +22,18 @@ func TestMutantsApply(t *testing.T) {
 		}
 	}
 }
+
+// TestEquivalentMutantsNamed: every mutant recorded as equivalent says
+// why, and is not also in the table that must fail.
+func TestEquivalentMutantsNamed(t *testing.T) {
+	for _, e := range equivalent {
+		if e.why == "" || e.file == "" {
+			t.Errorf("%s: an equivalent mutant needs its file and why", e.name)
+		}
+		for _, m := range mutants {
+			if m.name == e.name {
+				t.Errorf("%s is both equivalent and a mutant that must fail", e.name)
+			}
+		}
+	}
+}
