@@ -630,3 +630,37 @@ func TestRequestBodyForwardedWhole(t *testing.T) {
 	default:
 	}
 }
+
+// TestResponseCapped: a response that is not an event stream is cut at
+// MaxResponseBytes: the client never receives more than the bound, and
+// never the whole of a larger answer; a smaller one passes whole.
+func TestResponseCapped(t *testing.T) {
+	size := 64 << 10
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"pad":"`+strings.Repeat("x", size)+`"}}`)
+	}))
+	defer up.Close()
+	gw, broker, _ := serveGateway(t, up.URL+"/mcp", nil, func(c *gateway.Config) { c.MaxResponseBytes = 16 << 10 })
+	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
+	get := func() (int, int) {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			return 0, 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, len(b)
+	}
+	if _, n := get(); n > 16<<10 {
+		t.Fatalf("the client received %d bytes of a %d-byte answer past a 16 KiB bound", n, size)
+	}
+	size = 1 << 10
+	if status, n := get(); status != 200 || n < size {
+		t.Fatalf("a small answer: %d, %d bytes", status, n)
+	}
+}

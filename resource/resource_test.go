@@ -621,3 +621,23 @@ func (k *switchKeys) Key(context.Context, string, string) (crypto.PublicKey, err
 }
 
 func (k *switchKeys) Has(string) bool { return k.published.Load() }
+
+// TestPrincipal: a session is bound to subject, client and current actor
+// each: changing any one gives another principal.
+func TestPrincipal(t *testing.T) {
+	base := resource.Claims{Subject: "user:corp/alice", ClientID: "desktop", Actor: &resource.Actor{Subject: "workload:ci/agent"}}
+	for name, other := range map[string]resource.Claims{
+		"another subject": {Subject: "user:corp/bob", ClientID: "desktop", Actor: &resource.Actor{Subject: "workload:ci/agent"}},
+		"another client":  {Subject: "user:corp/alice", ClientID: "evil-app", Actor: &resource.Actor{Subject: "workload:ci/agent"}},
+		"another actor":   {Subject: "user:corp/alice", ClientID: "desktop", Actor: &resource.Actor{Subject: "workload:ci/intruder"}},
+		"no actor":        {Subject: "user:corp/alice", ClientID: "desktop"},
+	} {
+		if other.Principal() == base.Principal() {
+			t.Errorf("%s: the same principal %q", name, base.Principal())
+		}
+	}
+	same := base
+	if same.Principal() != base.Principal() {
+		t.Error("the same claims, another principal")
+	}
+}

@@ -89,7 +89,7 @@ var mutants = []mutant{
 	{name: "gateway: Cookie forwarded", file: "gateway/gateway.go",
 		from: `[]string{"Authorization", "DPoP", "Cookie",`, to: `[]string{"Authorization", "DPoP",`, pkg: "./gateway"},
 	{name: "gateway: the upstream answers with another caller's session", file: "gateway/gateway.go",
-		from: "} else if owner != p {", to: "} else if false {", pkg: "./gateway"},
+		from: "} else if owner != p {", to: "} else if owner != p && false {", pkg: "./gateway"},
 	{name: "gateway: the response size not capped", file: "gateway/gateway.go",
 		from: "\tif !strings.HasPrefix(resp.Header.Get(\"Content-Type\"), \"text/event-stream\") {\n\t\tresp.Body = &capped",
 		to:   "\tif false && !strings.HasPrefix(resp.Header.Get(\"Content-Type\"), \"text/event-stream\") {\n\t\tresp.Body = &capped", pkg: "./gateway"},
