@@ -79,7 +79,8 @@ func records(t testing.TB, before *trustmaps.Engine, unreplayable int) iter.Seq2
 				n++
 				rec := impact.Record{Line: n, TraceID: fmt.Sprintf("trace-%s-%d", c.subject, i), Time: c.at.Add(time.Duration(i) * time.Second), Replayable: true,
 					Identity: impact.Identity{Kind: "oidc", Provider: c.provider, Subject: c.subject, Attributes: c.attrs},
-					Request:  impact.Request{GrantType: "urn:ietf:params:oauth:grant-type:token-exchange", Audience: c.audience, Scopes: c.scopes}}
+					Request: impact.Request{GrantType: "urn:ietf:params:oauth:grant-type:token-exchange", Audience: c.audience, Scopes: c.scopes,
+						SourceIP: "10.1.2.3"}}
 				rec.Outcome = impact.OutcomeOf(before.Decide(context.Background(), rec.Identity.AsAttest(), rec.RequestAt()))
 				if !yield(rec, nil) {
 					return
@@ -124,6 +125,19 @@ grant: {client_id: k8s-generic, audiences: ["` + files + `"], scopes: [files:rea
 			{impact.Change, "system:serviceaccount:reports:nightly", files, 5, "map weekday-reports → everyone-in-k8s"},
 			{impact.Gain, "system:serviceaccount:billing:intruder", files, 3, ""},
 			{impact.Gain, "system:serviceaccount:reports:nightly", files, 2, ""},
+		}},
+		// The recorded source address is replayed: a network condition
+		// every recorded request met changes nothing; one none met loses
+		// them.
+		{"a network condition the recorded requests meet", strings.Replace(current, `match: {provider: github, subject_pattern: "repo:acme/.*"}`,
+			`match: {provider: github, subject_pattern: "repo:acme/.*", conditions: ['ip(request.source_ip).in_cidr("10.0.0.0/8")']}`, 1), nil},
+		{"a network condition they do not meet", strings.Replace(current, `match: {provider: github, subject_pattern: "repo:acme/.*"}`,
+			`match: {provider: github, subject_pattern: "repo:acme/.*", conditions: ['ip(request.source_ip).in_cidr("192.168.0.0/16")']}`, 1), []line{
+			{impact.Lose, "repo:acme/api:ref:refs/heads/main", files, 7, "no_matching_map"},
+		}},
+		{"a binding now required", strings.Replace(current, `scopes: [files:read, files:write], default_scopes: [files:read]}`,
+			`scopes: [files:read, files:write], default_scopes: [files:read], require_binding: dpop}`, 1), []line{
+			{impact.Change, "repo:acme/api:ref:refs/heads/main", files, 7, "binding (none) → dpop"},
 		}},
 		{"a widened scope", strings.Replace(current, `default_scopes: [files:read]}
 ---
