@@ -153,6 +153,16 @@ func TestVerifySetTampering(t *testing.T) {
 		return path, files
 	}
 	base := filepath.Base
+	// Every file of the set, the current one included, is its owner's
+	// only, whatever the umask.
+	t.Run("modes", func(t *testing.T) {
+		_, files := build(t)
+		for _, f := range files {
+			if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v %v, want 0600", base(f), fi.Mode().Perm(), err)
+			}
+		}
+	})
 	for _, tc := range []struct {
 		name   string
 		tamper func(files []string)
@@ -176,6 +186,15 @@ func TestVerifySetTampering(t *testing.T) {
 		}, func(f []string) string {
 			return base(f[2]) + ": line 1: does not continue the last line of " + base(f[1]) + ": lines were removed from its end, or it was replaced"
 		}},
+		{"lines cut from the head of the oldest file", func(f []string) {
+			b, _ := os.ReadFile(f[0])
+			ls := strings.SplitAfter(string(b), "\n")
+			os.WriteFile(f[0], []byte(strings.Join(ls[2:], "")), 0o600)
+		}, func(f []string) string {
+			return base(f[0]) + ": line 1: the first line does not start the chain: lines before it were deleted"
+		}},
+		{"a rotated file emptied", func(f []string) { os.WriteFile(f[1], nil, 0o600) },
+			func(f []string) string { return base(f[1]) + ": a rotated file is empty" }},
 		{"a line edited in a rotated file", func(f []string) {
 			b, _ := os.ReadFile(f[1])
 			os.WriteFile(f[1], []byte(strings.Replace(string(b), "agent-", "admin-", 1)), 0o600)
