@@ -55,4 +55,42 @@ func Run(t *testing.T, open func(t *testing.T) (a, b exchange.SharedLimits)) {
 	if ok, _ := take(b, "identity\x00ci/{x}\n*?[]", now); !ok {
 		t.Fatal("a key with special characters")
 	}
+
+	// A bucket left alone refills to its burst and no further: after an
+	// hour, 3 takes and no fourth.
+	const idle = "identity\x00ci/idle"
+	for i := range 3 {
+		if ok, _ := take(a, idle, now); !ok {
+			t.Fatalf("idle: take %d refused", i+1)
+		}
+	}
+	later := now.Add(time.Hour)
+	for i := range 3 {
+		if ok, _ := take(b, idle, later); !ok {
+			t.Fatalf("an hour later: take %d of the burst refused", i+1)
+		}
+	}
+	if ok, _ := take(a, idle, later); ok {
+		t.Fatal("an hour later: a fourth token, beyond the burst")
+	}
+
+	// A replica behind does not mint tokens through the bucket's time: the
+	// last token of the burst goes (to the replica 5 s behind where the
+	// backend lets it, which must then not move the bucket's time back;
+	// else to the one on time), and 400 ms later (0.8 of a token at 2/s)
+	// there is none.
+	const skew = "identity\x00ci/skew"
+	for i := range 2 {
+		if ok, _ := take(a, skew, now); !ok {
+			t.Fatalf("skew: take %d refused", i+1)
+		}
+	}
+	if ok, _ := take(b, skew, now.Add(-5*time.Second)); !ok {
+		if ok, _ := take(a, skew, now); !ok {
+			t.Fatal("skew: the last token of the burst refused")
+		}
+	}
+	if ok, _ := take(a, skew, now.Add(400*time.Millisecond)); ok {
+		t.Fatal("skew: a token 400ms after the bucket emptied at 2/s (the replica behind moved its time back)")
+	}
 }
