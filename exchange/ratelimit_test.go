@@ -1,7 +1,10 @@
 package exchange_test
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/mcpsts/mcpsts/exchange"
 )
@@ -42,5 +45,29 @@ func TestRateLimits(t *testing.T) {
 				t.Fatalf("a limit spilled over to another identity: %v", r.body)
 			}
 		})
+	}
+}
+
+// failingLimits is a shared store that cannot answer.
+type failingLimits struct{}
+
+func (failingLimits) Take(context.Context, string, float64, int, time.Time) (bool, time.Duration, error) {
+	return false, 0, errors.New("store down")
+}
+
+// TestSharedLimitsDown: when the shared store cannot answer, each
+// process's own buckets apply (never no limit at all).
+func TestSharedLimitsDown(t *testing.T) {
+	e := newEnv(t)
+	e.restart(t, func(c *exchange.Config) {
+		c.PerIdentity, c.SharedLimits = exchange.RateLimit{Rate: 0.5, Burst: 2}, failingLimits{}
+	})
+	for i := range 2 {
+		if r := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil); r.status != 200 {
+			t.Fatalf("request %d within the burst: %d %v", i+1, r.status, r.body)
+		}
+	}
+	if r := e.post(t, exchangeForm(e.subjectToken(mainSub, nil)), nil); r.status != 429 {
+		t.Fatalf("past the burst with the shared store down: %d %v, want 429 from the local bucket", r.status, r.body)
 	}
 }

@@ -27,6 +27,8 @@ type mutant struct {
 var equivalent = []struct{ name, file, why string }{
 	{"gateway: the caller's Authorization forwarded", "gateway/gateway.go",
 		"resource.Middleware removes the Authorization header before the gateway's handler runs (resource/middleware.go): the gateway's own Del is defence in depth; TestGateway checks the upstream never sees it"},
+	{"fetch: link-local (169.254.169.254) counted public", "federation/fetch.go",
+		"netip.Addr.IsGlobalUnicast is false for link-local addresses already, so removing !ip.IsLinkLocalUnicast() changes nothing; TestPublicAddress keeps 169.254.169.254 and fe80::1 refused"},
 }
 
 var mutants = []mutant{
@@ -121,12 +123,10 @@ var mutants = []mutant{
 		from: "regexp.Compile(`^(?:` + m.Match.SubjectPattern + `)$`)", to: "regexp.Compile(`(?:` + m.Match.SubjectPattern + `)`)", pkg: "./trustmaps"},
 	{name: "DCR/CIMD: a plain-http redirect URI on any IP literal", file: "exchange/clients.go",
 		from: "(ip != nil && ip.IsLoopback()) || p.Hostname() == \"localhost\"", to: "ip != nil || p.Hostname() == \"localhost\"", pkg: "./exchange"},
-	{name: "fetch: link-local (169.254.169.254) counted public", file: "federation/fetch.go",
-		from: "!ip.IsLinkLocalUnicast() && ", to: "", pkg: "./federation"},
 	{name: "DCR: client_name with control characters or markup", file: "exchange/registration.go",
 		from: "len(md.ClientName) > 128 || bytes.ContainsAny(", to: "len(md.ClientName) > 128 || false && bytes.ContainsAny(", pkg: "./exchange"},
 	{name: "consent: covers any scope", file: "trustmaps/consent/consent.go",
-		from: "\t\tif !slices.Contains(c.Scopes, s) {", to: "\t\tif false {", pkg: "./trustmaps/consent"},
+		from: "\t\tif !slices.Contains(c.Scopes, s) {", to: "\t\tif s == \"\\x00\" {", pkg: "./trustmaps/consent"},
 	{name: "consent: covers any resource", file: "trustmaps/consent/consent.go",
 		from: "\tif !slices.Contains(c.Resources, resource) {", to: "\tif false {", pkg: "./trustmaps/consent"},
 	// Posture and place (issue 23).

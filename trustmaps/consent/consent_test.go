@@ -53,6 +53,20 @@ func TestCheckMatchesExactly(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// The right person and client, but a scope or a resource beyond it.
+	for name, tc := range map[string]struct {
+		scopes   []string
+		resource string
+	}{
+		"a scope beyond it":              {[]string{"mail:read", "mail:send"}, "https://mail.example.com/mcp"},
+		"another resource":               {[]string{"mail:read"}, "https://drive.example.com/mcp"},
+		"another resource, no scope":     {nil, "https://drive.example.com/mcp"},
+		"the resource with a slash more": {[]string{"mail:read"}, "https://mail.example.com/mcp/"},
+	} {
+		if err := consent.Check(ctx, s, "corp", "alice", "mail-agent", tc.scopes, tc.resource, now); !errors.Is(err, consent.ErrNoConsent) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
 
 // TestCheckActiveOnly: an expired or revoked consent covers nothing,
