@@ -3,6 +3,7 @@ package authorize
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -92,6 +93,10 @@ func TestPKCE(t *testing.T) {
 		{"no method", challenge, "", ErrPKCEMethod},
 		{"s256 in lower case", challenge, "s256", ErrPKCEMethod},
 		{"challenge too short", challenge[:42], "S256", ErrPKCEChallenge},
+		// Well-formed base64url of a digest of another size: only the
+		// length check refuses these.
+		{"a 16-byte challenge", "AAAAAAAAAAAAAAAAAAAAAA", "S256", ErrPKCEChallenge},
+		{"a 48-byte challenge", strings.Repeat("A", 64), "S256", ErrPKCEChallenge},
 		{"challenge padded", challenge + "=", "S256", ErrPKCEChallenge},
 		{"challenge not base64url", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM", "S256", ErrPKCEChallenge},
 	} {
