@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ import (
 	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/keystoretest"
 	"github.com/mcpsts/mcpsts/trustmaps"
+	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
 // flowEnv is the authorization endpoint with the development login and
@@ -803,10 +805,11 @@ func TestConsentAnswersAndWithdrawal(t *testing.T) {
 			t.Fatalf("approve for %s: %d %v", tc.duration, a.status, a.location)
 		}
 		cs, err := e.st.Consents(ctx, "corp", "erin", appID)
-		if err != nil || len(cs) == 0 {
-			t.Fatalf("no consent: %v", err)
+		active := slices.DeleteFunc(cs, func(c consent.Consent) bool { return !c.Active(e.now) })
+		if err != nil || len(active) != 1 {
+			t.Fatalf("active consents %v: %v", active, err)
 		}
-		if got := cs[len(cs)-1].ExpiresAt.Sub(e.now); got != tc.want {
+		if got := active[0].ExpiresAt.Sub(e.now); got != tc.want {
 			t.Fatalf("duration %s gave a consent of %s, want %s", tc.duration, got, tc.want)
 		}
 		for _, c := range cs {
@@ -825,13 +828,21 @@ func TestConsentAnswersAndWithdrawal(t *testing.T) {
 	if err != nil || len(cs) != 1 {
 		t.Fatalf("alice's consents: %v %v", cs, err)
 	}
-	// The consent form's token (another step) does not work the page.
-	_, csrf := consentForm(t)
-	a := do(t, e.browser(), "POST", e.srv.URL+"/consents", url.Values{"csrf": {csrf}, "revoke": {cs[0].ID}})
+	// The consent form's token (another step) of the same person does not
+	// work the page: alice asks for more than her consent covers, which
+	// shows her a consent form, whose token then tries to withdraw.
+	more := request(challengeOf(pkceVerifier))
+	more.Set("scope", "mail:read mail:send offline_access")
+	fb := e.browser()
+	csrf, form := e.signIn(t, fb, e.start(t, fb, more), "alice")
+	if csrf == "" {
+		t.Fatalf("no consent form for alice: %d %s", form.status, form.body)
+	}
+	a := do(t, fb, "POST", e.srv.URL+"/consents", url.Values{"csrf": {csrf}, "revoke": {cs[0].ID}})
 	if a.status != http.StatusBadRequest {
 		t.Fatalf("the consents page with a consent form's token: %d", a.status)
 	}
-	if now, _ := e.st.Consents(ctx, "corp", "alice", appID); len(now) != 1 {
+	if now, _ := e.st.Consents(ctx, "corp", "alice", appID); len(now) != 1 || !now[0].Active(e.now) {
 		t.Fatal("a consent was withdrawn with another step's token")
 	}
 	// The page's own token: withdrawn, and its refresh tokens with it.

@@ -47,7 +47,7 @@ var mutants = []mutant{
 	{name: "authorize: dpop_jkt not bound to the code", file: "exchange/authorize/endpoint.go",
 		from: "Family: Random(16), JKT: f.JKT,", to: `Family: Random(16), JKT: "",`, pkg: "./exchange/..."},
 	{name: "authorize: dpop_jkt length not checked", file: "exchange/authorize/endpoint.go",
-		from: "DecodeString(jkt); err != nil || len(b) != sha256.Size {", to: "DecodeString(jkt); err != nil || len(b) < 0 {", pkg: "./exchange/..."},
+		from: "DecodeString(jkt); err != nil || len(b) != sha256.Size {", to: "DecodeString(jkt); err != nil || len(b) != sha256.Size && false {", pkg: "./exchange/..."},
 	{name: "authorize: upstream ID token aud not compared with our client_id", file: "exchange/authorize/login.go",
 		from: `if aud := audiences(id.Attributes["aud"]); !slices.Contains(aud, l.OAuth2.ClientID) {`, to: `if aud := audiences(id.Attributes["aud"]); false && !slices.Contains(aud, l.OAuth2.ClientID) {`, pkg: "./exchange/..."},
 	{name: "authorize: the consents page accepts a token of another step", file: "exchange/authorize/consent_page.go",
