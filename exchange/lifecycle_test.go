@@ -271,3 +271,34 @@ func TestRevokeRefreshToken(t *testing.T) {
 	}
 	b.refused(t, refreshForm(refresh), 400, "invalid_grant", "the refresh token is not valid")
 }
+
+// TestIntrospectRefreshTokens: a refresh token is active to a caller of
+// its own resource until it expires, and inactive (and nothing more) to a
+// caller of another resource, or once expired.
+func TestIntrospectRefreshTokens(t *testing.T) {
+	b := newBrowserEnv(t)
+	b.cfg.RefreshTTL = time.Hour
+	b.restart(t, func(*exchange.Config) {})
+	res := b.post(t, redeem(b.code(t, "fam-intro", nil)), nil)
+	refresh := res.body["refresh_token"].(string)
+	introspect, _ := exchange.NewLifecycleHandlers(b.cfg, exchange.LifecycleConfig{Revocations: b.st, SingleUse: b.st,
+		Callers: []exchange.IntrospectionCaller{
+			{Provider: "ci", Subject: paymentsServer, Audiences: []string{mailServer}},
+			{Provider: "ci", Subject: "repo:example-org/ledger-server:ref:refs/heads/main", Audiences: []string{"https://ledger.example.com/mcp"}},
+		}})
+	srv := httptest.NewTLSServer(introspect)
+	defer srv.Close()
+	as := func(sub string) url.Values {
+		return url.Values{"token": {refresh}, "client_assertion_type": {exchange.AssertionJWTBearer}, "client_assertion": {b.subjectToken(sub, nil)}}
+	}
+	if _, body := call(t, srv, as(paymentsServer)); body["active"] != true || body["token_type"] != "refresh_token" || body["aud"] != mailServer {
+		t.Fatalf("its own resource's server: %v", body)
+	}
+	if _, body := call(t, srv, as("repo:example-org/ledger-server:ref:refs/heads/main")); body["active"] != false || len(body) != 1 {
+		t.Fatalf("another resource's server: %v, want only active false", body)
+	}
+	b.setNow(b.now.Add(61 * time.Minute)) // past the refresh token's hour
+	if _, body := call(t, srv, as(paymentsServer)); body["active"] != false || len(body) != 1 {
+		t.Fatalf("expired: %v, want only active false", body)
+	}
+}
