@@ -2,10 +2,7 @@ package exchange
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -139,7 +136,7 @@ func (a *Acceptor) Accept(ctx context.Context, raw string, want Acceptance) (iss
 		return issuer.VerifiedToken{}, ErrTokenAud
 	}
 	if want.Holder {
-		if err := holder(v.Cnf, want.Peer, want.ProofJKT); err != nil {
+		if err := v.Cnf.Holds(want.Peer, want.ProofJKT); err != nil {
 			return issuer.VerifiedToken{}, fmt.Errorf("%w: %s", ErrTokenBinding, err)
 		}
 	}
@@ -161,29 +158,6 @@ func (a *Acceptor) Accept(ctx context.Context, raw string, want Acceptance) (iss
 		}
 	}
 	return v, nil
-}
-
-// holder checks a token's confirmation against what the request proved.
-func holder(c *issuer.Confirmation, peer []*x509.Certificate, jkt string) error {
-	switch {
-	case c == nil:
-		return nil
-	case c.JKT != "":
-		if jkt == "" {
-			return errors.New("the token is DPoP-bound and the request carries no DPoP proof")
-		}
-		if subtle.ConstantTimeCompare([]byte(jkt), []byte(c.JKT)) != 1 {
-			return errors.New("the DPoP proof is of another key than the token's")
-		}
-		return nil
-	case len(peer) == 0:
-		return errors.New("the token is bound to a client certificate the connection did not present")
-	}
-	sum := sha256.Sum256(peer[0].Raw)
-	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.X5TS256)) != 1 {
-		return errors.New("the token is bound to another client certificate")
-	}
-	return nil
 }
 
 // revoked asks the revocation list about v, through the cache.

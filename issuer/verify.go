@@ -53,20 +53,28 @@ func (i *Issuer) Verify(raw, audience string, peer []*x509.Certificate) (Verifie
 	if v.Audience != audience {
 		return VerifiedToken{}, fmt.Errorf("%w: addressed to another audience", ErrInvalidToken)
 	}
-	if err := v.Cnf.check(peer); err != nil {
+	if err := v.Cnf.Holds(peer, ""); err != nil {
 		return VerifiedToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return v, nil
 }
 
-// check enforces the confirmation c, if any, on a connection that
-// presented peer.
-func (c *Confirmation) check(peer []*x509.Certificate) error {
+// Holds reports whether a request proved the confirmation c (nil: a
+// bearer token, nothing to prove): peer is the connection's client
+// certificate chain, jkt the thumbprint of a DPoP proof of the request
+// that was verified ("" for none). The one holder check of the broker's
+// own tokens (Verify, and exchange's acceptance).
+func (c *Confirmation) Holds(peer []*x509.Certificate, jkt string) error {
 	switch {
 	case c == nil:
 		return nil
+	case c.JKT != "" && jkt == "":
+		return errors.New("the token is DPoP-bound and the request carries no DPoP proof")
 	case c.JKT != "":
-		return errors.New("the token is DPoP-bound; this endpoint accepts bearer and certificate-bound tokens only")
+		if subtle.ConstantTimeCompare([]byte(jkt), []byte(c.JKT)) != 1 {
+			return errors.New("the DPoP proof is of another key than the token's")
+		}
+		return nil
 	case len(peer) == 0:
 		return errors.New("the token is bound to a client certificate the connection did not present")
 	}

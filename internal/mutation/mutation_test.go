@@ -163,7 +163,7 @@ var mutants = []mutant{
 	{"issuer: several audiences accepted", "issuer/verify.go", `len(c.Audience) != 1`, `len(c.Audience) < 1`, "./issuer"},
 	{"issuer: ambiguous member names accepted", "issuer/verify.go",
 		"if err := claimname.CheckPayload(payloadOf(raw)); err != nil {", "if err := claimname.CheckPayload(payloadOf(raw)); false && err != nil {", "./issuer"},
-	{"issuer: cnf not enforced", "issuer/verify.go", "if err := v.Cnf.check(peer); err != nil {", "if err := error(nil); err != nil {", "./issuer"},
+	{"issuer: cnf not enforced", "issuer/verify.go", "if err := v.Cnf.Holds(peer, \"\"); err != nil {", "if err := error(nil); err != nil {", "./issuer"},
 	{"issuer: reserved claims in another case minted", "issuer/mint.go", "if claimname.IsRegistered(name) {", "if false {", "./issuer"},
 	{"resource: ambiguous member names accepted", "resource/verify.go",
 		"if err := claimname.CheckPayload(payloadOf(raw)); err != nil {", "if err := claimname.CheckPayload(payloadOf(raw)); false && err != nil {", "./resource"},
