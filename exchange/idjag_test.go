@@ -148,6 +148,8 @@ func TestRedeemIDJAG(t *testing.T) {
 		{"issued to another client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "other-app" }, nil)), 400, "invalid_grant"},
 		{"no client authentication", redeem(jag(corp, nil, nil), "client_id", ""), 401, "invalid_client"},
 		{"an unregistered public client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "stranger" }, nil), "client_id", "stranger"), 401, "invalid_client"},
+		{"a user's ID token as the client's credential", redeem(jag(corp, nil, nil), "client_assertion_type", exchange.AssertionJWTBearer,
+			"client_assertion", corp.Sign(map[string]any{"iss": corp.URL, "sub": "alice", "aud": broker, "iat": n, "exp": n + 300, "jti": "as-user", "groups": []string{"engineering"}}, nil)), 401, "invalid_client"},
 		{"a workload credential of another client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "other-app" }, nil), "client_id", "other-app",
 			"client_assertion_type", exchange.AssertionJWTBearer, "client_assertion", e.subjectToken("desktop-app", nil)), 401, "invalid_client"},
 		{"expired", redeem(jag(corp, func(c map[string]any) { c["iat"], c["exp"] = n-900, n-600 }, nil)), 400, "invalid_grant"},

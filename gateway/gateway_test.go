@@ -664,3 +664,42 @@ func TestResponseCapped(t *testing.T) {
 		t.Fatalf("a small answer: %d, %d bytes", status, n)
 	}
 }
+
+// TestUpstreamSessionOfAnotherCaller: an upstream that answers one caller
+// with a session ID already bound to another caller is refused (its answer
+// never reaches the second caller); the first keeps its session.
+func TestUpstreamSessionOfAnotherCaller(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Mcp-Session-Id", "the-one-session")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	gw, broker, _ := serveGateway(t, up.URL+"/mcp", nil, nil)
+	call := func(client, sub string) int {
+		tok, _ := broker.Token(gw.URL+"/mcp", client, sub)
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && resp.Header.Get("Mcp-Session-Id") != "the-one-session" {
+			t.Fatalf("session header %q", resp.Header.Get("Mcp-Session-Id"))
+		}
+		return resp.StatusCode
+	}
+	if got := call("agent", "ci/agent"); got != 200 {
+		t.Fatalf("the first caller: %d", got)
+	}
+	if got := call("intruder", "ci/intruder"); got == 200 {
+		t.Fatal("another caller was handed the first caller's session")
+	}
+	if got := call("agent", "ci/agent"); got != 200 {
+		t.Fatalf("the first caller again: %d", got)
+	}
+}
