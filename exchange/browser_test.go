@@ -733,6 +733,28 @@ func TestDynamicRegistration(t *testing.T) {
 			t.Errorf("%s: %d %v, want 400 %s", tc.name, status, body, tc.code)
 		}
 	}
+	// More refusals, at a handler of their own (the per-source limit
+	// above counts its burst).
+	unlimited := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, Clock: func() time.Time { return now }})
+	for _, tc := range []struct{ name, body, code string }{
+		// Plain http only on loopback, an IP literal included.
+		{"an http redirect URI on a private IP literal", `{"redirect_uris": ["http://192.168.1.5:8080/cb"]}`, "invalid_redirect_uri"},
+		{"an http redirect URI on a public IP literal", `{"redirect_uris": ["http://203.0.113.7/cb"]}`, "invalid_redirect_uri"},
+		// A client name is one line of text, never markup.
+		{"a client name on two lines", `{"client_name": "Mail\nApp", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
+		{"a client name with markup", `{"client_name": "<b>Mail</b>", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
+		{"a client name with a NUL", `{"client_name": "Mail\u0000App", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
+	} {
+		r := httptest.NewRequest("POST", "https://sts.example/register", strings.NewReader(tc.body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		unlimited.ServeHTTP(w, r)
+		var m map[string]any
+		json.Unmarshal(w.Body.Bytes(), &m)
+		if w.Code != 400 || m["error"] != tc.code {
+			t.Errorf("%s: %d %v, want 400 %s", tc.name, w.Code, m, tc.code)
+		}
+	}
 	status, body := post(`{"client_name": "Registered", "redirect_uris": ["` + appCB + `"]}`)
 	if status != 201 || body["client_secret"] != nil || body["token_endpoint_auth_method"] != "none" || !strings.HasPrefix(fmt.Sprint(body["client_id"]), "dcr-") {
 		t.Fatalf("registration: %d %v", status, body)
