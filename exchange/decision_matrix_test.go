@@ -3,6 +3,7 @@ package exchange_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"reflect"
@@ -420,5 +421,33 @@ grant: {client_id_expr: request.client_id, audiences: ["`+paymentsMCP+`"], scope
 	}
 	if subs["corp"] != "user:corp/00u1ceo" || subs["partner"] != "user:partner/00u1ceo" {
 		t.Fatalf("subs %v", subs)
+	}
+}
+
+// TestIntrospectionCallerIsAWorkload: a person's ID token never
+// authenticates an introspection caller, even one the configuration
+// names by that person's provider and subject.
+func TestIntrospectionCallerIsAWorkload(t *testing.T) {
+	m := newMatrixEnv(t)
+	m.serve(t, fmt.Sprintf(workloadMap, ""))
+	introspect, _ := exchange.NewLifecycleHandlers(m.cfg, exchange.LifecycleConfig{Revocations: m.st, SingleUse: m.st,
+		Callers: []exchange.IntrospectionCaller{
+			{Provider: "corp", Subject: "alice", Audiences: []string{paymentsMCP}},
+			{Provider: "ci", Subject: serverSub, Audiences: []string{paymentsMCP}},
+		}})
+	srv := httptest.NewTLSServer(introspect)
+	defer srv.Close()
+	tok, err := m.iss.Mint(context.Background(), issuer.Grant{Subject: "ci/" + mainSub, Audience: paymentsMCP, ClientID: "payments-ci", Scopes: []string{"payments:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(assertion string) url.Values {
+		return url.Values{"token": {tok.Raw}, "client_assertion_type": {exchange.AssertionJWTBearer}, "client_assertion": {assertion}}
+	}
+	if _, body := call(t, srv, as(m.subjectToken(serverSub, nil))); body["active"] != true {
+		t.Fatalf("the workload caller: %v", body)
+	}
+	if status, body := call(t, srv, as(m.idToken(broker))); status != 401 || body["error"] != "invalid_client" {
+		t.Fatalf("a person's ID token as the caller's credential: %d %v", status, body)
 	}
 }

@@ -122,6 +122,12 @@ func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 		if err != nil || !reflect.DeepEqual(got, r1) {
 			t.Fatalf("RotateRefresh = %+v, %v\nwant %+v", got, err, r1)
 		}
+		if _, err := s.LookupRefresh(ctx, r1.Hash); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("LookupRefresh of a used token = %v, want ErrNotFound", err)
+		}
+		if got, err := s.LookupRefresh(ctx, h2); err != nil || got.Family != "fam-1" {
+			t.Fatalf("LookupRefresh of its successor = %+v, %v", got, err)
+		}
 		if got, err := s.RotateRefresh(ctx, r1.Hash, h3, later); !errors.Is(err, authorize.ErrReused) || got.Family != "fam-1" {
 			t.Fatalf("rotating a used token = %+v, %v; want ErrReused", got, err)
 		}
