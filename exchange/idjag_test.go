@@ -79,7 +79,8 @@ grant: {client_id: desktop, audiences: ["` + files + `"]}
 		c.Attestors = map[string]attest.Attestor{exchange.TokenTypeJWT: att, exchange.TokenTypeIDToken: att, exchange.GrantJWTBearer: att}
 		c.Decider = eng
 		c.Clients = clientMap{"desktop": {ID: "desktop", GrantTypes: []string{exchange.GrantJWTBearer, exchange.GrantTokenExchange}},
-			"other-app": {ID: "other-app", GrantTypes: []string{exchange.GrantJWTBearer}}}
+			"other-app": {ID: "other-app", GrantTypes: []string{exchange.GrantJWTBearer}},
+			"code-only": {ID: "code-only", GrantTypes: []string{exchange.GrantAuthorizationCode}}}
 		c.IDJAGs, c.Replay = e.iss, &memCache{held: map[string]time.Time{}}
 		c.ReplayAttributes = eng.ReferencedAttributes // as the server wires it
 		c.Revocations = e.revocations(t)
@@ -147,6 +148,7 @@ func TestRedeemIDJAG(t *testing.T) {
 		{"addressed to a client, not to this server", redeem(jag(corp, func(c map[string]any) { c["aud"] = "desktop" }, nil)), 400, "invalid_grant"},
 		{"issued to another client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "other-app" }, nil)), 400, "invalid_grant"},
 		{"no client authentication", redeem(jag(corp, nil, nil), "client_id", ""), 401, "invalid_client"},
+		{"a registered public client without the JWT bearer grant", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "code-only" }, nil), "client_id", "code-only"), 401, "invalid_client"},
 		{"an unregistered public client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "stranger" }, nil), "client_id", "stranger"), 401, "invalid_client"},
 		{"a user's ID token as the client's credential", redeem(jag(corp, nil, nil), "client_assertion_type", exchange.AssertionJWTBearer,
 			"client_assertion", corp.Sign(map[string]any{"iss": corp.URL, "sub": "alice", "aud": broker, "iat": n, "exp": n + 300, "jti": "as-user", "groups": []string{"engineering"}}, nil)), 401, "invalid_client"},

@@ -29,6 +29,8 @@ var equivalent = []struct{ name, file, why string }{
 		"resource.Middleware removes the Authorization header before the gateway's handler runs (resource/middleware.go): the gateway's own Del is defence in depth; TestGateway checks the upstream never sees it"},
 	{"authorize: a withdrawn consent leaves its refresh tokens", "exchange/authorize/consent_page.go",
 		"the store's RevokeConsent revokes the consent's refresh tokens in the same transaction (internal/store, TestRevokingConsentRevokesRefreshTokens): the page's RevokeGrants is the second of two; TestConsentAnswersAndWithdrawal checks the token is gone"},
+	{"exchange: a workload authenticates as any client_id", "exchange/grant_id_jag.go",
+		"the request names the client (trustmaps.Request.ClientID) and only a map granting that client decides, so a decision for another client is already an error; TestRedeemIDJAG's row of a workload credential of another client is invalid_client"},
 	{"fetch: link-local (169.254.169.254) counted public", "federation/fetch.go",
 		"netip.Addr.IsGlobalUnicast is false for link-local addresses already, so removing !ip.IsLinkLocalUnicast() changes nothing; TestPublicAddress keeps 169.254.169.254 and fe80::1 refused"},
 }
@@ -80,8 +82,6 @@ var mutants = []mutant{
 		from: "d.Scopes = slices.DeleteFunc(slices.Clone(d.Scopes), func(s string) bool { return !slices.Contains(granted, s) })", to: "d.Scopes = slices.Clone(d.Scopes)", pkg: "./exchange"},
 	{name: "exchange: a user's token as an ID-JAG client credential", file: "exchange/grant_id_jag.go",
 		from: "if workload.Kind == oidc.UserKind {", to: "if false {", pkg: "./exchange"},
-	{name: "exchange: a workload authenticates as any client_id", file: "exchange/grant_id_jag.go",
-		from: "if err != nil || d.ClientID != clientID {", to: "if err != nil || d.ClientID != clientID && false {", pkg: "./exchange"},
 	{name: "exchange: a registered public client without the grant type", file: "exchange/grant_id_jag.go",
 		from: "if ok && slices.Contains(c.GrantTypes, grantType) {", to: "if ok && len(c.GrantTypes) >= 0 {", pkg: "./exchange"},
 	{name: "issuer: an ID-JAG's lifetime unbounded", file: "issuer/idjag.go",
