@@ -112,22 +112,37 @@ introspection:
 	if got := call("Bearer", token("agent", nil), ""); got != 200 {
 		t.Fatalf("a valid token: %d\n%s", got, stderr.String())
 	}
+	edgeAcceptance(t, edgeUnderTest{
+		call: call, broker: broker, resource: resource, token: token,
+		revoke: func(tok, owner string) { revokeAt(t, bc, broker, tok, jwt(owner)) },
+	})
+}
+
+// edgeUnderTest is a shipped edge (mcpsts gateway, examples/mcp-server)
+// in front of a real broker whose maps give "agent" a plain token, "once"
+// a single-use one and "dpop-agent" a DPoP-bound one for the edge.
+type edgeUnderTest struct {
+	call             func(scheme, tok, proof string) int // one request at the edge: its status
+	token            func(sub string, mut func(*http.Request)) string
+	revoke           func(tok, owner string) // at the broker, by the token's own workload
+	broker, resource string
+}
+
+// edgeAcceptance: the edge refuses a token revoked at the broker, takes a
+// single-use token once, takes a DPoP-bound token with its proof and
+// refuses it as a bearer token.
+func edgeAcceptance(t *testing.T, e edgeUnderTest) {
 	t.Run("revoked at the broker", func(t *testing.T) {
-		tok := token("agent", nil)
-		resp, err := bc.PostForm(broker+"/revoke", url.Values{"token": {tok}, "client_assertion": {jwt("agent")},
-			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}})
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("revoke: %v %v", resp, err)
-		}
-		resp.Body.Close()
-		if got := call("Bearer", tok, ""); got != 401 {
+		tok := e.token("agent", nil)
+		e.revoke(tok, "agent")
+		if got := e.call("Bearer", tok, ""); got != 401 {
 			t.Fatalf("a revoked token: %d, want 401", got)
 		}
 	})
 	t.Run("single use", func(t *testing.T) {
-		tok := token("once", nil)
+		tok := e.token("once", nil)
 		for i, want := range []int{200, 401} {
-			if got := call("Bearer", tok, ""); got != want {
+			if got := e.call("Bearer", tok, ""); got != want {
 				t.Fatalf("use %d: %d, want %d", i+1, got, want)
 			}
 		}
@@ -135,18 +150,30 @@ introspection:
 	t.Run("DPoP-bound", func(t *testing.T) {
 		k, _ := dpop.GenerateKey()
 		s, _ := dpop.NewSigner(k, time.Now)
-		tok := token("dpop-agent", func(r *http.Request) {
-			p, _ := s.Proof(http.MethodPost, broker+"/token", "", "")
+		tok := e.token("dpop-agent", func(r *http.Request) {
+			p, _ := s.Proof(http.MethodPost, e.broker+"/token", "", "")
 			r.Header.Set("DPoP", p)
 		})
-		if got := call("Bearer", tok, ""); got != 401 {
+		if got := e.call("Bearer", tok, ""); got != 401 {
 			t.Fatalf("as a bearer token: %d, want 401", got)
 		}
-		p, _ := s.Proof(http.MethodPost, resource, tok, "")
-		if got := call("DPoP", tok, p); got != 200 {
-			t.Fatalf("with its proof: %d, want 200\n%s", got, stderr.String())
+		p, _ := s.Proof(http.MethodPost, e.resource, tok, "")
+		if got := e.call("DPoP", tok, p); got != 200 {
+			t.Fatalf("with its proof: %d, want 200", got)
 		}
 	})
+}
+
+// revokeAt revokes tok at the broker's revocation endpoint, authenticated
+// with assertion (the token's own workload).
+func revokeAt(t *testing.T, c *http.Client, broker, tok, assertion string) {
+	t.Helper()
+	resp, err := c.PostForm(broker+"/revoke", url.Values{"token": {tok}, "client_assertion": {assertion},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoke: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
 
 // doJSON sends req with c and decodes the JSON answer.

@@ -23,7 +23,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
 )
 
@@ -427,45 +426,13 @@ introspection:
 		t.Fatalf("a valid token: %d\n%s", got, f.errOut.String())
 	}
 
-	t.Run("revoked at the broker", func(t *testing.T) {
-		tok := f.token(t, f.resource)
-		n := time.Now().Unix()
-		form := url.Values{"token": {tok}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-			"client_assertion": {f.idp.Sign(map[string]any{"iss": f.idp.URL, "sub": "agent", "aud": f.broker, "iat": n, "exp": n + 300}, nil)}}
-		resp, err := f.brokerClient.PostForm(f.broker+"/revoke", form)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("revoke: %v %v", resp, err)
-		}
-		resp.Body.Close()
-		if got := call("Bearer", tok, ""); got != 401 {
-			t.Fatalf("a revoked token: %d, want 401", got)
-		}
-	})
-	t.Run("single use", func(t *testing.T) {
-		tok := f.tokenFor(t, "once", f.resource, nil)
-		for i, want := range []int{200, 401} {
-			if got := call("Bearer", tok, ""); got != want {
-				t.Fatalf("use %d: %d, want %d", i+1, got, want)
-			}
-		}
-	})
-	t.Run("DPoP-bound", func(t *testing.T) {
-		key, _ := dpop.GenerateKey()
-		s, err := dpop.NewSigner(key, time.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok := f.tokenFor(t, "dpop-agent", f.resource, func(r *http.Request) {
-			p, _ := s.Proof(http.MethodPost, f.broker+"/token", "", "")
-			r.Header.Set("DPoP", p)
-		})
-		if got := call("Bearer", tok, ""); got != 401 {
-			t.Fatalf("a DPoP-bound token as bearer: %d, want 401", got)
-		}
-		p, _ := s.Proof(http.MethodPost, f.resource, tok, "")
-		if got := call("DPoP", tok, p); got != 200 {
-			t.Fatalf("a DPoP-bound token with its proof: %d, want 200\n%s", got, f.errOut.String())
-		}
+	edgeAcceptance(t, edgeUnderTest{
+		call: call, broker: f.broker, resource: f.resource,
+		token: func(sub string, mut func(*http.Request)) string { return f.tokenFor(t, sub, f.resource, mut) },
+		revoke: func(tok, owner string) {
+			n := time.Now().Unix()
+			revokeAt(t, f.brokerClient, f.broker, tok, f.idp.Sign(map[string]any{"iss": f.idp.URL, "sub": owner, "aud": f.broker, "iat": n, "exp": n + 300}, nil))
+		},
 	})
 }
 
