@@ -218,7 +218,7 @@ func (l *lifecycle) inspect(ctx context.Context, raw string, admin bool, allowed
 	}
 	// The resource server checks the holder (RFC 8705 §3, RFC 9449 §7);
 	// the rest is the one acceptance every path applies.
-	switch v, err = t.cfg.Acceptor.Accept(ctx, raw, Acceptance{UseOnce: UseAccess}); {
+	switch v, err = t.cfg.Acceptor.AcceptVerified(ctx, v, Acceptance{UseOnce: UseAccess}); {
 	case errors.Is(err, ErrTokenRevoked):
 		return introspection{}, "revoked", nil
 	case errors.Is(err, ErrTokenUsed):
