@@ -136,9 +136,14 @@ func (t *tokenEndpoint) userTokens(ctx context.Context, r *http.Request, g userG
 	asked := slices.DeleteFunc(slices.Clone(g.scopes), func(s string) bool { return s == ScopeOfflineAccess })
 	d, oerr := t.decideNarrowed(ctx, r, person, trustmaps.Request{Audience: g.resource, Scopes: asked, ClientID: g.clientID, GrantType: g.grantType})
 	if oerr != nil {
-		e := fail(http.StatusBadRequest, errInvalidGrant, "the trust maps no longer grant this grant; it is revoked")
-		e.check, e.detail = "grant_denied", oerr.description+"; "+oerr.detail
-		return nil, t.revoked(ctx, g.family, e)
+		// A refusal by the maps is the grant's end; a fault of the server
+		// stays a fault (the family goes either way: its token was claimed).
+		if oerr.status < http.StatusInternalServerError {
+			e := fail(http.StatusBadRequest, errInvalidGrant, "the trust maps no longer grant this grant; it is revoked")
+			e.check, e.detail = "grant_denied", oerr.description+"; "+oerr.detail
+			oerr = e
+		}
+		return nil, t.revoked(ctx, g.family, oerr)
 	}
 	granted := d.Scopes
 	if slices.Contains(g.scopes, ScopeOfflineAccess) {
