@@ -180,6 +180,12 @@ func TestLoadErrors(t *testing.T) {
 			"mcpsts.yaml:6: tokens.default_ttl: 2h0m0s is out of range (want 1m to 1h)",
 			"mcpsts.yaml:7: tokens.max_ttl: 30s is out of range (want 1m to 1h)",
 		}},
+		{"revocation cache beyond its bound", good + "tokens:\n  revocation_cache_for: 5s\n", []string{
+			"mcpsts.yaml:6: tokens.revocation_cache_for: 5s is out of range (want more than 0, at most 1s)",
+		}},
+		{"refresh family lifetimes", good + "authorization: {refresh_ttl: 48h, refresh_max_lifetime: 24h}\n", []string{
+			"authorization.refresh_max_lifetime: 24h0m0s is out of range (want 0 for 30 days, at least refresh_ttl, at most 8784h)",
+		}},
 		{"default above max", good + "tokens:\n  default_ttl: 30m\n  max_ttl: 10m\n", []string{
 			"mcpsts.yaml:6: tokens.default_ttl: 30m0s exceeds tokens.max_ttl (10m0s)",
 		}},
