@@ -230,9 +230,15 @@ func (e *flowEnv) code(t *testing.T, c *http.Client, q url.Values) string {
 	return a.location.Query().Get("code")
 }
 
-func (e *flowEnv) token(t *testing.T, f url.Values) (int, map[string]any) {
+// token posts f to the token endpoint, with header's name and value pairs.
+func (e *flowEnv) token(t *testing.T, f url.Values, header ...string) (int, map[string]any) {
 	t.Helper()
-	resp, err := e.srv.Client().PostForm(e.srv.URL+"/token", f)
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader(f.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,23 +266,14 @@ func TestDPoPBoundCodeThroughTheEndpoints(t *testing.T) {
 	other, _ := dpop.NewSigner(otherKey, func() time.Time { return e.now })
 	redeem := func(code string, signer *dpop.Signer) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader(redeemForm(code, pkceVerifier).Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if signer != nil {
-			p, err := signer.Proof(http.MethodPost, e.srv.URL+"/token", "", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("DPoP", p)
+		if signer == nil {
+			return e.token(t, redeemForm(code, pkceVerifier))
 		}
-		resp, err := e.srv.Client().Do(req)
+		p, err := signer.Proof(http.MethodPost, e.srv.URL+"/token", "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var m map[string]any
-		json.NewDecoder(resp.Body).Decode(&m)
-		return resp.StatusCode, m
+		return e.token(t, redeemForm(code, pkceVerifier), "DPoP", p)
 	}
 	bound := func() string {
 		q := request(challengeOf(pkceVerifier))
