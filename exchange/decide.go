@@ -35,6 +35,7 @@ func (t *tokenEndpoint) decideNarrowed(ctx context.Context, r *http.Request, id 
 
 func (t *tokenEndpoint) decideWith(ctx context.Context, r *http.Request, id attest.Identity, req trustmaps.Request, narrow bool) (trustmaps.Decision, *oauthError) {
 	req.SourceIP, req.MTLS, req.Time = sourceIP(r), len(peer(r)) > 0, t.cfg.Clock()
+	t.conditionInputs(ctx, id, &req) // once, however often narrowing asks
 	ask := func(scopes []string) (trustmaps.Decision, error) {
 		q := req
 		q.Scopes = scopes

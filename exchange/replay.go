@@ -13,10 +13,10 @@ import (
 // decide asks the trust maps for id and records, for the audit line, what
 // a replay of this decision against other maps needs: the identity with
 // the attributes the maps read (Config.ReplayAttributes), the request and
-// the outcome. Used where the decision is about the request's subject
-// itself; a decision made for an actor is not recorded for replay.
+// the outcome: every grant's decision, through decideGrant (the identity
+// is the one the maps decide for: the subject, or the agent acting for a
+// person). The posture and place are already in req.
 func (t *tokenEndpoint) decide(ctx context.Context, id attest.Identity, req trustmaps.Request) (trustmaps.Decision, error) {
-	t.conditionInputs(ctx, id, &req)
 	d, err := t.cfg.Decider.Decide(ctx, id, req)
 	if t.cfg.Audit == nil {
 		return d, err
