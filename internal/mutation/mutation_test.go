@@ -231,7 +231,7 @@ var mutants = []mutant{
 		return issuer.VerifiedToken{}, ErrTokenRevoked`, "./exchange"},
 	{"exchange: acceptance ignores the holder", "exchange/accept.go", `	if want.Holder {`, `	if false {`, "./exchange"},
 	{"exchange: acceptance ignores the audience", "exchange/accept.go", `if want.Audience != "" && v.Audience != want.Audience {`, `if false {`, "./exchange"},
-	{"exchange: a revocation here cached as not revoked", "exchange/accept.go", `	a.cache.Purge()`, `	_ = a.cache`, "./internal/admin"},
+	{"exchange: a revocation here cached as not revoked", "exchange/accept.go", `	a.cache.Purge()`, `	_ = a.cache`, "./exchange"},
 	{"exchange: a reused code leaves its access token", "exchange/grant_authorization_code.go", `		if errors.Is(err, authorize.ErrReused) {
 			t.revokeAccess(ctx, c, oerr)
 		}`, ``, "./exchange"},
