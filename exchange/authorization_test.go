@@ -199,6 +199,19 @@ func TestRefreshTokenGrant(t *testing.T) {
 	b.refused(t, f, 400, "invalid_grant", "the refresh token was issued to another client")
 	b.refused(t, refreshForm(stolen), 400, "invalid_grant", "the refresh token is not valid") // the family, this token too, is revoked
 
+	// A refresh names only its grant's resource (RFC 8707 §2.2); another
+	// one is refused and the family goes.
+	other := fresh()
+	f = refreshForm(other)
+	f.Set("resource", "https://ledger.example.com/mcp")
+	b.refused(t, f, 400, "invalid_target", "the grant is for another resource")
+	b.refused(t, refreshForm(other), 400, "invalid_grant", "the refresh token is not valid")
+	same := refreshForm(fresh())
+	same.Set("resource", mailServer)
+	if res := b.post(t, same, nil); res.status != 200 {
+		t.Fatalf("a refresh naming its own resource: %d %s", res.status, res.raw)
+	}
+
 	// Scopes never widen.
 	f = refreshForm(fresh())
 	f.Set("scope", mailScope+" payments:write")
