@@ -286,7 +286,7 @@ func TestMutants(t *testing.T) {
 			if err := os.WriteFile(ov, overlay, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			args := []string{"test", "-count=1", "-failfast", "-overlay=" + ov}
+			args := []string{"test", "-count=1", "-failfast", "-v", "-overlay=" + ov}
 			cmd := exec.Command("go", append(args, strings.Fields(m.pkg)...)...)
 			cmd.Dir = root
 			out, err := cmd.CombinedOutput()
@@ -295,7 +295,24 @@ func TestMutants(t *testing.T) {
 				t.Errorf("the tests of %s pass with the mutant: nothing guards this check", m.pkg)
 			case strings.Contains(string(out), "[build failed]") || strings.Contains(string(out), "[setup failed]"):
 				t.Errorf("the mutant does not compile:\n%s", out)
+			default:
+				t.Logf("caught by %s", caughtBy(out))
 			}
 		})
 	}
+}
+
+// caughtBy names the top-level tests that failed, with their packages,
+// as go test -v printed them: where a mutant is guarded.
+func caughtBy(out []byte) string {
+	var tests, pkgs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, "--- FAIL: "):
+			tests = append(tests, strings.Fields(line)[2])
+		case strings.HasPrefix(line, "FAIL\t"):
+			pkgs = append(pkgs, strings.Fields(line)[1])
+		}
+	}
+	return strings.Join(tests, ",") + " in " + strings.Join(pkgs, ",")
 }
