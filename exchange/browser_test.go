@@ -881,3 +881,49 @@ func TestConsentAnswersAndWithdrawal(t *testing.T) {
 		t.Fatalf("the withdrawn consent's refresh token: %v, want revoked", err)
 	}
 }
+
+// TestDevLoginPage: the development login's form may lead to the client's
+// redirect URI (the callback redirects there when a consent already covers
+// the request, or on a refusal), so its CSP names that origin; the page is
+// only for a live flow of this browser, and looking at it leaves the state
+// for the form.
+func TestDevLoginPage(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	b := e.browser()
+	state := e.start(t, b, request(challengeOf(pkceVerifier)))
+	get := func(c *http.Client, state string) (int, http.Header, string) {
+		resp, err := c.Get(e.srv.URL + "/login/dev?state=" + url.QueryEscape(state))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(body)
+	}
+	for range 2 {
+		status, h, body := get(b, state)
+		if csp := h.Get("Content-Security-Policy"); status != 200 || !strings.Contains(csp, "form-action 'self' https://app.example.com;") || !strings.Contains(body, `name="user"`) {
+			t.Fatalf("the page of a live flow: %d %s\n%s", status, csp, body)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		c     *http.Client
+		state string
+	}{
+		{"no state", b, ""},
+		{"an unknown state", b, authorize.Random(authorize.StateBytes)},
+		{"another browser's state", e.browser(), state},
+	} {
+		if status, h, body := get(tc.c, tc.state); status != 400 || strings.Contains(body, `name="user"`) || strings.Contains(h.Get("Content-Security-Policy"), "app.example.com") {
+			t.Errorf("%s: %d %s", tc.name, status, body)
+		}
+	}
+	// The state is still the form's.
+	if _, a := e.signIn(t, b, state, "alice"); a.status != 200 || !strings.Contains(a.body, `name="csrf"`) {
+		t.Fatalf("sign-in after looking at the page: %d %s", a.status, a.body)
+	}
+	if status, _, _ := get(b, state); status != 400 {
+		t.Fatalf("the page of a used state: %d", status)
+	}
+}

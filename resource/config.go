@@ -66,6 +66,12 @@ type Config struct {
 	// ScopesSupported goes into the metadata; nil means every scope named
 	// in Scopes, ToolScopes and Implies.
 	ScopesSupported []string
+	// FirstScopes are what a request without a token is told to get, in
+	// the scope of its 401 challenge, when its route needs none: what a
+	// first call needs. MCP clients ask for the challenge's scopes and
+	// step up on a 403 insufficient_scope, so a person consents to more
+	// only when a call needs it. Nil means ScopesSupported.
+	FirstScopes []string
 	// ResourceName is the human-readable name in the metadata.
 	ResourceName string
 
@@ -105,6 +111,7 @@ type Server struct {
 	origin     string // the resource's own origin
 	origins    map[string]bool
 	supported  []string
+	first      []string // a 401 challenge's scopes when the route needs none
 	metadata   []byte
 	validAlgs  []string
 	maxBodyLen int64
@@ -162,7 +169,7 @@ func New(cfg Config) (*Server, error) {
 	for broad, narrow := range cfg.Implies {
 		scopes = append(append(scopes, broad), narrow...)
 	}
-	for _, s := range append(slices.Clone(scopes), cfg.ScopesSupported...) {
+	for _, s := range slices.Concat(scopes, cfg.ScopesSupported, cfg.FirstScopes) {
 		if !validScope(s) {
 			problem("Scopes", "%q is not a scope token (RFC 6749 §3.3)", s)
 		}
@@ -206,6 +213,10 @@ func New(cfg Config) (*Server, error) {
 	if s.supported == nil {
 		slices.Sort(scopes)
 		s.supported = slices.Compact(scopes)
+	}
+	s.first = cfg.FirstScopes
+	if s.first == nil {
+		s.first = s.supported
 	}
 	if d := cfg.DPoP; d != nil {
 		replay := d.Replay

@@ -98,7 +98,7 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		case !present:
 			challenge := route
 			if len(challenge) == 0 {
-				challenge = s.supported
+				challenge = s.first
 			}
 			s.challenge(w, http.StatusUnauthorized, "", "", challenge)
 			return

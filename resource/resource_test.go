@@ -641,3 +641,44 @@ func TestPrincipal(t *testing.T) {
 		t.Error("the same claims, another principal")
 	}
 }
+
+// TestFirstScopes: a request without a token, on a route that needs no
+// scope, is told to get the configured first scopes (what a first call
+// needs), or every supported scope when none are configured.
+func TestFirstScopes(t *testing.T) {
+	broker := federationtest.NewIssuer(t)
+	for _, tc := range []struct {
+		name  string
+		first []string
+		want  string
+	}{
+		{"not configured: every supported scope", nil, `Bearer scope="files:admin files:read files:write", resource_metadata="` + metaURL + `"`},
+		{"configured: those", []string{"files:read"}, `Bearer scope="files:read", resource_metadata="` + metaURL + `"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(broker)
+			cfg.Scopes, cfg.FirstScopes = nil, tc.first
+			rs, err := resource.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mux := http.NewServeMux()
+			rs.Mount(mux, http.NotFoundHandler())
+			srv := httptest.NewTLSServer(mux)
+			defer srv.Close()
+			resp, err := srv.Client().Post(srv.URL+"/mcp", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || got != tc.want {
+				t.Fatalf("%d %s, want 401 %s", resp.StatusCode, got, tc.want)
+			}
+		})
+	}
+	cfg := testConfig(broker)
+	cfg.FirstScopes = []string{"files read"}
+	if _, err := resource.New(cfg); err == nil || !strings.Contains(err.Error(), `"files read" is not a scope token`) {
+		t.Fatalf("a first scope that is no scope token: %v", err)
+	}
+}

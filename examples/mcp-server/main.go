@@ -71,7 +71,7 @@ func run() error {
 	var h func(*resource.Server) http.Handler
 	switch *role {
 	case "files":
-		cfg.ToolScopes, cfg.Implies = mcpserver.FilesToolScopes, mcpserver.FilesImplies
+		cfg.ToolScopes, cfg.Implies, cfg.FirstScopes = mcpserver.FilesToolScopes, mcpserver.FilesImplies, mcpserver.FilesFirstScopes
 		if *identity != "" {
 			if cfg.Delegator, err = client.New(*broker, client.FileSource{Path: *identity, Label: "identity"}, client.Options{HTTPClient: hc}); err != nil {
 				return err

@@ -306,13 +306,23 @@ func (e *Endpoint) startLogin(w http.ResponseWriter, r *http.Request, f Flow) {
 // missing, used, unknown, expired or foreign key is refused and audited as
 // a possible cross-site request forgery.
 func (e *Endpoint) take(w http.ResponseWriter, r *http.Request, key string) (Flow, bool) {
+	return e.flow(w, r, key, e.cfg.Flows.TakeFlow)
+}
+
+// peek is take without the claim: the flow stays for the form that sends
+// its key back.
+func (e *Endpoint) peek(w http.ResponseWriter, r *http.Request, key string) (Flow, bool) {
+	return e.flow(w, r, key, e.cfg.Flows.PeekFlow)
+}
+
+func (e *Endpoint) flow(w http.ResponseWriter, r *http.Request, key string, get func(context.Context, string) (Flow, error)) (Flow, bool) {
 	ctx := r.Context()
 	var f Flow
 	var err error
 	reason := ""
 	if key == "" {
 		reason = "missing"
-	} else if f, err = e.cfg.Flows.TakeFlow(ctx, Hash(key)); errors.Is(err, ErrReused) {
+	} else if f, err = get(ctx, Hash(key)); errors.Is(err, ErrReused) {
 		reason = "used before"
 	} else if errors.Is(err, ErrNotFound) {
 		reason = "unknown"

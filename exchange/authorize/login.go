@@ -153,7 +153,20 @@ func (d *DevLogin) Finish(_ context.Context, r *http.Request, _ Flow) (attest.Id
 	return attest.Identity{Kind: oidc.UserKind, Provider: d.Provider, Issuer: d.Issuer, Subject: name}, nil
 }
 
-// page serves the development login form.
+// page serves the development login form. The callback it posts to may
+// answer with a redirect to the client (a consent that already covers the
+// request, a refusal): the page's form-action names the origin of the
+// flow's redirect URI too, or the browser stops on the page. An unknown,
+// used, expired or other browser's state gets the error page at once.
 func (d *DevLogin) page(e *Endpoint, w http.ResponseWriter, r *http.Request) {
-	e.render(w, r, http.StatusOK, "devlogin", map[string]any{"State": r.URL.Query().Get("state"), "Action": d.Base + PathCallback}, "")
+	state := r.URL.Query().Get("state")
+	f, ok := e.peek(w, r, state)
+	if !ok {
+		return
+	}
+	target := ""
+	if f.RedirectURI != "" {
+		target = origin(f.RedirectURI)
+	}
+	e.render(w, r, http.StatusOK, "devlogin", map[string]any{"State": state, "Action": d.Base + PathCallback}, target)
 }

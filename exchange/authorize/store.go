@@ -166,6 +166,10 @@ type FlowStore interface {
 	// before gives ErrReused, an unknown one ErrNotFound. Expiry is the
 	// caller's to check.
 	TakeFlow(ctx context.Context, key string) (Flow, error)
+	// PeekFlow returns the flow under key without taking it: ErrNotFound
+	// for an unknown key, ErrReused for one taken. Expiry is the
+	// caller's to check.
+	PeekFlow(ctx context.Context, key string) (Flow, error)
 	// RevokeGrants revokes every refresh token of (provider, subject)
 	// for clientID: a withdrawn consent leaves no grant behind.
 	RevokeGrants(ctx context.Context, provider, subject, clientID string) error

@@ -270,6 +270,26 @@ func (s *Store) TakeFlow(ctx context.Context, key string) (authorize.Flow, error
 	return f, nil
 }
 
+// PeekFlow implements authorize.FlowStore.
+func (s *Store) PeekFlow(ctx context.Context, key string) (authorize.Flow, error) {
+	var data string
+	var taken int64
+	err := s.db.QueryRowContext(ctx, s.dialect.rebind(`SELECT data, taken_at FROM browser_flows WHERE key_hash = ?`), key).Scan(&data, &taken)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return authorize.Flow{}, authorize.ErrNotFound
+	case err != nil:
+		return authorize.Flow{}, fmt.Errorf("store: read browser flow: %w", err)
+	case taken != 0:
+		return authorize.Flow{}, authorize.ErrReused
+	}
+	var f authorize.Flow
+	if err := json.Unmarshal([]byte(data), &f); err != nil {
+		return authorize.Flow{}, fmt.Errorf("store: read browser flow: %w", err)
+	}
+	return f, nil
+}
+
 // RevokeGrants implements authorize.FlowStore.
 func (s *Store) RevokeGrants(ctx context.Context, provider, subject, clientID string) error {
 	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE refresh_tokens SET revoked_at = ? WHERE provider = ? AND user_sub = ? AND client_id = ? AND revoked_at = 0`),

@@ -6,6 +6,7 @@
 package mcpclient
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,12 +14,24 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
+
+// ErrRefused is a run's end when the person denied the request at the
+// consent screen, or the authorization server refused it: the error names
+// the code the redirect carried (access_denied, invalid_scope, ...).
+var ErrRefused = errors.New("the authorization was refused")
+
+// callback is what the browser brought back to the redirect URI.
+type callback struct {
+	res *auth.AuthorizationResult
+	err string // the error parameter, when refused
+}
 
 // Config says what to connect to and how.
 type Config struct {
@@ -47,7 +60,15 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	results := make(chan *auth.AuthorizationResult, 1)
+	results := make(chan callback, 1)
+	// The first refusal ends the run: the SDK would ask again.
+	var refusal atomic.Pointer[error]
+	refused := func() error {
+		if e := refusal.Load(); e != nil {
+			return *e
+		}
+		return nil
+	}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/callback" {
 			http.NotFound(w, r)
@@ -60,7 +81,7 @@ func Run(ctx context.Context, c Config) error {
 			fmt.Fprintln(w, "Signed in. You can close this tab and go back to the terminal.")
 		}
 		select {
-		case results <- &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}:
+		case results <- callback{res: &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, err: q.Get("error")}:
 		default:
 		}
 	})}
@@ -73,15 +94,20 @@ func Run(ctx context.Context, c Config) error {
 		Client:              c.HTTPClient,
 		RequestRefreshToken: true,
 		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+			if err := refused(); err != nil {
+				return nil, err
+			}
 			if err := c.Open(args.URL); err != nil {
 				return nil, err
 			}
 			select {
-			case res := <-results:
-				if res.Code == "" {
-					return nil, errors.New("the authorization was refused")
+			case cb := <-results:
+				if cb.err != "" || cb.res.Code == "" {
+					err := fmt.Errorf("%w (%s)", ErrRefused, cmp.Or(cb.err, "no code"))
+					refusal.CompareAndSwap(nil, &err)
+					return nil, err
 				}
-				return res, nil
+				return cb.res, nil
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
@@ -98,6 +124,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpsts-example-person-client", Version: "1.0.0"}, nil)
 	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: c.Server, HTTPClient: c.HTTPClient, OAuthHandler: h, MaxRetries: -1}, nil)
+	if err := refused(); err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -110,6 +139,9 @@ func Run(ctx context.Context, c Config) error {
 		fmt.Fprintf(c.Out, "tool %s: %s\n", t.Name, t.Description)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: c.Tool, Arguments: c.Args})
+	if err := refused(); err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}

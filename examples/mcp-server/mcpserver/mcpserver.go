@@ -36,6 +36,11 @@ var FilesToolScopes = map[string][]string{
 	"read_audited": {ScopeRead, ScopeRecord},
 }
 
+// FilesFirstScopes are what a first call needs: give them to
+// resource.Config.FirstScopes, so a person consents to files:write only
+// when a call writes (the 403 insufficient_scope step-up).
+var FilesFirstScopes = []string{ScopeRead}
+
 // AuditToolScopes are the scopes each audit tool needs.
 var AuditToolScopes = map[string][]string{"record": {ScopeRecord}}
 

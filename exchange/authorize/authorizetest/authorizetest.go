@@ -211,12 +211,24 @@ func Run(t *testing.T, newStore func(t *testing.T) Stores) {
 		if err := s.SaveFlow(ctx, authorize.Hash("k1"), f); err == nil {
 			t.Fatal("a flow key saved twice")
 		}
+		// A look leaves it to be taken, as often as asked.
+		for range 2 {
+			if got, err := s.PeekFlow(ctx, authorize.Hash("k1")); err != nil || !reflect.DeepEqual(got, f) {
+				t.Fatalf("PeekFlow = %+v, %v\nwant %+v", got, err, f)
+			}
+		}
 		got, err := s.TakeFlow(ctx, authorize.Hash("k1"))
 		if err != nil || !reflect.DeepEqual(got, f) {
 			t.Fatalf("TakeFlow = %+v, %v\nwant %+v", got, err, f)
 		}
 		if _, err := s.TakeFlow(ctx, authorize.Hash("k1")); !errors.Is(err, authorize.ErrReused) {
 			t.Fatalf("second TakeFlow: %v, want ErrReused", err)
+		}
+		if _, err := s.PeekFlow(ctx, authorize.Hash("k1")); !errors.Is(err, authorize.ErrReused) {
+			t.Fatalf("PeekFlow of a taken flow: %v, want ErrReused", err)
+		}
+		if _, err := s.PeekFlow(ctx, authorize.Hash("k2")); !errors.Is(err, authorize.ErrNotFound) {
+			t.Fatalf("PeekFlow of an unknown flow: %v, want ErrNotFound", err)
 		}
 		if _, err := s.TakeFlow(ctx, authorize.Hash("k2")); !errors.Is(err, authorize.ErrNotFound) {
 			t.Fatalf("unknown flow: %v, want ErrNotFound", err)
