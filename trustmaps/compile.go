@@ -61,7 +61,9 @@ type compiled struct {
 	actors     []actorRule
 	audiences  map[string]bool
 	scopes     map[string]bool
-	reads      reads // what its expressions read of context and place
+	reads      reads                 // what its expressions read of context and place
+	doc        string                // the document it came from
+	lineOf     func(path string) int // a field's line in it
 }
 
 type actorRule struct {
@@ -152,6 +154,7 @@ func (c *compiler) document(d Document) []*compiled {
 				continue
 			}
 			c.ids[m.ID] = d.Name
+			cm.doc, cm.lineOf = d.Name, func(path string) int { return strictyaml.LineOf(lines, path) }
 			out = append(out, cm)
 		}
 	}

@@ -1,10 +1,12 @@
 package trustmaps_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -301,5 +303,60 @@ grant:
 		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
 			t.Errorf("missing problem %q in\n%s", w, err)
 		}
+	}
+}
+
+type docs []trustmaps.Document
+
+func (d docs) Documents(context.Context) ([]trustmaps.Document, error) { return d, nil }
+
+// TestUnknownProviders: a map naming a provider the configuration does not
+// define compiles and never matches; UnknownProviders names it (file,
+// line, map, field, the provider probably meant), and a Policy logs it at
+// each version put in force.
+func TestUnknownProviders(t *testing.T) {
+	doc := trustmaps.Document{Name: "people.yaml", Data: []byte(`id: typo
+match:
+  provider: dve
+  subject: demo-agent
+grant:
+  client_id: demo
+  audiences: ["https://files.example.com/mcp"]
+  may_act:
+    - provider: k8s
+      subject: svc
+    - provider: nowhere-near
+      subject: svc
+---
+id: fine
+match: {provider: dev, subject: demo-agent}
+grant: {client_id: demo, audiences: ["https://files.example.com/mcp"]}
+`)}
+	eng, err := trustmaps.Compile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range eng.UnknownProviders([]string{"dev", "k8s", "aws"}) {
+		got = append(got, p.Error())
+	}
+	want := []string{
+		`trustmaps: people.yaml:3: map "typo": match.provider: provider "dve" is not configured, so the map never matches (did you mean "dev"?)`,
+		`trustmaps: people.yaml:11: map "typo": grant.may_act[1].provider: provider "nowhere-near" is not configured, so the map never matches (configured: dev, k8s, aws)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("UnknownProviders:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if p := eng.UnknownProviders([]string{"dve", "dev", "k8s", "nowhere-near"}); p != nil {
+		t.Fatalf("every provider known: %v", p)
+	}
+
+	var logs bytes.Buffer
+	known := func(context.Context) ([]string, error) { return []string{"dev", "k8s"}, nil }
+	if _, err := trustmaps.NewPolicyWith(context.Background(), docs{doc}, trustmaps.Options{Providers: known}, slog.New(slog.NewTextHandler(&logs, nil)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), `level=WARN msg="trust map never matches"`); n != 2 || !strings.Contains(logs.String(), `provider \"dve\" is not configured`) {
+		t.Fatalf("the policy logged:\n%s", logs.String())
 	}
 }

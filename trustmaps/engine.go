@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/common/types"
+	"github.com/agext/levenshtein"
 
 	"github.com/mcpsts/mcpsts/attest"
 )
@@ -505,4 +506,43 @@ func (e *Engine) MayAct(mapID string, actor attest.Identity) bool {
 		}
 	}
 	return false
+}
+
+// UnknownProviders reports every map that names a provider not in known, in
+// match.provider or a may_act rule: it compiles, and never matches (a typo,
+// a provider removed from the configuration). Each is a *Problem naming
+// the document, line, map and field, with the known provider it was
+// probably meant to be. None when every name is known.
+func (e *Engine) UnknownProviders(known []string) []error {
+	var out []error
+	check := func(m *compiled, path, name string) {
+		if slices.Contains(known, name) {
+			return
+		}
+		msg := fmt.Sprintf("provider %q is not configured, so the map never matches", name)
+		if near := nearest(name, known); near != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", near)
+		} else if len(known) > 0 {
+			msg += " (configured: " + strings.Join(known, ", ") + ")"
+		}
+		out = append(out, &Problem{Document: m.doc, Line: m.lineOf(path), MapID: m.ID, Path: path, Msg: msg})
+	}
+	for _, m := range e.maps {
+		check(m, "match.provider", m.Match.Provider)
+		for i, a := range m.Grant.MayAct {
+			check(m, fmt.Sprintf("grant.may_act[%d].provider", i), a.Provider)
+		}
+	}
+	return out
+}
+
+// nearest is the name of known within two edits of name, if one is.
+func nearest(name string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := levenshtein.Distance(name, k, nil); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
 }

@@ -1,6 +1,7 @@
 package trustmaps
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 
@@ -32,6 +33,11 @@ type Options struct {
 	// Places answers the geolocation helpers. Without it, a map that uses
 	// them does not compile.
 	Places Places
+	// Providers, when set, names the providers configured now: a Policy
+	// logs every map in force that names another (it never matches; see
+	// Engine.UnknownProviders). It does not stop a map from compiling: a
+	// provider may be added after the map that names it.
+	Providers func(context.Context) ([]string, error)
 }
 
 // geoOverloads are the CEL overloads that need Places.

@@ -128,7 +128,24 @@ func (p *Policy) Reload(ctx context.Context) (changed bool, err error) {
 	p.engine.Store(e)
 	p.digest = digest
 	p.log.Info("trust maps in force", "maps", e.Len())
+	p.warnUnknownProviders(ctx, e)
 	return true, nil
+}
+
+// warnUnknownProviders logs each map in force that names a provider not
+// configured: it compiled, and never matches.
+func (p *Policy) warnUnknownProviders(ctx context.Context, e *Engine) {
+	if p.opts.Providers == nil {
+		return
+	}
+	known, err := p.opts.Providers(ctx)
+	if err != nil {
+		p.log.Warn("trust maps: the configured providers could not be read to check the maps' names", "error", err)
+		return
+	}
+	for _, prob := range e.UnknownProviders(known) {
+		p.log.Warn("trust map never matches", "problem", prob.Error())
+	}
 }
 
 // Run reloads every interval until ctx is done.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -50,7 +51,7 @@ Tracing is configured by the standard OTEL_* variables (OTEL_TRACES_EXPORTER=otl
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.validate(cmd); err != nil {
-				return err
+				return usageError(cmd, err)
 			}
 			return runServe(cmd.Context(), f, e, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -94,7 +95,7 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 	} else {
 		var err error
 		if cfg, err = config.Load(f.config, e.getenv, e.now()); err != nil {
-			return fmt.Errorf("invalid configuration:\n%w", err)
+			return &exitError{exitConfig, fmt.Errorf("invalid configuration:\n%w", err)}
 		}
 		if f.check {
 			fmt.Fprintf(stdout, "%s: configuration is valid\n", f.config)
@@ -109,7 +110,12 @@ func runServe(ctx context.Context, f serveFlags, e env, stdout, stderr io.Writer
 		opts.Listener = e.listener(cfg.Listen)
 	}
 	s, err := broker.New(ctx, cfg, opts)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE) && f.dev:
+		return &exitError{exitConfig, fmt.Errorf("%w: another process listens on %s; give serve --dev another address with --listen (127.0.0.1:0 picks a free port)", err, cfg.Listen)}
+	case errors.Is(err, syscall.EADDRINUSE):
+		return &exitError{exitConfig, fmt.Errorf("%w: another process listens on %s; set listen in %s (or MCPSTS_LISTEN)", err, cfg.Listen, f.config)}
+	case err != nil:
 		return err
 	}
 	if f.dev {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -532,5 +533,21 @@ func TestServeCheckSecretModes(t *testing.T) {
 	_, _, err := run(t, testEnv(nil), "serve", "--config", file, "--check")
 	if err == nil || !strings.Contains(err.Error(), "tls.key_file: "+key+" holds a secret but its mode 0644 lets group or others at it: run chmod 600 "+key) {
 		t.Fatalf("--check = %v", err)
+	}
+}
+
+// TestServeBusyPort: serve --dev on an address another process holds says
+// which flag picks another, and exits 2.
+func TestServeBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, _, err = run(t, devEnv, "serve", "--dev", "--data", t.TempDir(), "--listen", ln.Addr().String())
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitConfig || !strings.Contains(err.Error(), "address already in use") ||
+		!strings.Contains(err.Error(), "another process listens on "+ln.Addr().String()+"; give serve --dev another address with --listen") {
+		t.Fatalf("serve --dev on a busy port: %v", err)
 	}
 }

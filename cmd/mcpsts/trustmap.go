@@ -7,14 +7,17 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/attest"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
+	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/geoip"
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/impact"
 )
@@ -25,19 +28,52 @@ func newTrustmapCommand(e env) *cobra.Command {
 		Short: "Check trust maps and explain their decisions, offline",
 	}
 	cmd.PersistentFlags().String("geoip", "", "MaxMind-format geolocation database `file` (maps that use geolocation need one)")
-	cmd.AddCommand(&cobra.Command{
-		Use:   "check FILE|DIR…",
+	var checkConfig, checkData string
+	check := &cobra.Command{
+		Use:   "check [FILE|DIR…] [--config FILE | --data DIR]",
 		Short: "Compile trust maps and report every problem",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Compile trust maps and report every problem at once, each with its file,
+line, map and field. Given the configuration (--config) or serve --dev's
+data directory (--data), a map that names a provider it does not define is a
+problem too: it would compile and never match. (Providers added through the
+admin API are not in the file: the server logs such a map at each reload.)
+With --data and no FILE, the maps checked are DIR/trustmaps.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0 && checkData != "":
+				args = []string{filepath.Join(checkData, "trustmaps")}
+			case len(args) == 0:
+				return usageError(cmd, errors.New("name the trust map files or directories to check (or --data DIR)"))
+			}
 			eng, err := compileFiles(cmd, args)
 			if err != nil {
 				return err
 			}
+			var known []string
+			switch {
+			case checkConfig != "" && checkData != "":
+				return errors.New("--config or --data, not both")
+			case checkConfig != "":
+				cfg, err := config.Load(checkConfig, e.getenv, e.now())
+				if err != nil {
+					return err
+				}
+				known = cfg.ProviderNames()
+			case checkData != "":
+				known = []string{config.DevProvider, broker.DevLoginProvider}
+			}
+			if known != nil {
+				if err := errors.Join(eng.UnknownProviders(known)...); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d trust maps compile\n", eng.Len())
 			return nil
 		},
-	})
+	}
+	check.Flags().StringVar(&checkConfig, "config", "", "YAML configuration `file`: the providers the maps may name")
+	check.Flags().StringVar(&checkData, "data", "", "data `directory` of mcpsts serve --dev: its providers (dev, dev-login)")
+	cmd.AddCommand(check)
 	var identityFile, provider, subject, audience, sourceIP, at, grantType, clientID, authServer string
 	var scopes []string
 	var mtls bool

@@ -351,3 +351,75 @@ grant: {client_id: agent, audiences: ["https://tools.example/mcp"]}
 		t.Fatalf("check with --geoip: %q %v", out, err)
 	}
 }
+
+// TestTrustmapCheckProviders: given the configuration (--config) or serve
+// --dev's data directory (--data), a map naming a provider neither defines
+// is a problem: it would compile and never match.
+func TestTrustmapCheckProviders(t *testing.T) {
+	data := t.TempDir()
+	maps := filepath.Join(data, "trustmaps")
+	os.MkdirAll(maps, 0o700)
+	typo := filepath.Join(maps, "demo.yaml")
+	os.WriteFile(typo, []byte("id: demo\nmatch:\n  provider: dve\n  subject: demo-agent\ngrant: {client_id: demo, audiences: [\"https://127.0.0.1:9443/mcp\"]}\n"), 0o600)
+	_, _, err := run(t, testEnv(nil), "trustmap", "check", "--data", data)
+	if want := typo + `:3: map "demo": match.provider: provider "dve" is not configured, so the map never matches (did you mean "dev"?)`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("check --data of a typo: %v\nwant %s", err, want)
+	}
+	// Without the configuration, nothing says which providers exist.
+	if out, _, err := run(t, testEnv(nil), "trustmap", "check", maps); err != nil || out != "1 trust maps compile\n" {
+		t.Fatalf("check without --config or --data: %q %v", out, err)
+	}
+	os.WriteFile(typo, []byte("id: demo\nmatch: {provider: dev-login, subject_pattern: '.+'}\ngrant: {client_id_expr: request.client_id, audiences: [\"https://127.0.0.1:9443/mcp\"]}\n"), 0o600)
+	if out, _, err := run(t, testEnv(nil), "trustmap", "check", "--data", data); err != nil || out != "1 trust maps compile\n" {
+		t.Fatalf("check --data of the people provider: %q %v", out, err)
+	}
+
+	cert, key, _ := productionFiles(t)
+	file := writeConfig(t, fmt.Sprintf("issuer: https://sts.example.com\nlisten: 127.0.0.1:0\ndata_dir: %s\ntls: {cert_file: %s, key_file: %s}\n"+
+		"providers:\n  - {name: k8s-prod, issuer: https://k8s.example.com, discovery: true}\n", t.TempDir(), cert, key))
+	good := filepath.Join(t.TempDir(), "billing.yaml")
+	os.WriteFile(good, []byte(cliMaps), 0o600)
+	if out, _, err := run(t, testEnv(nil), "trustmap", "check", "--config", file, good); err != nil || out != "1 trust maps compile\n" {
+		t.Fatalf("check --config of a map of a configured provider: %q %v", out, err)
+	}
+	os.WriteFile(good, []byte(strings.Replace(cliMaps, "provider: k8s-prod", "provider: k8s-staging", 1)), 0o600)
+	_, _, err = run(t, testEnv(nil), "trustmap", "check", "--config", file, good)
+	if want := good + `:3: map "billing": match.provider: provider "k8s-staging" is not configured, so the map never matches (configured: k8s-prod)`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("check --config of another provider: %v\nwant %s", err, want)
+	}
+
+	var ee *exitError
+	if _, _, err := run(t, testEnv(nil), "trustmap", "check"); !errors.As(err, &ee) || ee.code != exitConfig || !strings.Contains(err.Error(), "name the trust map files") || !strings.Contains(err.Error(), "Usage:") {
+		t.Fatalf("check of nothing: %v", err)
+	}
+}
+
+// TestFlagErrors: a flag that cannot be parsed is a usage error (exit 2,
+// the command's usage), with the flag probably meant.
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"serve", "--dev", "--lisen", "127.0.0.1:0"}, []string{"unknown flag: --lisen (did you mean --listen?)", "Usage:\n  mcpsts serve"}},
+		{[]string{"token", "--audiense", "x"}, []string{"unknown flag: --audiense (did you mean --audience?)", "Usage:\n  mcpsts token"}},
+		{[]string{"trustmap", "check", "--colour"}, []string{"unknown flag: --colour", "Usage:\n  mcpsts trustmap check"}},
+		{[]string{"serve", "--dev", "--listen"}, []string{"flag needs an argument: --listen", "Usage:"}},
+		{[]string{"serve", "--config", "x.yaml", "--listen", "127.0.0.1:0"}, []string{"--data and --listen go with --dev", "Usage:"}},
+	} {
+		_, _, err := run(t, testEnv(nil), tc.args...)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != exitConfig {
+			t.Errorf("%v: %v, want exit %d", tc.args, err, exitConfig)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %v\nlacks %q", tc.args, err, w)
+			}
+		}
+		if strings.Contains(tc.want[0], "colour") && strings.Contains(err.Error(), "did you mean") {
+			t.Errorf("%v: a suggestion for a flag nothing is near: %v", tc.args, err)
+		}
+	}
+}

@@ -399,6 +399,23 @@ func (a *AWS) ProviderName() string {
 // trust domain name, as the names of all providers are one namespace.
 var providerName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
 
+// ProviderNames are the provider names this file defines, which trust maps
+// may match: its OIDC providers, its trust domains, the AWS provider when
+// enabled. (Providers added through the admin API are the store's.)
+func (c *Config) ProviderNames() []string {
+	var out []string
+	for _, p := range c.Providers {
+		out = append(out, p.Name)
+	}
+	for _, td := range c.SPIFFE.TrustDomains {
+		out = append(out, td.Name)
+	}
+	if c.AWS.Enabled {
+		out = append(out, c.AWS.ProviderName())
+	}
+	return out
+}
+
 // NameTaken says which part of the file already uses a provider name
 // (an OIDC provider, a trust domain, the AWS provider), or returns "".
 func (c *Config) NameTaken(name string) string {

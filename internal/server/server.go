@@ -195,6 +195,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	// Maps come from the files and from the store (the admin API's).
 	mapSource := trustmaps.Sources{mapfiles.Files(mapPaths), trustmaps.RepositorySource{Repo: st}}
 	var mapOpts trustmaps.Options
+	// A map naming a provider defined nowhere (a typo) compiles and never
+	// matches: each reload logs it.
+	mapOpts.Providers = func(ctx context.Context) ([]string, error) {
+		names := cfg.ProviderNames()
+		if opts.Dev {
+			names = append(names, DevLoginProvider)
+		}
+		recs, err := st.FederationProviders().Records(ctx)
+		for _, r := range recs {
+			names = append(names, r.ID)
+		}
+		return names, err
+	}
 	if cfg.GeoIP.Database != "" {
 		if s.geo, err = geoip.Open(cfg.GeoIP.Database, log); err != nil {
 			return nil, err
