@@ -158,9 +158,9 @@ func (d *explainDataSource) Read(ctx context.Context, req datasource.ReadRequest
 	}
 	var tr struct {
 		Decision *struct {
-			MapID    string   `json:"MapID"`
-			ClientID string   `json:"ClientID"`
-			Scopes   []string `json:"Scopes"`
+			MapID    string   `json:"map_id"`
+			ClientID string   `json:"client_id"`
+			Scopes   []string `json:"scopes"`
 		} `json:"decision"`
 		Denial string `json:"denial"`
 	}

@@ -2,6 +2,7 @@ package trustmaps
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -48,15 +49,29 @@ type Request struct {
 
 // Decision is a grant: what the token minted for the request holds.
 type Decision struct {
-	MapID    string
-	ClientID string
-	Audience string
-	Scopes   []string
-	TTL      time.Duration // 0: the issuer's default
-	Claims   map[string]any
-	Binding  string // "", mtls or dpop
+	MapID    string         `json:"map_id"`
+	ClientID string         `json:"client_id"`
+	Audience string         `json:"audience"`
+	Scopes   []string       `json:"scopes"`
+	TTL      time.Duration  `json:"-"` // 0: the issuer's default; "ttl" in JSON
+	Claims   map[string]any `json:"claims,omitempty"`
+	Binding  string         `json:"binding,omitempty"` // "", mtls or dpop
 	// SingleUse: the token is valid for one use.
-	SingleUse bool
+	SingleUse bool `json:"single_use,omitempty"`
+}
+
+// MarshalJSON writes the decision with snake_case names and its lifetime
+// as a duration ("15m0s"; "" for the issuer's default).
+func (d Decision) MarshalJSON() ([]byte, error) {
+	type plain Decision
+	ttl := ""
+	if d.TTL > 0 {
+		ttl = d.TTL.String()
+	}
+	return json.Marshal(struct {
+		plain
+		TTL string `json:"ttl,omitempty"`
+	}{plain(d), ttl})
 }
 
 // Denial kinds; at the HTTP edge ErrInvalidScope is invalid_scope,

@@ -60,7 +60,7 @@ func TestFirstTokenWalkthrough(t *testing.T) {
 	}
 
 	out, _, err = run(t, devEnv, "trustmap", "explain", filepath.Join(data, "trustmaps"), "--provider", "dev", "--subject", "demo-agent", "--audience", "https://127.0.0.1:9443/mcp")
-	if err != nil || !strings.Contains(out, `"MapID": "dev-demo"`) {
+	if err != nil || !strings.HasPrefix(out, "granted by map \"dev-demo\"\n") || !strings.Contains(out, "  lifetime   15 minutes\n") {
 		t.Fatalf("explain = %s, %v", out, err)
 	}
 

@@ -76,14 +76,15 @@ With --data and no FILE, the maps checked are DIR/trustmaps.`,
 	cmd.AddCommand(check)
 	var identityFile, provider, subject, audience, sourceIP, at, grantType, clientID, authServer string
 	var scopes []string
-	var mtls bool
+	var mtls, asJSON bool
 	var contextFile string
 	explain := &cobra.Command{
 		Use:   "explain FILE|DIR… --identity FILE --audience URI [--scope S…]",
 		Short: "Say which map grants a request, or why none does",
-		Long: `Evaluate a request against trust maps and print the trace as JSON: every map
-of the identity's provider, each condition's value, and why a map did or did
-not decide. The identity file is JSON: {"provider": …, "subject": …,
+		Long: `Evaluate a request against trust maps and print the trace: the decision (map,
+client, audience, scopes, lifetime) or the denial's reason, every map of the
+identity's provider, each condition's value, and why a map did or did not
+decide. --json prints it as JSON (snake_case names, the admin API's form). The identity file is JSON: {"provider": …, "subject": …,
 "issuer": …, "kind": …, "attributes": {…}}. The context file is JSON of the
 posture attributes by source, as conditions read them ({"edr": {"compliant":
 true, "score": 80}}); with --geoip, the trace gives the place of --source-ip.
@@ -136,9 +137,13 @@ The exit status is 0 for a grant, 1 for a denial.`,
 				Audience: audience, Scopes: scopes, GrantType: grantType, SourceIP: sourceIP, MTLS: mtls, Time: when,
 				ClientID: clientID, AuthorizationServer: authServer, Context: postureContext,
 			})
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			enc.Encode(tr)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				enc.Encode(tr)
+			} else if err := tr.WriteText(cmd.OutOrStdout()); err != nil {
+				return err
+			}
 			if tr.Decision == nil {
 				return errDenied
 			}
@@ -155,6 +160,7 @@ The exit status is 0 for a grant, 1 for a denial.`,
 	fl.StringVar(&at, "time", "", "the request time, RFC 3339 (default now)")
 	fl.StringVar(&grantType, "grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "the grant type")
 	fl.BoolVar(&mtls, "mtls", false, "the client proved a certificate over TLS")
+	fl.BoolVar(&asJSON, "json", false, "print the trace as JSON")
 	fl.StringVar(&contextFile, "context", "", "JSON `file` of posture attributes by source (context.<source> in conditions)")
 	fl.StringVar(&clientID, "client-id", "", "the client the request is for (a person's client: browser flows, ID-JAGs); CEL's request.client_id")
 	fl.StringVar(&authServer, "authorization-server", "", "explain an ID-JAG request (SEP-990) naming this authorization server's issuer")

@@ -96,9 +96,17 @@ func TestTrustmapExplain(t *testing.T) {
 	os.WriteFile(maps, []byte(cliMaps), 0o600)
 	idFile := filepath.Join(dir, "id.json")
 	os.WriteFile(idFile, []byte(`{"provider":"k8s-prod","subject":"system:serviceaccount:billing:agent","attributes":{"namespace":"billing"}}`), 0o600)
-	args := []string{"trustmap", "explain", maps, "--identity", idFile, "--audience", "https://payments.example.com/mcp"}
+	args := []string{"trustmap", "explain", maps, "--identity", idFile, "--audience", "https://payments.example.com/mcp", "--json"}
 
 	out, _, err := run(t, testEnv(nil), append(args, "--time", "2026-11-23T10:00:00+01:00")...)
+	for _, want := range []string{`"map_id": "billing"`, `"client_id": "billing-agent"`, `"scopes": [`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain --json lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "MapID") || strings.Contains(out, `"Claims"`) || strings.Contains(out, "TTL") {
+		t.Errorf("explain --json has Go field names:\n%s", out)
+	}
 	var tr trustmaps.Trace
 	if jerr := json.Unmarshal([]byte(out), &tr); err != nil || jerr != nil || tr.Decision == nil || tr.Decision.ClientID != "billing-agent" {
 		t.Fatalf("explain of a grant = %s, %v", out, err)
@@ -110,6 +118,20 @@ func TestTrustmapExplain(t *testing.T) {
 	if err == nil || tr.Decision != nil || tr.Denial != "no_matching_map" || tr.Maps[0].Outcome != "condition 2 is false" ||
 		fmt.Sprint(tr.Maps[0].Conditions) != `[{identity.attributes.namespace == "billing" true} {request.time.within("Mon-Fri 07:00-19:00", "Europe/Berlin") false}]` {
 		t.Fatalf("explain on a Saturday = %s, %v", out, err)
+	}
+	// The text form, by default: the decision in words, each map's
+	// conditions with their values.
+	text := slices.Clone(args[:len(args)-1])
+	out, _, err = run(t, testEnv(nil), append(text, "--time", "2026-11-23T10:00:00+01:00")...)
+	want := "granted by map \"billing\"\n  client     billing-agent\n  audience   https://payments.example.com/mcp\n  scopes     payments:read\n  lifetime   the issuer's default\n\n" +
+		"maps of provider \"k8s-prod\" for subject \"system:serviceaccount:billing:agent\":\n  billing (priority 0): decided\n" +
+		"    true   identity.attributes.namespace == \"billing\"\n    true   request.time.within(\"Mon-Fri 07:00-19:00\", \"Europe/Berlin\")\n"
+	if err != nil || out != want {
+		t.Fatalf("explain (text) = %v\n%s\nwant\n%s", err, out, want)
+	}
+	out, _, err = run(t, testEnv(nil), append(text, "--time", "2026-11-28T10:00:00+01:00")...)
+	if err == nil || !strings.HasPrefix(out, "denied (no_matching_map)\n") || !strings.Contains(out, "billing (priority 0): condition 2 is false\n") || !strings.Contains(out, "    false  request.time.within") {
+		t.Fatalf("explain (text) on a Saturday = %v\n%s", err, out)
 	}
 	if _, _, err := run(t, testEnv(nil), "trustmap", "explain", maps, "--audience", "x"); err == nil || !strings.Contains(err.Error(), `"identity" not set`) {
 		t.Fatalf("explain without --identity: %v", err)
@@ -148,7 +170,7 @@ grant:
 	idFile := filepath.Join(dir, "alice.json")
 	os.WriteFile(idFile, []byte(`{"provider":"corp","subject":"alice","kind":"user","attributes":{"groups":["engineering"]}}`), 0o600)
 	explain := func(extra ...string) (trustmaps.Trace, error) {
-		args := append([]string{"trustmap", "explain", maps, "--identity", idFile, "--audience", "https://files.example.com/mcp", "--client-id", "desktop"}, extra...)
+		args := append([]string{"trustmap", "explain", maps, "--json", "--identity", idFile, "--audience", "https://files.example.com/mcp", "--client-id", "desktop"}, extra...)
 		out, _, err := run(t, testEnv(nil), args...)
 		var tr trustmaps.Trace
 		if jerr := json.Unmarshal([]byte(out), &tr); jerr != nil {
@@ -320,7 +342,7 @@ grant: {client_id: agent, audiences: ["https://tools.example/mcp"]}
 	os.WriteFile(good, []byte(`{"edr": {"compliant": true, "score": 82}}`), 0o600)
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"edr": {"compliant": true, "score": 12}}`), 0o600)
-	args := []string{"trustmap", "explain", maps, "--provider", "k8s", "--subject", "agent", "--audience", "https://tools.example/mcp", "--geoip", geo}
+	args := []string{"trustmap", "explain", maps, "--json", "--provider", "k8s", "--subject", "agent", "--audience", "https://tools.example/mcp", "--geoip", geo}
 	for _, tc := range []struct {
 		name    string
 		extra   []string
