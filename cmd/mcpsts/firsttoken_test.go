@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,8 +63,8 @@ func TestFirstTokenWalkthrough(t *testing.T) {
 	}
 
 	out, _, err = run(t, devEnv, "trustmap", "explain", filepath.Join(data, "trustmaps"), "--provider", "dev", "--subject", "demo-agent", "--audience", "https://127.0.0.1:9443/mcp")
-	if err != nil || !strings.HasPrefix(out, "granted by map \"dev-demo\"\n") || !strings.Contains(out, "  lifetime   15 minutes\n") {
-		t.Fatalf("explain = %s, %v", out, err)
+	if block := readmeBlock(t, "granted by map"); err != nil || out != block {
+		t.Fatalf("explain = %v\n%s\nREADME shows\n%s", err, out, block)
 	}
 
 	// Another subject has no map.
@@ -73,7 +76,46 @@ func TestFirstTokenWalkthrough(t *testing.T) {
 	if !strings.Contains(lines[0], `"event":"token.allow"`) || !strings.Contains(lines[0], `"subject.id":"demo-agent"`) || !strings.Contains(lines[0], `"client_id":"demo-agent"`) {
 		t.Fatalf("audit line %s", lines[0])
 	}
+	// The audit line README shows: the same names, and the same values
+	// where it gives one.
+	var line map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	shown := readmeBlock(t, `{"event":"token.allow"`)
+	var names []string
+	for _, m := range regexp.MustCompile(`"([a-z_.]+)":("[^"]*")?`).FindAllStringSubmatch(shown, -1) {
+		names = append(names, m[1])
+		if v := m[2]; v != "" && v != `"…"` && !strings.HasSuffix(v, `…"`) && fmt.Sprintf("%q", line[m[1]]) != v {
+			t.Errorf("the audit line has %s %v; README shows %s", m[1], line[m[1]], v)
+		}
+	}
+	var have []string
+	for k := range line {
+		have = append(have, k)
+	}
+	slices.Sort(names)
+	slices.Sort(have)
+	if !slices.Equal(names, have) {
+		t.Errorf("the audit line's names:\n%v\nREADME shows:\n%v", have, names)
+	}
 	if out, _, err := run(t, devEnv, "audit", "verify", filepath.Join(data, "audit.log")); err != nil || !strings.Contains(out, "intact") {
 		t.Fatalf("audit verify = %q, %v", out, err)
 	}
+}
+
+// readmeBlock is the fenced block of README.md that starts with prefix,
+// with its final newline.
+func readmeBlock(t *testing.T, prefix string) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(readme), "\n"+prefix)
+	if i < 0 {
+		t.Fatalf("README.md has no block starting %q", prefix)
+	}
+	rest := string(readme)[i+1:]
+	return rest[:strings.Index(rest, "```")]
 }
