@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -257,18 +258,32 @@ var mutants = []mutant{
 	{"store: database readable by others", "internal/store/store.go", "os.O_RDWR|os.O_CREATE, 0o600)", "os.O_RDWR|os.O_CREATE, 0o644)", "./internal/store"},
 }
 
+// TestMutants runs each mutant against its guard, the one test of its
+// package that catches it (guards), two at a time (MCPSTS_MUTATION_JOBS
+// says how many). MCPSTS_MUTATION_FULL=1 runs each against its package's
+// whole suite instead and logs the test that caught it: how guards are
+// found again when tests move.
 func TestMutants(t *testing.T) {
 	if os.Getenv("MCPSTS_MUTATION") != "1" {
-		t.Skip("set MCPSTS_MUTATION=1 to run the mutation check (a few minutes)")
+		t.Skip("set MCPSTS_MUTATION=1 to run the mutation check (minutes)")
 	}
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	full := os.Getenv("MCPSTS_MUTATION_FULL") == "1"
+	jobs, _ := strconv.Atoi(os.Getenv("MCPSTS_MUTATION_JOBS"))
+	if jobs < 1 {
+		jobs = 2
+	}
+	slots := make(chan struct{}, jobs)
 	tmp := t.TempDir()
 	for i, m := range mutants {
 		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			path := filepath.Join(root, m.file)
 			src, err := os.ReadFile(path)
 			if err != nil {
@@ -277,29 +292,54 @@ func TestMutants(t *testing.T) {
 			if n := strings.Count(string(src), m.from); n != 1 {
 				t.Fatalf("%s holds the mutated text %d times, want once: the check moved; update the mutant", m.file, n)
 			}
-			mutated := filepath.Join(tmp, filepath.Base(m.file)+"."+string(rune('a'+i)))
+			dir := filepath.Join(tmp, strconv.Itoa(i))
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			mutated := filepath.Join(dir, filepath.Base(m.file))
 			if err := os.WriteFile(mutated, []byte(strings.Replace(string(src), m.from, m.to, 1)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{path: mutated}})
-			ov := filepath.Join(tmp, "overlay.json")
+			ov := filepath.Join(dir, "overlay.json")
 			if err := os.WriteFile(ov, overlay, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			args := []string{"test", "-count=1", "-failfast", "-v", "-overlay=" + ov}
-			cmd := exec.Command("go", append(args, strings.Fields(m.pkg)...)...)
+			args := []string{"test", "-count=1", "-failfast", "-overlay=" + ov}
+			what := m.pkg
+			if full {
+				args = append(append(args, "-v"), strings.Fields(m.pkg)...)
+			} else {
+				g, ok := guardOf(m.name)
+				if !ok {
+					t.Fatalf("no guard: run the check with MCPSTS_MUTATION_FULL=1 and add the test that catches it to guards")
+				}
+				args = append(args, "-run", "^"+g.test+"$", g.pkg)
+				what = g.test + " in " + g.pkg
+			}
+			cmd := exec.Command("go", args...)
 			cmd.Dir = root
 			out, err := cmd.CombinedOutput()
 			switch {
 			case err == nil:
-				t.Errorf("the tests of %s pass with the mutant: nothing guards this check", m.pkg)
+				t.Errorf("%s passes with the mutant: nothing guards this check (a guard renamed or moved: MCPSTS_MUTATION_FULL=1 finds the tests of %s that catch it)", what, m.pkg)
 			case strings.Contains(string(out), "[build failed]") || strings.Contains(string(out), "[setup failed]"):
 				t.Errorf("the mutant does not compile:\n%s", out)
-			default:
+			case full:
 				t.Logf("caught by %s", caughtBy(out))
 			}
 		})
 	}
+}
+
+// guardOf is the guard of the named mutant.
+func guardOf(name string) (struct{ mutant, test, pkg string }, bool) {
+	for _, g := range guards {
+		if g.mutant == name {
+			return g, true
+		}
+	}
+	return struct{ mutant, test, pkg string }{}, false
 }
 
 // caughtBy names the top-level tests that failed, with their packages,

@@ -3,6 +3,7 @@ package mutation
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,31 @@ func TestEquivalentMutantsNamed(t *testing.T) {
 			if m.name == e.name {
 				t.Errorf("%s is both equivalent and a mutant that must fail", e.name)
 			}
+		}
+	}
+}
+
+// TestGuards: every mutant has one guard, a test of a package its own
+// pattern names (a mutant is caught by its own package's tests), and every
+// guard is of a mutant.
+func TestGuards(t *testing.T) {
+	seen := map[string]int{}
+	for _, g := range guards {
+		seen[g.mutant]++
+		i := slices.IndexFunc(mutants, func(m mutant) bool { return m.name == g.mutant })
+		if i < 0 {
+			t.Errorf("the guard of %q: no such mutant", g.mutant)
+			continue
+		}
+		fields := strings.Fields(mutants[i].pkg)
+		pattern := fields[len(fields)-1]
+		if !strings.HasPrefix(g.test, "Test") || !(g.pkg == pattern || strings.HasSuffix(pattern, "/...") && (g.pkg == strings.TrimSuffix(pattern, "/...") || strings.HasPrefix(g.pkg, strings.TrimSuffix(pattern, "...")))) {
+			t.Errorf("%s: guard %s in %s is not a test of %s", g.mutant, g.test, g.pkg, pattern)
+		}
+	}
+	for _, m := range mutants {
+		if seen[m.name] != 1 {
+			t.Errorf("%s has %d guards, want 1", m.name, seen[m.name])
 		}
 	}
 }
