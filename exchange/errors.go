@@ -109,7 +109,7 @@ func decisionError(err error, grantType string) *oauthError {
 	case errors.Is(err, errClientGrant):
 		return &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is registered without this grant type", detail: err.Error()}
 	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidScope):
-		return &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted", detail: den.Detail}
+		return &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted (" + den.Reason + ")", detail: den.Detail}
 	case errors.As(err, &den) && errors.Is(err, trustmaps.ErrInvalidTarget):
 		return &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested resource is not granted (" + den.Reason + ")", detail: den.Detail}
 	case errors.As(err, &den):

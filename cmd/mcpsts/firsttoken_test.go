@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -68,8 +69,17 @@ func TestFirstTokenWalkthrough(t *testing.T) {
 	}
 
 	// Another subject has no map.
-	if _, _, err := run(t, devEnv, "token", "--dev", "--data", data, "--subject", "intruder", "--audience", "https://127.0.0.1:9443/mcp"); err == nil {
-		t.Fatal("a subject the sample map does not name got a token")
+	_, _, err = run(t, devEnv, "token", "--dev", "--data", data, "--subject", "intruder", "--audience", "https://127.0.0.1:9443/mcp")
+	if err == nil || !strings.Contains(err.Error(), "(no_matching_map)") || !regexp.MustCompile(`\(trace ID [0-9a-f]{32}\)`).MatchString(err.Error()) ||
+		!strings.HasSuffix(err.Error(), "\nwhy: mcpsts trustmap explain "+filepath.Join(data, "trustmaps")+" --provider dev --subject intruder --audience https://127.0.0.1:9443/mcp") {
+		t.Fatalf("a subject the sample map does not name: %v", err)
+	}
+	// A scope the map does not grant: the reason, the trace, the command.
+	_, _, err = run(t, devEnv, "token", "--dev", "--data", data, "--audience", "https://127.0.0.1:9443/mcp", "--scope", "files:admin")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitDenied || !strings.Contains(err.Error(), "invalid_scope: a requested scope is not granted (scope_not_granted) (trace ID ") ||
+		!strings.HasSuffix(err.Error(), " --provider dev --subject demo-agent --audience https://127.0.0.1:9443/mcp --scope files:admin") {
+		t.Fatalf("a scope not granted: %v", err)
 	}
 
 	lines := waitLines(t, filepath.Join(data, "audit.log"), 2)

@@ -126,7 +126,7 @@ refused, 5 the broker is unreachable.`,
 			if err != nil && !errors.As(err, &ee) {
 				err = classify(err)
 			}
-			return err
+			return explainHint(err, f)
 		},
 	}
 	fl := cmd.Flags()
@@ -150,6 +150,34 @@ refused, 5 the broker is unreachable.`,
 	fl.StringVar(&f.subject, "subject", broker.DevSubject, "with --dev: the development workload's `name`")
 	cmd.MarkFlagRequired("audience")
 	return cmd
+}
+
+// explainHint adds, to a refusal by the trust maps, the trustmap explain
+// command that shows why (the broker says the reason code and its trace
+// ID; the maps' details stay with the operator).
+func explainHint(err error, f tokenFlags) error {
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Step != client.StepExchange || ce.Status != http.StatusBadRequest {
+		return err
+	}
+	switch {
+	case ce.Code == "invalid_scope", ce.Code == "invalid_target", strings.Contains(ce.Description, "no trust map grants"):
+	default:
+		return err
+	}
+	cmd := "mcpsts trustmap explain MAPS --identity IDENTITY.json"
+	if f.dev {
+		cmd = fmt.Sprintf("mcpsts trustmap explain %s --provider %s --subject %s", filepath.Join(f.data, "trustmaps"), config.DevProvider, f.subject)
+	}
+	cmd += " --audience " + f.audience
+	for _, s := range f.scopes {
+		cmd += " --scope " + s
+	}
+	code := exitDenied
+	if ee := (*exitError)(nil); errors.As(err, &ee) {
+		code = ee.code
+	}
+	return &exitError{code, fmt.Errorf("%w\nwhy: %s", err, cmd)}
 }
 
 // classify maps a client error to its exit code.

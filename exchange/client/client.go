@@ -146,7 +146,8 @@ type Error struct {
 	Step        string
 	Code        string // OAuth error code, when the broker answered with one
 	Description string
-	Status      int // HTTP status, when the broker answered
+	Status      int    // HTTP status, when the broker answered
+	TraceID     string // the broker's trace of the refused request: its audit line and spans
 	Err         error
 }
 
@@ -161,6 +162,9 @@ func (e *Error) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
+	}
+	if e.TraceID != "" {
+		b.WriteString(" (trace ID " + e.TraceID + ")")
 	}
 	return b.String()
 }
@@ -274,9 +278,10 @@ func (c *Client) exchange(ctx context.Context, form url.Values, audience string,
 		var oe struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
+			TraceID     string `json:"trace_id"`
 		}
 		json.Unmarshal(body, &oe)
-		return nil, &Error{Step: StepExchange, Status: status, Code: oe.Error, Description: oe.Description}
+		return nil, &Error{Step: StepExchange, Status: status, Code: oe.Error, Description: oe.Description, TraceID: oe.TraceID}
 	}
 	var tok Token
 	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" || tok.ExpiresIn <= 0 {

@@ -48,7 +48,7 @@ func newBroker(t *testing.T) *broker {
 		time.Sleep(b.delay)
 		if b.fail.Load() {
 			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": "the credential was refused: token_expired"})
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": "the credential was refused: token_expired", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]any{"access_token": "at-" + string(rune('0'+n)), "token_type": "Bearer", "expires_in": 100, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
@@ -144,7 +144,7 @@ func TestTokenSourceRefreshAndFailure(t *testing.T) {
 		t.Fatalf("an expired token was returned: %+v", tok)
 	} else {
 		var ce *client.Error
-		if !errors.As(err, &ce) || ce.Step != client.StepExchange || ce.Code != "invalid_request" || !strings.Contains(ce.Error(), "token_expired") {
+		if !errors.As(err, &ce) || ce.Step != client.StepExchange || ce.Code != "invalid_request" || !strings.Contains(ce.Error(), "token_expired") || ce.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || !strings.HasSuffix(ce.Error(), " (trace ID 4bf92f3577b34da6a3ce929d0e0e4736)") {
 			t.Fatalf("error %v", err)
 		}
 	}
