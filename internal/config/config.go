@@ -547,16 +547,36 @@ func Load(file string, getenv func(string) string, now time.Time) (*Config, erro
 	if err != nil {
 		return nil, &FieldError{File: file, Msg: "cannot read configuration: " + pathErrorReason(err)}
 	}
-	cfg, lines, err := Parse(file, data)
+	d, err := decode(file, data)
 	if err != nil {
 		return nil, err
 	}
+	cfg := d.cfg
 	from := applyEnv(cfg, getenv)
 	cfg.kekInEnv = getenv(KEKEnv) != ""
-	if err := cfg.validate(file, lines, from, now); err != nil {
-		return nil, err
+	// Every problem at once: unknown keys beside what the rest means; a
+	// value that could not be decoded is reported once, not checked again.
+	errs := d.problems
+	if err := cfg.validate(file, d.lines, from, now); err != nil {
+		for _, e := range unjoin(err) {
+			if fe, ok := e.(*FieldError); ok && under(fe.Path, d.unsound) {
+				continue
+			}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+// unjoin is the errors err joins, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // pathErrorReason is the reason of a file error without the path, which the

@@ -206,7 +206,27 @@ providers:
     jwks: '{"keys":[]}'
     single_use: maybe
 `, []string{
+			// What could not be decoded first, then every other problem of
+			// the same file, at once; single_use is not checked again.
 			"mcpsts.yaml:20: providers[2].single_use: want true or false, got \"maybe\"",
+			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,
+			`mcpsts.yaml:11: providers[0].algorithms[1]: "HS256" is not allowed`,
+			`mcpsts.yaml:9: providers[0].discovery: want exactly one key source`,
+			`mcpsts.yaml:13: providers[0].leeway: 10m0s is out of range`,
+			`mcpsts.yaml:12: providers[0].preset: "openshift" is not one of`,
+			`mcpsts.yaml:14: providers[0].refresh.min: 2h0m0s exceeds refresh.max (1h0m0s)`,
+			`mcpsts.yaml:16: providers[1].issuer: "http://gh.example" must use https`,
+			`mcpsts.yaml:17: providers[1].jwks_file: no such file or directory (/no/jwks.json)`,
+			`mcpsts.yaml:15: providers[1].name: "k8s" is also the name of providers[0]`,
+			`mcpsts.yaml:18: providers[2].name: required`,
+			`mcpsts.yaml:18: providers[2].issuer: "https://kubernetes.default.svc" is also the issuer of providers[0]`,
+		}},
+		{"an unknown key beside the other problems", good + `listn: 127.0.0.1:9
+tokens: {default_ttl: forever, max_ttl: 2h}
+`, []string{
+			`mcpsts.yaml:5: listn: unknown field`,
+			`mcpsts.yaml:6: tokens.default_ttl: `,
+			`mcpsts.yaml:6: tokens.max_ttl: 2h0m0s`,
 		}},
 		{"provider values", good + `providers:
   - name: k8s

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 )
@@ -12,29 +13,60 @@ import (
 // and values of the wrong type are all reported, each with its field path
 // and line. lines maps each field path that the file set to its line.
 func Parse(file string, data []byte) (cfg *Config, lines map[string]int, err error) {
+	d, err := decode(file, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(d.problems) > 0 {
+		return nil, nil, errors.Join(d.problems...)
+	}
+	return d.cfg, d.lines, nil
+}
+
+// decoded is a file decoded as far as it could be: what Load validates
+// further, so that a file's problems all come back at once.
+type decoded struct {
+	cfg      *Config
+	lines    map[string]int
+	problems []error  // each a *FieldError
+	unsound  []string // the paths whose values could not be decoded
+}
+
+// decode decodes one YAML document over Defaults; err is a document that
+// cannot be read at all.
+func decode(file string, data []byte) (decoded, error) {
 	docs, err := strictyaml.Documents(data)
 	if err != nil {
 		var p strictyaml.Problem
 		errors.As(err, &p)
-		return nil, nil, &FieldError{File: file, Msg: p.Msg}
+		return decoded{}, &FieldError{File: file, Msg: p.Msg}
 	}
 	if len(docs) > 1 {
-		return nil, nil, &FieldError{File: file, Line: docs[1].Line, Msg: "holds more than one YAML document"}
+		return decoded{}, &FieldError{File: file, Line: docs[1].Line, Msg: "holds more than one YAML document"}
 	}
 	c := Defaults()
-	lines = map[string]int{}
+	d := decoded{cfg: &c, lines: map[string]int{}}
 	if len(docs) == 1 {
 		var problems []strictyaml.Problem
-		lines, problems = strictyaml.Decode(docs[0], "", &c)
-		if len(problems) > 0 {
-			errs := make([]error, len(problems))
-			for i, p := range problems {
-				errs[i] = &FieldError{File: file, Line: p.Line, Path: p.Path, Msg: p.Msg}
+		d.lines, problems = strictyaml.Decode(docs[0], "", &c)
+		for _, p := range problems {
+			d.problems = append(d.problems, &FieldError{File: file, Line: p.Line, Path: p.Path, Msg: p.Msg})
+			if !p.Ignored {
+				d.unsound = append(d.unsound, p.Path)
 			}
-			return nil, nil, errors.Join(errs...)
 		}
 	}
-	return &c, lines, nil
+	return d, nil
+}
+
+// under reports whether path is one of paths or inside one.
+func under(path string, paths []string) bool {
+	for _, u := range paths {
+		if u == "" || path == u || strings.HasPrefix(path, u+".") || strings.HasPrefix(path, u+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseProvider decodes and checks one trusted provider given as a
