@@ -154,6 +154,9 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 	brokerTransport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: brokerRoots, MinVersion: tls.VersionTLS12}}
+	if err := brokerTrusted(ctx, brokerTransport, cfg.Broker); err != nil {
+		return &exitError{exitConfig, err}
+	}
 	var delegator resource.Delegator
 	if cfg.UpstreamAudience != "" {
 		if cfg.TokenSource == "" {
@@ -256,4 +259,32 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	fmt.Fprintf(cmd.OutOrStdout(), "mcpsts gateway %s\n", banner)
 	log.Info("mcpsts gateway serving", "addr", srv.Addr().String(), "resource", cfg.Resource, "started", time.Now().UTC().Format(time.RFC3339))
 	return srv.Serve(ctx, g.Handler())
+}
+
+// brokerTrusted fails when the broker's certificate does not verify: the
+// gateway would start and never load the broker's keys (every request
+// refused, /readyz failing), so it says which setting fixes it instead. A
+// broker that does not answer now is not an error: its keys load when it
+// does.
+func brokerTrusted(ctx context.Context, tr http.RoundTripper, broker string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, broker, nil)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err == nil {
+		resp.Body.Close()
+		return nil
+	}
+	var cv *tls.CertificateVerificationError
+	if !errors.As(err, &cv) {
+		return nil
+	}
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		return fmt.Errorf("broker %s: its certificate is not signed by a CA this gateway trusts (%v): give the broker's CA with --broker-ca FILE (broker_ca in the file; serve --dev's is .mcpsts/ca.pem)", broker, cv.Err)
+	}
+	return fmt.Errorf("broker %s: its certificate does not verify: %v", broker, cv.Err)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	broker "github.com/mcpsts/mcpsts/internal/server"
 )
 
 type tokenTransport struct {
@@ -261,33 +263,9 @@ func TestGatewayCommand(t *testing.T) {
 // a missing tool scope 403 with the challenge, a token in the query 400;
 // the server never sees an Authorization header.
 func TestGatewayWithTypeScriptServer(t *testing.T) {
-	node, dir := nodeClient(t, "@modelcontextprotocol/sdk/package.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "upstream-server.mjs")
-	cmd.Dir = dir
-	stdout, _ := cmd.StdoutPipe()
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); cmd.Wait() }()
-	lines := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var port string
-	select {
-	case l := <-lines:
-		port = strings.TrimPrefix(l, "listening ")
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the TypeScript server did not start: %s", stderr.String())
-	}
+	port, lines := startTSUpstream(t, ctx)
 	toolScopes := filepath.Join(t.TempDir(), "tool-scopes.yaml")
 	os.WriteFile(toolScopes, []byte("write_file: [files:write]\n"), 0o600)
 	f := startGateway(t, "http://127.0.0.1:"+port+"/mcp", "--tool-scopes", toolScopes)
@@ -324,6 +302,89 @@ func TestGatewayWithTypeScriptServer(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("the TypeScript server logged no request")
+	}
+}
+
+// startTSUpstream runs examples/mcp-server/ts-client/upstream-server.mjs
+// until ctx ends, and returns its port and the lines it prints after the
+// first.
+func startTSUpstream(t *testing.T, ctx context.Context) (port string, lines chan string) {
+	t.Helper()
+	node, dir := nodeClient(t, "@modelcontextprotocol/sdk/package.json")
+	ctx, cancel := context.WithCancel(ctx)
+	cmd := exec.CommandContext(ctx, node, "upstream-server.mjs")
+	cmd.Dir = dir
+	stdout, _ := cmd.StdoutPipe()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	lines = make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case l := <-lines:
+		port = strings.TrimPrefix(l, "listening ")
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the TypeScript server did not start: %s", stderr.String())
+	}
+	return port, lines
+}
+
+// TestGatewayDevWalkthrough is README's gateway walk-through on serve
+// --dev: the TypeScript upstream, the gateway with --broker-ca
+// .mcpsts/ca.pem and the dev certificate at the address the sample map
+// grants (this test's port in its place), a token from mcpsts token --dev,
+// a tool called through the gateway.
+func TestGatewayDevWalkthrough(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	port, _ := startTSUpstream(t, ctx)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resource := "https://" + ln.Addr().String() + "/mcp"
+	data := filepath.Join(t.TempDir(), ".mcpsts")
+	os.MkdirAll(filepath.Join(data, "trustmaps"), 0o700)
+	os.WriteFile(filepath.Join(data, "trustmaps", broker.DevDemoMapFile), []byte(broker.DevDemoMapFor(resource)), 0o600)
+	startServe(t, devEnv, "--dev", "--data", data, "--listen", "127.0.0.1:0")
+	issuer, _ := os.ReadFile(filepath.Join(data, "issuer"))
+
+	e := testEnv(nil)
+	e.listener = handOver(ln.Addr().String(), ln)
+	root := newRootCommand(e)
+	var out, errOut syncBuffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"gateway", "--listen", ln.Addr().String(), "--resource", resource, "--broker", strings.TrimSpace(string(issuer)),
+		"--broker-ca", filepath.Join(data, "ca.pem"), "--upstream", "http://127.0.0.1:" + port + "/mcp",
+		"--cert", filepath.Join(data, "server.pem"), "--key", filepath.Join(data, "server-key.pem")})
+	gctx, gcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(gctx) }()
+	t.Cleanup(func() { gcancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "mcpsts gateway {"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner:\n%s\n%s", out.String(), errOut.String())
+		}
+	}
+	tok, _, err := run(t, devEnv, "token", "--dev", "--data", data, "--audience", resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &gatewayFixture{resource: resource, errOut: &errOut, tr: clientTrusting(t, filepath.Join(data, "ca.pem")).Transport.(*http.Transport)}
+	cs := f.connect(t, ctx, strings.TrimSpace(tok))
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	if err != nil || res.Content[0].(*mcp.TextContent).Text != "subject=workload:dev/demo-agent client=demo-agent authorization=absent" {
+		t.Fatalf("whoami through the gateway: %v %v\n%s", res, err, errOut.String())
 	}
 }
 
@@ -477,5 +538,29 @@ func TestGatewayCommandBodyBound(t *testing.T) {
 	}
 	if _, ok := asked.Load(int64(bound)); !ok {
 		t.Fatal("the upstream never saw the body at the bound")
+	}
+}
+
+// TestGatewayBrokerCA: a gateway that does not trust the broker's
+// certificate would run and refuse every request (its keys never load):
+// it stops at once and names --broker-ca.
+func TestGatewayBrokerCA(t *testing.T) {
+	broker, _ := serveBroker(t, "id: x\nmatch: {provider: ci, subject: x}\ngrant: {client_id: x, audiences: [\"https://127.0.0.1:1/mcp\"]}\n", "")
+	cert, key, otherCA := productionFiles(t)
+	for _, tc := range []struct {
+		name string
+		ca   []string
+	}{
+		{"no --broker-ca (the system roots)", nil},
+		{"another CA", []string{"--broker-ca", otherCA}},
+	} {
+		args := append([]string{"gateway", "--listen", "127.0.0.1:0", "--resource", "https://127.0.0.1:1/mcp", "--broker", broker,
+			"--upstream", "http://127.0.0.1:1/mcp", "--cert", cert, "--key", key}, tc.ca...)
+		_, _, err := run(t, testEnv(nil), args...)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != exitConfig || !strings.Contains(err.Error(), "its certificate is not signed by a CA this gateway trusts") ||
+			!strings.Contains(err.Error(), "give the broker's CA with --broker-ca FILE") {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/internal/config"
@@ -42,6 +43,12 @@ grant:
   default_scopes: [files:read]        # what a request that names no scope gets
   max_ttl: 15m
 `
+
+// DevDemoMapFor is the sample map with audience in place of the demo
+// server's: a walk-through on other ports (tests).
+func DevDemoMapFor(audience string) string {
+	return strings.ReplaceAll(devDemoMap, DevDemoAudience, audience)
+}
 
 // DevClientID is the MCP client serve --dev registers for the browser
 // flow: examples/mcp-client signs people in as it, on a loopback redirect.
