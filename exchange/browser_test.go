@@ -515,7 +515,7 @@ func TestConsentPage(t *testing.T) {
 	e := newFlowEnv(t, nil)
 	b := e.browser()
 	_, a := e.signIn(t, b, e.start(t, b, request(challengeOf(pkceVerifier))), "alice")
-	for _, want := range []string{"Mail App", appID, "app.example.com", flowServer, "mail:read", `name="csrf"`} {
+	for _, want := range []string{"Mail App", appID, "app.example.com", flowServer, "mail:read", `name="csrf"`, "Each access token it gets lives 15 minutes."} {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("consent page lacks %q", want)
 		}
@@ -543,7 +543,7 @@ func TestConsentPage(t *testing.T) {
 	if h.Get("X-Frame-Options") != "DENY" || h.Get("Cache-Control") != "no-store" || h.Get("Content-Language") != "fr" {
 		t.Errorf("headers: %v", h)
 	}
-	if !strings.Contains(string(body), "Mail App demande un accès") || !strings.Contains(string(body), `lang="fr"`) {
+	if !strings.Contains(string(body), "Mail App demande un accès") || !strings.Contains(string(body), `lang="fr"`) || !strings.Contains(string(body), "vit 15 minutes.") {
 		t.Errorf("the page is not in French for a French browser")
 	}
 	if strings.Contains(string(body), "<script") {

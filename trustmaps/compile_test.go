@@ -360,3 +360,22 @@ grant: {client_id: demo, audiences: ["https://files.example.com/mcp"]}
 		t.Fatalf("the policy logged:\n%s", logs.String())
 	}
 }
+
+func TestDurationWords(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{15 * time.Minute, "15 minutes"},
+		{time.Hour, "1 hour"},
+		{90 * time.Minute, "1 hour 30 minutes"},
+		{24 * time.Hour, "1 day"},
+		{90 * time.Second, "1 minute 30 seconds"},
+		{1500 * time.Millisecond, "1 second"},
+		{time.Millisecond, "0 seconds"},
+	} {
+		if got := trustmaps.DurationWords(tc.d); got != tc.want {
+			t.Errorf("DurationWords(%s) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}

@@ -73,6 +73,18 @@ func (t Trace) WriteText(w io.Writer) error {
 // DurationWords says d in words: "15 minutes", "1 hour 30 minutes",
 // "90 seconds" (whole seconds; "0 seconds" for less).
 func DurationWords(d time.Duration) string {
+	return DurationIn(d, func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	})
+}
+
+// DurationIn says d in whole days, hours, minutes and seconds, each part
+// written by unit(n, "day" | "hour" | "minute" | "second"): the words of
+// another language. Less than a second is 0 seconds.
+func DurationIn(d time.Duration, unit func(n int64, name string) string) string {
 	d = d.Truncate(time.Second)
 	var parts []string
 	for _, u := range []struct {
@@ -84,14 +96,10 @@ func DurationWords(d time.Duration) string {
 		}
 		n := d / u.d
 		d -= n * u.d
-		if n == 1 {
-			parts = append(parts, "1 "+u.name)
-		} else {
-			parts = append(parts, fmt.Sprintf("%d %ss", n, u.name))
-		}
+		parts = append(parts, unit(int64(n), u.name))
 	}
 	if len(parts) == 0 {
-		return "0 seconds"
+		return unit(0, "second")
 	}
 	return strings.Join(parts, " ")
 }

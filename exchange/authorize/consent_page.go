@@ -1,6 +1,7 @@
 package authorize
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/mcpsts/mcpsts/trustmaps"
 	"github.com/mcpsts/mcpsts/trustmaps/consent"
 )
 
@@ -57,8 +59,8 @@ func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
 	redirect, _ := url.Parse(f.RedirectURI)
 	e.render(w, r, http.StatusOK, "consent", map[string]any{
 		"ClientName": name, "ClientID": client.ID, "RedirectHost": redirect.Host, "Server": f.Resource,
-		"User": f.Subject, "Scopes": scopes, "Offline": f.Offline, "RefreshTTL": human(e.cfg.RefreshTTL),
-		"TokenTTL": human(f.TTL), "Durations": durations, "CSRF": csrf,
+		"User": f.Subject, "Scopes": scopes, "Offline": f.Offline, "RefreshTTL": words(lang(r), e.cfg.RefreshTTL),
+		"TokenTTL": words(lang(r), f.TTL), "Durations": durations, "CSRF": csrf,
 		"Loopback": loopbackOnly(client.RedirectURIs), "FirstSeen": client.Document && len(before) == 0,
 	}, origin(f.RedirectURI))
 }
@@ -78,7 +80,22 @@ func loopbackOnly(uris []string) bool {
 	return len(uris) > 0
 }
 
-// human writes a duration for people: 15m, 1h, 24h.
+// words says a lifetime in the page's language: "15 minutes", "24 heures"
+// (0 is the issuer's default, 15 minutes).
+func words(l string, d time.Duration) string {
+	if d == 0 {
+		d = 15 * time.Minute
+	}
+	return trustmaps.DurationIn(d, func(n int64, unit string) string {
+		key := "unit_" + unit
+		if n != 1 {
+			key += "s"
+		}
+		return fmt.Sprintf(messages[l][key], n)
+	})
+}
+
+// human writes a duration as the key of its label: 15m, 1h, 24h.
 func human(d time.Duration) string {
 	if d == 0 {
 		d = 15 * time.Minute // the issuer's default
