@@ -271,7 +271,14 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.metrics.record(ctx, grantType, oerr, time.Since(start))
 	if oerr != nil {
 		traceID := sc.TraceID().String()
-		t.cfg.Log.Info("token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
+		// A client that tries HTTP Basic first and is told how it may
+		// authenticate (the MCP Go SDK does, on every code redemption) is
+		// routine: debug. Every refusal is audited either way.
+		level := slog.LevelInfo
+		if oerr.code == errInvalidClient && oerr.basic {
+			level = slog.LevelDebug
+		}
+		t.cfg.Log.Log(ctx, level, "token request refused", "error", oerr.code, "description", oerr.description, "detail", oerr.detail, "trace_id", traceID)
 		writeError(w, oerr, traceID)
 		return
 	}

@@ -440,3 +440,24 @@ func TestNoTokenInLogsOrErrors(t *testing.T) {
 		t.Fatal("refusals are not logged")
 	}
 }
+
+// TestBasicRefusalLoggedAtDebug: a client that tries HTTP Basic first (the
+// MCP Go SDK, on every code redemption) is told how to authenticate; that
+// routine refusal is a debug line, not an info line (it is audited like
+// every refusal), while other refusals stay at info.
+func TestBasicRefusalLoggedAtDebug(t *testing.T) {
+	e := newEnv(t)
+	f := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"desktop"}}
+	if res := e.post(t, f, func(r *http.Request) { r.SetBasicAuth("desktop", "") }); res.status != 401 || res.body["error"] != "invalid_client" {
+		t.Fatalf("Basic: %d %v", res.status, res.body)
+	}
+	if strings.Contains(e.logs.String(), "token request refused") {
+		t.Fatalf("a Basic attempt logged at info:\n%s", e.logs)
+	}
+	if res := e.post(t, url.Values{"grant_type": {"password"}}, nil); res.status != 400 {
+		t.Fatalf("another refusal: %d %v", res.status, res.body)
+	}
+	if !strings.Contains(e.logs.String(), `level=INFO msg="token request refused" error=unsupported_grant_type`) {
+		t.Fatalf("another refusal not logged at info:\n%s", e.logs)
+	}
+}
