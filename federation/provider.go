@@ -501,6 +501,7 @@ func (p *Provider) Run(ctx context.Context) {
 		return
 	}
 	backoff := time.Second
+	failing := false // the last attempt failed: the next success says so
 	for {
 		var wait time.Duration
 		err := p.Refresh(ctx)
@@ -509,6 +510,7 @@ func (p *Provider) Run(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
+			failing = true
 			if st != nil {
 				p.cfg.Log.Warn("issuer keys unreachable: serving the last good key set", "provider", p.cfg.Name,
 					"fetched_at", st.fetchedAt, "stale_after", st.refreshAt, "serving_until", st.refreshAt.Add(p.cfg.StaleBound), "error", err)
@@ -518,6 +520,10 @@ func (p *Provider) Run(ctx context.Context) {
 			wait = backoff/2 + rand.N(backoff/2+1)
 			backoff = min(2*backoff, 5*time.Minute)
 		default:
+			if failing {
+				p.cfg.Log.Info("issuer keys loaded after failures", "provider", p.cfg.Name, "keys", len(st.keys))
+				failing = false
+			}
 			backoff = time.Second
 			wait = st.refreshAt.Sub(st.fetchedAt) * 8 / 10
 		}

@@ -32,7 +32,7 @@ type fixture struct {
 	p      *federation.Provider
 	clock  *clock
 	reader *sdkmetric.ManualReader
-	logs   *bytes.Buffer
+	logs   *lockedBuffer
 }
 
 func newProvider(t *testing.T, mutate func(*federation.ProviderConfig)) *fixture {
@@ -41,7 +41,7 @@ func newProvider(t *testing.T, mutate func(*federation.ProviderConfig)) *fixture
 		is:     federationtest.NewIssuer(t),
 		clock:  &clock{now: time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)},
 		reader: sdkmetric.NewManualReader(),
-		logs:   &bytes.Buffer{},
+		logs:   &lockedBuffer{},
 	}
 	cfg := federation.ProviderConfig{
 		Name: "test", Issuer: f.is.URL, Discovery: true,
@@ -338,6 +338,15 @@ func TestRunRecovers(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "issuer keys unreachable: provider not ready") {
 		t.Fatalf("no log line for the unreachable issuer: %s", f.logs)
 	}
+	// Once ready, it says so, once (Ready turns before Run logs).
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(f.logs.String(), "issuer keys loaded after failures"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line when the keys loaded: %s", f.logs)
+		}
+	}
+	if n := strings.Count(f.logs.String(), "issuer keys loaded after failures"); n != 1 {
+		t.Fatalf("%d lines for the keys loaded: %s", n, f.logs)
+	}
 }
 
 func TestPinnedJWKS(t *testing.T) {
@@ -437,4 +446,22 @@ func TestFetcherHardening(t *testing.T) {
 	if otherHits != 0 {
 		t.Errorf("the fetcher followed a redirect to another host (%d requests there)", otherHits)
 	}
+}
+
+// lockedBuffer is a log sink that a test reads while Run writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
