@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/text/language"
 )
 
@@ -113,7 +114,13 @@ func (e *Endpoint) errorPage(w http.ResponseWriter, r *http.Request, status int,
 	if event != "" {
 		e.audit(r.Context(), event, attrs...)
 	}
-	e.render(w, r, status, "error", map[string]string{"Message": "error_" + message}, "")
+	data := map[string]string{"Message": "error_" + message}
+	// A reference a person can quote to an administrator: the request's
+	// trace, in the audit log and the spans.
+	if sc := trace.SpanContextFromContext(r.Context()); sc.HasTraceID() {
+		data["Reference"] = sc.TraceID().String()
+	}
+	e.render(w, r, status, "error", data, "")
 }
 
 // origin is scheme://host of u, for a CSP source.
@@ -134,6 +141,7 @@ var messages = map[string]map[string]string{
 		"page_consents":         "Your consents",
 		"dev_banner":            "Development login: anyone can sign in as anyone. Never use serve --dev for real users.",
 		"error_title":           "This request cannot continue",
+		"error_reference":       "Reference for your administrator: %s",
 		"error_not_redirected":  "You were not sent back to the application, because it could not be verified where to send you. You can close this page.",
 		"error_method":          "This page does not take that kind of request.",
 		"error_bad_request":     "The request could not be read.",
@@ -188,6 +196,7 @@ var messages = map[string]map[string]string{
 		"page_consents":         "Vos consentements",
 		"dev_banner":            "Connexion de développement : n'importe qui peut se connecter sous n'importe quel nom. N'utilisez jamais serve --dev pour de vrais utilisateurs.",
 		"error_title":           "Cette demande ne peut pas aboutir",
+		"error_reference":       "Référence pour votre administrateur : %s",
 		"error_not_redirected":  "Vous n'avez pas été renvoyé vers l'application, car l'adresse de retour n'a pas pu être vérifiée. Vous pouvez fermer cette page.",
 		"error_method":          "Cette page n'accepte pas ce type de requête.",
 		"error_bad_request":     "La requête n'a pas pu être lue.",

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +101,25 @@ func TestNewFailureLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
 		t.Fatalf("the data directory was left behind: %v", err)
+	}
+}
+
+// TestErrorPageReference: a browser flow's error page gives the person a
+// reference to quote (the request's trace ID), and never sends them back
+// to an unverified client.
+func TestErrorPageReference(t *testing.T) {
+	s, roots := runDev(t, devConfig(t))
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	req, _ := http.NewRequest(http.MethodGet, s.Issuer+"/authorize?response_type=code&client_id=nobody&redirect_uri=http://127.0.0.1:9/cb", nil)
+	req.Header.Set("Accept-Language", "fr")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get("Location") != "" ||
+		!regexp.MustCompile(`Référence pour votre administrateur : [0-9a-f]{32}<`).Match(body) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 }
