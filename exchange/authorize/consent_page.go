@@ -181,5 +181,22 @@ func (e *Endpoint) listConsents(w http.ResponseWriter, r *http.Request, f Flow, 
 		e.unavailable(w, r, err)
 		return
 	}
-	e.render(w, r, http.StatusOK, "consents", map[string]any{"User": f.Subject, "Consents": active, "CSRF": csrf, "Revoked": revoked}, "")
+	// Each as the consent screen showed it: the client's name, each
+	// scope's description.
+	type row struct {
+		consent.Consent
+		ClientName string
+		Scopes     []scopeLine
+	}
+	rows := make([]row, len(active))
+	for i, c := range active {
+		rows[i] = row{Consent: c, ClientName: c.ClientID}
+		if client, err := e.cfg.Clients.BrowserClient(ctx, c.ClientID); err == nil && client.Name != "" {
+			rows[i].ClientName = client.Name
+		}
+		for _, s := range c.Scopes {
+			rows[i].Scopes = append(rows[i].Scopes, scopeLine{Name: s, Description: e.cfg.ScopeDescriptions[s]})
+		}
+	}
+	e.render(w, r, http.StatusOK, "consents", map[string]any{"User": f.Subject, "Consents": rows, "CSRF": csrf, "Revoked": revoked}, "")
 }

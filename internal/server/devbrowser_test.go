@@ -175,8 +175,13 @@ func TestDevPeopleWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	page, _ := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`main`)))
-	if !strings.Contains(page, DevClientID) || !strings.Contains(page, "files:write") {
-		t.Errorf("the consents page:\n%s", page)
+	// As the consent screen shows them: the client's name, each scope's
+	// description.
+	for _, want := range []string{"mcpsts demo app (examples/mcp-client)", DevClientID, "Write files on the demo MCP server (files:write)",
+		"Keep this access while you are away (offline_access)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the consents page does not say %q:\n%s", want, page)
+		}
 	}
 	shots.shot(t, browser, "dev3-consents")
 	for n := len(activeConsents(t, s, "alice")); n > 0; {
