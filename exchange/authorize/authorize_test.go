@@ -129,3 +129,22 @@ func TestRandom(t *testing.T) {
 		t.Fatalf("Random = %q, %q", a, b)
 	}
 }
+
+// TestDescribe: a scope's description in the page's language, the
+// default one where that language has none.
+func TestDescribe(t *testing.T) {
+	e := &Endpoint{cfg: Config{
+		ScopeDescriptions:           map[string]string{"files:read": "Read files", "files:write": "Write files"},
+		ScopeDescriptionsByLanguage: map[string]map[string]string{"fr": {"files:read": "Lire les fichiers"}},
+	}}
+	for _, tc := range []struct{ lang, scope, want string }{
+		{"fr", "files:read", "Lire les fichiers"},
+		{"fr", "files:write", "Write files"},
+		{"en", "files:read", "Read files"},
+		{"en", "files:admin", ""},
+	} {
+		if got := e.describe(tc.lang, tc.scope); got != tc.want {
+			t.Errorf("describe(%s, %s) = %q, want %q", tc.lang, tc.scope, got, tc.want)
+		}
+	}
+}

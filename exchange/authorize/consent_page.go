@@ -46,7 +46,7 @@ func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
 	}
 	var scopes []scopeLine
 	for _, s := range f.Granted {
-		scopes = append(scopes, scopeLine{Name: s, Description: e.cfg.ScopeDescriptions[s]})
+		scopes = append(scopes, scopeLine{Name: s, Description: e.describe(lang(r), s)})
 	}
 	var durations []duration
 	for _, d := range consentDurations {
@@ -63,6 +63,15 @@ func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
 		"TokenTTL": words(lang(r), f.TTL), "Durations": durations, "CSRF": csrf,
 		"Loopback": loopbackOnly(client.RedirectURIs), "FirstSeen": client.Document && len(before) == 0,
 	}, origin(f.RedirectURI))
+}
+
+// describe is a scope's description in the page's language, or the
+// configured default.
+func (e *Endpoint) describe(l, scope string) string {
+	if d := e.cfg.ScopeDescriptionsByLanguage[l][scope]; d != "" {
+		return d
+	}
+	return e.cfg.ScopeDescriptions[scope]
 }
 
 // loopbackOnly reports a client that can only be redirected to the
@@ -195,7 +204,7 @@ func (e *Endpoint) listConsents(w http.ResponseWriter, r *http.Request, f Flow, 
 			rows[i].ClientName = client.Name
 		}
 		for _, s := range c.Scopes {
-			rows[i].Scopes = append(rows[i].Scopes, scopeLine{Name: s, Description: e.cfg.ScopeDescriptions[s]})
+			rows[i].Scopes = append(rows[i].Scopes, scopeLine{Name: s, Description: e.describe(lang(r), s)})
 		}
 	}
 	e.render(w, r, http.StatusOK, "consents", map[string]any{"User": f.Subject, "Consents": rows, "CSRF": csrf, "Revoked": revoked}, "")

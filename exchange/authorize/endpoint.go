@@ -71,6 +71,9 @@ type Config struct {
 	RefreshTTL time.Duration
 	// ScopeDescriptions describe scopes to people on the consent screen.
 	ScopeDescriptions map[string]string
+	// ScopeDescriptionsByLanguage are the same in other languages of the
+	// pages, by language; ScopeDescriptions serve where one lacks.
+	ScopeDescriptionsByLanguage map[string]map[string]string
 	// Remember picks the attributes of a person that a grant keeps for
 	// the decisions its redemption and refreshes make again (those the
 	// trust maps read); nil keeps none.

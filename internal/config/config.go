@@ -153,6 +153,10 @@ type Authorization struct {
 	// ScopeDescriptions tell people on the consent screen what a scope
 	// allows.
 	ScopeDescriptions map[string]string `yaml:"scope_descriptions"`
+	// ScopeDescriptionsByLanguage are the same in the pages' other
+	// languages, by language (fr): a scope without one here is described
+	// by scope_descriptions.
+	ScopeDescriptionsByLanguage map[string]map[string]string `yaml:"scope_descriptions_by_language"`
 }
 
 // DPoP configures proof-of-possession at the token endpoint (RFC 9449):

@@ -298,7 +298,7 @@ providers:
     issuer: "https://c.example"
     jwks: '{"keys":[]}'
     login: {client_id: mcpsts, client_secret_env: PARTNER_SECRET}
-authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
+authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}, scope_descriptions_by_language: {de: {"mail:read": "Mails lesen"}, fr: {"mail:read": ""}}}
 `, []string{
 			"providers[0].login: only a provider of kind user signs people in",
 			"providers[1].login: exactly one of private_key_file, client_secret_file and client_secret_env (a secret never goes in this file)",
@@ -309,6 +309,8 @@ authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}}
 			"providers[2].login: providers[1] has the login already: people sign in at one provider",
 			"authorization.refresh_ttl: 9000h0m0s is out of range",
 			"authorization.scope_descriptions.mail:read: a scope name and a description of at most 200 characters",
+			`authorization.scope_descriptions_by_language.de: "de" is not a language of the pages (en, fr)`,
+			"authorization.scope_descriptions_by_language.fr.mail:read: a scope name and a description of at most 200 characters",
 		}},
 		{"trust maps", good + "trust_maps: {paths: [/no/maps], reload_interval: 100ms}\n", []string{
 			"mcpsts.yaml:5: trust_maps.paths[0]: no such file or directory (/no/maps)",

@@ -325,13 +325,29 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	if d := c.Authorization.RefreshMaxLifetime; d < 0 || d > 366*24*time.Hour || d != 0 && d < c.Authorization.RefreshTTL {
 		add("authorization.refresh_max_lifetime", fmt.Sprintf("%s is out of range (want 0 for 30 days, at least refresh_ttl, at most 8784h)", d))
 	}
-	for scope, desc := range c.Authorization.ScopeDescriptions {
-		if scope == "" || desc == "" || len(desc) > 200 {
+	for _, scope := range slices.Sorted(maps.Keys(c.Authorization.ScopeDescriptions)) {
+		if desc := c.Authorization.ScopeDescriptions[scope]; scope == "" || desc == "" || len(desc) > 200 {
 			add("authorization.scope_descriptions."+scope, "a scope name and a description of at most 200 characters")
+		}
+	}
+	for _, lang := range slices.Sorted(maps.Keys(c.Authorization.ScopeDescriptionsByLanguage)) {
+		descs := c.Authorization.ScopeDescriptionsByLanguage[lang]
+		if !slices.Contains(PageLanguages(), lang) {
+			add("authorization.scope_descriptions_by_language."+lang, fmt.Sprintf("%q is not a language of the pages (%s)", lang, strings.Join(PageLanguages(), ", ")))
+			continue
+		}
+		for _, scope := range slices.Sorted(maps.Keys(descs)) {
+			if desc := descs[scope]; scope == "" || desc == "" || len(desc) > 200 {
+				add("authorization.scope_descriptions_by_language."+lang+"."+scope, "a scope name and a description of at most 200 characters")
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// PageLanguages are the languages of the browser pages (English first,
+// the default).
+func PageLanguages() []string { return []string{"en", "fr"} }
 
 // problems of a provider's login section.
 func (l *Login) problems(kind string) []problem {

@@ -330,6 +330,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if opts.Dev && len(cfg.Authorization.ScopeDescriptions) == 0 {
 		cfg.Authorization.ScopeDescriptions = map[string]string{
 			"files:read": "Read the files of the demo MCP server", "files:write": "Write files on the demo MCP server"}
+		cfg.Authorization.ScopeDescriptionsByLanguage = map[string]map[string]string{"fr": {
+			"files:read": "Lire les fichiers du serveur MCP de démonstration", "files:write": "Écrire des fichiers sur le serveur MCP de démonstration"}}
 	}
 	var browser *authorize.Endpoint
 	var codes authorize.Store
@@ -348,8 +350,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 			Issuer: issuerURL, Base: paths.Base, Clients: exchange.BrowserClients{Registry: s.clients, Documents: docs},
 			Decider: s.policy, Consents: st, Codes: st, Flows: st, Login: login,
 			Refresh: true, RefreshTTL: cfg.Authorization.RefreshTTL, ScopeDescriptions: cfg.Authorization.ScopeDescriptions,
-			Remember: s.rememberedAttributes,
-			Audit:    flowsAudit, Log: log, Clock: opts.Now,
+			ScopeDescriptionsByLanguage: cfg.Authorization.ScopeDescriptionsByLanguage,
+			Remember:                    s.rememberedAttributes,
+			Audit:                       flowsAudit, Log: log, Clock: opts.Now,
 		})
 		if err != nil {
 			return nil, err
