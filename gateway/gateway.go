@@ -288,6 +288,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthenticated", http.StatusUnauthorized)
 		return
 	}
+	if name, bad := disguised(r.Header); bad {
+		// Servers that read headers as CGI/WSGI variables take
+		// X_MCPSTS_Scopes for X-MCPSTS-Scopes: such a spelling of a name
+		// the gateway sets, drops or checks is refused, never forwarded.
+		http.Error(w, "the header "+name+" spells a header the gateway sets or checks with '_': refused", http.StatusBadRequest)
+		return
+	}
+	if upgrade(r.Header) {
+		http.Error(w, "the MCP Streamable HTTP transport never upgrades the connection", http.StatusBadRequest)
+		return
+	}
 	p := c.Claims.Principal()
 	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
 		switch owner, known := g.sessions.owner(id); {
@@ -316,6 +327,50 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("mcpsts.subject", c.Claims.Subject), attribute.String("mcpsts.client_id", c.Claims.ClientID))
 	g.proxy.ServeHTTP(w, r)
+}
+
+// protected reports the headers the gateway sets, removes or checks, by
+// their normal name (normalName): a client cannot set them for the
+// upstream.
+func protected(normal string) bool {
+	switch normal {
+	case "authorization", "dpop", "cookie", "proxy-authorization",
+		"x-mcpsts-subject", "x-mcpsts-client-id", "x-mcpsts-scopes", "x-mcpsts-actor",
+		"mcp-session-id", "traceparent", "tracestate":
+		return true
+	}
+	return false
+}
+
+// normalName is a header name as servers that map names to CGI/WSGI
+// variables read it: lower case, '_' for '-'.
+func normalName(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+// disguised finds a protected header spelled with '_'.
+func disguised(h http.Header) (string, bool) {
+	for name := range h {
+		if protected(normalName(name)) && strings.Contains(name, "_") {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// upgrade reports a request that asks to switch protocols.
+func upgrade(h http.Header) bool {
+	if len(h.Values("Upgrade")) > 0 {
+		return true
+	}
+	for _, v := range h.Values("Connection") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // readWhole replaces the request's body with its bytes, read now (the
@@ -353,12 +408,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path, pr.Out.URL.RawPath = g.upstream.Path, ""
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	h := pr.Out.Header
-	for _, name := range []string{"Authorization", "DPoP", "Cookie", "Proxy-Authorization", HeaderSubject, HeaderClientID, HeaderScopes, HeaderActor} {
-		h.Del(name)
+	for name := range h {
+		if n := normalName(name); protected(n) && n != "mcp-session-id" {
+			delete(h, name) // however it is spelled
+		}
 	}
 	// The upstream's spans are children of the gateway's.
-	h.Del("traceparent")
-	h.Del("tracestate")
 	propagation.TraceContext{}.Inject(pr.In.Context(), propagation.HeaderCarrier(h))
 	if tok, ok := pr.In.Context().Value(delegatedKey{}).(string); ok {
 		h.Set("Authorization", "Bearer "+tok) // a token for the upstream itself, never the caller's
@@ -410,6 +465,9 @@ type startKey struct{}
 // modifyResponse binds a new session to its caller and bounds responses
 // that are not streams.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return errors.New("the upstream switched protocols: the MCP Streamable HTTP transport never does")
+	}
 	if start, ok := resp.Request.Context().Value(startKey{}).(time.Time); ok {
 		g.upstreamTime.Record(resp.Request.Context(), time.Since(start).Seconds())
 	}

@@ -703,3 +703,75 @@ func TestUpstreamSessionOfAnotherCaller(t *testing.T) {
 		t.Fatalf("the first caller again: %d", got)
 	}
 }
+
+// TestDisguisedHeadersAndUpgrades: a header the gateway sets or checks,
+// spelled with '_' (which CGI/WSGI servers read as the real one), is
+// refused before the upstream; a request to switch protocols is refused,
+// and an upstream that switches anyway is an upstream error.
+func TestDisguisedHeadersAndUpgrades(t *testing.T) {
+	var reached atomic.Int32
+	var switched atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		for name := range r.Header {
+			if n := strings.ToLower(name); strings.Contains(n, "_") && strings.Contains(n, "mcpsts") || strings.Contains(n, "session_id") {
+				t.Errorf("the upstream got %s", name)
+			}
+		}
+		if switched.Load() {
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "tunnel")
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	gw, broker, _ := serveGateway(t, up.URL+"/mcp", nil, nil)
+	tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent", "files:read")
+	send := func(header map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		for k, v := range header {
+			req.Header[k] = []string{v} // as spelled
+		}
+		resp, err := gw.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, h := range []map[string]string{
+		{"X_MCPSTS_Scopes": "admin files:write"},
+		{"x_mcpsts_actor": "workload:ci/gateway"},
+		{"X_MCPSTS_SUBJECT": "admin"},
+		{"Mcp_Session_Id": "another-callers-session"},
+		{"X_Trace_Note": "fine"}, // no name the gateway sets: forwarded
+	} {
+		before := reached.Load()
+		got := send(h)
+		_, plain := h["X_Trace_Note"]
+		switch {
+		case plain && got != 200:
+			t.Errorf("%v: %d, want 200 (not a name the gateway sets)", h, got)
+		case !plain && (got != 400 || reached.Load() != before):
+			t.Errorf("%v: %d (upstream reached %d times more), want 400 before the upstream", h, got, reached.Load()-before)
+		}
+	}
+	// Upgrades: refused at the edge; an upstream's 101 is its error.
+	before := reached.Load()
+	if got := send(map[string]string{"Connection": "Upgrade", "Upgrade": "websocket"}); got != 400 || reached.Load() != before {
+		t.Errorf("an upgrade request: %d, want 400 before the upstream", got)
+	}
+	switched.Store(true)
+	if got := send(nil); got != http.StatusBadGateway {
+		t.Errorf("an upstream that switches protocols: %d, want 502", got)
+	}
+}

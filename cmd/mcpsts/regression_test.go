@@ -24,6 +24,7 @@ import (
 	"github.com/mcpsts/mcpsts/attest/aws"
 	"github.com/mcpsts/mcpsts/dpop"
 	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/internal/awsfake"
 	"github.com/mcpsts/mcpsts/resource"
 )
@@ -41,6 +42,9 @@ type regressionCase struct {
 	// resource sends the request to the resource server instead of the
 	// broker; code is then the error of its WWW-Authenticate challenge.
 	resource bool
+	// gateway sends it to an mcpsts gateway (for other.example.com) in
+	// front of an upstream that must never see it.
+	gateway bool
 }
 
 // TestSecurityRegressions runs the project's negative cases of every class
@@ -207,7 +211,45 @@ admin: {audience: "%s"}`,
 		return map[string]string{"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
 	}
 
+	// A gateway in front of an upstream that must not be reached by the
+	// gateway cases.
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Regression") == "must-not-reach" {
+			t.Errorf("the gateway forwarded a request it must refuse: %v", r.Header)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
+	}))
+	t.Cleanup(upstream.Close)
+	gwRS, err := resource.New(resource.Config{Resource: "https://other.example.com/mcp", Issuer: broker, Transport: c.Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Resource: gwRS, Upstream: upstream.URL + "/mcp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gwRS.Run(t.Context())
+	gwSrv := httptest.NewTLSServer(gw.Handler())
+	t.Cleanup(gwSrv.Close)
+	gwHeaders := func(extra ...string) map[string]string {
+		h := map[string]string{"Authorization": "Bearer " + otherAudience, "Content-Type": "application/json",
+			"Accept": "application/json, text/event-stream", "X-Regression": "must-not-reach"}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h[extra[i]] = extra[i+1]
+		}
+		return h
+	}
+	listTools := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+
 	cases := []regressionCase{
+		// The gateway's edge (issue 32): names CGI/WSGI servers read as the
+		// gateway's own, and protocol upgrades.
+		{class: "gateway", name: "X_MCPSTS_Scopes (read as X-MCPSTS-Scopes by WSGI)", gateway: true, raw: listTools, header: gwHeaders("X_MCPSTS_Scopes", "admin files:write"), status: 400},
+		{class: "gateway", name: "X_MCPSTS_Actor", gateway: true, raw: listTools, header: gwHeaders("X_MCPSTS_Actor", "workload:ci/files-server"), status: 400},
+		{class: "gateway", name: "Mcp_Session_Id (past the owner check)", gateway: true, raw: listTools, header: gwHeaders("Mcp_Session_Id", "another-callers"), status: 400},
+		{class: "gateway", name: "an Upgrade to another protocol", gateway: true, raw: listTools, header: gwHeaders("Connection", "Upgrade", "Upgrade", "websocket"), status: 400},
+
 		// Hostile subject tokens.
 		{class: "subject tokens", name: "alg none", form: exchange(unsigned), status: 400, code: "invalid_request"},
 		{class: "subject tokens", name: "HS256 keyed with the public key", form: exchange(hs256), status: 400, code: "invalid_request"},
@@ -302,6 +344,11 @@ admin: {audience: "%s"}`,
 		}
 		base := broker
 		switch {
+		case tc.gateway:
+			base = gwSrv.URL
+			if path == "" {
+				path = "/mcp"
+			}
 		case tc.resource:
 			base = mcp.URL
 			if path == "" {
@@ -322,11 +369,14 @@ admin: {audience: "%s"}`,
 			req.Header.Set("Content-Type", form)
 		}
 		for k, v := range tc.header {
-			req.Header.Set(k, v)
+			req.Header[k] = []string{v} // as spelled: X_MCPSTS_Scopes stays so
 		}
 		client := c
-		if tc.resource {
+		switch {
+		case tc.resource:
 			client = mcp.Client()
+		case tc.gateway:
+			client = gwSrv.Client()
 		}
 		resp, err := client.Do(req)
 		if err != nil {
