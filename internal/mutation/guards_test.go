@@ -6,6 +6,8 @@ package mutation
 // running each mutant against its package's whole suite (go test
 // -failfast -v: the first test that failed).
 var guards = []struct{ mutant, test, pkg string }{
+	{"gateway: a header spelled with '_' forwarded", "TestDisguisedHeadersAndUpgrades", "./gateway"},
+	{"gateway: an upgrade forwarded", "TestDisguisedHeadersAndUpgrades", "./gateway"},
 	{"authorize: port freedom for any http IP literal", "TestRedirectMatches", "./exchange/authorize"},
 	{"authorize: code_challenge length not checked", "TestPKCE", "./exchange/authorize"},
 	{"authorize: anything but deny approves", "TestConsentAnswersAndWithdrawal", "./exchange"},

@@ -26,6 +26,8 @@ type mutant struct {
 // equivalent are mutants of the audits that cannot change what the code
 // does, and why: they are not run.
 var equivalent = []struct{ name, file, why string }{
+	{"gateway: an upstream's 101 passed on", "gateway/gateway.go",
+		"httputil.ReverseProxy answers 502 itself when a backend switches protocols for a request that asked no upgrade, and the gateway refuses every request that asks one: its own 101 check is defence in depth; TestDisguisedHeadersAndUpgrades checks the 502"},
 	{"gateway: the caller's Authorization forwarded", "gateway/gateway.go",
 		"resource.Middleware removes the Authorization header before the gateway's handler runs (resource/middleware.go): the gateway's own Del is defence in depth; TestGateway checks the upstream never sees it"},
 	{"authorize: a withdrawn consent leaves its refresh tokens", "exchange/authorize/consent_page.go",
@@ -37,6 +39,11 @@ var equivalent = []struct{ name, file, why string }{
 }
 
 var mutants = []mutant{
+	// Issue 32: the gateway's edge.
+	{name: "gateway: a header spelled with '_' forwarded", file: "gateway/gateway.go",
+		from: "if name, bad := disguised(r.Header); bad {", to: "if name, bad := disguised(r.Header); false && bad {", pkg: "./gateway"},
+	{name: "gateway: an upgrade forwarded", file: "gateway/gateway.go",
+		from: "\tif upgrade(r.Header) {", to: "\tif false && upgrade(r.Header) {", pkg: "./gateway"},
 	// The outside mutation audit of 2026-12 (issue 39): each caught by its
 	// own package's tests.
 	{name: "authorize: port freedom for any http IP literal", file: "exchange/authorize/redirect.go",
@@ -88,9 +95,9 @@ var mutants = []mutant{
 	{name: "issuer: an ID-JAG's lifetime unbounded", file: "issuer/idjag.go",
 		from: "case c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxIDJAGLifetime:", to: "case false:", pkg: "./issuer"},
 	{name: "gateway: a client-sent X-MCPSTS-Actor kept", file: "gateway/gateway.go",
-		from: "HeaderClientID, HeaderScopes, HeaderActor} {", to: "HeaderClientID, HeaderScopes} {", pkg: "./gateway"},
+		from: `"x-mcpsts-scopes", "x-mcpsts-actor",`, to: `"x-mcpsts-scopes",`, pkg: "./gateway"},
 	{name: "gateway: Cookie forwarded", file: "gateway/gateway.go",
-		from: `[]string{"Authorization", "DPoP", "Cookie",`, to: `[]string{"Authorization", "DPoP",`, pkg: "./gateway"},
+		from: `case "authorization", "dpop", "cookie",`, to: `case "authorization", "dpop",`, pkg: "./gateway"},
 	{name: "gateway: the upstream answers with another caller's session", file: "gateway/gateway.go",
 		from: "} else if owner != p {", to: "} else if owner != p && false {", pkg: "./gateway"},
 	{name: "gateway: the response size not capped", file: "gateway/gateway.go",
