@@ -737,6 +737,14 @@ func TestDynamicRegistration(t *testing.T) {
 		// Plain http only on loopback, an IP literal included.
 		{"an http redirect URI on a private IP literal", `{"redirect_uris": ["http://192.168.1.5:8080/cb"]}`, "invalid_redirect_uri"},
 		{"an http redirect URI on a public IP literal", `{"redirect_uris": ["http://203.0.113.7/cb"]}`, "invalid_redirect_uri"},
+		// A host that is neither a DNS name nor an IP without a zone would
+		// land in the consent page's CSP (issue 32): a zone holding a CSP
+		// directive, user information, a form that does not re-serialise.
+		{"an IPv6 zone carrying a CSP directive", `{"redirect_uris": ["https://[fe80::1%25;frame-ancestors%20https:;]/cb"]}`, "invalid_redirect_uri"},
+		{"an IPv6 zone", `{"redirect_uris": ["https://[fe80::1%25eth0]/cb"]}`, "invalid_redirect_uri"},
+		{"user information", `{"redirect_uris": ["https://user@app.example.com/cb"]}`, "invalid_redirect_uri"},
+		{"a host with a space", `{"redirect_uris": ["https://app%20x.example.com/cb"]}`, "invalid_redirect_uri"},
+		{"not in its one written form", `{"redirect_uris": ["HTTPS://app.example.com/cb"]}`, "invalid_redirect_uri"},
 		// A client name is one line of text, never markup.
 		{"a client name on two lines", `{"client_name": "Mail\nApp", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
 		{"a client name with markup", `{"client_name": "<b>Mail</b>", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},

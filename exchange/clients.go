@@ -67,6 +67,12 @@ func redirectProblem(u string) string {
 	switch {
 	case err != nil || p.Host == "" || p.Opaque != "":
 		return fmt.Sprintf("%q is not an absolute URL", u)
+	case p.User != nil:
+		return fmt.Sprintf("%q holds user information", u)
+	case !authorize.RedirectHost(p.Hostname()) || strings.TrimLeft(p.Port(), "0123456789") != "":
+		return fmt.Sprintf("%q: its host is neither a DNS name nor an IP address without a zone", u)
+	case p.String() != u:
+		return fmt.Sprintf("%q is not in its one written form (%q)", u, p.String())
 	case p.Fragment != "" || strings.Contains(u, "#"):
 		return fmt.Sprintf("%q has a fragment", u)
 	case strings.Contains(u, "*"):

@@ -92,7 +92,8 @@ grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}
   - {name: corp, kind: user, issuer: %s, discovery: true, ca_file: %s, login: {client_id: mcpsts, client_secret_file: %s}}
 aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}
-admin: {audience: "%s"}`,
+admin: {audience: "%s"}
+registration: {dynamic: true}`,
 		idp.URL, idpCA, corp.URL, corpCA, secret, strings.TrimPrefix(sts.URL, "https://"), stsCA, adminAudience))
 	c := clientTrusting(t, ca)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -335,6 +336,8 @@ admin: {audience: "%s"}`,
 		{class: "browser flows", name: "an unknown client", method: "GET", path: "/authorize?response_type=code&client_id=x&redirect_uri=https%3A%2F%2Fevil.example%2Fcb", status: 400},
 		{class: "browser flows", name: "a login callback without state", method: "GET", path: "/login/callback?code=x", status: 400},
 		{class: "browser flows", name: "a consent answer without its token", path: "/consent", form: url.Values{"decision": {"approve"}}, status: 400},
+		{class: "browser flows", name: "a registered redirect URI whose IPv6 zone carries a CSP directive", path: "/register",
+			raw: `{"client_name":"x","redirect_uris":["https://[fe80::1%25;frame-ancestors%20https:;]/cb"]}`, header: map[string]string{"Content-Type": "application/json"}, status: 400, code: "invalid_redirect_uri"},
 	}
 	counts := map[string]int{}
 	for _, tc := range cases {

@@ -148,3 +148,31 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectHostAndOrigin: a redirect URI's host is a DNS name or an IP
+// literal without a zone; the CSP source of its origin is built from its
+// checked parts, or is empty.
+func TestRedirectHostAndOrigin(t *testing.T) {
+	for host, want := range map[string]bool{
+		"app.example.com": true, "localhost": true, "127.0.0.1": true, "::1": true, "xn--bcher-kva.example": true,
+		"fe80::1%eth0": false, "fe80::1%;frame-ancestors https:;": false, "app example.com": false, "a;b": false,
+		"-app.example.com": false, "app_example.com": false, "": false, "'self'": false,
+	} {
+		if got := RedirectHost(host); got != want {
+			t.Errorf("RedirectHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	for u, want := range map[string]string{
+		"https://app.example.com/cb":                        "https://app.example.com",
+		"http://127.0.0.1:8765/cb":                          "http://127.0.0.1:8765",
+		"https://[::1]:9443/cb":                             "https://[::1]:9443",
+		"https://[fe80::1%25;frame-ancestors%20https:;]/cb": "",
+		"https://[fe80::1%25eth0]/cb":                       "",
+		"javascript://app.example.com/cb":                   "",
+		"":                                                  "",
+	} {
+		if got := Origin(u); got != want {
+			t.Errorf("Origin(%q) = %q, want %q", u, got, want)
+		}
+	}
+}

@@ -62,7 +62,7 @@ func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
 		"User": f.Subject, "Scopes": scopes, "Offline": f.Offline, "RefreshTTL": words(lang(r), e.cfg.RefreshTTL),
 		"TokenTTL": words(lang(r), f.TTL), "Durations": durations, "CSRF": csrf,
 		"Loopback": loopbackOnly(client.RedirectURIs), "FirstSeen": client.Document && len(before) == 0,
-	}, origin(f.RedirectURI))
+	}, Origin(f.RedirectURI))
 }
 
 // describe is a scope's description in the page's language, or the

@@ -166,7 +166,7 @@ func (d *DevLogin) page(e *Endpoint, w http.ResponseWriter, r *http.Request) {
 	}
 	target := ""
 	if f.RedirectURI != "" {
-		target = origin(f.RedirectURI)
+		target = Origin(f.RedirectURI)
 	}
 	e.render(w, r, http.StatusOK, "devlogin", map[string]any{"State": state, "Action": d.Base + PathCallback}, target)
 }

@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -121,15 +120,6 @@ func (e *Endpoint) errorPage(w http.ResponseWriter, r *http.Request, status int,
 		data["Reference"] = sc.TraceID().String()
 	}
 	e.render(w, r, status, "error", data, "")
-}
-
-// origin is scheme://host of u, for a CSP source.
-func origin(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return ""
-	}
-	return p.Scheme + "://" + p.Host
 }
 
 // messages are the pages' words, by language; English is complete.

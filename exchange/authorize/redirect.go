@@ -7,7 +7,9 @@ package authorize
 
 import (
 	"net"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -59,4 +61,36 @@ func loopback(s string) (string, bool) {
 		u.Host = "[" + u.Host + "]"
 	}
 	return u.String(), true
+}
+
+// dnsName is a host name of DNS labels: letters, digits and inner hyphens.
+var dnsName = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$`)
+
+// RedirectHost reports whether host (a URL's Hostname) may be a redirect
+// URI's: a DNS name, or an IP literal without a zone. Anything else (an
+// IPv6 zone holding "; frame-ancestors …", spaces, quotes) could change
+// what a page that names the redirect's origin says, in its CSP.
+func RedirectHost(host string) bool {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Zone() == ""
+	}
+	return len(host) <= 253 && dnsName.MatchString(host)
+}
+
+// Origin is scheme://host[:port] of a redirect URI, built from its
+// checked parts (a CSP source), or "" when it has none that are safe.
+func Origin(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || !RedirectHost(p.Hostname()) ||
+		strings.TrimLeft(p.Port(), "0123456789") != "" {
+		return ""
+	}
+	host := p.Hostname()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port := p.Port(); port != "" {
+		host += ":" + port
+	}
+	return p.Scheme + "://" + host
 }

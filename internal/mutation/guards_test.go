@@ -6,6 +6,7 @@ package mutation
 // running each mutant against its package's whole suite (go test
 // -failfast -v: the first test that failed).
 var guards = []struct{ mutant, test, pkg string }{
+	{"authorize: a redirect host with an IPv6 zone", "TestRedirectHostAndOrigin", "./exchange/authorize"},
 	{"gateway: a header spelled with '_' forwarded", "TestDisguisedHeadersAndUpgrades", "./gateway"},
 	{"gateway: an upgrade forwarded", "TestDisguisedHeadersAndUpgrades", "./gateway"},
 	{"authorize: port freedom for any http IP literal", "TestRedirectMatches", "./exchange/authorize"},
