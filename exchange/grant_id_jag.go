@@ -193,8 +193,13 @@ func (t *tokenEndpoint) authenticateClient(ctx context.Context, r *http.Request,
 			if err != nil {
 				return "", &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "the client cannot be checked now; retry later", detail: err.Error()}
 			}
-			if ok && slices.Contains(c.GrantTypes, grantType) {
+			switch {
+			case ok && slices.Contains(c.GrantTypes, grantType):
 				return clientID, nil
+			case ok:
+				// A public client is who it says; this grant is not its
+				// (RFC 6749 §5.2), as at every other grant.
+				return "", fail(http.StatusBadRequest, errUnauthorizedClient, "the client is registered without this grant type")
 			}
 		}
 		return "", fail(http.StatusUnauthorized, errInvalidClient, "authenticate the client: a workload credential (client_assertion), a client certificate, or a registered public client allowed this grant")

@@ -148,7 +148,7 @@ func TestRedeemIDJAG(t *testing.T) {
 		{"addressed to a client, not to this server", redeem(jag(corp, func(c map[string]any) { c["aud"] = "desktop" }, nil)), 400, "invalid_grant"},
 		{"issued to another client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "other-app" }, nil)), 400, "invalid_grant"},
 		{"no client authentication", redeem(jag(corp, nil, nil), "client_id", ""), 401, "invalid_client"},
-		{"a registered public client without the JWT bearer grant", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "code-only" }, nil), "client_id", "code-only"), 401, "invalid_client"},
+		{"a registered public client without the JWT bearer grant", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "code-only" }, nil), "client_id", "code-only"), 400, "unauthorized_client"},
 		{"an unregistered public client", redeem(jag(corp, func(c map[string]any) { c["client_id"] = "stranger" }, nil), "client_id", "stranger"), 401, "invalid_client"},
 		{"a user's ID token as the client's credential", redeem(jag(corp, nil, nil), "client_assertion_type", exchange.AssertionJWTBearer,
 			"client_assertion", corp.Sign(map[string]any{"iss": corp.URL, "sub": "alice", "aud": broker, "iat": n, "exp": n + 300, "jti": "as-user", "groups": []string{"engineering"}}, nil)), 401, "invalid_client"},

@@ -168,3 +168,17 @@ func TestWrongKEKStopsStartup(t *testing.T) {
 		t.Fatal("a failed start removed an existing data directory's database")
 	}
 }
+
+// TestMetadataForEnterpriseClients: a broker without the browser flows and
+// without a provider that accepts ID-JAGs still serves the ID-JAG grant
+// (its own ID-JAGs), so its metadata has what the MCP Go SDK's enterprise
+// handler checks of every authorization server before any flow.
+func TestMetadataForEnterpriseClients(t *testing.T) {
+	broker, ca := serveBroker(t, "id: x\nmatch: {provider: ci, subject: x}\ngrant: {client_id: x, audiences: [\"https://files.example.com/mcp\"]}\n", "")
+	_, raw := get(t, clientTrusting(t, ca), broker+"/.well-known/oauth-authorization-server")
+	var doc map[string]any
+	json.Unmarshal([]byte(raw), &doc)
+	if fmt.Sprint(doc["code_challenge_methods_supported"]) != "[S256]" || fmt.Sprint(doc["identity_chaining_requested_token_types_supported"]) != "[urn:ietf:params:oauth:token-type:id-jag]" {
+		t.Fatalf("metadata: %s", raw)
+	}
+}

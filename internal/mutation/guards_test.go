@@ -32,7 +32,6 @@ var guards = []struct{ mutant, test, pkg string }{
 	{"exchange: our own ID-JAG redeemed for scopes wider than it", "TestIssueIDJAG", "./exchange"},
 	{"exchange: an ID-JAG's map default scopes beyond the ID-JAG granted", "TestRedeemIDJAG", "./exchange"},
 	{"exchange: a user's token as an ID-JAG client credential", "TestRedeemIDJAG", "./exchange"},
-	{"exchange: a registered public client without the grant type", "TestRedeemIDJAG", "./exchange"},
 	{"issuer: an ID-JAG's lifetime unbounded", "TestMintIDJAG", "./issuer"},
 	{"gateway: a client-sent X-MCPSTS-Actor kept", "TestGateway", "./gateway"},
 	{"gateway: Cookie forwarded", "TestGateway", "./gateway"},

@@ -32,11 +32,9 @@ type routeConfig struct {
 	admin         http.Handler
 	signingAlgs   []string // of client assertions (private_key_jwt)
 	tlsClientAuth bool
-	// idjag: a provider of the configuration accepts ID-JAGs (SEP-990).
-	idjag  bool
-	log    *slog.Logger
-	traces trace.TracerProvider
-	meters metric.MeterProvider
+	log           *slog.Logger
+	traces        trace.TracerProvider
+	meters        metric.MeterProvider
 	// browser is the browser flows (nil: off); register, dynamic client
 	// registration (nil: off); documents, whether client ID metadata
 	// documents are accepted; scopes, the described scopes.
@@ -84,12 +82,11 @@ func routes(rc routeConfig) (http.Handler, error) {
 		md.IntrospectionEndpointAuthMethodsSupported = []string{"private_key_jwt", "tls_client_auth", "bearer"}
 		md.RevocationEndpointAuthMethodsSupported = []string{"none", "private_key_jwt", "tls_client_auth"}
 	}
-	if rc.idjag {
-		// MCP clients check PKCE support in every authorization server's
-		// metadata before any flow, the enterprise one too (the Go SDK's
-		// extauth); the authorization endpoint, when on, takes S256 only.
-		md.CodeChallengeMethodsSupported = []string{"S256"}
-	}
+	// The ID-JAG grant is always served (this server redeems the ID-JAGs it
+	// issues), and MCP clients check PKCE support in every authorization
+	// server's metadata before any flow, the enterprise one too (the Go
+	// SDK's extauth); the authorization endpoint, when on, takes S256 only.
+	md.CodeChallengeMethodsSupported = []string{"S256"}
 	if rc.browser != nil {
 		md.ResponseTypesSupported = []string{"code"}
 		md.CodeChallengeMethodsSupported = []string{"S256"}

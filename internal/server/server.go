@@ -406,7 +406,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	}
 	introspect, revoke := exchange.NewLifecycleHandlers(tokenCfg, lifecycle)
 	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
-		idjag: slices.ContainsFunc(cfg.Providers, func(p config.Provider) bool { return p.IDJAG }),
+
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients()),
 			PostureSources: postureDocuments(st.PostureSources(), cfg),
