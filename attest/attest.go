@@ -41,6 +41,10 @@ type Identity struct {
 	// ReplayKey is non-empty when the evidence must be used only once: it is
 	// claimed until Expiry (see SingleUse).
 	ReplayKey string `json:"-"`
+	// ClaimLater: the caller claims ReplayKey once the request it came
+	// with is otherwise authenticated (an ID-JAG, which only its client may
+	// use up); SingleUse leaves it unclaimed.
+	ClaimLater bool `json:"-"`
 	// CertThumbprint is the x5t#S256 of a certificate proven over mTLS.
 	CertThumbprint string `json:"cert_thumbprint,omitempty"`
 }
@@ -112,7 +116,7 @@ type ReplayCache interface {
 
 // SingleUse wraps an attestor: an identity that carries a ReplayKey is
 // claimed in cache until its Expiry, and a second presentation fails with
-// ErrReplayed.
+// ErrReplayed; one marked ClaimLater is its caller's to claim.
 func SingleUse(a Attestor, cache ReplayCache) Attestor {
 	return singleUse{a, cache}
 }
@@ -124,7 +128,7 @@ type singleUse struct {
 
 func (s singleUse) Attest(ctx context.Context, ev Evidence) (Identity, error) {
 	id, err := s.Attestor.Attest(ctx, ev)
-	if err != nil || id.ReplayKey == "" {
+	if err != nil || id.ReplayKey == "" || id.ClaimLater {
 		return id, err
 	}
 	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("mcpsts").Start(ctx, "replay.claim")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -112,15 +113,8 @@ func (t *tokenEndpoint) redeemOwnIDJAG(ctx context.Context, r *http.Request, f f
 		e.check = "id_jag_client"
 		return nil, e
 	}
-	// Claimed once its client has shown itself: a stolen ID-JAG presented
-	// by someone else does not use it up.
-	switch err := t.cfg.Replay.Claim(ctx, "idjag:"+jag.ID, jag.ExpiresAt); {
-	case errors.Is(err, attest.ErrReplayed):
-		e := fail(http.StatusBadRequest, errInvalidGrant, "the ID-JAG was used before")
-		e.check = "token_replayed"
-		return nil, e
-	case err != nil:
-		return nil, &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "the ID-JAG cannot be checked now; retry later", detail: err.Error()}
+	if oerr := t.claimIDJAG(ctx, "idjag:"+jag.ID, jag.ExpiresAt); oerr != nil {
+		return nil, oerr
 	}
 	scopes := strings.Fields(f.get("scope"))
 	for _, s := range scopes {
@@ -164,6 +158,24 @@ func personOf(jag issuer.VerifiedIDJAG) (attest.Identity, bool) {
 	id.Issuer, _ = jag.Person["iss"].(string)
 	id.Attributes, _ = jag.Person["attributes"].(map[string]any)
 	return id, true
+}
+
+// claimIDJAG uses an ID-JAG up, once its client has shown itself: a stolen
+// ID-JAG presented by someone else does not use it up. Ours and those of
+// the providers alike.
+func (t *tokenEndpoint) claimIDJAG(ctx context.Context, key string, until time.Time) *oauthError {
+	if t.cfg.Replay == nil || key == "" {
+		return fail(http.StatusBadRequest, errInvalidGrant, "this server cannot redeem ID-JAGs (no replay cache)")
+	}
+	switch err := t.cfg.Replay.Claim(ctx, key, until); {
+	case errors.Is(err, attest.ErrReplayed):
+		e := fail(http.StatusBadRequest, errInvalidGrant, "the ID-JAG was used before")
+		e.check = "token_replayed"
+		return e
+	case err != nil:
+		return &oauthError{status: http.StatusServiceUnavailable, code: errUnavailable, description: "the ID-JAG cannot be checked now; retry later", detail: err.Error()}
+	}
+	return nil
 }
 
 // authenticateClient authenticates the client of an ID-JAG request (either
@@ -286,6 +298,9 @@ func (t *tokenEndpoint) redeemIDJAG(ctx context.Context, r *http.Request, f form
 		e := fail(http.StatusBadRequest, errInvalidGrant, "the ID-JAG was issued to another client")
 		e.check = "id_jag_client"
 		return nil, e
+	}
+	if oerr := t.claimIDJAG(ctx, user.ReplayKey, user.Expiry); oerr != nil {
+		return nil, oerr
 	}
 	granted := strings.Fields(claimString(user, "scope"))
 	scopes := strings.Fields(f.get("scope"))

@@ -156,6 +156,7 @@ func TestRedeemIDJAG(t *testing.T) {
 			"client_assertion_type", exchange.AssertionJWTBearer, "client_assertion", e.subjectToken("desktop-app", nil)), 401, "invalid_client"},
 		{"expired", redeem(jag(corp, func(c map[string]any) { c["iat"], c["exp"] = n-900, n-600 }, nil)), 400, "invalid_grant"},
 		{"no jti", redeem(jag(corp, func(c map[string]any) { delete(c, "jti") }, nil)), 400, "invalid_grant"},
+		{"living longer than 5 minutes (issue 32)", redeem(jag(corp, func(c map[string]any) { c["exp"] = n + 301 }, nil)), 400, "invalid_grant"},
 		{"from an untrusted issuer", redeem(jag(federationtest.NewIssuer(t), nil, nil)), 400, "invalid_grant"},
 		{"from a user provider that issues no ID-JAGs", redeem(jag(partner, nil, nil)), 400, "invalid_grant"},
 		{"a resource the maps do not grant", redeem(jag(corp, func(c map[string]any) { c["resource"] = "https://mail.example.com/mcp" }, nil)), 400, "invalid_target"},
@@ -169,6 +170,24 @@ func TestRedeemIDJAG(t *testing.T) {
 		if tc.res.status != tc.status || tc.res.body["error"] != tc.code {
 			t.Errorf("%s: %d %v, want %d %s", tc.name, tc.res.status, tc.res.body, tc.status, tc.code)
 		}
+	}
+	// Issue 32: whoever sees an ID-JAG cannot use it up: it is claimed
+	// only once its own client has authenticated.
+	seen := jag(corp, nil, nil)
+	for _, theft := range []result{
+		redeem(seen, "client_id", ""),
+		redeem(seen, "client_id", "stranger"),
+		redeem(seen, "client_id", "other-app", "client_assertion_type", exchange.AssertionJWTBearer, "client_assertion", e.subjectToken("desktop-app", nil)),
+	} {
+		if theft.status == 200 {
+			t.Fatalf("a stolen ID-JAG redeemed: %v", theft.body)
+		}
+	}
+	if res := redeem(seen); res.status != 200 {
+		t.Fatalf("the ID-JAG after others presented it: %d %v", res.status, res.body)
+	}
+	if res := redeem(seen); res.status != 400 || res.body["error_description"] != "the ID-JAG was used before" {
+		t.Fatalf("the ID-JAG used twice by its client: %d %v", res.status, res.body)
 	}
 	// An ID-JAG without scopes: the map's default scopes are granted only
 	// as far as the ID-JAG goes, that is none.

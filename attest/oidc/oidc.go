@@ -4,6 +4,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -65,6 +66,9 @@ type ProviderConfig struct {
 	// tokens of that type are accepted as ID-JAGs, and each is usable once
 	// (its jti, required).
 	IDJAG bool
+	// IDJAGMaxLifetime bounds an accepted ID-JAG's exp - iat (0:
+	// DefaultIDJAGMaxLifetime): ID-JAGs are used at once.
+	IDJAGMaxLifetime time.Duration
 }
 
 // Verifier verifies tokens from several trusted issuers, each routed by its
@@ -315,6 +319,11 @@ func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now ti
 		if jti, _ := claims["jti"].(string); jti == "" {
 			return attest.Identity{}, attest.Invalid("missing_claim", "jti")
 		}
+		iat, errI := claims.GetIssuedAt()
+		exp, errE := claims.GetExpirationTime()
+		if max := cmp.Or(p.IDJAGMaxLifetime, DefaultIDJAGMaxLifetime); errI == nil && errE == nil && iat != nil && exp != nil && exp.Sub(iat.Time) > max {
+			return attest.Identity{}, attest.Invalid("id_jag_lifetime", fmt.Sprintf("the ID-JAG lives %s, more than %s", exp.Sub(iat.Time), max))
+		}
 	case p.Typ != "" && !strings.EqualFold(strings.TrimPrefix(hdr.Typ, "application/"), p.Typ):
 		return attest.Identity{}, attest.Invalid("wrong_token_type", fmt.Sprintf("typ %q, want %q", truncate(hdr.Typ), p.Typ))
 	}
@@ -351,6 +360,9 @@ func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now ti
 		Attributes: attrs,
 		Expiry:     exp.Time,
 	}
+	// An ID-JAG is used once, claimed by the grant once its client has
+	// authenticated: whoever else sees one cannot use it up.
+	id.ClaimLater = idjag
 	if p.SingleUse || idjag {
 		if jti, _ := claims["jti"].(string); jti != "" {
 			id.ReplayKey = "oidc:" + id.Provider + ":jti:" + jti
@@ -365,6 +377,11 @@ func (p *provider) identity(raw string, hdr header, claims jwt.MapClaims, now ti
 // IDJAGType is the JOSE typ of an Identity Assertion JWT Authorization
 // Grant (SEP-990).
 const IDJAGType = "oauth-id-jag+jwt"
+
+// DefaultIDJAGMaxLifetime is the longest an ID-JAG from a provider may live
+// unless its configuration says otherwise: the lifetime of the ID-JAGs
+// mcpsts issues itself.
+const DefaultIDJAGMaxLifetime = 5 * time.Minute
 
 // IsIDJAGType reports whether a JOSE typ names an ID-JAG (case-insensitive,
 // with or without the application/ prefix, RFC 7515 §4.1.9).

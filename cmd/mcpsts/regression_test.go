@@ -90,7 +90,7 @@ match: {provider: ci, subject: bound}
 grant: {client_id: bound, audiences: ["`+files+`"], require_binding: dpop}
 `, fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}
-  - {name: corp, kind: user, issuer: %s, discovery: true, ca_file: %s, login: {client_id: mcpsts, client_secret_file: %s}}
+  - {name: corp, kind: user, issuer: %s, discovery: true, ca_file: %s, id_jag: true, login: {client_id: mcpsts, client_secret_file: %s}}
 aws: {enabled: true, sts_hosts: ["%s"], sts_ca_file: %s}
 admin: {audience: "%s"}
 registration: {dynamic: true}`,
@@ -302,6 +302,8 @@ registration: {dynamic: true}`,
 		// Enterprise-managed authorization (ID-JAGs).
 		{class: "ID-JAGs", name: "an ID-JAG from a workload provider", form: url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "client_id": {"agent"},
 			"assertion": {idp.Sign(claims(map[string]any{"client_id": "agent", "resource": files, "jti": "jag-1"}), map[string]any{"typ": "oauth-id-jag+jwt"})}}, status: 400, code: "invalid_grant"},
+		{class: "ID-JAGs", name: "a corporate IdP's ID-JAG living 10 minutes (issue 32: at most 5 by default)", form: url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "client_id": {"agent"},
+			"assertion": {corp.Sign(map[string]any{"iss": corp.URL, "sub": "alice", "aud": broker, "client_id": "agent", "resource": files, "jti": "long-jag", "iat": now, "exp": now + 600}, map[string]any{"typ": "oauth-id-jag+jwt"})}}, status: 400, code: "invalid_grant"},
 		{class: "ID-JAGs", name: "an ID-JAG as a token exchange's subject", form: exchange(idp.Sign(claims(map[string]any{"jti": "jag-2"}), map[string]any{"typ": "oauth-id-jag+jwt"})), status: 400, code: "invalid_request"},
 		{class: "ID-JAGs", name: "an ID-JAG asked for without client authentication", form: url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
 			"requested_token_type": {"urn:ietf:params:oauth:token-type:id-jag"}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},

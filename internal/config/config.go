@@ -114,8 +114,11 @@ type Provider struct {
 	// IDJAG, on a user provider, accepts its Identity Assertion JWT
 	// Authorization Grants (typ oauth-id-jag+jwt, SEP-990) at the JWT
 	// bearer grant, each once.
-	IDJAG   bool    `yaml:"id_jag"`
-	Refresh Refresh `yaml:"refresh"`
+	IDJAG bool `yaml:"id_jag"`
+	// IDJAGMaxLifetime bounds its ID-JAGs' exp - iat (default 5m, at most
+	// 1h): ID-JAGs are used at once.
+	IDJAGMaxLifetime time.Duration `yaml:"id_jag_max_lifetime"`
+	Refresh          Refresh       `yaml:"refresh"`
 	// Login, on a user provider, signs people in at it for the browser
 	// flows, with mcpsts as its OpenID Connect relying party.
 	Login *Login `yaml:"login"`

@@ -221,6 +221,13 @@ providers:
 			`mcpsts.yaml:18: providers[2].name: required`,
 			`mcpsts.yaml:18: providers[2].issuer: "https://kubernetes.default.svc" is also the issuer of providers[0]`,
 		}},
+		{"id_jag_max_lifetime", good + `providers:
+  - {name: corp, kind: user, issuer: https://corp.example, jwks: '{"keys":[]}', id_jag: true, id_jag_max_lifetime: 2h}
+  - {name: ci, issuer: https://ci.example, jwks: '{"keys":[]}', id_jag_max_lifetime: 1m}
+`, []string{
+			`mcpsts.yaml:6: providers[0].id_jag_max_lifetime: 2h0m0s is out of range (want 0 for 5m, at most 1h)`,
+			`mcpsts.yaml:7: providers[1].id_jag_max_lifetime: goes with id_jag: true`,
+		}},
 		{"an unknown key beside the other problems", good + `listn: 127.0.0.1:9
 tokens: {default_ttl: forever, max_ttl: 2h}
 `, []string{

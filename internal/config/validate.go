@@ -583,6 +583,12 @@ func (p *Provider) problems() []problem {
 	if p.IDJAG && p.Kind != "user" {
 		out = append(out, problem{"id_jag", "ID-JAGs name a user: only a provider of kind user issues them"})
 	}
+	switch d := p.IDJAGMaxLifetime; {
+	case d != 0 && !p.IDJAG:
+		out = append(out, problem{"id_jag_max_lifetime", "goes with id_jag: true"})
+	case d < 0 || d > time.Hour:
+		out = append(out, problem{"id_jag_max_lifetime", fmt.Sprintf("%s is out of range (want 0 for 5m, at most 1h)", d)})
+	}
 	if p.Preset != "" && !slices.Contains(oidc.Presets(), oidc.Preset(p.Preset)) {
 		out = append(out, problem{"preset", fmt.Sprintf("%q is not one of %s", p.Preset, presetNames())})
 	}

@@ -6,6 +6,8 @@ package mutation
 // running each mutant against its package's whole suite (go test
 // -failfast -v: the first test that failed).
 var guards = []struct{ mutant, test, pkg string }{
+	{"oidc: an ID-JAG's lifetime unbounded", "TestRedeemIDJAG", "./exchange"},
+	{"attest: an ID-JAG claimed before its client authenticates", "TestRedeemIDJAG", "./exchange"},
 	{"authorize: a redirect host with an IPv6 zone", "TestRedirectHostAndOrigin", "./exchange/authorize"},
 	{"gateway: a header spelled with '_' forwarded", "TestDisguisedHeadersAndUpgrades", "./gateway"},
 	{"gateway: an upgrade forwarded", "TestDisguisedHeadersAndUpgrades", "./gateway"},

@@ -41,7 +41,12 @@ var equivalent = []struct{ name, file, why string }{
 }
 
 var mutants = []mutant{
-	// Issue 32: the gateway's edge, redirect hosts.
+	// Issue 32: the gateway's edge, redirect hosts, ID-JAGs of a corporate
+	// IdP (checked in attest, caught where they are redeemed).
+	{name: "oidc: an ID-JAG's lifetime unbounded", file: "attest/oidc/oidc.go",
+		from: "exp.Sub(iat.Time) > max {", to: "exp.Sub(iat.Time) > max && false {", pkg: "./exchange"},
+	{name: "attest: an ID-JAG claimed before its client authenticates", file: "attest/attest.go",
+		from: `id.ReplayKey == "" || id.ClaimLater {`, to: `id.ReplayKey == "" {`, pkg: "./exchange"},
 	{name: "authorize: a redirect host with an IPv6 zone", file: "exchange/authorize/redirect.go",
 		from: "return a.Zone() == \"\"", to: "return a.Zone() == \"\" || true", pkg: "./exchange/..."},
 	{name: "gateway: a header spelled with '_' forwarded", file: "gateway/gateway.go",

@@ -97,7 +97,7 @@ func buildProvider(pc config.Provider, brokerAudiences []string, now func() time
 	return p, oidc.ProviderConfig{
 		Keys: p, Audiences: audiences, Leeway: pc.Leeway, MaxTokenAge: pc.MaxTokenAge,
 		RequiredClaims: pc.RequiredClaims, Typ: pc.Typ, Preset: oidc.Preset(pc.Preset), SingleUse: pc.SingleUse,
-		Users: pc.Kind == "user", IDJAG: pc.IDJAG,
+		Users: pc.Kind == "user", IDJAG: pc.IDJAG, IDJAGMaxLifetime: pc.IDJAGMaxLifetime,
 	}, nil
 }
 
