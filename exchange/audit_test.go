@@ -169,7 +169,7 @@ func TestAuditWithoutSpans(t *testing.T) {
 		deny["error"] != "invalid_target" || !strings.HasPrefix(deny["deny.trace"].(string), "{") {
 		t.Errorf("deny line %v (answer %s)", deny, denied.raw)
 	}
-	if n, _, err := auditlog.Verify(strings.NewReader(string(raw))); n != 2 || err != nil {
+	if n, _, err := auditlog.Verify(strings.NewReader(string(raw)), auditlog.Start{}); n != 2 || err != nil {
 		t.Errorf("verify: %d %v", n, err)
 	}
 }
@@ -458,7 +458,7 @@ func TestAuditLinesBounded(t *testing.T) {
 	if !strings.Contains(string(raw), "…(truncated)") {
 		t.Errorf("no value marked as cut:\n%.2000s", raw)
 	}
-	if n, _, err := auditlog.Verify(strings.NewReader(string(raw))); n != 4 || err != nil {
+	if n, _, err := auditlog.Verify(strings.NewReader(string(raw)), auditlog.Start{}); n != 4 || err != nil {
 		t.Errorf("verify: %d %v", n, err)
 	}
 }

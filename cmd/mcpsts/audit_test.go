@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -101,7 +102,7 @@ grant: {client_id: agent, audiences: ["https://mcp.example.com/mcp"], scopes: [r
 	}
 
 	out, _, err := run(t, testEnv(nil), "audit", "verify", logFile)
-	if err != nil || !strings.Contains(out, ": 2 lines, chain intact; last hash ") {
+	if err != nil || !strings.Contains(out, ": 2 lines from seq 1, chain intact; last hash ") {
 		t.Fatalf("verify: %q %v", out, err)
 	}
 	tampered := filepath.Join(t.TempDir(), "audit.log")
@@ -278,5 +279,20 @@ audit: {file: %s, max_size: 64KiB, compress: true}`, idp.URL, idpCA, audit))
 	_, _, err = run(t, testEnv(nil), "audit", "verify", audit)
 	if err == nil || !strings.Contains(err.Error(), "continues "+strings.TrimSuffix(filepath.Base(files[1]), ".gz")+", which is missing") {
 		t.Fatalf("verify with a file missing: %v", err)
+	}
+	// The oldest files removed (issue 32: it said "chain intact"): broken
+	// from the genesis; intact from the seq the kept files begin at.
+	os.Remove(files[0])
+	_, _, err = run(t, testEnv(nil), "audit", "verify", audit)
+	m := regexp.MustCompile(`the chain starts at seq (\d+), continuing .*--from-seq (\d+)`).FindStringSubmatch(fmt.Sprint(err))
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("verify with the oldest files removed: %v", err)
+	}
+	if out, _, err := run(t, testEnv(nil), "audit", "verify", audit, "--from-seq", m[1]); err != nil || !strings.Contains(out, "chain intact") || !strings.Contains(out, "seq "+m[1]+" to ") {
+		t.Fatalf("verify --from-seq %s: %v\n%s", m[1], err, out)
+	}
+	var ee *exitError
+	if _, _, err := run(t, testEnv(nil), "audit", "verify", audit, "--expect-hash", "x"); !errors.As(err, &ee) || ee.code != exitConfig {
+		t.Fatalf("--expect-hash alone: %v", err)
 	}
 }

@@ -723,20 +723,48 @@ func verifyStream(r io.Reader) (stream, error) {
 	return st, nil
 }
 
+// Start is where a verified chain must begin: the zero Start is the
+// genesis (seq 1, after the genesis hash). A log whose older files were
+// removed (max_files) begins later: Seq is its first line's seq, and Prev,
+// when known (kept elsewhere), the hash of the line before it.
+type Start struct {
+	Seq  int64
+	Prev string
+}
+
+// begins checks the first line of what was verified against start.
+func (start Start) begins(st stream) string {
+	switch {
+	case start.Seq == 0 && st.firstPrev == genesis && st.firstSeq == 1:
+		return ""
+	case start.Seq == 0 && st.firstLineRotated:
+		return fmt.Sprintf("the chain starts at seq %d, continuing %s, which is no longer here: lines before it were removed (if max_files removed them, say where the kept log begins: --from-seq %d, and --expect-hash with the hash of line %d if you kept it)",
+			st.firstSeq, st.continues, st.firstSeq, st.firstSeq-1)
+	case start.Seq == 0 && st.firstPrev != genesis:
+		return "the first line does not start the chain: lines before it were deleted"
+	case start.Seq == 0:
+		return fmt.Sprintf("seq %d follows seq 0", st.firstSeq)
+	case st.firstSeq != start.Seq:
+		return fmt.Sprintf("the chain starts at seq %d, not %d", st.firstSeq, start.Seq)
+	case start.Prev != "" && st.firstPrev != start.Prev:
+		return fmt.Sprintf("the chain's first line does not follow the hash expected before seq %d: it was replaced", start.Seq)
+	}
+	return ""
+}
+
 // Verify checks the chain of the log read from r and returns how many
 // lines it holds and the last hash, or a *BreakError naming the first
-// broken line. Its first line starts the chain, or is the audit.rotated
-// line that continues a file before it (VerifySet checks that link).
-func Verify(r io.Reader) (lines int, last string, err error) {
+// broken line. Its first line must start the chain (start), as the
+// genesis or where a removed older file ended.
+func Verify(r io.Reader, start Start) (lines int, last string, err error) {
 	st, err := verifyStream(r)
 	if err != nil {
 		return st.lines, "", err
 	}
-	if st.lines > 0 && !st.firstLineRotated && (st.firstPrev != genesis || st.firstSeq != 1) {
-		if st.firstPrev != genesis {
-			return 1, "", &BreakError{Line: 1, Reason: "the first line does not start the chain: lines before it were deleted"}
+	if st.lines > 0 {
+		if reason := start.begins(st); reason != "" {
+			return 1, "", &BreakError{Line: 1, Reason: reason}
 		}
-		return 1, "", &BreakError{Line: 1, Reason: fmt.Sprintf("seq %d follows seq 0", st.firstSeq)}
 	}
 	return st.lines, st.lastHash, nil
 }
@@ -752,9 +780,10 @@ type FileReport struct {
 // VerifySet checks the log at path with its rotated files: each file's
 // chain, and that each file's first line continues the last line of the
 // file before it, so that a missing, reordered or edited file is named.
-// The oldest file may continue one removed by max_files: its report says
-// which. It returns the last hash.
-func VerifySet(path string) (files []FileReport, last string, err error) {
+// Its oldest file must start the chain (start): the genesis, or where the
+// files max_files removed ended, as the caller says; its report names the
+// file it continues. It returns the last hash.
+func VerifySet(path string, start Start) (files []FileReport, last string, err error) {
 	names, err := Files(path)
 	if err != nil {
 		return nil, "", err
@@ -788,13 +817,12 @@ func VerifySet(path string) (files []FileReport, last string, err error) {
 		case st.lines == 0 && i < len(names)-1:
 			return files, "", &BreakError{File: base, Reason: "a rotated file is empty"}
 		case st.lines == 0:
+		case i == 0 && st.firstLineRotated && present[st.continues]:
+			return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("continues %s, which is not before it", st.continues)}
+		case i == 0 && start.begins(st) != "":
+			return files, "", &BreakError{File: base, Line: 1, Reason: start.begins(st)}
 		case i == 0 && st.firstLineRotated:
-			if present[st.continues] {
-				return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("continues %s, which is not before it", st.continues)}
-			}
 			rep.ContinuesMissing = st.continues
-		case i == 0 && (st.firstPrev != genesis || st.firstSeq != 1):
-			return files, "", &BreakError{File: base, Line: 1, Reason: "the first line does not start the chain: lines before it were deleted"}
 		case i > 0 && !st.firstLineRotated:
 			return files, "", &BreakError{File: base, Line: 1, Reason: fmt.Sprintf("starts a new chain: it does not continue %s", prevName)}
 		case i > 0 && st.continues != strings.TrimSuffix(prevName, ".gz") && !present[st.continues]:

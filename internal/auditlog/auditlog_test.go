@@ -57,7 +57,7 @@ func lines(t *testing.T, path string) []string {
 func verify(path string) (int, error) {
 	f, _ := os.Open(path)
 	defer f.Close()
-	n, _, err := auditlog.Verify(f)
+	n, _, err := auditlog.Verify(f, auditlog.Start{})
 	return n, err
 }
 

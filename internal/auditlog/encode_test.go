@@ -53,14 +53,14 @@ func FuzzVerify(f *testing.F) {
 		l.line(l.encode("token.allow", time.Now(), trace.SpanContext{}, []attribute.KeyValue{attribute.Int("i", i)}, false))
 	}
 	l.w.Flush()
-	if n, _, err := Verify(strings.NewReader(buf.String())); n != 3 || err != nil {
+	if n, _, err := Verify(strings.NewReader(buf.String()), Start{}); n != 3 || err != nil {
 		f.Fatalf("seed: %d %v", n, err)
 	}
 	f.Add(buf.String())
 	f.Add("")
 	f.Add(`{"prev":"x","hash":"y"}`)
 	f.Fuzz(func(t *testing.T, s string) {
-		n, last, err := Verify(strings.NewReader(s))
+		n, last, err := Verify(strings.NewReader(s), Start{})
 		if err != nil {
 			return
 		}

@@ -236,7 +236,7 @@ func TestAppendWhileRecovering(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
-	if n, _, err := auditlog.Verify(strings.NewReader(string(data))); err != nil || n == 0 {
+	if n, _, err := auditlog.Verify(strings.NewReader(string(data)), auditlog.Start{}); err != nil || n == 0 {
 		t.Fatalf("verify after recoveries: %d lines, %v", n, err)
 	}
 	lines := strings.Count(string(data), "\n")

@@ -134,7 +134,7 @@ func TestLeanLines(t *testing.T) {
 	if len(got) != 2 || !got[0].Replayable || got[0].Identity.Attributes["namespace"] != "apps" || got[0].Outcome.MapID != "m" || !got[1].Replayable {
 		t.Fatalf("records %+v", got)
 	}
-	if n, _, err := auditlog.Verify(strings.NewReader(line)); n != 1 || err != nil {
+	if n, _, err := auditlog.Verify(strings.NewReader(line), auditlog.Start{}); n != 1 || err != nil {
 		t.Fatalf("verify: %d %v", n, err)
 	}
 }

@@ -79,7 +79,7 @@ func TestRotateBySize(t *testing.T) {
 			t.Errorf("%s: %d bytes", f, fi.Size())
 		}
 	}
-	reps, last, err := auditlog.VerifySet(path)
+	reps, last, err := auditlog.VerifySet(path, auditlog.Start{})
 	if err != nil || len(reps) != len(files) || last == "" || reps[0].ContinuesMissing != "" {
 		t.Fatalf("verify: %+v %q %v", reps, last, err)
 	}
@@ -94,7 +94,7 @@ func TestRotateBySize(t *testing.T) {
 	}
 	appendFlushed(t, l, "again", 50, 10)
 	l.Close()
-	if _, _, err := auditlog.VerifySet(path); err != nil {
+	if _, _, err := auditlog.VerifySet(path, auditlog.Start{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -123,9 +123,22 @@ func TestRotateByAgeAndRetention(t *testing.T) {
 	if !strings.Contains(files[0], ".20261207T130400.") || !strings.Contains(files[1], ".20261207T140500.") {
 		t.Fatalf("kept %v, want the files rotated at 13:04 and 14:05", files[:2])
 	}
-	reps, _, err := auditlog.VerifySet(path)
-	if err != nil || !strings.HasPrefix(reps[0].ContinuesMissing, "audit.log.20261207T1") {
+	// Files removed by max_files: from the genesis, the chain is broken
+	// (issue 32: "intact" hid it); from where the kept files begin, it
+	// is intact, and says what it continues.
+	var be *auditlog.BreakError
+	if _, _, err := auditlog.VerifySet(path, auditlog.Start{}); !errors.As(err, &be) || !strings.Contains(err.Error(), "the chain starts at seq 18") {
+		t.Fatalf("verify from the genesis: %v", err)
+	}
+	reps, _, err := auditlog.VerifySet(path, auditlog.Start{Seq: 18})
+	if err != nil || !strings.HasPrefix(reps[0].ContinuesMissing, "audit.log.20261207T1") || reps[0].FirstSeq != 18 {
 		t.Fatalf("verify: %+v %v", reps, err)
+	}
+	if _, _, err := auditlog.VerifySet(path, auditlog.Start{Seq: 17}); !errors.As(err, &be) || !strings.Contains(err.Error(), "starts at seq 18, not 17") {
+		t.Fatalf("verify from another seq: %v", err)
+	}
+	if _, _, err := auditlog.VerifySet(path, auditlog.Start{Seq: 18, Prev: strings.Repeat("0", 64)}); !errors.As(err, &be) || !strings.Contains(err.Error(), "was replaced") {
+		t.Fatalf("verify with another expected hash: %v", err)
 	}
 	if _, events := linesOf(t, path); events != 11 { // 5+5 kept of 25, and the last
 		t.Fatalf("%d events", events)
@@ -205,7 +218,7 @@ func TestVerifySetTampering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path, files := build(t)
 			tc.tamper(files)
-			_, _, err := auditlog.VerifySet(path)
+			_, _, err := auditlog.VerifySet(path, auditlog.Start{})
 			var be *auditlog.BreakError
 			if !errors.As(err, &be) || !strings.HasPrefix(err.Error(), tc.want(files)) {
 				t.Fatalf("err = %v\nwant %s", err, tc.want(files))
@@ -260,7 +273,7 @@ func TestRotateConcurrentWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	files, _ := auditlog.Files(path)
-	reps, _, err := auditlog.VerifySet(path)
+	reps, _, err := auditlog.VerifySet(path, auditlog.Start{})
 	if err != nil || len(files) < 5 {
 		t.Fatalf("%d files: %v", len(files), err)
 	}
@@ -297,7 +310,7 @@ func TestRotationFailureFailsClosed(t *testing.T) {
 		t.Fatalf("after the obstacle went: %v", err)
 	}
 	l.Close()
-	if _, _, err := auditlog.VerifySet(path); err != nil {
+	if _, _, err := auditlog.VerifySet(path, auditlog.Start{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, events := linesOf(t, path); events != 20 {
