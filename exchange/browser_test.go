@@ -935,3 +935,40 @@ func TestDevLoginPage(t *testing.T) {
 		t.Fatalf("the page of a used state: %d", status)
 	}
 }
+
+// TestUnvettedClients (issue 32): a client no administrator registered
+// (DCR, a metadata document) is no open redirector: its request errors
+// before sign-in get the error page, never its redirect URI; a vetted
+// client's go back to it. Its consent screen warns and names where
+// approving leads.
+func TestUnvettedClients(t *testing.T) {
+	const unvetted = "dcr-unvetted"
+	e := newFlowEnv(t, fixedClients{
+		appID:    {ID: appID, Name: "Mail App", RedirectURIs: []string{appCB}},
+		unvetted: {ID: unvetted, Name: "Claude Desktop", RedirectURIs: []string{appCB}, Unvetted: true},
+	})
+	bad := func(client string) answer {
+		q := request(challengeOf(pkceVerifier))
+		q.Set("client_id", client)
+		q.Set("code_challenge_method", "plain")
+		return do(t, e.browser(), "GET", e.srv.URL+"/authorize?"+q.Encode(), nil)
+	}
+	if a := bad(appID); a.status != http.StatusSeeOther || a.location == nil || a.location.Query().Get("error") != "invalid_request" {
+		t.Fatalf("a vetted client's bad request: %d %v", a.status, a.location)
+	}
+	if a := bad(unvetted); a.status != 400 || a.location != nil || !strings.Contains(a.body, "The application&#39;s request is not valid.") {
+		t.Fatalf("an unvetted client's bad request: %d %v %s", a.status, a.location, a.body)
+	}
+	q := request(challengeOf(pkceVerifier))
+	q.Set("client_id", unvetted)
+	b := e.browser()
+	_, page := e.signIn(t, b, e.start(t, b, q), "alice")
+	if !strings.Contains(page.body, "No administrator has vetted this application: its name is its own claim. Approving sends you to app.example.com.") {
+		t.Fatalf("the consent screen of an unvetted client:\n%s", page.body)
+	}
+	q.Set("client_id", appID)
+	b = e.browser()
+	if _, page := e.signIn(t, b, e.start(t, b, q), "alice"); strings.Contains(page.body, "No administrator has vetted") {
+		t.Fatal("a vetted client warned as unvetted")
+	}
+}

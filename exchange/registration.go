@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,6 +25,10 @@ type BrowserClients struct {
 	Documents *ClientMetadataDocuments // nil: documents are not accepted
 }
 
+// DynamicClientPrefix begins the ID of every client registered dynamically
+// (RFC 7591), and of no other: an administrator cannot give it.
+const DynamicClientPrefix = "dcr-"
+
 // BrowserClient implements authorize.Clients.
 func (b BrowserClients) BrowserClient(ctx context.Context, id string) (authorize.Client, error) {
 	if b.Registry != nil {
@@ -34,7 +39,7 @@ func (b BrowserClients) BrowserClient(ctx context.Context, id string) (authorize
 		case ok && !slices.Contains(c.GrantTypes, GrantAuthorizationCode):
 			return authorize.Client{}, fmt.Errorf("%w: client %q is registered without the authorization_code grant", authorize.ErrUnknownClient, id)
 		case ok:
-			return authorize.Client{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs}, nil
+			return authorize.Client{ID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, Unvetted: strings.HasPrefix(c.ID, DynamicClientPrefix)}, nil
 		}
 	}
 	if b.Documents == nil || !IsClientMetadataURL(id) {
@@ -44,7 +49,7 @@ func (b BrowserClients) BrowserClient(ctx context.Context, id string) (authorize
 	if err != nil {
 		return authorize.Client{}, fmt.Errorf("%w: %v", authorize.ErrUnknownClient, err)
 	}
-	return authorize.Client{ID: md.ClientID, Name: md.ClientName, RedirectURIs: md.RedirectURIs, Document: true}, nil
+	return authorize.Client{ID: md.ClientID, Name: md.ClientName, RedirectURIs: md.RedirectURIs, Document: true, Unvetted: true}, nil
 }
 
 // ClientRegistrar stores a client registered dynamically, in force at once.
@@ -83,7 +88,7 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 		attrs := []attribute.KeyValue{attribute.String("mcpsts.source_ip", sourceIP(r))}
 		var c Client
 		if oerr == nil {
-			c = Client{ID: "dcr-" + authorize.Random(16), Name: md.ClientName, GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: md.RedirectURIs}
+			c = Client{ID: DynamicClientPrefix + authorize.Random(16), Name: md.ClientName, GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: md.RedirectURIs}
 			if err := cfg.Clients.RegisterClient(r.Context(), c); err != nil {
 				cfg.Log.Error("client registration", "error", err)
 				oerr = storeUnavailable(err)

@@ -243,6 +243,19 @@ registration: {dynamic: true}`,
 	}
 	listTools := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
 
+	// A client registered dynamically: nobody vetted its redirect URI.
+	regResp, err := c.Post(broker+"/register", "application/json", strings.NewReader(`{"client_name":"Claude Desktop","redirect_uris":["https://app.attacker.example/cb"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var registered map[string]any
+	json.NewDecoder(regResp.Body).Decode(&registered)
+	regResp.Body.Close()
+	dcrClient, _ := registered["client_id"].(string)
+	if regResp.StatusCode != 201 || dcrClient == "" {
+		t.Fatalf("registration: %d %v", regResp.StatusCode, registered)
+	}
+
 	cases := []regressionCase{
 		// The gateway's edge (issue 32): names CGI/WSGI servers read as the
 		// gateway's own, and protocol upgrades.
@@ -338,6 +351,8 @@ registration: {dynamic: true}`,
 		{class: "browser flows", name: "an unknown client", method: "GET", path: "/authorize?response_type=code&client_id=x&redirect_uri=https%3A%2F%2Fevil.example%2Fcb", status: 400},
 		{class: "browser flows", name: "a login callback without state", method: "GET", path: "/login/callback?code=x", status: 400},
 		{class: "browser flows", name: "a consent answer without its token", path: "/consent", form: url.Values{"decision": {"approve"}}, status: 400},
+		{class: "browser flows", name: "a dynamically registered client's bad request (no open redirector, issue 32)", method: "GET",
+			path: "/authorize?response_type=code&client_id=" + dcrClient + "&redirect_uri=https%3A%2F%2Fapp.attacker.example%2Fcb&code_challenge=x&code_challenge_method=plain&state=s", status: 400},
 		{class: "browser flows", name: "a registered redirect URI whose IPv6 zone carries a CSP directive", path: "/register",
 			raw: `{"client_name":"x","redirect_uris":["https://[fe80::1%25;frame-ancestors%20https:;]/cb"]}`, header: map[string]string{"Content-Type": "application/json"}, status: 400, code: "invalid_redirect_uri"},
 	}

@@ -61,7 +61,8 @@ func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
 		"ClientName": name, "ClientID": client.ID, "RedirectHost": redirect.Host, "Server": f.Resource,
 		"User": f.Subject, "Scopes": scopes, "Offline": f.Offline, "RefreshTTL": words(lang(r), e.cfg.RefreshTTL),
 		"TokenTTL": words(lang(r), f.TTL), "Durations": durations, "CSRF": csrf,
-		"Loopback": loopbackOnly(client.RedirectURIs), "FirstSeen": client.Document && len(before) == 0,
+		"Loopback": loopbackOnly(client.RedirectURIs), "FirstSeen": client.Document && !hasActive(before, e.cfg.Clock()),
+		"Unvetted": client.Unvetted && !loopbackOnly(client.RedirectURIs),
 	}, Origin(f.RedirectURI))
 }
 
@@ -72,6 +73,12 @@ func (e *Endpoint) describe(l, scope string) string {
 		return d
 	}
 	return e.cfg.ScopeDescriptions[scope]
+}
+
+// hasActive reports an active consent among cs: a withdrawn or expired
+// one is not "seen before".
+func hasActive(cs []consent.Consent, now time.Time) bool {
+	return slices.ContainsFunc(cs, func(c consent.Consent) bool { return c.Active(now) })
 }
 
 // loopbackOnly reports a client that can only be redirected to the

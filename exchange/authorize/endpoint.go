@@ -30,6 +30,11 @@ type Client struct {
 	// Document reports a client described by a client ID metadata
 	// document (its ID is the document's URL) rather than registered.
 	Document bool
+	// Unvetted reports a client no administrator registered (Dynamic
+	// Client Registration, a metadata document): its redirect URIs are
+	// its own word. Errors before sign-in go to the error page, never to
+	// them (RFC 9700 §4.11.2), and the consent screen warns.
+	Unvetted bool
 }
 
 // ErrUnknownClient: no client has this ID.
@@ -207,7 +212,13 @@ func (e *Endpoint) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	f := Flow{Purpose: PurposeAuthorize, ClientID: clientID, RedirectURI: redirect, State: q.Get("state")}
 	if aerr := e.checkRequest(q, dup, &f); aerr != nil {
-		e.audit(ctx, "authorize.deny", attribute.String(attrClientID, bound(clientID)), attribute.String(attrError, aerr.code), attribute.String(attrReason, aerr.description))
+		attrs := []attribute.KeyValue{attribute.String(attrClientID, bound(clientID)), attribute.String(attrError, aerr.code), attribute.String(attrReason, aerr.description)}
+		if client.Unvetted {
+			// Not an open redirector for whoever registered a redirect URI.
+			e.errorPage(w, r, http.StatusBadRequest, "invalid_request", "authorize.deny", attrs...)
+			return
+		}
+		e.audit(ctx, "authorize.deny", attrs...)
 		e.redirect(w, r, f, url.Values{"error": {aerr.code}, "error_description": {aerr.description}})
 		return
 	}

@@ -43,6 +43,8 @@ var equivalent = []struct{ name, file, why string }{
 var mutants = []mutant{
 	// Issue 32: the gateway's edge, redirect hosts, ID-JAGs of a corporate
 	// IdP (checked in attest, caught where they are redeemed).
+	{name: "authorize: an unvetted client's request errors redirected", file: "exchange/authorize/endpoint.go",
+		from: "\t\tif client.Unvetted {", to: "\t\tif false && client.Unvetted {", pkg: "./exchange/..."},
 	{name: "auditlog: a log whose oldest files are gone verifies from the genesis", file: "internal/auditlog/auditlog.go",
 		from: `case i == 0 && start.begins(st) != "":`, to: `case i == 0 && start.begins(st) != "" && !st.firstLineRotated:`, pkg: "./internal/auditlog"},
 	{name: "oidc: an ID-JAG's lifetime unbounded", file: "attest/oidc/oidc.go",

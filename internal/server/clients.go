@@ -82,6 +82,11 @@ func clientDocuments(repo trustmaps.Repository) *admin.Documents {
 		if err == nil && c.ID != id {
 			problems = append(problems, fmt.Sprintf("client_id: %q is not the id in the path %q", c.ID, id))
 		}
+		// The prefix marks clients no administrator vetted (their request
+		// errors are never redirected, their consent screen warns).
+		if strings.HasPrefix(id, exchange.DynamicClientPrefix) {
+			problems = append(problems, fmt.Sprintf("client_id: %q: the prefix %s is for clients registered dynamically", id, exchange.DynamicClientPrefix))
+		}
 		return problems
 	}}
 }
