@@ -732,7 +732,7 @@ func TestDynamicRegistration(t *testing.T) {
 	}
 	// More refusals, at a handler of their own (the per-source limit
 	// above counts its burst).
-	unlimited := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, Clock: func() time.Time { return now }})
+	unlimited := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: exchange.RateLimit{Rate: 100, Burst: 100}, Clock: func() time.Time { return now }})
 	for _, tc := range []struct{ name, body, code string }{
 		// Plain http only on loopback, an IP literal included.
 		{"an http redirect URI on a private IP literal", `{"redirect_uris": ["http://192.168.1.5:8080/cb"]}`, "invalid_redirect_uri"},
@@ -749,6 +749,12 @@ func TestDynamicRegistration(t *testing.T) {
 		{"a client name on two lines", `{"client_name": "Mail\nApp", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
 		{"a client name with markup", `{"client_name": "<b>Mail</b>", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
 		{"a client name with a NUL", `{"client_name": "Mail\u0000App", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
+		// Issue 32: names that read as another's.
+		{"a client name with a bidi override", `{"client_name": "Mail \u202eppA", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
+		{"a client name with a zero-width joiner", `{"client_name": "Ma\u200dil App", "redirect_uris": ["https://app.example.com/cb"]}`, "invalid_client_metadata"},
+		{"a registered client's name", `{"client_name": "Claude Desktop", "redirect_uris": ["https://app.attacker.example/cb"]}`, "invalid_client_metadata"},
+		{"a registered client's name in other letter case and spacing", `{"client_name": "claude  DESKTOP", "redirect_uris": ["https://app.attacker.example/cb"]}`, "invalid_client_metadata"},
+		{"a registered client's name in look-alike letters", `{"client_name": "\u0421IaudeDeskt\u043ep", "redirect_uris": ["https://app.attacker.example/cb"]}`, "invalid_client_metadata"},
 	} {
 		r := httptest.NewRequest("POST", "https://sts.example/register", strings.NewReader(tc.body))
 		r.Header.Set("Content-Type", "application/json")
@@ -788,6 +794,9 @@ func (m *memRegistrar) RegisterClient(_ context.Context, c exchange.Client) erro
 	m.clients[c.ID] = c
 	return nil
 }
+
+// RegisteredNames implements the names an administrator's clients hold.
+func (m *memRegistrar) RegisteredNames() []string { return []string{"Claude Desktop"} }
 
 func (m *memRegistrar) Client(_ context.Context, id string) (exchange.Client, bool, error) {
 	m.mu.Lock()

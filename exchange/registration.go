@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/mtibben/confusables"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -57,6 +59,22 @@ type ClientRegistrar interface {
 	RegisterClient(ctx context.Context, c Client) error
 }
 
+// registeredNames lists the names of the clients an administrator
+// registered: a dynamic registration may not take one (the registry of
+// serve does).
+type registeredNames interface {
+	RegisteredNames() []string
+}
+
+// sameName reports names that read alike: equal but for letter case,
+// spaces and characters that look the same (Unicode's confusables).
+func sameName(a, b string) bool {
+	norm := func(s string) string {
+		return strings.Join(strings.Fields(strings.ToLower(confusables.Skeleton(s))), "")
+	}
+	return norm(a) == norm(b)
+}
+
 // RegistrationConfig configures dynamic client registration.
 type RegistrationConfig struct {
 	Clients ClientRegistrar
@@ -85,6 +103,16 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 	limit := newKeyedLimiter(cfg.PerSource, cfg.Clock)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		md, oerr := register(r, limit)
+		if oerr == nil && md.ClientName != "" {
+			if names, ok := cfg.Clients.(registeredNames); ok {
+				for _, n := range names.RegisteredNames() {
+					if sameName(n, md.ClientName) {
+						oerr = fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: the name of a client an administrator registered")
+						break
+					}
+				}
+			}
+		}
 		attrs := []attribute.KeyValue{attribute.String("mcpsts.source_ip", sourceIP(r))}
 		var c Client
 		if oerr == nil {
@@ -161,6 +189,11 @@ func register(r *http.Request, limit *keyedLimiter) (ClientMetadata, *oauthError
 	}
 	if len(md.ClientName) > 128 || bytes.ContainsAny([]byte(md.ClientName), "\x00\r\n<>") {
 		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: at most 128 characters, one line")
+	}
+	if strings.IndexFunc(md.ClientName, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Cf) }) >= 0 {
+		// Bidi overrides and invisible characters make a name read as
+		// another.
+		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: no control, format or bidirectional characters")
 	}
 	return md, nil
 }

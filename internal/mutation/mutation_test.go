@@ -45,6 +45,8 @@ var mutants = []mutant{
 	// IdP (checked in attest, caught where they are redeemed).
 	{name: "authorize: an unvetted client's request errors redirected", file: "exchange/authorize/endpoint.go",
 		from: "\t\tif client.Unvetted {", to: "\t\tif false && client.Unvetted {", pkg: "./exchange/..."},
+	{name: "exchange: a dynamic registration takes a registered client's name", file: "exchange/registration.go",
+		from: "if sameName(n, md.ClientName) {", to: "if false && sameName(n, md.ClientName) {", pkg: "./exchange"},
 	{name: "auditlog: a log whose oldest files are gone verifies from the genesis", file: "internal/auditlog/auditlog.go",
 		from: `case i == 0 && start.begins(st) != "":`, to: `case i == 0 && start.begins(st) != "" && !st.firstLineRotated:`, pkg: "./internal/auditlog"},
 	{name: "oidc: an ID-JAG's lifetime unbounded", file: "attest/oidc/oidc.go",

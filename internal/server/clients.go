@@ -46,6 +46,19 @@ func (s *storeClients) reload(ctx context.Context) error {
 	return nil
 }
 
+// RegisteredNames are the names of the clients an administrator registered
+// (not those registered dynamically): a dynamic registration may not take
+// one.
+func (s *storeClients) RegisteredNames() []string {
+	var out []string
+	for id, c := range *s.clients.Load() {
+		if c.Name != "" && !strings.HasPrefix(id, exchange.DynamicClientPrefix) {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
 // Client implements exchange.ClientRegistry.
 func (s *storeClients) Client(_ context.Context, id string) (exchange.Client, bool, error) {
 	c, ok := (*s.clients.Load())[id]
