@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,8 +60,16 @@ type Config struct {
 	// MaxResponseBytes bounds a response that is not an event stream
 	// (0: 16 MiB); streams flow unbounded, event by event.
 	MaxResponseBytes int64
-	// Sessions bounds the MCP sessions remembered (0: 100,000).
+	// Sessions bounds the MCP sessions remembered, each bound to the
+	// caller that opened it (0: 100,000). When full, the oldest is
+	// forgotten: its next request gets 404, and its client starts a new
+	// session, as after a restart of the gateway.
 	Sessions int
+	// UpstreamOwnsSessions forwards requests with an Mcp-Session-Id the
+	// gateway does not know (after its restart, or forgotten) for the
+	// upstream to check against their caller (X-MCPSTS-Subject). Off: such
+	// a request gets 404, as the MCP transport answers an unknown session.
+	UpstreamOwnsSessions bool
 	// UpstreamAudience, when set, is the upstream's own resource URI: the
 	// gateway then sends the upstream, instead of the X-MCPSTS-* headers, a
 	// short-lived token for that audience that it gets for each caller by
@@ -302,6 +311,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	p := c.Claims.Principal()
 	if id := r.Header.Get("Mcp-Session-Id"); id != "" {
 		switch owner, known := g.sessions.owner(id); {
+		case !known && !g.cfg.UpstreamOwnsSessions:
+			http.Error(w, "unknown MCP session: start a new one (initialize without Mcp-Session-Id)", http.StatusNotFound)
+			return
 		case known && owner != p:
 			http.Error(w, "this MCP session belongs to another caller", http.StatusForbidden)
 			return
@@ -528,12 +540,15 @@ func (s *sessions) bind(id, p string) {
 	if _, ok := s.byID[id]; ok {
 		return
 	}
-	if len(s.order) >= s.max {
-		delete(s.byID, s.order[0])
+	for len(s.byID) >= s.max && len(s.order) > 0 {
+		delete(s.byID, s.order[0]) // the oldest, or one already forgotten
 		s.order = s.order[1:]
 	}
 	s.byID[id] = p
 	s.order = append(s.order, id)
+	if len(s.order) > 2*s.max { // sessions forgotten (DELETE) leave their place
+		s.order = slices.DeleteFunc(s.order, func(id string) bool { _, ok := s.byID[id]; return !ok })
+	}
 }
 
 func (s *sessions) forget(id string) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -773,5 +774,63 @@ func TestDisguisedHeadersAndUpgrades(t *testing.T) {
 	switched.Store(true)
 	if got := send(nil); got != http.StatusBadGateway {
 		t.Errorf("an upstream that switches protocols: %d, want 502", got)
+	}
+}
+
+// TestUnknownSessions (issue 32): a session ID the gateway does not know
+// (after its restart, or forgotten when the table was full) gets 404, as
+// the MCP transport answers an unknown session, instead of reaching the
+// upstream without an owner check; an upstream that checks sessions
+// itself can take them (UpstreamOwnsSessions). The table keeps its bound.
+func TestUnknownSessions(t *testing.T) {
+	var reached atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		if r.Header.Get("Mcp-Session-Id") == "" {
+			w.Header().Set("Mcp-Session-Id", "s-"+strconv.Itoa(int(reached.Load())))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	for _, owns := range []bool{false, true} {
+		gw, broker, _ := serveGateway(t, up.URL+"/mcp", nil, func(c *gateway.Config) { c.Sessions, c.UpstreamOwnsSessions = 2, owns })
+		tok, _ := broker.Token(gw.URL+"/mcp", "agent", "ci/agent")
+		send := func(session string) (int, string) {
+			req, _ := http.NewRequest(http.MethodPost, gw.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if session != "" {
+				req.Header.Set("Mcp-Session-Id", session)
+			}
+			resp, err := gw.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, resp.Header.Get("Mcp-Session-Id")
+		}
+		before := reached.Load()
+		status, _ := send("made-up")
+		switch {
+		case !owns && (status != 404 || reached.Load() != before):
+			t.Fatalf("an unknown session: %d (upstream reached %d times), want 404 before the upstream", status, reached.Load()-before)
+		case owns && status != 200:
+			t.Fatalf("an unknown session, the upstream owning sessions: %d", status)
+		}
+		// Three sessions in a table of two: the oldest is forgotten.
+		var ids []string
+		for range 3 {
+			_, id := send("")
+			ids = append(ids, id)
+		}
+		if status, _ := send(ids[2]); status != 200 {
+			t.Fatalf("a known session: %d", status)
+		}
+		if status, _ := send(ids[0]); !owns && status != 404 {
+			t.Fatalf("the forgotten oldest session: %d, want 404", status)
+		}
 	}
 }

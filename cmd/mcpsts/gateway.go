@@ -47,7 +47,10 @@ type gatewayConfig struct {
 	// tokens are then refused, single-use tokens taken once. Required
 	// when a trust map for the gateway's audience is single_use.
 	IntrospectionSource string `yaml:"introspection_source"`
-	TLS                 struct {
+	// UpstreamOwnsSessions forwards unknown Mcp-Session-Id values for the
+	// upstream to check (default: 404 at the gateway).
+	UpstreamOwnsSessions bool `yaml:"upstream_owns_sessions"`
+	TLS                  struct {
 		Cert string `yaml:"cert_file"`
 		Key  string `yaml:"key_file"`
 	} `yaml:"tls"`
@@ -107,6 +110,7 @@ trusts an https one: the caller's identity travels in those headers.`,
 	fl.StringVar(&flags.IntrospectionSource, "introspection-source", "", "the gateway's own credential (as mcpsts token --source) to ask the broker whether each token is revoked or used (single use)")
 	fl.StringVar(&flags.TLS.Cert, "cert", "", "TLS certificate `file`")
 	fl.StringVar(&flags.TLS.Key, "key", "", "TLS key `file`")
+	fl.BoolVar(&flags.UpstreamOwnsSessions, "upstream-owns-sessions", false, "forward an Mcp-Session-Id the gateway does not know (after its restart) for the upstream to check against X-MCPSTS-Subject; default: 404")
 	return cmd
 }
 
@@ -122,6 +126,7 @@ func merge(cfg *gatewayConfig, f gatewayConfig) {
 			*p.dst = p.v
 		}
 	}
+	cfg.UpstreamOwnsSessions = cfg.UpstreamOwnsSessions || f.UpstreamOwnsSessions
 }
 
 func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Command) error {
@@ -209,7 +214,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 		defer cancel()
 		tp.Shutdown(sctx)
 	}()
-	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
+	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	var audit *auditlog.Log
 	if cfg.AuditLog != "" {
 		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {
