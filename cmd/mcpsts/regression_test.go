@@ -262,6 +262,7 @@ registration: {dynamic: true}`,
 		{class: "gateway", name: "X_MCPSTS_Scopes (read as X-MCPSTS-Scopes by WSGI)", gateway: true, raw: listTools, header: gwHeaders("X_MCPSTS_Scopes", "admin files:write"), status: 400},
 		{class: "gateway", name: "X_MCPSTS_Actor", gateway: true, raw: listTools, header: gwHeaders("X_MCPSTS_Actor", "workload:ci/files-server"), status: 400},
 		{class: "gateway", name: "Mcp_Session_Id (past the owner check)", gateway: true, raw: listTools, header: gwHeaders("Mcp_Session_Id", "another-callers"), status: 400},
+		{class: "gateway", name: "an Mcp-Session-Id the gateway does not know (no owner check possible)", gateway: true, raw: listTools, header: gwHeaders("Mcp-Session-Id", "guessed-or-from-before-a-restart"), status: 404},
 		{class: "gateway", name: "an Upgrade to another protocol", gateway: true, raw: listTools, header: gwHeaders("Connection", "Upgrade", "Upgrade", "websocket"), status: 400},
 
 		// Hostile subject tokens.
