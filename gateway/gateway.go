@@ -65,6 +65,10 @@ type Config struct {
 	// forgotten: its next request gets 404, and its client starts a new
 	// session, as after a restart of the gateway.
 	Sessions int
+	// AllowedHosts are the Host values requests may carry, host[:port]
+	// (default: the resource URL's): any other is refused with 421, so
+	// that DNS rebinding is refused without relying on Origin.
+	AllowedHosts []string
 	// UpstreamOwnsSessions forwards requests with an Mcp-Session-Id the
 	// gateway does not know (after its restart, or forgotten) for the
 	// upstream to check against their caller (X-MCPSTS-Subject). Off: such
@@ -167,7 +171,22 @@ func (g *Gateway) SetResource(rs *resource.Server) {
 	rs.Mount(mux, http.HandlerFunc(g.serve))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { g.ready(w, r, rs) })
-	var h http.Handler = mux
+	allowed := g.cfg.AllowedHosts
+	if len(allowed) == 0 {
+		if u, err := url.Parse(rs.Resource()); err == nil {
+			allowed = []string{u.Host}
+		}
+	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A page of another site that resolves its own name to this
+		// gateway (DNS rebinding) sends its own Host, with or without an
+		// Origin. Probes (/healthz, /readyz) come by the pod's address.
+		if p := r.URL.Path; p != "/healthz" && p != "/readyz" && !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, r.Host) }) {
+			http.Error(w, "the request's Host is not this MCP server's", http.StatusMisdirectedRequest)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 	g.handler.Store(&h)
 }
 

@@ -834,3 +834,44 @@ func TestUnknownSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowedHosts (issue 32): a request with another Host than the
+// resource URL's (a page of another site resolving its name to the
+// gateway: DNS rebinding) is refused with 421 without relying on Origin;
+// probes by the pod's address pass; AllowedHosts replaces the default.
+func TestAllowedHosts(t *testing.T) {
+	_, upURL := startUpstream(t)
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		host    string
+		path    string
+		want    int
+	}{
+		{"the resource URL's host", nil, "", "/mcp", 401},
+		{"another site's name", nil, "rebind.attacker.example", "/mcp", 421},
+		{"another site's name, the metadata", nil, "rebind.attacker.example", "/.well-known/oauth-protected-resource/mcp", 421},
+		{"a probe by address", nil, "10.1.2.3:8444", "/healthz", 200},
+		{"a configured name", []string{"files.internal:8444"}, "FILES.internal:8444", "/mcp", 401},
+		{"the resource URL's host when others are configured", []string{"files.internal:8444"}, "", "/mcp", 421},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gw, _, _ := serveGateway(t, upURL, nil, func(c *gateway.Config) { c.AllowedHosts = tc.allowed })
+			req, _ := http.NewRequest(http.MethodGet, gw.URL+tc.path, nil)
+			if tc.path == "/mcp" {
+				req, _ = http.NewRequest(http.MethodPost, gw.URL+tc.path, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+			}
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			resp, err := gw.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}

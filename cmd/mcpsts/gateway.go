@@ -50,7 +50,10 @@ type gatewayConfig struct {
 	// UpstreamOwnsSessions forwards unknown Mcp-Session-Id values for the
 	// upstream to check (default: 404 at the gateway).
 	UpstreamOwnsSessions bool `yaml:"upstream_owns_sessions"`
-	TLS                  struct {
+	// AllowedHosts are the Host values requests may carry (default: the
+	// resource URL's host): DNS rebinding is refused with 421.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	TLS          struct {
 		Cert string `yaml:"cert_file"`
 		Key  string `yaml:"key_file"`
 	} `yaml:"tls"`
@@ -110,6 +113,7 @@ trusts an https one: the caller's identity travels in those headers.`,
 	fl.StringVar(&flags.IntrospectionSource, "introspection-source", "", "the gateway's own credential (as mcpsts token --source) to ask the broker whether each token is revoked or used (single use)")
 	fl.StringVar(&flags.TLS.Cert, "cert", "", "TLS certificate `file`")
 	fl.StringVar(&flags.TLS.Key, "key", "", "TLS key `file`")
+	fl.StringSliceVar(&flags.AllowedHosts, "allowed-host", nil, "a `host[:port]` requests may name in Host (repeatable; default: the --resource URL's)")
 	fl.BoolVar(&flags.UpstreamOwnsSessions, "upstream-owns-sessions", false, "forward an Mcp-Session-Id the gateway does not know (after its restart) for the upstream to check against X-MCPSTS-Subject; default: 404")
 	return cmd
 }
@@ -127,6 +131,9 @@ func merge(cfg *gatewayConfig, f gatewayConfig) {
 		}
 	}
 	cfg.UpstreamOwnsSessions = cfg.UpstreamOwnsSessions || f.UpstreamOwnsSessions
+	if len(f.AllowedHosts) > 0 {
+		cfg.AllowedHosts = f.AllowedHosts
+	}
 }
 
 func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Command) error {
@@ -214,7 +221,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 		defer cancel()
 		tp.Shutdown(sctx)
 	}()
-	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
+	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, AllowedHosts: cfg.AllowedHosts, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	var audit *auditlog.Log
 	if cfg.AuditLog != "" {
 		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {

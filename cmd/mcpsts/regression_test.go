@@ -226,13 +226,16 @@ registration: {dynamic: true}`,
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{Resource: gwRS, Upstream: upstream.URL + "/mcp"})
+	var gwHandler http.Handler
+	gwSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { gwHandler.ServeHTTP(w, r) }))
+	t.Cleanup(gwSrv.Close)
+	// The gateway is other.example.com's, reached here by its address.
+	gw, err := gateway.New(gateway.Config{Resource: gwRS, Upstream: upstream.URL + "/mcp", AllowedHosts: []string{strings.TrimPrefix(gwSrv.URL, "https://")}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	gwHandler = gw.Handler()
 	go gwRS.Run(t.Context())
-	gwSrv := httptest.NewTLSServer(gw.Handler())
-	t.Cleanup(gwSrv.Close)
 	gwHeaders := func(extra ...string) map[string]string {
 		h := map[string]string{"Authorization": "Bearer " + otherAudience, "Content-Type": "application/json",
 			"Accept": "application/json, text/event-stream", "X-Regression": "must-not-reach"}
@@ -263,6 +266,7 @@ registration: {dynamic: true}`,
 		{class: "gateway", name: "X_MCPSTS_Actor", gateway: true, raw: listTools, header: gwHeaders("X_MCPSTS_Actor", "workload:ci/files-server"), status: 400},
 		{class: "gateway", name: "Mcp_Session_Id (past the owner check)", gateway: true, raw: listTools, header: gwHeaders("Mcp_Session_Id", "another-callers"), status: 400},
 		{class: "gateway", name: "an Mcp-Session-Id the gateway does not know (no owner check possible)", gateway: true, raw: listTools, header: gwHeaders("Mcp-Session-Id", "guessed-or-from-before-a-restart"), status: 404},
+		{class: "gateway", name: "another site's Host (DNS rebinding), no Origin", gateway: true, raw: listTools, header: gwHeaders("Host", "rebind.attacker.example"), status: 421},
 		{class: "gateway", name: "an Upgrade to another protocol", gateway: true, raw: listTools, header: gwHeaders("Connection", "Upgrade", "Upgrade", "websocket"), status: 400},
 
 		// Hostile subject tokens.
@@ -390,6 +394,10 @@ registration: {dynamic: true}`,
 			req.Header.Set("Content-Type", form)
 		}
 		for k, v := range tc.header {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
 			req.Header[k] = []string{v} // as spelled: X_MCPSTS_Scopes stays so
 		}
 		client := c
