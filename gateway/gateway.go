@@ -90,6 +90,7 @@ type Config struct {
 	Tracer trace.Tracer
 	Meter  metric.Meter
 	Log    *slog.Logger
+	Clock  func() time.Time // nil: time.Now; when a stream's token expires
 }
 
 // Refusal is a request the gateway refused before the upstream saw it.
@@ -134,6 +135,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	if cfg.Tracer == nil {
 		cfg.Tracer = tracenoop.NewTracerProvider().Tracer("")
@@ -458,11 +462,15 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if c, ok := resource.CallerFromContext(pr.In.Context()); ok {
 		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), principalKey{}, c.Claims.Principal()))
+		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), expiresKey{}, c.Claims.ExpiresAt))
 	}
 	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), startKey{}, time.Now()))
 }
 
 type principalKey struct{}
+
+// expiresKey holds the caller's token's expiry: a stream ends there.
+type expiresKey struct{}
 
 type delegatedKey struct{}
 
@@ -513,8 +521,28 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	}
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		resp.Body = &capped{ReadCloser: resp.Body, left: g.cfg.MaxResponseBytes}
+		return nil
+	}
+	// A stream lives no longer than the token that opened it: at its
+	// expiry the gateway ends the stream, and the client reconnects with a
+	// fresh token (Last-Event-ID resumes it), checked again.
+	if exp, ok := resp.Request.Context().Value(expiresKey{}).(time.Time); ok && !exp.IsZero() {
+		body := resp.Body
+		stop := time.AfterFunc(exp.Sub(g.cfg.Clock()), func() { body.Close() })
+		resp.Body = &stopOnClose{ReadCloser: body, stop: stop}
 	}
 	return nil
+}
+
+// stopOnClose stops the stream's expiry timer when the stream ends first.
+type stopOnClose struct {
+	io.ReadCloser
+	stop *time.Timer
+}
+
+func (s *stopOnClose) Close() error {
+	s.stop.Stop()
+	return s.ReadCloser.Close()
 }
 
 // capped fails a body past its bound.

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpsts/mcpsts/gateway"
+	"github.com/mcpsts/mcpsts/issuer"
 	"github.com/mcpsts/mcpsts/issuer/issuertest"
 	"github.com/mcpsts/mcpsts/resource"
 )
@@ -873,5 +874,54 @@ func TestAllowedHosts(t *testing.T) {
 				t.Fatalf("%d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+// TestStreamEndsWithItsToken (issue 32): an event stream lives no longer
+// than the token that opened it: at the token's expiry the gateway ends
+// it (the client reconnects with a fresh token). The gateway's clock is
+// 59 s ahead: the one-minute token expires a second into the stream.
+func TestStreamEndsWithItsToken(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "id: %d\ndata: {}\n\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	defer up.Close()
+	gw, broker, _ := serveGateway(t, up.URL+"/mcp", nil, func(c *gateway.Config) {
+		c.Clock = func() time.Time { return time.Now().Add(59 * time.Second) }
+	})
+	tok, err := broker.Mint(context.Background(), issuer.Grant{Subject: "ci/agent", Audience: gw.URL + "/mcp", ClientID: "agent", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/mcp", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tok.Raw)
+	start := time.Now()
+	resp, err := gw.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	done := make(chan int64, 1)
+	go func() { n, _ := io.Copy(io.Discard, resp.Body); done <- n }()
+	select {
+	case n := <-done:
+		if took := time.Since(start); n == 0 || took < 500*time.Millisecond || took > 5*time.Second {
+			t.Fatalf("the stream ended after %s with %d bytes, want about 1 s", took, n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived its token by 9 s")
 	}
 }

@@ -6,6 +6,7 @@ package mutation
 // running each mutant against its package's whole suite (go test
 // -failfast -v: the first test that failed).
 var guards = []struct{ mutant, test, pkg string }{
+	{"gateway: a stream outlives its token", "TestStreamEndsWithItsToken", "./gateway"},
 	{"gateway: any Host accepted", "TestAllowedHosts", "./gateway"},
 	{"gateway: an unknown session forwarded", "TestUnknownSessions", "./gateway"},
 	{"exchange: a dynamic registration takes a registered client's name", "TestDynamicRegistration", "./exchange"},

@@ -61,6 +61,8 @@ var mutants = []mutant{
 		from: "case !known && !g.cfg.UpstreamOwnsSessions:", to: "case false:", pkg: "./gateway"},
 	{name: "gateway: any Host accepted", file: "gateway/gateway.go",
 		from: `p != "/healthz" && p != "/readyz" && !slices.ContainsFunc(`, to: `false && p != "/healthz" && p != "/readyz" && !slices.ContainsFunc(`, pkg: "./gateway"},
+	{name: "gateway: a stream outlives its token", file: "gateway/gateway.go",
+		from: "exp.Sub(g.cfg.Clock()), func() { body.Close() })", to: "exp.Sub(g.cfg.Clock()), func() {})", pkg: "./gateway"},
 	{name: "gateway: an upgrade forwarded", file: "gateway/gateway.go",
 		from: "\tif upgrade(r.Header) {", to: "\tif false && upgrade(r.Header) {", pkg: "./gateway"},
 	// The outside mutation audit of 2026-12 (issue 39): each caught by its
