@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -514,5 +515,35 @@ func TestExplainPostureAndPlace(t *testing.T) {
 			!strings.Contains(string(b), `"source_ip":"`+tc.ip+`"`) {
 			t.Fatalf("%s %s: %d %s", tc.ip, tc.context, status, b)
 		}
+	}
+}
+
+// TestDocumentWritesInForceHere (issue 32): a document written through the
+// admin API (a client) is in force at once on the replica that took the
+// write: Changed is called after every put and delete that succeeded, and
+// not after a refused one.
+func TestDocumentWritesInForceHere(t *testing.T) {
+	var changed atomic.Int32
+	e := newEnvWith(t, func(c *admin.Config) {
+		c.Clients = &admin.Documents{Repo: c.Repo.(*store.Store).Clients(), Changed: func(context.Context) { changed.Add(1) },
+			Check: func(_ context.Context, id string, doc []byte) []string {
+				if id == "refused" {
+					return []string{"refused"}
+				}
+				return nil
+			}}
+	})
+	auth := map[string]string{"Authorization": "Bearer " + e.token(t, iss+"/admin", "mcpsts:admin"), "Content-Type": "application/json", "If-None-Match": "*"}
+	doc := `{"client_id":"desktop","grant_types":["authorization_code"],"redirect_uris":["http://127.0.0.1/cb"]}`
+	if status, _, body := e.do(t, call{method: "PUT", path: "/admin/v1/clients/desktop", body: doc, header: auth}); status != 201 || changed.Load() != 1 {
+		t.Fatalf("put: %d %v, changed %d", status, body, changed.Load())
+	}
+	if status, _, _ := e.do(t, call{method: "PUT", path: "/admin/v1/clients/refused", body: doc, header: auth}); status != 400 || changed.Load() != 1 {
+		t.Fatalf("a refused put: %d, changed %d", status, changed.Load())
+	}
+	del := map[string]string{"Authorization": auth["Authorization"], "If-Match": `"1"`}
+	if status, _, body := e.do(t, call{method: "DELETE", path: "/admin/v1/clients/desktop", header: del}); status != 204 || changed.Load() != 2 {
+		t.Logf("%v", body)
+		t.Fatalf("delete: %d, changed %d", status, changed.Load())
 	}
 }

@@ -21,6 +21,9 @@ type Documents struct {
 	// Check returns the problems of doc as document id, or of removing it
 	// when doc is nil; none means the write may go ahead.
 	Check func(ctx context.Context, id string, doc []byte) []string
+	// Changed, when set, is called after a write: this replica puts it in
+	// force at once (the others at their next reload).
+	Changed func(ctx context.Context)
 }
 
 // documentAPI serves one kind at /admin/v1/{kind}: singular names it in
@@ -84,6 +87,7 @@ func (d documentAPI) put(w http.ResponseWriter, r *http.Request) {
 	if d.failed(w, id, err, "the "+d.singular+" changed since that version, or exists already") {
 		return
 	}
+	d.changed(r.Context())
 	w.Header().Set("ETag", etag(rec.Version))
 	status := http.StatusOK
 	if ver == 0 {
@@ -106,7 +110,14 @@ func (d documentAPI) delete(w http.ResponseWriter, r *http.Request) {
 	if d.failed(w, id, d.docs.Repo.DeleteRecord(r.Context(), id, ver), "the "+d.singular+" changed since that version") {
 		return
 	}
+	d.changed(r.Context())
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (d documentAPI) changed(ctx context.Context) {
+	if d.docs.Changed != nil {
+		d.docs.Changed(ctx)
+	}
 }
 
 // failed answers a repository error, if any, and reports whether it did.

@@ -320,7 +320,7 @@ func TestBrowserFlow(t *testing.T) {
 	p.shot(t, ctx, "consent")
 	rcv, _ := url.Parse(p.redirect)
 	for _, want := range []string{desktopName + " wants access", "Signed in as alice", desktopID, rcv.Host, filesServer,
-		"Read your files (files:read)", "Keep this access while you are away", "runs on your computer", "Each access token it gets lives 10m."} {
+		"Read your files (files:read)", "Keep this access while you are away", "runs on your computer", "Each access token it gets lives 10 minutes."} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the consent screen does not say %q:\n%s", want, text)
 		}

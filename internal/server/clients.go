@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 type storeClients struct {
 	repo    trustmaps.Repository
 	log     *slog.Logger
+	mu      sync.Mutex // one writer of clients at a time: a reload never undoes a registration
 	clients atomic.Pointer[map[string]exchange.Client]
 }
 
@@ -29,6 +32,8 @@ func newStoreClients(ctx context.Context, repo trustmaps.Repository, log *slog.L
 }
 
 func (s *storeClients) reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	recs, err := s.repo.Records(ctx)
 	if err != nil {
 		return err
@@ -81,9 +86,10 @@ func (s *storeClients) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// clientDocuments checks client documents for the admin API.
-func clientDocuments(repo trustmaps.Repository) *admin.Documents {
-	return &admin.Documents{Repo: repo, Check: func(_ context.Context, id string, doc []byte) []string {
+// clientDocuments checks client documents for the admin API; changed puts
+// a write in force on this replica at once.
+func clientDocuments(repo trustmaps.Repository, changed func(context.Context)) *admin.Documents {
+	return &admin.Documents{Repo: repo, Changed: changed, Check: func(_ context.Context, id string, doc []byte) []string {
 		if doc == nil {
 			return nil
 		}
@@ -171,5 +177,19 @@ func (s *storeClients) RegisterClient(ctx context.Context, c exchange.Client) er
 	if _, err := s.repo.PutRecord(ctx, c.ID, doc, 0); err != nil {
 		return err
 	}
-	return s.reload(ctx)
+	// In force here at once, without reading every client again.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := maps.Clone(*s.clients.Load())
+	m[c.ID] = c
+	s.clients.Store(&m)
+	return nil
+}
+
+// changed reloads the clients after an admin API write, logging a failure
+// (the periodic reload tries again).
+func (s *storeClients) changed(ctx context.Context) {
+	if err := s.reload(ctx); err != nil {
+		s.log.Warn("registered clients: reload after a write failed", "error", err)
+	}
 }

@@ -408,7 +408,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
 
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
-			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients()),
+			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients(), s.clients.changed),
 			PostureSources: postureDocuments(st.PostureSources(), cfg),
 			Revocations:    accept, RevokeFor: cfg.Tokens.MaxTTL, AuditFile: cfg.AuditFile()}),
 		signingAlgs: providerAlgorithms(providers), tlsClientAuth: true, log: log, traces: tp, meters: tp.Meters,

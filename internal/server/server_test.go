@@ -127,7 +127,7 @@ func TestErrorPageReference(t *testing.T) {
 // TestAdminClientIDs: the admin API cannot give a client the prefix of
 // dynamic registrations, which marks clients no administrator vetted.
 func TestAdminClientIDs(t *testing.T) {
-	docs := clientDocuments(nil)
+	docs := clientDocuments(nil, nil)
 	if p := docs.Check(context.Background(), "dcr-mine", []byte(`{"client_id":"dcr-mine","grant_types":["authorization_code"],"redirect_uris":["https://app.example.com/cb"]}`)); len(p) != 1 ||
 		p[0] != `client_id: "dcr-mine": the prefix dcr- is for clients registered dynamically` {
 		t.Fatalf("problems %v", p)
