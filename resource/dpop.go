@@ -26,9 +26,11 @@ type DPoP struct {
 	Nonces dpop.Nonces
 	// ProofCacheSize bounds the proof jti values remembered (default
 	// 100,000). A proof is accepted for 2.5 minutes (iat from 2 minutes
-	// ago to 30 seconds ahead); past ProofCacheSize proofs in that time
-	// the oldest jti may be forgotten early. Several replicas of one
-	// server each remember their own: give them a shared Replay instead.
+	// ago to 30 seconds ahead), and remembered as long: size it as the
+	// proofs per second × 150 (the default serves 660 a second). Past it,
+	// a new proof is refused (503, Retry-After) rather than forget a live
+	// one, which would make it replayable. Several replicas of one server
+	// each remember their own: give them a shared Replay instead.
 	ProofCacheSize int
 	// Replay, when set, replaces the in-memory jti cache (a store shared
 	// by the replicas).
@@ -41,7 +43,8 @@ const defaultProofCache = 100_000
 // LRU.
 type memoryReplay struct {
 	mu    sync.Mutex
-	seen  *lru.Cache[string, time.Time]
+	size  int
+	seen  *lru.Cache[string, time.Time] // in the order claimed (Peek, never Get)
 	clock func() time.Time
 }
 
@@ -49,16 +52,33 @@ func newMemoryReplay(size int, clock func() time.Time) *memoryReplay {
 	if size <= 0 {
 		size = defaultProofCache
 	}
-	c, _ := lru.New[string, time.Time](size)
-	return &memoryReplay{seen: c, clock: clock}
+	c, _ := lru.New[string, time.Time](size + 1)
+	return &memoryReplay{size: size, seen: c, clock: clock}
 }
 
-// Claim implements attest.ReplayCache.
+// errProofCacheFull: every remembered proof is still live; forgetting one
+// would make it replayable.
+var errProofCacheFull = errors.New("resource: the DPoP proof cache is full of live proofs")
+
+// Claim implements attest.ReplayCache. When full, the oldest proofs are
+// forgotten only once they have expired; a cache full of live ones refuses
+// the new proof (the request gets 503 and retries) rather than forget one.
 func (m *memoryReplay) Claim(_ context.Context, key string, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if u, ok := m.seen.Get(key); ok && m.clock().Before(u) {
+	now := m.clock()
+	if u, ok := m.seen.Peek(key); ok && now.Before(u) {
 		return attest.ErrReplayed
+	}
+	for m.seen.Len() >= m.size {
+		k, u, ok := m.seen.GetOldest()
+		if !ok {
+			break
+		}
+		if now.Before(u) && k != key {
+			return errProofCacheFull
+		}
+		m.seen.Remove(k)
 	}
 	m.seen.Add(key, until)
 	return nil

@@ -6,6 +6,7 @@ package mutation
 // running each mutant against its package's whole suite (go test
 // -failfast -v: the first test that failed).
 var guards = []struct{ mutant, test, pkg string }{
+	{"resource: a full proof cache forgets a live proof", "TestProofCacheRefusesRatherThanForgets", "./resource"},
 	{"gateway: a stream outlives its token", "TestStreamEndsWithItsToken", "./gateway"},
 	{"gateway: any Host accepted", "TestAllowedHosts", "./gateway"},
 	{"gateway: an unknown session forwarded", "TestUnknownSessions", "./gateway"},

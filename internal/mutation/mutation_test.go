@@ -63,6 +63,8 @@ var mutants = []mutant{
 		from: `p != "/healthz" && p != "/readyz" && !slices.ContainsFunc(`, to: `false && p != "/healthz" && p != "/readyz" && !slices.ContainsFunc(`, pkg: "./gateway"},
 	{name: "gateway: a stream outlives its token", file: "gateway/gateway.go",
 		from: "exp.Sub(g.cfg.Clock()), func() { body.Close() })", to: "exp.Sub(g.cfg.Clock()), func() {})", pkg: "./gateway"},
+	{name: "resource: a full proof cache forgets a live proof", file: "resource/dpop.go",
+		from: "if now.Before(u) && k != key {", to: "if false && now.Before(u) && k != key {", pkg: "./resource"},
 	{name: "gateway: an upgrade forwarded", file: "gateway/gateway.go",
 		from: "\tif upgrade(r.Header) {", to: "\tif false && upgrade(r.Header) {", pkg: "./gateway"},
 	// The outside mutation audit of 2026-12 (issue 39): each caught by its
