@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"syscall"
 	"time"
 
@@ -107,11 +108,19 @@ func publicOnly(t http.RoundTripper) http.RoundTripper {
 	return tr
 }
 
-// shared is the shared address space of carrier-grade NAT (RFC 6598).
-var shared = netip.MustParsePrefix("100.64.0.0/10")
+// notPublic are global unicast prefixes that reach other than the public
+// address they seem to: the shared space of carrier-grade NAT (RFC 6598),
+// NAT64 (RFC 6052: 64:ff9b::10.0.0.1 is 10.0.0.1 behind the translator),
+// 6to4 (RFC 3056: 2002:0a00:0001:: is 10.0.0.1 behind the relay) and the
+// deprecated IPv6 site-local space (RFC 3879).
+func notPublic() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("64:ff9b::/96"),
+		netip.MustParsePrefix("64:ff9b:1::/48"), netip.MustParsePrefix("2002::/16"), netip.MustParsePrefix("fec0::/10")}
+}
 
 func publicAddress(ip netip.Addr) bool {
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !shared.Contains(ip)
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() &&
+		!slices.ContainsFunc(notPublic(), func(p netip.Prefix) bool { return p.Contains(ip) })
 }
 
 // Response is a fetched document.
