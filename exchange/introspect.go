@@ -165,7 +165,7 @@ func (l *lifecycle) audiences(a authenticated) []string {
 // parse reads a request after the per-source limit, as the token endpoint
 // does.
 func (l *lifecycle) parse(r *http.Request) (form, *oauthError) {
-	if ok, wait := l.t.perSource.allow(sourceIP(r)); !ok {
+	if ok, wait := l.t.perSource.allow(l.t.cfg.SourcePrefixes.key(r)); !ok {
 		return nil, limited("source", wait)
 	}
 	return l.t.parse(r)

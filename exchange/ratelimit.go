@@ -1,7 +1,11 @@
 package exchange
 
 import (
+	"cmp"
 	"context"
+	"net"
+	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,6 +17,34 @@ import (
 type RateLimit struct {
 	Rate  float64
 	Burst int
+}
+
+// SourcePrefixes are the prefix lengths the per-source limits key on (0:
+// 32 for IPv4, one address; 64 for IPv6, one site's /64, whose addresses
+// a host picks freely).
+type SourcePrefixes struct{ IPv4, IPv6 int }
+
+// key is the per-source limit key of r: its source address within its
+// prefix.
+func (p SourcePrefixes) key(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap().WithZone("")
+	bits := cmp.Or(p.IPv4, 32)
+	if a.Is6() {
+		bits = cmp.Or(p.IPv6, 64)
+	}
+	pre, err := a.Prefix(bits)
+	if err != nil {
+		return host
+	}
+	return pre.String()
 }
 
 // SharedLimits keeps token buckets that replicas share (in their store):

@@ -81,9 +81,11 @@ type RegistrationConfig struct {
 	// PerSource limits registrations per source address (0: 10 a
 	// minute, 10 at once).
 	PerSource RateLimit
-	Audit     DecisionLog // nil: none
-	Log       *slog.Logger
-	Clock     func() time.Time
+	// SourcePrefixes are what PerSource keys on (an IPv6 /64 by default).
+	SourcePrefixes SourcePrefixes
+	Audit          DecisionLog // nil: none
+	Log            *slog.Logger
+	Clock          func() time.Time
 }
 
 // RegistrationHandler is Dynamic Client Registration (RFC 7591) for public
@@ -102,7 +104,7 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 	}
 	limit := newKeyedLimiter(cfg.PerSource, cfg.Clock)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		md, oerr := register(r, limit)
+		md, oerr := register(r, limit, cfg.SourcePrefixes)
 		if oerr == nil && md.ClientName != "" {
 			if names, ok := cfg.Clients.(registeredNames); ok {
 				for _, n := range names.RegisteredNames() {
@@ -152,11 +154,11 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 }
 
 // register reads and checks a registration request.
-func register(r *http.Request, limit *keyedLimiter) (ClientMetadata, *oauthError) {
+func register(r *http.Request, limit *keyedLimiter, prefixes SourcePrefixes) (ClientMetadata, *oauthError) {
 	if r.Method != http.MethodPost {
 		return ClientMetadata{}, fail(http.StatusMethodNotAllowed, errInvalidRequest, "registration takes POST")
 	}
-	if ok, wait := limit.allow(sourceIP(r)); !ok {
+	if ok, wait := limit.allow(prefixes.key(r)); !ok {
 		e := fail(http.StatusTooManyRequests, "slow_down", "too many registrations from this address; retry later")
 		e.retryAfter = wait
 		return ClientMetadata{}, e

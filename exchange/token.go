@@ -114,6 +114,8 @@ type Config struct {
 	// no one address can make the endpoint verify credentials, or write
 	// audit records of any size, as fast as it can send.
 	PerIdentity, PerClient, PerSource RateLimit
+	// SourcePrefixes are what PerSource keys on (an IPv6 /64 by default).
+	SourcePrefixes SourcePrefixes
 	// SharedLimits, when set, keeps the per-identity and per-client
 	// buckets in the store the replicas share, so that N replicas allow
 	// the rate once, not N times (the per-source limit stays each
@@ -387,11 +389,7 @@ func clientAuth(r *http.Request, f form) *oauthError {
 }
 
 func (t *tokenEndpoint) serve(ctx context.Context, r *http.Request, grantType *string) (*tokenResponse, *oauthError) {
-	source, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		source = r.RemoteAddr
-	}
-	if ok, wait := t.perSource.allow(source); !ok {
+	if ok, wait := t.perSource.allow(t.cfg.SourcePrefixes.key(r)); !ok {
 		return nil, limited("source", wait)
 	}
 	f, oerr := t.parse(r)

@@ -256,8 +256,12 @@ type BundleEndpoint struct {
 type Limits struct {
 	PerIdentity RateLimit `yaml:"per_identity"`
 	PerClient   RateLimit `yaml:"per_client"`
-	// PerSource limits one source address, before a request is read.
-	PerSource RateLimit `yaml:"per_source"`
+	// PerSource limits one source address, before a request is read,
+	// within its prefix: SourcePrefixIPv4 (default 32) and
+	// SourcePrefixIPv6 (default 64: a host picks any address of its /64).
+	PerSource        RateLimit `yaml:"per_source"`
+	SourcePrefixIPv4 int       `yaml:"source_prefix_ipv4"`
+	SourcePrefixIPv6 int       `yaml:"source_prefix_ipv6"`
 	// Store says where the per-identity and per-client buckets live:
 	// "store" (shared by the replicas on the store), a redis:// or
 	// rediss:// URL (shared in Redis), "memory" (each process its own), or

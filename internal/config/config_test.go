@@ -228,6 +228,10 @@ providers:
 			`mcpsts.yaml:6: providers[0].id_jag_max_lifetime: 2h0m0s is out of range (want 0 for 5m, at most 1h)`,
 			`mcpsts.yaml:7: providers[1].id_jag_max_lifetime: goes with id_jag: true`,
 		}},
+		{"source prefixes", good + "limits: {source_prefix_ipv4: 33, source_prefix_ipv6: 16}\n", []string{
+			`mcpsts.yaml:5: limits.source_prefix_ipv4: 33 is out of range (want 8 to 32, or 0 for 32)`,
+			`mcpsts.yaml:5: limits.source_prefix_ipv6: 16 is out of range (want 32 to 128, or 0 for 64)`,
+		}},
 		{"an unknown key beside the other problems", good + `listn: 127.0.0.1:9
 tokens: {default_ttl: forever, max_ttl: 2h}
 `, []string{

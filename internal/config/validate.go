@@ -319,6 +319,12 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			}
 		}
 	}
+	if n := c.Limits.SourcePrefixIPv4; n != 0 && (n < 8 || n > 32) {
+		add("limits.source_prefix_ipv4", fmt.Sprintf("%d is out of range (want 8 to 32, or 0 for 32)", n))
+	}
+	if n := c.Limits.SourcePrefixIPv6; n != 0 && (n < 32 || n > 128) {
+		add("limits.source_prefix_ipv6", fmt.Sprintf("%d is out of range (want 32 to 128, or 0 for 64)", n))
+	}
 	if d := c.Authorization.RefreshTTL; d < 0 || d > 90*24*time.Hour {
 		add("authorization.refresh_ttl", fmt.Sprintf("%s is out of range (want 0 for 24h, at most 2160h)", d))
 	}

@@ -358,7 +358,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 			return nil, err
 		}
 		if cfg.Registration.Dynamic {
-			register = exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: s.clients, Audit: decisions, Log: log, Clock: opts.Now})
+			register = exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: s.clients, Audit: decisions, Log: log, Clock: opts.Now,
+				SourcePrefixes: exchange.SourcePrefixes{IPv4: cfg.Limits.SourcePrefixIPv4, IPv6: cfg.Limits.SourcePrefixIPv6}})
 		}
 	}
 	proofs := &dpop.Verifier{Replay: st, Clock: opts.Now}
@@ -378,10 +379,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		Self:             []string{strings.TrimSuffix(issuerURL, "/")},
 		Attestors:        attestors,
 		Decider:          s.policy, Minter: iss, IDJAGs: iss, Replay: st, Tokens: iss, Acceptor: accept, Revocations: accept, Consents: st, Tracer: tokenTracer, Meter: meter, Log: log, Clock: opts.Now,
-		DefaultTTL:  cfg.Tokens.DefaultTTL,
-		PerIdentity: exchange.RateLimit(cfg.Limits.PerIdentity),
-		PerClient:   exchange.RateLimit(cfg.Limits.PerClient),
-		PerSource:   exchange.RateLimit(cfg.Limits.PerSource),
+		DefaultTTL:     cfg.Tokens.DefaultTTL,
+		PerIdentity:    exchange.RateLimit(cfg.Limits.PerIdentity),
+		PerClient:      exchange.RateLimit(cfg.Limits.PerClient),
+		PerSource:      exchange.RateLimit(cfg.Limits.PerSource),
+		SourcePrefixes: exchange.SourcePrefixes{IPv4: cfg.Limits.SourcePrefixIPv4, IPv6: cfg.Limits.SourcePrefixIPv6},
 	}
 	tokenCfg.Posture = s.posture
 	switch {
