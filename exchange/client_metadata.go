@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/mcpsts/mcpsts/federation"
 )
 
@@ -62,14 +64,23 @@ type ClientMetadataDocuments struct {
 	fetch *federation.Fetcher
 	now   func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedMetadata
+	mu       sync.Mutex
+	cache    map[string]cachedMetadata
+	inFlight singleflight.Group // one fetch at a time per URL
 }
 
+// cachedMetadata is a document, or the failure to get one (err), until
+// until.
 type cachedMetadata struct {
 	md    ClientMetadata
+	err   error
 	until time.Time
 }
+
+// failureTTL is how long a document that could not be had is not asked
+// for again: a page of requests naming a dead or hostile URL costs one
+// fetch.
+const failureTTL = 30 * time.Second
 
 // NewClientMetadataDocuments returns a fetcher of client metadata
 // documents: https only, no redirect, at most 16 KiB within 5 s, public
@@ -104,23 +115,36 @@ func (d *ClientMetadataDocuments) Get(ctx context.Context, clientID string) (Cli
 	c, ok := d.cache[clientID]
 	d.mu.Unlock()
 	if ok && now.Before(c.until) {
-		return c.md, nil
+		return c.md, c.err
 	}
-	resp, err := d.fetch.Get(ctx, clientID)
+	v, err, _ := d.inFlight.Do(clientID, func() (any, error) {
+		c := cachedMetadata{until: now.Add(failureTTL)}
+		resp, err := d.fetch.Get(ctx, clientID)
+		if err == nil {
+			c.md, err = parseClientMetadata(clientID, resp.Body)
+			if err == nil {
+				c.until = now.Add(cacheTTL(resp.Header))
+			}
+		}
+		if err != nil {
+			c.err = fmt.Errorf("%w: %v", ErrClientMetadata, err)
+		}
+		// A fetch the caller gave up on says nothing of the document.
+		if ctx.Err() == nil {
+			d.mu.Lock()
+			if len(d.cache) >= clientMetadataEntries {
+				clear(d.cache) // bounded; a cold cache costs fetches, not correctness
+			}
+			d.cache[clientID] = c
+			d.mu.Unlock()
+		}
+		return c, nil
+	})
 	if err != nil {
-		return ClientMetadata{}, fmt.Errorf("%w: %v", ErrClientMetadata, err)
+		return ClientMetadata{}, err
 	}
-	md, err := parseClientMetadata(clientID, resp.Body)
-	if err != nil {
-		return ClientMetadata{}, fmt.Errorf("%w: %v", ErrClientMetadata, err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.cache) >= clientMetadataEntries {
-		clear(d.cache) // bounded; a cold cache costs fetches, not correctness
-	}
-	d.cache[clientID] = cachedMetadata{md: md, until: now.Add(cacheTTL(resp.Header))}
-	return md, nil
+	c = v.(cachedMetadata)
+	return c.md, c.err
 }
 
 // clientMetadataURLProblem says why u cannot be a client ID URL: https,

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,6 +86,34 @@ func TestClientMetadataDocuments(t *testing.T) {
 				t.Fatalf("fetched %v, want %v", fetched, tc.fetches)
 			}
 		})
+	}
+
+	// Issue 32: a failure is remembered for 30 s (one fetch for a page of
+	// requests naming a dead or hostile URL), then asked again; many
+	// requests at once for one URL make one fetch.
+	before = hits.Load()
+	for range 5 {
+		if _, err := d.Get(ctx, ts.URL+"/missing.json"); err == nil || !strings.Contains(err.Error(), "status 404") {
+			t.Fatalf("a missing document: %v", err)
+		}
+	}
+	if hits.Load() != before {
+		t.Fatalf("a failure remembered: %d fetches, want none", hits.Load()-before)
+	}
+	now = now.Add(31 * time.Second)
+	if d.Get(ctx, ts.URL+"/missing.json"); hits.Load() != before+1 {
+		t.Fatalf("a failure forgotten after 30 s: %d fetches, want 1", hits.Load()-before)
+	}
+	now = now.Add(time.Hour) // every entry expired
+	before = hits.Load()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.Get(ctx, ts.URL+"/client.json") }()
+	}
+	wg.Wait()
+	if n := hits.Load() - before; n < 1 || n > 2 {
+		t.Fatalf("20 requests at once for one document: %d fetches, want 1 (2 if one began after the first ended)", n)
 	}
 
 	// Without the test allowance, a document on a loopback address (by
