@@ -3,9 +3,11 @@ package exchange
 import (
 	"cmp"
 	"context"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,6 +25,42 @@ type RateLimit struct {
 // 32 for IPv4, one address; 64 for IPv6, one site's /64, whose addresses
 // a host picks freely).
 type SourcePrefixes struct{ IPv4, IPv6 int }
+
+// SourceLimiter limits the requests of each source (its address within
+// its prefix), before anything of a request is read. It is safe for
+// concurrent use.
+type SourceLimiter struct {
+	buckets  *keyedLimiter
+	prefixes SourcePrefixes
+}
+
+// NewSourceLimiter returns a limiter of limit per source (a zero Rate
+// limits nothing).
+func NewSourceLimiter(limit RateLimit, prefixes SourcePrefixes, clock func() time.Time) *SourceLimiter {
+	if clock == nil {
+		clock = time.Now
+	}
+	return &SourceLimiter{buckets: newKeyedLimiter(limit, clock), prefixes: prefixes}
+}
+
+// Allow takes a token of r's source; when there is none it says how long
+// until there is.
+func (s *SourceLimiter) Allow(r *http.Request) (bool, time.Duration) {
+	return s.buckets.allow(s.prefixes.key(r))
+}
+
+// Handler answers 429 with Retry-After to a source past its limit, before
+// h reads anything of the request (nor logs, audits or fetches for it).
+func (s *SourceLimiter) Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := s.Allow(r); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			http.Error(w, "too many requests from this address; retry later", http.StatusTooManyRequests)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // key is the per-source limit key of r: its source address within its
 // prefix.

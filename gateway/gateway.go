@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +67,10 @@ type Config struct {
 	// forgotten: its next request gets 404, and its client starts a new
 	// session, as after a restart of the gateway.
 	Sessions int
+	// Admit, when set, is asked first, before anything of a request is
+	// read: a source past its limit gets 429 with Retry-After (counted as
+	// limited, not audited one by one).
+	Admit func(r *http.Request) (ok bool, retryAfter time.Duration)
 	// AllowedHosts are the Host values requests may carry, host[:port]
 	// (default: the resource URL's): any other is refused with 421, so
 	// that DNS rebinding is refused without relying on Origin.
@@ -234,6 +240,14 @@ func upstream(raw string, tlsTransport *http.Transport) (*url.URL, http.RoundTri
 // the edge to Config.Refused.
 func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.cfg.Admit != nil {
+			if ok, wait := g.cfg.Admit(r); !ok {
+				g.requests.Add(r.Context(), 1, metric.WithAttributes(attribute.String("outcome", "limited")))
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				http.Error(w, "too many requests from this address; retry later", http.StatusTooManyRequests)
+				return
+			}
+		}
 		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := g.tracer.Start(ctx, "mcpsts.gateway "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))

@@ -925,3 +925,31 @@ func TestStreamEndsWithItsToken(t *testing.T) {
 		t.Fatal("the stream outlived its token by 9 s")
 	}
 }
+
+// TestAdmit (issue 32): a source past its limit gets 429 with Retry-After
+// before anything is read, never reaches the upstream, and is not audited
+// request by request.
+func TestAdmit(t *testing.T) {
+	_, upURL := startUpstream(t)
+	var refused atomic.Int32
+	admitted := atomic.Int32{}
+	gw, _, _ := serveGateway(t, upURL, nil, func(c *gateway.Config) {
+		c.Admit = func(*http.Request) (bool, time.Duration) { return admitted.Add(1) <= 2, 1500 * time.Millisecond }
+		c.Refused = func(gateway.Refusal) { refused.Add(1) }
+	})
+	var got []int
+	for range 4 {
+		resp, err := gw.Client().Post(gw.URL+"/mcp", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		got = append(got, resp.StatusCode)
+		if resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "2" {
+			t.Errorf("Retry-After %q, want 2", resp.Header.Get("Retry-After"))
+		}
+	}
+	if fmt.Sprint(got) != "[401 401 429 429]" || refused.Load() != 2 {
+		t.Fatalf("statuses %v, %d audited, want [401 401 429 429] and 2", got, refused.Load())
+	}
+}

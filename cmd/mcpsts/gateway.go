@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
@@ -50,6 +51,12 @@ type gatewayConfig struct {
 	// UpstreamOwnsSessions forwards unknown Mcp-Session-Id values for the
 	// upstream to check (default: 404 at the gateway).
 	UpstreamOwnsSessions bool `yaml:"upstream_owns_sessions"`
+	// PerSource limits the requests of one source address (an IPv6 /64)
+	// before anything is read (default 100 a second, 200 at once).
+	PerSource struct {
+		Rate  float64 `yaml:"rate"`
+		Burst int     `yaml:"burst"`
+	} `yaml:"per_source"`
 	// AllowedHosts are the Host values requests may carry (default: the
 	// resource URL's host): DNS rebinding is refused with 421.
 	AllowedHosts []string `yaml:"allowed_hosts"`
@@ -76,6 +83,7 @@ trusts an https one: the caller's identity travels in those headers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := gatewayConfig{Listen: "127.0.0.1:8444"}
+			cfg.PerSource.Rate, cfg.PerSource.Burst = 100, 200
 			if file != "" {
 				data, err := os.ReadFile(file)
 				if err != nil {
@@ -221,7 +229,8 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 		defer cancel()
 		tp.Shutdown(sctx)
 	}()
-	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, AllowedHosts: cfg.AllowedHosts, Log: log, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
+	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, AllowedHosts: cfg.AllowedHosts, Log: log,
+		Admit: exchange.NewSourceLimiter(exchange.RateLimit{Rate: cfg.PerSource.Rate, Burst: cfg.PerSource.Burst}, exchange.SourcePrefixes{}, e.now).Allow, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	var audit *auditlog.Log
 	if cfg.AuditLog != "" {
 		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {

@@ -25,6 +25,9 @@ import (
 
 // routeConfig is what routes mounts.
 type routeConfig struct {
+	// perSource limits every route but the token endpoint, introspection
+	// and revocation (which have their own), before anything is read.
+	perSource     *exchange.SourceLimiter
 	issuer        string
 	store         *store.Store
 	iss           *issuer.Issuer
@@ -109,6 +112,14 @@ func routes(rc routeConfig) (http.Handler, error) {
 		rc.meters = metricnoop.NewMeterProvider()
 	}
 	span := func(name string, h http.Handler) http.Handler {
+		if rc.perSource != nil {
+			h = rc.perSource.Handler(h)
+		}
+		return otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(rc.traces), otelhttp.WithMeterProvider(rc.meters),
+			otelhttp.WithPropagators(propagation.TraceContext{}))
+	}
+	// Introspection and revocation limit their sources themselves.
+	ownLimit := func(name string, h http.Handler) http.Handler {
 		return otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(rc.traces), otelhttp.WithMeterProvider(rc.meters),
 			otelhttp.WithPropagators(propagation.TraceContext{}))
 	}
@@ -131,8 +142,8 @@ func routes(rc routeConfig) (http.Handler, error) {
 		mux.Handle(paths.Authorize, span("authorize", exchange.AuthorizeHandler()))
 	}
 	if rc.introspect != nil {
-		mux.Handle(paths.Base+"/introspect", span("introspect", rc.introspect))
-		mux.Handle(paths.Base+"/revoke", span("revoke", rc.revoke))
+		mux.Handle(paths.Base+"/introspect", ownLimit("introspect", rc.introspect))
+		mux.Handle(paths.Base+"/revoke", ownLimit("revoke", rc.revoke))
 	}
 	mux.Handle("GET "+paths.OAuth, span("metadata", metadata))
 	mux.Handle("GET "+paths.OIDC, span("metadata", metadata))

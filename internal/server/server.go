@@ -408,6 +408,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	}
 	introspect, revoke := exchange.NewLifecycleHandlers(tokenCfg, lifecycle)
 	s.handler, err = routes(routeConfig{issuer: issuerURL, store: st, iss: iss, token: token,
+		perSource: exchange.NewSourceLimiter(exchange.RateLimit(cfg.Limits.PerSource),
+			exchange.SourcePrefixes{IPv4: cfg.Limits.SourcePrefixIPv4, IPv6: cfg.Limits.SourcePrefixIPv6}, opts.Now),
 
 		admin: admin.Handler(admin.Config{Repo: st, Policy: s.policy, Source: mapSource, Consents: st, Auth: adminAuth, Metrics: tp.Scrape, Log: log, Clock: opts.Now,
 			Providers: providerDocuments(st.FederationProviders(), cfg), Clients: clientDocuments(st.Clients(), s.clients.changed),

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +136,32 @@ func TestAdminClientIDs(t *testing.T) {
 	}
 	if p := docs.Check(context.Background(), "mine", []byte(`{"client_id":"mine","grant_types":["authorization_code"],"redirect_uris":["https://app.example.com/cb"]}`)); len(p) != 0 {
 		t.Fatalf("problems %v", p)
+	}
+}
+
+// TestEveryRouteLimited (issue 32): the per-source limit holds on every
+// route, the browser endpoints and the metadata included, before anything
+// is read, audited or logged: past it, 429 with Retry-After.
+func TestEveryRouteLimited(t *testing.T) {
+	cfg := devConfig(t)
+	cfg.Limits.PerSource = config.RateLimit{Rate: 0.01, Burst: 5}
+	s, roots := runDev(t, cfg)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var statuses []int
+	for _, path := range []string{"/authorize?client_id=nobody", "/authorize?client_id=nobody", "/consents", "/.well-known/oauth-authorization-server",
+		"/authorize?client_id=nobody", "/authorize?client_id=nobody", "/login/dev?state=x", "/.well-known/oauth-authorization-server"} {
+		resp, err := c.Get(s.Issuer + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+		if resp.StatusCode == 429 && resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: 429 without Retry-After", path)
+		}
+	}
+	if fmt.Sprint(statuses[5:]) != "[429 429 429]" || slices.Contains(statuses[:5], 429) {
+		t.Fatalf("statuses %v, want 5 answered, then 429", statuses)
 	}
 }
