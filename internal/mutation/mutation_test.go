@@ -217,7 +217,7 @@ var mutants = []mutant{
 	{"exchange: request values unbounded", "exchange/audit.go",
 		"kv[i] = attribute.String(string(a.Key), bound(v, maxAttrBytes))", "kv[i] = a", "./exchange"},
 	{"exchange: no per-source limit", "exchange/token.go",
-		"if ok, wait := t.perSource.allow(source); !ok {", "if ok, wait := t.perSource.allow(source); false && !ok {", "./exchange"},
+		"if ok, wait := t.perSource.allow(t.cfg.SourcePrefixes.key(r)); !ok {", "if ok, wait := t.perSource.allow(t.cfg.SourcePrefixes.key(r)); false && !ok {", "./exchange"},
 	{"federation: Has ignores the stale bound", "federation/provider.go",
 		"if st == nil || p.cfg.Clock().After(st.refreshAt.Add(p.cfg.StaleBound)) {\n\t\treturn false", "if st == nil {\n\t\treturn false", "./federation"},
 	{"attest/oidc: cached tokens have no maximum age", "attest/oidc/cache.go", " || tooOld(e, now)", "", "./attest/oidc"},
