@@ -178,6 +178,8 @@ func parseClientMetadata(clientID string, body []byte) (ClientMetadata, error) {
 	}
 	if md.ClientName == "" {
 		errs = append(errs, errors.New("client_name: required"))
+	} else if p := clientNameProblem(md.ClientName); p != "" {
+		errs = append(errs, errors.New("client_name: "+p))
 	}
 	if len(md.RedirectURIs) == 0 {
 		errs = append(errs, errors.New("redirect_uris: at least one"))

@@ -42,6 +42,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 	docs["/secret.json"] = `{"client_id":"` + ts.URL + `/secret.json","client_name":"x","redirect_uris":["https://app.example.com/cb"],"token_endpoint_auth_method":"client_secret_basic"}`
 	docs["/nocb.json"] = `{"client_id":"` + ts.URL + `/nocb.json","client_name":"x","redirect_uris":["http://app.example.com/cb"]}`
 	docs["/notjson.json"] = `<html>`
+	docs["/bidi.json"] = `{"client_id":"` + ts.URL + `/bidi.json","client_name":"Mail \u202eppA","redirect_uris":["https://app.example.com/cb"]}`
 
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	d := exchange.NewClientMetadataDocuments(exchange.ClientMetadataOptions{Transport: ts.Client().Transport, AllowPrivateAddresses: true, Clock: func() time.Time { return now }})
@@ -70,6 +71,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 		{"a secret-holding client", ts.URL + "/secret.json", `token_endpoint_auth_method: "client_secret_basic" needs a secret`, true},
 		{"an http redirect URI off loopback", ts.URL + "/nocb.json", "redirect_uris[0]", true},
 		{"not found", ts.URL + "/missing.json", "status 404", true},
+		{"a name with a bidi override (issue 32)", ts.URL + "/bidi.json", "client_name: no control, format or bidirectional characters", true},
 		{"http", strings.Replace(ts.URL, "https", "http", 1) + "/client.json", "is not an https URL", false},
 		{"no path", ts.URL, "has no path", false},
 		{"a fragment", ts.URL + "/client.json#x", "has a fragment", false},

@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,6 +56,20 @@ func (b BrowserClients) BrowserClient(ctx context.Context, id string) (authorize
 // ClientRegistrar stores a client registered dynamically, in force at once.
 type ClientRegistrar interface {
 	RegisterClient(ctx context.Context, c Client) error
+}
+
+// clientNameProblem says why a client's self-declared name cannot be shown
+// to people, or "": at most 128 bytes of one line of text, no markup, no
+// control, format or bidirectional characters (which make a name read as
+// another).
+func clientNameProblem(name string) string {
+	switch {
+	case len(name) > 128 || strings.ContainsAny(name, "\x00\r\n<>"):
+		return "at most 128 characters, one line"
+	case strings.IndexFunc(name, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Cf) }) >= 0:
+		return "no control, format or bidirectional characters"
+	}
+	return ""
 }
 
 // registeredNames lists the names of the clients an administrator
@@ -189,13 +202,8 @@ func register(r *http.Request, limit *keyedLimiter, prefixes SourcePrefixes) (Cl
 			return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "response_types: only code")
 		}
 	}
-	if len(md.ClientName) > 128 || bytes.ContainsAny([]byte(md.ClientName), "\x00\r\n<>") {
-		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: at most 128 characters, one line")
-	}
-	if strings.IndexFunc(md.ClientName, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Cf) }) >= 0 {
-		// Bidi overrides and invisible characters make a name read as
-		// another.
-		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: no control, format or bidirectional characters")
+	if p := clientNameProblem(md.ClientName); p != "" {
+		return ClientMetadata{}, fail(http.StatusBadRequest, "invalid_client_metadata", "client_name: "+p)
 	}
 	return md, nil
 }
