@@ -153,7 +153,7 @@ var mutants = []mutant{
 	{name: "DCR/CIMD: a plain-http redirect URI on any IP literal", file: "exchange/clients.go",
 		from: "(ip != nil && ip.IsLoopback()) || p.Hostname() == \"localhost\"", to: "ip != nil || p.Hostname() == \"localhost\"", pkg: "./exchange"},
 	{name: "DCR: client_name with control characters or markup", file: "exchange/registration.go",
-		from: "len(md.ClientName) > 128 || bytes.ContainsAny(", to: "len(md.ClientName) > 128 || false && bytes.ContainsAny(", pkg: "./exchange"},
+		from: "len(name) > 128 || strings.ContainsAny(", to: "len(name) > 128 || false && strings.ContainsAny(", pkg: "./exchange"},
 	{name: "consent: covers any scope", file: "trustmaps/consent/consent.go",
 		from: "\t\tif !slices.Contains(c.Scopes, s) {", to: "\t\tif s == \"\\x00\" {", pkg: "./trustmaps/consent"},
 	{name: "consent: covers any resource", file: "trustmaps/consent/consent.go",
