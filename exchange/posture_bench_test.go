@@ -54,7 +54,7 @@ func BenchmarkPostureCost(b *testing.B) {
 	if err := keys.Refresh(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	set, err := posture.New(e.clock, []posture.AssertionConfig{{Name: "edr", Keys: keys, BindIdentity: "subject"}}, nil)
+	set, err := posture.New(e.clock, []posture.AssertionConfig{{Name: "edr", Keys: keys, BindIdentity: "subject", BindProviders: []string{"ci"}}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

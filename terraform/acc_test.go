@@ -734,8 +734,9 @@ resource "mcpsts_posture_source" "edr" {
   issuer        = %q
   discovery     = true
   ca_file       = %q
-  max_age       = "30m"
-  bind_identity = "subject"
+  max_age        = "30m"
+  bind_identity  = "subject"
+  bind_providers = ["ci"]
 }
 
 resource "mcpsts_trust_map" "compliant" {
@@ -788,9 +789,14 @@ data "mcpsts_explain" "compliant" {
 				resource.TestCheckResourceAttr("mcpsts_posture_source.edr", "version", "1"), granted, explained)},
 			{ResourceName: "mcpsts_posture_source.edr", ImportState: true, ImportStateId: "edr", ImportStateVerify: true},
 			{
-				Config:      strings.Replace(cfg, `bind_identity = "subject"`, `bind_identity = "subject"`+"\n"+`  on_error = "allow"`, 1),
+				Config:      strings.Replace(cfg, `bind_identity  = "subject"`, `bind_identity  = "subject"`+"\n"+`  on_error = "allow"`, 1),
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`"allow" is not offered`),
+			},
+			{
+				Config:      strings.Replace(cfg, "  bind_providers = [\"ci\"]\n", "", 1),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`required: the providers whose identities`),
 			},
 			{Config: cfg, PlanOnly: true},
 		},

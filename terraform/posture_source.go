@@ -29,26 +29,27 @@ var (
 func newPostureSourceResource() resource.Resource { return &postureSourceResource{} }
 
 type postureSourceModel struct {
-	ID           types.String `tfsdk:"id"`
-	Kind         types.String `tfsdk:"kind"`
-	OnError      types.String `tfsdk:"on_error"`
-	Issuer       types.String `tfsdk:"issuer"`
-	Discovery    types.Bool   `tfsdk:"discovery"`
-	JWKSURI      types.String `tfsdk:"jwks_uri"`
-	JWKS         types.String `tfsdk:"jwks"`
-	Algorithms   types.List   `tfsdk:"algorithms"`
-	Audience     types.String `tfsdk:"audience"`
-	MaxAge       types.String `tfsdk:"max_age"`
-	Preset       types.String `tfsdk:"preset"`
-	BindClaim    types.String `tfsdk:"bind_claim"`
-	BindIdentity types.String `tfsdk:"bind_identity"`
-	URL          types.String `tfsdk:"url"`
-	CertFile     types.String `tfsdk:"cert_file"`
-	KeyFile      types.String `tfsdk:"key_file"`
-	Timeout      types.String `tfsdk:"timeout"`
-	CacheTTL     types.String `tfsdk:"cache_ttl"`
-	CAFile       types.String `tfsdk:"ca_file"`
-	Version      types.Int64  `tfsdk:"version"`
+	ID            types.String `tfsdk:"id"`
+	Kind          types.String `tfsdk:"kind"`
+	OnError       types.String `tfsdk:"on_error"`
+	Issuer        types.String `tfsdk:"issuer"`
+	Discovery     types.Bool   `tfsdk:"discovery"`
+	JWKSURI       types.String `tfsdk:"jwks_uri"`
+	JWKS          types.String `tfsdk:"jwks"`
+	Algorithms    types.List   `tfsdk:"algorithms"`
+	Audience      types.String `tfsdk:"audience"`
+	MaxAge        types.String `tfsdk:"max_age"`
+	Preset        types.String `tfsdk:"preset"`
+	BindClaim     types.String `tfsdk:"bind_claim"`
+	BindIdentity  types.String `tfsdk:"bind_identity"`
+	BindProviders types.List   `tfsdk:"bind_providers"`
+	URL           types.String `tfsdk:"url"`
+	CertFile      types.String `tfsdk:"cert_file"`
+	KeyFile       types.String `tfsdk:"key_file"`
+	Timeout       types.String `tfsdk:"timeout"`
+	CacheTTL      types.String `tfsdk:"cache_ttl"`
+	CAFile        types.String `tfsdk:"ca_file"`
+	Version       types.Int64  `tfsdk:"version"`
 }
 
 type postureSourceDoc struct {
@@ -64,8 +65,9 @@ type postureSourceDoc struct {
 	MaxAge     *string  `json:"max_age"`
 	Preset     *string  `json:"preset"`
 	Bind       *struct {
-		Claim    *string `json:"claim"`
-		Identity *string `json:"identity"`
+		Claim     *string  `json:"claim"`
+		Identity  *string  `json:"identity"`
+		Providers []string `json:"providers"`
 	} `json:"bind"`
 	URL      *string `json:"url"`
 	CertFile *string `json:"cert_file"`
@@ -100,13 +102,15 @@ func (r *postureSourceResource) Schema(_ context.Context, _ resource.SchemaReque
 			"preset":        str("assertion: generic (every claim is an attribute)."),
 			"bind_claim":    str("assertion: the claim that names the workload or host (default sub)."),
 			"bind_identity": str("assertion: what of the verified identity it must equal: subject or attributes.<name>."),
-			"url":           str("pull: the https endpoint asked with the verified identity."),
-			"cert_file":     str("pull: the broker's client certificate (mTLS), on the broker's machine."),
-			"key_file":      str("pull: its private key, on the broker's machine."),
-			"timeout":       str("pull: how long an answer may take (default 2s, at most 30s)."),
-			"cache_ttl":     str("pull: how long an identity's answer is reused (default 1m, at most 10m)."),
-			"ca_file":       str("The CA to trust for the issuer's or the endpoint's TLS, on the broker's machine."),
-			"version":       schema.Int64Attribute{Computed: true, Description: "The stored version."},
+			"bind_providers": schema.ListAttribute{ElementType: types.StringType, Optional: true,
+				Description: "assertion: the providers whose identities the assertions describe (required): an equal subject from another provider is another workload."},
+			"url":       str("pull: the https endpoint asked with the verified identity."),
+			"cert_file": str("pull: the broker's client certificate (mTLS), on the broker's machine."),
+			"key_file":  str("pull: its private key, on the broker's machine."),
+			"timeout":   str("pull: how long an answer may take (default 2s, at most 30s)."),
+			"cache_ttl": str("pull: how long an identity's answer is reused (default 1m, at most 10m)."),
+			"ca_file":   str("The CA to trust for the issuer's or the endpoint's TLS, on the broker's machine."),
+			"version":   schema.Int64Attribute{Computed: true, Description: "The stored version."},
 		},
 	}
 }
@@ -126,7 +130,8 @@ func (m *postureSourceModel) document(ctx context.Context) ([]byte, diag.Diagnos
 		"preset": docString(m.Preset), "url": docString(m.URL), "cert_file": docString(m.CertFile), "key_file": docString(m.KeyFile),
 		"timeout": docString(m.Timeout), "cache_ttl": docString(m.CacheTTL), "ca_file": docString(m.CAFile),
 	}
-	if bind := compact(map[string]any{"claim": docString(m.BindClaim), "identity": docString(m.BindIdentity)}); len(bind) > 0 {
+	if bind := compact(map[string]any{"claim": docString(m.BindClaim), "identity": docString(m.BindIdentity),
+		"providers": docList(ctx, m.BindProviders, &diags)}); len(bind) > 0 {
 		doc["bind"] = bind
 	}
 	b, err := json.Marshal(compact(doc))
@@ -149,7 +154,7 @@ func (r *postureSourceResource) ValidateConfig(ctx context.Context, req resource
 	}
 	_, err := config.ParsePostureSource(m.ID.ValueString(), doc)
 	addConfigProblems(&resp.Diagnostics, "Invalid posture source", err,
-		map[string]string{"name": "id", "bind.claim": "bind_claim", "bind.identity": "bind_identity", "bind": "bind_identity"})
+		map[string]string{"name": "id", "bind.claim": "bind_claim", "bind.identity": "bind_identity", "bind.providers": "bind_providers", "bind": "bind_identity"})
 }
 
 func (m *postureSourceModel) key() string    { return m.ID.ValueString() }
@@ -164,11 +169,11 @@ func (m *postureSourceModel) fromDocument(raw []byte, version int64) error {
 	*m = postureSourceModel{ID: types.StringValue(d.Name), Kind: strValue(d.Kind), OnError: strValue(d.OnError), Issuer: strValue(d.Issuer),
 		Discovery: boolValue(d.Discovery), JWKSURI: strValue(d.JWKSURI), JWKS: strValue(d.JWKS), Algorithms: listValue(d.Algorithms),
 		Audience: strValue(d.Audience), MaxAge: strValue(d.MaxAge), Preset: strValue(d.Preset),
-		BindClaim: types.StringNull(), BindIdentity: types.StringNull(),
+		BindClaim: types.StringNull(), BindIdentity: types.StringNull(), BindProviders: types.ListNull(types.StringType),
 		URL: strValue(d.URL), CertFile: strValue(d.CertFile), KeyFile: strValue(d.KeyFile), Timeout: strValue(d.Timeout),
 		CacheTTL: strValue(d.CacheTTL), CAFile: strValue(d.CAFile), Version: types.Int64Value(version)}
 	if d.Bind != nil {
-		m.BindClaim, m.BindIdentity = strValue(d.Bind.Claim), strValue(d.Bind.Identity)
+		m.BindClaim, m.BindIdentity, m.BindProviders = strValue(d.Bind.Claim), strValue(d.Bind.Identity), listValue(d.Bind.Providers)
 	}
 	return nil
 }

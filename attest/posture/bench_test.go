@@ -21,7 +21,7 @@ func BenchmarkEvaluate(b *testing.B) {
 	ctx := context.Background()
 	now := func() time.Time { return f.now }
 	tok := f.edr.Sign(map[string]any{"iss": f.edr.URL, "sub": workload.Subject, "iat": f.now.Unix(), "exp": f.now.Unix() + 600, "compliant": true, "score": 90}, nil)
-	set, err := posture.New(now, []posture.AssertionConfig{{Name: "edr", Keys: keys, BindIdentity: "subject"}}, nil)
+	set, err := posture.New(now, []posture.AssertionConfig{{Name: "edr", Keys: keys, BindIdentity: "subject", BindProviders: []string{"gce"}}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

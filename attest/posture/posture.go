@@ -58,10 +58,14 @@ type AssertionConfig struct {
 	// BindClaim is the assertion's claim that names the workload or host
 	// (default sub); BindIdentity is what of the verified identity it must
 	// equal: "subject" or "attributes.<path>" (a dotted path into nested
-	// attributes). An assertion about another host is refused.
-	BindClaim    string
-	BindIdentity string
-	OnError      OnError
+	// attributes). BindProviders are the providers whose identities the
+	// assertions describe: an identity from any other provider is not
+	// bound, whatever its subject. An assertion about another host is
+	// refused.
+	BindClaim     string
+	BindIdentity  string
+	BindProviders []string
+	OnError       OnError
 }
 
 // Set verifies the assertions of requests and pulls posture for their
@@ -116,6 +120,9 @@ func New(now func() time.Time, assertions []AssertionConfig, pulls []*Pull) (*Se
 			src.bindPath = strings.Split(strings.TrimPrefix(a.BindIdentity, "attributes."), ".")
 		default:
 			errs = append(errs, fmt.Errorf("posture: source %q: bind.identity %q: want subject or attributes.<name>", a.Name, a.BindIdentity))
+		}
+		if len(a.BindProviders) == 0 {
+			errs = append(errs, fmt.Errorf("posture: source %q: bind.providers: name the providers whose identities its assertions describe", a.Name))
 		}
 		if a.Preset != "" && a.Preset != string(oidc.Generic) {
 			errs = append(errs, fmt.Errorf("posture: source %q: preset %q: want generic", a.Name, a.Preset))
@@ -257,6 +264,8 @@ func (s *Set) verified(src *assertionSource, id attest.Identity, a attest.Identi
 	claim, _ := a.Attributes[src.BindClaim].(string)
 	want, ok := src.bound(id)
 	switch {
+	case !slices.Contains(src.BindProviders, id.Provider):
+		return s.failed(src.Name, "not_bound", fmt.Sprintf("the identity's provider %q is not one whose workloads this source describes (bind.providers)", id.Provider))
 	case !ok:
 		return s.failed(src.Name, "not_bound", fmt.Sprintf("the identity has no string %s to bind the assertion to", src.BindIdentity))
 	case claim == "" || claim != want:

@@ -90,7 +90,7 @@ func (f *fixture) set(t testing.TB, onError posture.OnError, pulls ...*posture.P
 	t.Helper()
 	s, err := posture.New(func() time.Time { return f.now }, []posture.AssertionConfig{{
 		Name: "edr", Keys: f.keys(t, f.edr), Audience: "https://sts.example", MaxAge: 30 * time.Minute,
-		BindIdentity: "attributes.google.compute_engine.instance_id", OnError: onError,
+		BindIdentity: "attributes.google.compute_engine.instance_id", BindProviders: []string{"gce"}, OnError: onError,
 	}}, pulls)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +111,7 @@ func TestAssertions(t *testing.T) {
 		reason     string // prefix
 		granted    bool
 		outcome    string // the map's outcome in the trace, when not granted
+		provider   string // the identity's provider, when not the workload's
 	}{
 		{name: "compliant", assertions: []string{f.report(f.edr, host, true, 88, time.Minute)}, status: "present", granted: true},
 		{name: "not compliant", assertions: []string{f.report(f.edr, host, false, 88, time.Minute)}, status: "present", outcome: "condition 1 is false"},
@@ -122,6 +123,8 @@ func TestAssertions(t *testing.T) {
 			status: "unavailable", reason: "token_too_old"},
 		{name: "another host", assertions: []string{f.report(f.edr, "1111111111111111111", true, 99, time.Minute)}, status: "unavailable", reason: "not_bound",
 			outcome: `posture source "edr" unavailable: not_bound`},
+		{name: "the same host named by another provider", provider: "gce-staging", assertions: []string{f.report(f.edr, host, true, 99, time.Minute)},
+			status: "unavailable", reason: `not_bound: the identity's provider "gce-staging"`, outcome: `posture source "edr" unavailable: not_bound`},
 		{name: "wrong audience", assertions: []string{f.edr.Sign(map[string]any{"iss": f.edr.URL, "sub": host, "aud": "https://elsewhere.example",
 			"iat": f.now.Unix(), "exp": f.now.Add(time.Minute).Unix(), "compliant": true, "score": 90}, nil)}, status: "unavailable", reason: "wrong_audience"},
 		{name: "forged signature", assertions: []string{forge(f.report(f.other, host, true, 99, time.Minute), f.edr.URL)}, status: "unavailable"},
@@ -136,7 +139,11 @@ func TestAssertions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := f.set(t, tc.onError)
-			got := s.Evaluate(context.Background(), workload, tc.assertions, nil)
+			id := workload
+			if tc.provider != "" {
+				id.Provider = tc.provider
+			}
+			got := s.Evaluate(context.Background(), id, tc.assertions, nil)
 			p := got[0]
 			if p.Source != "edr" || p.Status != tc.status || !strings.HasPrefix(p.Reason, tc.reason) {
 				t.Fatalf("posture %+v, want status %s and a reason starting %q", p, tc.status, tc.reason)
@@ -145,11 +152,14 @@ func TestAssertions(t *testing.T) {
 				t.Fatalf("the reason quotes an assertion: %s", p.Reason)
 			}
 			req := trustmaps.Request{Audience: "https://mcp.example/tools", Posture: got, Time: f.now}
-			_, err := e.Decide(context.Background(), workload, req)
+			_, err := e.Decide(context.Background(), id, req)
 			if granted := err == nil; granted != tc.granted {
 				t.Fatalf("granted %v (%v), want %v", granted, err, tc.granted)
 			}
-			tr := e.Explain(context.Background(), workload, req)
+			if tc.provider != "" {
+				return // no map of edrMap matches that provider: its trace has nothing to show
+			}
+			tr := e.Explain(context.Background(), id, req)
 			if !tc.granted && tc.outcome != "" && !strings.HasPrefix(tr.Maps[0].Outcome, tc.outcome) {
 				t.Errorf("trace outcome %q, want %q", tr.Maps[0].Outcome, tc.outcome)
 			}
@@ -190,6 +200,7 @@ func TestNewProblems(t *testing.T) {
 		want string
 	}{
 		{"no binding", posture.AssertionConfig{Name: "edr", Keys: k}, `bind.identity ""`},
+		{"no providers", posture.AssertionConfig{Name: "edr", Keys: k, BindIdentity: "subject"}, `bind.providers: name the providers`},
 		{"bad binding", posture.AssertionConfig{Name: "edr", Keys: k, BindIdentity: "instance_id"}, `bind.identity "instance_id"`},
 		{"preset", posture.AssertionConfig{Name: "edr", Keys: k, BindIdentity: "subject", Preset: "acme"}, `preset "acme"`},
 		{"no keys", posture.AssertionConfig{Name: "edr", BindIdentity: "subject"}, "no issuer keys"},
@@ -198,7 +209,7 @@ func TestNewProblems(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	_, err := posture.New(nil, []posture.AssertionConfig{{Name: "edr", Keys: k, BindIdentity: "subject"}, {Name: "edr", Keys: k, BindIdentity: "subject"}}, nil)
+	_, err := posture.New(nil, []posture.AssertionConfig{{Name: "edr", Keys: k, BindIdentity: "subject", BindProviders: []string{"gce"}}, {Name: "edr", Keys: k, BindIdentity: "subject", BindProviders: []string{"gce"}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "defined twice") || !strings.Contains(err.Error(), "another source") {
 		t.Errorf("twice: %v", err)
 	}
@@ -386,7 +397,7 @@ func TestNotRead(t *testing.T) {
 	f := newFixture(t)
 	ps := newPullServer(t)
 	s, err := posture.New(func() time.Time { return f.now }, []posture.AssertionConfig{{Name: "edr", Keys: f.keys(t, f.edr),
-		BindIdentity: "attributes.google.compute_engine.instance_id"}}, []*posture.Pull{ps.pull(t, posture.PullConfig{})})
+		BindIdentity: "attributes.google.compute_engine.instance_id", BindProviders: []string{"gce"}}}, []*posture.Pull{ps.pull(t, posture.PullConfig{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ posture:
     algorithms: [ES256]
     audience: https://sts.example
     max_age: 30m
-    bind: {claim: sub, identity: attributes.node_name}
+    bind: {claim: sub, identity: attributes.node_name, providers: [k8s]}
   - name: mdm
     kind: pull
     url: %s/posture
@@ -304,7 +304,7 @@ admin: {client_ca_file: %s, client_names: [%s]}`, idp.URL, idpCA, adminPKI.CAPat
 	if status != 400 || !strings.Contains(body, `on_error: \"allow\" is not offered`) || !strings.Contains(body, "bind.identity: required") {
 		t.Fatalf("an invalid source: %d %s", status, body)
 	}
-	status, body = do(http.MethodPut, "edr", fmt.Sprintf(`{"name":"edr","kind":"assertion","issuer":%q,"discovery":true,"ca_file":%q,"bind":{"identity":"subject"}}`, edr.URL, edrCA))
+	status, body = do(http.MethodPut, "edr", fmt.Sprintf(`{"name":"edr","kind":"assertion","issuer":%q,"discovery":true,"ca_file":%q,"bind":{"identity":"subject","providers":["ci"]}}`, edr.URL, edrCA))
 	if status != 201 {
 		t.Fatalf("PUT: %d %s", status, body)
 	}

@@ -381,10 +381,17 @@ type PostureSource struct {
 
 // PostureBind ties an assertion to the identity it is about: its Claim
 // (default sub) must equal the identity's subject or one of its
-// attributes (Identity: subject or attributes.<path>).
+// attributes (Identity: subject or attributes.<path>), and the identity
+// must come from one of Providers (one cluster's service account is not
+// another's with the same name).
 type PostureBind struct {
-	Claim    string `yaml:"claim"`
-	Identity string `yaml:"identity"`
+	Claim     string   `yaml:"claim"`
+	Identity  string   `yaml:"identity"`
+	Providers []string `yaml:"providers"`
+}
+
+func (b PostureBind) isZero() bool {
+	return b.Claim == "" && b.Identity == "" && len(b.Providers) == 0
 }
 
 // GeoIP configures geolocation.

@@ -364,7 +364,7 @@ authorization: {refresh_ttl: 9000h, scope_descriptions: {"mail:read": ""}, scope
 		}},
 		{"posture", good + `posture:
   - {name: edr, kind: assertion, issuer: "https://edr.example", jwks_uri: "https://edr.example/keys", url: "https://x", on_error: allow}
-  - {name: edr, kind: assertion, issuer: "https://edr2.example", discovery: true, bind: {identity: instance_id}, preset: crowdstrike, max_age: 48h}
+  - {name: edr, kind: assertion, issuer: "https://edr2.example", discovery: true, bind: {identity: instance_id, providers: [gce, gce]}, preset: crowdstrike, max_age: 48h}
   - {name: mdm, kind: pull, url: "http://mdm.example/posture", cache_ttl: 1h, timeout: 1m, bind: {identity: subject}, on_error: maybe}
   - {name: x, kind: push}
 geoip: {database: /no/geo.mmdb, reload_interval: 10ms}
@@ -372,9 +372,11 @@ server:
   trusted_proxies: ["10.0.0.0/8", "192.0.2.7", "proxy.example"]
 `, []string{
 			`mcpsts.yaml:6: posture[0].bind.identity: required: subject or attributes.<name>`,
+			`mcpsts.yaml:6: posture[0].bind.providers: required: the providers whose identities these assertions describe`,
 			`mcpsts.yaml:6: posture[0].on_error: "allow" is not offered: a source that fails must not grant; want deny or absent`,
 			`mcpsts.yaml:6: posture[0].url: only for kind pull`,
 			`mcpsts.yaml:7: posture[1].bind.identity: "instance_id" is not subject or attributes.<name>`,
+			`mcpsts.yaml:7: posture[1].bind.providers[1]: "gce" is empty or named twice`,
 			`mcpsts.yaml:7: posture[1].max_age: 48h0m0s is out of range (want 0 for 1h, at most 24h)`,
 			`mcpsts.yaml:7: posture[1].preset: "crowdstrike" is not generic`,
 			`mcpsts.yaml:7: posture[1].name: "edr" is also the name of posture[0]`,

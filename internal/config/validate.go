@@ -635,7 +635,7 @@ func (p *PostureSource) problems() []problem {
 	}
 	assertionOnly := map[string]bool{"issuer": p.Issuer != "", "discovery": p.Discovery, "jwks_uri": p.JWKSURI != "", "jwks": p.JWKS != "",
 		"jwks_file": p.JWKSFile != "", "algorithms": len(p.Algorithms) > 0, "audience": p.Audience != "", "max_age": p.MaxAge != 0,
-		"preset": p.Preset != "", "bind": p.Bind != (PostureBind{})}
+		"preset": p.Preset != "", "bind": !p.Bind.isZero()}
 	pullOnly := map[string]bool{"url": p.URL != "", "cert_file": p.CertFile != "", "key_file": p.KeyFile != "", "timeout": p.Timeout != 0,
 		"max_bytes": p.MaxBytes != 0, "cache_ttl": p.CacheTTL != 0, "cache_entries": p.CacheEntries != 0}
 	misplaced := func(fields map[string]bool, kind string) {
@@ -659,6 +659,14 @@ func (p *PostureSource) problems() []problem {
 			out = append(out, problem{"bind.identity", "required: subject or attributes.<name>, what of the verified identity the assertion must name (so that one host's report cannot serve another)"})
 		case id != "subject" && (!strings.HasPrefix(id, "attributes.") || len(id) == len("attributes.")):
 			out = append(out, problem{"bind.identity", fmt.Sprintf("%q is not subject or attributes.<name>", id)})
+		}
+		if len(p.Bind.Providers) == 0 {
+			out = append(out, problem{"bind.providers", "required: the providers whose identities these assertions describe (an equal subject from another provider is another workload)"})
+		}
+		for i, name := range p.Bind.Providers {
+			if name == "" || slices.Index(p.Bind.Providers, name) != i {
+				out = append(out, problem{fmt.Sprintf("bind.providers[%d]", i), fmt.Sprintf("%q is empty or named twice", name)})
+			}
 		}
 		if p.Preset != "" && p.Preset != "generic" {
 			out = append(out, problem{"preset", fmt.Sprintf("%q is not generic (the one preset for posture assertions)", p.Preset)})

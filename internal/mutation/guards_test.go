@@ -64,6 +64,7 @@ var guards = []struct{ mutant, test, pkg string }{
 	{"consent: covers any scope", "TestCheckMatchesExactly", "./trustmaps/consent"},
 	{"consent: covers any resource", "TestCheckMatchesExactly", "./trustmaps/consent"},
 	{"posture: an assertion about another workload accepted", "TestAssertions", "./attest/posture"},
+	{"posture: an assertion bound across providers", "TestAssertions", "./attest/posture"},
 	{"posture: on_error deny treated as absent", "TestAssertions", "./attest/posture"},
 	{"posture: assertions of any audience", "TestAssertions", "./attest/posture"},
 	{"posture: a pulled answer served for another identity", "TestPullCache", "./attest/posture"},

@@ -161,6 +161,8 @@ var mutants = []mutant{
 	// Posture and place (issue 23).
 	{"posture: an assertion about another workload accepted", "attest/posture/posture.go",
 		`case claim == "" || claim != want:`, `case claim == "" || claim != want && claim == "":`, "./attest/posture"},
+	{"posture: an assertion bound across providers", "attest/posture/posture.go",
+		`case !slices.Contains(src.BindProviders, id.Provider):`, `case false:`, "./attest/posture"},
 	{"posture: on_error deny treated as absent", "attest/posture/posture.go",
 		"\tif s.onErrorOf[name] == Absent {", "\tif true {", "./attest/posture"},
 	{"posture: assertions of any audience", "attest/posture/posture.go",

@@ -98,7 +98,7 @@ func buildPostureSource(ps config.PostureSource, now func() time.Time, log *slog
 		}
 		return builtSource{keys: p, assertion: &posture.AssertionConfig{
 			Name: ps.Name, Keys: p, Audience: ps.Audience, MaxAge: ps.MaxAge, Preset: ps.Preset,
-			BindClaim: ps.Bind.Claim, BindIdentity: ps.Bind.Identity, OnError: posture.OnError(ps.OnError),
+			BindClaim: ps.Bind.Claim, BindIdentity: ps.Bind.Identity, BindProviders: ps.Bind.Providers, OnError: posture.OnError(ps.OnError),
 		}}, nil
 	}
 	t, err := providerTransport(config.Provider{CAFile: ps.CAFile})
