@@ -783,9 +783,72 @@ func TestDynamicRegistration(t *testing.T) {
 	}
 }
 
+// TestRegistrationCaps (issue 32): besides the per-source limit, a rate
+// for every source together and a cap on the clients registered
+// dynamically; a registration records when it was made.
+func TestRegistrationCaps(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	post := func(h http.Handler, source string) (int, map[string]any, http.Header) {
+		r := httptest.NewRequest("POST", "https://sts.example/register", strings.NewReader(`{"redirect_uris": ["`+appCB+`"]}`))
+		r.RemoteAddr = source + ":40000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var m map[string]any
+		json.Unmarshal(w.Body.Bytes(), &m)
+		return w.Code, m, w.Header()
+	}
+	reg := &memRegistrar{clients: map[string]exchange.Client{}}
+	many := exchange.RateLimit{Rate: 100, Burst: 100}
+	// Three an hour from all sources together: the fourth, from a fourth
+	// address, waits.
+	h := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: many, Overall: exchange.RateLimit{Rate: 3.0 / 3600, Burst: 3},
+		MaxClients: 100, Clock: func() time.Time { return now }})
+	for i := range 3 {
+		if status, body, _ := post(h, fmt.Sprintf("198.51.100.%d", i+1)); status != 201 {
+			t.Fatalf("registration %d: %d %v", i+1, status, body)
+		}
+	}
+	status, body, hdr := post(h, "198.51.100.9")
+	if status != 429 || body["error"] != "slow_down" || hdr.Get("Retry-After") == "" {
+		t.Fatalf("past the overall rate: %d %v %v", status, body, hdr)
+	}
+	for id, c := range reg.clients {
+		if c.RegisteredAt != now.Unix() || c.FirstUsedAt != 0 {
+			t.Errorf("client %s: registered_at %d, first_used_at %d", id, c.RegisteredAt, c.FirstUsedAt)
+		}
+	}
+	// A cap of 4 dynamic clients (an administrator's does not count).
+	reg.clients["admins"] = exchange.Client{ID: "admins", GrantTypes: []string{"authorization_code"}}
+	capped := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: many, Overall: many, MaxClients: 4,
+		Clock: func() time.Time { return now }})
+	if status, body, _ := post(capped, "203.0.113.1"); status != 201 {
+		t.Fatalf("the fourth client: %d %v", status, body)
+	}
+	status, body, hdr = post(capped, "203.0.113.2")
+	if status != 503 || body["error"] != "temporarily_unavailable" || hdr.Get("Retry-After") != "60" {
+		t.Fatalf("past the cap: %d %v %v", status, body, hdr)
+	}
+	if n := reg.DynamicClients(); n != 4 {
+		t.Fatalf("%d dynamic clients, want the cap 4", n)
+	}
+}
+
 type memRegistrar struct {
 	mu      sync.Mutex
 	clients map[string]exchange.Client
+}
+
+// DynamicClients implements the count the cap reads.
+func (m *memRegistrar) DynamicClients() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id := range m.clients {
+		if strings.HasPrefix(id, exchange.DynamicClientPrefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *memRegistrar) RegisterClient(_ context.Context, c exchange.Client) error {

@@ -26,6 +26,11 @@ type Client struct {
 	// RedirectURIs are matched exactly by browser flows (none yet): https,
 	// or http on a loopback address for native clients (RFC 8252 §7.3).
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// RegisteredAt and FirstUsedAt (Unix seconds) are kept for clients
+	// registered dynamically: one that got no token within the configured
+	// time after its registration is removed.
+	RegisteredAt int64 `json:"registered_at,omitempty"`
+	FirstUsedAt  int64 `json:"first_used_at,omitempty"`
 }
 
 // GrantAuthorizationCode is the browser flow's grant, which registered

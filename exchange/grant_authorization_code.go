@@ -78,7 +78,16 @@ func (g authorizationCodeGrant) serve(ctx context.Context, r *http.Request, f fo
 	if err := t.cfg.Authorizations.RecordAccess(ctx, c.Hash, resp.jti, resp.expiresAt); err != nil {
 		t.cfg.Log.Warn("recording a code's access token", "error", err)
 	}
+	if u, ok := t.cfg.Clients.(clientUse); ok && strings.HasPrefix(c.ClientID, DynamicClientPrefix) {
+		u.ClientUsed(ctx, c.ClientID)
+	}
 	return resp, nil
+}
+
+// clientUse records a dynamically registered client's first token (the
+// registry of serve does), so that registrations never used can expire.
+type clientUse interface {
+	ClientUsed(ctx context.Context, id string)
 }
 
 // revokeAccess revokes the access token a reused code's first redemption

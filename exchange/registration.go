@@ -88,12 +88,25 @@ func sameName(a, b string) bool {
 	return norm(a) == norm(b)
 }
 
+// dynamicClients counts the clients registered dynamically (the registry
+// of serve does), for the cap on them.
+type dynamicClients interface {
+	DynamicClients() int
+}
+
 // RegistrationConfig configures dynamic client registration.
 type RegistrationConfig struct {
 	Clients ClientRegistrar
 	// PerSource limits registrations per source address (0: 10 a
 	// minute, 10 at once).
 	PerSource RateLimit
+	// Overall limits registrations from all sources together (0: 1000
+	// an hour, 1000 at once), so that many addresses cannot fill the
+	// store.
+	Overall RateLimit
+	// MaxClients bounds the clients registered dynamically, when Clients
+	// counts them (0: 10000).
+	MaxClients int
 	// SourcePrefixes are what PerSource keys on (an IPv6 /64 by default).
 	SourcePrefixes SourcePrefixes
 	Audit          DecisionLog // nil: none
@@ -115,9 +128,19 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 	if cfg.PerSource.Rate == 0 {
 		cfg.PerSource = RateLimit{Rate: 10.0 / 60, Burst: 10}
 	}
+	if cfg.Overall.Rate == 0 {
+		cfg.Overall = RateLimit{Rate: 1000.0 / 3600, Burst: 1000}
+	}
+	if cfg.MaxClients == 0 {
+		cfg.MaxClients = 10_000
+	}
 	limit := newKeyedLimiter(cfg.PerSource, cfg.Clock)
+	overall := newKeyedLimiter(cfg.Overall, cfg.Clock)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		md, oerr := register(r, limit, cfg.SourcePrefixes)
+		if oerr == nil {
+			oerr = cfg.room(overall)
+		}
 		if oerr == nil && md.ClientName != "" {
 			if names, ok := cfg.Clients.(registeredNames); ok {
 				for _, n := range names.RegisteredNames() {
@@ -131,7 +154,8 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 		attrs := []attribute.KeyValue{attribute.String("mcpsts.source_ip", sourceIP(r))}
 		var c Client
 		if oerr == nil {
-			c = Client{ID: DynamicClientPrefix + authorize.Random(16), Name: md.ClientName, GrantTypes: []string{GrantAuthorizationCode}, RedirectURIs: md.RedirectURIs}
+			c = Client{ID: DynamicClientPrefix + authorize.Random(16), Name: md.ClientName, GrantTypes: []string{GrantAuthorizationCode},
+				RedirectURIs: md.RedirectURIs, RegisteredAt: cfg.Clock().Unix()}
 			if err := cfg.Clients.RegisterClient(r.Context(), c); err != nil {
 				cfg.Log.Error("client registration", "error", err)
 				oerr = storeUnavailable(err)
@@ -164,6 +188,23 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 			IssuedAt int64 `json:"client_id_issued_at"`
 		}{md, cfg.Clock().Unix()})
 	})
+}
+
+// room refuses a registration when the registrations of every source
+// together are past their rate, or the clients registered dynamically at
+// their cap (until unused ones expire).
+func (cfg *RegistrationConfig) room(overall *keyedLimiter) *oauthError {
+	if n, ok := cfg.Clients.(dynamicClients); ok && n.DynamicClients() >= cfg.MaxClients {
+		e := fail(http.StatusServiceUnavailable, "temporarily_unavailable", "this server holds as many dynamically registered clients as it allows; retry later")
+		e.retryAfter = time.Minute
+		return e
+	}
+	if ok, wait := overall.allow(""); !ok {
+		e := fail(http.StatusTooManyRequests, "slow_down", "too many registrations; retry later")
+		e.retryAfter = wait
+		return e
+	}
+	return nil
 }
 
 // register reads and checks a registration request.

@@ -189,6 +189,18 @@ type Registration struct {
 	// Dynamic turns on Dynamic Client Registration (RFC 7591) for public
 	// clients; off by default.
 	Dynamic bool `yaml:"dynamic"`
+	// MaxClients bounds the dynamically registered clients kept at once
+	// (default 10000); beyond it registrations are refused until unused
+	// ones expire.
+	MaxClients int `yaml:"max_clients"`
+	// PerPeriod registrations from all sources together are taken every
+	// Period on each replica (default 1000 an hour), besides the
+	// per-source limit.
+	PerPeriod int           `yaml:"per_period"`
+	Period    time.Duration `yaml:"period"`
+	// UnusedExpiry removes a dynamic registration that got no token
+	// within it (default 24h).
+	UnusedExpiry time.Duration `yaml:"unused_expiry"`
 }
 
 // TrustMaps says where the trust maps are and how often to look for

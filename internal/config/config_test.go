@@ -391,6 +391,12 @@ server:
 			`mcpsts.yaml:10: geoip.reload_interval: 10ms is out of range (want 1s to 24h, or 0 for 1m)`,
 			`mcpsts.yaml:12: server.trusted_proxies[2]: "proxy.example" is not an IP address or a CIDR network`,
 		}},
+		{"registration", good + "registration: {dynamic: true, max_clients: -1, per_period: 2000000, period: 1s, unused_expiry: 1m}\n", []string{
+			`mcpsts.yaml:5: registration.max_clients: -1 is out of range (want 0 for 10000, at most 10000000)`,
+			`mcpsts.yaml:5: registration.per_period: 2000000 is out of range (want 0 for 1000, at most 1000000)`,
+			`mcpsts.yaml:5: registration.period: 1s is out of range (want 0 for 1h, or 1m to 24h)`,
+			`mcpsts.yaml:5: registration.unused_expiry: 1m0s is out of range (want 0 for 24h, or 10m to 2160h)`,
+		}},
 		{"audiences", good + "audiences: [\"https://sts.example\", \"not a uri\"]\n", []string{
 			`mcpsts.yaml:5: audiences[1]: "not a uri" is not an absolute URI without fragment`,
 		}},

@@ -325,6 +325,18 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 	if n := c.Limits.SourcePrefixIPv6; n != 0 && (n < 32 || n > 128) {
 		add("limits.source_prefix_ipv6", fmt.Sprintf("%d is out of range (want 32 to 128, or 0 for 64)", n))
 	}
+	if n := c.Registration.MaxClients; n < 0 || n > 10_000_000 {
+		add("registration.max_clients", fmt.Sprintf("%d is out of range (want 0 for 10000, at most 10000000)", n))
+	}
+	if n := c.Registration.PerPeriod; n < 0 || n > 1_000_000 {
+		add("registration.per_period", fmt.Sprintf("%d is out of range (want 0 for 1000, at most 1000000)", n))
+	}
+	if d := c.Registration.Period; d != 0 && (d < time.Minute || d > 24*time.Hour) {
+		add("registration.period", fmt.Sprintf("%s is out of range (want 0 for 1h, or 1m to 24h)", d))
+	}
+	if d := c.Registration.UnusedExpiry; d != 0 && (d < 10*time.Minute || d > 90*24*time.Hour) {
+		add("registration.unused_expiry", fmt.Sprintf("%s is out of range (want 0 for 24h, or 10m to 2160h)", d))
+	}
 	if d := c.Authorization.RefreshTTL; d < 0 || d > 90*24*time.Hour {
 		add("authorization.refresh_ttl", fmt.Sprintf("%s is out of range (want 0 for 24h, at most 2160h)", d))
 	}

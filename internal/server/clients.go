@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -20,16 +21,41 @@ import (
 // storeClients are the registered clients, read from the store and kept in
 // memory (reloaded every interval), so that a token request reads no table.
 type storeClients struct {
-	repo    trustmaps.Repository
-	log     *slog.Logger
+	repo trustmaps.Repository
+	log  *slog.Logger
+	now  func() time.Time
+	// unusedExpiry removes dynamic registrations that got no token
+	// within it.
+	unusedExpiry time.Duration
+
 	mu      sync.Mutex // one writer of clients at a time: a reload never undoes a registration
 	clients atomic.Pointer[map[string]exchange.Client]
+	dynamic atomic.Int64 // how many of clients were registered dynamically
 }
 
-func newStoreClients(ctx context.Context, repo trustmaps.Repository, log *slog.Logger) (*storeClients, error) {
-	s := &storeClients{repo: repo, log: log}
+func newStoreClients(ctx context.Context, repo trustmaps.Repository, log *slog.Logger, now func() time.Time, unusedExpiry time.Duration) (*storeClients, error) {
+	if unusedExpiry == 0 {
+		unusedExpiry = 24 * time.Hour
+	}
+	s := &storeClients{repo: repo, log: log, now: now, unusedExpiry: unusedExpiry}
 	return s, s.reload(ctx)
 }
+
+// put puts m in force; the caller holds mu.
+func (s *storeClients) put(m map[string]exchange.Client) {
+	var n int64
+	for id := range m {
+		if strings.HasPrefix(id, exchange.DynamicClientPrefix) {
+			n++
+		}
+	}
+	s.clients.Store(&m)
+	s.dynamic.Store(n)
+}
+
+// DynamicClients implements the registration handler's cap: the clients
+// registered dynamically, as this replica last read them.
+func (s *storeClients) DynamicClients() int { return int(s.dynamic.Load()) }
 
 func (s *storeClients) reload(ctx context.Context) error {
 	s.mu.Lock()
@@ -47,7 +73,7 @@ func (s *storeClients) reload(ctx context.Context) error {
 		}
 		m[c.ID] = c
 	}
-	s.clients.Store(&m)
+	s.put(m)
 	return nil
 }
 
@@ -82,6 +108,7 @@ func (s *storeClients) Run(ctx context.Context, every time.Duration) {
 			if err := s.reload(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("registered clients: reload failed", "error", err)
 			}
+			s.expireUnused(ctx)
 		}
 	}
 }
@@ -182,8 +209,74 @@ func (s *storeClients) RegisterClient(ctx context.Context, c exchange.Client) er
 	defer s.mu.Unlock()
 	m := maps.Clone(*s.clients.Load())
 	m[c.ID] = c
-	s.clients.Store(&m)
+	s.put(m)
 	return nil
+}
+
+// ClientUsed records a dynamically registered client's first token in the
+// store, which keeps the registration from expiring. A failure is logged:
+// the registration may then expire, and the client registers again.
+func (s *storeClients) ClientUsed(ctx context.Context, id string) {
+	if c, ok := (*s.clients.Load())[id]; !ok || c.FirstUsedAt != 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, err := s.repo.Record(ctx, id)
+	if err != nil {
+		s.log.Warn("registered client: recording its first use", "client", id, "error", err)
+		return
+	}
+	c, err := exchange.ParseClient(rec.Document)
+	if err != nil || c.FirstUsedAt != 0 {
+		return
+	}
+	c.FirstUsedAt = s.now().Unix()
+	doc, _ := json.Marshal(c)
+	if _, err := s.repo.PutRecord(ctx, id, doc, rec.Version); err != nil {
+		// A conflict is another replica recording the same use.
+		if !errors.Is(err, trustmaps.ErrConflict) {
+			s.log.Warn("registered client: recording its first use", "client", id, "error", err)
+		}
+		return
+	}
+	m := maps.Clone(*s.clients.Load())
+	m[id] = c
+	s.put(m)
+}
+
+// expireUnused removes the dynamic registrations that got no token within
+// unusedExpiry of their registration. Each is deleted at the version read,
+// so that a use recorded meanwhile (by any replica) keeps it.
+func (s *storeClients) expireUnused(ctx context.Context) {
+	cutoff := s.now().Add(-s.unusedExpiry).Unix()
+	var removed []string
+	for id, c := range *s.clients.Load() {
+		if !strings.HasPrefix(id, exchange.DynamicClientPrefix) || c.FirstUsedAt != 0 || c.RegisteredAt == 0 || c.RegisteredAt > cutoff {
+			continue
+		}
+		rec, err := s.repo.Record(ctx, id)
+		if err != nil {
+			continue // gone already, or the store is down: the next pass tries again
+		}
+		if c, err := exchange.ParseClient(rec.Document); err != nil || c.FirstUsedAt != 0 {
+			continue
+		}
+		if err := s.repo.DeleteRecord(ctx, id, rec.Version); err == nil {
+			removed = append(removed, id)
+		}
+	}
+	if len(removed) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := maps.Clone(*s.clients.Load())
+	for _, id := range removed {
+		delete(m, id)
+	}
+	s.put(m)
+	s.log.Info("dynamic registrations never used removed", "count", len(removed), "unused_expiry", s.unusedExpiry)
 }
 
 // changed reloads the clients after an admin API write, logging a failure
@@ -192,4 +285,17 @@ func (s *storeClients) changed(ctx context.Context) {
 	if err := s.reload(ctx); err != nil {
 		s.log.Warn("registered clients: reload after a write failed", "error", err)
 	}
+}
+
+// registrationRate is the limit on registrations from all sources
+// together: per_period every period (0: 1000 an hour), all at once at most.
+func registrationRate(r config.Registration) exchange.RateLimit {
+	n, period := r.PerPeriod, r.Period
+	if n == 0 {
+		n = 1000
+	}
+	if period == 0 {
+		period = time.Hour
+	}
+	return exchange.RateLimit{Rate: float64(n) / period.Seconds(), Burst: n}
 }

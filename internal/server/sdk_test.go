@@ -140,6 +140,12 @@ func TestGoSDKOAuthClient(t *testing.T) {
 			if consents != 1 {
 				t.Fatalf("%d consent screens before step-up, want 1", consents)
 			}
+			// A registration that got a token is kept past unused_expiry.
+			for id, c := range *p.clients.clients.Load() {
+				if c.Name == tc.client && strings.HasPrefix(id, exchange.DynamicClientPrefix) && c.FirstUsedAt == 0 {
+					t.Errorf("client %s got a token, but its first use is not recorded", id)
+				}
+			}
 			// write_file needs files:write: the 403 makes the SDK ask
 			// again, for more, and the person consents to more.
 			if !tc.stepUp {

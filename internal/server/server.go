@@ -302,7 +302,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	if err != nil {
 		return nil, err
 	}
-	if s.clients, err = newStoreClients(ctx, st.Clients(), log); err != nil {
+	if s.clients, err = newStoreClients(ctx, st.Clients(), log, opts.Now, cfg.Registration.UnusedExpiry); err != nil {
 		return nil, err
 	}
 	if opts.Dev {
@@ -359,7 +359,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		}
 		if cfg.Registration.Dynamic {
 			register = exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: s.clients, Audit: decisions, Log: log, Clock: opts.Now,
-				SourcePrefixes: exchange.SourcePrefixes{IPv4: cfg.Limits.SourcePrefixIPv4, IPv6: cfg.Limits.SourcePrefixIPv6}})
+				SourcePrefixes: exchange.SourcePrefixes{IPv4: cfg.Limits.SourcePrefixIPv4, IPv6: cfg.Limits.SourcePrefixIPv6},
+				Overall:        registrationRate(cfg.Registration), MaxClients: cfg.Registration.MaxClients})
 		}
 	}
 	proofs := &dpop.Verifier{Replay: st, Clock: opts.Now}
