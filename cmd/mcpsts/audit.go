@@ -25,15 +25,28 @@ inserted or reordered line is reported with its line number. When the log
 was rotated (FILE.<time>, FILE.<time>.gz beside it), every file is checked
 in order, and that each continues the one before: a missing, reordered or
 replaced file is named. The chain must start at the genesis: a log whose
-oldest lines are gone is broken, unless --from-seq says where the kept log
-begins (files removed under max_files) and, better, --expect-hash gives the
-hash of the line before it, kept elsewhere. It prints the first seq, the
+oldest lines are gone is broken, unless max_files removed them (the lock
+file FILE.lock then records where the kept log begins, and verify starts
+there) or --from-seq says where the kept log begins and, better,
+--expect-hash gives the hash of the line before it, kept elsewhere. It prints the first seq, the
 number of lines and the last hash; keep that hash elsewhere to detect lines
 removed from the end later.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if start.Prev != "" && start.Seq == 0 {
 				return usageError(cmd, errors.New("--expect-hash goes with --from-seq"))
+			}
+			if start.Seq == 0 {
+				// Where max_files left the kept log, as the writers
+				// recorded it: a file removed beyond it is found.
+				kept, ok, err := auditlog.Retained(args[0])
+				if err != nil {
+					return err
+				}
+				if ok {
+					start = kept
+					fmt.Fprintf(cmd.OutOrStdout(), "%s.lock: the kept log begins at seq %d (older files were removed under max_files)\n", args[0], kept.Seq)
+				}
 			}
 			if files, err := auditlog.Files(args[0]); err == nil && len(files) > 1 {
 				return verifySet(cmd, args[0], start)

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -294,5 +296,41 @@ audit: {file: %s, max_size: 64KiB, compress: true}`, idp.URL, idpCA, audit))
 	var ee *exitError
 	if _, _, err := run(t, testEnv(nil), "audit", "verify", audit, "--expect-hash", "x"); !errors.As(err, &ee) || ee.code != exitConfig {
 		t.Fatalf("--expect-hash alone: %v", err)
+	}
+}
+
+// TestAuditVerifyKeptLog (issue 32): after max_files removed the oldest
+// files, verify starts where the lock file records the kept log begins and
+// says so; a kept file removed as well is found without any flag.
+func TestAuditVerifyKeptLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := auditlog.OpenWith(path, auditlog.Options{MaxSize: 64 << 10, MaxFiles: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 900)
+	for i := range 400 {
+		if err := l.Decision("token.allow", time.Now(), trace.SpanContext{}, []attribute.KeyValue{attribute.String("mcpsts.pad", pad), attribute.Int("i", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 19 {
+			l.Flush()
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := auditlog.Files(path)
+	if len(files) != 3 {
+		t.Fatalf("files %v, want two rotated files and the log", files)
+	}
+	out, _, err := run(t, testEnv(nil), "audit", "verify", path)
+	m := regexp.MustCompile(`the kept log begins at seq (\d+)`).FindStringSubmatch(out)
+	if err != nil || m == nil || !strings.Contains(out, "chain intact") || !strings.Contains(out, "seq "+m[1]+" to ") {
+		t.Fatalf("verify a pruned log: %v\n%s", err, out)
+	}
+	os.Remove(files[0])
+	if _, _, err := run(t, testEnv(nil), "audit", "verify", path); err == nil || !strings.Contains(err.Error(), ", not "+m[1]) {
+		t.Fatalf("verify with a kept file removed: %v", err)
 	}
 }

@@ -1,8 +1,10 @@
 package auditlog
 
 import (
+	"bufio"
 	"compress/gzip"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -136,6 +138,7 @@ func (l *Log) retire(name string) {
 	if l.opts.MaxFiles <= 0 {
 		return
 	}
+	removed := false
 	rotated, err := rotatedFiles(l.path)
 	if err != nil {
 		l.opts.Log.Warn("audit log: rotated files not listed", "error", err)
@@ -149,7 +152,89 @@ func (l *Log) retire(name string) {
 		}
 		l.opts.Log.Info("audit log: removed a rotated file beyond max_files", "file", rotated[0])
 		rotated = rotated[1:]
+		removed = true
 	}
+	if !removed || len(rotated) == 0 {
+		return
+	}
+	// Where the kept log begins now, for audit verify: a file removed
+	// beyond these is then found.
+	start, err := firstLine(rotated[0])
+	if err == nil {
+		err = setRetained(l.lockf, start)
+	}
+	if err != nil {
+		l.opts.Log.Warn("audit log: where the kept log begins was not recorded", "file", rotated[0], "error", err)
+	}
+}
+
+// firstLine reads where the file name begins: its first line's seq and
+// the hash before it.
+func firstLine(name string) (Start, error) {
+	rc, err := OpenFile(name)
+	if err != nil {
+		return Start{}, err
+	}
+	defer rc.Close()
+	line, err := bufio.NewReaderSize(rc, 64<<10).ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		return Start{}, err
+	}
+	var first struct {
+		Seq  int64  `json:"seq"`
+		Prev string `json:"prev"`
+	}
+	if err := json.Unmarshal(line, &first); err != nil || first.Seq < 1 || len(first.Prev) > 255 {
+		return Start{}, fmt.Errorf("%s: its first line names no seq and prev", filepath.Base(name))
+	}
+	return Start{Seq: first.Seq, Prev: first.Prev}, nil
+}
+
+// The lock file keeps, after the rotation count, where the kept log begins
+// once max_files removed older files: the oldest kept file's first seq
+// (8 bytes) and the hash before it (a length byte, the hash). It only
+// moves forward.
+const retainedAt = 8
+
+func setRetained(lockf *os.File, s Start) error {
+	if old, ok := retainedIn(lockf); ok && old.Seq >= s.Seq {
+		return nil
+	}
+	b := make([]byte, 9+len(s.Prev))
+	binary.LittleEndian.PutUint64(b, uint64(s.Seq))
+	b[8] = byte(len(s.Prev))
+	copy(b[9:], s.Prev)
+	_, err := lockf.WriteAt(b, retainedAt)
+	return err
+}
+
+func retainedIn(r io.ReaderAt) (Start, bool) {
+	var b [9 + 255]byte
+	n, _ := r.ReadAt(b[:], retainedAt)
+	if n < 9 {
+		return Start{}, false
+	}
+	seq, size := int64(binary.LittleEndian.Uint64(b[:8])), int(b[8])
+	if seq < 1 || n < 9+size {
+		return Start{}, false
+	}
+	return Start{Seq: seq, Prev: string(b[9 : 9+size])}, true
+}
+
+// Retained reads where the kept log at path begins, as its lock file
+// records it: ok is false while max_files has removed no file (the log
+// then begins at the genesis).
+func Retained(path string) (start Start, ok bool, err error) {
+	f, err := os.Open(path + ".lock")
+	if errors.Is(err, os.ErrNotExist) {
+		return Start{}, false, nil
+	}
+	if err != nil {
+		return Start{}, false, err
+	}
+	defer f.Close()
+	start, ok = retainedIn(f)
+	return start, ok, nil
 }
 
 // compress writes name.gz beside name and removes name.

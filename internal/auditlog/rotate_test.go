@@ -140,11 +140,29 @@ func TestRotateByAgeAndRetention(t *testing.T) {
 	if _, _, err := auditlog.VerifySet(path, auditlog.Start{Seq: 18, Prev: strings.Repeat("0", 64)}); !errors.As(err, &be) || !strings.Contains(err.Error(), "was replaced") {
 		t.Fatalf("verify with another expected hash: %v", err)
 	}
+	// The writers recorded where the kept log begins (issue 32): the
+	// oldest kept file's first seq and the hash before it, which verify
+	// starts from; a file removed beyond max_files is then found.
+	kept, ok, err := auditlog.Retained(path)
+	if err != nil || !ok || kept.Seq != 18 || len(kept.Prev) != 64 || kept.Prev == strings.Repeat("0", 64) {
+		t.Fatalf("retained start %+v %v %v, want seq 18 and the hash before it", kept, ok, err)
+	}
+	if _, _, err := auditlog.VerifySet(path, kept); err != nil {
+		t.Fatalf("verify from the recorded start: %v", err)
+	}
 	if _, events := linesOf(t, path); events != 11 { // 5+5 kept of 25, and the last
 		t.Fatalf("%d events", events)
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
+	}
+	os.Remove(files[0]) // beyond max_files
+	if _, _, err := auditlog.VerifySet(path, kept); !errors.As(err, &be) || !strings.Contains(err.Error(), "starts at seq 24, not 18") {
+		t.Fatalf("verify with a kept file removed: %v", err)
+	}
+	// A log max_files never pruned records no start.
+	if _, ok, err := auditlog.Retained(filepath.Join(t.TempDir(), "audit.log")); ok || err != nil {
+		t.Fatalf("a new log: %v %v", ok, err)
 	}
 }
 

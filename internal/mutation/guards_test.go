@@ -65,6 +65,8 @@ var guards = []struct{ mutant, test, pkg string }{
 	{"consent: covers any resource", "TestCheckMatchesExactly", "./trustmaps/consent"},
 	{"posture: an assertion about another workload accepted", "TestAssertions", "./attest/posture"},
 	{"posture: an assertion bound across providers", "TestAssertions", "./attest/posture"},
+	{"auditlog: where max_files left the kept log not recorded", "TestRotateByAgeAndRetention", "./internal/auditlog"},
+	{"cli: audit verify ignores the kept log's recorded start", "TestAuditVerifyKeptLog", "./cmd/mcpsts"},
 	{"exchange: dynamic registrations past their cap", "TestRegistrationCaps", "./exchange"},
 	{"exchange: no overall registration rate", "TestRegistrationCaps", "./exchange"},
 	{"server: a used registration expires", "TestUnusedRegistrationsExpire", "./internal/server"},
