@@ -25,6 +25,7 @@ import (
 // assertions, keys and secrets never go in a span.
 const (
 	attrGrantType       = "mcpsts.grant_type"
+	attrSourceIP        = "mcpsts.source_ip" // the request's source address (behind a trusted proxy, the client's)
 	attrSubjectKind     = "mcpsts.subject.kind"
 	attrProvider        = "mcpsts.subject.provider"
 	attrIssuer          = "mcpsts.subject.issuer"

@@ -151,7 +151,7 @@ func RegistrationHandler(cfg RegistrationConfig) http.Handler {
 				}
 			}
 		}
-		attrs := []attribute.KeyValue{attribute.String("mcpsts.source_ip", sourceIP(r))}
+		attrs := []attribute.KeyValue{attribute.String(attrSourceIP, sourceIP(r))}
 		var c Client
 		if oerr == nil {
 			c = Client{ID: DynamicClientPrefix + authorize.Random(16), Name: md.ClientName, GrantTypes: []string{GrantAuthorizationCode},

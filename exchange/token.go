@@ -251,6 +251,7 @@ func (t *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ann.flush(span)
 		span.End()
 	}()
+	annotate(ctx, attribute.String(attrSourceIP, sourceIP(r)))
 	start := time.Now()
 	var grantType string
 	resp, oerr := t.serve(ctx, r, &grantType)

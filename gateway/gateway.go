@@ -34,6 +34,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/mcpsts/mcpsts/internal/auditvalue"
 	"github.com/mcpsts/mcpsts/resource"
 )
 
@@ -272,8 +273,10 @@ func (g *Gateway) Handler() http.Handler {
 			if tp := strings.Split(r.Header.Get("traceparent"), "-"); len(tp) == 4 && len(tp[1]) == 32 {
 				trace = tp[1]
 			}
-			g.cfg.Refused(Refusal{Time: time.Now(), Method: r.Method, Path: r.URL.Path, SourceIP: host, Status: rec.status,
-				Challenge: w.Header().Get("WWW-Authenticate"), TraceID: trace})
+			// What the request said is bounded as the broker bounds it: a
+			// refusal must not grow the log by more than it needs.
+			g.cfg.Refused(Refusal{Time: g.cfg.Clock(), Method: auditvalue.Bound(r.Method, 16), Path: auditvalue.Bound(r.URL.Path, auditvalue.Max),
+				SourceIP: host, Status: rec.status, Challenge: auditvalue.Bound(w.Header().Get("WWW-Authenticate"), 2*auditvalue.Max), TraceID: auditvalue.Bound(trace, 32)})
 		}
 	})
 }

@@ -14,12 +14,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpsts/mcpsts/exchange"
 	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
+	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
@@ -36,6 +38,10 @@ type gatewayConfig struct {
 	UpstreamCA string `yaml:"upstream_ca"` // https upstreams only: the CA that signs its certificate
 	ToolScopes string `yaml:"tool_scopes"` // a JSON or YAML file: tool name → scopes, reloaded when it changes
 	AuditLog   string `yaml:"audit_log"`   // a hash-chained audit log of the requests refused at the edge
+	// Audit rotates that log and sums up repeated refusals, as the
+	// broker's audit section does (max_size, max_age, max_files,
+	// compress, repeat_interval; the same defaults).
+	Audit config.Audit `yaml:"audit"`
 	// UpstreamAudience: send the upstream a token for this audience,
 	// obtained by delegation with the gateway's own credential
 	// (TokenSource, as mcpsts token --source), instead of X-MCPSTS-* headers.
@@ -82,7 +88,7 @@ loopback address or a Unix socket (unix:///path.sock) unless --upstream-ca
 trusts an https one: the caller's identity travels in those headers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := gatewayConfig{Listen: "127.0.0.1:8444"}
+			cfg := gatewayConfig{Listen: "127.0.0.1:8444", Audit: config.DefaultAudit()}
 			cfg.PerSource.Rate, cfg.PerSource.Burst = 100, 200
 			if file != "" {
 				data, err := os.ReadFile(file)
@@ -93,11 +99,15 @@ trusts an https one: the caller's identity travels in those headers.`,
 				if err != nil || len(docs) != 1 {
 					return fmt.Errorf("%s: want one YAML document: %v", file, err)
 				}
-				if _, problems := strictyaml.Decode(docs[0], "", &cfg); len(problems) > 0 {
-					errs := make([]error, len(problems))
-					for i, p := range problems {
-						errs[i] = fmt.Errorf("%s:%d: %s: %s", file, p.Line, p.Path, p.Msg)
-					}
+				_, problems := strictyaml.Decode(docs[0], "", &cfg)
+				var errs []error
+				for _, p := range problems {
+					errs = append(errs, fmt.Errorf("%s:%d: %s: %s", file, p.Line, p.Path, p.Msg))
+				}
+				for _, p := range cfg.Audit.RotationProblems() {
+					errs = append(errs, fmt.Errorf("%s: audit.%s", file, p))
+				}
+				if len(errs) > 0 {
 					return errors.Join(errs...)
 				}
 			}
@@ -231,20 +241,35 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	}()
 	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, AllowedHosts: cfg.AllowedHosts, Log: log,
 		Admit: exchange.NewSourceLimiter(exchange.RateLimit{Rate: cfg.PerSource.Rate, Burst: cfg.PerSource.Burst}, exchange.SourcePrefixes{}, e.now).Allow, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
-	var audit *auditlog.Log
+	// Refusals are written (and logged) once per kind and source an
+	// interval, then counted: anyone can send requests the gateway refuses.
+	var refusals *auditlog.Aggregator
 	if cfg.AuditLog != "" {
-		if audit, err = auditlog.Open(cfg.AuditLog, nil); err != nil {
+		audit, err := auditlog.OpenWith(cfg.AuditLog, cfg.Audit.Options(e.now, log))
+		if err != nil {
 			return err
 		}
 		defer audit.Close()
+		refusals = auditlog.NewAggregator(audit, auditlog.AggregatorOptions{Interval: cfg.Audit.RepeatInterval, Log: log})
+	} else {
+		refusals = auditlog.NewAggregator(nil, auditlog.AggregatorOptions{Interval: cfg.Audit.RepeatInterval, Log: log})
 	}
+	defer func() {
+		if err := refusals.Flush(e.now()); err != nil {
+			log.Error("audit log: repeated refusals not recorded", "error", err)
+		}
+	}()
+	go refusals.Run(ctx, e.now)
 	gc.Refused = func(r gateway.Refusal) {
-		log.Warn("request refused", "status", r.Status, "method", r.Method, "path", r.Path, "source_ip", r.SourceIP, "challenge", r.Challenge)
-		if audit != nil {
-			audit.Append(auditlog.Event{Name: "gateway.refuse", Time: r.Time, Attrs: []attribute.KeyValue{
-				attribute.Int("mcpsts.http.status", r.Status), attribute.String("mcpsts.http.method", r.Method),
-				attribute.String("mcpsts.http.path", r.Path), attribute.String("mcpsts.source_ip", r.SourceIP),
-				attribute.String("mcpsts.challenge", r.Challenge), attribute.String("mcpsts.trace_id", r.TraceID)}})
+		written, err := refusals.Record("gateway.refuse", r.Time, trace.SpanContext{}, []attribute.KeyValue{
+			attribute.Int("mcpsts.http.status", r.Status), attribute.String("mcpsts.http.method", r.Method),
+			attribute.String("mcpsts.http.path", r.Path), attribute.String("mcpsts.source_ip", r.SourceIP),
+			attribute.String("mcpsts.challenge", r.Challenge), attribute.String("mcpsts.trace_id", r.TraceID)})
+		if err != nil {
+			log.Error("audit log", "error", err)
+		}
+		if written {
+			log.Warn("request refused", "status", r.Status, "method", r.Method, "path", r.Path, "source_ip", r.SourceIP, "challenge", r.Challenge)
 		}
 	}
 	if cfg.UpstreamCA != "" {

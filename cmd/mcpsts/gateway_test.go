@@ -204,7 +204,9 @@ func TestGatewayCommand(t *testing.T) {
 	dir := t.TempDir()
 	toolScopes, auditFile := filepath.Join(dir, "tool-scopes.yaml"), filepath.Join(dir, "gateway-audit.log")
 	os.WriteFile(toolScopes, []byte("echo: []\n"), 0o600)
-	f := startGateway(t, up.URL+"/mcp", "--tool-scopes", toolScopes, "--audit-log", auditFile)
+	gwConfig := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(gwConfig, []byte("audit: {repeat_interval: 1s, max_size: 64KiB, max_files: 3}\n"), 0o600)
+	f := startGateway(t, up.URL+"/mcp", "--config", gwConfig, "--tool-scopes", toolScopes, "--audit-log", auditFile)
 	ctx := context.Background()
 	cs := f.connect(t, ctx, f.token(t, f.resource))
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "through"}})
@@ -249,6 +251,36 @@ func TestGatewayCommand(t *testing.T) {
 	}
 	if !strings.Contains(string(data), `"http.status":401`) || !strings.Contains(string(data), `"http.status":403`) || strings.Contains(string(data), reader) {
 		t.Fatalf("the gateway's audit log:\n%s", data)
+	}
+	// A flood of refusals (issue 32): of each kind, the first of an
+	// interval is written (and logged), the others counted in one
+	// audit.repeated line; every one is accounted for.
+	for range 30 {
+		if status, _ := f.post(t, "/mcp", "", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); status != 401 {
+			t.Fatalf("no token: %d", status)
+		}
+	}
+	written, counted := 0, 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && written+counted != 31; time.Sleep(100 * time.Millisecond) {
+		data, _ = os.ReadFile(auditFile)
+		written, counted = 0, 0
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var rec map[string]any
+			json.Unmarshal([]byte(line), &rec)
+			switch {
+			case rec["event"] == "gateway.refuse" && rec["http.status"] == 401.0:
+				written++
+			case rec["event"] == "audit.repeated" && rec["repeated.event"] == "gateway.refuse" && rec["http.status"] == 401.0:
+				n, _ := rec["repeated.count"].(float64)
+				counted += int(n)
+			}
+		}
+	}
+	if written+counted != 31 || written > 6 {
+		t.Fatalf("31 requests without a token: %d lines written, %d counted (want all 31 accounted for, few written):\n%s", written, counted, data)
+	}
+	if n := strings.Count(f.errOut.String(), "request refused"); n > written+1 {
+		t.Errorf("%d log lines of refusals for %d written", n, written)
 	}
 	if out, _, err := run(t, testEnv(nil), "audit", "verify", auditFile); err != nil || !strings.Contains(out, "chain intact") {
 		t.Fatalf("audit verify: %q %v", out, err)
@@ -561,6 +593,24 @@ func TestGatewayBrokerCA(t *testing.T) {
 		if !errors.As(err, &ee) || ee.code != exitConfig || !strings.Contains(err.Error(), "its certificate is not signed by a CA this gateway trusts") ||
 			!strings.Contains(err.Error(), "give the broker's CA with --broker-ca FILE") {
 			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// TestGatewayAuditSettings: the gateway's audit section is checked by the
+// broker's rules, every problem named with the file.
+func TestGatewayAuditSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(file, []byte("audit: {max_files: -1, repeat_interval: 2h, max_size: 1KiB, replay_attributes: [x]}\n"), 0o600)
+	_, _, err := run(t, testEnv(nil), "gateway", "--config", file)
+	for _, want := range []string{
+		file + ": audit.max_files: -1 is out of range",
+		file + ": audit.repeat_interval: 2h0m0s is out of range",
+		file + ": audit.max_size: 1024 bytes is too small",
+		file + ": audit.file, replay_attributes: not here",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nwant %q", err, want)
 		}
 	}
 }

@@ -442,6 +442,10 @@ type Audit struct {
 	MaxAge   time.Duration `yaml:"max_age"`
 	MaxFiles int           `yaml:"max_files"`
 	Compress bool          `yaml:"compress"`
+	// RepeatInterval: of the refusals no verified identity stands behind,
+	// the first of each kind (event, source, error) in an interval is
+	// written, the others counted in one audit.repeated line (default 1m).
+	RepeatInterval time.Duration `yaml:"repeat_interval"`
 }
 
 // ByteSize is a number of bytes, written as a whole number or with a
@@ -487,8 +491,17 @@ func (c *Config) AuditFile() string {
 
 // AuditOptions are the audit log's rotation settings.
 func (c *Config) AuditOptions(clock func() time.Time, log *slog.Logger) auditlog.Options {
-	return auditlog.Options{Clock: clock, Log: log, MaxSize: int64(c.Audit.MaxSize), MaxAge: c.Audit.MaxAge,
-		MaxFiles: c.Audit.MaxFiles, Compress: c.Audit.Compress}
+	return c.Audit.Options(clock, log)
+}
+
+// Options are the audit log's rotation settings for auditlog.
+func (a Audit) Options(clock func() time.Time, log *slog.Logger) auditlog.Options {
+	return auditlog.Options{Clock: clock, Log: log, MaxSize: int64(a.MaxSize), MaxAge: a.MaxAge, MaxFiles: a.MaxFiles, Compress: a.Compress}
+}
+
+// DefaultAudit is the audit section every configuration starts from.
+func DefaultAudit() Audit {
+	return Audit{MaxSize: 256 << 20, MaxAge: 24 * time.Hour, Compress: true}
 }
 
 // Defaults returns the configuration every file starts from.
@@ -516,7 +529,7 @@ func Defaults() Config {
 			MaxBodyBytes:      l.MaxBodyBytes,
 		},
 		Log:   Log{Level: "info", Format: "text"},
-		Audit: Audit{MaxSize: 256 << 20, MaxAge: 24 * time.Hour, Compress: true},
+		Audit: DefaultAudit(),
 	}
 }
 

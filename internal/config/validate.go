@@ -270,14 +270,8 @@ func (c *Config) validate(file string, lines map[string]int, from map[string]str
 			names["\x00login"] = i
 		}
 	}
-	if n := c.Audit.MaxSize; n != 0 && n < 64<<10 {
-		add("audit.max_size", fmt.Sprintf("%d bytes is too small (want 0 for no size limit, or at least 64KiB)", n))
-	}
-	if d := c.Audit.MaxAge; d < 0 || d != 0 && d < time.Minute || d > 366*24*time.Hour {
-		add("audit.max_age", fmt.Sprintf("%s is out of range (want 0 for no age limit, or 1m to 8784h)", d))
-	}
-	if n := c.Audit.MaxFiles; n < 0 || n > 1_000_000 {
-		add("audit.max_files", fmt.Sprintf("%d is out of range (want 0 to keep every rotated file, at most 1000000)", n))
+	for _, p := range c.Audit.problems() {
+		add("audit."+p.field, p.msg)
 	}
 	postureNames := map[string]int{}
 	for i, ps := range c.Posture {
@@ -404,6 +398,38 @@ func (l *Login) problems(kind string) []problem {
 }
 
 type problem struct{ field, msg string }
+
+// problems checks how the audit log rotates and sums up repeated
+// refusals: the broker's audit section and the gateway's.
+func (a Audit) problems() []problem {
+	var out []problem
+	if n := a.MaxSize; n != 0 && n < 64<<10 {
+		out = append(out, problem{"max_size", fmt.Sprintf("%d bytes is too small (want 0 for no size limit, or at least 64KiB)", n)})
+	}
+	if d := a.MaxAge; d < 0 || d != 0 && d < time.Minute || d > 366*24*time.Hour {
+		out = append(out, problem{"max_age", fmt.Sprintf("%s is out of range (want 0 for no age limit, or 1m to 8784h)", d)})
+	}
+	if d := a.RepeatInterval; d != 0 && (d < time.Second || d > time.Hour) {
+		out = append(out, problem{"repeat_interval", fmt.Sprintf("%s is out of range (want 0 for 1m, or 1s to 1h)", d)})
+	}
+	if n := a.MaxFiles; n < 0 || n > 1_000_000 {
+		out = append(out, problem{"max_files", fmt.Sprintf("%d is out of range (want 0 to keep every rotated file, at most 1000000)", n)})
+	}
+	return out
+}
+
+// RotationProblems are the problems of an audit section that only says
+// how the log rotates (the gateway's), each as "field: reason".
+func (a Audit) RotationProblems() []string {
+	var out []string
+	if a.File != "" || len(a.ReplayAttributes) > 0 {
+		out = append(out, "file, replay_attributes: not here (the file is audit_log)")
+	}
+	for _, p := range a.problems() {
+		out = append(out, p.field+": "+p.msg)
+	}
+	return out
+}
 
 // The development provider: serve --dev trusts it, with a key of its own
 // in the data directory, so that mcpsts token --dev gets a first token

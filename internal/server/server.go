@@ -89,6 +89,8 @@ type Server struct {
 	redis         *redislimits.Limits // shared rate limits, when limits.store is a Redis URL
 	tp            *telemetry.Provider
 	audit         *auditlog.Log
+	refusals      *auditlog.Aggregator // writes to audit: repeated refusals of anonymous requests counted
+	now           func() time.Time
 	policy        *trustmaps.Policy
 	oidc          *dynamicOIDC
 	clients       *storeClients
@@ -112,7 +114,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	log := opts.Log
-	s := &Server{cfg: cfg, log: log, version: opts.Version}
+	s := &Server{cfg: cfg, log: log, version: opts.Version, now: opts.Now}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -176,6 +178,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		if s.audit, err = auditlog.OpenWith(path, cfg.AuditOptions(opts.Now, log)); err != nil {
 			return nil, fmt.Errorf("audit.file: %w", err)
 		}
+		s.refusals = auditlog.NewAggregator(s.audit, auditlog.AggregatorOptions{Interval: cfg.Audit.RepeatInterval, Log: log})
 		tp.RegisterSpanProcessor(s.audit.Processor(auditEvent))
 		if err := s.audit.Instrument(log, meter); err != nil {
 			return nil, err
@@ -319,7 +322,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 	}
 	var decisions exchange.DecisionLog
 	if s.audit != nil {
-		decisions = s.audit
+		decisions = s.refusals
 	}
 	// Browser flows, when people can sign in (a user provider's login, or
 	// the development login).
@@ -344,7 +347,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, err 
 		}
 		var flowsAudit authorize.DecisionLog
 		if s.audit != nil {
-			flowsAudit = s.audit
+			flowsAudit = s.refusals
 		}
 		browser, err = authorize.New(authorize.Config{
 			Issuer: issuerURL, Base: paths.Base, Clients: exchange.BrowserClients{Registry: s.clients, Documents: docs},
@@ -445,6 +448,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.oidc.Run(ctx, cfg.TrustMaps.ReloadInterval)
 	go s.clients.Run(ctx, cfg.TrustMaps.ReloadInterval)
 	go s.iss.Run(ctx)
+	if s.refusals != nil {
+		go s.refusals.Run(ctx, s.now)
+	}
 	// The providers' first key sets, before the first request is served
 	// (a request arriving now waits in the listen queue rather than being
 	// answered 503): at most 3 s; a provider still unreachable then keeps
@@ -497,6 +503,9 @@ func (s *Server) close() {
 		s.tp = nil
 	}
 	if s.audit != nil {
+		if err := s.refusals.Flush(s.now()); err != nil {
+			s.log.Error("audit log: repeated refusals not recorded", "error", err)
+		}
 		if err := s.audit.Close(); err != nil {
 			s.log.Error("audit log", "error", err)
 		}
