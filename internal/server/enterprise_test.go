@@ -64,11 +64,13 @@ func TestGoSDKEnterpriseHandler(t *testing.T) {
 			hosts: map[string]string{"https://acme.okta.com": "corp", "https://files.example.com/mcp": "files"}, client: "desktop",
 			grants: []string{"urn:ietf:params:oauth:grant-type:jwt-bearer"}},
 		{name: "mcpsts issues and redeems the ID-JAG", providers: hub[0], maps: hub[1],
-			hosts: map[string]string{"https://login.corp.example": "corp", "https://sts.example.com": "broker", "https://files.example.com/mcp": "files"},
+			hosts:  map[string]string{"https://login.corp.example": "corp", "https://sts.example.com": "broker", "https://files.example.com/mcp": "files"},
 			client: "desktop-assistant", grants: []string{"urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"},
 			idpIsBroker: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { enterpriseAsDocumented(t, tc.providers, tc.maps, tc.hosts, tc.client, tc.grants, tc.idpIsBroker) })
+		t.Run(tc.name, func(t *testing.T) {
+			enterpriseAsDocumented(t, tc.providers, tc.maps, tc.hosts, tc.client, tc.grants, tc.idpIsBroker)
+		})
 	}
 }
 
