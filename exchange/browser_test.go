@@ -157,6 +157,7 @@ type answer struct {
 	status   int
 	location *url.URL
 	body     string
+	from     *url.URL // the page's own address, when a redirect led to it
 }
 
 func do(t *testing.T, c *http.Client, method, u string, form url.Values) answer {
@@ -210,11 +211,25 @@ func (e *flowEnv) start(t *testing.T, c *http.Client, q url.Values) string {
 // token (or the redirect, when a consent already covers the request).
 func (e *flowEnv) signIn(t *testing.T, c *http.Client, state, user string) (string, answer) {
 	t.Helper()
-	a := do(t, c, "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {user}})
+	a := e.follow(t, c, do(t, c, "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {user}}))
 	if m := csrfField.FindStringSubmatch(a.body); m != nil && a.status == 200 {
 		return m[1], a
 	}
 	return "", a
+}
+
+// follow goes where a sign-in or a form sent the browser next, when it is
+// a page of this server (the consent screen, the consents list): pages
+// after a form are shown at addresses of their own.
+func (e *flowEnv) follow(t *testing.T, c *http.Client, a answer) answer {
+	t.Helper()
+	if a.status != http.StatusSeeOther || a.location == nil || a.location.Host != strings.TrimPrefix(e.srv.URL, "https://") ||
+		a.location.Path != "/consent" && a.location.Path != "/consents" {
+		return a
+	}
+	next := do(t, c, "GET", a.location.String(), nil)
+	next.from = a.location
+	return next
 }
 
 // code runs a whole flow, approving, and returns the code.
@@ -523,11 +538,39 @@ func TestConsentPage(t *testing.T) {
 	if strings.Contains(a.body, "runs on your computer") {
 		t.Error("a client with an https redirect URI warned as loopback-only")
 	}
+	// The screen is at an address of its own, not the sign-in's callback
+	// (issue 38): a reload shows it again, with the same form; once the
+	// form is sent, the address is used.
+	if a.from == nil || a.from.Path != "/consent" || a.from.Query().Get("page") == "" {
+		t.Fatalf("the consent screen's address: %v", a.from)
+	}
+	again := do(t, b, "GET", a.from.String(), nil)
+	if m := csrfField.FindStringSubmatch(again.body); again.status != 200 || m == nil || m[1] != csrfField.FindStringSubmatch(a.body)[1] {
+		t.Fatalf("reloading the consent screen: %d", again.status)
+	}
+	if other := do(t, e.browser(), "GET", a.from.String(), nil); other.status != http.StatusBadRequest || strings.Contains(other.body, "csrf") {
+		t.Fatalf("the consent screen's address in another browser: %d", other.status)
+	}
+	forged := *a.from
+	forged.RawQuery = url.Values{"page": {"x" + a.from.Query().Get("page")}}.Encode()
+	if other := do(t, b, "GET", forged.String(), nil); other.status != http.StatusBadRequest {
+		t.Fatalf("another page key: %d", other.status)
+	}
+	if d := do(t, b, "POST", e.srv.URL+"/consent", url.Values{"csrf": {csrfField.FindStringSubmatch(a.body)[1]}, "decision": {"deny"}}); d.location == nil {
+		t.Fatalf("deny: %d", d.status)
+	}
+	if used := do(t, b, "GET", a.from.String(), nil); used.status != http.StatusBadRequest {
+		t.Fatalf("reloading a consent screen already answered: %d", used.status)
+	}
+
 	// Headers, read on a fresh page.
 	b2 := e.browser()
 	state := e.start(t, b2, request(challengeOf(pkceVerifier)))
-	req, _ := http.NewRequest("POST", e.srv.URL+"/login/callback", strings.NewReader(url.Values{"state": {state}, "user": {"alice"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	signedIn := do(t, b2, "POST", e.srv.URL+"/login/callback", url.Values{"state": {state}, "user": {"alice"}})
+	if signedIn.status != http.StatusSeeOther || signedIn.location == nil || signedIn.location.Path != "/consent" {
+		t.Fatalf("after sign-in: %d %v", signedIn.status, signedIn.location)
+	}
+	req, _ := http.NewRequest("GET", signedIn.location.String(), nil)
 	req.Header.Set("Accept-Language", "fr-CH, fr;q=0.9, en;q=0.8")
 	resp, err := b2.Do(req)
 	if err != nil {
@@ -954,8 +997,14 @@ func TestConsentAnswersAndWithdrawal(t *testing.T) {
 	if pageCSRF == "" {
 		t.Fatalf("no consents page: %d %s", page.status, page.body)
 	}
-	if a := do(t, b, "POST", e.srv.URL+"/consents", url.Values{"csrf": {pageCSRF}, "revoke": {cs[0].ID}}); a.status != 200 {
-		t.Fatalf("withdrawal: %d %s", a.status, a.body)
+	a = e.follow(t, b, do(t, b, "POST", e.srv.URL+"/consents", url.Values{"csrf": {pageCSRF}, "revoke": {cs[0].ID}}))
+	if a.status != 200 || a.from == nil || a.from.Path != "/consents" || strings.Contains(a.body, cs[0].ID) {
+		t.Fatalf("withdrawal: %d %v %s", a.status, a.from, a.body)
+	}
+	// The list after it is at its own address: a reload shows it again
+	// and sends nothing.
+	if again := do(t, b, "GET", a.from.String(), nil); again.status != 200 {
+		t.Fatalf("reloading the list: %d", again.status)
 	}
 	if _, err := e.st.LookupRefresh(ctx, authorize.Hash(refresh)); !errors.Is(err, authorize.ErrNotFound) {
 		t.Fatalf("the withdrawn consent's refresh token: %v, want revoked", err)

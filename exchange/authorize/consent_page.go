@@ -27,6 +27,12 @@ type duration struct {
 // askConsent shows the consent screen: the flow waits under the form's
 // CSRF token, which only this browser (its cookie) can use, once.
 func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
+	e.showAt(w, r, f, PathConsent, nil)
+}
+
+// consentPage shows the consent screen of f at GET /consent?page=…; its
+// form sends csrf back.
+func (e *Endpoint) consentPage(w http.ResponseWriter, r *http.Request, f Flow, csrf string) {
 	ctx := r.Context()
 	client, err := e.cfg.Clients.BrowserClient(ctx, f.ClientID)
 	if err != nil {
@@ -35,12 +41,6 @@ func (e *Endpoint) askConsent(w http.ResponseWriter, r *http.Request, f Flow) {
 	}
 	before, err := e.cfg.Consents.Consents(ctx, f.Provider, f.Subject, f.ClientID)
 	if err != nil {
-		e.unavailable(w, r, err)
-		return
-	}
-	csrf := Random(StateBytes)
-	f.ExpiresAt = e.cfg.Clock().Add(FlowTTL)
-	if err := e.cfg.Flows.SaveFlow(ctx, Hash(csrf), f); err != nil {
 		e.unavailable(w, r, err)
 		return
 	}
@@ -127,13 +127,19 @@ func human(d time.Duration) string {
 }
 
 // consents is the page where a person sees and revokes their consents.
-// GET signs the person in (every visit: no session outlives the flow);
-// POST revokes one, with the page's CSRF token.
+// GET signs the person in (every visit: no session outlives the flow) and
+// then shows the list at GET ?page=…; POST revokes one, with the page's
+// CSRF token, and shows the list again at a page of its own.
 func (e *Endpoint) consents(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
+	switch {
+	case r.Method == http.MethodGet && r.URL.Query().Has(pageParam):
+		f, csrf, ok := e.page(w, r, PurposeConsents)
+		if ok {
+			e.listConsents(w, r, f, csrf, r.URL.Query().Get("revoked"))
+		}
+	case r.Method == http.MethodGet:
 		e.startLogin(w, r, Flow{Purpose: PurposeConsents})
-	case http.MethodPost:
+	case r.Method == http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		f, ok := e.take(w, r, r.PostFormValue("csrf"))
 		if !ok {
@@ -177,12 +183,12 @@ func (e *Endpoint) revoke(w http.ResponseWriter, r *http.Request, f Flow, id str
 	}
 	e.audit(ctx, "consent.revoke", attribute.String(attrProvider, c.Provider), attribute.String(attrSubject, bound(c.User)),
 		attribute.String(attrClientID, c.ClientID), attribute.String(attrConsent, c.ID))
-	e.listConsents(w, r, f, c.ClientID)
+	e.showAt(w, r, f, PathConsents, url.Values{"revoked": {c.ClientID}})
 }
 
 // listConsents shows the person's active consents; the flow waits under
 // the page's CSRF token for one revocation.
-func (e *Endpoint) listConsents(w http.ResponseWriter, r *http.Request, f Flow, revoked string) {
+func (e *Endpoint) listConsents(w http.ResponseWriter, r *http.Request, f Flow, csrf, revoked string) {
 	ctx := r.Context()
 	all, err := e.cfg.Consents.Consents(ctx, f.Provider, f.Subject, "")
 	if err != nil {
@@ -191,12 +197,6 @@ func (e *Endpoint) listConsents(w http.ResponseWriter, r *http.Request, f Flow, 
 	}
 	now := e.cfg.Clock()
 	active := slices.DeleteFunc(all, func(c consent.Consent) bool { return !c.Active(now) || c.Provider != f.Provider || c.User != f.Subject })
-	csrf := Random(StateBytes)
-	f.ExpiresAt = now.Add(FlowTTL)
-	if err := e.cfg.Flows.SaveFlow(ctx, Hash(csrf), f); err != nil {
-		e.unavailable(w, r, err)
-		return
-	}
 	// Each as the consent screen showed it: the client's name, each
 	// scope's description.
 	type row struct {

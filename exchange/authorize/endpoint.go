@@ -2,6 +2,7 @@ package authorize
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -149,6 +150,11 @@ func New(cfg Config) (*Endpoint, error) {
 	e.mux.HandleFunc(b+PathAuthorize, e.authorize)
 	e.mux.HandleFunc(b+PathCallback, e.callback)
 	e.mux.HandleFunc("POST "+b+PathConsent, e.decide)
+	e.mux.HandleFunc("GET "+b+PathConsent, func(w http.ResponseWriter, r *http.Request) {
+		if f, csrf, ok := e.page(w, r, PurposeAuthorize); ok {
+			e.consentPage(w, r, f, csrf)
+		}
+	})
 	e.mux.HandleFunc(b+PathConsents, e.consents)
 	e.mux.Handle("GET "+b+PathAssets, http.StripPrefix(b+PathAssets, assets()))
 	if d, ok := cfg.Login.(*DevLogin); ok {
@@ -390,7 +396,7 @@ func (e *Endpoint) callback(w http.ResponseWriter, r *http.Request) {
 	e.audit(ctx, "login.allow", attribute.String(attrProvider, id.Provider), attribute.String(attrSubject, bound(id.Subject)),
 		attribute.String(attrClientID, bound(f.ClientID)))
 	if f.Purpose == PurposeConsents {
-		e.listConsents(w, r, f, "")
+		e.showAt(w, r, f, PathConsents, nil)
 		return
 	}
 	d, err := e.grant(ctx, r, id, f)
@@ -586,4 +592,58 @@ func sourceIP(r *http.Request) string {
 func noCache(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
+}
+
+// A page that follows a sign-in or a form is shown at an address of its
+// own (POST or callback, 303, GET), so that a reload shows it again rather
+// than sending a used state or form token: the address carries a page key,
+// and the page's form token is derived from that key with the browser's
+// own cookie, so that the key alone (from the history or a log) can
+// neither show the page nor send its form.
+const pageParam = "page"
+
+func pageToken(browser, key string) string {
+	m := hmac.New(sha256.New, []byte(browser))
+	m.Write([]byte("mcpsts page\x00" + key))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// showAt keeps f for the page at path (the flow's next form) and sends
+// the browser there.
+func (e *Endpoint) showAt(w http.ResponseWriter, r *http.Request, f Flow, path string, extra url.Values) {
+	c, err := r.Cookie(CookieName) // there: the flow was checked against it
+	if err != nil {
+		e.errorPage(w, r, http.StatusBadRequest, "bad_state", "login.csrf", attribute.String(attrReason, "no browser cookie"))
+		return
+	}
+	key := Random(StateBytes)
+	f.ExpiresAt = e.cfg.Clock().Add(FlowTTL)
+	if err := e.cfg.Flows.SaveFlow(r.Context(), Hash(pageToken(c.Value, key)), f); err != nil {
+		e.unavailable(w, r, err)
+		return
+	}
+	q := url.Values{pageParam: {key}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	http.Redirect(w, r, e.cfg.Base+path+"?"+q.Encode(), http.StatusSeeOther)
+}
+
+// page is the flow of the page key of r, for purpose, and the token its
+// form sends back; an unknown, used, expired or other browser's page gets
+// the error page.
+func (e *Endpoint) page(w http.ResponseWriter, r *http.Request, purpose string) (Flow, string, bool) {
+	token := ""
+	if c, err := r.Cookie(CookieName); err == nil && r.URL.Query().Get(pageParam) != "" {
+		token = pageToken(c.Value, r.URL.Query().Get(pageParam))
+	}
+	f, ok := e.peek(w, r, token)
+	if !ok {
+		return Flow{}, "", false
+	}
+	if f.Purpose != purpose || f.Subject == "" {
+		e.errorPage(w, r, http.StatusBadRequest, "bad_state", "login.csrf", attribute.String(attrReason, "page of another step"))
+		return Flow{}, "", false
+	}
+	return f, token, true
 }

@@ -86,6 +86,13 @@ func TestDevPeopleWalkthrough(t *testing.T) {
 			if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`button[value=approve]`))); err != nil {
 				return err
 			}
+			// The screen is at an address of its own (issue 38): a
+			// reload shows it again rather than sending the used state.
+			if loc, _ := chromedp.Run(browser, chromedp.Location()); !strings.Contains(loc, "/consent?page=") {
+				t.Errorf("%s: the consent screen is at %s, want /consent?page=…", shot, loc)
+			} else if err := chromedp.Do(browser, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`button[value=approve]`))); err != nil {
+				return fmt.Errorf("%s: reloading the consent screen: %w", shot, err)
+			}
 			page, _ = chromedp.Run(browser, chromedp.Text(chromedp.CSS(`main`)))
 			for _, want := range append([]string{"mcpsts demo app (examples/mcp-client) wants access", "Signed in as alice", DevClientID, files}, consentSays...) {
 				if !strings.Contains(page, want) {
