@@ -97,6 +97,11 @@ type Config struct {
 	// Delegator performs Delegate; nil means this server cannot delegate.
 	Delegator Delegator
 
+	// ToolPolicy, when set, decides every tools/call on its tool, its
+	// arguments and its caller (toolpolicy.Server.ForResource), after the
+	// scopes allowed it.
+	ToolPolicy ToolPolicy
+
 	Clock func() time.Time // nil means time.Now
 	Log   *slog.Logger     // nil discards
 }

@@ -20,21 +20,44 @@ var errNotJSONRPC = errors.New("the request body is not a JSON-RPC message or ba
 // that differs from method, params or name only in case (encoding/json
 // would match it), is refused.
 func toolsCalled(body []byte) ([]string, error) {
+	calls, err := callsIn(body, false)
+	if err != nil {
+		return nil, err
+	}
+	var tools []string
+	for _, c := range calls {
+		tools = append(tools, c.name)
+	}
+	return tools, nil
+}
+
+// toolCall is one tools/call of a body: its tool, its arguments when
+// asked for, and its JSON-RPC id (raw).
+type toolCall struct {
+	name string
+	args map[string]any
+	id   json.RawMessage
+}
+
+// callsIn reads the tools/call messages of a JSON-RPC body as toolsCalled
+// does; with args, their arguments too, strictly (see value).
+func callsIn(body []byte, args bool) ([]toolCall, error) {
 	// Without escapes a string decodes to its own bytes, so a body that
 	// holds neither a backslash nor the bytes tools/call calls no tool.
 	if bytes.IndexByte(body, '\\') < 0 && !bytes.Contains(body, []byte("tools/call")) {
 		return nil, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, errNotJSONRPC
 	}
-	var tools []string
+	var calls []toolCall
 	read := func(first json.Token) error {
-		name, call, err := message(dec, first)
+		c, call, err := message(dec, first, args)
 		if call {
-			tools = append(tools, name)
+			calls = append(calls, c)
 		}
 		return err
 	}
@@ -56,18 +79,25 @@ func toolsCalled(body []byte) ([]string, error) {
 	if _, err := dec.Token(); err != io.EOF { // trailing data
 		return nil, errNotJSONRPC
 	}
-	return tools, nil
+	return calls, nil
 }
 
 // message reads one JSON-RPC message whose first token is first and
-// returns the tool it calls; call is false for any other message.
-func message(dec *json.Decoder, first json.Token) (tool string, call bool, err error) {
+// returns the tool call it is; call is false for any other message.
+func message(dec *json.Decoder, first json.Token, withArgs bool) (c toolCall, call bool, err error) {
 	var method string
 	var hasName bool
-	err = members(dec, first, func(key string) error {
+	err = members(dec, first, watched, func(key string) error {
 		switch key {
 		case "method":
 			return str(dec, &method, nil)
+		case "id":
+			var raw json.RawMessage
+			if dec.Decode(&raw) != nil {
+				return errNotJSONRPC
+			}
+			c.id = raw
+			return nil
 		case "params":
 			tok, err := dec.Token()
 			if err != nil {
@@ -76,9 +106,21 @@ func message(dec *json.Decoder, first json.Token) (tool string, call bool, err e
 			if tok != json.Delim('{') {
 				return skipRest(dec, tok)
 			}
-			return members(dec, tok, func(key string) error {
-				if key == "name" {
-					return str(dec, &tool, &hasName)
+			return members(dec, tok, watched, func(key string) error {
+				switch {
+				case key == "name":
+					return str(dec, &c.name, &hasName)
+				case key == "arguments" && withArgs:
+					v, err := value(dec, 0)
+					if err != nil {
+						return err
+					}
+					m, ok := v.(map[string]any)
+					if !ok && v != nil {
+						return errArguments
+					}
+					c.args = m
+					return nil
 				}
 				return skip(dec)
 			})
@@ -86,15 +128,84 @@ func message(dec *json.Decoder, first json.Token) (tool string, call bool, err e
 		return skip(dec)
 	})
 	if err != nil {
-		return "", false, err
+		return toolCall{}, false, err
 	}
 	if method != "tools/call" {
-		return "", false, nil
+		return toolCall{}, false, nil
 	}
 	if !hasName {
-		return "", false, errNotJSONRPC
+		return toolCall{}, false, errNotJSONRPC
 	}
-	return tool, true, nil
+	return c, true, nil
+}
+
+// errArguments: arguments a policy cannot read one way only.
+var errArguments = errors.New("the tool call's arguments are not a JSON object with unambiguous member names (no name twice, none equal to another but for case), at most 64 levels deep")
+
+// maxDepth bounds the nesting of arguments.
+const maxDepth = 64
+
+// value reads the next JSON value whole and strictly, for a policy to read
+// what the server will: an object with a member name twice, or with two
+// names equal but for case (encoding/json matches names to fields without
+// case, so a server would read one of them, maybe not the one the policy
+// read), is refused; numbers are int64 when whole and in range, float64
+// otherwise; nesting is bounded.
+func value(dec *json.Decoder, depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, errArguments
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, errNotJSONRPC
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			m := map[string]any{}
+			for dec.More() {
+				tok, err := dec.Token()
+				key, ok := tok.(string)
+				if err != nil || !ok {
+					return nil, errNotJSONRPC
+				}
+				for k := range m { // a name twice, or in another case
+					if strings.EqualFold(k, key) {
+						return nil, errArguments
+					}
+				}
+				if m[key], err = value(dec, depth+1); err != nil {
+					return nil, err
+				}
+			}
+			_, err := dec.Token()
+			return m, err
+		case '[':
+			l := []any{}
+			for dec.More() {
+				v, err := value(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				l = append(l, v)
+			}
+			_, err := dec.Token()
+			return l, err
+		}
+		return nil, errNotJSONRPC
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := t.Float64()
+		if err != nil {
+			return nil, errArguments
+		}
+		return f, nil
+	default: // string, bool, nil
+		return t, nil
+	}
 }
 
 // str reads a value into *dst when it is a string (setting *ok), and
@@ -114,13 +225,13 @@ func str(dec *json.Decoder, dst *string, ok *bool) error {
 	return skipRest(dec, tok)
 }
 
-// watched are the member names whose reading decides the tool.
-var watched = []string{"method", "params", "name"}
+// watched are the member names whose reading decides the call.
+var watched = []string{"method", "params", "name", "arguments", "id"}
 
 // members reads the members of the object that first opens, calling value
 // for each name, which must consume the value. A name repeated, or one of
 // the watched names in another case, is refused.
-func members(dec *json.Decoder, first json.Token, value func(key string) error) error {
+func members(dec *json.Decoder, first json.Token, watched []string, value func(key string) error) error {
 	if first != json.Delim('{') {
 		return errNotJSONRPC
 	}
@@ -129,7 +240,7 @@ func members(dec *json.Decoder, first json.Token, value func(key string) error) 
 	for dec.More() {
 		tok, err := dec.Token()
 		key, ok := tok.(string)
-		if err != nil || !ok || slices.Contains(seen, key) || variant(key) {
+		if err != nil || !ok || slices.Contains(seen, key) || variant(key, watched) {
 			return errNotJSONRPC
 		}
 		seen = append(seen, key)
@@ -179,7 +290,7 @@ func skipRest(dec *json.Decoder, tok json.Token) error {
 // variant reports whether key differs from a watched name only in case,
 // as encoding/json would match it (Unicode simple folding, under which the
 // Kelvin sign is k and the long s is s).
-func variant(key string) bool {
+func variant(key string, watched []string) bool {
 	for _, w := range watched {
 		if key != w && strings.EqualFold(key, w) {
 			return true

@@ -1,7 +1,9 @@
 package resource
 
 import (
+	"bytes"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -100,6 +102,109 @@ func FuzzToolsCalled(f *testing.F) {
 		want, ok := sdkTools(body)
 		if ok && !slices.Equal(got, want) {
 			t.Fatalf("middleware reads %q, an encoding/json decoder %q, from %q", got, want, body)
+		}
+	})
+}
+
+type sdkCall struct {
+	Method *string
+	Params *struct {
+		Name      *string
+		Arguments map[string]any
+	}
+}
+
+// sdkArguments is what an encoding/json decoder reads as the arguments of
+// each tools/call of body (numbers as the middleware gives them).
+func sdkArguments(body []byte) ([]map[string]any, bool) {
+	var msgs []sdkCall
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&msgs); err != nil {
+		var m sdkCall
+		dec = json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			return nil, false
+		}
+		msgs = []sdkCall{m}
+	}
+	var out []map[string]any
+	for _, m := range msgs {
+		if m.Method != nil && *m.Method == "tools/call" && m.Params != nil && m.Params.Name != nil {
+			a, _ := numbers(m.Params.Arguments).(map[string]any)
+			out = append(out, a)
+		}
+	}
+	return out, true
+}
+
+// numbers gives json.Numbers as the middleware does: int64 when whole and
+// in range, float64 otherwise.
+func numbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		if t == nil {
+			return map[string]any(nil)
+		}
+		for k, x := range t {
+			t[k] = numbers(x)
+		}
+		return t
+	case []any:
+		for i, x := range t {
+			t[i] = numbers(x)
+		}
+		return t
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	}
+	return v
+}
+
+// FuzzCallArguments (issue 33): whenever the middleware reads a body's
+// arguments for a tool policy, they are the arguments an encoding/json
+// decoder (the SDKs') reads: no member the policy did not see, no value
+// it saw another way.
+func FuzzCallArguments(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund","arguments":{"amount":20,"note":"x"}}}`,
+		`{"method":"tools/call","params":{"name":"w","arguments":{"name":"a","Name":"b"}}}`,
+		`{"method":"tools/call","params":{"name":"w","arguments":{"name":"a","name":"b"}}}`,
+		`[{"method":"tools/call","params":{"name":"w","arguments":{"a":[1,2.5,{"b":null}]}}},{"method":"tools/call","params":{"name":"v"}}]`,
+		`{"method":"tools/call","params":{"name":"w","arguments":{"n\u0061me":"a","amount":1e3,"big":123456789012345678901234567890}}}`,
+		`{"method":"tools/call","params":{"name":"w","arguments":{"a":1},"Arguments":{"a":2}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		calls, err := callsIn(body, true)
+		if err != nil {
+			return
+		}
+		want, ok := sdkArguments(body)
+		if !ok {
+			return
+		}
+		if len(want) != len(calls) {
+			t.Fatalf("%d calls read, an encoding/json decoder %d, from %q", len(calls), len(want), body)
+		}
+		for i, c := range calls {
+			got := c.args
+			if got == nil {
+				got = map[string]any{}
+			}
+			w := want[i]
+			if w == nil {
+				w = map[string]any{}
+			}
+			if !reflect.DeepEqual(got, w) {
+				t.Fatalf("call %d: arguments %#v, an encoding/json decoder %#v, from %q", i, got, w, body)
+			}
 		}
 	})
 }

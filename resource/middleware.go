@@ -135,8 +135,10 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		}
 		have := s.expand(claims.Scopes)
 		needed := route
-		if r.Method == http.MethodPost && len(s.tools) > 0 {
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBodyLen))
+		var body []byte
+		if r.Method == http.MethodPost && (len(s.tools) > 0 || s.cfg.ToolPolicy != nil) {
+			var err error
+			body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBodyLen))
 			var tooBig *http.MaxBytesError
 			switch {
 			case errors.As(err, &tooBig):
@@ -166,6 +168,9 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		}
 		if !all(have, needed) {
 			s.challenge(w, http.StatusForbidden, "insufficient_scope", "the token lacks a scope this request needs", needed)
+			return
+		}
+		if s.cfg.ToolPolicy != nil && body != nil && !s.decideCalls(w, r, body, &claims, raw, needed) {
 			return
 		}
 		r2 := r.WithContext(WithCaller(r.Context(), &Caller{Claims: claims, raw: raw, server: s}))

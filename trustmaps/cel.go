@@ -54,12 +54,14 @@ type celEnv struct {
 //	ip(s).in_country(list)    whether its country is one of list; these
 //	                          four need a geolocation database (Options.Places)
 func newCELEnv(places Places) (*celEnv, error) {
-	c := &celEnv{regexps: map[string]*regexp.Regexp{}, windows: map[string]*window{}, zones: map[string]*time.Location{}, places: places}
 	mapType := cel.MapType(cel.StringType, cel.DynType)
-	opts := append([]cel.EnvOption{
-		cel.Variable("identity", mapType),
-		cel.Variable("request", mapType),
-		cel.Variable("context", mapType),
+	return newCELEnvWith(places, cel.Variable("identity", mapType), cel.Variable("request", mapType), cel.Variable("context", mapType))
+}
+
+// newCELEnvWith is the environment of conditions over other variables.
+func newCELEnvWith(places Places, vars ...cel.EnvOption) (*celEnv, error) {
+	c := &celEnv{regexps: map[string]*regexp.Regexp{}, windows: map[string]*window{}, zones: map[string]*time.Location{}, places: places}
+	opts := append(append(vars,
 		cel.OptionalTypes(),
 		ext.Strings(),
 		ext.Network(),
@@ -96,7 +98,7 @@ func newCELEnv(places Places) (*celEnv, error) {
 					}
 					return types.Bool(ok)
 				}))),
-	}, c.geoFunctions()...)
+	), c.geoFunctions()...)
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("trustmaps: CEL environment: %w", err)

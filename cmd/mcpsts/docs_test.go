@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/mdblocks"
+	"github.com/mcpsts/mcpsts/toolpolicy"
 	"github.com/mcpsts/mcpsts/trustmaps"
 )
 
@@ -24,7 +25,8 @@ import (
 // trust map that compiles or a configuration that decodes (no unknown or
 // misspelt key, no value of the wrong type); every mcpsts command line of
 // a shell block names a command that exists and only its flags; every go
-// test line names a package that exists and benchmarks or tests it has;
+// test line names a package that exists and benchmarks or tests it has; a
+// tool policy compiles;
 // the Go block parses. (README's first-token output blocks are compared
 // with real output by TestFirstTokenWalkthrough.)
 func TestDocsExamples(t *testing.T) {
@@ -125,6 +127,12 @@ func yamlExample(b mdblocks.Block) []string {
 	var out []string
 	for i, doc := range strings.Split(b.Text, "\n---\n") {
 		name := fmt.Sprintf("%s (document %d)", b, i+1)
+		if regexp.MustCompile(`(?m)^server: `).MatchString(doc) && regexp.MustCompile(`(?m)^rules:`).MatchString(doc) {
+			if _, err := toolpolicy.Compile(toolpolicy.Document{Name: name, Data: []byte(doc)}); err != nil {
+				out = append(out, "tool policy: "+err.Error())
+			}
+			continue
+		}
 		if regexp.MustCompile(`(?m)^id: `).MatchString(doc) {
 			if _, err := (trustmaps.Options{Places: noPlaces{}}).Compile(trustmaps.Document{Name: name, Data: []byte(doc)}); err != nil {
 				out = append(out, "trust map: "+err.Error())

@@ -1,0 +1,103 @@
+package toolpolicy_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcpsts/mcpsts/federation/federationtest"
+	"github.com/mcpsts/mcpsts/resource"
+)
+
+// TestEnforcedByResource: the resource middleware applies a server's
+// policy to every tools/call, reading the arguments from the exact bytes
+// the server reads; a denied call is the tool's error (the server never
+// runs it), a step up the 403 challenge; arguments that could be read two
+// ways are refused (argument smuggling), in single messages and batches.
+func TestEnforcedByResource(t *testing.T) {
+	const files = "https://files.example.com/mcp"
+	broker := federationtest.NewIssuer(t)
+	broker.AddKey("ES256")
+	p := documented(t)
+	rs, err := resource.New(resource.Config{Resource: files, Issuer: broker.URL, Transport: broker.Transport(),
+		ToolScopes: map[string][]string{"read_file": {"files:read"}, "write_file": {"files:write"}},
+		ToolPolicy: p.For(files).ForResource()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached atomic.Int64
+	srv := httptest.NewTLSServer(rs.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`))
+	})))
+	defer srv.Close()
+	now := time.Now().Unix()
+	token := broker.Sign(map[string]any{"iss": broker.URL, "sub": "user:corp/alice", "aud": files, "client_id": "agent",
+		"scope": "files:read files:write", "iat": now, "exp": now + 600, "jti": "j1",
+		"act": map[string]any{"sub": "workload:k8s/system:serviceaccount:apps:agent"}}, map[string]any{"typ": "at+jwt"})
+	call := func(args string) string {
+		return `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write_file","arguments":` + args + `}}`
+	}
+	deep := strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70)
+	for _, tc := range []struct {
+		name    string
+		body    string
+		status  int
+		refused string // the tool error's text, when a call is refused with 200
+		reached bool
+	}{
+		{"a report", call(`{"name":"reports/q4.md","content":"x"}`), 200, "", true},
+		{"a read (tools without rules: allow)", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"name":"x"}}}`, 200, "", true},
+		{"not a call", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, 200, "", true},
+		{"a write elsewhere", call(`{"name":"notes.txt","content":"x"}`), 200, "files are written under reports/ only", false},
+		{"a path climbing out", call(`{"name":"reports/../notes.txt"}`), 200, "files are written under reports/ only", false},
+		{"an escaped name the policy decodes as the server does", call(`{"name":"\u0072eports/x"}`), 200, "", true},
+		{"an escaped path climbing out", call(`{"name":"reports/\u002e\u002e/notes.txt"}`), 200, "files are written under reports/ only", false},
+		{"a name twice", call(`{"name":"reports/x","name":"notes.txt"}`), 400, "", false},
+		{"a name in another case", call(`{"name":"reports/x","Name":"notes.txt"}`), 400, "", false},
+		{"a name in another case, escaped", call(`{"name":"reports/x","N\u0041ME":"notes.txt"}`), 400, "", false},
+		{"a nested member twice", call(`{"name":"reports/x","meta":{"a":1,"a":2}}`), 400, "", false},
+		{"too deep", call(`{"name":"reports/x","meta":` + deep + `}`), 400, "", false},
+		{"arguments not an object", call(`["reports/x"]`), 400, "", false},
+		{"a number where the name goes", call(`{"name":42}`), 200, "could not be evaluated", false},
+		{"arguments twice", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write_file","arguments":{"name":"reports/x"},"arguments":{"name":"notes.txt"}}}`, 400, "", false},
+		{"arguments in another case", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write_file","arguments":{"name":"reports/x"},"Arguments":{"name":"notes.txt"}}}`, 400, "", false},
+		{"a batch mixing allowed and denied calls", `[` + call(`{"name":"reports/x"}`) + `,` + call(`{"name":"notes.txt"}`) + `]`, 403, "", false},
+		{"a batch of allowed calls", `[` + call(`{"name":"reports/x"}`) + `,` + call(`{"name":"reports/y"}`) + `]`, 200, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := reached.Load()
+			req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || (reached.Load() > before) != tc.reached {
+				t.Fatalf("%d %s (handler reached: %v), want %d (reached: %v)", resp.StatusCode, body, reached.Load() > before, tc.status, tc.reached)
+			}
+			if tc.refused != "" {
+				var m struct {
+					ID     int `json:"id"`
+					Result struct {
+						IsError bool `json:"isError"`
+						Content []struct{ Text string }
+					}
+				}
+				json.Unmarshal(body, &m)
+				if m.ID != 7 || !m.Result.IsError || len(m.Result.Content) != 1 || !strings.Contains(m.Result.Content[0].Text, tc.refused) {
+					t.Fatalf("refusal %s, want a tool error saying %q", body, tc.refused)
+				}
+			}
+		})
+	}
+}
