@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/mcpsts/mcpsts/resource"
@@ -13,6 +14,7 @@ import (
 // file changes.
 type Reload struct {
 	File  string                           // watched: size and modification time
+	Also  []string                         // more files watched the same way (the tool policy)
 	Every time.Duration                    // how often it is checked (0: 1s)
 	Build func() (*resource.Server, error) // a resource server with the file's scopes
 	Ready time.Duration                    // how long the new one may take to load the broker's keys (0: 10s)
@@ -27,7 +29,8 @@ func (g *Gateway) Run(ctx context.Context, rl Reload) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer func() { stop() }()
 	go g.cfg.Resource.Run(runCtx)
-	if rl.File == "" {
+	files := slices.DeleteFunc(append([]string{rl.File}, rl.Also...), func(f string) bool { return f == "" })
+	if len(files) == 0 {
 		<-ctx.Done()
 		return
 	}
@@ -38,11 +41,15 @@ func (g *Gateway) Run(ctx context.Context, rl Reload) {
 		rl.Ready = 10 * time.Second
 	}
 	stamp := func() string {
-		fi, err := os.Stat(rl.File)
-		if err != nil {
-			return ""
+		var all string
+		for _, f := range files {
+			fi, err := os.Stat(f)
+			if err != nil {
+				return ""
+			}
+			all += fmt.Sprint(fi.Size(), fi.ModTime().UnixNano(), ";")
 		}
-		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+		return all
 	}
 	last := stamp()
 	t := time.NewTicker(rl.Every)
@@ -60,20 +67,20 @@ func (g *Gateway) Run(ctx context.Context, rl Reload) {
 		last = now
 		next, err := rl.Build()
 		if err != nil {
-			g.log.Error("tool scopes not reloaded: the previous ones stay in force", "file", rl.File, "error", err)
+			g.log.Error("tool scopes not reloaded: the previous ones stay in force", "files", files, "error", err)
 			continue
 		}
 		nextCtx, stopNext := context.WithCancel(ctx)
 		go next.Run(nextCtx)
 		if !waitReady(ctx, next, rl.Ready) {
 			stopNext()
-			g.log.Error("tool scopes not reloaded: the broker's keys did not load", "file", rl.File)
+			g.log.Error("tool scopes not reloaded: the broker's keys did not load", "files", files)
 			continue
 		}
 		g.SetResource(next)
 		stop()
 		stop = stopNext
-		g.log.Info("tool scopes reloaded", "file", rl.File)
+		g.log.Info("tool scopes reloaded", "files", files)
 	}
 }
 

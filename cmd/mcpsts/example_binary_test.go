@@ -44,9 +44,17 @@ func TestExampleServerBinary(t *testing.T) {
 	idpCA := filepath.Join(t.TempDir(), "idp.pem")
 	os.WriteFile(idpCA, idp.CAPEM(), 0o600)
 	maps := ""
-	for _, m := range []struct{ sub, extra string }{{"agent", ""}, {"once", ", single_use: true"}, {"dpop-agent", ", require_binding: dpop"}} {
-		maps += fmt.Sprintf("---\nid: %s\nmatch: {provider: ci, subject: %s}\ngrant: {client_id: %s, audiences: [%q], scopes: [files:read]%s}\n", m.sub, m.sub, m.sub, resource, m.extra)
+	for _, m := range []struct{ sub, extra string }{{"agent", ""}, {"once", ", single_use: true"}, {"dpop-agent", ", require_binding: dpop"}, {"writer", ", default_scopes: [files:write]"}} {
+		maps += fmt.Sprintf("---\nid: %s\nmatch: {provider: ci, subject: %s}\ngrant: {client_id: %s, audiences: [%q], scopes: [files:read, files:write]%s}\n", m.sub, m.sub, m.sub, resource, m.extra)
 	}
+	// Its tool policy (issue 33): writes only under reports/.
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(policy, []byte(`server: `+resource+`
+tools_without_rules: allow
+rules:
+  - {id: reports, tools: [write_file], when: ['args.name.startsWith("reports/")'], effect: allow}
+  - {id: elsewhere, tools: [write_file], effect: deny, reason: files are written under reports/ only}
+`), 0o600)
 	broker, brokerCA := serveBroker(t, maps, fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}
 introspection:
@@ -59,7 +67,7 @@ introspection:
 	os.WriteFile(identity, []byte(jwt("files-server")), 0o600)
 	cert, key, ca := productionFiles(t)
 	cmd := exec.Command(bin, "--role", "files", "--listen", addr, "--resource", resource, "--broker", broker, "--ca", brokerCA,
-		"--cert", cert, "--key", key, "--introspection-identity", identity)
+		"--cert", cert, "--key", key, "--introspection-identity", identity, "--tool-policy", policy)
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -112,6 +120,36 @@ introspection:
 	if got := call("Bearer", token("agent", nil), ""); got != 200 {
 		t.Fatalf("a valid token: %d\n%s", got, stderr.String())
 	}
+	t.Run("tool policy", func(t *testing.T) {
+		writer := token("writer", nil)
+		for _, tc := range []struct {
+			args, says string
+			status     int
+		}{
+			{`{"name":"notes.txt","content":"x"}`, "files are written under reports/ only", 200},
+			{`{"name":"reports/x","Name":"notes.txt"}`, "", 400},
+		} {
+			req, _ := http.NewRequest(http.MethodPost, resource, strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"write_file","arguments":`+tc.args+`}}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+writer)
+			resp, err := server.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct {
+				Result struct {
+					IsError bool `json:"isError"`
+					Content []struct{ Text string }
+				}
+			}
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || tc.says != "" && (!body.Result.IsError || len(body.Result.Content) == 0 || !strings.Contains(body.Result.Content[0].Text, tc.says)) {
+				t.Fatalf("%s: %d %+v, want %d saying %q", tc.args, resp.StatusCode, body, tc.status, tc.says)
+			}
+		}
+	})
 	edgeAcceptance(t, edgeUnderTest{
 		call: call, broker: broker, resource: resource, token: token,
 		revoke: func(tok, owner string) { revokeAt(t, bc, broker, tok, jwt(owner)) },

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ import (
 	"github.com/mcpsts/mcpsts/internal/telemetry"
 	"github.com/mcpsts/mcpsts/internal/tlsserver"
 	"github.com/mcpsts/mcpsts/resource"
+	"github.com/mcpsts/mcpsts/toolpolicy"
 )
 
 // gatewayConfig is the gateway's configuration file; flags override it.
@@ -37,6 +39,7 @@ type gatewayConfig struct {
 	Upstream   string `yaml:"upstream"`    // http://127.0.0.1:PORT/mcp or unix:///path.sock
 	UpstreamCA string `yaml:"upstream_ca"` // https upstreams only: the CA that signs its certificate
 	ToolScopes string `yaml:"tool_scopes"` // a JSON or YAML file: tool name → scopes, reloaded when it changes
+	ToolPolicy string `yaml:"tool_policy"` // a tool policy file (docs/tool-policies.md) with the resource URL's policy, reloaded when it changes
 	AuditLog   string `yaml:"audit_log"`   // a hash-chained audit log of the requests refused at the edge
 	// Audit rotates that log and sums up repeated refusals, as the
 	// broker's audit section does (max_size, max_age, max_files,
@@ -124,6 +127,7 @@ trusts an https one: the caller's identity travels in those headers.`,
 	fl.StringVar(&flags.Upstream, "upstream", "", "the MCP server: http://127.0.0.1:PORT/mcp or unix:///path.sock")
 	fl.StringVar(&flags.UpstreamCA, "upstream-ca", "", "CA `file` of an https upstream")
 	fl.StringVar(&flags.ToolScopes, "tool-scopes", "", "JSON or YAML `file`: tool name → the scopes it needs")
+	fl.StringVar(&flags.ToolPolicy, "tool-policy", "", "tool policy `file` (docs/tool-policies.md) holding --resource's policy: each tools/call decided on its arguments and caller")
 	fl.StringVar(&flags.AuditLog, "audit-log", "", "`file` of the audit log of refused requests (hash-chained, as the broker's)")
 	fl.StringVar(&flags.UpstreamAudience, "upstream-audience", "", "send the upstream a token for this `URI` (delegation) instead of the X-MCPSTS-* headers")
 	fl.StringVar(&flags.TokenSource, "token-source", "", "the gateway's own credential for --upstream-audience, as mcpsts token --source (k8s, spiffe, file:PATH…)")
@@ -141,7 +145,7 @@ func merge(cfg *gatewayConfig, f gatewayConfig) {
 		dst *string
 		v   string
 	}{{&cfg.Listen, f.Listen}, {&cfg.Resource, f.Resource}, {&cfg.Broker, f.Broker},
-		{&cfg.BrokerCA, f.BrokerCA}, {&cfg.Upstream, f.Upstream}, {&cfg.UpstreamCA, f.UpstreamCA}, {&cfg.ToolScopes, f.ToolScopes}, {&cfg.AuditLog, f.AuditLog},
+		{&cfg.BrokerCA, f.BrokerCA}, {&cfg.Upstream, f.Upstream}, {&cfg.UpstreamCA, f.UpstreamCA}, {&cfg.ToolScopes, f.ToolScopes}, {&cfg.ToolPolicy, f.ToolPolicy}, {&cfg.AuditLog, f.AuditLog},
 		{&cfg.UpstreamAudience, f.UpstreamAudience}, {&cfg.TokenSource, f.TokenSource}, {&cfg.DPoP, f.DPoP}, {&cfg.IntrospectionSource, f.IntrospectionSource},
 		{&cfg.TLS.Cert, f.TLS.Cert}, {&cfg.TLS.Key, f.TLS.Key}} {
 		if p.v != "" {
@@ -223,8 +227,12 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
 			}
 		}
+		policy, err := toolPolicyFile(cfg.ToolPolicy, cfg.Resource)
+		if err != nil {
+			return nil, err
+		}
 		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator,
-			DPoP: proofs, Introspection: introspection})
+			DPoP: proofs, Introspection: introspection, ToolPolicy: policy})
 	}
 	rs, err := newResource()
 	if err != nil {
@@ -300,7 +308,7 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 	}
 	// The resource server in force keeps the broker's keys fresh, and is
 	// built again when the tool-scope file changes.
-	go g.Run(ctx, gateway.Reload{File: cfg.ToolScopes, Build: newResource})
+	go g.Run(ctx, gateway.Reload{File: cfg.ToolScopes, Also: []string{cfg.ToolPolicy}, Build: newResource})
 	banner, _ := json.Marshal(map[string]string{"listening": srv.Addr().String(), "resource": cfg.Resource, "upstream": cfg.Upstream})
 	fmt.Fprintf(cmd.OutOrStdout(), "mcpsts gateway %s\n", banner)
 	log.Info("mcpsts gateway serving", "addr", srv.Addr().String(), "resource", cfg.Resource, "started", time.Now().UTC().Format(time.RFC3339))
@@ -333,4 +341,25 @@ func brokerTrusted(ctx context.Context, tr http.RoundTripper, broker string) err
 		return fmt.Errorf("broker %s: its certificate is not signed by a CA this gateway trusts (%v): give the broker's CA with --broker-ca FILE (broker_ca in the file; serve --dev's is .mcpsts/ca.pem)", broker, cv.Err)
 	}
 	return fmt.Errorf("broker %s: its certificate does not verify: %v", broker, cv.Err)
+}
+
+// toolPolicyFile compiles the tool policy file and returns the policy of
+// resource, which it must hold; none without a file.
+func toolPolicyFile(file, resourceURL string) (resource.ToolPolicy, error) {
+	if file == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p, err := toolpolicy.Compile(toolpolicy.Document{Name: file, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	s := p.For(resourceURL)
+	if s == nil {
+		return nil, fmt.Errorf("%s: no policy for %s (it has: %s)", file, resourceURL, strings.Join(p.Servers(), ", "))
+	}
+	return s.ForResource(), nil
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +61,10 @@ func startGateway(t *testing.T, upstream string, extra ...string) *gatewayFixtur
 // brokerAdditions are trust maps and configuration sections the broker of
 // a gateway fixture serves besides its own; RESOURCE in them is replaced
 // by the gateway's URL.
-type brokerAdditions struct{ maps, config string }
+type brokerAdditions struct {
+	maps, config string
+	files        map[string]string // files the gateway reads, written before it starts (RESOURCE replaced too)
+}
 
 func startGatewayWith(t *testing.T, upstream string, add brokerAdditions, extra ...string) *gatewayFixture {
 	t.Helper()
@@ -83,6 +87,11 @@ grant:
   may_act: [{provider: ci, subject: gateway}]
 `+strings.ReplaceAll(add.maps, "RESOURCE", f.resource), fmt.Sprintf(`providers:
   - {name: ci, issuer: %s, discovery: true, ca_file: %s}`, idp.URL, idpCA)+strings.ReplaceAll(add.config, "RESOURCE", f.resource))
+	for path, content := range add.files {
+		if err := os.WriteFile(path, []byte(strings.ReplaceAll(content, "RESOURCE", f.resource)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cert, key, gwCA := productionFiles(t)
 	f.broker = broker
 	e := testEnv(nil)
@@ -612,5 +621,72 @@ func TestGatewayAuditSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\nwant %q", err, want)
 		}
+	}
+}
+
+// TestGatewayToolPolicy (issue 33): `mcpsts gateway --tool-policy` in front
+// of an MCP server that knows nothing of policies (the Go SDK's), called
+// by the unmodified Go SDK client: a call the policy allows runs, one it
+// denies is the tool's error with the policy's reason (the upstream never
+// sees it), one to step up is the 403 challenge; arguments that could be
+// read two ways are refused before the upstream.
+func TestGatewayToolPolicy(t *testing.T) {
+	var ran atomic.Int64
+	s := mcp.NewServer(&mcp.Implementation{Name: "plain", Version: "1.0.0"}, nil)
+	type in struct {
+		Text string `json:"text"`
+	}
+	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, func(ctx context.Context, req *mcp.CallToolRequest, a in) (*mcp.CallToolResult, any, error) {
+		ran.Add(1)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Text}}}, nil, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	up := httptest.NewServer(h)
+	t.Cleanup(up.Close)
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	f := startGatewayWith(t, up.URL+"/mcp", brokerAdditions{files: map[string]string{policy: `server: RESOURCE
+tools_without_rules: deny
+rules:
+  - id: loud
+    tools: [echo]
+    when: ['args.text.startsWith("!")']
+    effect: step_up
+    scopes: [files:write]
+  - id: no-secrets
+    tools: [echo]
+    when: ['args.text.contains("secret")']
+    effect: deny
+    reason: the echo tool does not repeat secrets
+  - id: echo
+    tools: [echo]
+    effect: allow
+`}}, "--tool-policy", policy)
+	ctx := context.Background()
+	tok := f.token(t, f.resource, "files:read")
+	cs := f.connect(t, ctx, tok)
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}})
+	if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "hello" {
+		t.Fatalf("an allowed call: %v %v", res, err)
+	}
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "my secret"}})
+	if err != nil || !res.IsError || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "the echo tool does not repeat secrets") {
+		t.Fatalf("a denied call: %+v %v", res, err)
+	}
+	if n := ran.Load(); n != 1 {
+		t.Fatalf("the upstream ran %d calls, want the allowed one only", n)
+	}
+	call := func(args string) string {
+		return `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":` + args + `}}`
+	}
+	if status, ch := f.post(t, "/mcp", tok, call(`{"text":"!now"}`)); status != 403 || !strings.Contains(ch, `scope="files:write"`) {
+		t.Fatalf("a call to step up: %d %q", status, ch)
+	}
+	for _, smuggled := range []string{`{"text":"hi","Text":"my secret"}`, `{"text":"hi","text":"my secret"}`} {
+		if status, _ := f.post(t, "/mcp", tok, call(smuggled)); status != 400 {
+			t.Fatalf("%s: %d, want 400", smuggled, status)
+		}
+	}
+	if n := ran.Load(); n != 1 {
+		t.Fatalf("the upstream ran %d calls", n)
 	}
 }

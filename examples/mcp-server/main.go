@@ -25,6 +25,7 @@ import (
 	"github.com/mcpsts/mcpsts/examples/mcp-server/mcpserver"
 	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/resource"
+	"github.com/mcpsts/mcpsts/toolpolicy"
 )
 
 func main() {
@@ -46,6 +47,7 @@ func run() error {
 	identity := flag.String("identity", "", "files: a file holding this server's own workload token, its actor credential for delegation")
 	dpopMode := flag.String("dpop", resource.DPoPAccept, "DPoP-bound tokens: off, accept or require")
 	introspect := flag.String("introspection-identity", "", "a file holding this server's own workload token, to ask the broker whether each token is revoked or used (single use)")
+	policyFile := flag.String("tool-policy", "", "a tool policy file (docs/tool-policies.md) holding --resource's policy: each tools/call decided on its arguments and caller")
 	flag.Parse()
 
 	pem, err := os.ReadFile(*caFile)
@@ -63,6 +65,19 @@ func run() error {
 	cfg := resource.Config{Resource: *res, Issuer: *broker, Transport: tr, Log: log}
 	if cfg.DPoP, err = resource.DPoPMode(*dpopMode); err != nil {
 		return fmt.Errorf("--dpop: %w", err)
+	}
+	if *policyFile != "" {
+		data, err := os.ReadFile(*policyFile)
+		if err != nil {
+			return fmt.Errorf("--tool-policy: %w", err)
+		}
+		policies, err := toolpolicy.Compile(toolpolicy.Document{Name: *policyFile, Data: data})
+		if err != nil {
+			return err
+		}
+		if cfg.ToolPolicy = policies.For(*res).ForResource(); cfg.ToolPolicy == nil {
+			return fmt.Errorf("--tool-policy %s: no policy for %s", *policyFile, *res)
+		}
 	}
 	if *introspect != "" {
 		src := client.FileSource{Path: *introspect, Label: "introspection-identity"}
