@@ -176,6 +176,16 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		r2 := r.WithContext(WithCaller(r.Context(), &Caller{Claims: claims, raw: raw, server: s}))
 		r2.Header = r.Header.Clone()
 		r2.Header.Del("Authorization")
+		if s.cfg.ToolPolicy != nil && body != nil && toolsListed(body) {
+			// The caller sees the tools some call could be allowed for.
+			all, source := allClaims(raw), sourceAddr(r)
+			f := &listFilter{ResponseWriter: w, keep: func(name string) bool {
+				return s.cfg.ToolPolicy.ShowTool(r.Context(), ToolCall{Tool: name, Caller: claims, Claims: all, Time: s.cfg.Clock(), SourceIP: source})
+			}}
+			next.ServeHTTP(f, r2)
+			f.finish()
+			return
+		}
 		next.ServeHTTP(w, r2)
 	})
 }

@@ -17,6 +17,9 @@ import (
 // read one way only is refused.
 type ToolPolicy interface {
 	DecideToolCall(ctx context.Context, call ToolCall) ToolDecision
+	// ShowTool reports whether tools/list shows the tool of call (its
+	// Args nil) to its caller: whether some call of it could be allowed.
+	ShowTool(ctx context.Context, call ToolCall) bool
 }
 
 // ToolCall is one tools/call as a ToolPolicy sees it.
@@ -51,8 +54,7 @@ func (s *Server) decideCalls(w http.ResponseWriter, r *http.Request, body []byte
 	if len(calls) == 0 {
 		return true
 	}
-	all := allClaims(raw)
-	source, _, _ := net.SplitHostPort(r.RemoteAddr)
+	all, source := allClaims(raw), sourceAddr(r)
 	batch := bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("["))
 	for _, c := range calls {
 		d := s.cfg.ToolPolicy.DecideToolCall(r.Context(), ToolCall{Tool: c.name, Args: c.args, Caller: *claims, Claims: all, Time: s.cfg.Clock(), SourceIP: source})
@@ -93,6 +95,11 @@ func refuseCall(w http.ResponseWriter, id json.RawMessage, reason string) {
 		"content": []content{{Type: "text", Text: "refused by the server's tool policy: " + reason}}, "isError": true}})
 }
 
+func sourceAddr(r *http.Request) string {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return host
+}
+
 // allClaims are every claim of a verified token, for policies that read
 // more than Claims holds.
 func allClaims(raw string) map[string]any {
@@ -109,4 +116,174 @@ func allClaims(raw string) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// toolsListed reports whether body asks tools/list (in a message or a
+// batch).
+func toolsListed(body []byte) bool {
+	if !bytes.Contains(body, []byte("tools/list")) && bytes.IndexByte(body, '\\') < 0 {
+		return false
+	}
+	var one struct{ Method string }
+	if json.Unmarshal(body, &one) == nil {
+		return one.Method == "tools/list"
+	}
+	var batch []struct{ Method string }
+	if json.Unmarshal(body, &batch) == nil {
+		for _, m := range batch {
+			if m.Method == "tools/list" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// listFilter removes from the tools/list answers it carries (a JSON body,
+// or the events of an event stream) the tools keep refuses.
+type listFilter struct {
+	http.ResponseWriter
+	keep    func(name string) bool
+	mode    string // "json", "sse" or "" (passed through)
+	started bool
+	buf     bytes.Buffer
+}
+
+func (f *listFilter) WriteHeader(status int) {
+	if f.started {
+		return
+	}
+	f.started = true
+	ct := f.Header().Get("Content-Type")
+	switch {
+	case strings.HasPrefix(ct, "application/json"):
+		f.mode = "json"
+		f.Header().Del("Content-Length")
+	case strings.HasPrefix(ct, "text/event-stream"):
+		f.mode = "sse"
+		f.Header().Del("Content-Length")
+	}
+	f.ResponseWriter.WriteHeader(status)
+}
+
+func (f *listFilter) Write(p []byte) (int, error) {
+	if !f.started {
+		f.WriteHeader(http.StatusOK)
+	}
+	switch f.mode {
+	case "json":
+		return f.buf.Write(p)
+	case "sse":
+		f.buf.Write(p)
+		for {
+			i := bytes.Index(f.buf.Bytes(), []byte("\n\n"))
+			if i < 0 {
+				return len(p), nil
+			}
+			event := f.buf.Next(i + 2)
+			if _, err := f.ResponseWriter.Write(f.event(event)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return f.ResponseWriter.Write(p)
+}
+
+// Flush passes a stream's events on as they come.
+func (f *listFilter) Flush() {
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok && f.mode != "json" {
+		fl.Flush()
+	}
+}
+
+// finish writes a buffered JSON answer, filtered, and what is left of a
+// stream.
+func (f *listFilter) finish() {
+	switch f.mode {
+	case "json":
+		f.ResponseWriter.Write(f.filter(f.buf.Bytes()))
+	case "sse":
+		f.ResponseWriter.Write(f.buf.Bytes())
+	}
+}
+
+// event filters the data of one event of a stream.
+func (f *listFilter) event(event []byte) []byte {
+	lines := bytes.Split(bytes.TrimSuffix(event, []byte("\n\n")), []byte("\n"))
+	var data [][]byte
+	var other [][]byte
+	for _, l := range lines {
+		if d, ok := bytes.CutPrefix(l, []byte("data:")); ok {
+			data = append(data, bytes.TrimPrefix(d, []byte(" ")))
+		} else {
+			other = append(other, l)
+		}
+	}
+	if len(data) == 0 {
+		return event
+	}
+	filtered := f.filter(bytes.Join(data, []byte("\n")))
+	var out bytes.Buffer
+	for _, l := range other {
+		out.Write(l)
+		out.WriteByte('\n')
+	}
+	for _, l := range bytes.Split(filtered, []byte("\n")) {
+		out.WriteString("data: ")
+		out.Write(l)
+		out.WriteByte('\n')
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
+}
+
+// filter removes the tools keep refuses from the tools/list results of a
+// JSON-RPC message or batch; anything else is left as it is.
+func (f *listFilter) filter(doc []byte) []byte {
+	var batch []json.RawMessage
+	if json.Unmarshal(doc, &batch) == nil {
+		for i, m := range batch {
+			batch[i] = f.filterOne(m)
+		}
+		out, err := json.Marshal(batch)
+		if err != nil {
+			return doc
+		}
+		return out
+	}
+	return f.filterOne(doc)
+}
+
+func (f *listFilter) filterOne(msg []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(msg, &m) != nil || m["result"] == nil {
+		return msg
+	}
+	var result map[string]json.RawMessage
+	if json.Unmarshal(m["result"], &result) != nil || result["tools"] == nil {
+		return msg
+	}
+	var tools []json.RawMessage
+	if json.Unmarshal(result["tools"], &tools) != nil {
+		return msg
+	}
+	kept := tools[:0]
+	for _, t := range tools {
+		var named struct{ Name string }
+		if json.Unmarshal(t, &named) == nil && f.keep(named.Name) {
+			kept = append(kept, t)
+		}
+	}
+	var err error
+	if result["tools"], err = json.Marshal(kept); err != nil {
+		return msg
+	}
+	if m["result"], err = json.Marshal(result); err != nil {
+		return msg
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return msg
+	}
+	return out
 }

@@ -33,7 +33,12 @@ func TestEnforcedByResource(t *testing.T) {
 	var reached atomic.Int64
 	srv := httptest.NewTLSServer(rs.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)
-		io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(string(body), "tools/list") {
+			w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_file","inputSchema":{"type":"object"}},{"name":"write_file"},{"name":"erase_all"}],"nextCursor":"c2"}}`))
+			return
+		}
 		w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`))
 	})))
 	defer srv.Close()
@@ -99,5 +104,48 @@ func TestEnforcedByResource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestToolsListedByResource: a JSON tools/list answer keeps the tools some
+// call could be allowed for (under the files policy: every tool, the
+// writes depending on their name), the rest of the answer as it was.
+func TestToolsListedByResource(t *testing.T) {
+	const deploy = "https://deploy.example.com/mcp"
+	broker := federationtest.NewIssuer(t)
+	broker.AddKey("ES256")
+	rs, err := resource.New(resource.Config{Resource: deploy, Issuer: broker.URL, Transport: broker.Transport(),
+		ToolPolicy: documented(t).For(deploy).ForResource()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(rs.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "999")
+		w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"deploy","inputSchema":{"type":"object"}},{"name":"status"}],"nextCursor":"c2"}}`))
+	})))
+	defer srv.Close()
+	now := time.Now().Unix()
+	for _, tc := range []struct {
+		sub  string
+		act  map[string]any
+		want string
+	}{
+		{"user:corp/alice", nil, `{"id":1,"jsonrpc":"2.0","result":{"nextCursor":"c2","tools":[{"name":"deploy","inputSchema":{"type":"object"}}]}}`},
+		{"workload:k8s/system:serviceaccount:apps:agent", nil, `{"id":1,"jsonrpc":"2.0","result":{"nextCursor":"c2","tools":[]}}`},
+	} {
+		token := broker.Sign(map[string]any{"iss": broker.URL, "sub": tc.sub, "aud": deploy, "client_id": "agent",
+			"iat": now, "exp": now + 600, "jti": "j" + tc.sub}, map[string]any{"typ": "at+jwt"})
+		req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != tc.want {
+			t.Errorf("%s: %d %s\nwant %s", tc.sub, resp.StatusCode, body, tc.want)
+		}
 	}
 }

@@ -112,10 +112,15 @@ type Server struct {
 
 type compiledRule struct {
 	rule
-	conds []cel.Program
+	conds    []cel.Program
+	readArgs []bool // conds[i] names args: its outcome depends on the call's arguments
 }
 
 var (
+	// argsNamed finds a condition that names args anywhere in its text:
+	// one that may depend on the arguments (a false positive only shows
+	// a tool in tools/list that a call may then be refused).
+	argsNamed   = regexp.MustCompile(`\bargs\b`)
 	idPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
 	toolPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-/]{1,128}$|^\*$`)
 )
@@ -206,6 +211,7 @@ func Compile(docs ...Document) (*Policies, error) {
 						continue
 					}
 					cr.conds = append(cr.conds, prg)
+					cr.readArgs = append(cr.readArgs, argsNamed.MatchString(expr))
 				}
 				s.rules = append(s.rules, cr)
 			}
@@ -323,6 +329,62 @@ func (s *Server) Decide(ctx context.Context, call Call) Decision {
 	return d
 }
 
+// Visible reports whether some call of tool could be allowed for caller
+// (at once or after a step up), so that tools/list shows it: a tool whose
+// rules can only deny this caller, whatever the arguments, is hidden; one
+// whose outcome depends on the arguments is shown.
+func (s *Server) Visible(ctx context.Context, tool string, caller Caller, at time.Time, sourceIP string) bool {
+	if !s.named[tool] && !s.named["*"] {
+		return s.toolsWithoutRules == Allow
+	}
+	vars := map[string]any{"tool": tool, "args": map[string]any{}, "caller": callerVar(caller),
+		"request": map[string]any{"time": at, "source_ip": sourceIP}}
+	for _, r := range s.rules {
+		if !slices.Contains(r.Tools, tool) && !slices.Contains(r.Tools, "*") {
+			continue
+		}
+		switch r.holdsWithoutArgs(ctx, vars) {
+		case "fails": // Decide denies every call at this rule
+			return false
+		case "false":
+			continue
+		case "depends":
+			if r.Effect != Deny {
+				return true // some arguments may be allowed
+			}
+			continue // some arguments may pass this denial: read on
+		}
+		return r.Effect != Deny // the first rule that holds for every call
+	}
+	return false
+}
+
+// holdsWithoutArgs says whether r holds for every call of this caller
+// ("true"), for none ("false"), depending on the arguments ("depends"), or
+// cannot be evaluated whatever they are ("fails", which denies).
+func (r *compiledRule) holdsWithoutArgs(ctx context.Context, vars map[string]any) string {
+	depends := false
+	for i, prg := range r.conds {
+		if r.readArgs[i] {
+			depends = true
+			continue
+		}
+		v, _, err := prg.ContextEval(ctx, vars)
+		if err != nil {
+			return "fails"
+		}
+		if b, ok := v.Value().(bool); !ok {
+			return "fails"
+		} else if !b {
+			return "false"
+		}
+	}
+	if depends {
+		return "depends"
+	}
+	return "true"
+}
+
 // eval evaluates r's conditions in order; failed is an error (which
 // denies).
 func (r *compiledRule) eval(ctx context.Context, vars map[string]any) (outcome string, matched, failed bool) {
@@ -377,10 +439,19 @@ func (s *Server) ForResource() resource.ToolPolicy {
 type forResource struct{ s *Server }
 
 func (f forResource) DecideToolCall(ctx context.Context, c resource.ToolCall) resource.ToolDecision {
+	d := f.s.Decide(ctx, Call{Tool: c.Tool, Args: c.Args, Caller: callerOf(c), Time: c.Time, SourceIP: c.SourceIP})
+	return resource.ToolDecision{Effect: d.Effect, Reason: d.Reason, Rule: d.Rule, Scopes: d.Scopes}
+}
+
+func (f forResource) ShowTool(ctx context.Context, c resource.ToolCall) bool {
+	return f.s.Visible(ctx, c.Tool, callerOf(c), c.Time, c.SourceIP)
+}
+
+// callerOf is the caller of a call the resource package read.
+func callerOf(c resource.ToolCall) Caller {
 	caller := Caller{Subject: c.Caller.Subject, ClientID: c.Caller.ClientID, Scopes: c.Caller.Scopes, Claims: c.Claims}
 	for a := c.Caller.Actor; a != nil; a = a.Actor {
 		caller.Act = append(caller.Act, Actor{Subject: a.Subject, ClientID: a.ClientID})
 	}
-	d := f.s.Decide(ctx, Call{Tool: c.Tool, Args: c.Args, Caller: caller, Time: c.Time, SourceIP: c.SourceIP})
-	return resource.ToolDecision{Effect: d.Effect, Reason: d.Reason, Rule: d.Rule, Scopes: d.Scopes}
+	return caller
 }

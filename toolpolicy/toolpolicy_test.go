@@ -182,3 +182,30 @@ rules:
 		}
 	}
 }
+
+// TestVisible: tools/list shows the tools some call could be allowed for
+// the caller (now or after a step up), hides those its rules can only
+// deny, and shows those whose outcome depends on the arguments.
+func TestVisible(t *testing.T) {
+	p := documented(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		server, tool string
+		caller       toolpolicy.Caller
+		visible      bool
+	}{
+		{"https://payments.example.com/mcp", "refund", agent, true},          // small refunds: depends on the amount
+		{"https://payments.example.com/mcp", "refund", approver, true},       // always
+		{"https://payments.example.com/mcp", "delete_account", agent, false}, // tools without rules: deny
+		{"https://files.example.com/mcp", "read_file", agent, true},          // tools without rules: allow
+		{"https://files.example.com/mcp", "write_file", agent, true},         // depends on the name
+		{"https://deploy.example.com/mcp", "deploy", person, true},           // depends on the environment
+		{"https://deploy.example.com/mcp", "deploy", agentForPerson, true},
+		{"https://deploy.example.com/mcp", "deploy", agent, false}, // no-deploy whatever the arguments
+		{"https://deploy.example.com/mcp", "deploy", agentForAgent, false},
+	} {
+		if got := p.For(tc.server).Visible(ctx, tc.tool, tc.caller, time.Now(), ""); got != tc.visible {
+			t.Errorf("%s %s for %s: visible %v, want %v", tc.server, tc.tool, tc.caller.Subject, got, tc.visible)
+		}
+	}
+}

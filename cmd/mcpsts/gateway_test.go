@@ -640,6 +640,10 @@ func TestGatewayToolPolicy(t *testing.T) {
 		ran.Add(1)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Text}}}, nil, nil
 	})
+	mcp.AddTool(s, &mcp.Tool{Name: "admin"}, func(ctx context.Context, req *mcp.CallToolRequest, a in) (*mcp.CallToolResult, any, error) {
+		ran.Add(1)
+		return &mcp.CallToolResult{}, nil, nil
+	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
@@ -664,6 +668,13 @@ rules:
 	ctx := context.Background()
 	tok := f.token(t, f.resource, "files:read")
 	cs := f.connect(t, ctx, tok)
+	// tools/list (an event stream from the Go SDK's server) shows only
+	// what some call could be allowed for: admin, which no rule names
+	// under tools_without_rules: deny, is hidden.
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 1 || tools.Tools[0].Name != "echo" {
+		t.Fatalf("tools/list: %+v %v", tools, err)
+	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}})
 	if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "hello" {
 		t.Fatalf("an allowed call: %v %v", res, err)

@@ -65,6 +65,8 @@ var guards = []struct{ mutant, test, pkg string }{
 	{"consent: covers any resource", "TestCheckMatchesExactly", "./trustmaps/consent"},
 	{"posture: an assertion about another workload accepted", "TestAssertions", "./attest/posture"},
 	{"posture: an assertion bound across providers", "TestAssertions", "./attest/posture"},
+	{"resource: the tool list not filtered", "TestToolsListedByResource", "./toolpolicy"},
+	{"toolpolicy: tools no rule names shown whatever the default", "TestVisible", "./toolpolicy"},
 	{"resource: tool arguments with names equal but for case", "TestEnforcedByResource", "./toolpolicy"},
 	{"resource: tool arguments nested without bound", "TestEnforcedByResource", "./toolpolicy"},
 	{"resource: a batch's denied call answered as a single one", "TestEnforcedByResource", "./toolpolicy"},
