@@ -51,7 +51,7 @@ func newRootCommand(e env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newConsentCommand(e), newTokensCommand(e), newAuditCommand(), newGatewayCommand(e), newVersionCommand())
+	root.AddCommand(newServeCommand(e), newTokenCommand(e), newKeysCommand(e), newTrustmapCommand(e), newToolPolicyCommand(e), newConsentCommand(e), newTokensCommand(e), newAuditCommand(), newGatewayCommand(e), newVersionCommand())
 	return root
 }
 
