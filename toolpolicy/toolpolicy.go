@@ -107,7 +107,16 @@ type Server struct {
 	URI               string
 	toolsWithoutRules string
 	rules             []*compiledRule
-	named             map[string]bool // tools some rule names
+	named             map[string]bool            // tools some rule names
+	byTool            map[string][]*compiledRule // each named tool's rules with the "*" ones, in order
+}
+
+// rulesOf are the rules that name tool (or "*"), in order.
+func (s *Server) rulesOf(tool string) []*compiledRule {
+	if rs, ok := s.byTool[tool]; ok {
+		return rs
+	}
+	return s.byTool["*"]
 }
 
 type compiledRule struct {
@@ -215,6 +224,14 @@ func Compile(docs ...Document) (*Policies, error) {
 				}
 				s.rules = append(s.rules, cr)
 			}
+			s.byTool = map[string][]*compiledRule{}
+			for tool := range s.named {
+				for _, r := range s.rules {
+					if slices.Contains(r.Tools, tool) || slices.Contains(r.Tools, "*") {
+						s.byTool[tool] = append(s.byTool[tool], r)
+					}
+				}
+			}
 			if doc.Server != "" && p.servers[doc.Server] == nil {
 				p.servers[doc.Server] = s
 			}
@@ -304,10 +321,7 @@ func (s *Server) Decide(ctx context.Context, call Call) Decision {
 	}
 	vars := map[string]any{"tool": call.Tool, "args": args(call.Args), "caller": callerVar(call.Caller),
 		"request": map[string]any{"time": call.Time, "source_ip": call.SourceIP}}
-	for _, r := range s.rules {
-		if !slices.Contains(r.Tools, call.Tool) && !slices.Contains(r.Tools, "*") {
-			continue
-		}
+	for _, r := range s.rulesOf(call.Tool) {
 		outcome, matched, failed := r.eval(ctx, vars)
 		d.Trace = append(d.Trace, Step{Rule: r.ID, Outcome: outcome})
 		switch {
@@ -339,10 +353,7 @@ func (s *Server) Visible(ctx context.Context, tool string, caller Caller, at tim
 	}
 	vars := map[string]any{"tool": tool, "args": map[string]any{}, "caller": callerVar(caller),
 		"request": map[string]any{"time": at, "source_ip": sourceIP}}
-	for _, r := range s.rules {
-		if !slices.Contains(r.Tools, tool) && !slices.Contains(r.Tools, "*") {
-			continue
-		}
+	for _, r := range s.rulesOf(tool) {
 		switch r.holdsWithoutArgs(ctx, vars) {
 		case "fails": // Decide denies every call at this rule
 			return false
