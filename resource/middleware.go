@@ -178,10 +178,8 @@ func (s *Server) Middleware(next http.Handler, scopes ...string) http.Handler {
 		r2.Header.Del("Authorization")
 		if s.cfg.ToolPolicy != nil && body != nil && toolsListed(body) {
 			// The caller sees the tools some call could be allowed for.
-			all, source := allClaims(raw), sourceAddr(r)
-			f := &listFilter{ResponseWriter: w, keep: func(name string) bool {
-				return s.cfg.ToolPolicy.ShowTool(r.Context(), ToolCall{Tool: name, Caller: claims, Claims: all, Time: s.cfg.Clock(), SourceIP: source})
-			}}
+			f := &listFilter{ResponseWriter: w, keep: s.cfg.ToolPolicy.ShowTools(r.Context(),
+				ToolCall{Caller: claims, Claims: allClaims(raw), Time: s.cfg.Clock(), SourceIP: sourceAddr(r)})}
 			next.ServeHTTP(f, r2)
 			f.finish()
 			return

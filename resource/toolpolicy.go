@@ -17,9 +17,10 @@ import (
 // read one way only is refused.
 type ToolPolicy interface {
 	DecideToolCall(ctx context.Context, call ToolCall) ToolDecision
-	// ShowTool reports whether tools/list shows the tool of call (its
-	// Args nil) to its caller: whether some call of it could be allowed.
-	ShowTool(ctx context.Context, call ToolCall) bool
+	// ShowTools says, for one tools/list answer to the caller of call
+	// (its Tool and Args unset), whether a tool is shown: whether some
+	// call of it could be allowed.
+	ShowTools(ctx context.Context, call ToolCall) func(tool string) bool
 }
 
 // ToolCall is one tools/call as a ToolPolicy sees it.

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
 
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/resource"
@@ -130,6 +131,7 @@ var (
 	// one that may depend on the arguments (a false positive only shows
 	// a tool in tools/list that a call may then be refused).
 	argsNamed   = regexp.MustCompile(`\bargs\b`)
+	toolNamed   = regexp.MustCompile(`\btool\b`)
 	idPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
 	toolPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-/]{1,128}$|^\*$`)
 )
@@ -319,8 +321,10 @@ func (s *Server) Decide(ctx context.Context, call Call) Decision {
 		d.Reason = fmt.Sprintf("no rule names the tool %q: tools_without_rules is %s", call.Tool, s.toolsWithoutRules)
 		return d
 	}
-	vars := map[string]any{"tool": call.Tool, "args": args(call.Args), "caller": callerVar(call.Caller),
-		"request": map[string]any{"time": call.Time, "source_ip": call.SourceIP}}
+	// Adapted to CEL values once for every rule read.
+	vars := map[string]any{"tool": call.Tool, "args": types.DefaultTypeAdapter.NativeToValue(args(call.Args)),
+		"caller": types.DefaultTypeAdapter.NativeToValue(callerVar(call.Caller)),
+		"request": types.DefaultTypeAdapter.NativeToValue(map[string]any{"time": call.Time, "source_ip": call.SourceIP})}
 	for _, r := range s.rulesOf(call.Tool) {
 		outcome, matched, failed := r.eval(ctx, vars)
 		d.Trace = append(d.Trace, Step{Rule: r.ID, Outcome: outcome})
@@ -348,13 +352,27 @@ func (s *Server) Decide(ctx context.Context, call Call) Decision {
 // rules can only deny this caller, whatever the arguments, is hidden; one
 // whose outcome depends on the arguments is shown.
 func (s *Server) Visible(ctx context.Context, tool string, caller Caller, at time.Time, sourceIP string) bool {
+	return s.Lister(ctx, caller, at, sourceIP)(tool)
+}
+
+// Lister is Visible for the tools of one listing: the conditions that read
+// neither the arguments nor the tool are evaluated once for all of them.
+func (s *Server) Lister(ctx context.Context, caller Caller, at time.Time, sourceIP string) func(tool string) bool {
+	vars := map[string]any{"tool": "", "args": map[string]any{}, "caller": callerVar(caller),
+		"request": map[string]any{"time": at, "source_ip": sourceIP}}
+	known := map[string]string{} // a caller-only condition's text: its outcome
+	return func(tool string) bool {
+		return s.visible(ctx, tool, vars, known)
+	}
+}
+
+func (s *Server) visible(ctx context.Context, tool string, vars map[string]any, known map[string]string) bool {
 	if !s.named[tool] && !s.named["*"] {
 		return s.toolsWithoutRules == Allow
 	}
-	vars := map[string]any{"tool": tool, "args": map[string]any{}, "caller": callerVar(caller),
-		"request": map[string]any{"time": at, "source_ip": sourceIP}}
+	vars["tool"] = tool
 	for _, r := range s.rulesOf(tool) {
-		switch r.holdsWithoutArgs(ctx, vars) {
+		switch r.holdsWithoutArgs(ctx, vars, known) {
 		case "fails": // Decide denies every call at this rule
 			return false
 		case "false":
@@ -373,21 +391,28 @@ func (s *Server) Visible(ctx context.Context, tool string, caller Caller, at tim
 // holdsWithoutArgs says whether r holds for every call of this caller
 // ("true"), for none ("false"), depending on the arguments ("depends"), or
 // cannot be evaluated whatever they are ("fails", which denies).
-func (r *compiledRule) holdsWithoutArgs(ctx context.Context, vars map[string]any) string {
+func (r *compiledRule) holdsWithoutArgs(ctx context.Context, vars map[string]any, known map[string]string) string {
 	depends := false
 	for i, prg := range r.conds {
 		if r.readArgs[i] {
 			depends = true
 			continue
 		}
-		v, _, err := prg.ContextEval(ctx, vars)
-		if err != nil {
-			return "fails"
+		outcome, ok := known[r.When[i]]
+		if !ok {
+			outcome = "true"
+			v, _, err := prg.ContextEval(ctx, vars)
+			if b, isBool := v.Value().(bool); err != nil || !isBool {
+				outcome = "fails"
+			} else if !b {
+				outcome = "false"
+			}
+			if !toolNamed.MatchString(r.When[i]) {
+				known[r.When[i]] = outcome // the same for every tool of the listing
+			}
 		}
-		if b, ok := v.Value().(bool); !ok {
-			return "fails"
-		} else if !b {
-			return "false"
+		if outcome != "true" {
+			return outcome
 		}
 	}
 	if depends {
@@ -454,8 +479,8 @@ func (f forResource) DecideToolCall(ctx context.Context, c resource.ToolCall) re
 	return resource.ToolDecision{Effect: d.Effect, Reason: d.Reason, Rule: d.Rule, Scopes: d.Scopes}
 }
 
-func (f forResource) ShowTool(ctx context.Context, c resource.ToolCall) bool {
-	return f.s.Visible(ctx, c.Tool, callerOf(c), c.Time, c.SourceIP)
+func (f forResource) ShowTools(ctx context.Context, c resource.ToolCall) func(tool string) bool {
+	return f.s.Lister(ctx, callerOf(c), c.Time, c.SourceIP)
 }
 
 // callerOf is the caller of a call the resource package read.
