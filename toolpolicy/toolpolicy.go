@@ -323,7 +323,7 @@ func (s *Server) Decide(ctx context.Context, call Call) Decision {
 	}
 	// Adapted to CEL values once for every rule read.
 	vars := map[string]any{"tool": call.Tool, "args": types.DefaultTypeAdapter.NativeToValue(args(call.Args)),
-		"caller": types.DefaultTypeAdapter.NativeToValue(callerVar(call.Caller)),
+		"caller":  types.DefaultTypeAdapter.NativeToValue(callerVar(call.Caller)),
 		"request": types.DefaultTypeAdapter.NativeToValue(map[string]any{"time": call.Time, "source_ip": call.SourceIP})}
 	for _, r := range s.rulesOf(call.Tool) {
 		outcome, matched, failed := r.eval(ctx, vars)
