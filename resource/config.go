@@ -101,6 +101,9 @@ type Config struct {
 	// arguments and its caller (toolpolicy.Server.ForResource), after the
 	// scopes allowed it.
 	ToolPolicy ToolPolicy
+	// ToolDecisions, when set, is told every tool-call decision of
+	// ToolPolicy (mcpsts gateway writes each to its audit log).
+	ToolDecisions func(ctx context.Context, call ToolCall, d ToolDecision)
 
 	Clock func() time.Time // nil means time.Now
 	Log   *slog.Logger     // nil discards

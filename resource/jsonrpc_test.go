@@ -2,6 +2,8 @@ package resource
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -207,4 +209,17 @@ func FuzzCallArguments(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestArgumentsDigest: the digest of a call's arguments is of their
+// canonical form: members sorted, no HTML escaping, numbers as read.
+func TestArgumentsDigest(t *testing.T) {
+	sum := sha256.Sum256([]byte(`{"a":"<x>","b":1,"c":[2.5,{"d":null}]}`))
+	if got := ArgumentsDigest(map[string]any{"c": []any{2.5, map[string]any{"d": nil}}, "b": int64(1), "a": "<x>"}); got != hex.EncodeToString(sum[:]) {
+		t.Fatalf("digest %s", got)
+	}
+	empty := sha256.Sum256([]byte(`{}`))
+	if got := ArgumentsDigest(nil); got != hex.EncodeToString(empty[:]) {
+		t.Fatalf("no arguments: %s", got)
+	}
 }

@@ -3,6 +3,8 @@ package resource
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base64"
 	"encoding/json"
 	"net"
@@ -58,7 +60,11 @@ func (s *Server) decideCalls(w http.ResponseWriter, r *http.Request, body []byte
 	all, source := allClaims(raw), sourceAddr(r)
 	batch := bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("["))
 	for _, c := range calls {
-		d := s.cfg.ToolPolicy.DecideToolCall(r.Context(), ToolCall{Tool: c.name, Args: c.args, Caller: *claims, Claims: all, Time: s.cfg.Clock(), SourceIP: source})
+		tc := ToolCall{Tool: c.name, Args: c.args, Caller: *claims, Claims: all, Time: s.cfg.Clock(), SourceIP: source}
+		d := s.cfg.ToolPolicy.DecideToolCall(r.Context(), tc)
+		if s.cfg.ToolDecisions != nil {
+			s.cfg.ToolDecisions(r.Context(), tc, d)
+		}
 		switch {
 		case d.Effect == "allow":
 			continue
@@ -287,4 +293,19 @@ func (f *listFilter) filterOne(msg []byte) []byte {
 		return msg
 	}
 	return out
+}
+
+// ArgumentsDigest is the hex SHA-256 of a call's arguments in a canonical
+// JSON form (members sorted by name, no HTML escaping, numbers as read),
+// recorded in place of the arguments themselves.
+func ArgumentsDigest(args map[string]any) string {
+	if args == nil {
+		args = map[string]any{}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(args)
+	sum := sha256.Sum256(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+	return hex.EncodeToString(sum[:])
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpsts/mcpsts/exchange/client"
 	"github.com/mcpsts/mcpsts/gateway"
 	"github.com/mcpsts/mcpsts/internal/auditlog"
+	"github.com/mcpsts/mcpsts/internal/auditvalue"
 	"github.com/mcpsts/mcpsts/internal/config"
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/internal/telemetry"
@@ -216,39 +217,6 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 		}
 		introspection = resource.BrokerIntrospection(cfg.Broker, client.Assertion(src, cfg.Broker))
 	}
-	newResource := func() (*resource.Server, error) {
-		toolScopes := map[string][]string{}
-		if cfg.ToolScopes != "" {
-			data, err := os.ReadFile(cfg.ToolScopes)
-			if err != nil {
-				return nil, err
-			}
-			if err := yaml.Unmarshal(data, &toolScopes); err != nil { // JSON is YAML
-				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
-			}
-		}
-		policy, err := toolPolicyFile(cfg.ToolPolicy, cfg.Resource)
-		if err != nil {
-			return nil, err
-		}
-		return resource.New(resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator,
-			DPoP: proofs, Introspection: introspection, ToolPolicy: policy})
-	}
-	rs, err := newResource()
-	if err != nil {
-		return err
-	}
-	tp, err := telemetry.New(ctx, telemetry.Options{ServiceVersion: version(), InstanceID: "gateway", Getenv: e.getenv})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		tp.Shutdown(sctx)
-	}()
-	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, AllowedHosts: cfg.AllowedHosts, Log: log,
-		Admit: exchange.NewSourceLimiter(exchange.RateLimit{Rate: cfg.PerSource.Rate, Burst: cfg.PerSource.Burst}, exchange.SourcePrefixes{}, e.now).Allow, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	// Refusals are written (and logged) once per kind and source an
 	// interval, then counted: anyone can send requests the gateway refuses.
 	var refusals *auditlog.Aggregator
@@ -268,6 +236,57 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 		}
 	}()
 	go refusals.Run(ctx, e.now)
+	// Every tool-call decision of the tool policy is an audit line naming
+	// the caller, the tool, the rule and the arguments' digest (never the
+	// arguments), refusals aggregated as the edge's others are.
+	toolDecisions := func(ctx context.Context, c resource.ToolCall, d resource.ToolDecision) {
+		attrs := []attribute.KeyValue{attribute.String("mcpsts.subject.id", auditvalue.Bound(c.Caller.Subject, auditvalue.Max)),
+			attribute.String("mcpsts.client_id", auditvalue.Bound(c.Caller.ClientID, auditvalue.Max)),
+			attribute.String("mcpsts.actor.id", auditvalue.Bound(strings.Join(c.Caller.Chain(), " "), auditvalue.Max)),
+			attribute.String("mcpsts.tool", auditvalue.Bound(c.Tool, auditvalue.Max)), attribute.String("mcpsts.tool.rule", d.Rule),
+			attribute.String("mcpsts.tool.args_sha256", resource.ArgumentsDigest(c.Args)), attribute.String("mcpsts.deny.reason", auditvalue.Bound(d.Reason, auditvalue.Max)),
+			attribute.String("mcpsts.source_ip", c.SourceIP), attribute.String("mcpsts.token.jti", c.Caller.ID)}
+		if _, err := refusals.Record("tool."+d.Effect, c.Time, trace.SpanContextFromContext(ctx), attrs); err != nil {
+			log.Error("audit log", "error", err)
+		}
+	}
+	newResource := func() (*resource.Server, error) {
+		toolScopes := map[string][]string{}
+		if cfg.ToolScopes != "" {
+			data, err := os.ReadFile(cfg.ToolScopes)
+			if err != nil {
+				return nil, err
+			}
+			if err := yaml.Unmarshal(data, &toolScopes); err != nil { // JSON is YAML
+				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
+			}
+		}
+		policy, err := toolPolicyFile(cfg.ToolPolicy, cfg.Resource)
+		if err != nil {
+			return nil, err
+		}
+		rc := resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator,
+			DPoP: proofs, Introspection: introspection, ToolPolicy: policy}
+		if policy != nil {
+			rc.ToolDecisions = toolDecisions
+		}
+		return resource.New(rc)
+	}
+	rs, err := newResource()
+	if err != nil {
+		return err
+	}
+	tp, err := telemetry.New(ctx, telemetry.Options{ServiceVersion: version(), InstanceID: "gateway", Getenv: e.getenv})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tp.Shutdown(sctx)
+	}()
+	gc := gateway.Config{Resource: rs, Upstream: cfg.Upstream, UpstreamAudience: cfg.UpstreamAudience, UpstreamOwnsSessions: cfg.UpstreamOwnsSessions, AllowedHosts: cfg.AllowedHosts, Log: log,
+		Admit: exchange.NewSourceLimiter(exchange.RateLimit{Rate: cfg.PerSource.Rate, Burst: cfg.PerSource.Burst}, exchange.SourcePrefixes{}, e.now).Allow, Tracer: tp.Tracer("mcpsts/gateway"), Meter: tp.Meters.Meter("mcpsts/gateway")}
 	gc.Refused = func(r gateway.Refusal) {
 		written, err := refusals.Record("gateway.refuse", r.Time, trace.SpanContext{}, []attribute.KeyValue{
 			attribute.Int("mcpsts.http.status", r.Status), attribute.String("mcpsts.http.method", r.Method),

@@ -647,7 +647,7 @@ func TestGatewayToolPolicy(t *testing.T) {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
-	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	policy, auditFile := filepath.Join(t.TempDir(), "policy.yaml"), filepath.Join(t.TempDir(), "gateway-audit.log")
 	f := startGatewayWith(t, up.URL+"/mcp", brokerAdditions{files: map[string]string{policy: `server: RESOURCE
 tools_without_rules: deny
 rules:
@@ -664,7 +664,7 @@ rules:
   - id: echo
     tools: [echo]
     effect: allow
-`}}, "--tool-policy", policy)
+`}}, "--tool-policy", policy, "--audit-log", auditFile)
 	ctx := context.Background()
 	tok := f.token(t, f.resource, "files:read")
 	cs := f.connect(t, ctx, tok)
@@ -699,5 +699,22 @@ rules:
 	}
 	if n := ran.Load(); n != 1 {
 		t.Fatalf("the upstream ran %d calls", n)
+	}
+	// Each decision is an audit line with the caller, the rule and the
+	// arguments' digest, never the arguments.
+	var data []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if data, _ = os.ReadFile(auditFile); strings.Contains(string(data), `"event":"tool.step_up"`) {
+			break
+		}
+	}
+	for _, want := range []string{`"event":"tool.allow"`, `"event":"tool.deny"`, `"event":"tool.step_up"`, `"tool.rule":"no-secrets"`,
+		`"deny.reason":"the echo tool does not repeat secrets"`, `"subject.id":"workload:ci/agent"`, `"tool.args_sha256":"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the gateway's audit log has no %s:\n%s", want, data)
+		}
+	}
+	if strings.Contains(string(data), "my secret") || strings.Contains(string(data), tok) {
+		t.Errorf("the audit log holds a call's arguments or the token:\n%s", data)
 	}
 }
