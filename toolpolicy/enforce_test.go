@@ -149,3 +149,71 @@ func TestToolsListedByResource(t *testing.T) {
 		}
 	}
 }
+
+// TestDelegationPolicyAndScopes (issue 33): delegation × policy × tool
+// scopes together, through the resource middleware, for tokens as the
+// broker issues them (a person's; an agent's acting for a person, whose
+// subject is the person and act the agent; an agent's acting for an
+// agent): the tool scopes are checked first, then each rule that reads the
+// caller gives the intended answer for each — a policy must not read a
+// delegated token's caller another way than a direct one's.
+func TestDelegationPolicyAndScopes(t *testing.T) {
+	const deploy = "https://deploy.example.com/mcp"
+	broker := federationtest.NewIssuer(t)
+	broker.AddKey("ES256")
+	rs, err := resource.New(resource.Config{Resource: deploy, Issuer: broker.URL, Transport: broker.Transport(),
+		ToolScopes: map[string][]string{"deploy": {"deploy:run"}},
+		ToolPolicy: documented(t).For(deploy).ForResource()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached atomic.Int64
+	srv := httptest.NewTLSServer(rs.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`))
+	})))
+	defer srv.Close()
+	now := time.Now().Unix()
+	agentA := map[string]any{"sub": "workload:k8s/system:serviceaccount:apps:agent", "client_id": "agent"}
+	for _, tc := range []struct {
+		name   string
+		sub    string
+		act    map[string]any
+		scope  string
+		env    string
+		status int
+		ran    bool
+	}{
+		{"a person", "user:corp/alice", nil, "deploy:run", "staging", 200, true},
+		{"an agent for a person", "user:corp/alice", agentA, "deploy:run", "staging", 200, true},
+		{"an agent for an agent for a person", "user:corp/alice", map[string]any{"sub": "workload:k8s/system:serviceaccount:apps:executor", "act": agentA}, "deploy:run", "staging", 200, true},
+		{"an agent for an agent", "workload:k8s/system:serviceaccount:apps:planner", agentA, "deploy:run", "staging", 200, false},
+		{"an agent alone", "workload:k8s/system:serviceaccount:apps:agent", nil, "deploy:run", "staging", 200, false},
+		{"a person to production", "user:corp/alice", agentA, "deploy:run", "production", 200, false},
+		{"a person without the tool's scope", "user:corp/alice", agentA, "deploy:read", "staging", 403, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			claims := map[string]any{"iss": broker.URL, "sub": tc.sub, "aud": deploy, "client_id": "desktop", "scope": tc.scope,
+				"iat": now, "exp": now + 600, "jti": "j-" + tc.name}
+			if tc.act != nil {
+				claims["act"] = tc.act
+			}
+			token := broker.Sign(claims, map[string]any{"typ": "at+jwt"})
+			before := reached.Load()
+			req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"environment":"`+tc.env+`"}}}`))
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || (reached.Load() > before) != tc.ran {
+				t.Fatalf("%d %s (ran: %v), want %d (ran: %v)", resp.StatusCode, body, reached.Load() > before, tc.status, tc.ran)
+			}
+			if tc.status == 200 && !tc.ran && !strings.Contains(string(body), "deploys go to staging, for a person") {
+				t.Fatalf("the refusal does not say why: %s", body)
+			}
+		})
+	}
+}
