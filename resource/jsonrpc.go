@@ -139,6 +139,24 @@ func message(dec *json.Decoder, first json.Token, withArgs bool) (c toolCall, ca
 	return c, true, nil
 }
 
+// ParseArguments reads a tool call's arguments as the middleware reads
+// them from a request for a ToolPolicy: strictly (see value), numbers as
+// int64 when whole, float64 otherwise. Tools that explain a policy's
+// decision read arguments with it, so that they decide as the edges do.
+func ParseArguments(data []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := value(dec, 0)
+	if err != nil {
+		return nil, errArguments
+	}
+	m, ok := v.(map[string]any)
+	if _, end := dec.Token(); !ok || end != io.EOF {
+		return nil, errArguments
+	}
+	return m, nil
+}
+
 // errArguments: arguments a policy cannot read one way only.
 var errArguments = errors.New("the tool call's arguments are not a JSON object with unambiguous member names (no name twice, none equal to another but for case), at most 64 levels deep")
 

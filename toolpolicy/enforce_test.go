@@ -78,15 +78,7 @@ func TestEnforcedByResource(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := reached.Load()
-			req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(tc.body))
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := post(t, srv, token, tc.body)
 			if resp.StatusCode != tc.status || (reached.Load() > before) != tc.reached {
 				t.Fatalf("%d %s (handler reached: %v), want %d (reached: %v)", resp.StatusCode, body, reached.Load() > before, tc.status, tc.reached)
 			}
@@ -136,14 +128,7 @@ func TestToolsListedByResource(t *testing.T) {
 	} {
 		token := broker.Sign(map[string]any{"iss": broker.URL, "sub": tc.sub, "aud": deploy, "client_id": "agent",
 			"iat": now, "exp": now + 600, "jti": "j" + tc.sub}, map[string]any{"typ": "at+jwt"})
-		req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := post(t, srv, token, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 		if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != tc.want {
 			t.Errorf("%s: %d %s\nwant %s", tc.sub, resp.StatusCode, body, tc.want)
 		}
@@ -200,14 +185,7 @@ func TestDelegationPolicyAndScopes(t *testing.T) {
 			}
 			token := broker.Sign(claims, map[string]any{"typ": "at+jwt"})
 			before := reached.Load()
-			req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"environment":"`+tc.env+`"}}}`))
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := post(t, srv, token, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"environment":"`+tc.env+`"}}}`)
 			if resp.StatusCode != tc.status || (reached.Load() > before) != tc.ran {
 				t.Fatalf("%d %s (ran: %v), want %d (ran: %v)", resp.StatusCode, body, reached.Load() > before, tc.status, tc.ran)
 			}
@@ -216,4 +194,19 @@ func TestDelegationPolicyAndScopes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// post sends one JSON-RPC body to the protected server with token.
+func post(t *testing.T, srv *httptest.Server, token, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
 }

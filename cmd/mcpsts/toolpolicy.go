@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpsts/mcpsts/internal/mapfiles"
+	"github.com/mcpsts/mcpsts/resource"
 	"github.com/mcpsts/mcpsts/toolpolicy"
 )
 
@@ -64,12 +65,9 @@ call's arguments as a JSON object. Exit status 0 when the call is allowed,
 			var call toolpolicy.Call
 			call.Tool, call.Time = tool, e.now()
 			if argsJSON != "" {
-				dec := json.NewDecoder(strings.NewReader(argsJSON))
-				dec.UseNumber()
-				if err := dec.Decode(&call.Args); err != nil || call.Args == nil {
-					return usageError(cmd, fmt.Errorf("--args: not a JSON object: %v", err))
+				if call.Args, err = resource.ParseArguments([]byte(argsJSON)); err != nil {
+					return usageError(cmd, fmt.Errorf("--args: %v", err))
 				}
-				call.Args = edgeNumbers(call.Args).(map[string]any)
 			}
 			data, err := os.ReadFile(callerFile)
 			if err != nil {
@@ -146,28 +144,4 @@ func compilePolicies(cmd *cobra.Command, paths []string) (*toolpolicy.Policies, 
 		return nil, &exitError{exitConfig, err}
 	}
 	return p, nil
-}
-
-// edgeNumbers gives JSON numbers as the edges read them: int64 when the
-// number is written as a whole number in range, float64 otherwise.
-func edgeNumbers(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = edgeNumbers(x)
-		}
-		return t
-	case []any:
-		for i, x := range t {
-			t[i] = edgeNumbers(x)
-		}
-		return t
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
-	}
-	return v
 }
