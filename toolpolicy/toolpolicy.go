@@ -41,6 +41,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
 
 	"github.com/mcpsts/mcpsts/internal/strictyaml"
 	"github.com/mcpsts/mcpsts/resource"
@@ -322,10 +323,12 @@ func (s *Server) Decide(ctx context.Context, call Call) Decision {
 		return d
 	}
 	// Adapted to CEL values once for every rule read.
-	vars := map[string]any{"tool": call.Tool, "args": types.DefaultTypeAdapter.NativeToValue(args(call.Args)),
+	vars, _ := interpreter.NewActivation(map[string]any{"tool": call.Tool, "args": types.DefaultTypeAdapter.NativeToValue(args(call.Args)),
 		"caller":  types.DefaultTypeAdapter.NativeToValue(callerVar(call.Caller)),
-		"request": types.DefaultTypeAdapter.NativeToValue(map[string]any{"time": call.Time, "source_ip": call.SourceIP})}
-	for _, r := range s.rulesOf(call.Tool) {
+		"request": types.DefaultTypeAdapter.NativeToValue(map[string]any{"time": call.Time, "source_ip": call.SourceIP})})
+	rules := s.rulesOf(call.Tool)
+	d.Trace = make([]Step, 0, len(rules))
+	for _, r := range rules {
 		outcome, matched, failed := r.eval(ctx, vars)
 		d.Trace = append(d.Trace, Step{Rule: r.ID, Outcome: outcome})
 		switch {
@@ -423,7 +426,7 @@ func (r *compiledRule) holdsWithoutArgs(ctx context.Context, vars map[string]any
 
 // eval evaluates r's conditions in order; failed is an error (which
 // denies).
-func (r *compiledRule) eval(ctx context.Context, vars map[string]any) (outcome string, matched, failed bool) {
+func (r *compiledRule) eval(ctx context.Context, vars interpreter.Activation) (outcome string, matched, failed bool) {
 	for i, prg := range r.conds {
 		v, _, err := prg.ContextEval(ctx, vars)
 		if err != nil {
@@ -434,7 +437,7 @@ func (r *compiledRule) eval(ctx context.Context, vars map[string]any) (outcome s
 			return fmt.Sprintf("condition %d gives %s, not a bool", i+1, v.Type()), false, true
 		}
 		if !b {
-			return fmt.Sprintf("condition %d is false", i+1), false, false
+			return isFalse(i), false, false
 		}
 	}
 	return "matched", true, false
@@ -490,4 +493,21 @@ func callerOf(c resource.ToolCall) Caller {
 		caller.Act = append(caller.Act, Actor{Subject: a.Subject, ClientID: a.ClientID})
 	}
 	return caller
+}
+
+// falseOutcomes are the outcomes of a condition that does not hold, made
+// once: a decision reads many rules and formats none of them.
+var falseOutcomes = func() []string {
+	out := make([]string, 32)
+	for i := range out {
+		out[i] = fmt.Sprintf("condition %d is false", i+1)
+	}
+	return out
+}()
+
+func isFalse(i int) string {
+	if i < len(falseOutcomes) {
+		return falseOutcomes[i]
+	}
+	return fmt.Sprintf("condition %d is false", i+1)
 }
