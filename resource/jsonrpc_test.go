@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"testing"
@@ -221,5 +222,26 @@ func TestArgumentsDigest(t *testing.T) {
 	empty := sha256.Sum256([]byte(`{}`))
 	if got := ArgumentsDigest(nil); got != hex.EncodeToString(empty[:]) {
 		t.Fatalf("no arguments: %s", got)
+	}
+}
+
+// TestListFilterStream: an event stream is filtered event by event, and
+// its headers drop the handler's length even when it flushes before it
+// writes.
+func TestListFilterStream(t *testing.T) {
+	rec := httptest.NewRecorder()
+	f := &listFilter{ResponseWriter: rec, keep: func(name string) bool { return name != "erase_all" }}
+	f.Header().Set("Content-Type", "text/event-stream")
+	f.Header().Set("Content-Length", "999") // the length of what the handler meant to send
+	f.Flush()
+	f.Write([]byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"read\"},{\"name\":\"erase_all\"}]}}\n"))
+	f.Write([]byte("\n"))
+	f.finish()
+	want := "event: message\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[{\"name\":\"read\"}]}}\n\n"
+	if cl := rec.Result().Header.Get("Content-Length"); cl != "" {
+		t.Fatalf("the filtered stream went out with Content-Length %s", cl)
+	}
+	if rec.Body.String() != want || !rec.Flushed {
+		t.Fatalf("%q (flushed %v), want %q", rec.Body.String(), rec.Flushed, want)
 	}
 }

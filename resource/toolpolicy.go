@@ -196,12 +196,19 @@ func (f *listFilter) Write(p []byte) (int, error) {
 	return f.ResponseWriter.Write(p)
 }
 
-// Flush passes a stream's events on as they come.
+// Flush passes a stream's events on as they come; a flush before any
+// write decides the mode first, as a write would.
 func (f *listFilter) Flush() {
+	if !f.started {
+		f.WriteHeader(http.StatusOK)
+	}
 	if fl, ok := f.ResponseWriter.(http.Flusher); ok && f.mode != "json" {
 		fl.Flush()
 	}
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (f *listFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // finish writes a buffered JSON answer, filtered, and what is left of a
 // stream.

@@ -34,6 +34,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -510,4 +511,24 @@ func isFalse(i int) string {
 		return falseOutcomes[i]
 	}
 	return fmt.Sprintf("condition %d is false", i+1)
+}
+
+// LoadFile compiles the policy file at path and returns the policy of the
+// server at resourceURL as the resource package's ToolPolicy, for the edges
+// that read one file (mcpsts gateway, examples/mcp-server). The file must
+// hold that server's policy.
+func LoadFile(path, resourceURL string) (resource.ToolPolicy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Compile(Document{Name: path, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	s := p.For(resourceURL)
+	if s == nil {
+		return nil, fmt.Errorf("toolpolicy: %s: no policy for %s (it has: %s)", path, resourceURL, strings.Join(p.Servers(), ", "))
+	}
+	return s.ForResource(), nil
 }

@@ -261,9 +261,13 @@ func runGateway(ctx context.Context, cfg gatewayConfig, e env, cmd *cobra.Comman
 				return nil, fmt.Errorf("%s: want a map of tool names to lists of scopes: %v", cfg.ToolScopes, err)
 			}
 		}
-		policy, err := toolPolicyFile(cfg.ToolPolicy, cfg.Resource)
-		if err != nil {
-			return nil, err
+		var policy resource.ToolPolicy
+		if cfg.ToolPolicy != "" {
+			p, err := toolpolicy.LoadFile(cfg.ToolPolicy, cfg.Resource)
+			if err != nil {
+				return nil, err
+			}
+			policy = p
 		}
 		rc := resource.Config{Resource: cfg.Resource, Issuer: cfg.Broker, ToolScopes: toolScopes, Log: log, Transport: brokerTransport, Delegator: delegator,
 			DPoP: proofs, Introspection: introspection, ToolPolicy: policy}
@@ -360,25 +364,4 @@ func brokerTrusted(ctx context.Context, tr http.RoundTripper, broker string) err
 		return fmt.Errorf("broker %s: its certificate is not signed by a CA this gateway trusts (%v): give the broker's CA with --broker-ca FILE (broker_ca in the file; serve --dev's is .mcpsts/ca.pem)", broker, cv.Err)
 	}
 	return fmt.Errorf("broker %s: its certificate does not verify: %v", broker, cv.Err)
-}
-
-// toolPolicyFile compiles the tool policy file and returns the policy of
-// resource, which it must hold; none without a file.
-func toolPolicyFile(file, resourceURL string) (resource.ToolPolicy, error) {
-	if file == "" {
-		return nil, nil
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	p, err := toolpolicy.Compile(toolpolicy.Document{Name: file, Data: data})
-	if err != nil {
-		return nil, err
-	}
-	s := p.For(resourceURL)
-	if s == nil {
-		return nil, fmt.Errorf("%s: no policy for %s (it has: %s)", file, resourceURL, strings.Join(p.Servers(), ", "))
-	}
-	return s.ForResource(), nil
 }

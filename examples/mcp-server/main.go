@@ -67,16 +67,8 @@ func run() error {
 		return fmt.Errorf("--dpop: %w", err)
 	}
 	if *policyFile != "" {
-		data, err := os.ReadFile(*policyFile)
-		if err != nil {
+		if cfg.ToolPolicy, err = toolpolicy.LoadFile(*policyFile, *res); err != nil {
 			return fmt.Errorf("--tool-policy: %w", err)
-		}
-		policies, err := toolpolicy.Compile(toolpolicy.Document{Name: *policyFile, Data: data})
-		if err != nil {
-			return err
-		}
-		if cfg.ToolPolicy = policies.For(*res).ForResource(); cfg.ToolPolicy == nil {
-			return fmt.Errorf("--tool-policy %s: no policy for %s", *policyFile, *res)
 		}
 	}
 	if *introspect != "" {
