@@ -108,7 +108,9 @@ func FuzzAuthorizationRequest(f *testing.F) {
 // URIs) or a 4xx error, never a 5xx.
 func FuzzRegistration(f *testing.F) {
 	reg := &memRegistrar{clients: map[string]exchange.Client{}}
-	h := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: exchange.RateLimit{Rate: 1e6, Burst: 1e6}})
+	// No limit in the way: the rates and the cap are TestRegistrationCaps's.
+	unlimited := exchange.RateLimit{Rate: 1e6, Burst: 1e6}
+	h := exchange.RegistrationHandler(exchange.RegistrationConfig{Clients: reg, PerSource: unlimited, Overall: unlimited, MaxClients: 1 << 30})
 	f.Add(`{"client_name": "App", "redirect_uris": ["https://app.example.com/cb"]}`)
 	f.Add(`{"redirect_uris": ["http://127.0.0.1/cb"], "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"}`)
 	f.Add(`{"redirect_uris": ["http://evil.example/cb"]}`)
